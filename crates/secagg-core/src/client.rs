@@ -1,0 +1,636 @@
+//! The client's side of a round as a typestate machine: each stage's handler consumes the
+//! state and returns the next one with the bytes to send, so no check can be skipped and no
+//! stage can be answered twice (which is what keeps an honest client from ever revealing both
+//! secrets of one peer).
+//!
+//! ```text
+//! Client ─start(RoundStart)→ AwaitingNeighbours ─(NeighbourKeys)→ AwaitingShares
+//!   ─(SharesForYou)→ AwaitingUnmask ─(UnmaskRequest)→ done
+//!                    or, in the malicious model, AwaitingConsistency ─(ConsistencyRequest)→ AwaitingUnmask
+//! ```
+//! [`ClientRound`] wraps the states in one enum for drivers that hold a client in a field.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::ClientId;
+use crate::config::RoundConfig;
+use crate::crypto::{self, DhKeyPair, IdentityKey, SessionId};
+use crate::error::ClientError;
+use crate::graph::Graph;
+use crate::idset::IdSet;
+use crate::messages::{
+    ClientMessage, KeyEntry, SHARE_BUNDLE_LEN, ServerMessage, consistency_signed_bytes,
+};
+use crate::params::ThreatModel;
+use crate::prg::{MaskStream, Sign, apply_masks};
+use crate::shamir::{self, SHARE_LEN, Share};
+
+/// Identity public keys of all clients, indexed by id - 1 (the PKI).
+pub type Roster = Vec<[u8; 32]>;
+
+/// What a client accepts. Anything else makes it refuse before revealing anything.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Required threat model: a client that asks for the malicious model refuses a round
+    /// announced as honest-but-curious.
+    pub min_model: ThreatModel,
+    /// Smallest acceptable threshold as a fraction of the degree (e.g. 0.5); 0 accepts any
+    /// threshold the round's validation accepts.
+    pub min_threshold_fraction: f64,
+    /// Smallest acceptable min_clients.
+    pub min_clients: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_model: ThreatModel::HonestButCurious,
+            min_threshold_fraction: 0.0,
+            min_clients: 2,
+        }
+    }
+}
+
+/// A client before its round starts.
+pub struct Client {
+    id: ClientId,
+    input: Vec<u64>,
+    identity: Option<IdentityKey>,
+    roster: Option<Roster>,
+    policy: Policy,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("input", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.input);
+    }
+}
+
+/// State shared by every stage after the start.
+struct Common {
+    id: ClientId,
+    config: RoundConfig,
+    input: Zeroizing<Vec<u64>>,
+    identity: Option<IdentityKey>,
+    roster: Option<Roster>,
+    enc: DhKeyPair,
+    mask: DhKeyPair,
+    self_seed: Zeroizing<[u8; 32]>,
+}
+
+fn refuse<T>(what: String) -> Result<T, ClientError> {
+    Err(ClientError::ServerMisbehaved(what))
+}
+
+fn expect_message(
+    bytes: &[u8],
+    config: &RoundConfig,
+) -> Result<ServerMessage, ClientError> {
+    match ServerMessage::decode(bytes, Some(config))? {
+        ServerMessage::Abort(reason) => Err(ClientError::RoundAborted(reason)),
+        m => Ok(m),
+    }
+}
+
+impl Client {
+    /// A client with id `id` (1-based, assigned by the server or the roster) and its input,
+    /// already encoded in Z_2^b (see [`crate::encoding`]).
+    pub fn new(id: ClientId, input: Vec<u64>) -> Self {
+        Self {
+            id,
+            input,
+            identity: None,
+            roster: None,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Signs with `identity` and checks peers against `roster` (the PKI).
+    pub fn with_pki(mut self, identity: IdentityKey, roster: Roster) -> Self {
+        self.identity = Some(identity);
+        self.roster = Some(roster);
+        self
+    }
+
+    /// Sets what the client accepts.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Handles the server's RoundStart: checks the parameters and advertises fresh keys.
+    pub fn start<R: CryptoRng + ?Sized>(
+        mut self,
+        round_start: &[u8],
+        rng: &mut R,
+    ) -> Result<(AwaitingNeighbours, Vec<u8>), ClientError> {
+        let config = match ServerMessage::decode(round_start, None)? {
+            ServerMessage::RoundStart(c) => c,
+            ServerMessage::Abort(r) => return Err(ClientError::RoundAborted(r)),
+            _ => return Err(ClientError::UnexpectedMessage("expected RoundStart")),
+        };
+        self.check_config(&config)?;
+        let enc = DhKeyPair::generate(rng);
+        let mask = DhKeyPair::generate(rng);
+        let self_seed = Zeroizing::new(crypto::random_array::<R, 32>(rng));
+        let mut entry = KeyEntry {
+            id: self.id,
+            enc_pk: enc.public(),
+            mask_pk: mask.public(),
+            commitment: crypto::commit_self_secret(&self_seed, config.round_id, self.id),
+            signature: None,
+        };
+        if let Some(idk) = &self.identity {
+            entry.signature = Some(idk.sign(&entry.signed_bytes(&config.digest())));
+        }
+        let input = Zeroizing::new(core::mem::take(&mut self.input));
+        let common = Common {
+            id: self.id,
+            config,
+            input,
+            identity: self.identity.take(),
+            roster: self.roster.take(),
+            enc,
+            mask,
+            self_seed,
+        };
+        Ok((
+            AwaitingNeighbours { common },
+            ClientMessage::AdvertiseKeys(entry).encode(),
+        ))
+    }
+
+    fn check_config(&self, c: &RoundConfig) -> Result<(), ClientError> {
+        let bad = |m: String| Err(ClientError::BadParameters(m));
+        c.validate().map_err(ClientError::BadParameters)?;
+        if self.id == 0 || self.id > c.num_clients {
+            return bad(format!("my id {} is outside 1..={}", self.id, c.num_clients));
+        }
+        if c.dim as usize != self.input.len() {
+            return bad(format!(
+                "the round sums vectors of length {}, my input has {}",
+                c.dim,
+                self.input.len()
+            ));
+        }
+        if self.input.iter().any(|x| *x > c.modulus().mask()) {
+            return bad(format!("my input has elements ≥ 2^{}", c.bits));
+        }
+        if self.policy.min_model == ThreatModel::Malicious && c.model != ThreatModel::Malicious {
+            return bad(String::from(
+                "my policy requires the malicious-server model (consistency check)",
+            ));
+        }
+        if (c.threshold as f64) < self.policy.min_threshold_fraction * c.degree as f64 {
+            return bad(format!(
+                "threshold {} is below my policy's {} × degree {}",
+                c.threshold, self.policy.min_threshold_fraction, c.degree
+            ));
+        }
+        if c.min_clients < self.policy.min_clients {
+            return bad(format!(
+                "min_clients {} is below my policy's {}",
+                c.min_clients, self.policy.min_clients
+            ));
+        }
+        match (&self.identity, &self.roster, c.pki) {
+            (Some(_), Some(roster), true) => {
+                if roster.len() != c.num_clients as usize {
+                    return bad(format!(
+                        "the roster has {} clients, the round {}",
+                        roster.len(),
+                        c.num_clients
+                    ));
+                }
+            }
+            (None, _, true) | (_, None, true) => {
+                return bad(String::from("the round needs a PKI and I have no identity/roster"));
+            }
+            (Some(_), Some(_), false) => {
+                return bad(String::from(
+                    "I have a PKI but the round does not use it (key substitution possible)",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Waiting for the neighbours' keys.
+pub struct AwaitingNeighbours {
+    common: Common,
+}
+
+/// A neighbour in U1 whose keys the client accepted.
+struct Peer {
+    id: ClientId,
+    mask_pk: [u8; 32],
+    enc_shared: Zeroizing<[u8; 32]>,
+}
+
+impl AwaitingNeighbours {
+    /// The round's parameters.
+    pub fn config(&self) -> &RoundConfig {
+        &self.common.config
+    }
+
+    /// Handles NeighbourKeys: checks U1, the graph and every key (and signature), then sends
+    /// each neighbour its encrypted shares of the mask key and the self-mask seed.
+    pub fn handle<R: CryptoRng + ?Sized>(
+        self,
+        bytes: &[u8],
+        rng: &mut R,
+    ) -> Result<(AwaitingShares, Vec<u8>), ClientError> {
+        let c = &self.common;
+        let (u1, entries) = match expect_message(bytes, &c.config)? {
+            ServerMessage::NeighbourKeys { u1, neighbours } => (u1, neighbours),
+            _ => return Err(ClientError::UnexpectedMessage("expected NeighbourKeys")),
+        };
+        if !u1.contains(c.id) {
+            return refuse(String::from("left me out of U1 although I advertised keys"));
+        }
+        if (u1.len() as u32) < c.config.min_clients {
+            return refuse(format!(
+                "continued with |U1| = {} below min_clients {}",
+                u1.len(),
+                c.config.min_clients
+            ));
+        }
+        let session = c.config.session_id(&u1);
+        let graph = Graph::new(c.config.graph, c.config.degree, &u1, &session);
+        let expected = graph.neighbours(c.id);
+        if entries.len() != expected.len()
+            || entries.iter().zip(&expected).any(|(e, id)| e.id != *id)
+        {
+            return refuse(String::from(
+                "sent keys for a neighbour set that differs from the graph of U1",
+            ));
+        }
+        let digest = c.config.digest();
+        let mut seen_keys: Vec<[u8; 32]> = Vec::with_capacity(2 * entries.len() + 2);
+        seen_keys.extend([c.enc.public(), c.mask.public()]);
+        let mut peers = Vec::with_capacity(entries.len());
+        for e in &entries {
+            if let Some(roster) = &c.roster {
+                let ok = match (&e.signature, roster.get(e.id as usize - 1)) {
+                    (Some(sig), Some(pk)) => crypto::verify(pk, &e.signed_bytes(&digest), sig),
+                    _ => false,
+                };
+                if !ok {
+                    return refuse(format!("sent keys for client {} without a valid signature", e.id));
+                }
+            }
+            if seen_keys.contains(&e.enc_pk) || seen_keys.contains(&e.mask_pk) {
+                return refuse(format!("sent a copied public key for client {}", e.id));
+            }
+            seen_keys.extend([e.enc_pk, e.mask_pk]);
+            let enc_shared = c.enc.agree(&e.enc_pk).ok_or(ClientError::PeerMisbehaved {
+                peer: e.id,
+                reason: "low-order encryption key",
+            })?;
+            // Check the mask key now too, so a bad key cannot fail us after sharing.
+            c.mask.agree(&e.mask_pk).ok_or(ClientError::PeerMisbehaved {
+                peer: e.id,
+                reason: "low-order mask key",
+            })?;
+            peers.push(Peer {
+                id: e.id,
+                mask_pk: e.mask_pk,
+                enc_shared,
+            });
+        }
+        let t = c.config.threshold as usize;
+        let mask_sk = c.mask.secret_bytes();
+        let share_err = |_| ClientError::Misuse("secret sharing failed for validated parameters");
+        let s_shares = shamir::split(&mask_sk, &expected, t, rng).map_err(share_err)?;
+        let b_shares = shamir::split(&c.self_seed, &expected, t, rng).map_err(share_err)?;
+        let mut out = Vec::with_capacity(peers.len());
+        for ((p, s), b) in peers.iter().zip(&s_shares).zip(&b_shares) {
+            let mut bundle = Zeroizing::new([0u8; SHARE_BUNDLE_LEN]);
+            bundle[..SHARE_LEN].copy_from_slice(&s.to_bytes());
+            bundle[SHARE_LEN..].copy_from_slice(&b.to_bytes());
+            out.push((
+                p.id,
+                crypto::seal_shares(&p.enc_shared, &session, c.id, p.id, bundle.as_ref()),
+            ));
+        }
+        let msg = ClientMessage::EncryptedShares(out).encode();
+        Ok((
+            AwaitingShares {
+                common: self.common,
+                session,
+                peers,
+            },
+            msg,
+        ))
+    }
+}
+
+/// Waiting for the shares routed from the neighbours in U2.
+pub struct AwaitingShares {
+    common: Common,
+    session: SessionId,
+    peers: Vec<Peer>,
+}
+
+/// Shares a client holds for one neighbour in U2.
+struct HeldShares {
+    owner: ClientId,
+    mask_key: Share,
+    self_mask: Share,
+}
+
+impl AwaitingShares {
+    /// Handles SharesForYou: decrypts the neighbours' shares and uploads the masked input
+    /// y = x + PRG(b_u) + Σ_{v ∈ N(u) ∩ U2} ±PRG(s_uv) mod 2^b.
+    pub fn handle(self, bytes: &[u8]) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
+        let c = &self.common;
+        let (u2, cts) = match expect_message(bytes, &c.config)? {
+            ServerMessage::SharesForYou { u2, ciphertexts } => (u2, ciphertexts),
+            _ => return Err(ClientError::UnexpectedMessage("expected SharesForYou")),
+        };
+        if !u2.contains(c.id) {
+            return refuse(String::from("left me out of U2 although I sent my shares"));
+        }
+        if (u2.len() as u32) < c.config.min_clients {
+            return refuse(format!(
+                "continued with |U2| = {} below min_clients {}",
+                u2.len(),
+                c.config.min_clients
+            ));
+        }
+        // Exactly one ciphertext from each neighbour in U2, in order, and nothing else.
+        let live: Vec<&Peer> = self.peers.iter().filter(|p| u2.contains(p.id)).collect();
+        if cts.len() != live.len() || cts.iter().zip(&live).any(|((from, _), p)| *from != p.id) {
+            return refuse(String::from(
+                "routed shares from a set that differs from my neighbours in U2",
+            ));
+        }
+        let mut held = Vec::with_capacity(live.len());
+        for ((from, ct), p) in cts.iter().zip(&live) {
+            let pt = crypto::open_shares(&p.enc_shared, &self.session, *from, c.id, ct).ok_or(
+                ClientError::PeerMisbehaved {
+                    peer: *from,
+                    reason: "share ciphertext does not decrypt for this session",
+                },
+            )?;
+            let parse = |b: &[u8]| {
+                Share::from_bytes(b).map_err(|_| ClientError::PeerMisbehaved {
+                    peer: *from,
+                    reason: "malformed share",
+                })
+            };
+            let (mask_key, self_mask) = (parse(&pt[..SHARE_LEN])?, parse(&pt[SHARE_LEN..])?);
+            if mask_key.x != c.id || self_mask.x != c.id || pt.len() != SHARE_BUNDLE_LEN {
+                return Err(ClientError::PeerMisbehaved {
+                    peer: *from,
+                    reason: "share addressed to another evaluation point",
+                });
+            }
+            held.push(HeldShares {
+                owner: *from,
+                mask_key,
+                self_mask,
+            });
+        }
+        // Mask the input.
+        let modulus = c.config.modulus();
+        let mut streams = Vec::with_capacity(live.len() + 1);
+        let self_seed = crypto::self_mask_seed(&c.self_seed, &self.session, c.id);
+        streams.push(MaskStream::new(c.config.prg, &self_seed, Sign::Plus));
+        for p in &live {
+            let shared = c.mask.agree(&p.mask_pk).ok_or(ClientError::PeerMisbehaved {
+                peer: p.id,
+                reason: "low-order mask key",
+            })?;
+            let seed = crypto::pairwise_seed(&shared, &self.session, c.id, p.id);
+            let sign = if c.id < p.id { Sign::Plus } else { Sign::Minus };
+            streams.push(MaskStream::new(c.config.prg, &seed, sign));
+        }
+        let mut y = Zeroizing::new(c.input.to_vec());
+        apply_masks(&mut y, modulus, &mut streams);
+        let msg = ClientMessage::MaskedInput {
+            vector: modulus.pack(&y),
+            proof: Vec::new(),
+        }
+        .encode();
+        let next = AwaitingUnmask {
+            common: self.common,
+            session: self.session,
+            u2,
+            held,
+            signed_u3: None,
+        };
+        Ok(if next.common.config.model == ThreatModel::Malicious {
+            (AfterMaskedInput::Consistency(AwaitingConsistency { inner: next }), msg)
+        } else {
+            (AfterMaskedInput::Unmask(next), msg)
+        })
+    }
+}
+
+/// Where a client goes after uploading: the consistency check (malicious model) or unmasking.
+pub enum AfterMaskedInput {
+    /// Malicious model.
+    Consistency(AwaitingConsistency),
+    /// Honest-but-curious model.
+    Unmask(AwaitingUnmask),
+}
+
+/// Malicious model: waiting for the survivor set to sign.
+pub struct AwaitingConsistency {
+    inner: AwaitingUnmask,
+}
+
+impl AwaitingConsistency {
+    /// Handles ConsistencyRequest: checks U3 and signs it. The client will later unmask only
+    /// for this exact U3.
+    pub fn handle(mut self, bytes: &[u8]) -> Result<(AwaitingUnmask, Vec<u8>), ClientError> {
+        let u3 = match expect_message(bytes, &self.inner.common.config)? {
+            ServerMessage::ConsistencyRequest { u3 } => u3,
+            _ => return Err(ClientError::UnexpectedMessage("expected ConsistencyRequest")),
+        };
+        self.inner.check_u3(&u3)?;
+        let sig = match &self.inner.common.identity {
+            Some(idk) => idk.sign(&consistency_signed_bytes(&self.inner.session, &u3)),
+            None => return Err(ClientError::Misuse("malicious model without an identity key")),
+        };
+        self.inner.signed_u3 = Some(u3);
+        Ok((self.inner, ClientMessage::ConsistencySignature(sig).encode()))
+    }
+}
+
+/// Waiting for the unmask request.
+pub struct AwaitingUnmask {
+    common: Common,
+    session: SessionId,
+    u2: IdSet,
+    held: Vec<HeldShares>,
+    signed_u3: Option<IdSet>,
+}
+
+impl AwaitingUnmask {
+    fn check_u3(&self, u3: &IdSet) -> Result<(), ClientError> {
+        let c = &self.common;
+        if !u3.contains(c.id) {
+            return refuse(String::from(
+                "listed me as dropped although I uploaded my masked input",
+            ));
+        }
+        if !u3.is_subset(&self.u2) {
+            return refuse(String::from(
+                "listed as survivors clients whose shares were never routed (not in U2)",
+            ));
+        }
+        if (u3.len() as u32) < c.config.min_clients {
+            return refuse(format!(
+                "asked to unmask with {} survivors, below min_clients {}",
+                u3.len(),
+                c.config.min_clients
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles UnmaskRequest: after every check, reveals for each neighbour v in U2 either the
+    /// share of b_v (v survived) or of v's mask key (v dropped), never both. Ends the round for
+    /// this client.
+    pub fn handle(self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let c = &self.common;
+        let (u3, sigs) = match expect_message(bytes, &c.config)? {
+            ServerMessage::UnmaskRequest { u3, signatures } => (u3, signatures),
+            _ => return Err(ClientError::UnexpectedMessage("expected UnmaskRequest")),
+        };
+        self.check_u3(&u3)?;
+        if c.config.model == ThreatModel::Malicious {
+            match &self.signed_u3 {
+                Some(signed) if *signed == u3 => {}
+                _ => {
+                    return refuse(String::from(
+                        "asked to unmask for a survivor set that differs from the one I signed",
+                    ));
+                }
+            }
+            let roster = c
+                .roster
+                .as_ref()
+                .ok_or(ClientError::Misuse("malicious model without a roster"))?;
+            let msg = consistency_signed_bytes(&self.session, &u3);
+            let mut signers = IdSet::empty(c.config.num_clients);
+            for (id, sig) in &sigs {
+                let valid = u3.contains(*id)
+                    && roster
+                        .get(*id as usize - 1)
+                        .is_some_and(|pk| crypto::verify(pk, &msg, sig));
+                if !valid {
+                    return refuse(format!("presented an invalid consistency signature for {id}"));
+                }
+                signers.insert(*id);
+            }
+            if (signers.len() as u32) < c.config.min_clients {
+                return refuse(format!(
+                    "presented {} consistency signatures, {} needed",
+                    signers.len(),
+                    c.config.min_clients
+                ));
+            }
+        }
+        let mut self_mask = Vec::new();
+        let mut mask_key = Vec::new();
+        for h in &self.held {
+            if u3.contains(h.owner) {
+                self_mask.push((h.owner, h.self_mask.clone()));
+            } else {
+                mask_key.push((h.owner, h.mask_key.clone()));
+            }
+        }
+        Ok(ClientMessage::UnmaskShares {
+            self_mask,
+            mask_key,
+        }
+        .encode())
+    }
+}
+
+/// A client in any state, for drivers that keep it in a field (simulator, Python bindings).
+pub enum ClientRound {
+    /// Before RoundStart.
+    New(Client),
+    /// After advertising keys.
+    AwaitingNeighbours(AwaitingNeighbours),
+    /// After sending shares.
+    AwaitingShares(AwaitingShares),
+    /// Malicious model: after uploading.
+    AwaitingConsistency(AwaitingConsistency),
+    /// After uploading (or signing).
+    AwaitingUnmask(AwaitingUnmask),
+    /// Sent its unmask shares, or saw the round end.
+    Finished,
+    /// Refused or failed; sends nothing more.
+    Failed(ClientError),
+}
+
+impl ClientRound {
+    /// Feeds one server message; returns the reply to send, if any. After an error the client
+    /// is `Failed` and answers nothing.
+    pub fn handle<R: CryptoRng + ?Sized>(
+        &mut self,
+        bytes: &[u8],
+        rng: &mut R,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let state = core::mem::replace(self, ClientRound::Finished);
+        let result = match state {
+            ClientRound::New(c) => c
+                .start(bytes, rng)
+                .map(|(s, m)| (ClientRound::AwaitingNeighbours(s), Some(m))),
+            ClientRound::AwaitingNeighbours(s) => s
+                .handle(bytes, rng)
+                .map(|(s, m)| (ClientRound::AwaitingShares(s), Some(m))),
+            ClientRound::AwaitingShares(s) => s.handle(bytes).map(|(s, m)| match s {
+                AfterMaskedInput::Consistency(s) => (ClientRound::AwaitingConsistency(s), Some(m)),
+                AfterMaskedInput::Unmask(s) => (ClientRound::AwaitingUnmask(s), Some(m)),
+            }),
+            ClientRound::AwaitingConsistency(s) => s
+                .handle(bytes)
+                .map(|(s, m)| (ClientRound::AwaitingUnmask(s), Some(m))),
+            ClientRound::AwaitingUnmask(s) => {
+                s.handle(bytes).map(|m| (ClientRound::Finished, Some(m)))
+            }
+            ClientRound::Finished => match ServerMessage::decode(bytes, None) {
+                Ok(ServerMessage::Done) => Ok((ClientRound::Finished, None)),
+                _ => Err(ClientError::UnexpectedMessage("message after the round ended")),
+            },
+            ClientRound::Failed(e) => Err(e),
+        };
+        match result {
+            Ok((next, reply)) => {
+                *self = next;
+                Ok(reply)
+            }
+            Err(e) => {
+                *self = ClientRound::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the client completed its part.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, ClientRound::Finished)
+    }
+}

@@ -1,0 +1,257 @@
+//! The public parameters of a round, announced by the server and checked by every client.
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::codec::{Reader, Writer};
+use crate::crypto::{SessionId, hash};
+use crate::error::CodecError;
+use crate::idset::IdSet;
+use crate::params::ThreatModel;
+use crate::ring::Modulus;
+use crate::PROTOCOL_VERSION;
+
+/// Largest number of clients in one round.
+pub const MAX_CLIENTS: u32 = 1 << 20;
+/// Largest vector length (2^28 elements: 2 GiB as u64 in memory).
+pub const MAX_DIM: u32 = 1 << 28;
+
+/// Which clients share keys and masks with which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GraphKind {
+    /// Every client with every other (SecAgg, Bonawitz et al. 2017).
+    Complete,
+    /// A k-regular Harary graph with randomly permuted labels (SecAgg+, Bell et al. 2020).
+    Harary,
+}
+
+/// The pseudo-random generator that expands mask seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrgKind {
+    /// AES-128 in counter mode with a 64-bit counter: fastest with AES instructions.
+    Aes128Ctr,
+    /// ChaCha20: for devices without AES instructions.
+    ChaCha20,
+}
+
+/// Everything a client must know, and agree to, before it advertises keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundConfig {
+    /// Unique per round; never reused by a server.
+    pub round_id: u64,
+    /// Public randomness chosen by the server for this round.
+    pub round_seed: [u8; 32],
+    /// Clients invited (ids 1..=n).
+    pub num_clients: u32,
+    /// The round aborts when fewer clients than this remain at any stage (≥ threshold).
+    pub min_clients: u32,
+    /// Neighbours per client, k (n - 1 for the complete graph).
+    pub degree: u32,
+    /// Shamir threshold t: shares needed to reconstruct a secret, among a client's neighbours.
+    pub threshold: u32,
+    /// Neighbour graph.
+    pub graph: GraphKind,
+    /// Modulus 2^bits.
+    pub bits: u8,
+    /// Vector length.
+    pub dim: u32,
+    /// Mask PRG.
+    pub prg: PrgKind,
+    /// Honest-but-curious server, or an active (malicious) server.
+    pub model: ThreatModel,
+    /// Whether advertised keys are signed with identity keys from a roster.
+    pub pki: bool,
+}
+
+impl RoundConfig {
+    /// Checks internal consistency; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.num_clients;
+        if !(2..=MAX_CLIENTS).contains(&n) {
+            return Err(format!("the number of clients must be in 2..={MAX_CLIENTS}, got {n}"));
+        }
+        if Modulus::new(self.bits).is_none() {
+            return Err(format!("bits must be in 1..=64, got {}", self.bits));
+        }
+        if !(1..=MAX_DIM).contains(&self.dim) {
+            return Err(format!("the dimension must be in 1..={MAX_DIM}, got {}", self.dim));
+        }
+        if self.degree == 0 || self.degree > n - 1 {
+            return Err(format!(
+                "the degree must be in 1..={} (n - 1), got {}",
+                n - 1,
+                self.degree
+            ));
+        }
+        if self.graph == GraphKind::Complete && self.degree != n - 1 {
+            return Err(format!("a complete graph has degree n - 1 = {}", n - 1));
+        }
+        if self.graph == GraphKind::Harary && self.degree < n - 1 && self.degree % 2 == 1 {
+            return Err(format!(
+                "a Harary graph needs an even degree (k/2 neighbours on each side), got {}; \
+                 Flower's num_shares = k + 1 counts the client itself, so its 21 is --degree 20",
+                self.degree
+            ));
+        }
+        if self.threshold < 2 || self.threshold > self.degree {
+            return Err(format!(
+                "the threshold must be in 2..={} (the degree), got {}: t = 1 would hand each \
+                 secret to any single neighbour",
+                self.degree, self.threshold
+            ));
+        }
+        if self.min_clients < self.threshold || self.min_clients > n {
+            return Err(format!(
+                "min_clients must be in {}..={n} (at least the threshold), got {}",
+                self.threshold, self.min_clients
+            ));
+        }
+        if self.model == ThreatModel::Malicious && !self.pki {
+            return Err(String::from(
+                "the malicious-server model needs a PKI: without identity keys the server could \
+                 forge the consistency signatures",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The modulus 2^bits (bits are validated on decode; an invalid value gives 2^64).
+    pub fn modulus(&self) -> Modulus {
+        Modulus::new(self.bits).unwrap_or(Modulus::new(64).unwrap_or_else(|| unreachable!()))
+    }
+
+    /// Canonical encoding.
+    pub fn encode(&self, w: &mut Writer) {
+        w.u64(self.round_id)
+            .fixed(&self.round_seed)
+            .u32(self.num_clients)
+            .u32(self.min_clients)
+            .u32(self.degree)
+            .u32(self.threshold)
+            .u8(match self.graph {
+                GraphKind::Complete => 0,
+                GraphKind::Harary => 1,
+            })
+            .u8(self.bits)
+            .u32(self.dim)
+            .u8(match self.prg {
+                PrgKind::Aes128Ctr => 0,
+                PrgKind::ChaCha20 => 1,
+            })
+            .u8(match self.model {
+                ThreatModel::HonestButCurious => 0,
+                ThreatModel::Malicious => 1,
+            })
+            .u8(self.pki as u8);
+    }
+
+    /// Decodes and validates.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let c = RoundConfig {
+            round_id: r.u64()?,
+            round_seed: r.array()?,
+            num_clients: r.u32()?,
+            min_clients: r.u32()?,
+            degree: r.u32()?,
+            threshold: r.u32()?,
+            graph: match r.u8()? {
+                0 => GraphKind::Complete,
+                1 => GraphKind::Harary,
+                _ => return Err(CodecError::NonCanonical("graph kind")),
+            },
+            bits: r.u8()?,
+            dim: r.u32()?,
+            prg: match r.u8()? {
+                0 => PrgKind::Aes128Ctr,
+                1 => PrgKind::ChaCha20,
+                _ => return Err(CodecError::NonCanonical("prg kind")),
+            },
+            model: match r.u8()? {
+                0 => ThreatModel::HonestButCurious,
+                1 => ThreatModel::Malicious,
+                _ => return Err(CodecError::NonCanonical("threat model")),
+            },
+            pki: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(CodecError::NonCanonical("pki flag")),
+            },
+        };
+        c.validate()
+            .map_err(|_| CodecError::NonCanonical("round parameters"))?;
+        Ok(c)
+    }
+
+    /// Hash of the encoded parameters (what advertised keys are signed over).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut w = Writer::default();
+        self.encode(&mut w);
+        hash(&[PROTOCOL_VERSION, b"round-config", &w.finish()])
+    }
+
+    /// The session id: parameters and the set U1 of clients whose keys were accepted. Every
+    /// derived key depends on it, so nothing from another round or view can be replayed.
+    pub fn session_id(&self, u1: &IdSet) -> SessionId {
+        let mut w = Writer::default();
+        u1.encode(&mut w);
+        hash(&[PROTOCOL_VERSION, b"session", &self.digest(), &w.finish()])
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample(n: u32, k: u32, t: u32) -> RoundConfig {
+        RoundConfig {
+            round_id: 7,
+            round_seed: [1u8; 32],
+            num_clients: n,
+            min_clients: t,
+            degree: k,
+            threshold: t,
+            graph: if k == n - 1 { GraphKind::Complete } else { GraphKind::Harary },
+            bits: 32,
+            dim: 10,
+            prg: PrgKind::Aes128Ctr,
+            model: ThreatModel::HonestButCurious,
+            pki: false,
+        }
+    }
+
+    #[test]
+    fn validation_messages() {
+        assert!(sample(10, 4, 3).validate().is_ok());
+        assert!(sample(10, 9, 5).validate().is_ok());
+        assert!(sample(10, 5, 3).validate().unwrap_err().contains("even degree"));
+        assert!(sample(10, 4, 1).validate().unwrap_err().contains("threshold"));
+        assert!(sample(10, 4, 5).validate().unwrap_err().contains("threshold"));
+        let mut c = sample(10, 4, 3);
+        c.model = ThreatModel::Malicious;
+        assert!(c.validate().unwrap_err().contains("PKI"));
+        c.bits = 0;
+        assert!(c.validate().is_err());
+        let mut c = sample(10, 4, 3);
+        c.min_clients = 2;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn roundtrip_and_session_binding() {
+        let c = sample(10, 4, 3);
+        let mut w = Writer::default();
+        c.encode(&mut w);
+        let buf = w.finish();
+        assert_eq!(RoundConfig::decode(&mut Reader::new(&buf)).unwrap(), c);
+        let u1 = IdSet::full(10);
+        let mut other = c.clone();
+        other.round_id = 8;
+        assert_ne!(c.session_id(&u1), other.session_id(&u1));
+        let mut u1b = u1.clone();
+        u1b.remove(3);
+        assert_ne!(c.session_id(&u1), c.session_id(&u1b));
+        let mut bad = buf.clone();
+        bad[8 + 32 + 12] = 0; // threshold 0
+        assert!(RoundConfig::decode(&mut Reader::new(&bad)).is_err());
+    }
+}

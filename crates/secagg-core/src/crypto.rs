@@ -1,0 +1,324 @@
+//! Thin wrappers over RustCrypto/dalek primitives, with every derived key domain-separated by
+//! protocol version, purpose, session and the ordered pair of client ids.
+//!
+//! - Key agreement: X25519 (`x25519-dalek`); non-contributory (low-order) points are refused.
+//! - KDF: HKDF-SHA-256 with salt [`PROTOCOL_VERSION`] and info `purpose ‖ session ‖ a ‖ b`.
+//! - Share encryption: ChaCha20-Poly1305. Each key encrypts exactly one message (it is bound
+//!   to the session and the *ordered* sender → receiver pair), so a fixed nonce is safe.
+//! - Signatures: Ed25519 (`ed25519-dalek`, strict verification).
+
+use alloc::vec::Vec;
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hkdf::Hkdf;
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::{ClientId, PROTOCOL_VERSION};
+
+/// A 32-byte session id: a hash of the round's parameters and its first survivor set.
+pub type SessionId = [u8; 32];
+
+/// Length of the AEAD tag appended to every ciphertext.
+pub const TAG_LEN: usize = 16;
+
+/// What a derived key is for; part of the HKDF info string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Seed of the pairwise mask between two clients (unordered pair: low id first).
+    PairwiseMask,
+    /// Key encrypting the shares one client sends another (ordered pair).
+    ShareEncryption,
+    /// Expansion of a client's self-mask seed b_u.
+    SelfMask,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::PairwiseMask => b"pairwise-mask",
+            Purpose::ShareEncryption => b"share-encryption",
+            Purpose::SelfMask => b"self-mask",
+        }
+    }
+}
+
+/// An X25519 key pair. The secret zeroizes on drop and never prints.
+pub struct DhKeyPair {
+    secret: StaticSecret,
+    public: [u8; 32],
+}
+
+impl core::fmt::Debug for DhKeyPair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DhKeyPair")
+            .field("public", &self.public)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl DhKeyPair {
+    /// A fresh key pair from a CSPRNG.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_secret_bytes(random_array(rng))
+    }
+
+    /// A key pair from secret bytes (the server uses this for a reconstructed secret key).
+    pub fn from_secret_bytes(bytes: [u8; 32]) -> Self {
+        let secret = StaticSecret::from(bytes);
+        let public = PublicKey::from(&secret).to_bytes();
+        Self { secret, public }
+    }
+
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The secret key bytes, for Shamir sharing.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.to_bytes())
+    }
+
+    /// X25519 with a peer's public key; `None` if the result is all zero (a low-order point,
+    /// i.e. a peer trying to force a known shared secret).
+    pub fn agree(&self, peer_public: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
+        let shared = self.secret.diffie_hellman(&PublicKey::from(*peer_public));
+        if shared.was_contributory() {
+            Some(Zeroizing::new(shared.to_bytes()))
+        } else {
+            None
+        }
+    }
+}
+
+/// HKDF-SHA-256(ikm) with info `purpose ‖ session ‖ a ‖ b`.
+pub fn derive(
+    ikm: &[u8],
+    purpose: Purpose,
+    session: &[u8; 32],
+    a: ClientId,
+    b: ClientId,
+) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha256>::new(Some(PROTOCOL_VERSION), ikm);
+    let mut out = Zeroizing::new([0u8; 32]);
+    let info: [&[u8]; 4] = [
+        purpose.label(),
+        session,
+        &a.to_le_bytes(),
+        &b.to_le_bytes(),
+    ];
+    // 32 bytes is far below HKDF-SHA-256's 8,160-byte limit, so expansion cannot fail.
+    let _ = hk.expand_multi_info(&info, out.as_mut());
+    out
+}
+
+/// Seed of the pairwise mask between `u` and `v` from their X25519 shared secret.
+pub fn pairwise_seed(
+    shared: &[u8; 32],
+    session: &SessionId,
+    u: ClientId,
+    v: ClientId,
+) -> Zeroizing<[u8; 32]> {
+    derive(shared, Purpose::PairwiseMask, session, u.min(v), u.max(v))
+}
+
+/// Expansion seed of client `owner`'s self mask from its secret b_u.
+pub fn self_mask_seed(b: &[u8; 32], session: &SessionId, owner: ClientId) -> Zeroizing<[u8; 32]> {
+    derive(b, Purpose::SelfMask, session, owner, 0)
+}
+
+/// Commitment to a self-mask secret b_u, published with the client's keys so the server can
+/// tell a reconstruction from bad shares.
+pub fn commit_self_secret(b: &[u8; 32], round_id: u64, owner: ClientId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PROTOCOL_VERSION);
+    h.update(b"self-mask-commitment");
+    h.update(round_id.to_le_bytes());
+    h.update(owner.to_le_bytes());
+    h.update(b);
+    h.finalize().into()
+}
+
+fn share_aad(session: &SessionId, from: ClientId, to: ClientId) -> [u8; 40] {
+    let mut aad = [0u8; 40];
+    aad[..32].copy_from_slice(session);
+    aad[32..36].copy_from_slice(&from.to_le_bytes());
+    aad[36..].copy_from_slice(&to.to_le_bytes());
+    aad
+}
+
+/// Encrypts `plaintext` from `from` to `to` under a key derived from their shared secret.
+pub fn seal_shares(
+    shared: &[u8; 32],
+    session: &SessionId,
+    from: ClientId,
+    to: ClientId,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let key = derive(shared, Purpose::ShareEncryption, session, from, to);
+    let cipher = ChaCha20Poly1305::new(&(*key).into());
+    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    buf.extend_from_slice(plaintext);
+    let nonce = Nonce::default();
+    let aad = share_aad(session, from, to);
+    // ChaCha20-Poly1305 only fails for messages above 256 GiB; shares are ~100 bytes.
+    match cipher.encrypt_inout_detached(&nonce, &aad, buf.as_mut_slice().into()) {
+        Ok(tag) => buf.extend_from_slice(&tag),
+        Err(_) => buf.clear(),
+    }
+    buf
+}
+
+/// Decrypts what [`seal_shares`] produced; `None` if it was tampered with, misrouted or
+/// replayed from another session.
+pub fn open_shares(
+    shared: &[u8; 32],
+    session: &SessionId,
+    from: ClientId,
+    to: ClientId,
+    ciphertext: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    if ciphertext.len() < TAG_LEN {
+        return None;
+    }
+    let key = derive(shared, Purpose::ShareEncryption, session, from, to);
+    let cipher = ChaCha20Poly1305::new(&(*key).into());
+    let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
+    let tag = Tag::try_from(tag).ok()?;
+    let mut buf = Zeroizing::new(body.to_vec());
+    let aad = share_aad(session, from, to);
+    cipher
+        .decrypt_inout_detached(&Nonce::default(), &aad, buf.as_mut_slice().into(), &tag)
+        .ok()?;
+    Some(buf)
+}
+
+/// A client's long-term Ed25519 identity key (for the PKI / malicious-server model).
+pub struct IdentityKey(SigningKey);
+
+impl core::fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "IdentityKey(public={:?})", self.public())
+    }
+}
+
+impl IdentityKey {
+    /// A fresh identity key.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let seed = Zeroizing::new(random_array::<R, 32>(rng));
+        Self(SigningKey::from_bytes(&seed))
+    }
+    /// From its 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(seed))
+    }
+    /// The 32-byte seed (to store in a key file).
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+    /// Signs `parts` concatenated (each part is already length-delimited by its producer).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).to_bytes()
+    }
+}
+
+/// Strict Ed25519 verification (rejects weak keys and malleable signatures).
+pub fn verify(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    match VerifyingKey::from_bytes(public) {
+        Ok(vk) if !vk.is_weak() => vk.verify_strict(msg, &Signature::from_bytes(sig)).is_ok(),
+        _ => false,
+    }
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn hash(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// N random bytes.
+pub fn random_array<R: CryptoRng + ?Sized, const N: usize>(rng: &mut R) -> [u8; N] {
+    let mut out = [0u8; N];
+    rng.fill_bytes(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn agreement_is_symmetric_and_rejects_low_order() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let a = DhKeyPair::generate(&mut rng);
+        let b = DhKeyPair::generate(&mut rng);
+        assert_eq!(*a.agree(&b.public()).unwrap(), *b.agree(&a.public()).unwrap());
+        assert!(a.agree(&[0u8; 32]).is_none());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert!(a.agree(&one).is_none());
+        let c = DhKeyPair::from_secret_bytes(*a.secret_bytes());
+        assert_eq!(c.public(), a.public());
+        assert!(!alloc::format!("{a:?}").contains(&alloc::format!("{:?}", *a.secret_bytes())));
+    }
+
+    #[test]
+    fn derivations_are_separated() {
+        let s = [1u8; 32];
+        let sess = [2u8; 32];
+        let all = [
+            *derive(&s, Purpose::PairwiseMask, &sess, 1, 2),
+            *derive(&s, Purpose::ShareEncryption, &sess, 1, 2),
+            *derive(&s, Purpose::ShareEncryption, &sess, 2, 1),
+            *derive(&s, Purpose::PairwiseMask, &[3u8; 32], 1, 2),
+            *derive(&s, Purpose::SelfMask, &sess, 1, 0),
+        ];
+        for i in 0..all.len() {
+            for j in 0..i {
+                assert_ne!(all[i], all[j]);
+            }
+        }
+        assert_eq!(*pairwise_seed(&s, &sess, 1, 2), *pairwise_seed(&s, &sess, 2, 1));
+    }
+
+    #[test]
+    fn aead_binds_session_and_direction() {
+        let k = [5u8; 32];
+        let sess = [6u8; 32];
+        let ct = seal_shares(&k, &sess, 1, 2, b"shares");
+        assert_eq!(ct.len(), 6 + TAG_LEN);
+        assert_eq!(&open_shares(&k, &sess, 1, 2, &ct).unwrap()[..], b"shares");
+        assert!(open_shares(&k, &sess, 2, 1, &ct).is_none());
+        assert!(open_shares(&k, &[7u8; 32], 1, 2, &ct).is_none());
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(open_shares(&k, &sess, 1, 2, &bad).is_none());
+        assert!(open_shares(&k, &sess, 1, 2, &ct[..3]).is_none());
+    }
+
+    #[test]
+    fn signatures() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let id = IdentityKey::generate(&mut rng);
+        let sig = id.sign(b"msg");
+        assert!(verify(&id.public(), b"msg", &sig));
+        assert!(!verify(&id.public(), b"msh", &sig));
+        assert!(!verify(&[0u8; 32], b"msg", &sig));
+        assert_eq!(IdentityKey::from_seed(&id.seed()).public(), id.public());
+    }
+}

@@ -1,0 +1,3 @@
+//! TEMPORARY STUB (replaced by the real module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreatModel { HonestButCurious, Malicious }

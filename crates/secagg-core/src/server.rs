@@ -1,0 +1,684 @@
+//! The server's side of a round: a sans-IO state machine in the style of `quinn-proto`.
+//!
+//! The driver feeds it `handle_message(now, from, bytes)`, sends what `poll_outgoing()` yields,
+//! and calls `handle_timeout(now)` once `poll_timeout()` has passed. A stage closes when every
+//! client still in the round has answered or its deadline passes; clients that missed it are
+//! dropouts. Masked inputs are added into one accumulator as they arrive (memory O(d) plus
+//! O(n) metadata), and unmasking reconstructs secrets and removes masks in parallel when the
+//! `parallel` feature is on.
+
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use zeroize::Zeroizing;
+
+use crate::ClientId;
+use crate::client::Roster;
+use crate::config::RoundConfig;
+use crate::crypto::{self, DhKeyPair, SessionId};
+use crate::error::{Misbehaviour, RoundAborted, ServerError, Stage};
+use crate::graph::Graph;
+use crate::idset::IdSet;
+use crate::messages::{
+    ClientMessage, KeyEntry, SHARE_CIPHERTEXT_LEN, ServerMessage, consistency_signed_bytes,
+};
+use crate::params::ThreatModel;
+use crate::prg::{MaskSpec, Sign, apply_mask_specs};
+use crate::shamir::{self, Share};
+
+/// Why a client left the round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// It did not answer before the stage closed.
+    Timeout,
+    /// It sent something invalid.
+    Misbehaved(Misbehaviour),
+}
+
+/// A client that left the round, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropout {
+    /// Who.
+    pub id: ClientId,
+    /// The stage it did not complete.
+    pub stage: Stage,
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Accepted for the current stage.
+    Accepted,
+    /// A retransmission for a stage the client already completed: ignored.
+    IgnoredDuplicate,
+    /// From a client already out of the round (dropped or timed out): ignored.
+    IgnoredLate,
+}
+
+/// The end of a round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sum of the inputs of `survivors`, mod 2^b.
+    Released {
+        /// Σ_{u ∈ U3} x_u mod 2^b.
+        aggregate: Vec<u64>,
+        /// U3: the clients whose inputs are in the aggregate.
+        survivors: IdSet,
+    },
+    /// The round aborted and revealed nothing.
+    Aborted(RoundAborted),
+}
+
+#[derive(Default)]
+struct Slot {
+    keys: Option<KeyEntry>,
+    /// Ciphertexts this client sent, sorted by recipient.
+    shares_out: Vec<(ClientId, Vec<u8>)>,
+    /// Last stage this client completed.
+    completed: Option<Stage>,
+    dropped: bool,
+    /// Shares others revealed of this client's self-mask seed (it is in U3).
+    self_mask_shares: Vec<Share>,
+    /// Shares others revealed of this client's mask key (it is in U2 \ U3).
+    mask_key_shares: Vec<Share>,
+}
+
+/// The server's state for one round.
+pub struct ServerRound {
+    config: RoundConfig,
+    roster: Option<Roster>,
+    stage_timeout_ms: u64,
+    stage: Stage,
+    deadline: Option<u64>,
+    slots: Vec<Slot>,
+    /// Clients still in the round at the current stage.
+    active: IdSet,
+    u1: Option<IdSet>,
+    u2: Option<IdSet>,
+    u3: Option<IdSet>,
+    session: Option<SessionId>,
+    graph: Option<Graph>,
+    acc: Vec<u64>,
+    signatures: Vec<(ClientId, [u8; 64])>,
+    seen_keys: BTreeSet<[u8; 32]>,
+    outbox: VecDeque<(ClientId, Vec<u8>)>,
+    dropouts: Vec<Dropout>,
+    outcome: Option<Outcome>,
+}
+
+impl core::fmt::Debug for ServerRound {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerRound")
+            .field("round_id", &self.config.round_id)
+            .field("stage", &self.stage)
+            .field("active", &self.active.len())
+            .finish()
+    }
+}
+
+impl ServerRound {
+    /// A round with `config`; `roster` is required when `config.pki` is set. Call
+    /// [`ServerRound::start`] to invite the clients.
+    pub fn new(
+        config: RoundConfig,
+        roster: Option<Roster>,
+        stage_timeout_ms: u64,
+    ) -> Result<Self, ServerError> {
+        config.validate().map_err(|_| ServerError::Misuse("invalid round config"))?;
+        match (&roster, config.pki) {
+            (Some(r), true) if r.len() == config.num_clients as usize => {}
+            (None, false) => {}
+            _ => return Err(ServerError::Misuse("a PKI round needs a roster of n keys")),
+        }
+        let n = config.num_clients;
+        Ok(Self {
+            acc: vec![0; config.dim as usize],
+            slots: (0..=n).map(|_| Slot::default()).collect(),
+            active: IdSet::full(n),
+            config,
+            roster,
+            stage_timeout_ms,
+            stage: Stage::AdvertiseKeys,
+            deadline: None,
+            u1: None,
+            u2: None,
+            u3: None,
+            session: None,
+            graph: None,
+            signatures: Vec::new(),
+            seen_keys: BTreeSet::new(),
+            outbox: VecDeque::new(),
+            dropouts: Vec::new(),
+            outcome: None,
+        })
+    }
+
+    /// Sends RoundStart to every invited client and starts the first stage's clock.
+    pub fn start(&mut self, now: u64) {
+        let msg = ServerMessage::RoundStart(self.config.clone()).encode();
+        for id in 1..=self.config.num_clients {
+            self.outbox.push_back((id, msg.clone()));
+        }
+        self.deadline = Some(now.saturating_add(self.stage_timeout_ms));
+    }
+
+    /// The round's parameters.
+    pub fn config(&self) -> &RoundConfig {
+        &self.config
+    }
+    /// The current stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+    /// The session id, once U1 is fixed.
+    pub fn session(&self) -> Option<&SessionId> {
+        self.session.as_ref()
+    }
+    /// The neighbour graph, once U1 is fixed.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+    /// Clients dropped so far, with stage and reason.
+    pub fn dropouts(&self) -> &[Dropout] {
+        &self.dropouts
+    }
+    /// The result, once the round ended.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+    /// The next message to send.
+    pub fn poll_outgoing(&mut self) -> Option<(ClientId, Vec<u8>)> {
+        self.outbox.pop_front()
+    }
+    /// When the current stage's deadline passes (None once the round ended).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.outcome.is_some() { None } else { self.deadline }
+    }
+
+    /// Closes the current stage if its deadline has passed.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.close_stage(now);
+        }
+    }
+
+    /// Handles one message from client `from`. A client error drops that client (the round
+    /// goes on); the returned error says who and why.
+    pub fn handle_message(
+        &mut self,
+        now: u64,
+        from: ClientId,
+        bytes: &[u8],
+    ) -> Result<Handled, ServerError> {
+        if self.outcome.is_some() {
+            return Err(ServerError::Misuse("message after the round ended"));
+        }
+        if from == 0 || from > self.config.num_clients {
+            return Err(ServerError::Client {
+                id: from,
+                reason: Misbehaviour::UnknownClient,
+            });
+        }
+        let slot = &self.slots[from as usize];
+        if slot.dropped || !self.active.contains(from) {
+            return Ok(Handled::IgnoredLate);
+        }
+        if slot.completed.is_some_and(|s| s >= self.stage) {
+            return Ok(Handled::IgnoredDuplicate);
+        }
+        let msg = match ClientMessage::decode(bytes, &self.config) {
+            Ok(m) => m,
+            Err(e) => return Err(self.drop_client(from, Misbehaviour::Malformed(e), now)),
+        };
+        let result = match (self.stage, msg) {
+            (Stage::AdvertiseKeys, ClientMessage::AdvertiseKeys(e)) => self.on_keys(from, e),
+            (Stage::ShareKeys, ClientMessage::EncryptedShares(list)) => self.on_shares(from, list),
+            (Stage::MaskedInput, ClientMessage::MaskedInput { vector, .. }) => {
+                let m = self.config.modulus();
+                m.unpack_add(&vector, &mut self.acc)
+                    .map_err(Misbehaviour::Malformed)
+            }
+            (Stage::ConsistencyCheck, ClientMessage::ConsistencySignature(sig)) => {
+                self.on_signature(from, sig)
+            }
+            (
+                Stage::Unmask,
+                ClientMessage::UnmaskShares {
+                    self_mask,
+                    mask_key,
+                },
+            ) => self.on_unmask(from, self_mask, mask_key),
+            (stage, m) => Err(Misbehaviour::UnexpectedMessage {
+                stage,
+                got: m.name(),
+            }),
+        };
+        if let Err(reason) = result {
+            return Err(self.drop_client(from, reason, now));
+        }
+        self.slots[from as usize].completed = Some(self.stage);
+        if self.stage_complete() {
+            self.close_stage(now);
+        }
+        Ok(Handled::Accepted)
+    }
+
+    fn stage_complete(&self) -> bool {
+        self.active
+            .iter()
+            .all(|id| self.slots[id as usize].completed.is_some_and(|s| s >= self.stage))
+    }
+
+    fn drop_client(&mut self, id: ClientId, reason: Misbehaviour, now: u64) -> ServerError {
+        self.mark_dropped(id, DropReason::Misbehaved(reason.clone()));
+        if self.outcome.is_none() && self.stage_complete() {
+            self.close_stage(now);
+        }
+        ServerError::Client { id, reason }
+    }
+
+    fn mark_dropped(&mut self, id: ClientId, reason: DropReason) {
+        if self.active.remove(id) {
+            self.slots[id as usize].dropped = true;
+            self.dropouts.push(Dropout {
+                id,
+                stage: self.stage,
+                reason,
+            });
+        }
+    }
+
+    fn on_keys(&mut self, from: ClientId, e: KeyEntry) -> Result<(), Misbehaviour> {
+        if e.id != from {
+            return Err(Misbehaviour::UnknownClient);
+        }
+        if let Some(roster) = &self.roster {
+            let msg = e.signed_bytes(&self.config.digest());
+            let ok = match (&e.signature, roster.get(from as usize - 1)) {
+                (Some(sig), Some(pk)) => crypto::verify(pk, &msg, sig),
+                _ => false,
+            };
+            if !ok {
+                return Err(Misbehaviour::BadSignature);
+            }
+        }
+        // Reject keys another client already advertised (a copy lets a client cancel or
+        // learn someone else's masks) and keys equal to each other. Low-order points are
+        // checked in parallel when the stage closes.
+        if e.enc_pk == e.mask_pk
+            || self.seen_keys.contains(&e.enc_pk)
+            || self.seen_keys.contains(&e.mask_pk)
+        {
+            return Err(Misbehaviour::BadKey);
+        }
+        self.seen_keys.insert(e.enc_pk);
+        self.seen_keys.insert(e.mask_pk);
+        self.slots[from as usize].keys = Some(e);
+        Ok(())
+    }
+
+    fn on_shares(
+        &mut self,
+        from: ClientId,
+        list: Vec<(ClientId, Vec<u8>)>,
+    ) -> Result<(), Misbehaviour> {
+        let graph = self.graph.as_ref().ok_or(Misbehaviour::UnexpectedMessage {
+            stage: self.stage,
+            got: "EncryptedShares",
+        })?;
+        let expected = graph.neighbours(from);
+        if list.len() != expected.len()
+            || list
+                .iter()
+                .zip(&expected)
+                .any(|((to, ct), e)| to != e || ct.len() != SHARE_CIPHERTEXT_LEN)
+        {
+            return Err(Misbehaviour::BadRecipients);
+        }
+        self.slots[from as usize].shares_out = list;
+        Ok(())
+    }
+
+    fn on_signature(&mut self, from: ClientId, sig: [u8; 64]) -> Result<(), Misbehaviour> {
+        let (Some(session), Some(u3), Some(roster)) = (&self.session, &self.u3, &self.roster)
+        else {
+            return Err(Misbehaviour::UnexpectedMessage {
+                stage: self.stage,
+                got: "ConsistencySignature",
+            });
+        };
+        let msg = consistency_signed_bytes(session, u3);
+        match roster.get(from as usize - 1) {
+            Some(pk) if crypto::verify(pk, &msg, &sig) => {
+                self.signatures.push((from, sig));
+                Ok(())
+            }
+            _ => Err(Misbehaviour::BadSignature),
+        }
+    }
+
+    fn on_unmask(
+        &mut self,
+        from: ClientId,
+        self_mask: Vec<(ClientId, Share)>,
+        mask_key: Vec<(ClientId, Share)>,
+    ) -> Result<(), Misbehaviour> {
+        let (Some(graph), Some(u2), Some(u3)) = (&self.graph, &self.u2, &self.u3) else {
+            return Err(Misbehaviour::UnexpectedMessage {
+                stage: self.stage,
+                got: "UnmaskShares",
+            });
+        };
+        // Exactly: a b-share for each neighbour in U3, a key share for each in U2 \ U3.
+        let held: Vec<ClientId> = graph
+            .neighbours(from)
+            .into_iter()
+            .filter(|v| u2.contains(*v))
+            .collect();
+        let want_b = held.iter().filter(|v| u3.contains(**v));
+        let want_s = held.iter().filter(|v| !u3.contains(**v));
+        let same = |got: &[(ClientId, Share)], want: &mut dyn Iterator<Item = &ClientId>| {
+            let mut g = got.iter();
+            loop {
+                match (g.next(), want.next()) {
+                    (None, None) => return true,
+                    (Some((o, s)), Some(w)) if o == w && s.x == from => {}
+                    _ => return false,
+                }
+            }
+        };
+        if !same(&self_mask, &mut { want_b }) || !same(&mask_key, &mut { want_s }) {
+            return Err(Misbehaviour::BadShare);
+        }
+        for (owner, s) in self_mask {
+            self.slots[owner as usize].self_mask_shares.push(s);
+        }
+        for (owner, s) in mask_key {
+            self.slots[owner as usize].mask_key_shares.push(s);
+        }
+        Ok(())
+    }
+
+    /// Ends the current stage now: whoever has not answered is a dropout.
+    pub fn close_stage(&mut self, now: u64) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let late: Vec<ClientId> = self
+            .active
+            .iter()
+            .filter(|id| !self.slots[*id as usize].completed.is_some_and(|s| s >= self.stage))
+            .collect();
+        for id in late {
+            self.mark_dropped(id, DropReason::Timeout);
+        }
+        let remaining = self.active.len();
+        let needed = self.config.min_clients as usize;
+        if remaining < needed {
+            return self.abort(RoundAborted::TooFewClients {
+                stage: self.stage,
+                remaining,
+                needed,
+            });
+        }
+        self.deadline = Some(now.saturating_add(self.stage_timeout_ms));
+        match self.stage {
+            Stage::AdvertiseKeys => {
+                // Low-order keys would make every neighbour refuse: drop their owners now.
+                let active: Vec<ClientId> = self.active.iter().collect();
+                let slots = &self.slots;
+                let bad_key = |id: &ClientId| {
+                    slots[*id as usize]
+                        .keys
+                        .as_ref()
+                        .is_none_or(|k| is_low_order(&k.enc_pk) || is_low_order(&k.mask_pk))
+                };
+                #[cfg(feature = "parallel")]
+                let bad: Vec<ClientId> = {
+                    use rayon::prelude::*;
+                    active.par_iter().copied().filter(|id| bad_key(id)).collect()
+                };
+                #[cfg(not(feature = "parallel"))]
+                let bad: Vec<ClientId> = active.iter().copied().filter(|id| bad_key(id)).collect();
+                for id in bad {
+                    self.mark_dropped(id, DropReason::Misbehaved(Misbehaviour::BadKey));
+                }
+                if self.active.len() < needed {
+                    return self.abort(RoundAborted::TooFewClients {
+                        stage: self.stage,
+                        remaining: self.active.len(),
+                        needed,
+                    });
+                }
+                self.after_keys()
+            }
+            Stage::ShareKeys => self.after_shares(),
+            Stage::MaskedInput => self.after_masked_input(),
+            Stage::ConsistencyCheck => self.after_consistency(),
+            Stage::Unmask => self.finish(),
+        }
+    }
+
+    fn abort(&mut self, reason: RoundAborted) {
+        let msg = ServerMessage::Abort(reason.to_string()).encode();
+        for id in self.active.iter() {
+            self.outbox.push_back((id, msg.clone()));
+        }
+        // Nothing of the partial sum may leave the server.
+        zeroize::Zeroize::zeroize(&mut self.acc);
+        self.outcome = Some(Outcome::Aborted(reason));
+        self.deadline = None;
+    }
+
+    fn after_keys(&mut self) {
+        let u1 = self.active.clone();
+        let session = self.config.session_id(&u1);
+        let graph = Graph::new(self.config.graph, self.config.degree, &u1, &session);
+        for u in u1.iter() {
+            let neighbours = graph
+                .neighbours(u)
+                .into_iter()
+                .filter_map(|v| self.slots[v as usize].keys.clone())
+                .collect();
+            let msg = ServerMessage::NeighbourKeys {
+                u1: u1.clone(),
+                neighbours,
+            };
+            self.outbox.push_back((u, msg.encode()));
+        }
+        self.u1 = Some(u1);
+        self.session = Some(session);
+        self.graph = Some(graph);
+        self.stage = Stage::ShareKeys;
+    }
+
+    fn after_shares(&mut self) {
+        let u2 = self.active.clone();
+        if let Some(graph) = &self.graph {
+            for u in u2.iter() {
+                let ciphertexts = graph
+                    .neighbours(u)
+                    .into_iter()
+                    .filter(|v| u2.contains(*v))
+                    .filter_map(|v| {
+                        let out = &self.slots[v as usize].shares_out;
+                        out.binary_search_by_key(&u, |(to, _)| *to)
+                            .ok()
+                            .map(|i| (v, out[i].1.clone()))
+                    })
+                    .collect();
+                let msg = ServerMessage::SharesForYou {
+                    u2: u2.clone(),
+                    ciphertexts,
+                };
+                self.outbox.push_back((u, msg.encode()));
+            }
+        }
+        // Ciphertexts are routed; the server keeps no copy.
+        for s in &mut self.slots {
+            s.shares_out = Vec::new();
+        }
+        self.u2 = Some(u2);
+        self.stage = Stage::MaskedInput;
+    }
+
+    fn after_masked_input(&mut self) {
+        let u3 = self.active.clone();
+        let msg = if self.config.model == ThreatModel::Malicious {
+            self.stage = Stage::ConsistencyCheck;
+            ServerMessage::ConsistencyRequest { u3: u3.clone() }
+        } else {
+            self.stage = Stage::Unmask;
+            ServerMessage::UnmaskRequest {
+                u3: u3.clone(),
+                signatures: Vec::new(),
+            }
+        };
+        let bytes = msg.encode();
+        for id in u3.iter() {
+            self.outbox.push_back((id, bytes.clone()));
+        }
+        self.u3 = Some(u3);
+    }
+
+    fn after_consistency(&mut self) {
+        let Some(u3) = self.u3.clone() else { return };
+        self.signatures.sort_unstable_by_key(|(id, _)| *id);
+        let msg = ServerMessage::UnmaskRequest {
+            u3,
+            signatures: self.signatures.clone(),
+        }
+        .encode();
+        for id in self.active.iter() {
+            self.outbox.push_back((id, msg.clone()));
+        }
+        self.stage = Stage::Unmask;
+    }
+
+    fn finish(&mut self) {
+        match self.unmask() {
+            Ok(()) => {
+                let survivors = self.u3.clone().unwrap_or_else(|| IdSet::empty(0));
+                let done = ServerMessage::Done.encode();
+                for id in self.active.iter() {
+                    self.outbox.push_back((id, done.clone()));
+                }
+                self.outcome = Some(Outcome::Released {
+                    aggregate: core::mem::take(&mut self.acc),
+                    survivors,
+                });
+                self.deadline = None;
+            }
+            Err(reason) => self.abort(reason),
+        }
+    }
+
+    /// Reconstructs the secrets and removes every mask that does not cancel.
+    fn unmask(&mut self) -> Result<(), RoundAborted> {
+        let (Some(u2), Some(u3), Some(graph), Some(session)) =
+            (&self.u2, &self.u3, &self.graph, &self.session)
+        else {
+            return Err(RoundAborted::TooFewClients {
+                stage: Stage::Unmask,
+                remaining: 0,
+                needed: self.config.min_clients as usize,
+            });
+        };
+        let t = self.config.threshold as usize;
+        let round_id = self.config.round_id;
+        // One job per secret: b_u for survivors, the mask key for clients in U2 \ U3.
+        let jobs: Vec<(ClientId, bool)> = u2.iter().map(|id| (id, u3.contains(id))).collect();
+        let slots = &self.slots;
+        let work = |&(owner, survived): &(ClientId, bool)| -> Result<Vec<MaskSpec>, RoundAborted> {
+            let slot = &slots[owner as usize];
+            let keys = slot.keys.as_ref().ok_or(RoundAborted::InconsistentShares { owner })?;
+            if survived {
+                let b = reconstruct_checked(&slot.self_mask_shares, t, owner, |b| {
+                    crypto::commit_self_secret(b, round_id, owner) == keys.commitment
+                })?;
+                Ok(vec![MaskSpec {
+                    seed: crypto::self_mask_seed(&b, session, owner),
+                    sign: Sign::Minus,
+                }])
+            } else {
+                let sk = reconstruct_checked(&slot.mask_key_shares, t, owner, |sk| {
+                    DhKeyPair::from_secret_bytes(*sk).public() == keys.mask_pk
+                })?;
+                let kp = DhKeyPair::from_secret_bytes(*sk);
+                let mut specs = Vec::new();
+                for u in graph.neighbours(owner).into_iter().filter(|u| u3.contains(*u)) {
+                    let Some(pk) = slots[u as usize].keys.as_ref().map(|k| k.mask_pk) else {
+                        continue;
+                    };
+                    // Keys were checked for low order when advertised.
+                    let shared = kp.agree(&pk).ok_or(RoundAborted::InconsistentShares { owner })?;
+                    let added = if u < owner { Sign::Plus } else { Sign::Minus };
+                    specs.push(MaskSpec {
+                        seed: crypto::pairwise_seed(&shared, session, u, owner),
+                        sign: added.flip(),
+                    });
+                }
+                Ok(specs)
+            }
+        };
+        #[cfg(feature = "parallel")]
+        let results: Vec<Result<Vec<MaskSpec>, RoundAborted>> = {
+            use rayon::prelude::*;
+            jobs.par_iter().map(work).collect()
+        };
+        #[cfg(not(feature = "parallel"))]
+        let results: Vec<Result<Vec<MaskSpec>, RoundAborted>> = jobs.iter().map(work).collect();
+        let mut specs = Vec::new();
+        for r in results {
+            specs.extend(r?);
+        }
+        let (modulus, prg) = (self.config.modulus(), self.config.prg);
+        apply_mask_specs(&mut self.acc, modulus, prg, &specs);
+        Ok(())
+    }
+}
+
+/// Reconstructs from t shares, trying further t-subsets (sliding windows) if the result
+/// fails `check`, so one bad share cannot force a wrong sum or, if avoidable, an abort.
+fn reconstruct_checked(
+    shares: &[Share],
+    t: usize,
+    owner: ClientId,
+    check: impl Fn(&[u8; 32]) -> bool,
+) -> Result<Zeroizing<[u8; 32]>, RoundAborted> {
+    if shares.len() < t {
+        return Err(RoundAborted::CannotReconstruct {
+            owner,
+            shares: shares.len(),
+            needed: t,
+        });
+    }
+    for start in 0..=(shares.len() - t) {
+        if let Ok(secret) = shamir::reconstruct(&shares[start..], t) {
+            if check(&secret) {
+                return Ok(secret);
+            }
+        }
+    }
+    Err(RoundAborted::InconsistentShares { owner })
+}
+
+/// Whether an X25519 public key is one of the points whose shared secret is always zero.
+fn is_low_order(pk: &[u8; 32]) -> bool {
+    // A fixed scalar suffices: a low-order point gives an all-zero result for every clamped
+    // scalar.
+    x25519_dalek::x25519([0x42; 32], *pk) == [0u8; 32]
+}
+
+/// A printable reason, for logs.
+pub fn describe_dropout(d: &Dropout) -> alloc::string::String {
+    match &d.reason {
+        DropReason::Timeout => format!("client {} timed out at stage {}", d.id, d.stage),
+        DropReason::Misbehaved(m) => format!("client {} dropped at stage {}: {m}", d.id, d.stage),
+    }
+}
