@@ -173,6 +173,23 @@ pub enum ClientMessage {
     },
 }
 
+/// The stage a client message belongs to, read from its header alone (so a retransmission
+/// of an earlier stage's message can be recognised without decoding it).
+pub fn client_message_stage(bytes: &[u8]) -> Option<crate::Stage> {
+    use crate::Stage;
+    match bytes {
+        [WIRE_VERSION, t, ..] => match *t {
+            tag::ADVERTISE_KEYS => Some(Stage::AdvertiseKeys),
+            tag::ENCRYPTED_SHARES => Some(Stage::ShareKeys),
+            tag::MASKED_INPUT => Some(Stage::MaskedInput),
+            tag::CONSISTENCY_SIGNATURE => Some(Stage::ConsistencyCheck),
+            tag::UNMASK_SHARES => Some(Stage::Unmask),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl ClientMessage {
     /// A short name for logs and errors.
     pub fn name(&self) -> &'static str {

@@ -23,7 +23,8 @@ use crate::error::{Misbehaviour, RoundAborted, ServerError, Stage};
 use crate::graph::Graph;
 use crate::idset::IdSet;
 use crate::messages::{
-    ClientMessage, KeyEntry, SHARE_CIPHERTEXT_LEN, ServerMessage, consistency_signed_bytes,
+    ClientMessage, KeyEntry, SHARE_CIPHERTEXT_LEN, ServerMessage, client_message_stage,
+    consistency_signed_bytes,
 };
 use crate::params::ThreatModel;
 use crate::prg::{MaskSpec, Sign, apply_mask_specs};
@@ -216,7 +217,8 @@ impl ServerRound {
         bytes: &[u8],
     ) -> Result<Handled, ServerError> {
         if self.outcome.is_some() {
-            return Err(ServerError::Misuse("message after the round ended"));
+            // Late or retransmitted messages after the end change nothing.
+            return Ok(Handled::IgnoredLate);
         }
         if from == 0 || from > self.config.num_clients {
             return Err(ServerError::Client {
@@ -228,7 +230,10 @@ impl ServerRound {
         if slot.dropped || !self.active.contains(from) {
             return Ok(Handled::IgnoredLate);
         }
-        if slot.completed.is_some_and(|s| s >= self.stage) {
+        // A retransmission of a stage this client already completed (possibly after the
+        // server moved on) is ignored rather than held against it.
+        let msg_stage = client_message_stage(bytes).unwrap_or(self.stage);
+        if slot.completed.is_some_and(|s| s >= msg_stage.min(self.stage)) && msg_stage <= self.stage {
             return Ok(Handled::IgnoredDuplicate);
         }
         let msg = match ClientMessage::decode(bytes, &self.config) {

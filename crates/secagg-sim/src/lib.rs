@@ -1,0 +1,15 @@
+//! # secagg-sim
+//!
+//! Drives whole secure-aggregation rounds in one process with the real state machines and
+//! real cryptography: the engine behind `secagg simulate`, `secagg bench`, the integration
+//! tests and the Python bindings.
+//!
+//! - [`plan`]: turns user-level options (n, d, threat model, optional k/t) into a checked
+//!   [`secagg_core::RoundConfig`].
+//! - [`harness`]: runs a round with dropouts, duplicates, reordering and tampering.
+//! - [`npy`]: reads and writes NumPy `.npy` files.
+
+pub mod harness;
+// pub mod npy;
+pub mod plan;
+pub mod simulate;
