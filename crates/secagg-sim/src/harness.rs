@@ -36,7 +36,13 @@ pub struct Scenario {
     pub tamper: Option<Tamper>,
     /// Called when a stage starts (progress display).
     pub on_stage: Option<Box<dyn FnMut(Stage) + Send>>,
+    /// Sees every message in flight: `(stage, from_server, client, bytes)` (test vectors,
+    /// attack tests).
+    pub observe: Option<Observer>,
 }
+
+/// Observer of messages: `(stage, from_server, client, bytes)`.
+pub type Observer = Box<dyn FnMut(Stage, bool, ClientId, &[u8]) + Send>;
 
 impl Scenario {
     /// A plain scenario: no dropouts, in order, honest server.
@@ -49,6 +55,7 @@ impl Scenario {
             reorder: false,
             tamper: None,
             on_stage: None,
+            observe: None,
         }
     }
 }
@@ -173,6 +180,9 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
             if let Some(t) = sc.tamper.as_mut() {
                 bytes = t(stage, to, bytes);
             }
+            if let Some(o) = sc.observe.as_mut() {
+                o(stage, true, to, &bytes);
+            }
             let st = stages.entry(stage).or_default();
             st.bytes_down += bytes.len() as u64;
             down_per[to as usize - 1] += bytes.len() as u64;
@@ -247,6 +257,9 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
         // Clients → server.
         let t = Instant::now();
         for (id, bytes) in deliveries {
+            if let Some(o) = sc.observe.as_mut() {
+                o(stage, false, id, &bytes);
+            }
             if let Err(e) = server.handle_message(now, id, &bytes) {
                 server_errors.push(e);
             }

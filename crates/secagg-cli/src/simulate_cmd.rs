@@ -1,0 +1,497 @@
+//! `secagg simulate`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_core::server::{DropReason, describe_dropout};
+use secagg_core::{PrgKind, Stage};
+use secagg_sim::npy::{self, NpyArray};
+use secagg_sim::plan::{GraphChoice, RoundOptions};
+use secagg_sim::simulate::{
+    Aggregate, Inputs, SimulateOptions, SimulateResult, random_inputs, simulate,
+};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GraphArg {
+    /// Harary (SecAgg+) when the threat model allows a sparse graph, else complete.
+    Auto,
+    /// Every client shares with every other (SecAgg).
+    Complete,
+    /// Random k-regular Harary graph (SecAgg+).
+    Harary,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ThreatArg {
+    /// The server follows the protocol but tries to learn from what it sees.
+    HonestButCurious,
+    /// The server may deviate: adds signed keys (PKI) and a consistency check.
+    Malicious,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StageArg {
+    Advertise,
+    Share,
+    MaskedInput,
+    Consistency,
+    Unmask,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PrgArg {
+    /// AES-128-CTR (hardware AES).
+    Aes,
+    /// ChaCha20 (devices without AES instructions).
+    Chacha,
+}
+
+/// Options shared by `simulate` and `bench`.
+#[derive(Args, Clone)]
+pub struct SimulateArgs {
+    /// Number of clients (default 100; with --inputs, the number of .npy files).
+    #[arg(long)]
+    pub clients: Option<u32>,
+    /// Vector length (default 10000; with --inputs, the arrays' length).
+    #[arg(long)]
+    pub dim: Option<u32>,
+    /// Neighbour graph.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub graph: GraphArg,
+    /// Neighbours per client k (even for Harary). Default: chosen from the threat model.
+    #[arg(long)]
+    pub degree: Option<u32>,
+    /// Shamir threshold t. Default: chosen from the threat model.
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Run with --degree/--threshold weaker than the threat model needs (warns).
+    #[arg(long)]
+    pub accept_weaker_params: bool,
+    /// Modulus 2^BITS, 1..=64.
+    #[arg(long, default_value_t = 32)]
+    pub bits: u8,
+    /// Fraction of clients that drop out.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// The stage at which they drop out.
+    #[arg(long, value_enum, default_value = "masked-input")]
+    pub dropout_stage: StageArg,
+    /// Threat model.
+    #[arg(long, value_enum, default_value = "honest-but-curious")]
+    pub threat: ThreatArg,
+    /// Assumed fraction of corrupt clients (for choosing and checking k and t).
+    #[arg(long, default_value_t = 0.05)]
+    pub assumed_corrupt: f64,
+    /// Assumed fraction of dropouts (default: max(0.05, --dropout)).
+    #[arg(long)]
+    pub assumed_dropout: Option<f64>,
+    /// Mask PRG.
+    #[arg(long, value_enum, default_value = "aes")]
+    pub prg: PrgArg,
+    /// Seed of every random choice (keys, inputs, dropouts).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory of .npy files, one per client, in file-name order: unsigned integers
+    /// (sum mod 2^bits) or float32/float64 (weighted mean).
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Float inputs: a .npy of one unsigned weight per client (default: all 1).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Float inputs: clip values to [-CLIP, CLIP] (default: the smallest power of two
+    /// covering the inputs; in a deployment this is a public parameter fixed in advance).
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Write the aggregate as .npy.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimulateArgs {
+    fn stage(&self) -> Stage {
+        match self.dropout_stage {
+            StageArg::Advertise => Stage::AdvertiseKeys,
+            StageArg::Share => Stage::ShareKeys,
+            StageArg::MaskedInput => Stage::MaskedInput,
+            StageArg::Consistency => Stage::ConsistencyCheck,
+            StageArg::Unmask => Stage::Unmask,
+        }
+    }
+
+    /// Round options for `n` clients (the dimension is set from the inputs).
+    pub fn round_options(&self, n: u32) -> Result<RoundOptions, String> {
+        if !(0.0..1.0).contains(&self.assumed_corrupt) {
+            return Err(format!("--assumed-corrupt must be in [0, 1), got {}", self.assumed_corrupt));
+        }
+        let dropout_fraction = self.assumed_dropout.unwrap_or(self.dropout.max(0.05));
+        if !(0.0..1.0).contains(&dropout_fraction) {
+            return Err(format!("--assumed-dropout must be in [0, 1), got {dropout_fraction}"));
+        }
+        if self.dropout_stage_is_consistency_without_it() {
+            return Err(String::from(
+                "--dropout-stage consistency needs --threat malicious (the consistency check only runs there)",
+            ));
+        }
+        let mut round_seed = [0u8; 32];
+        round_seed[..8].copy_from_slice(&self.seed.to_le_bytes());
+        Ok(RoundOptions {
+            clients: n,
+            dim: 0,
+            bits: self.bits,
+            graph: match self.graph {
+                GraphArg::Auto => GraphChoice::Auto,
+                GraphArg::Complete => GraphChoice::Complete,
+                GraphArg::Harary => GraphChoice::Harary,
+            },
+            degree: self.degree,
+            threshold: self.threshold,
+            accept_weaker: self.accept_weaker_params,
+            assumptions: Assumptions {
+                corrupt_fraction: self.assumed_corrupt,
+                dropout_fraction,
+                model: match self.threat {
+                    ThreatArg::HonestButCurious => ThreatModel::HonestButCurious,
+                    ThreatArg::Malicious => ThreatModel::Malicious,
+                },
+            },
+            prg: match self.prg {
+                PrgArg::Aes => PrgKind::Aes128Ctr,
+                PrgArg::Chacha => PrgKind::ChaCha20,
+            },
+            round_id: self.seed,
+            round_seed,
+        })
+    }
+
+    fn dropout_stage_is_consistency_without_it(&self) -> bool {
+        matches!(self.dropout_stage, StageArg::Consistency)
+            && matches!(self.threat, ThreatArg::HonestButCurious)
+            && self.dropout > 0.0
+    }
+
+    /// Simulation options.
+    pub fn options(&self, n: u32) -> Result<SimulateOptions, String> {
+        if !(1..=64).contains(&self.bits) {
+            return Err(format!("--bits must be in 1..=64, got {}", self.bits));
+        }
+        Ok(SimulateOptions {
+            round: self.round_options(n)?,
+            dropout: self.dropout,
+            dropout_stage: self.stage(),
+            seed: self.seed,
+            on_stage: None,
+        })
+    }
+}
+
+fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
+    let Some(dir) = &a.inputs else {
+        if a.weights.is_some() {
+            return Err(String::from("--weights needs --inputs with float arrays"));
+        }
+        let n = a.clients.unwrap_or(100);
+        let d = a.dim.unwrap_or(10_000);
+        if n < 2 {
+            return Err(format!("--clients must be at least 2, got {n}"));
+        }
+        if d == 0 {
+            return Err(String::from("--dim must be at least 1"));
+        }
+        if !(1..=64).contains(&a.bits) {
+            return Err(format!("--bits must be in 1..=64, got {}", a.bits));
+        }
+        return Ok(random_inputs(n, d, a.bits, a.seed));
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read --inputs {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+        .collect();
+    files.sort();
+    if files.len() < 2 {
+        return Err(format!(
+            "--inputs {} holds {} .npy files; a round needs at least 2 (one per client)",
+            dir.display(),
+            files.len()
+        ));
+    }
+    if let Some(n) = a.clients {
+        if n as usize != files.len() {
+            return Err(format!(
+                "--clients {n} but --inputs holds {} .npy files: drop --clients or fix the directory",
+                files.len()
+            ));
+        }
+    }
+    let arrays: Vec<NpyArray> = files
+        .iter()
+        .map(|p| npy::read(p).map_err(|e| format!("{}: {e}", p.display())))
+        .collect::<Result<_, _>>()?;
+    let d = arrays[0].len();
+    for (p, arr) in files.iter().zip(&arrays) {
+        if arr.len() != d {
+            return Err(format!(
+                "{} has {} values but {} has {d}: every client's vector must have the same length",
+                p.display(),
+                arr.len(),
+                files[0].display()
+            ));
+        }
+        if arr.is_float() != arrays[0].is_float() {
+            return Err(format!(
+                "{} is {} but {} is {}: use all unsigned integers or all floats",
+                p.display(),
+                arr.dtype_name(),
+                files[0].display(),
+                arrays[0].dtype_name()
+            ));
+        }
+    }
+    if let Some(dd) = a.dim {
+        if dd as usize != d {
+            return Err(format!("--dim {dd} but the arrays have {d} values: drop --dim"));
+        }
+    }
+    if arrays[0].is_float() {
+        let values: Vec<Vec<f64>> = arrays.into_iter().map(to_f64).collect();
+        let weights = match &a.weights {
+            None => vec![1; values.len()],
+            Some(p) => {
+                let w = npy::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                if w.is_float() {
+                    return Err(format!("{}: weights must be unsigned integers (e.g. example counts)", p.display()));
+                }
+                let w = to_u64(w);
+                if w.len() != values.len() {
+                    return Err(format!("{} has {} weights for {} clients", p.display(), w.len(), values.len()));
+                }
+                w
+            }
+        };
+        Ok(Inputs::Float { values, weights, clip: a.clip })
+    } else {
+        if a.weights.is_some() || a.clip.is_some() {
+            return Err(String::from("--weights and --clip apply to float inputs only"));
+        }
+        Ok(Inputs::Unsigned(arrays.into_iter().map(to_u64).collect()))
+    }
+}
+
+fn to_u64(a: NpyArray) -> Vec<u64> {
+    match a {
+        NpyArray::U8(v) => v.into_iter().map(u64::from).collect(),
+        NpyArray::U16(v) => v.into_iter().map(u64::from).collect(),
+        NpyArray::U32(v) => v.into_iter().map(u64::from).collect(),
+        NpyArray::U64(v) => v,
+        NpyArray::F32(v) => v.into_iter().map(|x| x as u64).collect(),
+        NpyArray::F64(v) => v.into_iter().map(|x| x as u64).collect(),
+    }
+}
+
+fn to_f64(a: NpyArray) -> Vec<f64> {
+    match a {
+        NpyArray::F32(v) => v.into_iter().map(f64::from).collect(),
+        NpyArray::F64(v) => v,
+        other => to_u64(other).into_iter().map(|x| x as f64).collect(),
+    }
+}
+
+fn write_output(path: &Path, agg: &Aggregate, bits: u8) -> Result<(), String> {
+    let arr = match agg {
+        Aggregate::Sum(v) => match bits {
+            0..=8 => NpyArray::U8(v.iter().map(|x| *x as u8).collect()),
+            9..=16 => NpyArray::U16(v.iter().map(|x| *x as u16).collect()),
+            17..=32 => NpyArray::U32(v.iter().map(|x| *x as u32).collect()),
+            _ => NpyArray::U64(v.clone()),
+        },
+        Aggregate::Mean { mean, .. } => NpyArray::F64(mean.clone()),
+    };
+    npy::write_file(path, &arr).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+/// The JSON object `--json` prints.
+pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
+    let c = &r.plan.config;
+    let stages: Vec<Value> = r
+        .report
+        .stages
+        .iter()
+        .map(|(stage, s)| {
+            let senders = s.senders.max(1) as u64;
+            json!({
+                "stage": stage.name(),
+                "clients_total_s": secs(s.clients_total),
+                "clients_wall_s": secs(s.clients_wall),
+                "client_mean_ms": secs(s.clients_total) * 1e3 / senders as f64,
+                "server_s": secs(s.server),
+                "senders": s.senders,
+                "bytes_up_per_client": s.bytes_up / senders,
+                "bytes_down_per_client": s.bytes_down / (c.num_clients as u64),
+                "max_bytes_up_per_client": s.max_up_per_client,
+                "max_bytes_down_per_client": s.max_down_per_client,
+                "server_bytes_in": s.bytes_up,
+                "server_bytes_out": s.bytes_down,
+            })
+        })
+        .collect();
+    let total_server: f64 = r.report.stages.values().map(|s| s.server.as_secs_f64()).sum();
+    let total_clients: f64 = r.report.stages.values().map(|s| s.clients_total.as_secs_f64()).sum();
+    let up: u64 = r.report.stages.values().map(|s| s.bytes_up).sum();
+    let down: u64 = r.report.stages.values().map(|s| s.bytes_down).sum();
+    let n = c.num_clients as u64;
+    json!({
+        "parameters": {
+            "clients": c.num_clients,
+            "dim": c.dim,
+            "bits": c.bits,
+            "graph": match c.graph { secagg_core::GraphKind::Complete => "complete", secagg_core::GraphKind::Harary => "harary" },
+            "threat": match c.model { ThreatModel::HonestButCurious => "honest-but-curious", ThreatModel::Malicious => "malicious" },
+            "prg": match c.prg { PrgKind::Aes128Ctr => "aes128-ctr", PrgKind::ChaCha20 => "chacha20" },
+            "dropout": a.dropout,
+            "dropout_stage": a.stage().name(),
+            "seed": a.seed,
+            "assumed_corrupt": a.assumed_corrupt,
+        },
+        "k": c.degree,
+        "t": c.threshold,
+        "min_clients": c.min_clients,
+        "warnings": r.plan.warnings,
+        "aggregate_ok": r.aggregate_ok,
+        "aborted": r.aborted,
+        "survivors": r.survivors,
+        "dropped": r.dropped,
+        "dropouts": r.dropouts.iter().map(|d| json!({
+            "client": d.id - 1,
+            "stage": d.stage.name(),
+            "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Misbehaved(m) => m.to_string() },
+        })).collect::<Vec<_>>(),
+        "mean_error": r.mean_error.map(|(e, b)| json!({"max_abs": e, "bound": b})),
+        "total_weight": match &r.aggregate { Some(Aggregate::Mean { total_weight, .. }) => Some(*total_weight), _ => None },
+        "wall_s": secs(r.report.wall),
+        "server_s": (total_server * 1e6).round() / 1e6,
+        "clients_total_s": (total_clients * 1e6).round() / 1e6,
+        "bytes_up_per_client": up / n,
+        "bytes_down_per_client": down / n,
+        "stages": stages,
+    })
+}
+
+fn progress(enabled: bool) -> Option<Box<dyn FnMut(Stage) + Send>> {
+    if !enabled {
+        return None;
+    }
+    let bar = ProgressBar::new(Stage::ALL.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:20} stage {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(Box::new(move |stage: Stage| {
+        bar.set_position(Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0) as u64);
+        bar.set_message(stage.name());
+        if stage == Stage::Unmask {
+            bar.finish_and_clear();
+        }
+    }))
+}
+
+pub fn run(a: SimulateArgs) -> Result<(), String> {
+    let inputs = load_inputs(&a)?;
+    let n = match &inputs {
+        Inputs::Unsigned(v) => v.len(),
+        Inputs::Float { values, .. } => values.len(),
+    } as u32;
+    let mut opts = a.options(n)?;
+    let dim = match &inputs {
+        Inputs::Unsigned(v) => v[0].len(),
+        Inputs::Float { values, .. } => values[0].len(),
+    };
+    // A progress bar for rounds that take more than a moment, on a terminal only.
+    let long = n as u64 * dim as u64 >= 20_000_000 || n >= 2_000;
+    opts.on_stage = progress(long && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let r = simulate(inputs, opts)?;
+    if let (Some(path), Some(agg)) = (&a.output, &r.aggregate) {
+        write_output(path, agg, a.bits)?;
+    }
+    if a.json {
+        println!("{}", result_json(&a, &r));
+    } else {
+        print_summary(&a, &r);
+    }
+    if r.aborted.is_some() || !r.aggregate_ok {
+        return Err(match &r.aborted {
+            Some(why) => format!("round aborted: {why}"),
+            None => String::from("the aggregate does not match the plaintext sum"),
+        });
+    }
+    Ok(())
+}
+
+fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
+    let c = &r.plan.config;
+    for w in &r.plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let graph = match c.graph {
+        secagg_core::GraphKind::Complete => "complete",
+        secagg_core::GraphKind::Harary => "harary",
+    };
+    println!(
+        "secagg round: {} clients × {} values, {} bits, {graph} graph k = {}, t = {}, {:?} server",
+        c.num_clients, c.dim, c.bits, c.degree, c.threshold, c.model
+    );
+    match (&r.aborted, &r.aggregate) {
+        (Some(why), _) => println!("ABORTED: {why} (nothing was revealed)"),
+        (None, Some(agg)) => {
+            println!(
+                "aggregate of {} survivors ({} dropped): {}",
+                r.survivors.len(),
+                r.dropped.len(),
+                if r.aggregate_ok { "matches the plaintext computation" } else { "MISMATCH" }
+            );
+            match agg {
+                Aggregate::Sum(v) => println!("  sum mod 2^{}: {:?}{}", c.bits, &v[..v.len().min(6)], if v.len() > 6 { " …" } else { "" }),
+                Aggregate::Mean { mean, total_weight } => println!(
+                    "  weighted mean (total weight {total_weight}): {:?}{}",
+                    &mean[..mean.len().min(6)],
+                    if mean.len() > 6 { " …" } else { "" }
+                ),
+            }
+            if let Some((e, b)) = r.mean_error {
+                println!("  largest error of the mean: {e:.3e} (rounding bound {b:.3e})");
+            }
+        }
+        _ => {}
+    }
+    for d in r.dropouts.iter().take(10) {
+        println!("  {}", describe_dropout(d));
+    }
+    if r.dropouts.len() > 10 {
+        println!("  … and {} more dropouts", r.dropouts.len() - 10);
+    }
+    println!("{:<13} {:>11} {:>13} {:>10} {:>14} {:>16}", "stage", "server ms", "clients ms", "client ms", "up B/client", "down B/client");
+    for (stage, s) in &r.report.stages {
+        let senders = s.senders.max(1) as u64;
+        println!(
+            "{:<13} {:>11.2} {:>13.2} {:>10.3} {:>14} {:>16}",
+            stage.name(),
+            s.server.as_secs_f64() * 1e3,
+            s.clients_wall.as_secs_f64() * 1e3,
+            s.clients_total.as_secs_f64() * 1e3 / senders as f64,
+            s.bytes_up / senders,
+            s.bytes_down / c.num_clients as u64
+        );
+    }
+    println!("wall time {:.3} s; seed {}", r.report.wall.as_secs_f64(), a.seed);
+}
