@@ -128,11 +128,16 @@ impl SimulateArgs {
     /// Round options for `n` clients (the dimension is set from the inputs).
     pub fn round_options(&self, n: u32) -> Result<RoundOptions, String> {
         if !(0.0..1.0).contains(&self.assumed_corrupt) {
-            return Err(format!("--assumed-corrupt must be in [0, 1), got {}", self.assumed_corrupt));
+            return Err(format!(
+                "--assumed-corrupt must be in [0, 1), got {}",
+                self.assumed_corrupt
+            ));
         }
         let dropout_fraction = self.assumed_dropout.unwrap_or(self.dropout.max(0.05));
         if !(0.0..1.0).contains(&dropout_fraction) {
-            return Err(format!("--assumed-dropout must be in [0, 1), got {dropout_fraction}"));
+            return Err(format!(
+                "--assumed-dropout must be in [0, 1), got {dropout_fraction}"
+            ));
         }
         if self.dropout_stage_is_consistency_without_it() {
             return Err(String::from(
@@ -256,7 +261,9 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
     }
     if let Some(dd) = a.dim {
         if dd as usize != d {
-            return Err(format!("--dim {dd} but the arrays have {d} values: drop --dim"));
+            return Err(format!(
+                "--dim {dd} but the arrays have {d} values: drop --dim"
+            ));
         }
     }
     if arrays[0].is_float() {
@@ -266,19 +273,33 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
             Some(p) => {
                 let w = npy::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 if w.is_float() {
-                    return Err(format!("{}: weights must be unsigned integers (e.g. example counts)", p.display()));
+                    return Err(format!(
+                        "{}: weights must be unsigned integers (e.g. example counts)",
+                        p.display()
+                    ));
                 }
                 let w = to_u64(w);
                 if w.len() != values.len() {
-                    return Err(format!("{} has {} weights for {} clients", p.display(), w.len(), values.len()));
+                    return Err(format!(
+                        "{} has {} weights for {} clients",
+                        p.display(),
+                        w.len(),
+                        values.len()
+                    ));
                 }
                 w
             }
         };
-        Ok(Inputs::Float { values, weights, clip: a.clip })
+        Ok(Inputs::Float {
+            values,
+            weights,
+            clip: a.clip,
+        })
     } else {
         if a.weights.is_some() || a.clip.is_some() {
-            return Err(String::from("--weights and --clip apply to float inputs only"));
+            return Err(String::from(
+                "--weights and --clip apply to float inputs only",
+            ));
         }
         Ok(Inputs::Unsigned(arrays.into_iter().map(to_u64).collect()))
     }
@@ -345,8 +366,18 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
             })
         })
         .collect();
-    let total_server: f64 = r.report.stages.values().map(|s| s.server.as_secs_f64()).sum();
-    let total_clients: f64 = r.report.stages.values().map(|s| s.clients_total.as_secs_f64()).sum();
+    let total_server: f64 = r
+        .report
+        .stages
+        .values()
+        .map(|s| s.server.as_secs_f64())
+        .sum();
+    let total_clients: f64 = r
+        .report
+        .stages
+        .values()
+        .map(|s| s.clients_total.as_secs_f64())
+        .sum();
     let up: u64 = r.report.stages.values().map(|s| s.bytes_up).sum();
     let down: u64 = r.report.stages.values().map(|s| s.bytes_down).sum();
     let n = c.num_clients as u64;
@@ -419,7 +450,8 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     };
     // A progress bar for rounds that take more than a moment, on a terminal only.
     let long = n as u64 * dim as u64 >= 20_000_000 || n >= 2_000;
-    opts.on_stage = progress(long && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    opts.on_stage =
+        progress(long && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let r = simulate(inputs, opts)?;
     if let (Some(path), Some(agg)) = (&a.output, &r.aggregate) {
         write_output(path, agg, a.bits)?;
@@ -458,10 +490,19 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
                 "aggregate of {} survivors ({} dropped): {}",
                 r.survivors.len(),
                 r.dropped.len(),
-                if r.aggregate_ok { "matches the plaintext computation" } else { "MISMATCH" }
+                if r.aggregate_ok {
+                    "matches the plaintext computation"
+                } else {
+                    "MISMATCH"
+                }
             );
             match agg {
-                Aggregate::Sum(v) => println!("  sum mod 2^{}: {:?}{}", c.bits, &v[..v.len().min(6)], if v.len() > 6 { " …" } else { "" }),
+                Aggregate::Sum(v) => println!(
+                    "  sum mod 2^{}: {:?}{}",
+                    c.bits,
+                    &v[..v.len().min(6)],
+                    if v.len() > 6 { " …" } else { "" }
+                ),
                 Aggregate::Mean { mean, total_weight } => println!(
                     "  weighted mean (total weight {total_weight}): {:?}{}",
                     &mean[..mean.len().min(6)],
@@ -480,7 +521,10 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
     if r.dropouts.len() > 10 {
         println!("  … and {} more dropouts", r.dropouts.len() - 10);
     }
-    println!("{:<13} {:>11} {:>13} {:>10} {:>14} {:>16}", "stage", "server ms", "clients ms", "client ms", "up B/client", "down B/client");
+    println!(
+        "{:<13} {:>11} {:>13} {:>10} {:>14} {:>16}",
+        "stage", "server ms", "clients ms", "client ms", "up B/client", "down B/client"
+    );
     for (stage, s) in &r.report.stages {
         let senders = s.senders.max(1) as u64;
         println!(
@@ -493,5 +537,9 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
             s.bytes_down / c.num_clients as u64
         );
     }
-    println!("wall time {:.3} s; seed {}", r.report.wall.as_secs_f64(), a.seed);
+    println!(
+        "wall time {:.3} s; seed {}",
+        r.report.wall.as_secs_f64(),
+        a.seed
+    );
 }

@@ -96,10 +96,7 @@ fn refuse<T>(what: String) -> Result<T, ClientError> {
     Err(ClientError::ServerMisbehaved(what))
 }
 
-fn expect_message(
-    bytes: &[u8],
-    config: &RoundConfig,
-) -> Result<ServerMessage, ClientError> {
+fn expect_message(bytes: &[u8], config: &RoundConfig) -> Result<ServerMessage, ClientError> {
     match ServerMessage::decode(bytes, Some(config))? {
         ServerMessage::Abort(reason) => Err(ClientError::RoundAborted(reason)),
         m => Ok(m),
@@ -178,7 +175,10 @@ impl Client {
         let bad = |m: String| Err(ClientError::BadParameters(m));
         c.validate().map_err(ClientError::BadParameters)?;
         if self.id == 0 || self.id > c.num_clients {
-            return bad(format!("my id {} is outside 1..={}", self.id, c.num_clients));
+            return bad(format!(
+                "my id {} is outside 1..={}",
+                self.id, c.num_clients
+            ));
         }
         if c.dim as usize != self.input.len() {
             return bad(format!(
@@ -208,17 +208,18 @@ impl Client {
             ));
         }
         match (&self.identity, &self.roster, c.pki) {
-            (Some(_), Some(roster), true) => {
-                if roster.len() != c.num_clients as usize {
-                    return bad(format!(
-                        "the roster has {} clients, the round {}",
-                        roster.len(),
-                        c.num_clients
-                    ));
-                }
+            (Some(_), Some(roster), true) if roster.len() != c.num_clients as usize => {
+                return bad(format!(
+                    "the roster has {} clients, the round {}",
+                    roster.len(),
+                    c.num_clients
+                ));
             }
+            (Some(_), Some(_), true) => {}
             (None, _, true) | (_, None, true) => {
-                return bad(String::from("the round needs a PKI and I have no identity/roster"));
+                return bad(String::from(
+                    "the round needs a PKI and I have no identity/roster",
+                ));
             }
             (Some(_), Some(_), false) => {
                 return bad(String::from(
@@ -239,8 +240,8 @@ pub struct AwaitingNeighbours {
 /// A neighbour in U1 whose keys the client accepted.
 struct Peer {
     id: ClientId,
-    mask_pk: [u8; 32],
     enc_shared: Zeroizing<[u8; 32]>,
+    mask_shared: Zeroizing<[u8; 32]>,
 }
 
 impl AwaitingNeighbours {
@@ -292,7 +293,10 @@ impl AwaitingNeighbours {
                     _ => false,
                 };
                 if !ok {
-                    return refuse(format!("sent keys for client {} without a valid signature", e.id));
+                    return refuse(format!(
+                        "sent keys for client {} without a valid signature",
+                        e.id
+                    ));
                 }
             }
             if seen_keys.contains(&e.enc_pk) || seen_keys.contains(&e.mask_pk) {
@@ -303,15 +307,18 @@ impl AwaitingNeighbours {
                 peer: e.id,
                 reason: "low-order encryption key",
             })?;
-            // Check the mask key now too, so a bad key cannot fail us after sharing.
-            c.mask.agree(&e.mask_pk).ok_or(ClientError::PeerMisbehaved {
-                peer: e.id,
-                reason: "low-order mask key",
-            })?;
+            // Agree on the mask key now too, so a bad key cannot fail us after sharing.
+            let mask_shared = c
+                .mask
+                .agree(&e.mask_pk)
+                .ok_or(ClientError::PeerMisbehaved {
+                    peer: e.id,
+                    reason: "low-order mask key",
+                })?;
             peers.push(Peer {
                 id: e.id,
-                mask_pk: e.mask_pk,
                 enc_shared,
+                mask_shared,
             });
         }
         let t = c.config.threshold as usize;
@@ -414,11 +421,7 @@ impl AwaitingShares {
         let self_seed = crypto::self_mask_seed(&c.self_seed, &self.session, c.id);
         streams.push(MaskStream::new(c.config.prg, &self_seed, Sign::Plus));
         for p in &live {
-            let shared = c.mask.agree(&p.mask_pk).ok_or(ClientError::PeerMisbehaved {
-                peer: p.id,
-                reason: "low-order mask key",
-            })?;
-            let seed = crypto::pairwise_seed(&shared, &self.session, c.id, p.id);
+            let seed = crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id);
             let sign = if c.id < p.id { Sign::Plus } else { Sign::Minus };
             streams.push(MaskStream::new(c.config.prg, &seed, sign));
         }
@@ -437,7 +440,10 @@ impl AwaitingShares {
             signed_u3: None,
         };
         Ok(if next.common.config.model == ThreatModel::Malicious {
-            (AfterMaskedInput::Consistency(AwaitingConsistency { inner: next }), msg)
+            (
+                AfterMaskedInput::Consistency(AwaitingConsistency { inner: next }),
+                msg,
+            )
         } else {
             (AfterMaskedInput::Unmask(next), msg)
         })
@@ -463,15 +469,26 @@ impl AwaitingConsistency {
     pub fn handle(mut self, bytes: &[u8]) -> Result<(AwaitingUnmask, Vec<u8>), ClientError> {
         let u3 = match expect_message(bytes, &self.inner.common.config)? {
             ServerMessage::ConsistencyRequest { u3 } => u3,
-            _ => return Err(ClientError::UnexpectedMessage("expected ConsistencyRequest")),
+            _ => {
+                return Err(ClientError::UnexpectedMessage(
+                    "expected ConsistencyRequest",
+                ));
+            }
         };
         self.inner.check_u3(&u3)?;
         let sig = match &self.inner.common.identity {
             Some(idk) => idk.sign(&consistency_signed_bytes(&self.inner.session, &u3)),
-            None => return Err(ClientError::Misuse("malicious model without an identity key")),
+            None => {
+                return Err(ClientError::Misuse(
+                    "malicious model without an identity key",
+                ));
+            }
         };
         self.inner.signed_u3 = Some(u3);
-        Ok((self.inner, ClientMessage::ConsistencySignature(sig).encode()))
+        Ok((
+            self.inner,
+            ClientMessage::ConsistencySignature(sig).encode(),
+        ))
     }
 }
 
@@ -538,7 +555,9 @@ impl AwaitingUnmask {
                         .get(*id as usize - 1)
                         .is_some_and(|pk| crypto::verify(pk, &msg, sig));
                 if !valid {
-                    return refuse(format!("presented an invalid consistency signature for {id}"));
+                    return refuse(format!(
+                        "presented an invalid consistency signature for {id}"
+                    ));
                 }
                 signers.insert(*id);
             }
@@ -613,7 +632,9 @@ impl ClientRound {
             }
             ClientRound::Finished => match ServerMessage::decode(bytes, None) {
                 Ok(ServerMessage::Done) => Ok((ClientRound::Finished, None)),
-                _ => Err(ClientError::UnexpectedMessage("message after the round ended")),
+                _ => Err(ClientError::UnexpectedMessage(
+                    "message after the round ended",
+                )),
             },
             ClientRound::Failed(e) => Err(e),
         };

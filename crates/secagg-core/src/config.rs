@@ -3,13 +3,13 @@
 use alloc::format;
 use alloc::string::String;
 
+use crate::PROTOCOL_VERSION;
 use crate::codec::{Reader, Writer};
 use crate::crypto::{SessionId, hash};
 use crate::error::CodecError;
 use crate::idset::IdSet;
 use crate::params::ThreatModel;
 use crate::ring::Modulus;
-use crate::PROTOCOL_VERSION;
 
 /// Largest number of clients in one round.
 pub const MAX_CLIENTS: u32 = 1 << 20;
@@ -68,13 +68,18 @@ impl RoundConfig {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.num_clients;
         if !(2..=MAX_CLIENTS).contains(&n) {
-            return Err(format!("the number of clients must be in 2..={MAX_CLIENTS}, got {n}"));
+            return Err(format!(
+                "the number of clients must be in 2..={MAX_CLIENTS}, got {n}"
+            ));
         }
         if Modulus::new(self.bits).is_none() {
             return Err(format!("bits must be in 1..=64, got {}", self.bits));
         }
         if !(1..=MAX_DIM).contains(&self.dim) {
-            return Err(format!("the dimension must be in 1..={MAX_DIM}, got {}", self.dim));
+            return Err(format!(
+                "the dimension must be in 1..={MAX_DIM}, got {}",
+                self.dim
+            ));
         }
         if self.degree == 0 || self.degree > n - 1 {
             return Err(format!(
@@ -210,7 +215,11 @@ pub(crate) mod tests {
             min_clients: t,
             degree: k,
             threshold: t,
-            graph: if k == n - 1 { GraphKind::Complete } else { GraphKind::Harary },
+            graph: if k == n - 1 {
+                GraphKind::Complete
+            } else {
+                GraphKind::Harary
+            },
             bits: 32,
             dim: 10,
             prg: PrgKind::Aes128Ctr,
@@ -223,9 +232,24 @@ pub(crate) mod tests {
     fn validation_messages() {
         assert!(sample(10, 4, 3).validate().is_ok());
         assert!(sample(10, 9, 5).validate().is_ok());
-        assert!(sample(10, 5, 3).validate().unwrap_err().contains("even degree"));
-        assert!(sample(10, 4, 1).validate().unwrap_err().contains("threshold"));
-        assert!(sample(10, 4, 5).validate().unwrap_err().contains("threshold"));
+        assert!(
+            sample(10, 5, 3)
+                .validate()
+                .unwrap_err()
+                .contains("even degree")
+        );
+        assert!(
+            sample(10, 4, 1)
+                .validate()
+                .unwrap_err()
+                .contains("threshold")
+        );
+        assert!(
+            sample(10, 4, 5)
+                .validate()
+                .unwrap_err()
+                .contains("threshold")
+        );
         let mut c = sample(10, 4, 3);
         c.model = ThreatModel::Malicious;
         assert!(c.validate().unwrap_err().contains("PKI"));

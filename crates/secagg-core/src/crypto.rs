@@ -107,12 +107,7 @@ pub fn derive(
 ) -> Zeroizing<[u8; 32]> {
     let hk = Hkdf::<Sha256>::new(Some(PROTOCOL_VERSION), ikm);
     let mut out = Zeroizing::new([0u8; 32]);
-    let info: [&[u8]; 4] = [
-        purpose.label(),
-        session,
-        &a.to_le_bytes(),
-        &b.to_le_bytes(),
-    ];
+    let info: [&[u8]; 4] = [purpose.label(), session, &a.to_le_bytes(), &b.to_le_bytes()];
     // 32 bytes is far below HKDF-SHA-256's 8,160-byte limit, so expansion cannot fail.
     let _ = hk.expand_multi_info(&info, out.as_mut());
     out
@@ -267,7 +262,10 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let a = DhKeyPair::generate(&mut rng);
         let b = DhKeyPair::generate(&mut rng);
-        assert_eq!(*a.agree(&b.public()).unwrap(), *b.agree(&a.public()).unwrap());
+        assert_eq!(
+            *a.agree(&b.public()).unwrap(),
+            *b.agree(&a.public()).unwrap()
+        );
         assert!(a.agree(&[0u8; 32]).is_none());
         let mut one = [0u8; 32];
         one[0] = 1;
@@ -293,7 +291,10 @@ mod tests {
                 assert_ne!(all[i], all[j]);
             }
         }
-        assert_eq!(*pairwise_seed(&s, &sess, 1, 2), *pairwise_seed(&s, &sess, 2, 1));
+        assert_eq!(
+            *pairwise_seed(&s, &sess, 1, 2),
+            *pairwise_seed(&s, &sess, 2, 1)
+        );
     }
 
     #[test]

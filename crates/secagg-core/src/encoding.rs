@@ -46,20 +46,31 @@ fn half_modulus(bits: u8) -> f64 {
 impl FloatEncoding {
     /// The finest encoding with which `max_clients` clients, each with weight ≤ `max_weight`
     /// and values clipped to ±`clip`, cannot overflow 2^`bits`.
-    pub fn new(bits: u8, clip: f64, max_clients: u32, max_weight: u64) -> Result<Self, EncodingError> {
+    pub fn new(
+        bits: u8,
+        clip: f64,
+        max_clients: u32,
+        max_weight: u64,
+    ) -> Result<Self, EncodingError> {
         if !(2..=64).contains(&bits) {
-            return Err(EncodingError(format!("bits must be in 2..=64 for float inputs, got {bits}")));
+            return Err(EncodingError(format!(
+                "bits must be in 2..=64 for float inputs, got {bits}"
+            )));
         }
         if !(clip.is_finite() && clip > 0.0) {
-            return Err(EncodingError(format!("the clipping range must be a positive number, got {clip}")));
+            return Err(EncodingError(format!(
+                "the clipping range must be a positive number, got {clip}"
+            )));
         }
         if max_weight == 0 || max_clients == 0 {
-            return Err(EncodingError(String::from("max weight and max clients must be at least 1")));
+            return Err(EncodingError(String::from(
+                "max weight and max clients must be at least 1",
+            )));
         }
         // Keep one unit of headroom for the rounding of each client.
         let budget = half_modulus(bits) - 1.0 - max_clients as f64;
         let scale = budget / (max_clients as f64 * max_weight as f64 * clip);
-        if !(scale * clip >= 1.0) {
+        if scale.is_nan() || scale * clip < 1.0 {
             // Solve n·w·clip·(1/clip) + n < 2^(b-1) for n: even one quantization level each.
             let largest_n = ((half_modulus(bits) - 1.0) / (max_weight as f64 + 1.0)) as u64;
             return Err(EncodingError(format!(
@@ -100,9 +111,16 @@ impl FloatEncoding {
             )));
         }
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(EncodingError(format!("value {} at index {i} is not finite", x[i])));
+            return Err(EncodingError(format!(
+                "value {} at index {i} is not finite",
+                x[i]
+            )));
         }
-        let mask = if self.bits == 64 { u64::MAX } else { (1u64 << self.bits) - 1 };
+        let mask = if self.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        };
         let w = weight as f64;
         let mut out = Vec::with_capacity(x.len() + 1);
         for v in x {
@@ -201,7 +219,12 @@ mod tests {
 
     #[test]
     fn stochastic_rounding_is_unbiased() {
-        let enc = FloatEncoding { clip: 1.0, scale: 1.0, bits: 32, max_weight: 1 };
+        let enc = FloatEncoding {
+            clip: 1.0,
+            scale: 1.0,
+            bits: 32,
+            max_weight: 1,
+        };
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let x = vec![0.3; 20_000];
         let e = enc.encode(&x, 1, &mut rng).unwrap();
@@ -217,14 +240,27 @@ mod tests {
         assert!(FloatEncoding::new(32, 0.0, 10, 1).is_err());
         let enc = FloatEncoding::new(32, 1.0, 10, 5).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(3);
-        assert!(enc.encode(&[f64::NAN], 1, &mut rng).unwrap_err().0.contains("index 0"));
+        assert!(
+            enc.encode(&[f64::NAN], 1, &mut rng)
+                .unwrap_err()
+                .0
+                .contains("index 0")
+        );
         assert!(enc.encode(&[f64::INFINITY], 1, &mut rng).is_err());
         assert!(enc.encode(&[1.0], 6, &mut rng).is_err());
         assert!(enc.decode(&[5, 0]).is_err());
         assert!(check_integer_sum(8, 2, 100).is_ok());
         let e = check_integer_sum(8, 3, 100).unwrap_err();
-        assert!(e.0.contains("--bits 9") && e.0.contains("at most 2 clients"), "{e}");
-        assert!(check_integer_sum(8, 1, 256).unwrap_err().0.contains("--bits 9"));
+        assert!(
+            e.0.contains("--bits 9") && e.0.contains("at most 2 clients"),
+            "{e}"
+        );
+        assert!(
+            check_integer_sum(8, 1, 256)
+                .unwrap_err()
+                .0
+                .contains("--bits 9")
+        );
     }
 
     #[test]

@@ -11,10 +11,10 @@ use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 
 use crate::ClientId;
+use crate::PROTOCOL_VERSION;
 use crate::config::GraphKind;
 use crate::crypto::{SessionId, hash};
 use crate::idset::IdSet;
-use crate::PROTOCOL_VERSION;
 
 /// A neighbour graph over U1.
 #[derive(Debug, Clone)]
@@ -156,7 +156,12 @@ mod tests {
         let u1 = IdSet::full(5);
         let g = Graph::new(GraphKind::Harary, 4, &u1, &[0u8; 32]);
         assert_eq!(g.neighbours(3), vec![1, 2, 4, 5]);
-        let g = Graph::new(GraphKind::Complete, 4, &IdSet::from_ids(5, [1, 2, 5]), &[0u8; 32]);
+        let g = Graph::new(
+            GraphKind::Complete,
+            4,
+            &IdSet::from_ids(5, [1, 2, 5]),
+            &[0u8; 32],
+        );
         assert_eq!(g.neighbours(5), vec![1, 2]);
         assert!(!g.are_neighbours(5, 5));
         assert!(!g.are_neighbours(5, 3));

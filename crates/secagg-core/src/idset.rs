@@ -90,7 +90,12 @@ impl IdSet {
 
     /// Whether every member of `self` is in `other`.
     pub fn is_subset(&self, other: &IdSet) -> bool {
-        self.n == other.n && self.words.iter().zip(&other.words).all(|(a, b)| a & !b == 0)
+        self.n == other.n
+            && self
+                .words
+                .iter()
+                .zip(&other.words)
+                .all(|(a, b)| a & !b == 0)
     }
 
     /// Members in increasing order.

@@ -41,6 +41,8 @@ impl Sign {
     }
 }
 
+// A client holds about k + 1 streams at once; boxing the larger one would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Cipher {
     Aes(Ctr64LE<Aes128>),
     ChaCha(ChaCha20),
@@ -202,10 +204,18 @@ mod tests {
                 let orig: Vec<u64> = (0..3000u64).map(|i| i & m(bits).mask()).collect();
                 let mut v = orig.clone();
                 let seed = [9u8; 32];
-                apply_masks(&mut v, m(bits), &mut [MaskStream::new(kind, &seed, Sign::Plus)]);
+                apply_masks(
+                    &mut v,
+                    m(bits),
+                    &mut [MaskStream::new(kind, &seed, Sign::Plus)],
+                );
                 assert_ne!(v, orig);
                 assert!(v.iter().all(|x| *x <= m(bits).mask()));
-                apply_masks(&mut v, m(bits), &mut [MaskStream::new(kind, &seed, Sign::Minus)]);
+                apply_masks(
+                    &mut v,
+                    m(bits),
+                    &mut [MaskStream::new(kind, &seed, Sign::Minus)],
+                );
                 assert_eq!(v, orig);
             }
         }
@@ -216,13 +226,20 @@ mod tests {
         for bits in [16u8, 40] {
             let seed = [3u8; 32];
             let mut whole = vec![0u64; 5000];
-            apply_masks(&mut whole, m(bits), &mut [MaskStream::new(PrgKind::Aes128Ctr, &seed, Sign::Plus)]);
+            apply_masks(
+                &mut whole,
+                m(bits),
+                &mut [MaskStream::new(PrgKind::Aes128Ctr, &seed, Sign::Plus)],
+            );
             let mut tail = vec![0u64; 1000];
             let mut s = MaskStream::new(PrgKind::Aes128Ctr, &seed, Sign::Plus);
             s.seek_to_element(m(bits), 4000);
             apply_masks(&mut tail, m(bits), &mut [s]);
             assert_eq!(&whole[4000..], &tail[..]);
-            let spec = MaskSpec { seed: zeroize::Zeroizing::new(seed), sign: Sign::Plus };
+            let spec = MaskSpec {
+                seed: zeroize::Zeroizing::new(seed),
+                sign: Sign::Plus,
+            };
             let mut par = vec![0u64; 5000];
             apply_mask_specs(&mut par, m(bits), PrgKind::Aes128Ctr, &[spec]);
             assert_eq!(par, whole);
@@ -235,7 +252,11 @@ mod tests {
         // 66e94bd4ef8a2c3b884cfa59ca342b2e. With IV = 0 the first key-stream word is
         // 0xd44be966 (little-endian), so a zero vector masked at 32 bits starts with it.
         let mut v = vec![0u64; 2];
-        apply_masks(&mut v, m(32), &mut [MaskStream::new(PrgKind::Aes128Ctr, &[0u8; 32], Sign::Plus)]);
+        apply_masks(
+            &mut v,
+            m(32),
+            &mut [MaskStream::new(PrgKind::Aes128Ctr, &[0u8; 32], Sign::Plus)],
+        );
         assert_eq!(v[0], 0xd44b_e966);
         assert_eq!(v[1], 0x3b2c_8aef);
     }
@@ -244,11 +265,18 @@ mod tests {
     fn mask_is_roughly_uniform() {
         // Each of the 2^4 values should appear about 1/16 of the time.
         let mut v = vec![0u64; 160_000];
-        apply_masks(&mut v, m(4), &mut [MaskStream::new(PrgKind::ChaCha20, &[1u8; 32], Sign::Plus)]);
+        apply_masks(
+            &mut v,
+            m(4),
+            &mut [MaskStream::new(PrgKind::ChaCha20, &[1u8; 32], Sign::Plus)],
+        );
         let mut counts = [0u32; 16];
         for x in v {
             counts[x as usize] += 1;
         }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (9_000..11_000).contains(c)),
+            "{counts:?}"
+        );
     }
 }

@@ -158,7 +158,10 @@ impl Modulus {
     ) -> Result<(), CodecError> {
         self.check_packed(bytes, len)?;
         match self.bits {
-            8 => bytes.iter().enumerate().for_each(|(i, b)| sink(i, *b as u64)),
+            8 => bytes
+                .iter()
+                .enumerate()
+                .for_each(|(i, b)| sink(i, *b as u64)),
             16 => unpack_bytes::<2>(bytes, sink),
             32 => unpack_bytes::<4>(bytes, sink),
             64 => unpack_bytes::<8>(bytes, sink),
@@ -250,7 +253,11 @@ mod tests {
         );
         let mut acc = vec![5u64; 3];
         assert!(m.unpack_add(&[0, 0, 0, 0, 0x10], &mut acc).is_err());
-        assert_eq!(acc, vec![5u64; 3], "a rejected vector must not touch the sum");
+        assert_eq!(
+            acc,
+            vec![5u64; 3],
+            "a rejected vector must not touch the sum"
+        );
     }
 
     #[test]

@@ -130,7 +130,9 @@ impl ServerRound {
         roster: Option<Roster>,
         stage_timeout_ms: u64,
     ) -> Result<Self, ServerError> {
-        config.validate().map_err(|_| ServerError::Misuse("invalid round config"))?;
+        config
+            .validate()
+            .map_err(|_| ServerError::Misuse("invalid round config"))?;
         match (&roster, config.pki) {
             (Some(r), true) if r.len() == config.num_clients as usize => {}
             (None, false) => {}
@@ -198,7 +200,11 @@ impl ServerRound {
     }
     /// When the current stage's deadline passes (None once the round ended).
     pub fn poll_timeout(&self) -> Option<u64> {
-        if self.outcome.is_some() { None } else { self.deadline }
+        if self.outcome.is_some() {
+            None
+        } else {
+            self.deadline
+        }
     }
 
     /// Closes the current stage if its deadline has passed.
@@ -233,7 +239,11 @@ impl ServerRound {
         // A retransmission of a stage this client already completed (possibly after the
         // server moved on) is ignored rather than held against it.
         let msg_stage = client_message_stage(bytes).unwrap_or(self.stage);
-        if slot.completed.is_some_and(|s| s >= msg_stage.min(self.stage)) && msg_stage <= self.stage {
+        if slot
+            .completed
+            .is_some_and(|s| s >= msg_stage.min(self.stage))
+            && msg_stage <= self.stage
+        {
             return Ok(Handled::IgnoredDuplicate);
         }
         let msg = match ClientMessage::decode(bytes, &self.config) {
@@ -274,9 +284,11 @@ impl ServerRound {
     }
 
     fn stage_complete(&self) -> bool {
-        self.active
-            .iter()
-            .all(|id| self.slots[id as usize].completed.is_some_and(|s| s >= self.stage))
+        self.active.iter().all(|id| {
+            self.slots[id as usize]
+                .completed
+                .is_some_and(|s| s >= self.stage)
+        })
     }
 
     fn drop_client(&mut self, id: ClientId, reason: Misbehaviour, now: u64) -> ServerError {
@@ -417,7 +429,11 @@ impl ServerRound {
         let late: Vec<ClientId> = self
             .active
             .iter()
-            .filter(|id| !self.slots[*id as usize].completed.is_some_and(|s| s >= self.stage))
+            .filter(|id| {
+                self.slots[*id as usize]
+                    .completed
+                    .is_none_or(|s| s < self.stage)
+            })
             .collect();
         for id in late {
             self.mark_dropped(id, DropReason::Timeout);
@@ -446,7 +462,11 @@ impl ServerRound {
                 #[cfg(feature = "parallel")]
                 let bad: Vec<ClientId> = {
                     use rayon::prelude::*;
-                    active.par_iter().copied().filter(|id| bad_key(id)).collect()
+                    active
+                        .par_iter()
+                        .copied()
+                        .filter(|id| bad_key(id))
+                        .collect()
                 };
                 #[cfg(not(feature = "parallel"))]
                 let bad: Vec<ClientId> = active.iter().copied().filter(|id| bad_key(id)).collect();
@@ -601,7 +621,10 @@ impl ServerRound {
         let slots = &self.slots;
         let work = |&(owner, survived): &(ClientId, bool)| -> Result<Vec<MaskSpec>, RoundAborted> {
             let slot = &slots[owner as usize];
-            let keys = slot.keys.as_ref().ok_or(RoundAborted::InconsistentShares { owner })?;
+            let keys = slot
+                .keys
+                .as_ref()
+                .ok_or(RoundAborted::InconsistentShares { owner })?;
             if survived {
                 let b = reconstruct_checked(&slot.self_mask_shares, t, owner, |b| {
                     crypto::commit_self_secret(b, round_id, owner) == keys.commitment
@@ -616,12 +639,18 @@ impl ServerRound {
                 })?;
                 let kp = DhKeyPair::from_secret_bytes(*sk);
                 let mut specs = Vec::new();
-                for u in graph.neighbours(owner).into_iter().filter(|u| u3.contains(*u)) {
+                for u in graph
+                    .neighbours(owner)
+                    .into_iter()
+                    .filter(|u| u3.contains(*u))
+                {
                     let Some(pk) = slots[u as usize].keys.as_ref().map(|k| k.mask_pk) else {
                         continue;
                     };
                     // Keys were checked for low order when advertised.
-                    let shared = kp.agree(&pk).ok_or(RoundAborted::InconsistentShares { owner })?;
+                    let shared = kp
+                        .agree(&pk)
+                        .ok_or(RoundAborted::InconsistentShares { owner })?;
                     let added = if u < owner { Sign::Plus } else { Sign::Minus };
                     specs.push(MaskSpec {
                         seed: crypto::pairwise_seed(&shared, session, u, owner),

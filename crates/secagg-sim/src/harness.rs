@@ -107,6 +107,9 @@ pub fn make_pki(n: u32, seed: u64) -> (Vec<IdentityKey>, Roster) {
     (keys, roster)
 }
 
+/// One client's turn in a stage: who, how long, what it sent, whether it failed.
+type ClientTurn = (ClientId, Duration, Vec<Vec<u8>>, Option<ClientError>);
+
 struct SimClient {
     id: ClientId,
     round: ClientRound,
@@ -130,8 +133,8 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
     } else {
         (None, None)
     };
-    let mut server =
-        ServerRound::new(cfg.clone(), roster.clone(), STAGE_TIMEOUT_MS).map_err(|e| e.to_string())?;
+    let mut server = ServerRound::new(cfg.clone(), roster.clone(), STAGE_TIMEOUT_MS)
+        .map_err(|e| e.to_string())?;
     let mut keys = keys.map(|k| k.into_iter());
     let mut clients: Vec<SimClient> = inputs
         .into_iter()
@@ -189,7 +192,9 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
             inbox[to as usize - 1].push(bytes);
         }
         if let Some(st) = stages.get_mut(&stage) {
-            st.max_down_per_client = st.max_down_per_client.max(down_per.iter().copied().max().unwrap_or(0));
+            st.max_down_per_client = st
+                .max_down_per_client
+                .max(down_per.iter().copied().max().unwrap_or(0));
         }
         if server.outcome().is_some() {
             // Deliver the final Done/Abort so clients learn the end.
@@ -202,7 +207,7 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
         }
         // Clients compute in parallel.
         let wall = Instant::now();
-        let results: Vec<(ClientId, Duration, Vec<Vec<u8>>, Option<ClientError>)> = clients
+        let results: Vec<ClientTurn> = clients
             .par_iter_mut()
             .zip(inbox)
             .filter(|(c, msgs)| !c.silent && !msgs.is_empty())
@@ -285,8 +290,16 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
 }
 
 /// The plaintext sum mod 2^b of the inputs of `survivors` (ids), for checking.
-pub fn plain_sum(inputs: &[Vec<u64>], survivors: impl Iterator<Item = ClientId>, bits: u8) -> Vec<u64> {
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+pub fn plain_sum(
+    inputs: &[Vec<u64>],
+    survivors: impl Iterator<Item = ClientId>,
+    bits: u8,
+) -> Vec<u64> {
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     let dim = inputs.first().map_or(0, |v| v.len());
     let mut sum = vec![0u64; dim];
     for id in survivors {

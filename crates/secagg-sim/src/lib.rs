@@ -10,6 +10,6 @@
 //! - [`npy`]: reads and writes NumPy `.npy` files.
 
 pub mod harness;
-// pub mod npy;
+pub mod npy;
 pub mod plan;
 pub mod simulate;

@@ -131,7 +131,11 @@ pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
         min_clients: threshold,
         degree,
         threshold,
-        graph: if degree >= n - 1 { GraphKind::Complete } else { graph },
+        graph: if degree >= n - 1 {
+            GraphKind::Complete
+        } else {
+            graph
+        },
         bits: o.bits,
         dim: o.dim,
         prg: o.prg,

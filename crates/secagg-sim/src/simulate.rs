@@ -43,11 +43,15 @@ impl Inputs {
 
 /// Random unsigned inputs that cannot wrap: each value below 2^b / n.
 pub fn random_inputs(n: u32, dim: u32, bits: u8, seed: u64) -> Inputs {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed_1a9u64);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x05ee_d1a9_u64);
     let max = (((1u128 << bits) - 1) / n.max(1) as u128).max(1) as u64;
     Inputs::Unsigned(
         (0..n)
-            .map(|_| (0..dim).map(|_| rng.next_u64() % (max + 1).max(1)).collect())
+            .map(|_| {
+                (0..dim)
+                    .map(|_| rng.next_u64() % (max + 1).max(1))
+                    .collect()
+            })
             .collect(),
     )
 }
@@ -134,10 +138,13 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
         return Err(String::from("inputs are empty vectors"));
     }
     if !(0.0..=1.0).contains(&opts.dropout) {
-        return Err(format!("--dropout must be a fraction in [0, 1], got {}", opts.dropout));
+        return Err(format!(
+            "--dropout must be a fraction in [0, 1], got {}",
+            opts.dropout
+        ));
     }
     let bits = opts.round.bits;
-    let mut rng = ChaCha20Rng::seed_from_u64(opts.seed ^ 0xe2c0_de);
+    let mut rng = ChaCha20Rng::seed_from_u64(opts.seed ^ 0x00e2_c0de);
     let n32 = n as u32;
     // Encode into Z_2^b.
     let (encoded, float): (Vec<Vec<u64>>, Option<FloatEncoding>) = match &inputs {
@@ -146,22 +153,36 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             check_integer_sum(bits, n32, max).map_err(|e| e.0)?;
             (v.clone(), None)
         }
-        Inputs::Float { values, weights, clip } => {
+        Inputs::Float {
+            values,
+            weights,
+            clip,
+        } => {
             if weights.len() != n {
                 return Err(format!("{} weights for {n} inputs", weights.len()));
             }
-            if let Some((i, (j, x))) = values
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| v.iter().enumerate().find(|(_, x)| !x.is_finite()).map(|p| (i, p)))
-            {
-                return Err(format!("input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"));
+            if let Some((i, (j, x))) = values.iter().enumerate().find_map(|(i, v)| {
+                v.iter()
+                    .enumerate()
+                    .find(|(_, x)| !x.is_finite())
+                    .map(|p| (i, p))
+            }) {
+                return Err(format!(
+                    "input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"
+                ));
             }
             let clip = match clip {
                 Some(c) => *c,
                 None => {
-                    let m = values.iter().flat_map(|v| v.iter()).fold(0.0f64, |a, x| a.max(x.abs()));
-                    if m == 0.0 { 1.0 } else { 2f64.powi(m.log2().ceil() as i32) }
+                    let m = values
+                        .iter()
+                        .flat_map(|v| v.iter())
+                        .fold(0.0f64, |a, x| a.max(x.abs()));
+                    if m == 0.0 {
+                        1.0
+                    } else {
+                        2f64.powi(m.log2().ceil() as i32)
+                    }
                 }
             };
             let max_w = weights.iter().copied().max().unwrap_or(1).max(1);
@@ -187,12 +208,22 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
     let report = harness::run(sc, encoded.clone())?;
     let (aggregate, aborted, survivors, aggregate_ok, mean_error) = match &report.outcome {
         Outcome::Aborted(r) => (None, Some(r.to_string()), Vec::new(), false, None),
-        Outcome::Released { aggregate, survivors } => {
+        Outcome::Released {
+            aggregate,
+            survivors,
+        } => {
             let expect = harness::plain_sum(&encoded, survivors.iter(), bits);
             let exact = *aggregate == expect;
             let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
             match (&inputs, float) {
-                (Inputs::Float { values, weights, clip: _ }, Some(enc)) => {
+                (
+                    Inputs::Float {
+                        values,
+                        weights,
+                        clip: _,
+                    },
+                    Some(enc),
+                ) => {
                     let (mean, total) = enc.decode(aggregate).map_err(|e| e.0)?;
                     // Plaintext weighted mean of the clipped survivors' inputs.
                     let mut want = vec![0f64; mean.len()];
@@ -205,17 +236,29 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
                         }
                     }
                     want.iter_mut().for_each(|a| *a /= wsum.max(1.0));
-                    let err = mean.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+                    let err = mean
+                        .iter()
+                        .zip(&want)
+                        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
                     let bound = enc.max_rounding_error(surv.len() as u32, total) + 1e-12;
                     (
-                        Some(Aggregate::Mean { mean, total_weight: total }),
+                        Some(Aggregate::Mean {
+                            mean,
+                            total_weight: total,
+                        }),
                         None,
                         surv,
                         exact && err <= bound,
                         Some((err, bound)),
                     )
                 }
-                _ => (Some(Aggregate::Sum(aggregate.clone())), None, surv, exact, None),
+                _ => (
+                    Some(Aggregate::Sum(aggregate.clone())),
+                    None,
+                    surv,
+                    exact,
+                    None,
+                ),
             }
         }
     };

@@ -1,6 +1,8 @@
 //! A server that deviates from the protocol: honest clients must refuse and reveal nothing
 //! beyond the sum. Each test shows what the clients sent back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 
 use secagg_core::idset::IdSet;
@@ -40,7 +42,11 @@ fn watch_unmask(sc: &mut Scenario) -> Revealed {
     let cfg = sc.config.clone();
     sc.observe = Some(Box::new(move |stage, from_server, id, bytes| {
         if stage == Stage::Unmask && !from_server {
-            if let Ok(ClientMessage::UnmaskShares { self_mask, mask_key }) = ClientMessage::decode(bytes, &cfg) {
+            if let Ok(ClientMessage::UnmaskShares {
+                self_mask,
+                mask_key,
+            }) = ClientMessage::decode(bytes, &cfg)
+            {
                 s2.lock().unwrap().push((
                     id,
                     self_mask.iter().map(|(o, _)| *o).collect(),
@@ -80,10 +86,14 @@ fn live_client_listed_as_dropped_is_refused_in_the_malicious_model() {
     let cfg = config(ThreatModel::Malicious);
     let victim = 1;
     let mut sc = Scenario::new(cfg.clone(), 1);
-    sc.tamper = Some(rewrite_unmask(&cfg, (2..=12).collect(), move |mut u3, sigs| {
-        u3.remove(victim);
-        (u3, sigs)
-    }));
+    sc.tamper = Some(rewrite_unmask(
+        &cfg,
+        (2..=12).collect(),
+        move |mut u3, sigs| {
+            u3.remove(victim);
+            (u3, sigs)
+        },
+    ));
     let seen = watch_unmask(&mut sc);
     let r = run(sc, inputs()).unwrap();
     // Every client that got the forged set refused, saying why.
@@ -96,7 +106,10 @@ fn live_client_listed_as_dropped_is_refused_in_the_malicious_model() {
     assert_eq!(refused.len(), 11, "{:?}", r.client_errors);
     // Nobody revealed a share of the victim's mask key.
     let seen = seen.lock().unwrap();
-    assert!(seen.iter().all(|(_, _, keys)| !keys.contains(&victim)), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, _, keys)| !keys.contains(&victim)),
+        "{seen:?}"
+    );
     // And the round could not release anything.
     assert!(matches!(r.outcome, Outcome::Aborted(_)));
 }
@@ -114,8 +127,14 @@ fn a_client_reveals_one_secret_per_peer() {
     assert!(matches!(r.outcome, Outcome::Released { .. }));
     let seen = seen.lock().unwrap();
     for (id, b, s) in seen.iter() {
-        assert!(b.iter().all(|o| !s.contains(o)), "client {id} revealed both secrets");
-        assert!(s.iter().all(|o| [5, 6].contains(o)), "client {id} revealed a live client's key");
+        assert!(
+            b.iter().all(|o| !s.contains(o)),
+            "client {id} revealed both secrets"
+        );
+        assert!(
+            s.iter().all(|o| [5, 6].contains(o)),
+            "client {id} revealed a live client's key"
+        );
     }
 }
 
@@ -129,7 +148,11 @@ fn the_client_listed_as_dropped_refuses() {
     }));
     let seen = watch_unmask(&mut sc);
     let r = run(sc, inputs()).unwrap();
-    assert!(r.client_errors.iter().any(|(id, e)| *id == 4 && e.to_string().contains("listed me as dropped")));
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(id, e)| *id == 4 && e.to_string().contains("listed me as dropped"))
+    );
     assert!(seen.lock().unwrap().iter().all(|(id, _, _)| *id != 4));
 }
 
@@ -142,8 +165,15 @@ fn fewer_than_min_survivors_is_refused() {
     }));
     let seen = watch_unmask(&mut sc);
     let r = run(sc, inputs()).unwrap();
-    assert!(seen.lock().unwrap().is_empty(), "a client answered an unmask request below min_clients");
-    assert!(r.client_errors.iter().any(|(_, e)| e.to_string().contains("below min_clients")));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a client answered an unmask request below min_clients"
+    );
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(_, e)| e.to_string().contains("below min_clients"))
+    );
 }
 
 #[test]
@@ -151,14 +181,18 @@ fn forged_or_missing_consistency_signatures_are_refused() {
     for forge in [true, false] {
         let cfg = config(ThreatModel::Malicious);
         let mut sc = Scenario::new(cfg.clone(), 5);
-        sc.tamper = Some(rewrite_unmask(&cfg, (1..=12).collect(), move |u3, mut sigs| {
-            if forge {
-                sigs[0].1[0] ^= 1;
-            } else {
-                sigs.truncate(3);
-            }
-            (u3, sigs)
-        }));
+        sc.tamper = Some(rewrite_unmask(
+            &cfg,
+            (1..=12).collect(),
+            move |u3, mut sigs| {
+                if forge {
+                    sigs[0].1[0] ^= 1;
+                } else {
+                    sigs.truncate(3);
+                }
+                (u3, sigs)
+            },
+        ));
         let seen = watch_unmask(&mut sc);
         let r = run(sc, inputs()).unwrap();
         assert!(seen.lock().unwrap().is_empty(), "forge={forge}");
@@ -171,17 +205,21 @@ fn substituted_keys_are_refused_with_a_pki() {
     let cfg = config(ThreatModel::Malicious);
     let mut sc = Scenario::new(cfg.clone(), 6);
     let c2 = cfg.clone();
-    sc.tamper = Some(Box::new(move |_stage, to, bytes| {
-        match ServerMessage::decode(&bytes, Some(&c2)) {
+    sc.tamper = Some(Box::new(
+        move |_stage, to, bytes| match ServerMessage::decode(&bytes, Some(&c2)) {
             Ok(ServerMessage::NeighbourKeys { u1, mut neighbours }) if to == 1 => {
                 neighbours[0].mask_pk = [9u8; 32];
                 ServerMessage::NeighbourKeys { u1, neighbours }.encode()
             }
             _ => bytes,
-        }
-    }));
+        },
+    ));
     let r = run(sc, inputs()).unwrap();
-    assert!(r.client_errors.iter().any(|(id, e)| *id == 1 && e.to_string().contains("without a valid signature")));
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(id, e)| *id == 1 && e.to_string().contains("without a valid signature"))
+    );
 }
 
 #[test]
@@ -191,9 +229,15 @@ fn replayed_round_start_with_weaker_parameters_is_refused_by_policy() {
     cfg.threshold = 2;
     cfg.min_clients = 2;
     let msg = ServerMessage::RoundStart(cfg).encode();
-    let policy = Policy { min_threshold_fraction: 0.5, ..Policy::default() };
+    let policy = Policy {
+        min_threshold_fraction: 0.5,
+        ..Policy::default()
+    };
     let client = Client::new(1, vec![0; 8]).with_policy(policy);
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
     let err = client.start(&msg, &mut rng).map(|_| ()).unwrap_err();
-    assert!(err.to_string().contains("threshold 2 is below my policy"), "{err}");
+    assert!(
+        err.to_string().contains("threshold 2 is below my policy"),
+        "{err}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Whole rounds through the deterministic harness: masks cancel, dropouts at every stage,
 //! duplicates and reordering, both threat models, aborts below the threshold.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use secagg_core::server::{DropReason, Outcome};
 use secagg_core::{GraphKind, PrgKind, RoundAborted, RoundConfig, Stage, ThreatModel};
 use secagg_sim::harness::{Scenario, plain_sum, run};
@@ -13,7 +15,11 @@ fn config(n: u32, k: u32, t: u32, model: ThreatModel) -> RoundConfig {
         min_clients: t,
         degree: k,
         threshold: t,
-        graph: if k == n - 1 { GraphKind::Complete } else { GraphKind::Harary },
+        graph: if k == n - 1 {
+            GraphKind::Complete
+        } else {
+            GraphKind::Harary
+        },
         bits: 32,
         dim: 50,
         prg: PrgKind::Aes128Ctr,
@@ -23,15 +29,26 @@ fn config(n: u32, k: u32, t: u32, model: ThreatModel) -> RoundConfig {
 }
 
 fn inputs(n: u32, dim: u32, bits: u8) -> Vec<Vec<u64>> {
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     (1..=n as u64)
-        .map(|i| (0..dim as u64).map(|j| (i * 1_000_003 + j * 7919) & mask).collect())
+        .map(|i| {
+            (0..dim as u64)
+                .map(|j| (i * 1_000_003 + j * 7919) & mask)
+                .collect()
+        })
         .collect()
 }
 
 fn released(outcome: &Outcome) -> (&Vec<u64>, Vec<u32>) {
     match outcome {
-        Outcome::Released { aggregate, survivors } => (aggregate, survivors.iter().collect()),
+        Outcome::Released {
+            aggregate,
+            survivors,
+        } => (aggregate, survivors.iter().collect()),
         Outcome::Aborted(a) => panic!("round aborted: {a}"),
     }
 }
@@ -65,9 +82,17 @@ fn dropouts_at_every_stage_are_handled() {
             let (agg, surv) = released(&r.outcome);
             let dropped_before_upload = stage <= Stage::MaskedInput;
             for id in [2u32, 7, 13] {
-                assert_eq!(surv.contains(&id), !dropped_before_upload, "{model:?} {stage} {id}");
+                assert_eq!(
+                    surv.contains(&id),
+                    !dropped_before_upload,
+                    "{model:?} {stage} {id}"
+                );
             }
-            assert_eq!(*agg, plain_sum(&x, surv.iter().copied(), cfg.bits), "{model:?} {stage}");
+            assert_eq!(
+                *agg,
+                plain_sum(&x, surv.iter().copied(), cfg.bits),
+                "{model:?} {stage}"
+            );
             assert!(r.dropouts.iter().all(|d| d.reason == DropReason::Timeout));
             assert_eq!(r.dropouts.len(), 3);
             assert!(r.client_errors.is_empty(), "{:?}", r.client_errors);
@@ -106,7 +131,11 @@ fn too_few_clients_aborts_with_stage_and_counts() {
             needed: 8
         })
     );
-    assert!(r.client_errors.iter().all(|(_, e)| matches!(e, secagg_core::ClientError::RoundAborted(_))));
+    assert!(
+        r.client_errors
+            .iter()
+            .all(|(_, e)| matches!(e, secagg_core::ClientError::RoundAborted(_)))
+    );
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! Criterion benches of the protocol's hot operations: mask expansion (the limit a client
+//! runs at), X25519 key agreement, AEAD share encryption, and the server's unmasking.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use secagg_core::PrgKind;
+use secagg_core::crypto::{self, DhKeyPair};
+use secagg_core::prg::{MaskSpec, MaskStream, Sign, apply_mask_specs, apply_masks};
+use secagg_core::ring::Modulus;
+
+fn mask_expansion(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mask_add");
+    let d = 1 << 20;
+    for (name, kind, bits) in [
+        ("aes_ctr64_b32", PrgKind::Aes128Ctr, 32u8),
+        ("aes_ctr64_b64", PrgKind::Aes128Ctr, 64),
+        ("chacha20_b32", PrgKind::ChaCha20, 32),
+    ] {
+        let m = Modulus::new(bits).unwrap_or_else(|| unreachable!());
+        let mut v = vec![0u64; d];
+        // Bytes of u32 (or u64) results produced per second, as in DESIGN.md §5.
+        g.throughput(Throughput::Bytes((d * m.stream_bytes_per_element()) as u64));
+        g.bench_function(BenchmarkId::new(name, d), |b| {
+            b.iter(|| {
+                let mut s = [MaskStream::new(kind, &[7u8; 32], Sign::Plus)];
+                apply_masks(black_box(&mut v), m, &mut s);
+            })
+        });
+    }
+    // A client with k = 20 neighbours plus its self mask, d = 100,000: one masked input.
+    let m = Modulus::new(32).unwrap_or_else(|| unreachable!());
+    let mut v = vec![0u64; 100_000];
+    g.throughput(Throughput::Bytes(21 * 100_000 * 4));
+    g.bench_function("client_k20_d1e5", |b| {
+        b.iter(|| {
+            let mut s: Vec<MaskStream> = (0..21u8)
+                .map(|i| MaskStream::new(PrgKind::Aes128Ctr, &[i; 32], Sign::Plus))
+                .collect();
+            apply_masks(black_box(&mut v), m, &mut s);
+        })
+    });
+    g.finish();
+}
+
+fn key_agreement(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let a = DhKeyPair::generate(&mut rng);
+    let b = DhKeyPair::generate(&mut rng);
+    let pk = b.public();
+    c.bench_function("x25519_agree", |bch| bch.iter(|| a.agree(black_box(&pk))));
+    c.bench_function("x25519_keygen", |bch| {
+        bch.iter(|| DhKeyPair::generate(&mut rng))
+    });
+    let shared = [3u8; 32];
+    let session = [4u8; 32];
+    let pt = [5u8; 88];
+    c.bench_function("seal_share_bundle", |bch| {
+        bch.iter(|| crypto::seal_shares(&shared, &session, 1, 2, black_box(&pt)))
+    });
+}
+
+fn server_unmask(c: &mut Criterion) {
+    // Removing 100 self masks from a d = 100,000 sum (no dropouts, n = 100), in parallel.
+    let m = Modulus::new(32).unwrap_or_else(|| unreachable!());
+    let specs: Vec<MaskSpec> = (0..100u8)
+        .map(|i| MaskSpec {
+            seed: zeroize::Zeroizing::new([i; 32]),
+            sign: Sign::Minus,
+        })
+        .collect();
+    let mut acc = vec![0u64; 100_000];
+    let mut g = c.benchmark_group("server_unmask");
+    g.throughput(Throughput::Bytes(100 * 100_000 * 4));
+    g.bench_function("remove_100_masks_d1e5", |b| {
+        b.iter(|| apply_mask_specs(black_box(&mut acc), m, PrgKind::Aes128Ctr, &specs))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, mask_expansion, key_agreement, server_unmask);
+criterion_main!(benches);
