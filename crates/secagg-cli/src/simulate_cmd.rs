@@ -128,7 +128,10 @@ impl SimulateArgs {
     /// Round options for `n` clients (the dimension is set from the inputs).
     pub fn round_options(&self, n: u32) -> Result<RoundOptions, String> {
         if !(0.0..=1.0).contains(&self.dropout) {
-            return Err(format!("--dropout must be a fraction in [0, 1], got {}", self.dropout));
+            return Err(format!(
+                "--dropout must be a fraction in [0, 1], got {}",
+                self.dropout
+            ));
         }
         if !(0.0..1.0).contains(&self.assumed_corrupt) {
             return Err(format!(

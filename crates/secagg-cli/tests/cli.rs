@@ -24,13 +24,29 @@ fn refused(args: &[&str], needle: &str) {
     let out = secagg(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err}"
+    );
 }
 
 #[test]
 fn default_simulation_prints_one_json_object() {
-    let out = secagg(&["simulate", "--clients", "12", "--dim", "100", "--dropout", "0.25", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = secagg(&[
+        "simulate",
+        "--clients",
+        "12",
+        "--dim",
+        "100",
+        "--dropout",
+        "0.25",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert_eq!(v["aggregate_ok"], true);
     assert_eq!(v["survivors"].as_array().unwrap().len(), 9);
@@ -38,7 +54,11 @@ fn default_simulation_prints_one_json_object() {
     assert!(v["k"].as_u64().unwrap() >= v["t"].as_u64().unwrap());
     let stages = v["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 4);
-    assert!(stages.iter().all(|s| s["server_s"].is_number() && s["bytes_up_per_client"].is_number()));
+    assert!(
+        stages
+            .iter()
+            .all(|s| s["server_s"].is_number() && s["bytes_up_per_client"].is_number())
+    );
     // Human output too.
     let out = secagg(&["simulate", "--clients", "5", "--dim", "10"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("matches the plaintext computation"));
@@ -54,10 +74,24 @@ fn dropouts_at_every_stage_from_the_cli() {
         ("unmask", "malicious"),
     ] {
         let out = secagg(&[
-            "simulate", "--clients", "30", "--dim", "64", "--dropout", "0.1", "--dropout-stage", stage, "--threat",
-            threat, "--json",
+            "simulate",
+            "--clients",
+            "30",
+            "--dim",
+            "64",
+            "--dropout",
+            "0.1",
+            "--dropout-stage",
+            stage,
+            "--threat",
+            threat,
+            "--json",
         ]);
-        assert!(out.status.success(), "{stage}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = json(&out);
         assert_eq!(v["aggregate_ok"], true, "{stage}");
         let dropped = v["dropped"].as_array().unwrap().len();
@@ -75,15 +109,28 @@ fn write_inputs(dir: &Path, arrays: &[NpyArray]) {
 #[test]
 fn unsigned_npy_inputs_sum_mod_2b() {
     let dir = tempfile::tempdir().unwrap();
-    let arrays: Vec<NpyArray> = (0..6u32).map(|i| NpyArray::U32((0..50).map(|j| i * 1000 + j).collect())).collect();
+    let arrays: Vec<NpyArray> = (0..6u32)
+        .map(|i| NpyArray::U32((0..50).map(|j| i * 1000 + j).collect()))
+        .collect();
     write_inputs(dir.path(), &arrays);
     let out_path = dir.path().join("sum.npy");
     let out = secagg(&[
-        "simulate", "--inputs", dir.path().to_str().unwrap(), "--output", out_path.to_str().unwrap(), "--json",
+        "simulate",
+        "--inputs",
+        dir.path().to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json(&out)["aggregate_ok"], true);
-    let want: Vec<u32> = (0..50).map(|j| (0..6u32).map(|i| i * 1000 + j).sum()).collect();
+    let want: Vec<u32> = (0..50)
+        .map(|j| (0..6u32).map(|i| i * 1000 + j).sum())
+        .collect();
     assert_eq!(npy::read(&out_path).unwrap(), NpyArray::U32(want));
 }
 
@@ -92,21 +139,38 @@ fn float_npy_inputs_give_the_weighted_mean() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
-    let arrays: Vec<NpyArray> = (0..5).map(|i| NpyArray::F32(vec![i as f32 * 0.25 - 0.5, 1.0, -1.0])).collect();
+    let arrays: Vec<NpyArray> = (0..5)
+        .map(|i| NpyArray::F32(vec![i as f32 * 0.25 - 0.5, 1.0, -1.0]))
+        .collect();
     write_inputs(&inputs, &arrays);
     let weights = dir.path().join("w.npy");
     npy::write_file(&weights, &NpyArray::U64(vec![1, 2, 3, 4, 10])).unwrap();
     let out_path = dir.path().join("mean.npy");
     let out = secagg(&[
-        "simulate", "--inputs", inputs.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--output",
-        out_path.to_str().unwrap(), "--json",
+        "simulate",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert_eq!(v["aggregate_ok"], true);
     assert_eq!(v["total_weight"], 20);
-    let NpyArray::F64(mean) = npy::read(&out_path).unwrap() else { panic!("float64 output expected") };
-    let want0 = (0..5).map(|i| [1., 2., 3., 4., 10.][i] * (i as f64 * 0.25 - 0.5)).sum::<f64>() / 20.0;
+    let NpyArray::F64(mean) = npy::read(&out_path).unwrap() else {
+        panic!("float64 output expected")
+    };
+    let want0 = (0..5)
+        .map(|i| [1., 2., 3., 4., 10.][i] * (i as f64 * 0.25 - 0.5))
+        .sum::<f64>()
+        / 20.0;
     assert!((mean[0] - want0).abs() < 1e-6, "{} vs {want0}", mean[0]);
     assert!((mean[1] - 1.0).abs() < 1e-6 && (mean[2] + 1.0).abs() < 1e-6);
 }
@@ -115,17 +179,32 @@ fn float_npy_inputs_give_the_weighted_mean() {
 fn bad_inputs_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().to_str().unwrap();
-    write_inputs(dir.path(), &[NpyArray::U32(vec![1, 2, 3]), NpyArray::U32(vec![1, 2])]);
+    write_inputs(
+        dir.path(),
+        &[NpyArray::U32(vec![1, 2, 3]), NpyArray::U32(vec![1, 2])],
+    );
     refused(&["simulate", "--inputs", p], "same length");
-    write_inputs(dir.path(), &[NpyArray::U32(vec![1, 2, 3]), NpyArray::F64(vec![1., 2., 3.])]);
-    refused(&["simulate", "--inputs", p], "all unsigned integers or all floats");
+    write_inputs(
+        dir.path(),
+        &[
+            NpyArray::U32(vec![1, 2, 3]),
+            NpyArray::F64(vec![1., 2., 3.]),
+        ],
+    );
+    refused(
+        &["simulate", "--inputs", p],
+        "all unsigned integers or all floats",
+    );
     std::fs::write(dir.path().join("client_001.npy"), b"\x93NUMPY garbage").unwrap();
     refused(&["simulate", "--inputs", p], "client_001.npy");
     let mut f = std::fs::read(dir.path().join("client_000.npy")).unwrap();
     f.truncate(f.len() - 2);
     std::fs::write(dir.path().join("client_001.npy"), f).unwrap();
     refused(&["simulate", "--inputs", p], "truncated");
-    refused(&["simulate", "--inputs", "/nonexistent/dir"], "cannot read --inputs");
+    refused(
+        &["simulate", "--inputs", "/nonexistent/dir"],
+        "cannot read --inputs",
+    );
     let signed = dir.path().join("client_001.npy");
     let mut bytes = Vec::new();
     npy::write(&mut bytes, &NpyArray::U32(vec![1, 2, 3])).unwrap();
@@ -133,52 +212,166 @@ fn bad_inputs_are_refused_with_a_reason() {
     bytes[at + 1] = b'i';
     std::fs::write(&signed, &bytes).unwrap();
     refused(&["simulate", "--inputs", p], "int32");
-    write_inputs(dir.path(), &[NpyArray::U8(vec![255; 4]), NpyArray::U8(vec![255; 4])]);
+    write_inputs(
+        dir.path(),
+        &[NpyArray::U8(vec![255; 4]), NpyArray::U8(vec![255; 4])],
+    );
     refused(&["simulate", "--inputs", p, "--bits", "8"], "--bits 9");
-    refused(&["simulate", "--inputs", p, "--clients", "3"], "drop --clients");
-    write_inputs(dir.path(), &[NpyArray::F64(vec![f64::NAN]), NpyArray::F64(vec![1.0])]);
+    refused(
+        &["simulate", "--inputs", p, "--clients", "3"],
+        "drop --clients",
+    );
+    write_inputs(
+        dir.path(),
+        &[NpyArray::F64(vec![f64::NAN]), NpyArray::F64(vec![1.0])],
+    );
     refused(&["simulate", "--inputs", p], "non-finite");
 }
 
 #[test]
 fn bad_flags_and_unsafe_parameters_are_refused() {
-    refused(&["simulate", "--bits", "0", "--clients", "4", "--dim", "4"], "--bits");
-    refused(&["simulate", "--bits", "65", "--clients", "4", "--dim", "4"], "--bits");
+    refused(
+        &["simulate", "--bits", "0", "--clients", "4", "--dim", "4"],
+        "--bits",
+    );
+    refused(
+        &["simulate", "--bits", "65", "--clients", "4", "--dim", "4"],
+        "--bits",
+    );
     refused(&["simulate", "--clients", "1"], "at least 2");
     refused(&["simulate", "--dim", "0", "--clients", "4"], "--dim");
-    refused(&["simulate", "--clients", "10", "--dim", "4", "--dropout", "1.5"], "--dropout");
-    refused(&["simulate", "--clients", "10", "--dim", "4", "--graph", "harary", "--degree", "5", "--threshold", "3"], "even degree");
-    refused(&["simulate", "--clients", "10", "--dim", "4", "--threshold", "1"], "threshold");
     refused(
-        &["simulate", "--clients", "10", "--dim", "4", "--dropout", "0.1", "--dropout-stage", "consistency"],
+        &[
+            "simulate",
+            "--clients",
+            "10",
+            "--dim",
+            "4",
+            "--dropout",
+            "1.5",
+        ],
+        "--dropout",
+    );
+    refused(
+        &[
+            "simulate",
+            "--clients",
+            "10",
+            "--dim",
+            "4",
+            "--graph",
+            "harary",
+            "--degree",
+            "5",
+            "--threshold",
+            "3",
+        ],
+        "even degree",
+    );
+    refused(
+        &[
+            "simulate",
+            "--clients",
+            "10",
+            "--dim",
+            "4",
+            "--threshold",
+            "1",
+        ],
+        "threshold",
+    );
+    refused(
+        &[
+            "simulate",
+            "--clients",
+            "10",
+            "--dim",
+            "4",
+            "--dropout",
+            "0.1",
+            "--dropout-stage",
+            "consistency",
+        ],
         "--threat malicious",
     );
-    refused(&["simulate", "--clients", "10", "--dim", "4", "--assumed-corrupt", "1.2"], "--assumed-corrupt");
+    refused(
+        &[
+            "simulate",
+            "--clients",
+            "10",
+            "--dim",
+            "4",
+            "--assumed-corrupt",
+            "1.2",
+        ],
+        "--assumed-corrupt",
+    );
     refused(&["simulate", "--frobnicate"], "unexpected argument");
 }
 
 #[test]
 fn weaker_parameters_need_an_explicit_flag() {
-    let args = ["simulate", "--clients", "1000", "--dim", "8", "--graph", "harary", "--degree", "20", "--threshold", "11"];
+    let args = [
+        "simulate",
+        "--clients",
+        "1000",
+        "--dim",
+        "8",
+        "--graph",
+        "harary",
+        "--degree",
+        "20",
+        "--threshold",
+        "11",
+    ];
     refused(&args, "--accept-weaker-params");
     let mut ok = args.to_vec();
     ok.extend(["--accept-weaker-params", "--json"]);
     let out = secagg(&ok);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
-    assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("weaker")));
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("weaker"))
+    );
     // Chosen parameters reproduce the threat model's (k, t) = (30, 17) for n = 1,000.
     let out = secagg(&["simulate", "--clients", "1000", "--dim", "8", "--json"]);
     let v = json(&out);
-    assert_eq!((v["k"].as_u64().unwrap(), v["t"].as_u64().unwrap()), (30, 17));
+    assert_eq!(
+        (v["k"].as_u64().unwrap(), v["t"].as_u64().unwrap()),
+        (30, 17)
+    );
 }
 
 #[test]
 fn an_aborted_round_exits_nonzero_and_says_why() {
-    let out = secagg(&["simulate", "--clients", "10", "--dim", "4", "--dropout", "0.8", "--json"]);
+    let out = secagg(&[
+        "simulate",
+        "--clients",
+        "10",
+        "--dim",
+        "4",
+        "--dropout",
+        "0.9",
+        "--assumed-dropout",
+        "0.05",
+        "--json",
+    ]);
     assert!(!out.status.success());
     let v = json(&out);
-    assert!(v["aborted"].as_str().unwrap().contains("round aborted at stage masked-input"));
+    assert!(
+        v["aborted"]
+            .as_str()
+            .unwrap()
+            .contains("round aborted at stage masked-input")
+    );
     assert_eq!(v["aggregate_ok"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("round aborted"));
 }

@@ -324,10 +324,26 @@ impl AwaitingNeighbours {
         let t = c.config.threshold as usize;
         let mask_sk = c.mask.secret_bytes();
         let share_err = |_| ClientError::Misuse("secret sharing failed for validated parameters");
-        let s_shares = shamir::split(&mask_sk, &expected, t, rng).map_err(share_err)?;
-        let b_shares = shamir::split(&c.self_seed, &expected, t, rng).map_err(share_err)?;
+        // Shares go to the neighbours and to the client itself (it reveals its own share of b_u
+        // when it survives, so t counts among k + 1 holders).
+        let mut holders = expected.clone();
+        holders.push(c.id);
+        holders.sort_unstable();
+        let s_shares = shamir::split(&mask_sk, &holders, t, rng).map_err(share_err)?;
+        let b_shares = shamir::split(&c.self_seed, &holders, t, rng).map_err(share_err)?;
         let mut out = Vec::with_capacity(peers.len());
-        for ((p, s), b) in peers.iter().zip(&s_shares).zip(&b_shares) {
+        let mut own = None;
+        let mut peer_iter = peers.iter();
+        for (s, b) in s_shares.iter().zip(&b_shares) {
+            if s.x == c.id {
+                own = Some(HeldShares {
+                    owner: c.id,
+                    mask_key: s.clone(),
+                    self_mask: b.clone(),
+                });
+                continue;
+            }
+            let Some(p) = peer_iter.next() else { break };
             let mut bundle = Zeroizing::new([0u8; SHARE_BUNDLE_LEN]);
             bundle[..SHARE_LEN].copy_from_slice(&s.to_bytes());
             bundle[SHARE_LEN..].copy_from_slice(&b.to_bytes());
@@ -342,6 +358,7 @@ impl AwaitingNeighbours {
                 common: self.common,
                 session,
                 peers,
+                own: own.ok_or(ClientError::Misuse("own share missing"))?,
             },
             msg,
         ))
@@ -353,9 +370,10 @@ pub struct AwaitingShares {
     common: Common,
     session: SessionId,
     peers: Vec<Peer>,
+    own: HeldShares,
 }
 
-/// Shares a client holds for one neighbour in U2.
+/// Shares a client holds for one neighbour in U2, or for itself.
 struct HeldShares {
     owner: ClientId,
     mask_key: Share,
@@ -415,6 +433,8 @@ impl AwaitingShares {
                 self_mask,
             });
         }
+        let pos = held.partition_point(|h| h.owner < c.id);
+        held.insert(pos, self.own);
         // Mask the input.
         let modulus = c.config.modulus();
         let mut streams = Vec::with_capacity(live.len() + 1);

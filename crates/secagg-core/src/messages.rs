@@ -413,8 +413,8 @@ impl ClientMessage {
             }
             tag::CONSISTENCY_SIGNATURE => ClientMessage::ConsistencySignature(r.array()?),
             tag::UNMASK_SHARES => ClientMessage::UnmaskShares {
-                self_mask: decode_owned_shares(&mut r, k)?,
-                mask_key: decode_owned_shares(&mut r, k)?,
+                self_mask: decode_owned_shares(&mut r, k + 1)?,
+                mask_key: decode_owned_shares(&mut r, k + 1)?,
             },
             other => return Err(CodecError::UnknownTag(other)),
         };

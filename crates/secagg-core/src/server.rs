@@ -391,12 +391,15 @@ impl ServerRound {
                 got: "UnmaskShares",
             });
         };
-        // Exactly: a b-share for each neighbour in U3, a key share for each in U2 \ U3.
-        let held: Vec<ClientId> = graph
+        // Exactly: a b-share for each neighbour in U3 (and for itself), a key share for each
+        // neighbour in U2 \ U3.
+        let mut held: Vec<ClientId> = graph
             .neighbours(from)
             .into_iter()
             .filter(|v| u2.contains(*v))
             .collect();
+        held.push(from);
+        held.sort_unstable();
         let want_b = held.iter().filter(|v| u3.contains(**v));
         let want_s = held.iter().filter(|v| !u3.contains(**v));
         let same = |got: &[(ClientId, Share)], want: &mut dyn Iterator<Item = &ClientId>| {

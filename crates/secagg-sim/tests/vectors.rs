@@ -80,6 +80,10 @@ fn transcript(cfg: &RoundConfig, dropout: Option<(Stage, u32)>) -> String {
 }
 
 fn check(name: &str, got: &str) {
+    assert!(
+        got.contains("\naggregate "),
+        "{name}: the fixed round must release an aggregate"
+    );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors")
         .join(name);
