@@ -94,33 +94,49 @@ impl MaskStream {
         let width = modulus.stream_bytes_per_element();
         let ks = &mut buf[..chunk.len() * width];
         self.keystream(ks);
-        match (width, self.sign) {
-            (4, Sign::Plus) => {
-                for (x, w) in chunk.iter_mut().zip(ks.chunks_exact(4)) {
-                    *x = x.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64);
-                }
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { add_keystream_avx2(chunk, ks, width, self.sign) };
+            return;
+        }
+        add_keystream(chunk, ks, width, self.sign);
+    }
+}
+
+/// Adds (or subtracts) key-stream words of `width` bytes into `chunk`. `as_chunks` gives
+/// fixed-size arrays, which the compiler turns into vector loads.
+#[inline(always)]
+fn add_keystream(chunk: &mut [u64], ks: &[u8], width: usize, sign: Sign) {
+    match (width, sign) {
+        (4, Sign::Plus) => {
+            for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<4>().0) {
+                *x = x.wrapping_add(u32::from_le_bytes(*w) as u64);
             }
-            (4, Sign::Minus) => {
-                for (x, w) in chunk.iter_mut().zip(ks.chunks_exact(4)) {
-                    *x = x.wrapping_sub(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64);
-                }
+        }
+        (4, Sign::Minus) => {
+            for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<4>().0) {
+                *x = x.wrapping_sub(u32::from_le_bytes(*w) as u64);
             }
-            (_, Sign::Plus) => {
-                for (x, w) in chunk.iter_mut().zip(ks.chunks_exact(8)) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(w);
-                    *x = x.wrapping_add(u64::from_le_bytes(b));
-                }
+        }
+        (_, Sign::Plus) => {
+            for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<8>().0) {
+                *x = x.wrapping_add(u64::from_le_bytes(*w));
             }
-            (_, Sign::Minus) => {
-                for (x, w) in chunk.iter_mut().zip(ks.chunks_exact(8)) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(w);
-                    *x = x.wrapping_sub(u64::from_le_bytes(b));
-                }
+        }
+        (_, Sign::Minus) => {
+            for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<8>().0) {
+                *x = x.wrapping_sub(u64::from_le_bytes(*w));
             }
         }
     }
+}
+
+/// [`add_keystream`] compiled for AVX2 (chosen at run time; the build stays generic x86-64).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+fn add_keystream_avx2(chunk: &mut [u64], ks: &[u8], width: usize, sign: Sign) {
+    add_keystream(chunk, ks, width, sign)
 }
 
 /// Adds (or subtracts) every stream's mask into `vec`, then reduces mod 2^b.
