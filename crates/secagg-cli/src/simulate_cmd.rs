@@ -233,13 +233,13 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
             files.len()
         ));
     }
-    if let Some(n) = a.clients {
-        if n as usize != files.len() {
-            return Err(format!(
-                "--clients {n} but --inputs holds {} .npy files: drop --clients or fix the directory",
-                files.len()
-            ));
-        }
+    if let Some(n) = a.clients
+        && n as usize != files.len()
+    {
+        return Err(format!(
+            "--clients {n} but --inputs holds {} .npy files: drop --clients or fix the directory",
+            files.len()
+        ));
     }
     let arrays: Vec<NpyArray> = files
         .iter()
@@ -265,12 +265,12 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
             ));
         }
     }
-    if let Some(dd) = a.dim {
-        if dd as usize != d {
-            return Err(format!(
-                "--dim {dd} but the arrays have {d} values: drop --dim"
-            ));
-        }
+    if let Some(dd) = a.dim
+        && dd as usize != d
+    {
+        return Err(format!(
+            "--dim {dd} but the arrays have {d} values: drop --dim"
+        ));
     }
     if arrays[0].is_float() {
         let values: Vec<Vec<f64>> = arrays.into_iter().map(to_f64).collect();

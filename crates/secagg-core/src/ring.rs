@@ -104,10 +104,10 @@ impl Modulus {
                         nbits -= 8;
                     }
                 }
-                if nbits > 0 {
-                    if let Some(o) = out.get_mut(pos) {
-                        *o = acc as u8;
-                    }
+                if nbits > 0
+                    && let Some(o) = out.get_mut(pos)
+                {
+                    *o = acc as u8;
                 }
             }
         }
@@ -140,12 +140,11 @@ impl Modulus {
             });
         }
         let used_bits = (len as u128 * self.bits as u128) % 8;
-        if used_bits != 0 {
-            if let Some(last) = bytes.last() {
-                if last >> used_bits != 0 {
-                    return Err(CodecError::NonCanonical("packed vector padding bits"));
-                }
-            }
+        if used_bits != 0
+            && let Some(last) = bytes.last()
+            && last >> used_bits != 0
+        {
+            return Err(CodecError::NonCanonical("packed vector padding bits"));
         }
         Ok(())
     }

@@ -696,10 +696,10 @@ fn reconstruct_checked(
         });
     }
     for start in 0..=(shares.len() - t) {
-        if let Ok(secret) = shamir::reconstruct(&shares[start..], t) {
-            if check(&secret) {
-                return Ok(secret);
-            }
+        if let Ok(secret) = shamir::reconstruct(&shares[start..], t)
+            && check(&secret)
+        {
+            return Ok(secret);
         }
     }
     Err(RoundAborted::InconsistentShares { owner })

@@ -41,18 +41,18 @@ fn watch_unmask(sc: &mut Scenario) -> Revealed {
     let s2 = seen.clone();
     let cfg = sc.config.clone();
     sc.observe = Some(Box::new(move |stage, from_server, id, bytes| {
-        if stage == Stage::Unmask && !from_server {
-            if let Ok(ClientMessage::UnmaskShares {
+        if stage == Stage::Unmask
+            && !from_server
+            && let Ok(ClientMessage::UnmaskShares {
                 self_mask,
                 mask_key,
             }) = ClientMessage::decode(bytes, &cfg)
-            {
-                s2.lock().unwrap().push((
-                    id,
-                    self_mask.iter().map(|(o, _)| *o).collect(),
-                    mask_key.iter().map(|(o, _)| *o).collect(),
-                ));
-            }
+        {
+            s2.lock().unwrap().push((
+                id,
+                self_mask.iter().map(|(o, _)| *o).collect(),
+                mask_key.iter().map(|(o, _)| *o).collect(),
+            ));
         }
     }));
     seen
