@@ -485,9 +485,13 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
         secagg_core::GraphKind::Complete => "complete",
         secagg_core::GraphKind::Harary => "harary",
     };
+    let model = match c.model {
+        ThreatModel::HonestButCurious => "honest-but-curious",
+        ThreatModel::Malicious => "malicious",
+    };
     println!(
-        "secagg round: {} clients × {} values, {} bits, {graph} graph k = {}, t = {}, {:?} server",
-        c.num_clients, c.dim, c.bits, c.degree, c.threshold, c.model
+        "secagg round: {} clients × {} values, {} bits, {graph} graph k = {}, t = {}, {model} server",
+        c.num_clients, c.dim, c.bits, c.degree, c.threshold
     );
     match (&r.aborted, &r.aggregate) {
         (Some(why), _) => println!("ABORTED: {why} (nothing was revealed)"),

@@ -1,93 +1,111 @@
-//! Shamir secret sharing of 32-byte secrets over GF(p), p = 2^61 - 1.
+//! Shamir secret sharing of 32-byte secrets over the prime field GF(p), p = 2^61 - 1.
 //!
-//! A secret is cut into five chunks of at most 7 bytes (56 bits < p), each shared with its own
-//! random polynomial of degree t - 1 evaluated at the holders' ids. GF(2^61 - 1) allows ids up
-//! to 2^32 (GF(256) schemes stop at 255 holders) and reduces with shifts and adds. Arithmetic on
-//! secret values is constant-time: no branch or index depends on them; the evaluation points are
-//! public. Temporaries holding secret-derived values are zeroized.
+//! A secret is cut into [`CHUNKS`] little-endian chunks of 7 bytes (56 bits, so every chunk is
+//! a field element); each chunk is shared with its own random polynomial of degree
+//! `threshold - 1`, evaluated at the same public point, so one [`Share`] carries one point and
+//! [`CHUNKS`] values. Any `threshold` shares give the secret back by Lagrange interpolation at
+//! zero; fewer reveal nothing about it.
+//!
+//! The Mersenne prime makes reduction a shift, a mask and an add, with no division, and lets
+//! points be any nonzero `u32`, so more than 255 share-holders work (unlike GF(2^8)).
+//!
+//! Side channels: the evaluation points are public, the share values and polynomial
+//! coefficients are secret. Field arithmetic on secret values uses no secret-dependent branch
+//! or table index (u128 products, Mersenne folding, mask-based conditional subtraction), and the
+//! validity checks on secret values (`y < p`, chunk range) OR branch-free flags together and
+//! branch once at the end, revealing only whether the input was valid. Temporaries holding
+//! coefficients, chunks or partial sums are zeroized on drop.
 
 use alloc::vec::Vec;
+use core::fmt;
 
 use rand_core::CryptoRng;
-use zeroize::{Zeroize, Zeroizing};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Secrets are 32-byte keys and seeds.
+/// Length of a secret in bytes: the secrets shared are 32-byte keys and PRG seeds.
 pub const SECRET_LEN: usize = 32;
-/// Field elements per secret.
+/// Field elements per secret: 32 bytes in chunks of 7 bytes (56 bits < 61 bits of p).
 pub const CHUNKS: usize = 5;
-/// Bytes of a secret per chunk.
-const CHUNK_BYTES: usize = 7;
-/// Encoded share: x as u32 LE, then each y as u64 LE.
+/// Length of an encoded [`Share`]: `x` as u32 LE, then each of the [`CHUNKS`] `y`s as u64 LE.
 pub const SHARE_LEN: usize = 4 + 8 * CHUNKS;
-/// The field's prime, 2^61 - 1.
+/// The field modulus p = 2^61 - 1 (a Mersenne prime: reduction needs no division).
 pub const MODULUS: u64 = (1 << 61) - 1;
 
-/// One holder's share: the evaluation point (its id, never 0) and the polynomials' values.
-#[derive(Clone, PartialEq, Eq, Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct Share {
-    /// Evaluation point.
-    pub x: u32,
-    /// Values of the five chunk polynomials at x.
-    pub y: [u64; CHUNKS],
-}
+/// Secret bytes per chunk.
+const CHUNK_BYTES: usize = 7;
 
-impl core::fmt::Debug for Share {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Share")
-            .field("x", &self.x)
-            .field("y", &"<redacted>")
-            .finish()
-    }
-}
+// The chunking must cover the secret exactly and every chunk must be below p.
+const _: () = assert!(SECRET_LEN.div_ceil(CHUNK_BYTES) == CHUNKS);
+const _: () = assert!(8 * CHUNK_BYTES < 61);
 
-/// Why sharing or reconstruction failed.
+/// Errors of splitting, reconstruction and share decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShamirError {
-    /// The threshold is 0.
+    /// The threshold was 0; at least one share must be needed.
     ThresholdTooSmall,
-    /// More shares are needed than there are holders.
+    /// More shares would be needed than are (or can be) made.
     ThresholdAboveShares {
-        /// The threshold.
+        /// The threshold asked for.
         threshold: usize,
-        /// The holders.
+        /// The number of shares (evaluation points) available.
         shares: usize,
     },
-    /// An evaluation point is 0 (that is where the secret sits).
+    /// An evaluation point was 0: the share there would be the secret itself.
     ZeroPoint,
-    /// Two shares have the same evaluation point.
+    /// The same evaluation point appeared twice.
     DuplicatePoint(u32),
-    /// Fewer shares than the threshold.
+    /// Fewer shares were given than the threshold needs.
     NotEnoughShares {
-        /// Needed.
+        /// The number of shares needed.
         needed: usize,
-        /// Given.
+        /// The number of shares given.
         got: usize,
     },
-    /// A share's encoding is invalid.
+    /// A share was badly encoded: wrong length, or a value not below the modulus.
     Malformed,
-    /// The reconstructed value is not a valid secret: the shares were inconsistent.
+    /// The reconstructed value is not the encoding of any secret (a chunk above 56 bits or
+    /// nonzero padding): the shares were not all from the same sharing.
     MalformedSecret,
+    /// [`Lagrange::reconstruct`] got a share whose point differs from the cached point there.
+    PointMismatch {
+        /// The position in the share list.
+        index: usize,
+        /// The cached point at that position.
+        expected: u32,
+        /// The share's point.
+        got: u32,
+    },
 }
 
-impl core::fmt::Display for ShamirError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Display for ShamirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ShamirError::ThresholdTooSmall => write!(f, "the threshold must be at least 1"),
-            ShamirError::ThresholdAboveShares { threshold, shares } => {
-                write!(f, "threshold {threshold} exceeds the {shares} holders")
+            Self::ThresholdTooSmall => f.write_str("Shamir threshold must be at least 1"),
+            Self::ThresholdAboveShares { threshold, shares } => write!(
+                f,
+                "Shamir threshold {threshold} exceeds the number of shares {shares}"
+            ),
+            Self::ZeroPoint => f.write_str("Shamir evaluation point 0 is not allowed"),
+            Self::DuplicatePoint(x) => write!(f, "duplicate Shamir evaluation point {x}"),
+            Self::NotEnoughShares { needed, got } => {
+                write!(f, "not enough Shamir shares: {needed} needed, {got} given")
             }
-            ShamirError::ZeroPoint => write!(f, "evaluation point 0 is reserved for the secret"),
-            ShamirError::DuplicatePoint(x) => write!(f, "evaluation point {x} appears twice"),
-            ShamirError::NotEnoughShares { needed, got } => {
-                write!(f, "{got} shares given, {needed} needed")
+            Self::Malformed => {
+                f.write_str("malformed Shamir share: wrong length or value out of range")
             }
-            ShamirError::Malformed => write!(f, "malformed share"),
-            ShamirError::MalformedSecret => {
-                write!(
-                    f,
-                    "the shares are inconsistent (reconstructed value is not a secret)"
-                )
-            }
+            Self::MalformedSecret => f.write_str(
+                "Shamir shares are inconsistent: the reconstructed value is not a valid secret",
+            ),
+            Self::PointMismatch {
+                index,
+                expected,
+                got,
+            } => write!(
+                f,
+                "Shamir share {index} is for point {got}, but the cached coefficients expect \
+                 {expected}"
+            ),
         }
     }
 }
@@ -95,84 +113,210 @@ impl core::fmt::Display for ShamirError {
 #[cfg(feature = "std")]
 impl std::error::Error for ShamirError {}
 
+/// One share: the evaluations at point `x` of the [`CHUNKS`] sharing polynomials.
+///
+/// `y` is secret: it is zeroized on drop, left out of `Debug`, and compared in constant time.
+#[derive(Clone, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Share {
+    /// The public evaluation point (the share-holder's index); never 0.
+    pub x: u32,
+    /// The polynomial values at `x`, one per chunk, each below [`MODULUS`].
+    pub y: [u64; CHUNKS],
+}
+
+impl PartialEq for Share {
+    /// Constant time in `y`, so comparing shares does not leak where they differ.
+    fn eq(&self, other: &Self) -> bool {
+        self.x == other.x && bool::from(self.y[..].ct_eq(&other.y[..]))
+    }
+}
+
+impl fmt::Debug for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Share")
+            .field("x", &self.x)
+            .field("y", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
 impl Share {
-    /// Encodes the share.
+    /// Encodes the share as [`SHARE_LEN`] bytes: `x` as u32 LE, then each `y` as u64 LE.
+    ///
+    /// The result holds secret values: the caller should encrypt or zeroize it.
+    #[must_use]
     pub fn to_bytes(&self) -> [u8; SHARE_LEN] {
         let mut out = [0u8; SHARE_LEN];
-        out[..4].copy_from_slice(&self.x.to_le_bytes());
-        for (o, y) in out[4..].chunks_exact_mut(8).zip(&self.y) {
-            o.copy_from_slice(&y.to_le_bytes());
+        let (xb, yb) = out.split_at_mut(4);
+        xb.copy_from_slice(&self.x.to_le_bytes());
+        for (dst, y) in yb.chunks_exact_mut(8).zip(&self.y) {
+            dst.copy_from_slice(&y.to_le_bytes());
         }
         out
     }
 
-    /// Decodes a share, rejecting a wrong length, x = 0 and values outside the field.
+    /// Decodes a share from untrusted bytes, never panicking.
+    ///
+    /// # Errors
+    /// [`ShamirError::Malformed`] for a length other than [`SHARE_LEN`] or a `y` not
+    /// below [`MODULUS`] (checked in constant time), [`ShamirError::ZeroPoint`] for `x == 0`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Share, ShamirError> {
-        let bytes: &[u8; SHARE_LEN] = bytes.try_into().map_err(|_| ShamirError::Malformed)?;
-        let x = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if bytes.len() != SHARE_LEN {
+            return Err(ShamirError::Malformed);
+        }
+        let Some((xb, yb)) = bytes.split_first_chunk::<4>() else {
+            return Err(ShamirError::Malformed);
+        };
+        let x = u32::from_le_bytes(*xb);
         if x == 0 {
             return Err(ShamirError::ZeroPoint);
         }
-        let mut y = [0u64; CHUNKS];
-        for (v, b) in y.iter_mut().zip(bytes[4..].chunks_exact(8)) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(b);
-            *v = u64::from_le_bytes(w);
+        // Built in place so an early return zeroizes the partial values on drop.
+        let mut share = Share { x, y: [0; CHUNKS] };
+        for (y, src) in share.y.iter_mut().zip(yb.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(src);
+            *y = u64::from_le_bytes(b);
+            b.zeroize();
         }
-        if y.iter().any(|v| *v >= MODULUS) {
-            y.zeroize();
-            return Err(ShamirError::Malformed);
-        }
-        Ok(Share { x, y })
+        check_values(core::iter::once(&share))?;
+        Ok(share)
     }
 }
 
-/// r if r < p, else r - p, without branching on r (r < 2p).
-#[inline(always)]
-fn reduce_once(r: u64) -> u64 {
-    let t = r.wrapping_sub(MODULUS);
-    // All ones when t did not wrap (r ≥ p), i.e. when its top bit is clear.
-    let keep_t = ((t >> 63) ^ 1).wrapping_neg();
-    (t & keep_t) | (r & !keep_t)
-}
+/// Constant-time arithmetic in GF(2^61 - 1) on `u64` representatives.
+///
+/// "Reduced" values are in `[0, p)`. The Horner step keeps a "loose" accumulator below
+/// `2^61 + 2^34` (< 2p) and reduces once at the end.
+mod field {
+    use super::MODULUS;
 
-#[inline(always)]
-fn add(a: u64, b: u64) -> u64 {
-    reduce_once(a + b)
-}
-
-#[inline(always)]
-fn sub(a: u64, b: u64) -> u64 {
-    reduce_once(a + MODULUS - b)
-}
-
-#[inline(always)]
-fn mul(a: u64, b: u64) -> u64 {
-    let p = a as u128 * b as u128;
-    // 2^61 ≡ 1 (mod p): fold the high bits onto the low ones.
-    let lo = (p as u64) & MODULUS;
-    let hi = (p >> 61) as u64;
-    reduce_once(lo + hi)
-}
-
-/// a^(p-2) = a^-1 for a ≠ 0; square-and-multiply over the public exponent.
-fn inv(a: u64) -> u64 {
-    let mut result = 1u64;
-    let mut base = a;
-    let mut e = MODULUS - 2;
-    while e > 0 {
-        if e & 1 == 1 {
-            result = mul(result, base);
-        }
-        base = mul(base, base);
-        e >>= 1;
+    /// Maps `v < 2p` to `v mod p` with a mask instead of a branch.
+    #[inline(always)]
+    pub(super) fn reduce_once(v: u64) -> u64 {
+        let r = v.wrapping_sub(MODULUS);
+        // r's top bit is set exactly when v < p (the subtraction wrapped).
+        let mask = 0u64.wrapping_sub(r >> 63);
+        r.wrapping_add(MODULUS & mask)
     }
-    result
+
+    /// `a - b mod p` for reduced `a`, `b`.
+    #[inline(always)]
+    pub(super) fn sub(a: u64, b: u64) -> u64 {
+        let r = a.wrapping_sub(b);
+        let mask = 0u64.wrapping_sub(r >> 63);
+        r.wrapping_add(MODULUS & mask)
+    }
+
+    /// `-a mod p` for reduced `a`.
+    #[inline(always)]
+    pub(super) fn neg(a: u64) -> u64 {
+        sub(0, a)
+    }
+
+    /// `a * b mod p` for reduced `a`, `b`.
+    #[inline(always)]
+    pub(super) fn mul(a: u64, b: u64) -> u64 {
+        reduce_once(mul_loose(a, b))
+    }
+
+    /// `a * b`, congruent mod p and below 2p, for reduced `a`, `b`.
+    #[inline(always)]
+    pub(super) fn mul_loose(a: u64, b: u64) -> u64 {
+        let prod = u128::from(a) * u128::from(b); // <= (p-1)^2 < 2^122 - 2^61
+        // 2^61 = 1 mod p, so prod = lo + hi mod p, with lo <= p and hi < p: the sum is < 2p.
+        let lo = (prod as u64) & MODULUS;
+        let hi = (prod >> 61) as u64;
+        lo + hi
+    }
+
+    /// `v mod p` for any `v`, by folding twice at the 61-bit boundary.
+    #[inline(always)]
+    pub(super) fn reduce_wide(v: u128) -> u64 {
+        let lo = (v as u64) & MODULUS;
+        let mid = ((v >> 61) as u64) & MODULUS;
+        let hi = (v >> 122) as u64;
+        let s = lo + mid + hi; // <= 2p + 63
+        reduce_once((s & MODULUS) + (s >> 61)) // <= p + 3 < 2p
+    }
+
+    /// The Horner step `acc * x + c`, loosely reduced: for loose `acc` (< 2^61 + 2^34),
+    /// `x < 2^32` and reduced `c`, the result is again loose and congruent mod p.
+    #[inline(always)]
+    pub(super) fn mul_small_add(acc: u64, x: u64, c: u64) -> u64 {
+        let v = u128::from(acc) * u128::from(x) + u128::from(c); // < 2^95
+        let lo = (v as u64) & MODULUS; // < 2^61
+        let hi = (v >> 61) as u64; // < 2^34
+        lo + hi
+    }
+
+    /// `base^exp mod p` by square-and-multiply; branches only on the bits of the public `exp`.
+    pub(super) fn pow(base: u64, exp: u64) -> u64 {
+        let mut acc = 1;
+        for bit in (0..64).rev() {
+            acc = mul(acc, acc);
+            if (exp >> bit) & 1 == 1 {
+                acc = mul(acc, base);
+            }
+        }
+        acc
+    }
+
+    /// `a^-1 mod p` by Fermat (`a^(p-2)`), with the fixed exponent; 0 maps to 0.
+    pub(super) fn inv(a: u64) -> u64 {
+        pow(a, MODULUS - 2)
+    }
+
+    /// Replaces each (nonzero, reduced) element by its inverse with one field inversion and
+    /// 3(n-1) multiplications (Montgomery's trick).
+    pub(super) fn batch_invert(v: &mut [u64]) {
+        let mut prefix = alloc::vec::Vec::with_capacity(v.len());
+        let mut acc = 1;
+        for &a in v.iter() {
+            prefix.push(acc); // product of the elements before this one
+            acc = mul(acc, a);
+        }
+        let mut inv_acc = inv(acc); // inverse of the product of v[..=j] when visiting j
+        for (a, pre) in v.iter_mut().zip(prefix).rev() {
+            let a_inv = mul(inv_acc, pre);
+            inv_acc = mul(inv_acc, *a);
+            *a = a_inv;
+        }
+    }
 }
 
+/// Cuts the secret into chunks: chunk i is bytes `[7i, 7i + 7)` as a little-endian integer.
+fn encode_secret(secret: &[u8; SECRET_LEN]) -> Zeroizing<[u64; CHUNKS]> {
+    let mut out = Zeroizing::new([0u64; CHUNKS]);
+    let mut buf = Zeroizing::new([0u8; 8]);
+    for (dst, src) in out.iter_mut().zip(secret.chunks(CHUNK_BYTES)) {
+        buf.fill(0);
+        buf[..src.len()].copy_from_slice(src);
+        *dst = u64::from_le_bytes(*buf);
+    }
+    out
+}
+
+/// Inverse of [`encode_secret`]; rejects (in constant time) a chunk too wide for its bytes.
+fn decode_secret(chunks: &[u64; CHUNKS]) -> Result<Zeroizing<[u8; SECRET_LEN]>, ShamirError> {
+    let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+    let mut bad = 0u64;
+    for (c, dst) in chunks.iter().zip(out.chunks_mut(CHUNK_BYTES)) {
+        // Bits above the chunk's 56 (or, for the last chunk, 32) bits must be zero.
+        bad |= c >> (8 * dst.len());
+        let bytes = Zeroizing::new(c.to_le_bytes());
+        dst.copy_from_slice(&bytes[..dst.len()]);
+    }
+    if bad != 0 {
+        return Err(ShamirError::MalformedSecret);
+    }
+    Ok(out)
+}
+
+/// Samples a uniform field element: 61 random bits, rejected only when equal to p. The
+/// rejection depends on random data alone (probability 2^-61), never on the secret.
 fn random_element<R: CryptoRng + ?Sized>(rng: &mut R) -> u64 {
     loop {
-        // Rejection depends only on fresh random bits, never on the secret.
         let v = rng.next_u64() >> 3;
         if v < MODULUS {
             return v;
@@ -180,379 +324,863 @@ fn random_element<R: CryptoRng + ?Sized>(rng: &mut R) -> u64 {
     }
 }
 
-fn chunks_of(secret: &[u8; SECRET_LEN]) -> Zeroizing<[u64; CHUNKS]> {
-    let mut out = Zeroizing::new([0u64; CHUNKS]);
-    for (c, bytes) in out.iter_mut().zip(secret.chunks(CHUNK_BYTES)) {
-        let mut w = Zeroizing::new([0u8; 8]);
-        w[..bytes.len()].copy_from_slice(bytes);
-        *c = u64::from_le_bytes(*w);
+/// Checks a threshold against the number of shares.
+fn check_threshold(threshold: usize, shares: usize) -> Result<(), ShamirError> {
+    if threshold < 1 {
+        return Err(ShamirError::ThresholdTooSmall);
     }
-    out
+    if threshold > shares {
+        return Err(ShamirError::ThresholdAboveShares { threshold, shares });
+    }
+    Ok(())
 }
 
-fn check_points(xs: impl Iterator<Item = u32> + Clone) -> Result<(), ShamirError> {
-    for (i, x) in xs.clone().enumerate() {
-        if x == 0 {
-            return Err(ShamirError::ZeroPoint);
-        }
-        if xs.clone().take(i).any(|y| y == x) {
-            return Err(ShamirError::DuplicatePoint(x));
+/// Checks that the public points are nonzero and pairwise distinct.
+fn check_points(xs: &[u32]) -> Result<(), ShamirError> {
+    if xs.contains(&0) {
+        return Err(ShamirError::ZeroPoint);
+    }
+    let mut sorted = xs.to_vec();
+    sorted.sort_unstable();
+    for w in sorted.windows(2) {
+        if let [a, b] = w {
+            if a == b {
+                return Err(ShamirError::DuplicatePoint(*a));
+            }
         }
     }
     Ok(())
 }
 
-/// Splits `secret` into one share per evaluation point in `xs` (distinct, nonzero), any
-/// `threshold` of which reconstruct it and fewer reveal nothing.
+/// Checks that every `y` is below p, in constant time over the values (one branch at the end).
+fn check_values<'a>(shares: impl Iterator<Item = &'a Share>) -> Result<(), ShamirError> {
+    let mut bad = false;
+    for s in shares {
+        for &y in &s.y {
+            // The subtraction borrows exactly when y > p - 1 (a flag, not a branch).
+            bad |= (MODULUS - 1).overflowing_sub(y).1;
+        }
+    }
+    if bad {
+        return Err(ShamirError::Malformed);
+    }
+    Ok(())
+}
+
+/// Evaluates the chunk polynomials (`coeffs[k]` holds the degree-k coefficients) at `x` by
+/// Horner's rule, the five chunks interleaved for instruction-level parallelism.
+fn evaluate(coeffs: &[[u64; CHUNKS]], x: u32) -> [u64; CHUNKS] {
+    let Some((top, rest)) = coeffs.split_last() else {
+        return [0; CHUNKS];
+    };
+    let x = u64::from(x);
+    let mut acc = *top;
+    for c in rest.iter().rev() {
+        for (a, &ci) in acc.iter_mut().zip(c) {
+            *a = field::mul_small_add(*a, x, ci);
+        }
+    }
+    acc.map(field::reduce_once)
+}
+
+/// Split `secret` into one share per evaluation point in `xs` (all distinct, nonzero), any
+/// `threshold` of which reconstruct it, while `threshold - 1` reveal nothing.
+///
+/// Each chunk gets a polynomial whose constant term is the chunk and whose other
+/// `threshold - 1` coefficients are uniform in `[0, p)` from `rng`; the coefficients are
+/// zeroized before returning. Shares come back in the order of `xs`.
+///
+/// # Errors
+/// [`ShamirError::ThresholdTooSmall`] for `threshold == 0`,
+/// [`ShamirError::ThresholdAboveShares`] for `threshold > xs.len()`,
+/// [`ShamirError::ZeroPoint`] and [`ShamirError::DuplicatePoint`] for bad points.
 pub fn split<R: CryptoRng + ?Sized>(
     secret: &[u8; SECRET_LEN],
     xs: &[u32],
     threshold: usize,
     rng: &mut R,
 ) -> Result<Vec<Share>, ShamirError> {
-    if threshold == 0 {
-        return Err(ShamirError::ThresholdTooSmall);
-    }
-    if threshold > xs.len() {
-        return Err(ShamirError::ThresholdAboveShares {
-            threshold,
-            shares: xs.len(),
-        });
-    }
-    check_points(xs.iter().copied())?;
-    // coeffs[i][c]: coefficient i of chunk c's polynomial; coefficient 0 is the secret.
+    check_threshold(threshold, xs.len())?;
+    check_points(xs)?;
+    // Exact capacity: the vector never reallocates, so no unzeroized copy is left behind.
     let mut coeffs: Zeroizing<Vec<[u64; CHUNKS]>> = Zeroizing::new(Vec::with_capacity(threshold));
-    coeffs.push(*chunks_of(secret));
+    coeffs.push(*encode_secret(secret));
     for _ in 1..threshold {
         let mut c = [0u64; CHUNKS];
-        c.iter_mut().for_each(|v| *v = random_element(rng));
+        for v in &mut c {
+            *v = random_element(rng);
+        }
         coeffs.push(c);
+        c.zeroize();
     }
-    let shares = xs
+    Ok(xs
         .iter()
-        .map(|&x| {
-            let xf = x as u64;
-            let mut y = [0u64; CHUNKS];
-            // Horner, highest coefficient first.
-            for c in coeffs.iter().rev() {
-                for (acc, ci) in y.iter_mut().zip(c) {
-                    *acc = add(mul(*acc, xf), *ci);
-                }
-            }
-            Share { x, y }
+        .map(|&x| Share {
+            x,
+            y: evaluate(&coeffs, x),
         })
-        .collect();
-    Ok(shares)
+        .collect())
 }
 
-/// Reconstructs from exactly the first `threshold` shares (extra shares are ignored).
+/// Reconstruct from EXACTLY the first `threshold` shares of `shares` (errors if fewer; extra
+/// shares are ignored, so a caller can retry with another window after a bad share).
+///
+/// # Errors
+/// [`ShamirError::ThresholdTooSmall`], [`ShamirError::NotEnoughShares`],
+/// [`ShamirError::ZeroPoint`] / [`ShamirError::DuplicatePoint`] for bad points,
+/// [`ShamirError::Malformed`] for a `y` not below p, and [`ShamirError::MalformedSecret`] when
+/// the interpolated value is no valid secret. Inconsistent shares give either that error or a
+/// wrong secret; callers that can check the secret (e.g. against a public key) should.
 pub fn reconstruct(
     shares: &[Share],
     threshold: usize,
 ) -> Result<Zeroizing<[u8; SECRET_LEN]>, ShamirError> {
-    if threshold == 0 {
+    if threshold < 1 {
         return Err(ShamirError::ThresholdTooSmall);
     }
-    if shares.len() < threshold {
+    let Some(used) = shares.get(..threshold) else {
         return Err(ShamirError::NotEnoughShares {
             needed: threshold,
             got: shares.len(),
         });
-    }
-    let used = &shares[..threshold];
+    };
     let xs: Vec<u32> = used.iter().map(|s| s.x).collect();
-    let refs: Vec<&Share> = used.iter().collect();
-    Lagrange::at_zero(&xs)?.reconstruct(&refs)
+    let lagrange = Lagrange::at_zero(&xs)?;
+    check_values(used.iter())?;
+    combine(&lagrange.coeffs, used.iter())
 }
 
-/// Lagrange coefficients at 0 for a fixed set of points, so that a server reconstructing many
-/// secrets from the same holders pays for the inversion once.
-#[derive(Debug, Clone)]
+/// Sums `coeffs[j] * y_j` per chunk and decodes the secret; the `y`s must be below p.
+///
+/// The products are added unreduced (each below 2^62) into u128 sums, reduced once at the end:
+/// no overflow below 2^66 shares.
+fn combine<'a>(
+    coeffs: &[u64],
+    shares: impl Iterator<Item = &'a Share>,
+) -> Result<Zeroizing<[u8; SECRET_LEN]>, ShamirError> {
+    let mut acc = Zeroizing::new([0u128; CHUNKS]);
+    for (&l, s) in coeffs.iter().zip(shares) {
+        for (a, &y) in acc.iter_mut().zip(&s.y) {
+            *a += u128::from(field::mul_loose(l, y));
+        }
+    }
+    let chunks = Zeroizing::new(acc.map(field::reduce_wide));
+    decode_secret(&chunks)
+}
+
+/// Lagrange coefficients at 0 for a fixed set of points, so a server that reconstructs many
+/// secrets from the same set of share-holders pays the inversions once.
+///
+/// The points and coefficients are public (they depend only on who holds the shares).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lagrange {
+    /// The evaluation points, in the order shares must be given.
     xs: Vec<u32>,
+    /// `coeffs[j] = prod_{m != j} x_m / (x_m - x_j)`, so `f(0) = sum_j coeffs[j] * f(x_j)`.
     coeffs: Vec<u64>,
 }
 
 impl Lagrange {
-    /// Coefficients λ_j = Π_{m≠j} x_m / (x_m - x_j) for distinct nonzero points.
+    /// Computes the coefficients for the given distinct nonzero points, in O(t^2) cheap
+    /// multiplications and a single field inversion.
+    ///
+    /// # Errors
+    /// [`ShamirError::ThresholdTooSmall`] for no points, [`ShamirError::ZeroPoint`],
+    /// [`ShamirError::DuplicatePoint`].
     pub fn at_zero(xs: &[u32]) -> Result<Lagrange, ShamirError> {
         if xs.is_empty() {
             return Err(ShamirError::ThresholdTooSmall);
         }
-        check_points(xs.iter().copied())?;
-        let mut nums = Vec::with_capacity(xs.len());
-        let mut dens = Vec::with_capacity(xs.len());
-        for (j, &xj) in xs.iter().enumerate() {
-            let (mut num, mut den) = (1u64, 1u64);
-            for (m, &xm) in xs.iter().enumerate() {
-                if m != j {
-                    num = mul(num, xm as u64);
-                    den = mul(den, sub(xm as u64, xj as u64));
+        if xs.contains(&0) {
+            return Err(ShamirError::ZeroPoint);
+        }
+        // coeffs[j] = N / D_j with N = prod_m x_m and D_j = x_j * prod_{m != j} (x_m - x_j).
+        // |x_m - x_j| < 2^32, so D_j accumulates magnitudes with the cheap loose step and the
+        // sign (-1)^#{m : x_m < x_j} is applied once. The outer loop runs over m so that the
+        // t chains of the inner loop are independent.
+        let mut denoms: Vec<u64> = xs.iter().map(|&x| u64::from(x)).collect();
+        let mut negative: Vec<bool> = alloc::vec![false; xs.len()];
+        let mut numerator = 1u64;
+        for (m, &xm) in xs.iter().enumerate() {
+            numerator = field::mul_small_add(numerator, u64::from(xm), 0);
+            for (j, ((d, neg), &xj)) in denoms.iter_mut().zip(&mut negative).zip(xs).enumerate() {
+                if j == m {
+                    continue;
                 }
+                if xm == xj {
+                    return Err(ShamirError::DuplicatePoint(xj));
+                }
+                *neg ^= xm < xj;
+                *d = field::mul_small_add(*d, u64::from(xm.abs_diff(xj)), 0);
             }
-            nums.push(num);
-            dens.push(den);
         }
-        // Batch inversion: one field inversion for all denominators.
-        let mut prefix = Vec::with_capacity(dens.len());
-        let mut acc = 1u64;
-        for d in &dens {
-            prefix.push(acc);
-            acc = mul(acc, *d);
+        for (d, &neg) in denoms.iter_mut().zip(&negative) {
+            let r = field::reduce_once(*d);
+            // Nonzero: a product of nonzero elements (distinct points below p) in a field.
+            *d = if neg { field::neg(r) } else { r };
         }
-        let mut inv_acc = inv(acc);
-        let mut coeffs = alloc::vec![0u64; xs.len()];
-        for j in (0..dens.len()).rev() {
-            coeffs[j] = mul(nums[j], mul(inv_acc, prefix[j]));
-            inv_acc = mul(inv_acc, dens[j]);
+        field::batch_invert(&mut denoms);
+        let numerator = field::reduce_once(numerator);
+        for d in &mut denoms {
+            *d = field::mul(*d, numerator);
         }
         Ok(Lagrange {
             xs: xs.to_vec(),
-            coeffs,
+            coeffs: denoms,
         })
     }
 
-    /// The evaluation points, in order.
+    /// The evaluation points, in the order [`Lagrange::reconstruct`] expects the shares.
+    #[must_use]
     pub fn points(&self) -> &[u32] {
         &self.xs
     }
 
-    /// Reconstructs from shares given in the order of [`Lagrange::points`].
+    /// Reconstructs a secret from shares at exactly [`Lagrange::points`], in that order
+    /// (extra shares after them are ignored, as in [`reconstruct`]).
+    ///
+    /// # Errors
+    /// [`ShamirError::NotEnoughShares`], [`ShamirError::PointMismatch`] when a share's
+    /// `x` differs from the cached point, [`ShamirError::Malformed`] for a `y` not below p,
+    /// [`ShamirError::MalformedSecret`] for inconsistent shares.
     pub fn reconstruct(
         &self,
         shares: &[&Share],
     ) -> Result<Zeroizing<[u8; SECRET_LEN]>, ShamirError> {
-        if shares.len() != self.xs.len() {
+        let Some(used) = shares.get(..self.xs.len()) else {
             return Err(ShamirError::NotEnoughShares {
                 needed: self.xs.len(),
                 got: shares.len(),
             });
-        }
-        if let Some(s) = shares.iter().zip(&self.xs).find(|(s, x)| s.x != **x) {
-            return Err(ShamirError::DuplicatePoint(s.0.x));
-        }
-        let mut acc = Zeroizing::new([0u64; CHUNKS]);
-        for (s, l) in shares.iter().zip(&self.coeffs) {
-            for (a, y) in acc.iter_mut().zip(&s.y) {
-                *a = add(*a, mul(*l, *y));
+        };
+        for (index, (s, &expected)) in used.iter().zip(&self.xs).enumerate() {
+            if s.x != expected {
+                return Err(ShamirError::PointMismatch {
+                    index,
+                    expected,
+                    got: s.x,
+                });
             }
         }
-        // Every chunk must fit its bytes; any excess means inconsistent shares. Check all
-        // chunks before deciding so the time does not depend on which chunk is bad.
-        let mut bad = 0u64;
-        for (i, c) in acc.iter().enumerate() {
-            let len = CHUNK_BYTES.min(SECRET_LEN - i * CHUNK_BYTES);
-            bad |= c >> (8 * len);
-        }
-        if bad != 0 {
-            return Err(ShamirError::MalformedSecret);
-        }
-        let mut out = Zeroizing::new([0u8; SECRET_LEN]);
-        for (i, c) in acc.iter().enumerate() {
-            let start = i * CHUNK_BYTES;
-            let len = CHUNK_BYTES.min(SECRET_LEN - start);
-            out[start..start + len].copy_from_slice(&c.to_le_bytes()[..len]);
-        }
-        Ok(out)
+        check_values(used.iter().copied())?;
+        combine(&self.coeffs, used.iter().copied())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::collections::BTreeSet;
     use alloc::format;
     use alloc::vec;
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
 
-    // Independent oracle: plain modular arithmetic on u128.
     const P: u128 = MODULUS as u128;
+    /// The bound kept by the loose Horner accumulator.
+    const LOOSE: u64 = (1 << 61) + (1 << 34);
+
+    // ---- Independent oracle: plain u128 arithmetic with `%`. ----
+    fn o_add(a: u64, b: u64) -> u64 {
+        ((a as u128 + b as u128) % P) as u64
+    }
+    fn o_sub(a: u64, b: u64) -> u64 {
+        ((a as u128 + P - b as u128) % P) as u64
+    }
     fn o_mul(a: u64, b: u64) -> u64 {
-        (a as u128 * b as u128 % P) as u64
+        ((a as u128 * b as u128) % P) as u64
     }
     fn o_pow(a: u64, mut e: u64) -> u64 {
-        let (mut r, mut b) = (1u64, a);
+        let (mut base, mut acc) = (a as u128 % P, 1u128);
         while e > 0 {
             if e & 1 == 1 {
-                r = o_mul(r, b);
+                acc = acc * base % P;
             }
-            b = o_mul(b, b);
+            base = base * base % P;
             e >>= 1;
         }
-        r
+        acc as u64
+    }
+    fn o_inv(a: u64) -> u64 {
+        o_pow(a, MODULUS - 2)
+    }
+    /// Value at `x` of the polynomial through `points` (naive Lagrange, oracle arithmetic).
+    fn o_interpolate(points: &[(u64, u64)], x: u64) -> u64 {
+        let mut sum = 0;
+        for (j, &(xj, yj)) in points.iter().enumerate() {
+            let mut term = yj;
+            for (m, &(xm, _)) in points.iter().enumerate() {
+                if m != j {
+                    term = o_mul(term, o_mul(o_sub(x, xm), o_inv(o_sub(xj, xm))));
+                }
+            }
+            sum = o_add(sum, term);
+        }
+        sum
+    }
+
+    fn rng(seed: u64) -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(seed)
+    }
+
+    fn elem() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(2),
+            Just(MODULUS - 1),
+            Just(MODULUS - 2),
+            Just(1 << 60),
+            Just(u32::MAX as u64),
+            0..MODULUS,
+        ]
+    }
+
+    /// n distinct nonzero points in random order, a threshold, and a random t-subset of
+    /// share indices in random order.
+    fn case(max_n: usize) -> impl Strategy<Value = (Vec<u32>, usize, Vec<usize>)> {
+        (1..=max_n)
+            .prop_flat_map(|n| (proptest::collection::btree_set(1u32..=u32::MAX, n), 1..=n))
+            .prop_flat_map(|(xs, t)| {
+                let n = xs.len();
+                (
+                    Just(xs.into_iter().collect::<Vec<_>>()).prop_shuffle(),
+                    Just(t),
+                    proptest::sample::subsequence((0..n).collect::<Vec<_>>(), t).prop_shuffle(),
+                )
+            })
+    }
+
+    // ---- Field arithmetic against the oracle. ----
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn field_ops_match_oracle(a in elem(), b in elem()) {
+            prop_assert_eq!(field::reduce_once(a + b), o_add(a, b));
+            prop_assert_eq!(field::sub(a, b), o_sub(a, b));
+            prop_assert_eq!(field::neg(a), o_sub(0, a));
+            prop_assert_eq!(field::mul(a, b), o_mul(a, b));
+            prop_assert_eq!(field::reduce_once(a), a);
+            prop_assert_eq!(field::reduce_once(a + MODULUS), a);
+            let l = field::mul_loose(a, b);
+            prop_assert!(l < 2 * MODULUS);
+            prop_assert_eq!(l as u128 % P, o_mul(a, b) as u128);
+        }
+
+        #[test]
+        fn reduce_wide_matches_oracle(
+            v in prop_oneof![
+                Just(0u128),
+                Just(u128::MAX),
+                Just(u128::MAX - 1),
+                Just(P),
+                Just(P * P),
+                any::<u128>(),
+            ],
+        ) {
+            prop_assert_eq!(field::reduce_wide(v) as u128, v % P);
+        }
+
+        #[test]
+        fn pow_and_inv_match_oracle(a in elem(), e in any::<u64>()) {
+            prop_assert_eq!(field::pow(a, e), o_pow(a, e));
+            let i = field::inv(a);
+            prop_assert_eq!(i, o_inv(a));
+            if a == 0 {
+                prop_assert_eq!(i, 0);
+            } else {
+                prop_assert_eq!(o_mul(a, i), 1);
+            }
+        }
+
+        #[test]
+        fn horner_step_stays_loose_and_correct(
+            acc in prop_oneof![Just(0u64), Just(LOOSE - 1), 0..LOOSE],
+            x in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+            c in elem(),
+        ) {
+            let r = field::mul_small_add(acc, x as u64, c);
+            prop_assert!(r < LOOSE);
+            let expect = ((acc as u128 * x as u128 + c as u128) % P) as u64;
+            prop_assert_eq!(field::reduce_once(r), expect);
+        }
+
+        #[test]
+        fn batch_invert_matches_oracle(v in proptest::collection::vec(1..MODULUS, 1..20)) {
+            let mut w = v.clone();
+            field::batch_invert(&mut w);
+            for (a, b) in v.iter().zip(&w) {
+                prop_assert_eq!(*b, o_inv(*a));
+            }
+        }
     }
 
     #[test]
-    fn field_ops_match_the_oracle() {
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut vals = vec![0, 1, 2, MODULUS - 1, MODULUS - 2, 1 << 60];
-        vals.extend((0..200).map(|_| rng.next_u64() % MODULUS));
-        for &a in &vals {
-            for &b in &vals[..20] {
-                assert_eq!(mul(a, b), o_mul(a, b));
-                assert_eq!(add(a, b) as u128, (a as u128 + b as u128) % P);
-                assert_eq!(sub(a, b) as u128, (a as u128 + P - b as u128) % P);
+    fn small_powers_by_repeated_multiplication() {
+        for a in [0, 1, 2, 3, MODULUS - 1, MODULUS - 2, 123_456_789_012_345] {
+            let mut acc = 1;
+            for e in 0..70u64 {
+                assert_eq!(field::pow(a, e), acc);
+                acc = o_mul(acc, a);
             }
-            if a != 0 {
-                assert_eq!(inv(a), o_pow(a, MODULUS - 2));
-                assert_eq!(mul(a, inv(a)), 1);
+        }
+        assert_eq!(field::mul(MODULUS - 1, MODULUS - 1), 1); // (-1)^2
+    }
+
+    // ---- Chunk encoding. ----
+
+    #[test]
+    fn chunks_are_little_endian_7_byte_windows() {
+        let secret: [u8; 32] = core::array::from_fn(|i| i as u8 + 1);
+        let c = encode_secret(&secret);
+        assert_eq!(c[0], 0x07_06_05_04_03_02_01);
+        assert_eq!(c[1], 0x0e_0d_0c_0b_0a_09_08);
+        assert_eq!(c[4], 0x20_1f_1e_1d);
+        assert_eq!(*decode_secret(&c).unwrap(), secret);
+        let max = encode_secret(&[0xff; 32]);
+        assert_eq!(
+            *max,
+            [
+                (1 << 56) - 1,
+                (1 << 56) - 1,
+                (1 << 56) - 1,
+                (1 << 56) - 1,
+                (1 << 32) - 1
+            ]
+        );
+        for (i, v) in [
+            (0usize, 1u64 << 56),
+            (3, 1 << 56),
+            (4, 1 << 32),
+            (2, MODULUS - 1),
+        ] {
+            let mut bad = *max;
+            bad[i] = v;
+            assert_eq!(
+                decode_secret(&bad).unwrap_err(),
+                ShamirError::MalformedSecret
+            );
+        }
+    }
+
+    // ---- Correctness of split / reconstruct. ----
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_t_subset_reconstructs(
+            (xs, t, subset) in case(40),
+            secret in any::<[u8; 32]>(),
+            seed in any::<u64>(),
+        ) {
+            let shares = split(&secret, &xs, t, &mut rng(seed)).unwrap();
+            prop_assert_eq!(shares.len(), xs.len());
+            for (s, &x) in shares.iter().zip(&xs) {
+                prop_assert_eq!(s.x, x);
+                prop_assert!(s.y.iter().all(|&y| y < MODULUS));
+            }
+            let chosen: Vec<Share> = subset.iter().map(|&i| shares[i].clone()).collect();
+            prop_assert_eq!(*reconstruct(&chosen, t).unwrap(), secret);
+            // Extra shares after the first t are ignored, even garbage ones.
+            let mut extra = chosen.clone();
+            extra.push(Share { x: 0, y: [u64::MAX; CHUNKS] });
+            prop_assert_eq!(*reconstruct(&extra, t).unwrap(), secret);
+            // The cached coefficients give the same result.
+            let sub_xs: Vec<u32> = subset.iter().map(|&i| xs[i]).collect();
+            let lag = Lagrange::at_zero(&sub_xs).unwrap();
+            let refs: Vec<&Share> = chosen.iter().collect();
+            prop_assert_eq!(*lag.reconstruct(&refs).unwrap(), secret);
+        }
+
+        /// t-1 shares fit every secret: completing them with one forged share, computed by an
+        /// independent interpolation through (0, other) and the t-1 shares, makes `reconstruct`
+        /// return `other`, just as completing them with the real t-th share returns `secret`.
+        #[test]
+        fn fewer_than_t_shares_fit_every_secret(
+            (xs, t, subset) in case(16).prop_filter("t >= 2", |(_, t, _)| *t >= 2),
+            secret in any::<[u8; 32]>(),
+            other in any::<[u8; 32]>(),
+            seed in any::<u64>(),
+        ) {
+            let shares = split(&secret, &xs, t, &mut rng(seed)).unwrap();
+            let seen: Vec<Share> = subset[..t - 1].iter().map(|&i| shares[i].clone()).collect();
+            let fresh = xs[subset[t - 1]];
+            let other_chunks = encode_secret(&other);
+            let mut forged = Share { x: fresh, y: [0; CHUNKS] };
+            for c in 0..CHUNKS {
+                let mut pts = vec![(0u64, other_chunks[c])];
+                pts.extend(seen.iter().map(|s| (s.x as u64, s.y[c])));
+                forged.y[c] = o_interpolate(&pts, fresh as u64);
+            }
+            let mut alt = seen.clone();
+            alt.push(forged);
+            prop_assert_eq!(*reconstruct(&alt, t).unwrap(), other);
+            let mut real = seen.clone();
+            real.push(shares[subset[t - 1]].clone());
+            prop_assert_eq!(*reconstruct(&real, t).unwrap(), secret);
+        }
+
+        /// The sharing polynomial really has degree t-1: read as a degree t-2 sharing, t-1
+        /// shares do not give the secret (they would if a random coefficient were missing).
+        #[test]
+        fn t_minus_1_shares_do_not_determine_the_secret(
+            (xs, t, subset) in case(24).prop_filter("t >= 2", |(_, t, _)| *t >= 2),
+            secret in any::<[u8; 32]>(),
+            seed in any::<u64>(),
+        ) {
+            let shares = split(&secret, &xs, t, &mut rng(seed)).unwrap();
+            let seen: Vec<Share> = subset[..t - 1].iter().map(|&i| shares[i].clone()).collect();
+            let lag = Lagrange::at_zero(&seen.iter().map(|s| s.x).collect::<Vec<_>>()).unwrap();
+            // The degree t-2 guess at 0, without the 56-bit decoding check.
+            let guess: Vec<u64> = (0..CHUNKS)
+                .map(|c| {
+                    seen.iter().zip(&lag.coeffs).fold(0, |a, (s, &l)| o_add(a, o_mul(l, s.y[c])))
+                })
+                .collect();
+            prop_assert_ne!(&guess[..], &encode_secret(&secret)[..]);
+            prop_assert!(reconstruct(&seen, t - 1).map(|s| *s != secret).unwrap_or(true));
+        }
+    }
+
+    #[test]
+    fn more_than_255_shares() {
+        let n = 300;
+        let xs: Vec<u32> = (1..=n).collect();
+        let mut r = rng(7);
+        for t in [1, 2, 150, 299, 300] {
+            let mut secret = [0u8; 32];
+            r.fill_bytes(&mut secret);
+            let shares = split(&secret, &xs, t, &mut r).unwrap();
+            for _ in 0..3 {
+                // Random t-subset by a partial Fisher-Yates shuffle.
+                let mut idx: Vec<usize> = (0..n as usize).collect();
+                for i in 0..t {
+                    let j = i + (r.next_u64() % (idx.len() - i) as u64) as usize;
+                    idx.swap(i, j);
+                }
+                let chosen: Vec<Share> = idx[..t].iter().map(|&i| shares[i].clone()).collect();
+                assert_eq!(*reconstruct(&chosen, t).unwrap(), secret);
+            }
+            // The highest points too.
+            assert_eq!(*reconstruct(&shares[n as usize - t..], t).unwrap(), secret);
+        }
+        // Large points near u32::MAX.
+        let xs: Vec<u32> = (0..300).map(|i| u32::MAX - i).collect();
+        let secret = [0xA5; 32];
+        let shares = split(&secret, &xs, 200, &mut r).unwrap();
+        assert_eq!(*reconstruct(&shares[100..], 200).unwrap(), secret);
+    }
+
+    #[test]
+    fn threshold_one_shares_are_the_secret_chunks() {
+        let secret = [9u8; 32];
+        let shares = split(&secret, &[5, 6], 1, &mut rng(1)).unwrap();
+        assert_eq!(shares[0].y, *encode_secret(&secret));
+        assert_eq!(*reconstruct(&shares[1..], 1).unwrap(), secret);
+    }
+
+    /// With t = 2, one share is uniform whatever the secret: compare the top bits of the
+    /// share for two very different secrets against the uniform distribution (chi-square).
+    #[test]
+    fn single_share_distribution_does_not_depend_on_secret() {
+        const SAMPLES: usize = 8192;
+        const BUCKETS: usize = 16;
+        for secret in [[0u8; 32], [0xff; 32]] {
+            let mut r = rng(99);
+            let mut counts = [[0usize; BUCKETS]; CHUNKS];
+            for _ in 0..SAMPLES {
+                let s = split(&secret, &[3, 4], 2, &mut r).unwrap();
+                for (c, &y) in counts.iter_mut().zip(&s[0].y) {
+                    c[(y >> 57) as usize] += 1;
+                }
+            }
+            let expected = (SAMPLES / BUCKETS) as f64;
+            for c in &counts {
+                let chi2: f64 = c
+                    .iter()
+                    .map(|&k| (k as f64 - expected).powi(2) / expected)
+                    .sum();
+                // 15 degrees of freedom: P(chi2 > 50) < 1e-5.
+                assert!(chi2 < 50.0, "share distribution not uniform: chi2 = {chi2}");
             }
         }
     }
 
-    fn secret(seed: u64) -> [u8; 32] {
-        let mut s = [0u8; 32];
-        ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut s);
-        s
+    #[test]
+    fn lagrange_coefficients_sum_to_one() {
+        // A constant polynomial reconstructs to its constant, so the coefficients sum to 1.
+        let lag = Lagrange::at_zero(&[1, 7, 3, 1000, u32::MAX]).unwrap();
+        assert_eq!(lag.points(), &[1, 7, 3, 1000, u32::MAX]);
+        assert_eq!(lag.coeffs.iter().fold(0, |a, &c| o_add(a, c)), 1);
+        for (j, &xj) in lag.points().iter().enumerate() {
+            let mut expect = 1;
+            for (m, &xm) in lag.points().iter().enumerate() {
+                if m != j {
+                    expect = o_mul(expect, o_mul(xm as u64, o_inv(o_sub(xm as u64, xj as u64))));
+                }
+            }
+            assert_eq!(lag.coeffs[j], expect);
+        }
+    }
+
+    // ---- Errors. ----
+
+    #[test]
+    fn split_errors() {
+        let s = [1u8; 32];
+        let mut r = rng(3);
+        assert_eq!(
+            split(&s, &[1, 2], 0, &mut r),
+            Err(ShamirError::ThresholdTooSmall)
+        );
+        assert_eq!(
+            split(&s, &[1, 2], 3, &mut r),
+            Err(ShamirError::ThresholdAboveShares {
+                threshold: 3,
+                shares: 2
+            })
+        );
+        assert_eq!(
+            split(&s, &[], 1, &mut r),
+            Err(ShamirError::ThresholdAboveShares {
+                threshold: 1,
+                shares: 0
+            })
+        );
+        assert_eq!(
+            split(&s, &[1, 0, 2], 2, &mut r),
+            Err(ShamirError::ZeroPoint)
+        );
+        assert_eq!(
+            split(&s, &[4, 9, 2, 9], 2, &mut r),
+            Err(ShamirError::DuplicatePoint(9))
+        );
+    }
+
+    #[test]
+    fn reconstruct_errors() {
+        let s = [1u8; 32];
+        let shares = split(&s, &[1, 2, 3, 4], 3, &mut rng(4)).unwrap();
+        assert_eq!(
+            reconstruct(&shares, 0).unwrap_err(),
+            ShamirError::ThresholdTooSmall
+        );
+        assert_eq!(
+            reconstruct(&shares[..2], 3).unwrap_err(),
+            ShamirError::NotEnoughShares { needed: 3, got: 2 }
+        );
+        assert_eq!(
+            reconstruct(&[], 1).unwrap_err(),
+            ShamirError::NotEnoughShares { needed: 1, got: 0 }
+        );
+        let dup = [shares[0].clone(), shares[1].clone(), shares[0].clone()];
+        assert_eq!(
+            reconstruct(&dup, 3).unwrap_err(),
+            ShamirError::DuplicatePoint(1)
+        );
+        let mut zero = shares.clone();
+        zero[1].x = 0;
+        assert_eq!(reconstruct(&zero, 3).unwrap_err(), ShamirError::ZeroPoint);
+        for bad in [MODULUS, MODULUS + 1, u64::MAX] {
+            let mut big = shares.clone();
+            big[2].y[4] = bad;
+            assert_eq!(reconstruct(&big, 3).unwrap_err(), ShamirError::Malformed);
+            let lag = Lagrange::at_zero(&[1, 2, 3]).unwrap();
+            assert_eq!(
+                lag.reconstruct(&big.iter().collect::<Vec<_>>())
+                    .unwrap_err(),
+                ShamirError::Malformed
+            );
+        }
+    }
+
+    #[test]
+    fn lagrange_errors() {
+        assert_eq!(
+            Lagrange::at_zero(&[]).unwrap_err(),
+            ShamirError::ThresholdTooSmall
+        );
+        assert_eq!(
+            Lagrange::at_zero(&[3, 0]).unwrap_err(),
+            ShamirError::ZeroPoint
+        );
+        assert_eq!(
+            Lagrange::at_zero(&[3, 5, 3]).unwrap_err(),
+            ShamirError::DuplicatePoint(3)
+        );
+        let shares = split(&[2; 32], &[10, 20, 30], 2, &mut rng(5)).unwrap();
+        let lag = Lagrange::at_zero(&[10, 20]).unwrap();
+        assert_eq!(
+            lag.reconstruct(&[&shares[0]]).unwrap_err(),
+            ShamirError::NotEnoughShares { needed: 2, got: 1 }
+        );
+        assert_eq!(
+            lag.reconstruct(&[&shares[0], &shares[2]]).unwrap_err(),
+            ShamirError::PointMismatch {
+                index: 1,
+                expected: 20,
+                got: 30
+            }
+        );
+        assert_eq!(
+            lag.reconstruct(&[&shares[1], &shares[0]]).unwrap_err(),
+            ShamirError::PointMismatch {
+                index: 0,
+                expected: 10,
+                got: 20
+            }
+        );
+        assert_eq!(
+            *lag.reconstruct(&[&shares[0], &shares[1], &shares[2]])
+                .unwrap(),
+            [2; 32]
+        );
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// A corrupted share never panics and never yields the right secret silently.
         #[test]
-        fn any_t_subset_reconstructs(n in 1usize..40, t_frac in 0.0f64..1.0, seed in any::<u64>(), pick in any::<u64>()) {
-            let t = 1 + ((n - 1) as f64 * t_frac) as usize;
-            let s = secret(seed);
-            let xs: Vec<u32> = (1..=n as u32).map(|i| i * 3 + 1).collect();
-            let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 1);
-            let mut shares = split(&s, &xs, t, &mut rng).unwrap();
-            // A random t-subset in random order.
-            let mut prng = ChaCha20Rng::seed_from_u64(pick);
-            for i in (1..shares.len()).rev() {
-                let j = (prng.next_u64() % (i as u64 + 1)) as usize;
-                shares.swap(i, j);
+        fn corrupted_share_is_detected_or_wrong(
+            (xs, t, subset) in case(12),
+            secret in any::<[u8; 32]>(),
+            seed in any::<u64>(),
+            which in any::<proptest::sample::Index>(),
+            chunk in 0..CHUNKS,
+            delta in 1..MODULUS,
+        ) {
+            let shares = split(&secret, &xs, t, &mut rng(seed)).unwrap();
+            let mut chosen: Vec<Share> = subset.iter().map(|&i| shares[i].clone()).collect();
+            let k = which.index(t);
+            chosen[k].y[chunk] = o_add(chosen[k].y[chunk], delta);
+            match reconstruct(&chosen, t) {
+                Ok(s) => prop_assert_ne!(*s, secret),
+                Err(e) => prop_assert_eq!(e, ShamirError::MalformedSecret),
             }
-            prop_assert_eq!(*reconstruct(&shares, t).unwrap(), s);
-            let xs_t: Vec<u32> = shares[..t].iter().map(|s| s.x).collect();
-            let refs: Vec<&Share> = shares[..t].iter().collect();
-            prop_assert_eq!(*Lagrange::at_zero(&xs_t).unwrap().reconstruct(&refs).unwrap(), s);
         }
 
         #[test]
-        fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
-            let _ = Share::from_bytes(&bytes);
+        fn from_bytes_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2 * SHARE_LEN),
+        ) {
+            if let Ok(s) = Share::from_bytes(&bytes) {
+                prop_assert_eq!(&s.to_bytes()[..], &bytes[..]);
+            }
         }
-    }
 
-    #[test]
-    fn more_than_255_holders() {
-        let s = secret(7);
-        let xs: Vec<u32> = (1..=300).collect();
-        let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let shares = split(&s, &xs, 151, &mut rng).unwrap();
-        assert_eq!(*reconstruct(&shares[149..], 151).unwrap(), s);
-    }
-
-    /// t - 1 shares are consistent with every secret: for another secret there is a polynomial
-    /// of degree < t through the t - 1 shares and the other secret's chunks at 0.
-    #[test]
-    fn fewer_than_t_shares_fit_any_secret() {
-        let (s, other) = (secret(1), secret(2));
-        let t = 5;
-        let xs: Vec<u32> = (1..=8).collect();
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let shares = split(&s, &xs, t, &mut rng).unwrap();
-        let known = &shares[..t - 1];
-        // Interpolate through (0, other) and the known shares, then evaluate at the remaining
-        // points to build a full, consistent share set for `other`.
-        let other_chunks = chunks_of(&other);
-        let pts: Vec<u64> = core::iter::once(0)
-            .chain(known.iter().map(|s| s.x as u64))
-            .collect();
-        let eval = |c: usize, x: u64| -> u64 {
-            let vals: Vec<u64> = core::iter::once(other_chunks[c])
-                .chain(known.iter().map(|s| s.y[c]))
-                .collect();
-            let mut acc = 0;
-            for (j, &xj) in pts.iter().enumerate() {
-                let (mut num, mut den) = (1, 1);
-                for (m, &xm) in pts.iter().enumerate() {
-                    if m != j {
-                        num = o_mul(num, (x + MODULUS - xm) % MODULUS);
-                        den = o_mul(den, (xj + MODULUS - xm) % MODULUS);
-                    }
+        #[test]
+        fn from_bytes_of_right_length(bytes in any::<[u8; SHARE_LEN]>()) {
+            let x = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            let ys_ok = bytes[4..].chunks(8).all(|c| {
+                u64::from_le_bytes(c.try_into().unwrap()) < MODULUS
+            });
+            match Share::from_bytes(&bytes) {
+                Ok(s) => {
+                    prop_assert!(x != 0 && ys_ok);
+                    prop_assert_eq!(s.to_bytes(), bytes);
                 }
-                acc = (acc + o_mul(vals[j], o_mul(num, o_pow(den, MODULUS - 2)))) % MODULUS;
+                Err(ShamirError::ZeroPoint) => prop_assert_eq!(x, 0),
+                Err(ShamirError::Malformed) => prop_assert!(!ys_ok),
+                Err(e) => prop_assert!(false, "unexpected error {e:?}"),
             }
-            acc
-        };
-        let forged = Share {
-            x: 8,
-            y: core::array::from_fn(|c| eval(c, 8)),
-        };
-        let mut set: Vec<Share> = known.to_vec();
-        set.push(forged);
-        assert_eq!(*reconstruct(&set, t).unwrap(), other);
-        // The real fifth share gives the real secret.
-        let mut real = known.to_vec();
-        real.push(shares[7].clone());
-        assert_eq!(*reconstruct(&real, t).unwrap(), s);
-    }
-
-    #[test]
-    fn errors_and_corruption() {
-        let s = secret(4);
-        let mut rng = ChaCha20Rng::seed_from_u64(5);
-        assert_eq!(
-            split(&s, &[1, 2], 0, &mut rng).unwrap_err(),
-            ShamirError::ThresholdTooSmall
-        );
-        assert!(matches!(
-            split(&s, &[1, 2], 3, &mut rng),
-            Err(ShamirError::ThresholdAboveShares { .. })
-        ));
-        assert_eq!(
-            split(&s, &[1, 0], 2, &mut rng).unwrap_err(),
-            ShamirError::ZeroPoint
-        );
-        assert_eq!(
-            split(&s, &[4, 4], 2, &mut rng).unwrap_err(),
-            ShamirError::DuplicatePoint(4)
-        );
-        let shares = split(&s, &[1, 2, 3], 2, &mut rng).unwrap();
-        assert!(matches!(
-            reconstruct(&shares[..1], 2),
-            Err(ShamirError::NotEnoughShares { needed: 2, got: 1 })
-        ));
-        let dup = [shares[0].clone(), shares[0].clone()];
-        assert_eq!(
-            reconstruct(&dup, 2).unwrap_err(),
-            ShamirError::DuplicatePoint(1)
-        );
-        // A corrupted share yields an error or a different secret, never a panic.
-        let mut bad = shares.clone();
-        bad[0].y[2] = add(bad[0].y[2], 1);
-        match reconstruct(&bad, 2) {
-            Ok(v) => assert_ne!(*v, s),
-            Err(e) => assert_eq!(e, ShamirError::MalformedSecret),
         }
-        // Encoding.
-        let b = shares[1].to_bytes();
-        assert_eq!(Share::from_bytes(&b).unwrap(), shares[1]);
-        assert_eq!(
-            Share::from_bytes(&b[..10]).unwrap_err(),
-            ShamirError::Malformed
-        );
-        let mut zero = b;
-        zero[..4].copy_from_slice(&[0; 4]);
-        assert_eq!(
-            Share::from_bytes(&zero).unwrap_err(),
-            ShamirError::ZeroPoint
-        );
-        let mut big = b;
-        big[4..12].copy_from_slice(&MODULUS.to_le_bytes());
-        assert_eq!(Share::from_bytes(&big).unwrap_err(), ShamirError::Malformed);
-        let l = Lagrange::at_zero(&[1, 2]).unwrap();
-        assert_eq!(l.points(), &[1, 2]);
-        assert!(l.reconstruct(&[&shares[1], &shares[0]]).is_err());
     }
 
     #[test]
-    fn debug_hides_values() {
+    fn share_bytes_round_trip_and_rejects() {
+        let shares = split(&[0x5a; 32], &[1, 0xdead_beef], 2, &mut rng(6)).unwrap();
+        for s in &shares {
+            let b = s.to_bytes();
+            assert_eq!(&b[..4], &s.x.to_le_bytes());
+            assert_eq!(&b[4..12], &s.y[0].to_le_bytes());
+            assert_eq!(Share::from_bytes(&b).unwrap(), *s);
+            assert_eq!(
+                Share::from_bytes(&b[..SHARE_LEN - 1]),
+                Err(ShamirError::Malformed)
+            );
+            let mut long = b.to_vec();
+            long.push(0);
+            assert_eq!(Share::from_bytes(&long), Err(ShamirError::Malformed));
+        }
+        assert_eq!(Share::from_bytes(&[]), Err(ShamirError::Malformed));
+        let mut b = shares[0].to_bytes();
+        b[..4].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(Share::from_bytes(&b), Err(ShamirError::ZeroPoint));
+        for bad in [MODULUS, u64::MAX, 1 << 63] {
+            for c in 0..CHUNKS {
+                let mut b = shares[1].to_bytes();
+                b[4 + 8 * c..12 + 8 * c].copy_from_slice(&bad.to_le_bytes());
+                assert_eq!(Share::from_bytes(&b), Err(ShamirError::Malformed));
+            }
+        }
+        let mut b = shares[1].to_bytes();
+        b[4..12].copy_from_slice(&(MODULUS - 1).to_le_bytes());
+        assert_eq!(Share::from_bytes(&b).unwrap().y[0], MODULUS - 1);
+    }
+
+    // ---- Hygiene. ----
+
+    #[test]
+    fn debug_redacts_values() {
         let s = Share {
-            x: 3,
-            y: [123_456_789; CHUNKS],
+            x: 42,
+            y: [0x1234_5678_9abc, 1111, 2222, MODULUS - 1, 98_765],
         };
-        let d = format!("{s:?}");
-        assert!(d.contains("redacted") && !d.contains("123456789"), "{d}");
+        for text in [format!("{s:?}"), format!("{s:#?}")] {
+            assert!(text.contains("42") && text.contains("<redacted>"), "{text}");
+            for y in s.y {
+                assert!(!text.contains(&format!("{y}")), "{text}");
+                assert!(!text.contains(&format!("{y:x}")), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn zeroize_and_equality() {
+        let a = Share {
+            x: 3,
+            y: [1, 2, 3, 4, 5],
+        };
+        let mut b = a.clone();
+        assert_eq!(a, b);
+        b.y[4] = 6;
+        assert_ne!(a, b);
+        b.zeroize();
+        assert_eq!(
+            b,
+            Share {
+                x: 0,
+                y: [0; CHUNKS]
+            }
+        );
+    }
+
+    #[test]
+    fn display_messages() {
+        let all = [
+            ShamirError::ThresholdTooSmall,
+            ShamirError::ThresholdAboveShares {
+                threshold: 5,
+                shares: 3,
+            },
+            ShamirError::ZeroPoint,
+            ShamirError::DuplicatePoint(7),
+            ShamirError::NotEnoughShares { needed: 4, got: 2 },
+            ShamirError::Malformed,
+            ShamirError::MalformedSecret,
+            ShamirError::PointMismatch {
+                index: 1,
+                expected: 2,
+                got: 3,
+            },
+        ];
+        let texts: Vec<_> = all.iter().map(|e| format!("{e}")).collect();
+        assert!(texts[1].contains('5') && texts[1].contains('3'));
+        assert!(texts[3].contains('7'));
+        let distinct: BTreeSet<_> = texts.iter().collect();
+        assert_eq!(distinct.len(), all.len());
+        assert!(texts.iter().all(|t| t.len() > 10));
     }
 }
