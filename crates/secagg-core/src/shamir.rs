@@ -343,10 +343,10 @@ fn check_points(xs: &[u32]) -> Result<(), ShamirError> {
     let mut sorted = xs.to_vec();
     sorted.sort_unstable();
     for w in sorted.windows(2) {
-        if let [a, b] = w {
-            if a == b {
-                return Err(ShamirError::DuplicatePoint(*a));
-            }
+        if let [a, b] = w
+            && a == b
+        {
+            return Err(ShamirError::DuplicatePoint(*a));
         }
     }
     Ok(())
