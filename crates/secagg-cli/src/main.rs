@@ -1,6 +1,7 @@
 //! `secagg`: simulate and benchmark secure-aggregation rounds.
 
 mod bench;
+mod service_cmd;
 mod simulate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,12 @@ enum Command {
     Simulate(simulate_cmd::SimulateArgs),
     /// Run the benchmark table (SecAgg+ k = 20 neighbours / t = 11, as Flower's 21 shares).
     Bench(bench::BenchArgs),
+    /// Run the aggregation server (gRPC), rounds one after another.
+    Server(service_cmd::ServerArgs),
+    /// Take part in rounds of a server with one input vector.
+    Client(service_cmd::ClientArgs),
+    /// Create a client identity key (and add it to a roster) for --threat malicious.
+    Keygen(service_cmd::KeygenArgs),
 }
 
 fn main() {
@@ -26,6 +33,9 @@ fn main() {
     let result = match cli.command {
         Command::Simulate(a) => simulate_cmd::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Server(a) => service_cmd::server(a),
+        Command::Client(a) => service_cmd::client(a),
+        Command::Keygen(a) => service_cmd::keygen(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -114,15 +114,22 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
-impl SimulateArgs {
-    fn stage(&self) -> Stage {
-        match self.dropout_stage {
+impl StageArg {
+    /// The protocol stage.
+    pub fn stage(self) -> Stage {
+        match self {
             StageArg::Advertise => Stage::AdvertiseKeys,
             StageArg::Share => Stage::ShareKeys,
             StageArg::MaskedInput => Stage::MaskedInput,
             StageArg::Consistency => Stage::ConsistencyCheck,
             StageArg::Unmask => Stage::Unmask,
         }
+    }
+}
+
+impl SimulateArgs {
+    fn stage(&self) -> Stage {
+        self.dropout_stage.stage()
     }
 
     /// Round options for `n` clients (the dimension is set from the inputs).
@@ -411,7 +418,7 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
         "dropouts": r.dropouts.iter().map(|d| json!({
             "client": d.id - 1,
             "stage": d.stage.name(),
-            "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Misbehaved(m) => m.to_string() },
+            "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Disconnected => "disconnected".to_string(), DropReason::Misbehaved(m) => m.to_string() },
         })).collect::<Vec<_>>(),
         "mean_error": r.mean_error.map(|(e, b)| json!({"max_abs": e, "bound": b})),
         "total_weight": match &r.aggregate { Some(Aggregate::Mean { total_weight, .. }) => Some(*total_weight), _ => None },

@@ -126,6 +126,8 @@ pub enum Misbehaviour {
     BadRecipients,
     /// A share that does not belong to the request, or is malformed.
     BadShare,
+    /// The driver could not turn the client's transport frame into a message.
+    InvalidFrame(String),
 }
 
 impl fmt::Display for Misbehaviour {
@@ -142,6 +144,7 @@ impl fmt::Display for Misbehaviour {
                 write!(f, "shares not addressed to exactly the sender's neighbours")
             }
             Misbehaviour::BadShare => write!(f, "invalid or unrequested share"),
+            Misbehaviour::InvalidFrame(m) => write!(f, "invalid frame: {m}"),
         }
     }
 }

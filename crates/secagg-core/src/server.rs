@@ -37,6 +37,8 @@ pub enum DropReason {
     Timeout,
     /// It sent something invalid.
     Misbehaved(Misbehaviour),
+    /// Its connection went away (reported by the driver).
+    Disconnected,
 }
 
 /// A client that left the round, and when.
@@ -107,6 +109,8 @@ pub struct ServerRound {
     acc: Vec<u64>,
     signatures: Vec<(ClientId, [u8; 64])>,
     seen_keys: BTreeSet<[u8; 32]>,
+    /// Clients whose connection went away after answering the current stage.
+    gone: IdSet,
     outbox: VecDeque<(ClientId, Vec<u8>)>,
     dropouts: Vec<Dropout>,
     outcome: Option<Outcome>,
@@ -155,6 +159,7 @@ impl ServerRound {
             graph: None,
             signatures: Vec::new(),
             seen_keys: BTreeSet::new(),
+            gone: IdSet::empty(n),
             outbox: VecDeque::new(),
             dropouts: Vec::new(),
             outcome: None,
@@ -204,6 +209,44 @@ impl ServerRound {
             None
         } else {
             self.deadline
+        }
+    }
+
+    /// The driver lost its connection to `id`: it becomes a dropout now rather than at the
+    /// deadline. If it already answered the current stage, that answer still counts and it
+    /// drops out when the next stage opens.
+    pub fn client_gone(&mut self, now: u64, id: ClientId) {
+        if self.outcome.is_some() || !self.active.contains(id) {
+            return;
+        }
+        let answered = self.slots[id as usize]
+            .completed
+            .is_some_and(|s| s >= self.stage);
+        if answered {
+            self.gone.insert(id);
+            return;
+        }
+        self.mark_dropped(id, DropReason::Disconnected);
+        if self.stage_complete() {
+            self.close_stage(now);
+        }
+    }
+
+    /// Drops the clients whose connections went away once a new stage has opened.
+    fn drop_gone(&mut self, now: u64) {
+        let gone: Vec<ClientId> = self
+            .gone
+            .iter()
+            .filter(|id| self.active.contains(*id))
+            .collect();
+        if gone.is_empty() || self.outcome.is_some() {
+            return;
+        }
+        for id in gone {
+            self.mark_dropped(id, DropReason::Disconnected);
+        }
+        if self.stage_complete() {
+            self.close_stage(now);
         }
     }
 
@@ -289,6 +332,14 @@ impl ServerRound {
                 .completed
                 .is_some_and(|s| s >= self.stage)
         })
+    }
+
+    /// Drops `id` for misbehaviour the driver detected (e.g. an invalid transport frame).
+    pub fn reject(&mut self, now: u64, id: ClientId, reason: Misbehaviour) -> ServerError {
+        if self.outcome.is_some() || !self.active.contains(id) {
+            return ServerError::Client { id, reason };
+        }
+        self.drop_client(id, reason, now)
     }
 
     fn drop_client(&mut self, id: ClientId, reason: Misbehaviour, now: u64) -> ServerError {
@@ -490,6 +541,7 @@ impl ServerRound {
             Stage::ConsistencyCheck => self.after_consistency(),
             Stage::Unmask => self.finish(),
         }
+        self.drop_gone(now);
     }
 
     fn abort(&mut self, reason: RoundAborted) {
@@ -717,5 +769,6 @@ pub fn describe_dropout(d: &Dropout) -> alloc::string::String {
     match &d.reason {
         DropReason::Timeout => format!("client {} timed out at stage {}", d.id, d.stage),
         DropReason::Misbehaved(m) => format!("client {} dropped at stage {}: {m}", d.id, d.stage),
+        DropReason::Disconnected => format!("client {} disconnected at stage {}", d.id, d.stage),
     }
 }

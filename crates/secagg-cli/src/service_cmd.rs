@@ -1,0 +1,295 @@
+//! `secagg server`, `secagg client` and `secagg keygen`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_service::client::{ClientInput, ClientOptions, participate};
+use secagg_service::keys;
+use secagg_service::server::{Limits, ServerOptions};
+use secagg_sim::npy::{self, NpyArray};
+
+use crate::simulate_cmd::{StageArg, ThreatArg};
+
+/// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Options of `secagg server`.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on, e.g. 127.0.0.1:7000 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Clients per round: a round starts as soon as this many have joined.
+    #[arg(long)]
+    pub clients: u32,
+    /// Start with at least this many when the join deadline passes.
+    #[arg(long)]
+    pub min_clients: u32,
+    /// Values per client.
+    #[arg(long)]
+    pub dim: u32,
+    /// Modulus 2^BITS.
+    #[arg(long, default_value_t = 32)]
+    pub bits: u8,
+    /// Rounds to run (default: forever).
+    #[arg(long)]
+    pub rounds: Option<u64>,
+    /// How long a round waits for --clients before starting with --min-clients.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub join_timeout: Duration,
+    /// Deadline of each stage; a client that misses it is a dropout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub stage_timeout: Duration,
+    /// Threat model.
+    #[arg(long, value_enum, default_value = "honest-but-curious")]
+    pub threat: ThreatArg,
+    /// Assumed fraction of corrupt clients.
+    #[arg(long, default_value_t = 0.05)]
+    pub assumed_corrupt: f64,
+    /// Assumed fraction of dropouts.
+    #[arg(long, default_value_t = 0.05)]
+    pub assumed_dropout: f64,
+    /// Explicit degree k.
+    #[arg(long)]
+    pub degree: Option<u32>,
+    /// Explicit threshold t.
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Accept --degree/--threshold weaker than the threat model needs.
+    #[arg(long)]
+    pub accept_weaker_params: bool,
+    /// PKI roster file (one Ed25519 public key per line); required with --threat malicious.
+    #[arg(long)]
+    pub pki: Option<PathBuf>,
+    /// Data directory: the store and rounds/<id>.npy, rounds/<id>.json.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Weighted-mean rounds of float inputs: clip values to [-CLIP, CLIP].
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Weighted-mean rounds: the largest weight a client may send.
+    #[arg(long, default_value_t = 1)]
+    pub max_weight: u64,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_message_bytes: usize,
+    /// Most client streams open at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+}
+
+pub fn server(a: ServerArgs) -> Result<(), String> {
+    if a.clients < 2 || a.min_clients < 2 || a.min_clients > a.clients {
+        return Err(format!(
+            "need 2 ≤ --min-clients ≤ --clients, got --min-clients {} --clients {}",
+            a.min_clients, a.clients
+        ));
+    }
+    if a.dim == 0 {
+        return Err("--dim must be at least 1".into());
+    }
+    if !(1..=64).contains(&a.bits) {
+        return Err(format!("--bits must be in 1..=64, got {}", a.bits));
+    }
+    let model = match a.threat {
+        ThreatArg::HonestButCurious => ThreatModel::HonestButCurious,
+        ThreatArg::Malicious => ThreatModel::Malicious,
+    };
+    let roster = match &a.pki {
+        Some(p) => Some(keys::load_roster(p)?),
+        None if model == ThreatModel::Malicious => {
+            return Err(
+                "--threat malicious needs --pki ROSTER (create keys with `secagg keygen`)".into(),
+            );
+        }
+        None => None,
+    };
+    if model == ThreatModel::HonestButCurious && roster.is_some() {
+        return Err("--pki is used by --threat malicious; add that flag".into());
+    }
+    let opts = ServerOptions {
+        listen: a.listen,
+        clients: a.clients,
+        min_clients: a.min_clients,
+        dim: a.dim,
+        bits: a.bits,
+        rounds: a.rounds,
+        join_timeout: a.join_timeout,
+        stage_timeout: a.stage_timeout,
+        assumptions: Assumptions {
+            corrupt_fraction: a.assumed_corrupt,
+            dropout_fraction: a.assumed_dropout,
+            model,
+        },
+        degree: a.degree,
+        threshold: a.threshold,
+        accept_weaker: a.accept_weaker_params,
+        roster,
+        data_dir: a.data_dir,
+        metrics: a.metrics,
+        float: a.clip.map(|c| (c, a.max_weight)),
+        limits: Limits {
+            max_message_bytes: a.max_message_bytes,
+            max_connections: a.max_connections,
+            ..Limits::default()
+        },
+    };
+    // Check the parameters now, not when the first round starts.
+    let check = secagg_sim::plan::plan(&secagg_sim::plan::RoundOptions {
+        clients: opts.clients,
+        dim: opts.dim + opts.float.is_some() as u32,
+        bits: opts.bits,
+        graph: secagg_sim::plan::GraphChoice::Auto,
+        degree: opts.degree,
+        threshold: opts.threshold,
+        accept_weaker: opts.accept_weaker,
+        assumptions: opts.assumptions,
+        prg: secagg_core::PrgKind::Aes128Ctr,
+        round_id: 0,
+        round_seed: [0; 32],
+    })?;
+    for w in check.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some((clip, w)) = opts.float {
+        secagg_core::encoding::FloatEncoding::new(opts.bits, clip, opts.clients, w)
+            .map_err(|e| e.0)?;
+    }
+    let rt =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(secagg_service::server::run(opts, None))
+}
+
+/// Options of `secagg client`.
+#[derive(Args)]
+pub struct ClientArgs {
+    /// Server URL, e.g. http://127.0.0.1:7000.
+    #[arg(long)]
+    pub server: String,
+    /// The input vector (.npy): unsigned integers, or floats for weighted-mean rounds.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Name in the round's JSON (default: a random one).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Weight of the input in a weighted-mean round (e.g. its number of examples).
+    #[arg(long, default_value_t = 1)]
+    pub weight: u64,
+    /// Identity key file (PKI rounds), from `secagg keygen`.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Roster of identity keys to accept as peers (PKI rounds); without it the server's is trusted.
+    #[arg(long)]
+    pub roster: Option<PathBuf>,
+    /// Rounds to take part in.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+    /// Give up when the server sends nothing for this long.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Testing hook: freeze when this stage's request arrives.
+    #[arg(long, value_enum, hide = true)]
+    pub pause_at: Option<StageArg>,
+}
+
+pub fn client(a: ClientArgs) -> Result<(), String> {
+    let arr = npy::read(&a.input).map_err(|e| format!("{}: {e}", a.input.display()))?;
+    let input = match arr {
+        NpyArray::F32(v) => ClientInput::Float {
+            values: v.into_iter().map(f64::from).collect(),
+            weight: a.weight,
+        },
+        NpyArray::F64(v) => ClientInput::Float {
+            values: v,
+            weight: a.weight,
+        },
+        NpyArray::U8(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
+        NpyArray::U16(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
+        NpyArray::U32(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
+        NpyArray::U64(v) => ClientInput::Unsigned(v),
+    };
+    let name = match a.name {
+        Some(n) => n,
+        None => {
+            let mut b = [0u8; 6];
+            getrandom::fill(&mut b).map_err(|e| format!("no OS randomness: {e}"))?;
+            format!(
+                "client-{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
+        }
+    };
+    let opts = ClientOptions {
+        server: a.server,
+        name,
+        input,
+        identity: a.identity.as_deref().map(keys::load).transpose()?,
+        roster: a.roster.as_deref().map(keys::load_roster).transpose()?,
+        timeout: a.timeout,
+        pause_at: a.pause_at.map(StageArg::stage),
+    };
+    let rt =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    for _ in 0..a.rounds.max(1) {
+        let r = rt.block_on(participate(&opts)).map_err(|e| e.to_string())?;
+        println!("{}", r.round_id);
+    }
+    Ok(())
+}
+
+/// Options of `secagg keygen`.
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Where to write the new identity key (never overwritten; mode 0600).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Append the public key to this roster file (created if missing).
+    #[arg(long)]
+    pub roster: Option<PathBuf>,
+    /// Name to note beside the key in the roster.
+    #[arg(long, default_value = "")]
+    pub name: String,
+}
+
+pub fn keygen(a: KeygenArgs) -> Result<(), String> {
+    let key = keys::generate(&a.out)?;
+    let line = keys::roster_line(&key.public(), &a.name);
+    if let Some(r) = &a.roster {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(r)
+            .map_err(|e| format!("cannot open {}: {e}", r.display()))?;
+        f.write_all(line.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", r.display()))?;
+    }
+    print!("{line}");
+    Ok(())
+}

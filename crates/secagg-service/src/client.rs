@@ -1,0 +1,306 @@
+//! The async client: joins the server's next round over one gRPC stream and drives the
+//! unchanged secagg-core client state machine with the frames it receives.
+
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use secagg_core::ClientError;
+use secagg_core::Stage;
+use secagg_core::client::{Client, ClientRound};
+use secagg_core::crypto::IdentityKey;
+use secagg_core::messages::{ClientMessage, ServerMessage};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::convert;
+use crate::proto;
+use crate::proto::secure_aggregation_client::SecureAggregationClient;
+use crate::proto::server_frame::Body as SBody;
+
+/// What the client contributes.
+#[derive(Debug, Clone)]
+pub enum ClientInput {
+    /// Unsigned integers (integer rounds: the sum mod 2^b).
+    Unsigned(Vec<u64>),
+    /// Floats with a weight (weighted-mean rounds).
+    Float {
+        /// The values.
+        values: Vec<f64>,
+        /// The weight, e.g. the number of examples.
+        weight: u64,
+    },
+}
+
+/// How the client runs.
+pub struct ClientOptions {
+    /// Server URL, e.g. `http://127.0.0.1:7000`.
+    pub server: String,
+    /// Name under which the round's JSON lists the client.
+    pub name: String,
+    /// The input.
+    pub input: ClientInput,
+    /// Identity key (PKI rounds).
+    pub identity: Option<IdentityKey>,
+    /// Identity keys the client accepts as peers (PKI). Without it, the client trusts the
+    /// roster the server sends, which a malicious server could forge.
+    pub roster: Option<Vec<[u8; 32]>>,
+    /// Give up when the server sends nothing for this long (waiting to join included).
+    pub timeout: Duration,
+    /// Testing hook: stop answering (and wait to be killed) when this stage's request arrives.
+    pub pause_at: Option<Stage>,
+}
+
+/// How a round ended for this client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundResult {
+    /// The round id.
+    pub round_id: u64,
+    /// This client's id in the round.
+    pub client_id: u32,
+}
+
+/// Why the client stopped without a released round.
+#[derive(Debug)]
+pub enum ClientRunError {
+    /// Could not reach the server or the stream broke.
+    Transport(String),
+    /// The server said nothing for too long.
+    ServerSilent(Duration),
+    /// The round aborted (or this client was dropped); nothing was revealed.
+    RoundAborted {
+        /// The round.
+        round_id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The client refused to go on (an honest client's refusal, e.g. a malicious request).
+    Refused(ClientError),
+    /// The input does not fit the round.
+    BadInput(String),
+}
+
+impl std::fmt::Display for ClientRunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientRunError::Transport(m) => write!(f, "connection to the server failed: {m}"),
+            ClientRunError::ServerSilent(d) => {
+                write!(f, "the server sent nothing for {d:?}; giving up")
+            }
+            ClientRunError::RoundAborted { round_id, reason } => {
+                write!(f, "round {round_id} aborted: {reason}")
+            }
+            ClientRunError::Refused(e) => write!(f, "refused to continue: {e}"),
+            ClientRunError::BadInput(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientRunError {}
+
+fn stage_of(round: &ClientRound) -> Option<Stage> {
+    // The stage whose request the client is about to answer.
+    Some(match round {
+        ClientRound::New(_) => Stage::AdvertiseKeys,
+        ClientRound::AwaitingNeighbours(_) => Stage::ShareKeys,
+        ClientRound::AwaitingShares(_) => Stage::MaskedInput,
+        ClientRound::AwaitingConsistency(_) => Stage::ConsistencyCheck,
+        ClientRound::AwaitingUnmask(_) => Stage::Unmask,
+        _ => return None,
+    })
+}
+
+/// Joins one round and takes part in it.
+pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunError> {
+    let mut grpc = SecureAggregationClient::connect(opts.server.clone())
+        .await
+        .map_err(|e| ClientRunError::Transport(e.to_string()))?
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel::<proto::ClientFrame>(16);
+    tx.send(proto::ClientFrame {
+        body: Some(proto::client_frame::Body::Join(proto::Join {
+            name: opts.name.clone(),
+            identity_public_key: opts
+                .identity
+                .as_ref()
+                .map(|k| k.public().to_vec())
+                .unwrap_or_default(),
+            wire_version: 1,
+        })),
+    })
+    .await
+    .map_err(|e| ClientRunError::Transport(e.to_string()))?;
+    let mut inbound = grpc
+        .participate(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| ClientRunError::Transport(e.message().to_string()))?
+        .into_inner();
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| ClientRunError::Transport(format!("no OS randomness: {e}")))?;
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let mut round: Option<(ClientRound, secagg_core::RoundConfig, u32)> = None;
+    loop {
+        let frame = match tokio::time::timeout(opts.timeout, inbound.message()).await {
+            Err(_) => return Err(ClientRunError::ServerSilent(opts.timeout)),
+            Ok(Err(status)) => return Err(ClientRunError::Transport(status.message().to_string())),
+            Ok(Ok(None)) => {
+                return Err(ClientRunError::Transport(
+                    "the server closed the stream".into(),
+                ));
+            }
+            Ok(Ok(Some(f))) => f,
+        };
+        let (bytes, config) = match (frame.body, &mut round) {
+            (Some(SBody::RoundStart(start)), None) => {
+                let info = convert::parse_round_start(start)
+                    .map_err(|e| ClientRunError::Refused(ClientError::BadParameters(e.0)))?;
+                let input = encode_input(&opts.input, &info, &mut rng)?;
+                let mut client = Client::new(info.client_id, input);
+                if info.config.pki {
+                    let Some(id) = &opts.identity else {
+                        return Err(ClientRunError::BadInput(
+                            "the round needs a PKI: pass --identity".into(),
+                        ));
+                    };
+                    if let Some(trusted) = &opts.roster
+                        && let Some(k) = info.roster.iter().find(|k| !trusted.contains(k))
+                    {
+                        return Err(ClientRunError::Refused(ClientError::ServerMisbehaved(
+                            format!(
+                                "sent a roster key {:02x?}… that is not in my roster",
+                                &k[..4]
+                            ),
+                        )));
+                    }
+                    if info.roster.get(info.client_id as usize - 1) != Some(&id.public()) {
+                        return Err(ClientRunError::Refused(ClientError::ServerMisbehaved(
+                            "assigned me an id whose roster key is not mine".into(),
+                        )));
+                    }
+                    client =
+                        client.with_pki(IdentityKey::from_seed(&id.seed()), info.roster.clone());
+                }
+                let bytes = ServerMessage::RoundStart(info.config.clone()).encode();
+                round = Some((
+                    ClientRound::New(client),
+                    info.config.clone(),
+                    info.client_id,
+                ));
+                (bytes, info.config)
+            }
+            (Some(SBody::RoundStart(_)), Some(_)) => {
+                return Err(ClientRunError::Refused(ClientError::UnexpectedMessage(
+                    "a second RoundStart",
+                )));
+            }
+            (Some(SBody::RoundEnd(end)), r) => {
+                return match r {
+                    Some((state, _, id)) if end.released && state.is_finished() => {
+                        Ok(RoundResult {
+                            round_id: end.round_id,
+                            client_id: *id,
+                        })
+                    }
+                    _ if end.released => Err(ClientRunError::RoundAborted {
+                        round_id: end.round_id,
+                        reason: "the round finished without this client".into(),
+                    }),
+                    _ => Err(ClientRunError::RoundAborted {
+                        round_id: end.round_id,
+                        reason: end.reason,
+                    }),
+                };
+            }
+            (body, Some((_, config, _))) => {
+                let msg = convert::parse_server_frame(proto::ServerFrame { body }, config)
+                    .map_err(|e| {
+                        ClientRunError::Refused(ClientError::ServerMisbehaved(format!(
+                            "sent an invalid frame: {e}"
+                        )))
+                    })?;
+                (msg.encode(), config.clone())
+            }
+            (_, None) => {
+                return Err(ClientRunError::Refused(ClientError::UnexpectedMessage(
+                    "expected RoundStart",
+                )));
+            }
+        };
+        let Some((state, _, _)) = round.as_mut() else {
+            continue;
+        };
+        if opts.pause_at.is_some() && stage_of(state) == opts.pause_at {
+            // Testing hook: behave like a device that froze mid-round.
+            std::future::pending::<()>().await;
+        }
+        let reply = state.handle(&bytes, &mut rng).map_err(|e| match e {
+            ClientError::RoundAborted(reason) => ClientRunError::RoundAborted {
+                round_id: config.round_id,
+                reason,
+            },
+            e => ClientRunError::Refused(e),
+        })?;
+        if let Some(reply) = reply {
+            let msg = ClientMessage::decode(&reply, &config).map_err(|e| {
+                ClientRunError::Refused(ClientError::Misuse(
+                    if e == secagg_core::CodecError::Truncated {
+                        "own message truncated"
+                    } else {
+                        "own message invalid"
+                    },
+                ))
+            })?;
+            for f in convert::client_frames(msg) {
+                tx.send(f).await.map_err(|_| {
+                    ClientRunError::Transport("the stream to the server closed".into())
+                })?;
+            }
+        }
+    }
+}
+
+fn encode_input(
+    input: &ClientInput,
+    info: &convert::StartInfo,
+    rng: &mut ChaCha20Rng,
+) -> Result<Vec<u64>, ClientRunError> {
+    let c = &info.config;
+    match (input, &info.float) {
+        (ClientInput::Unsigned(v), None) => {
+            if v.len() != c.dim as usize {
+                return Err(ClientRunError::BadInput(format!(
+                    "the round sums {} values, the input has {}",
+                    c.dim,
+                    v.len()
+                )));
+            }
+            let mask = c.modulus().mask();
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x > mask) {
+                return Err(ClientRunError::BadInput(format!(
+                    "value {x} at index {i} does not fit the round's {} bits",
+                    c.bits
+                )));
+            }
+            Ok(v.clone())
+        }
+        (ClientInput::Float { values, weight }, Some(enc)) => {
+            if values.len() + 1 != c.dim as usize {
+                return Err(ClientRunError::BadInput(format!(
+                    "the round averages {} values, the input has {}",
+                    c.dim as usize - 1,
+                    values.len()
+                )));
+            }
+            enc.encode(values, *weight, rng)
+                .map_err(|e| ClientRunError::BadInput(e.0))
+        }
+        (ClientInput::Unsigned(_), Some(_)) => Err(ClientRunError::BadInput(
+            "the round computes a weighted mean of floats: give a float32/float64 input".into(),
+        )),
+        (ClientInput::Float { .. }, None) => Err(ClientRunError::BadInput(
+            "the round sums unsigned integers: give an unsigned integer input".into(),
+        )),
+    }
+}

@@ -1,0 +1,851 @@
+//! The tokio server: one coordinator task owns the lobby, the current round's sans-IO state
+//! machine and the store; connection tasks only move frames. Rounds run one after another.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use secagg_core::encoding::FloatEncoding;
+use secagg_core::error::Misbehaviour;
+use secagg_core::messages::{ClientMessage, ServerMessage};
+use secagg_core::params::Assumptions;
+use secagg_core::server::{DropReason, Outcome, ServerRound};
+use secagg_core::{ClientId, PrgKind, ServerError, Stage};
+use secagg_sim::npy::{self, NpyArray};
+use secagg_sim::plan::{GraphChoice, RoundOptions, plan};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{self, Reassembler};
+use crate::metrics::{self, Metrics};
+use crate::proto;
+use crate::proto::client_frame::Body as CBody;
+use crate::proto::secure_aggregation_server::{SecureAggregation, SecureAggregationServer};
+use crate::store::{RoundState, Store};
+
+/// Resource limits; every one is enforced and documented in the README.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest gRPC message accepted (bytes).
+    pub max_message_bytes: usize,
+    /// Most client streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_connections: usize,
+    /// Time a new stream has to send Join.
+    pub join_frame_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 << 20,
+            max_connections: 10_000,
+            join_frame_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Clients per round (N): a round starts as soon as N have joined.
+    pub clients: u32,
+    /// Fewest clients to start with when the join deadline passes (T).
+    pub min_clients: u32,
+    /// Values per client.
+    pub dim: u32,
+    /// Modulus bits.
+    pub bits: u8,
+    /// Rounds to run (None: forever).
+    pub rounds: Option<u64>,
+    /// How long a round waits for N clients before starting with at least T.
+    pub join_timeout: Duration,
+    /// Deadline of each stage.
+    pub stage_timeout: Duration,
+    /// Threat model and assumed fractions.
+    pub assumptions: Assumptions,
+    /// Explicit degree.
+    pub degree: Option<u32>,
+    /// Explicit threshold.
+    pub threshold: Option<u32>,
+    /// Accept explicit parameters weaker than the model needs.
+    pub accept_weaker: bool,
+    /// PKI: identity public keys allowed to join (the roster).
+    pub roster: Option<Vec<[u8; 32]>>,
+    /// Data directory (store and round files).
+    pub data_dir: PathBuf,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+    /// Float rounds: (clip, max weight); the weighted mean is released.
+    pub float: Option<(f64, u64)>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+enum Event {
+    Joined {
+        conn: u64,
+        name: String,
+        identity: Vec<u8>,
+        tx: mpsc::Sender<Result<proto::ServerFrame, Status>>,
+    },
+    Frame {
+        conn: u64,
+        body: CBody,
+        size: usize,
+    },
+    Gone {
+        conn: u64,
+    },
+}
+
+struct Svc {
+    events: mpsc::Sender<Event>,
+    store: Arc<Store>,
+    next_conn: AtomicU64,
+    open: Arc<AtomicUsize>,
+    limits: Limits,
+    metrics: Metrics,
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<proto::ServerFrame, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SecureAggregation for Svc {
+    type ParticipateStream = FrameStream;
+
+    async fn participate(
+        &self,
+        req: Request<Streaming<proto::ClientFrame>>,
+    ) -> Result<Response<FrameStream>, Status> {
+        if self.open.load(Ordering::SeqCst) >= self.limits.max_connections {
+            return Err(Status::resource_exhausted("too many open client streams"));
+        }
+        let mut inbound = req.into_inner();
+        let first = tokio::time::timeout(self.limits.join_frame_timeout, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Join frame in time"))?
+            .map_err(|e| Status::invalid_argument(format!("bad first frame: {e}")))?;
+        let join = match first.and_then(|f| f.body) {
+            Some(CBody::Join(j)) => j,
+            _ => return Err(Status::invalid_argument("the first frame must be Join")),
+        };
+        if join.wire_version != 1 {
+            return Err(Status::failed_precondition(format!(
+                "wire version {} is not supported (this server speaks 1)",
+                join.wire_version
+            )));
+        }
+        if join.name.is_empty() || join.name.len() > 128 || join.name.chars().any(char::is_control)
+        {
+            return Err(Status::invalid_argument(
+                "the name must be 1-128 printable characters",
+            ));
+        }
+        let conn = self.next_conn.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel(16);
+        self.events
+            .send(Event::Joined {
+                conn,
+                name: join.name,
+                identity: join.identity_public_key,
+                tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.metrics.connection(1);
+        let events = self.events.clone();
+        let open = self.open.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(f)) = inbound.message().await {
+                let size = prost::Message::encoded_len(&f);
+                let Some(body) = f.body else { continue };
+                if events.send(Event::Frame { conn, body, size }).await.is_err() {
+                    break;
+                }
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+            metrics.connection(-1);
+            let _ = events.send(Event::Gone { conn }).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_round(
+        &self,
+        req: Request<proto::GetRoundRequest>,
+    ) -> Result<Response<proto::RoundStatus>, Status> {
+        let id = req.into_inner().round_id;
+        let rec = self
+            .store
+            .round(id)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let status = match rec {
+            None => proto::RoundStatus {
+                round_id: id,
+                state: proto::RoundState::Unknown as i32,
+                ..Default::default()
+            },
+            Some(r) => proto::RoundStatus {
+                round_id: id,
+                state: match r.state {
+                    RoundState::InFlight => proto::RoundState::InFlight,
+                    RoundState::Finished => proto::RoundState::Finished,
+                    RoundState::Aborted => proto::RoundState::Aborted,
+                } as i32,
+                reason: r.summary["reason"].as_str().unwrap_or("").to_string(),
+                survivors: r.summary["survivors"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+        };
+        Ok(Response::new(status))
+    }
+}
+
+struct Member {
+    conn: u64,
+    name: String,
+    tx: mpsc::Sender<Result<proto::ServerFrame, Status>>,
+    reasm: Reassembler,
+}
+
+struct Lobbied {
+    conn: u64,
+    name: String,
+    identity: Vec<u8>,
+    tx: mpsc::Sender<Result<proto::ServerFrame, Status>>,
+}
+
+#[derive(Default, Clone)]
+struct StageStats {
+    seconds: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+struct Round {
+    id: u64,
+    server: ServerRound,
+    members: Vec<Member>,
+    by_conn: HashMap<u64, ClientId>,
+    float: Option<FloatEncoding>,
+    roster: Vec<[u8; 32]>,
+    start: Instant,
+    started_unix_ms: u64,
+    stage: Stage,
+    stage_start: Instant,
+    stats: HashMap<Stage, StageStats>,
+    warnings: Vec<String>,
+}
+
+impl Round {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("secagg-server: {}", msg.as_ref());
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, then rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+struct Coordinator {
+    opts: ServerOptions,
+    store: Arc<Store>,
+    metrics: Metrics,
+    lobby: Vec<Lobbied>,
+    lobby_opened: Instant,
+    round: Option<Round>,
+    rounds_done: u64,
+}
+
+impl Coordinator {
+    fn rounds_dir(&self) -> PathBuf {
+        self.opts.data_dir.join("rounds")
+    }
+
+    fn name_taken(&self, name: &str) -> bool {
+        self.lobby.iter().any(|l| l.name == name)
+            || self.round.as_ref().is_some_and(|r| {
+                r.members
+                    .iter()
+                    .any(|m| m.name == name && r.by_conn.contains_key(&m.conn))
+            })
+    }
+
+    fn on_joined(
+        &mut self,
+        conn: u64,
+        name: String,
+        identity: Vec<u8>,
+        tx: mpsc::Sender<Result<proto::ServerFrame, Status>>,
+    ) {
+        let refuse = |tx: &mpsc::Sender<Result<proto::ServerFrame, Status>>, st: Status| {
+            let _ = tx.try_send(Err(st));
+        };
+        if self.name_taken(&name) {
+            log(format!("refused a second client named {name:?}"));
+            return refuse(
+                &tx,
+                Status::already_exists(format!("a client named {name:?} already joined")),
+            );
+        }
+        if let Some(roster) = &self.opts.roster {
+            let ok = <[u8; 32]>::try_from(identity.as_slice()).is_ok_and(|k| roster.contains(&k));
+            if !ok {
+                log(format!("refused {name:?}: identity key not in the roster"));
+                return refuse(
+                    &tx,
+                    Status::permission_denied("identity public key not in the server's roster"),
+                );
+            }
+            if self.lobby.iter().any(|l| l.identity == identity) {
+                return refuse(&tx, Status::already_exists("this identity already joined"));
+            }
+        }
+        if self.lobby.is_empty() && self.round.is_none() {
+            self.lobby_opened = Instant::now();
+        }
+        self.lobby.push(Lobbied {
+            conn,
+            name,
+            identity,
+            tx,
+        });
+    }
+
+    fn join_deadline(&self) -> Instant {
+        self.lobby_opened + self.opts.join_timeout
+    }
+
+    fn maybe_start_round(&mut self) {
+        if self.round.is_some() || self.opts.rounds.is_some_and(|r| self.rounds_done >= r) {
+            return;
+        }
+        // Drop lobby entries whose stream is gone.
+        self.lobby.retain(|l| !l.tx.is_closed());
+        let n = self.lobby.len() as u32;
+        let full = n >= self.opts.clients;
+        let timed_out = Instant::now() >= self.join_deadline() && n >= self.opts.min_clients.max(2);
+        if !(full || timed_out) {
+            if Instant::now() >= self.join_deadline() {
+                // Not enough clients yet: keep waiting another join period.
+                self.lobby_opened = Instant::now();
+            }
+            return;
+        }
+        let take = (n.min(self.opts.clients)) as usize;
+        let joined: Vec<Lobbied> = self.lobby.drain(..take).collect();
+        if let Err(e) = self.start_round(joined) {
+            log(format!("could not start a round: {e}"));
+        }
+        self.lobby_opened = Instant::now();
+    }
+
+    fn start_round(&mut self, joined: Vec<Lobbied>) -> Result<(), String> {
+        let n = joined.len() as u32;
+        let float = match self.opts.float {
+            Some((clip, w)) => {
+                Some(FloatEncoding::new(self.opts.bits, clip, n, w).map_err(|e| e.0)?)
+            }
+            None => None,
+        };
+        let dim = if float.is_some() {
+            self.opts.dim + 1
+        } else {
+            self.opts.dim
+        };
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
+        let opts = RoundOptions {
+            clients: n,
+            dim,
+            bits: self.opts.bits,
+            graph: GraphChoice::Auto,
+            degree: self.opts.degree,
+            threshold: self.opts.threshold,
+            accept_weaker: self.opts.accept_weaker,
+            assumptions: self.opts.assumptions,
+            prg: PrgKind::Aes128Ctr,
+            round_id: 0,
+            round_seed: seed,
+        };
+        let mut p = plan(&opts)?;
+        let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
+        let params = json!({
+            "clients": n, "dim": self.opts.dim, "bits": self.opts.bits,
+            "k": p.config.degree, "t": p.config.threshold, "min_clients": p.config.min_clients,
+            "graph": format!("{:?}", p.config.graph).to_lowercase(),
+            "threat": format!("{:?}", p.config.model),
+            "float": float.map(|f| json!({"clip": f.clip, "scale": f.scale, "max_weight": f.max_weight})),
+            "stage_timeout_ms": self.opts.stage_timeout.as_millis() as u64,
+        });
+        let started_unix_ms = unix_ms();
+        let id = self
+            .store
+            .begin_round(|id| json!({"round_id": id, "parameters": params, "clients": names, "started_unix_ms": started_unix_ms}))
+            .map_err(|e| e.to_string())?;
+        p.config.round_id = id;
+        let roster: Vec<[u8; 32]> = if p.config.pki {
+            joined
+                .iter()
+                .map(|j| {
+                    <[u8; 32]>::try_from(j.identity.as_slice())
+                        .map_err(|_| "identity key must be 32 bytes".to_string())
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let server = ServerRound::new(
+            p.config.clone(),
+            if p.config.pki {
+                Some(roster.clone())
+            } else {
+                None
+            },
+            self.opts.stage_timeout.as_millis() as u64,
+        )
+        .map_err(|e| e.to_string())?;
+        let members: Vec<Member> = joined
+            .into_iter()
+            .map(|j| Member {
+                conn: j.conn,
+                name: j.name,
+                tx: j.tx,
+                reasm: Reassembler::default(),
+            })
+            .collect();
+        let by_conn = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.conn, i as ClientId + 1))
+            .collect();
+        log(format!(
+            "round {id}: {n} clients, k = {}, t = {}, {:?}",
+            p.config.degree, p.config.threshold, p.config.model
+        ));
+        let mut round = Round {
+            id,
+            server,
+            members,
+            by_conn,
+            float,
+            roster,
+            start: Instant::now(),
+            started_unix_ms,
+            stage: Stage::AdvertiseKeys,
+            stage_start: Instant::now(),
+            stats: HashMap::new(),
+            warnings: p.warnings,
+        };
+        round.server.start(0);
+        self.metrics
+            .clients_at(Stage::AdvertiseKeys.name(), n as usize);
+        self.round = Some(round);
+        self.flush();
+        Ok(())
+    }
+
+    /// Sends what the state machine queued and notes stage changes.
+    fn flush(&mut self) {
+        let Some(r) = self.round.as_mut() else { return };
+        let stage = r.server.stage();
+        if stage != r.stage {
+            let secs = r.stage_start.elapsed().as_secs_f64();
+            r.stats.entry(r.stage).or_default().seconds += secs;
+            self.metrics.stage_duration(r.stage.name(), secs);
+            r.stage = stage;
+            r.stage_start = Instant::now();
+        }
+        let mut lost = Vec::new();
+        while let Some((id, bytes)) = r.server.poll_outgoing() {
+            let Some(m) = r.members.get(id as usize - 1) else {
+                continue;
+            };
+            let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
+                Ok(ServerMessage::RoundStart(c)) => {
+                    convert::round_start(&c, id, r.float.as_ref(), &r.roster)
+                }
+                Ok(msg) => convert::server_frame(&msg, r.id),
+                Err(_) => continue,
+            };
+            let size = prost::Message::encoded_len(&frame);
+            r.stats.entry(stage).or_default().bytes_out += size as u64;
+            self.metrics.bytes(false, size);
+            if m.tx.try_send(Ok(frame)).is_err() {
+                lost.push(id);
+            }
+        }
+        let now = r.now_ms();
+        for id in lost {
+            r.server.client_gone(now, id);
+        }
+        if r.server.outcome().is_some() {
+            self.finish_round();
+        } else if r.server.stage() != stage {
+            self.flush();
+        } else {
+            self.metrics.clients_at(
+                stage.name(),
+                r.server.config().num_clients as usize - r.server.dropouts().len(),
+            );
+        }
+    }
+
+    fn on_frame(&mut self, conn: u64, body: CBody, size: usize) {
+        let Some(r) = self.round.as_mut() else {
+            // Frames from lobby clients (other than Join) are not expected.
+            if let Some(pos) = self.lobby.iter().position(|l| l.conn == conn) {
+                let l = self.lobby.remove(pos);
+                log(format!(
+                    "dropped {:?} from the lobby: it sent a protocol message before its round",
+                    l.name
+                ));
+                let _ = l.tx.try_send(Err(Status::failed_precondition(
+                    "no round in progress for this client",
+                )));
+            }
+            return;
+        };
+        let Some(&id) = r.by_conn.get(&conn) else {
+            if let Some(pos) = self.lobby.iter().position(|l| l.conn == conn) {
+                let l = self.lobby.remove(pos);
+                let _ = l.tx.try_send(Err(Status::failed_precondition(
+                    "no round in progress for this client",
+                )));
+            }
+            return;
+        };
+        r.stats.entry(r.server.stage()).or_default().bytes_in += size as u64;
+        self.metrics.bytes(true, size);
+        let now = r.now_ms();
+        let config = r.server.config().clone();
+        let member = &mut r.members[id as usize - 1];
+        let msg = match member.reasm.push(id, body, &config) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                let name = member.name.clone();
+                r.server
+                    .reject(now, id, Misbehaviour::InvalidFrame(e.to_string()));
+                log(format!("round {}: dropped {name:?}: {e}", r.id));
+                self.flush();
+                return;
+            }
+        };
+        let bytes = ClientMessage::encode(&msg);
+        if let Err(e) = r.server.handle_message(now, id, &bytes)
+            && let ServerError::Client { reason, .. } = &e
+        {
+            log(format!(
+                "round {}: dropped {:?}: {reason}",
+                r.id,
+                r.members[id as usize - 1].name
+            ));
+        }
+        self.flush();
+    }
+
+    fn on_gone(&mut self, conn: u64) {
+        self.lobby.retain(|l| l.conn != conn);
+        if let Some(r) = self.round.as_mut()
+            && let Some(&id) = r.by_conn.get(&conn)
+        {
+            let now = r.now_ms();
+            r.server.client_gone(now, id);
+            self.flush();
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        if let Some(r) = self.round.as_mut() {
+            let now = r.now_ms();
+            r.server.handle_timeout(now);
+            self.flush();
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        match &self.round {
+            Some(r) => match r.server.poll_timeout() {
+                Some(ms) => r.start + Duration::from_millis(ms),
+                None => Instant::now() + Duration::from_secs(3600),
+            },
+            None => self.join_deadline(),
+        }
+    }
+
+    fn finish_round(&mut self) {
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let secs = r.stage_start.elapsed().as_secs_f64();
+        r.stats.entry(r.stage).or_default().seconds += secs;
+        let Some(outcome) = r.server.outcome().cloned() else {
+            return;
+        };
+        let name = |id: ClientId| {
+            r.members
+                .get(id as usize - 1)
+                .map_or(String::new(), |m| m.name.clone())
+        };
+        let dropouts: Vec<Value> = r
+            .server
+            .dropouts()
+            .iter()
+            .map(|d| {
+                let reason = match &d.reason {
+                    DropReason::Timeout => "timeout".to_string(),
+                    DropReason::Disconnected => "disconnected".to_string(),
+                    DropReason::Misbehaved(m) => m.to_string(),
+                };
+                self.metrics.dropout(
+                    d.stage.name(),
+                    match &d.reason {
+                        DropReason::Timeout => "timeout",
+                        DropReason::Disconnected => "disconnected",
+                        DropReason::Misbehaved(_) => "misbehaved",
+                    },
+                );
+                json!({"name": name(d.id), "stage": d.stage.name(), "reason": reason})
+            })
+            .collect();
+        let stages: serde_json::Map<String, Value> = Stage::ALL
+            .iter()
+            .filter_map(|s| r.stats.get(s).map(|st| (s.name().to_string(), json!({"seconds": st.seconds, "bytes_in": st.bytes_in, "bytes_out": st.bytes_out}))))
+            .collect();
+        let c = r.server.config();
+        let mut summary = json!({
+            "round_id": r.id,
+            "parameters": {
+                "clients": c.num_clients, "dim": self.opts.dim, "bits": c.bits, "k": c.degree, "t": c.threshold,
+                "min_clients": c.min_clients, "graph": format!("{:?}", c.graph).to_lowercase(),
+                "threat": format!("{:?}", c.model),
+                "float": r.float.map(|f| json!({"clip": f.clip, "scale": f.scale, "max_weight": f.max_weight})),
+            },
+            "warnings": r.warnings,
+            "clients": r.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+            "dropouts": dropouts,
+            "stages": stages,
+            "started_unix_ms": r.started_unix_ms,
+            "ended_unix_ms": unix_ms(),
+            "wall_seconds": r.start.elapsed().as_secs_f64(),
+        });
+        let dir = self.rounds_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let released = match &outcome {
+            Outcome::Released {
+                aggregate,
+                survivors,
+            } => {
+                summary["survivors"] = json!(survivors.iter().map(name).collect::<Vec<_>>());
+                let arr = match r.float {
+                    Some(f) => match f.decode(aggregate) {
+                        Ok((mean, total)) => {
+                            summary["total_weight"] = json!(total);
+                            Ok(NpyArray::F64(mean))
+                        }
+                        Err(e) => Err(e.0),
+                    },
+                    None => Ok(match c.bits {
+                        0..=8 => NpyArray::U8(aggregate.iter().map(|x| *x as u8).collect()),
+                        9..=16 => NpyArray::U16(aggregate.iter().map(|x| *x as u16).collect()),
+                        17..=32 => NpyArray::U32(aggregate.iter().map(|x| *x as u32).collect()),
+                        _ => NpyArray::U64(aggregate.clone()),
+                    }),
+                };
+                match arr {
+                    Ok(arr) => {
+                        let mut buf = Vec::new();
+                        let written = npy::write(&mut buf, &arr)
+                            .and_then(|_| write_atomic(&dir.join(format!("{}.npy", r.id)), &buf));
+                        if let Err(e) = written {
+                            log(format!("round {}: cannot write the aggregate: {e}", r.id));
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        summary["reason"] =
+                            json!(format!("the aggregate could not be decoded: {e}"));
+                        false
+                    }
+                }
+            }
+            Outcome::Aborted(a) => {
+                summary["reason"] = json!(a.to_string());
+                summary["survivors"] = json!([]);
+                false
+            }
+        };
+        let state = if released {
+            RoundState::Finished
+        } else {
+            RoundState::Aborted
+        };
+        summary["state"] = json!(if released { "finished" } else { "aborted" });
+        if let Err(e) = write_atomic(
+            &dir.join(format!("{}.json", r.id)),
+            format!("{summary:#}\n").as_bytes(),
+        ) {
+            log(format!("round {}: cannot write its JSON: {e}", r.id));
+        }
+        if let Err(e) = self.store.end_round(r.id, state, summary.clone()) {
+            log(format!("round {}: cannot record its end: {e}", r.id));
+        }
+        self.metrics.round_ended(released);
+        log(format!(
+            "round {} {}: {} survivors, {} dropouts, {:.3} s",
+            r.id,
+            if released { "finished" } else { "aborted" },
+            summary["survivors"].as_array().map_or(0, Vec::len),
+            summary["dropouts"].as_array().map_or(0, Vec::len),
+            r.start.elapsed().as_secs_f64()
+        ));
+        // Tell dropped clients why, then close every stream of the round.
+        for d in r.server.dropouts() {
+            if let Some(m) = r.members.get(d.id as usize - 1) {
+                let reason = format!(
+                    "dropped at stage {}: {}",
+                    d.stage,
+                    secagg_core::server::describe_dropout(d)
+                );
+                let _ = m.tx.try_send(Ok(proto::ServerFrame {
+                    body: Some(proto::server_frame::Body::RoundEnd(proto::RoundEnd {
+                        round_id: r.id,
+                        released: false,
+                        reason,
+                    })),
+                }));
+            }
+        }
+        self.rounds_done += 1;
+        self.lobby_opened = Instant::now();
+    }
+}
+
+/// Runs the server until `rounds` rounds have ended (or forever). `ready` receives the bound
+/// address once the server listens (useful with port 0).
+pub async fn run(
+    opts: ServerOptions,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<(), String> {
+    let (store, recovered) = Store::open(&opts.data_dir).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    let rounds_dir = opts.data_dir.join("rounds");
+    std::fs::create_dir_all(&rounds_dir)
+        .map_err(|e| format!("cannot create {}: {e}", rounds_dir.display()))?;
+    for r in recovered {
+        eprintln!(
+            "secagg-server: round {} was in flight when the server stopped: recorded as aborted",
+            r.id
+        );
+        let _ = write_atomic(
+            &rounds_dir.join(format!("{}.json", r.id)),
+            format!("{:#}\n", r.summary).as_bytes(),
+        );
+    }
+    let metrics = Metrics::new();
+    if let Some(addr) = opts.metrics {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, m).await {
+                eprintln!("secagg-server: metrics endpoint on {addr} failed: {e}");
+            }
+        });
+    }
+    let (events_tx, mut events) = mpsc::channel(4096);
+    let svc = Svc {
+        events: events_tx,
+        store: store.clone(),
+        next_conn: AtomicU64::new(1),
+        open: Arc::new(AtomicUsize::new(0)),
+        limits: opts.limits.clone(),
+        metrics: metrics.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!(
+        "secagg-server: listening on {addr}, data in {}",
+        opts.data_dir.display()
+    );
+    if let Some(r) = ready {
+        let _ = r.send(addr);
+    }
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let max = opts.limits.max_message_bytes;
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                SecureAggregationServer::new(svc)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stop_rx.await;
+                },
+            ),
+    );
+    let mut co = Coordinator {
+        opts,
+        store,
+        metrics,
+        lobby: Vec::new(),
+        lobby_opened: Instant::now(),
+        round: None,
+        rounds_done: 0,
+    };
+    loop {
+        if co.opts.rounds.is_some_and(|r| co.rounds_done >= r) {
+            break;
+        }
+        let deadline = co.next_deadline();
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Joined { conn, name, identity, tx }) => co.on_joined(conn, name, identity, tx),
+                Some(Event::Frame { conn, body, size }) => co.on_frame(conn, body, size),
+                Some(Event::Gone { conn }) => co.on_gone(conn),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => co.on_timeout(),
+        }
+        co.maybe_start_round();
+    }
+    // Let the last RoundEnd frames go out before closing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(());
+    let _ = grpc.await;
+    Ok(())
+}
