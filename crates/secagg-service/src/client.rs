@@ -233,6 +233,9 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
         };
         if opts.pause_at.is_some() && stage_of(state) == opts.pause_at {
             // Testing hook: behave like a device that froze mid-round.
+            if let Some(st) = opts.pause_at {
+                eprintln!("secagg-client: paused at stage {st}");
+            }
             std::future::pending::<()>().await;
         }
         let reply = state.handle(&bytes, &mut rng).map_err(|e| match e {

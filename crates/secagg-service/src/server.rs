@@ -170,7 +170,11 @@ impl SecureAggregation for Svc {
             while let Ok(Some(f)) = inbound.message().await {
                 let size = prost::Message::encoded_len(&f);
                 let Some(body) = f.body else { continue };
-                if events.send(Event::Frame { conn, body, size }).await.is_err() {
+                if events
+                    .send(Event::Frame { conn, body, size })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -264,6 +268,19 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The process's peak resident memory (Linux: VmHWM), if known.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -659,6 +676,7 @@ impl Coordinator {
             "started_unix_ms": r.started_unix_ms,
             "ended_unix_ms": unix_ms(),
             "wall_seconds": r.start.elapsed().as_secs_f64(),
+            "server_peak_rss_bytes": peak_rss_bytes(),
         });
         let dir = self.rounds_dir();
         let _ = std::fs::create_dir_all(&dir);

@@ -1,0 +1,596 @@
+//! The service end to end on loopback: a `secagg server` process, `secagg client` processes
+//! killed with SIGKILL at different stages, server crashes and restarts, malformed frames, and
+//! a load test with 1,000 concurrent clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secagg_service::proto;
+use secagg_service::proto::client_frame::Body as CBody;
+use secagg_service::proto::secure_aggregation_client::SecureAggregationClient;
+use secagg_sim::npy::{self, NpyArray};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secagg");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `secagg server` on a free port and waits until it listens.
+fn start_server(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap().trim().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        while err.read_line(&mut l).unwrap_or(0) > 0 {
+            eprint!("[server] {l}");
+            l.clear();
+        }
+    });
+    Server { child, addr }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t.elapsed() < limit, "process did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn input(dir: &Path, i: usize, dim: usize) -> PathBuf {
+    let p = dir.join(format!("in{i}.npy"));
+    npy::write_file(
+        &p,
+        &NpyArray::U32((0..dim as u32).map(|j| i as u32 * 1000 + j).collect()),
+    )
+    .unwrap();
+    p
+}
+
+/// Spawns a client; with `pause_at`, it freezes at that stage and is then killed with SIGKILL.
+fn spawn_client(addr: &str, name: &str, input: &Path, pause_at: Option<&str>) -> Child {
+    spawn_client_with(addr, name, input, pause_at, true)
+}
+
+fn spawn_client_with(
+    addr: &str,
+    name: &str,
+    input: &Path,
+    pause_at: Option<&str>,
+    kill: bool,
+) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "client",
+        "--server",
+        &format!("http://{addr}"),
+        "--input",
+        input.to_str().unwrap(),
+        "--name",
+        name,
+    ])
+    .args(["--timeout", "60s"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if let Some(st) = pause_at {
+        cmd.args(["--pause-at", st]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if pause_at.is_some() && kill {
+        let err = child.stderr.take().unwrap();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("paused at stage") {
+                    // SIGKILL: the device vanishes mid-round.
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                    break;
+                }
+            }
+        });
+    }
+    child
+}
+
+fn round_json(data: &Path, id: u64) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(data.join(format!("rounds/{id}.json"))).unwrap())
+        .unwrap()
+}
+
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn clients_killed_at_every_stage_and_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dim = 16;
+    let n = 20;
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "20",
+            "--min-clients",
+            "10",
+            "--dim",
+            "16",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "4s",
+            "--join-timeout",
+            "30s",
+        ],
+    );
+    let pauses = [
+        "advertise",
+        "share",
+        "share",
+        "masked-input",
+        "masked-input",
+        "unmask",
+    ];
+    let mut clients = Vec::new();
+    for i in 0..n {
+        let p = input(dir.path(), i, dim);
+        clients.push(spawn_client(
+            &server.addr,
+            &format!("c{i}"),
+            &p,
+            pauses.get(i).copied(),
+        ));
+    }
+    let status = wait_exit(&mut server.child, Duration::from_secs(120));
+    assert!(status.success());
+    for (i, c) in clients.iter_mut().enumerate() {
+        let st = wait_exit(c, Duration::from_secs(30));
+        if i >= pauses.len() {
+            assert!(st.success(), "client c{i} failed");
+        }
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished", "{j:#}");
+    let survivors = names(&j, "survivors");
+    // Killed before uploading: not summed. Killed during unmasking: summed.
+    for i in 0..5 {
+        assert!(!survivors.contains(&format!("c{i}")), "c{i} {survivors:?}");
+    }
+    assert!(survivors.contains(&"c5".to_string()));
+    assert_eq!(survivors.len(), 15);
+    let want: Vec<u32> = (0..dim as u32)
+        .map(|jx| {
+            survivors
+                .iter()
+                .map(|s| s[1..].parse::<u32>().unwrap() * 1000 + jx)
+                .sum()
+        })
+        .collect();
+    assert_eq!(
+        npy::read(&data.join("rounds/1.npy")).unwrap(),
+        NpyArray::U32(want)
+    );
+    let dropped: Vec<String> = j["dropouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dropped.len(), 6, "{j:#}");
+
+    // Restart on the same data directory: the next round gets a new id, the old one is intact.
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "16",
+            "--rounds",
+            "1",
+        ],
+    );
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            spawn_client(
+                &server.addr,
+                &format!("r{i}"),
+                &input(dir.path(), i, dim),
+                None,
+            )
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        let out = c.wait_with_output_ref();
+        assert_eq!(out.trim(), "2");
+    }
+    assert_eq!(round_json(&data, 2)["state"], "finished");
+    assert_eq!(round_json(&data, 1)["state"], "finished");
+}
+
+trait WaitOut {
+    fn wait_with_output_ref(&mut self) -> String;
+}
+
+impl WaitOut for Child {
+    fn wait_with_output_ref(&mut self) -> String {
+        let st = wait_exit(self, Duration::from_secs(30));
+        assert!(st.success());
+        let mut s = String::new();
+        std::io::Read::read_to_string(self.stdout.as_mut().unwrap(), &mut s).unwrap();
+        s
+    }
+}
+
+#[test]
+fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+        ],
+    );
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            spawn_client_with(
+                &server.addr,
+                &format!("p{i}"),
+                &input(dir.path(), i, 4),
+                Some("masked-input"),
+                false,
+            )
+        })
+        .collect();
+    // Wait until the round is in flight (clients paused), then kill the server.
+    let t = Instant::now();
+    while !data.join("secagg.redb").exists() || t.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    for c in &mut cs {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let server = start_server(
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+        ],
+    );
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "aborted");
+    assert!(j["reason"].as_str().unwrap().contains("in flight"));
+    assert!(!data.join("rounds/1.npy").exists());
+    // Its clients learn it when they ask.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut c = SecureAggregationClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        c.get_round(proto::GetRoundRequest { round_id: 1 })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(status.state, proto::RoundState::Aborted as i32);
+    assert!(status.reason.contains("in flight"));
+}
+
+async fn raw_stream(
+    addr: &str,
+    first: Vec<proto::ClientFrame>,
+) -> (
+    tokio::sync::mpsc::Sender<proto::ClientFrame>,
+    Result<tonic::Streaming<proto::ServerFrame>, tonic::Status>,
+) {
+    let mut c = SecureAggregationClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    for f in first {
+        tx.send(f).await.unwrap();
+    }
+    let r = c
+        .participate(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map(|r| r.into_inner());
+    (tx, r)
+}
+
+fn join(name: &str) -> proto::ClientFrame {
+    proto::ClientFrame {
+        body: Some(CBody::Join(proto::Join {
+            name: name.into(),
+            identity_public_key: vec![],
+            wire_version: 1,
+        })),
+    }
+}
+
+#[test]
+fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "8",
+            "--min-clients",
+            "5",
+            "--dim",
+            "8",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "3s",
+            "--join-timeout",
+            "4s",
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr.clone();
+    rt.block_on(async {
+        // Garbage first frame: refused at once.
+        let (_t, r) = raw_stream(&addr, vec![proto::ClientFrame { body: None }]).await;
+        assert_eq!(r.unwrap_err().code(), tonic::Code::InvalidArgument);
+        // Wrong wire version.
+        let mut j = join("old");
+        if let Some(CBody::Join(x)) = j.body.as_mut() {
+            x.wire_version = 9;
+        }
+        let (_t, r) = raw_stream(&addr, vec![j]).await;
+        assert_eq!(r.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    });
+    // Five honest clients.
+    let mut honest: Vec<Child> = (0..5)
+        .map(|i| {
+            spawn_client(
+                &server.addr,
+                &format!("h{i}"),
+                &input(dir.path(), i, 8),
+                None,
+            )
+        })
+        .collect();
+    rt.block_on(async {
+        // A duplicate name is refused.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_t, r) = raw_stream(&addr, vec![join("h0")]).await;
+        match r {
+            Err(e) => assert_eq!(e.code(), tonic::Code::AlreadyExists),
+            Ok(mut s) => assert_eq!(
+                s.message().await.unwrap_err().code(),
+                tonic::Code::AlreadyExists
+            ),
+        }
+        // Three attackers inside the round.
+        let (bad_len, r1) = raw_stream(&addr, vec![join("short-key")]).await;
+        let (bad_stage, r2) = raw_stream(&addr, vec![join("early-vector")]).await;
+        let (replayer, r3) = raw_stream(&addr, vec![join("replayer")]).await;
+        let (mut s1, mut s2, mut s3) = (r1.unwrap(), r2.unwrap(), r3.unwrap());
+        // Each gets RoundStart.
+        for s in [&mut s1, &mut s2, &mut s3] {
+            let f = s.message().await.unwrap().unwrap();
+            assert!(matches!(
+                f.body,
+                Some(proto::server_frame::Body::RoundStart(_))
+            ));
+        }
+        // A 31-byte key.
+        bad_len
+            .send(proto::ClientFrame {
+                body: Some(CBody::AdvertiseKeys(proto::AdvertiseKeys {
+                    encryption_public_key: vec![1; 31],
+                    mask_public_key: vec![2; 32],
+                    self_mask_commitment: vec![3; 32],
+                    signature: vec![],
+                })),
+            })
+            .await
+            .unwrap();
+        // A masked vector during the key stage, longer than the round's.
+        bad_stage
+            .send(proto::ClientFrame {
+                body: Some(CBody::MaskedInput(proto::MaskedInputChunk {
+                    offset: 0,
+                    data: vec![0; 1000],
+                    last: true,
+                })),
+            })
+            .await
+            .unwrap();
+        // Valid-looking keys, sent twice (a replay): the copy is ignored, then it goes silent.
+        let keys = proto::ClientFrame {
+            body: Some(CBody::AdvertiseKeys(proto::AdvertiseKeys {
+                encryption_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes([5; 32])
+                    .public()
+                    .to_vec(),
+                mask_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes([6; 32])
+                    .public()
+                    .to_vec(),
+                self_mask_commitment: vec![7; 32],
+                signature: vec![],
+            })),
+        };
+        replayer.send(keys.clone()).await.unwrap();
+        replayer.send(keys).await.unwrap();
+        // Keep the streams open until the round ends.
+        for s in [&mut s1, &mut s2, &mut s3] {
+            while let Ok(Some(_)) = s.message().await {}
+        }
+    });
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut honest {
+        assert!(wait_exit(c, Duration::from_secs(30)).success());
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished", "{j:#}");
+    let mut survivors = names(&j, "survivors");
+    survivors.sort();
+    assert_eq!(survivors, ["h0", "h1", "h2", "h3", "h4"]);
+    let reasons: Vec<String> = j["dropouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}", d["name"], d["reason"]))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("short-key") && r.contains("32 bytes")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("early-vector") && r.contains("masked input")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("replayer")),
+        "{reasons:?}"
+    );
+    let want: Vec<u32> = (0..8)
+        .map(|jx| (0..5u32).map(|i| i * 1000 + jx).sum())
+        .collect();
+    assert_eq!(
+        npy::read(&data.join("rounds/1.npy")).unwrap(),
+        NpyArray::U32(want)
+    );
+}
+
+/// 1,000 concurrent clients (async, one process) in one round with d = 10^4; prints the round
+/// time and the server's peak resident memory.
+#[test]
+fn load_1000_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let n = 1000usize;
+    let dim = 10_000usize;
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "1000",
+            "--min-clients",
+            "900",
+            "--dim",
+            "10000",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "120s",
+            "--join-timeout",
+            "120s",
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr.clone();
+    let results = rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let addr = addr.clone();
+            tasks.push(tokio::spawn(async move {
+                let opts = secagg_service::client::ClientOptions {
+                    server: format!("http://{addr}"),
+                    name: format!("load{i}"),
+                    input: secagg_service::client::ClientInput::Unsigned(
+                        (0..dim as u64).map(|j| (i as u64 + j) % 1000).collect(),
+                    ),
+                    identity: None,
+                    roster: None,
+                    timeout: Duration::from_secs(300),
+                    pause_at: None,
+                };
+                secagg_service::client::participate(&opts)
+                    .await
+                    .map(|r| r.round_id)
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if matches!(t.await, Ok(Ok(1))) {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert!(wait_exit(&mut server.child, Duration::from_secs(120)).success());
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished");
+    assert_eq!(results, n);
+    let secs = j["wall_seconds"].as_f64().unwrap();
+    let peak = j["server_peak_rss_bytes"].as_u64().unwrap_or(0);
+    eprintln!(
+        "LOAD: {n} clients x {dim} values: round {secs:.3} s (from RoundStart to release), server peak RSS {} MB",
+        peak >> 20
+    );
+    assert!(peak < 300 << 20, "server peak RSS {peak} bytes over 300 MB");
+}
