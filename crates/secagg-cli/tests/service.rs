@@ -342,6 +342,84 @@ fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
     assert!(status.reason.contains("in flight"));
 }
 
+#[test]
+fn malicious_model_with_a_pki_roster() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let roster = dir.path().join("roster.txt");
+    for i in 0..4 {
+        let key = dir.path().join(format!("k{i}.key"));
+        let out = Command::new(BIN)
+            .args(["keygen", "--out", key.to_str().unwrap(), "--roster", roster.to_str().unwrap(), "--name", &format!("m{i}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A key never gets overwritten.
+    let again = Command::new(BIN).args(["keygen", "--out", dir.path().join("k0.key").to_str().unwrap()]).output().unwrap();
+    assert!(!again.status.success());
+    let mut server = start_server(
+        &data,
+        &["--clients", "4", "--min-clients", "4", "--dim", "6", "--rounds", "1", "--threat", "malicious", "--pki", roster.to_str().unwrap()],
+    );
+    let mut cs: Vec<Child> = (0..4)
+        .map(|i| {
+            Command::new(BIN)
+                .args(["client", "--server", &format!("http://{}", server.addr), "--name", &format!("m{i}")])
+                .args(["--input", input(dir.path(), i, 6).to_str().unwrap()])
+                .args(["--identity", dir.path().join(format!("k{i}.key")).to_str().unwrap()])
+                .args(["--roster", roster.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished", "{j:#}");
+    assert_eq!(j["parameters"]["threat"], "Malicious");
+    // A client whose key is not in the roster is refused at join.
+    let mut server = start_server(
+        &data,
+        &["--clients", "4", "--min-clients", "2", "--dim", "6", "--rounds", "1", "--threat", "malicious", "--pki", roster.to_str().unwrap()],
+    );
+    let stranger = dir.path().join("stranger.key");
+    Command::new(BIN).args(["keygen", "--out", stranger.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["client", "--server", &format!("http://{}", server.addr), "--input", input(dir.path(), 0, 6).to_str().unwrap()])
+        .args(["--identity", stranger.to_str().unwrap(), "--timeout", "5s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("roster"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = server.child.kill();
+}
+
+#[test]
+fn a_client_gives_up_on_a_silent_or_absent_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_server(&data, &["--clients", "5", "--min-clients", "5", "--dim", "4", "--rounds", "1"]);
+    let out = Command::new(BIN)
+        .args(["client", "--server", &format!("http://{}", server.addr), "--input", input(dir.path(), 0, 4).to_str().unwrap()])
+        .args(["--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sent nothing"), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(server);
+    let out = Command::new(BIN)
+        .args(["client", "--server", "http://127.0.0.1:1", "--input", input(dir.path(), 0, 4).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection to the server failed"));
+}
+
 async fn raw_stream(
     addr: &str,
     first: Vec<proto::ClientFrame>,

@@ -161,7 +161,11 @@ impl Metrics {
 
 /// Serves `GET /metrics` on `addr` until the task is dropped.
 pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+    serve_listener(TcpListener::bind(addr).await?, metrics).await
+}
+
+/// Serves `GET /metrics` on a bound listener.
+pub async fn serve_listener(listener: TcpListener, metrics: Metrics) -> std::io::Result<()> {
     loop {
         let (mut sock, _) = listener.accept().await?;
         let m = metrics.clone();
@@ -202,6 +206,28 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serves_http() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let m = Metrics::new();
+            m.round_ended(false);
+            tokio::spawn(serve_listener(l, m));
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            assert!(out.starts_with("HTTP/1.1 200") && out.contains("secagg_rounds_total{outcome=\"aborted\"} 1"), "{out}");
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            assert!(out.starts_with("HTTP/1.1 404"));
+        });
+    }
 
     #[test]
     fn renders_all_families() {
