@@ -7,7 +7,7 @@ use secagg_core::Stage;
 use secagg_sim::simulate::{random_inputs, simulate};
 use serde_json::json;
 
-use crate::simulate_cmd::{GraphArg, PrgArg, SimulateArgs, StageArg, ThreatArg};
+use crate::simulate_cmd::{GraphArg, ParamArgs, PrgArg, SimulateArgs, StageArg, ThreatArg};
 
 /// Options of `secagg bench`.
 #[derive(Args)]
@@ -108,15 +108,17 @@ fn args_for(r: &Row, seed: u64) -> SimulateArgs {
         } else {
             GraphArg::Harary
         },
-        degree: if r.complete { None } else { Some(20) },
-        threshold: Some(r.t),
-        accept_weaker_params: true,
+        params: ParamArgs {
+            threat: ThreatArg::HonestButCurious,
+            assumed_corrupt: 0.05,
+            assumed_dropout: None,
+            degree: if r.complete { None } else { Some(20) },
+            threshold: Some(r.t),
+            accept_weaker_params: true,
+        },
         bits: 32,
         dropout: r.dropout,
         dropout_stage: StageArg::MaskedInput,
-        threat: ThreatArg::HonestButCurious,
-        assumed_corrupt: 0.05,
-        assumed_dropout: None,
         prg: PrgArg::Aes,
         seed,
         inputs: None,

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_core::params::ThreatModel;
 use secagg_service::client::{ClientInput, ClientOptions, participate};
 use secagg_service::keys;
 use secagg_service::server::{Limits, ServerOptions};
-use secagg_sim::npy::{self, NpyArray};
+use secagg_sim::npy;
 
-use crate::simulate_cmd::{StageArg, ThreatArg};
+use crate::simulate_cmd::{ParamArgs, StageArg};
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -63,24 +63,9 @@ pub struct ServerArgs {
     /// Deadline of each stage; a client that misses it is a dropout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub stage_timeout: Duration,
-    /// Threat model.
-    #[arg(long, value_enum, default_value = "honest-but-curious")]
-    pub threat: ThreatArg,
-    /// Assumed fraction of corrupt clients.
-    #[arg(long, default_value_t = 0.05)]
-    pub assumed_corrupt: f64,
-    /// Assumed fraction of dropouts.
-    #[arg(long, default_value_t = 0.05)]
-    pub assumed_dropout: f64,
-    /// Explicit degree k.
-    #[arg(long)]
-    pub degree: Option<u32>,
-    /// Explicit threshold t.
-    #[arg(long)]
-    pub threshold: Option<u32>,
-    /// Accept --degree/--threshold weaker than the threat model needs.
-    #[arg(long)]
-    pub accept_weaker_params: bool,
+    /// Threat model and (k, t).
+    #[command(flatten)]
+    pub params: ParamArgs,
     /// PKI roster file (one Ed25519 public key per line); required with --threat malicious.
     #[arg(long)]
     pub pki: Option<PathBuf>,
@@ -117,10 +102,8 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     if !(1..=64).contains(&a.bits) {
         return Err(format!("--bits must be in 1..=64, got {}", a.bits));
     }
-    let model = match a.threat {
-        ThreatArg::HonestButCurious => ThreatModel::HonestButCurious,
-        ThreatArg::Malicious => ThreatModel::Malicious,
-    };
+    let assumptions = a.params.assumptions(0.05)?;
+    let model = assumptions.model;
     let roster = match &a.pki {
         Some(p) => Some(keys::load_roster(p)?),
         None if model == ThreatModel::Malicious => {
@@ -142,14 +125,10 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         rounds: a.rounds,
         join_timeout: a.join_timeout,
         stage_timeout: a.stage_timeout,
-        assumptions: Assumptions {
-            corrupt_fraction: a.assumed_corrupt,
-            dropout_fraction: a.assumed_dropout,
-            model,
-        },
-        degree: a.degree,
-        threshold: a.threshold,
-        accept_weaker: a.accept_weaker_params,
+        assumptions,
+        degree: a.params.degree,
+        threshold: a.params.threshold,
+        accept_weaker: a.params.accept_weaker_params,
         roster,
         data_dir: a.data_dir,
         metrics: a.metrics,
@@ -220,19 +199,13 @@ pub struct ClientArgs {
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
     let arr = npy::read(&a.input).map_err(|e| format!("{}: {e}", a.input.display()))?;
-    let input = match arr {
-        NpyArray::F32(v) => ClientInput::Float {
-            values: v.into_iter().map(f64::from).collect(),
+    let input = if arr.is_float() {
+        ClientInput::Float {
+            values: arr.into_f64(),
             weight: a.weight,
-        },
-        NpyArray::F64(v) => ClientInput::Float {
-            values: v,
-            weight: a.weight,
-        },
-        NpyArray::U8(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
-        NpyArray::U16(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
-        NpyArray::U32(v) => ClientInput::Unsigned(v.into_iter().map(u64::from).collect()),
-        NpyArray::U64(v) => ClientInput::Unsigned(v),
+        }
+    } else {
+        ClientInput::Unsigned(arr.into_u64())
     };
     let name = match a.name {
         Some(n) => n,

@@ -50,6 +50,60 @@ pub enum PrgArg {
     Chacha,
 }
 
+/// The threat model and the neighbour degree and threshold: shared by `simulate` and `server`.
+#[derive(Args, Clone)]
+pub struct ParamArgs {
+    /// Threat model.
+    #[arg(long, value_enum, default_value = "honest-but-curious")]
+    pub threat: ThreatArg,
+    /// Assumed fraction of corrupt clients (for choosing and checking k and t).
+    #[arg(long, default_value_t = 0.05)]
+    pub assumed_corrupt: f64,
+    /// Assumed fraction of dropouts (simulate: default max(0.05, --dropout); server: 0.05).
+    #[arg(long)]
+    pub assumed_dropout: Option<f64>,
+    /// Neighbours per client k (even for Harary). Default: chosen from the threat model.
+    #[arg(long)]
+    pub degree: Option<u32>,
+    /// Shamir threshold t. Default: chosen from the threat model.
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Run with --degree/--threshold weaker than the threat model needs (warns).
+    #[arg(long)]
+    pub accept_weaker_params: bool,
+}
+
+impl ParamArgs {
+    /// The threat model.
+    pub fn model(&self) -> ThreatModel {
+        match self.threat {
+            ThreatArg::HonestButCurious => ThreatModel::HonestButCurious,
+            ThreatArg::Malicious => ThreatModel::Malicious,
+        }
+    }
+
+    /// The assumptions, with `default_dropout` when --assumed-dropout is not given.
+    pub fn assumptions(&self, default_dropout: f64) -> Result<Assumptions, String> {
+        if !(0.0..1.0).contains(&self.assumed_corrupt) {
+            return Err(format!(
+                "--assumed-corrupt must be in [0, 1), got {}",
+                self.assumed_corrupt
+            ));
+        }
+        let dropout_fraction = self.assumed_dropout.unwrap_or(default_dropout);
+        if !(0.0..1.0).contains(&dropout_fraction) {
+            return Err(format!(
+                "--assumed-dropout must be in [0, 1), got {dropout_fraction}"
+            ));
+        }
+        Ok(Assumptions {
+            corrupt_fraction: self.assumed_corrupt,
+            dropout_fraction,
+            model: self.model(),
+        })
+    }
+}
+
 /// Options shared by `simulate` and `bench`.
 #[derive(Args, Clone)]
 pub struct SimulateArgs {
@@ -62,15 +116,9 @@ pub struct SimulateArgs {
     /// Neighbour graph.
     #[arg(long, value_enum, default_value = "auto")]
     pub graph: GraphArg,
-    /// Neighbours per client k (even for Harary). Default: chosen from the threat model.
-    #[arg(long)]
-    pub degree: Option<u32>,
-    /// Shamir threshold t. Default: chosen from the threat model.
-    #[arg(long)]
-    pub threshold: Option<u32>,
-    /// Run with --degree/--threshold weaker than the threat model needs (warns).
-    #[arg(long)]
-    pub accept_weaker_params: bool,
+    /// Threat model and (k, t).
+    #[command(flatten)]
+    pub params: ParamArgs,
     /// Modulus 2^BITS, 1..=64.
     #[arg(long, default_value_t = 32)]
     pub bits: u8,
@@ -80,15 +128,6 @@ pub struct SimulateArgs {
     /// The stage at which they drop out.
     #[arg(long, value_enum, default_value = "masked-input")]
     pub dropout_stage: StageArg,
-    /// Threat model.
-    #[arg(long, value_enum, default_value = "honest-but-curious")]
-    pub threat: ThreatArg,
-    /// Assumed fraction of corrupt clients (for choosing and checking k and t).
-    #[arg(long, default_value_t = 0.05)]
-    pub assumed_corrupt: f64,
-    /// Assumed fraction of dropouts (default: max(0.05, --dropout)).
-    #[arg(long)]
-    pub assumed_dropout: Option<f64>,
     /// Mask PRG.
     #[arg(long, value_enum, default_value = "aes")]
     pub prg: PrgArg,
@@ -140,18 +179,7 @@ impl SimulateArgs {
                 self.dropout
             ));
         }
-        if !(0.0..1.0).contains(&self.assumed_corrupt) {
-            return Err(format!(
-                "--assumed-corrupt must be in [0, 1), got {}",
-                self.assumed_corrupt
-            ));
-        }
-        let dropout_fraction = self.assumed_dropout.unwrap_or(self.dropout.max(0.05));
-        if !(0.0..1.0).contains(&dropout_fraction) {
-            return Err(format!(
-                "--assumed-dropout must be in [0, 1), got {dropout_fraction}"
-            ));
-        }
+        let assumptions = self.params.assumptions(self.dropout.max(0.05))?;
         if self.dropout_stage_is_consistency_without_it() {
             return Err(String::from(
                 "--dropout-stage consistency needs --threat malicious (the consistency check only runs there)",
@@ -168,17 +196,10 @@ impl SimulateArgs {
                 GraphArg::Complete => GraphChoice::Complete,
                 GraphArg::Harary => GraphChoice::Harary,
             },
-            degree: self.degree,
-            threshold: self.threshold,
-            accept_weaker: self.accept_weaker_params,
-            assumptions: Assumptions {
-                corrupt_fraction: self.assumed_corrupt,
-                dropout_fraction,
-                model: match self.threat {
-                    ThreatArg::HonestButCurious => ThreatModel::HonestButCurious,
-                    ThreatArg::Malicious => ThreatModel::Malicious,
-                },
-            },
+            degree: self.params.degree,
+            threshold: self.params.threshold,
+            accept_weaker: self.params.accept_weaker_params,
+            assumptions,
             prg: match self.prg {
                 PrgArg::Aes => PrgKind::Aes128Ctr,
                 PrgArg::Chacha => PrgKind::ChaCha20,
@@ -190,7 +211,7 @@ impl SimulateArgs {
 
     fn dropout_stage_is_consistency_without_it(&self) -> bool {
         matches!(self.dropout_stage, StageArg::Consistency)
-            && matches!(self.threat, ThreatArg::HonestButCurious)
+            && matches!(self.params.threat, ThreatArg::HonestButCurious)
             && self.dropout > 0.0
     }
 
@@ -280,7 +301,7 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
         ));
     }
     if arrays[0].is_float() {
-        let values: Vec<Vec<f64>> = arrays.into_iter().map(to_f64).collect();
+        let values: Vec<Vec<f64>> = arrays.into_iter().map(NpyArray::into_f64).collect();
         let weights = match &a.weights {
             None => vec![1; values.len()],
             Some(p) => {
@@ -291,7 +312,7 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
                         p.display()
                     ));
                 }
-                let w = to_u64(w);
+                let w = w.into_u64();
                 if w.len() != values.len() {
                     return Err(format!(
                         "{} has {} weights for {} clients",
@@ -314,37 +335,15 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
                 "--weights and --clip apply to float inputs only",
             ));
         }
-        Ok(Inputs::Unsigned(arrays.into_iter().map(to_u64).collect()))
-    }
-}
-
-fn to_u64(a: NpyArray) -> Vec<u64> {
-    match a {
-        NpyArray::U8(v) => v.into_iter().map(u64::from).collect(),
-        NpyArray::U16(v) => v.into_iter().map(u64::from).collect(),
-        NpyArray::U32(v) => v.into_iter().map(u64::from).collect(),
-        NpyArray::U64(v) => v,
-        NpyArray::F32(v) => v.into_iter().map(|x| x as u64).collect(),
-        NpyArray::F64(v) => v.into_iter().map(|x| x as u64).collect(),
-    }
-}
-
-fn to_f64(a: NpyArray) -> Vec<f64> {
-    match a {
-        NpyArray::F32(v) => v.into_iter().map(f64::from).collect(),
-        NpyArray::F64(v) => v,
-        other => to_u64(other).into_iter().map(|x| x as f64).collect(),
+        Ok(Inputs::Unsigned(
+            arrays.into_iter().map(NpyArray::into_u64).collect(),
+        ))
     }
 }
 
 fn write_output(path: &Path, agg: &Aggregate, bits: u8) -> Result<(), String> {
     let arr = match agg {
-        Aggregate::Sum(v) => match bits {
-            0..=8 => NpyArray::U8(v.iter().map(|x| *x as u8).collect()),
-            9..=16 => NpyArray::U16(v.iter().map(|x| *x as u16).collect()),
-            17..=32 => NpyArray::U32(v.iter().map(|x| *x as u32).collect()),
-            _ => NpyArray::U64(v.clone()),
-        },
+        Aggregate::Sum(v) => NpyArray::unsigned_for_bits(v, bits),
         Aggregate::Mean { mean, .. } => NpyArray::F64(mean.clone()),
     };
     npy::write_file(path, &arr).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -405,7 +404,7 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
             "dropout": a.dropout,
             "dropout_stage": a.stage().name(),
             "seed": a.seed,
-            "assumed_corrupt": a.assumed_corrupt,
+            "assumed_corrupt": a.params.assumed_corrupt,
         },
         "k": c.degree,
         "t": c.threshold,

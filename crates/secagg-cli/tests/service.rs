@@ -350,24 +350,65 @@ fn malicious_model_with_a_pki_roster() {
     for i in 0..4 {
         let key = dir.path().join(format!("k{i}.key"));
         let out = Command::new(BIN)
-            .args(["keygen", "--out", key.to_str().unwrap(), "--roster", roster.to_str().unwrap(), "--name", &format!("m{i}")])
+            .args([
+                "keygen",
+                "--out",
+                key.to_str().unwrap(),
+                "--roster",
+                roster.to_str().unwrap(),
+                "--name",
+                &format!("m{i}"),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A key never gets overwritten.
-    let again = Command::new(BIN).args(["keygen", "--out", dir.path().join("k0.key").to_str().unwrap()]).output().unwrap();
+    let again = Command::new(BIN)
+        .args([
+            "keygen",
+            "--out",
+            dir.path().join("k0.key").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     let mut server = start_server(
         &data,
-        &["--clients", "4", "--min-clients", "4", "--dim", "6", "--rounds", "1", "--threat", "malicious", "--pki", roster.to_str().unwrap()],
+        &[
+            "--clients",
+            "4",
+            "--min-clients",
+            "4",
+            "--dim",
+            "6",
+            "--rounds",
+            "1",
+            "--threat",
+            "malicious",
+            "--pki",
+            roster.to_str().unwrap(),
+        ],
     );
     let mut cs: Vec<Child> = (0..4)
         .map(|i| {
             Command::new(BIN)
-                .args(["client", "--server", &format!("http://{}", server.addr), "--name", &format!("m{i}")])
+                .args([
+                    "client",
+                    "--server",
+                    &format!("http://{}", server.addr),
+                    "--name",
+                    &format!("m{i}"),
+                ])
                 .args(["--input", input(dir.path(), i, 6).to_str().unwrap()])
-                .args(["--identity", dir.path().join(format!("k{i}.key")).to_str().unwrap()])
+                .args([
+                    "--identity",
+                    dir.path().join(format!("k{i}.key")).to_str().unwrap(),
+                ])
                 .args(["--roster", roster.to_str().unwrap()])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -385,17 +426,43 @@ fn malicious_model_with_a_pki_roster() {
     // A client whose key is not in the roster is refused at join.
     let mut server = start_server(
         &data,
-        &["--clients", "4", "--min-clients", "2", "--dim", "6", "--rounds", "1", "--threat", "malicious", "--pki", roster.to_str().unwrap()],
+        &[
+            "--clients",
+            "4",
+            "--min-clients",
+            "2",
+            "--dim",
+            "6",
+            "--rounds",
+            "1",
+            "--threat",
+            "malicious",
+            "--pki",
+            roster.to_str().unwrap(),
+        ],
     );
     let stranger = dir.path().join("stranger.key");
-    Command::new(BIN).args(["keygen", "--out", stranger.to_str().unwrap()]).output().unwrap();
+    Command::new(BIN)
+        .args(["keygen", "--out", stranger.to_str().unwrap()])
+        .output()
+        .unwrap();
     let out = Command::new(BIN)
-        .args(["client", "--server", &format!("http://{}", server.addr), "--input", input(dir.path(), 0, 6).to_str().unwrap()])
+        .args([
+            "client",
+            "--server",
+            &format!("http://{}", server.addr),
+            "--input",
+            input(dir.path(), 0, 6).to_str().unwrap(),
+        ])
         .args(["--identity", stranger.to_str().unwrap(), "--timeout", "5s"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("roster"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("roster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = server.child.kill();
 }
 
@@ -403,17 +470,45 @@ fn malicious_model_with_a_pki_roster() {
 fn a_client_gives_up_on_a_silent_or_absent_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = start_server(&data, &["--clients", "5", "--min-clients", "5", "--dim", "4", "--rounds", "1"]);
+    let server = start_server(
+        &data,
+        &[
+            "--clients",
+            "5",
+            "--min-clients",
+            "5",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+        ],
+    );
     let out = Command::new(BIN)
-        .args(["client", "--server", &format!("http://{}", server.addr), "--input", input(dir.path(), 0, 4).to_str().unwrap()])
+        .args([
+            "client",
+            "--server",
+            &format!("http://{}", server.addr),
+            "--input",
+            input(dir.path(), 0, 4).to_str().unwrap(),
+        ])
         .args(["--timeout", "1s"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sent nothing"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sent nothing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(server);
     let out = Command::new(BIN)
-        .args(["client", "--server", "http://127.0.0.1:1", "--input", input(dir.path(), 0, 4).to_str().unwrap()])
+        .args([
+            "client",
+            "--server",
+            "http://127.0.0.1:1",
+            "--input",
+            input(dir.path(), 0, 4).to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -209,7 +209,10 @@ mod tests {
 
     #[test]
     fn serves_http() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();
@@ -217,10 +220,16 @@ mod tests {
             m.round_ended(false);
             tokio::spawn(serve_listener(l, m));
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).await.unwrap();
-            assert!(out.starts_with("HTTP/1.1 200") && out.contains("secagg_rounds_total{outcome=\"aborted\"} 1"), "{out}");
+            assert!(
+                out.starts_with("HTTP/1.1 200")
+                    && out.contains("secagg_rounds_total{outcome=\"aborted\"} 1"),
+                "{out}"
+            );
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
             let mut out = String::new();

@@ -694,12 +694,7 @@ impl Coordinator {
                         }
                         Err(e) => Err(e.0),
                     },
-                    None => Ok(match c.bits {
-                        0..=8 => NpyArray::U8(aggregate.iter().map(|x| *x as u8).collect()),
-                        9..=16 => NpyArray::U16(aggregate.iter().map(|x| *x as u16).collect()),
-                        17..=32 => NpyArray::U32(aggregate.iter().map(|x| *x as u32).collect()),
-                        _ => NpyArray::U64(aggregate.clone()),
-                    }),
+                    None => Ok(NpyArray::unsigned_for_bits(aggregate, c.bits)),
                 };
                 match arr {
                     Ok(arr) => {

@@ -55,6 +55,37 @@ impl NpyArray {
     pub fn is_float(&self) -> bool {
         matches!(self, NpyArray::F32(_) | NpyArray::F64(_))
     }
+    /// The values as u64 (floats are truncated; use [`NpyArray::is_float`] first).
+    pub fn into_u64(self) -> Vec<u64> {
+        match self {
+            NpyArray::U8(v) => v.into_iter().map(u64::from).collect(),
+            NpyArray::U16(v) => v.into_iter().map(u64::from).collect(),
+            NpyArray::U32(v) => v.into_iter().map(u64::from).collect(),
+            NpyArray::U64(v) => v,
+            NpyArray::F32(v) => v.into_iter().map(|x| x as u64).collect(),
+            NpyArray::F64(v) => v.into_iter().map(|x| x as u64).collect(),
+        }
+    }
+
+    /// The values as f64.
+    pub fn into_f64(self) -> Vec<f64> {
+        match self {
+            NpyArray::F32(v) => v.into_iter().map(f64::from).collect(),
+            NpyArray::F64(v) => v,
+            other => other.into_u64().into_iter().map(|x| x as f64).collect(),
+        }
+    }
+
+    /// A sum mod 2^`bits` in the narrowest unsigned dtype that holds it.
+    pub fn unsigned_for_bits(values: &[u64], bits: u8) -> NpyArray {
+        match bits {
+            0..=8 => NpyArray::U8(values.iter().map(|x| *x as u8).collect()),
+            9..=16 => NpyArray::U16(values.iter().map(|x| *x as u16).collect()),
+            17..=32 => NpyArray::U32(values.iter().map(|x| *x as u32).collect()),
+            _ => NpyArray::U64(values.to_vec()),
+        }
+    }
+
     fn descr(&self) -> &'static str {
         match self {
             NpyArray::U8(_) => "|u1",
