@@ -554,7 +554,7 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
         &data,
         &[
             "--clients",
-            "8",
+            "9",
             "--min-clients",
             "5",
             "--dim",
@@ -564,7 +564,7 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
             "--stage-timeout",
             "3s",
             "--join-timeout",
-            "4s",
+            "20s",
         ],
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -607,9 +607,10 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
         let (bad_len, r1) = raw_stream(&addr, vec![join("short-key")]).await;
         let (bad_stage, r2) = raw_stream(&addr, vec![join("early-vector")]).await;
         let (replayer, r3) = raw_stream(&addr, vec![join("replayer")]).await;
-        let (mut s1, mut s2, mut s3) = (r1.unwrap(), r2.unwrap(), r3.unwrap());
+        let (oversized, r4) = raw_stream(&addr, vec![join("oversized")]).await;
+        let (mut s1, mut s2, mut s3, mut s4) = (r1.unwrap(), r2.unwrap(), r3.unwrap(), r4.unwrap());
         // Each gets RoundStart.
-        for s in [&mut s1, &mut s2, &mut s3] {
+        for s in [&mut s1, &mut s2, &mut s3, &mut s4] {
             let f = s.message().await.unwrap().unwrap();
             assert!(matches!(
                 f.body,
@@ -654,9 +655,24 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
         };
         replayer.send(keys.clone()).await.unwrap();
         replayer.send(keys).await.unwrap();
+        // A 5 MiB frame, above the server's 4 MiB message limit: its stream is cut.
+        let _ = oversized
+            .send(proto::ClientFrame {
+                body: Some(CBody::EncryptedShares(proto::EncryptedShares {
+                    shares: vec![proto::ShareCiphertext {
+                        peer: 1,
+                        ciphertext: vec![0; 5 << 20],
+                    }],
+                })),
+            })
+            .await;
         // Keep the streams open until the round ends.
-        for s in [&mut s1, &mut s2, &mut s3] {
-            while let Ok(Some(_)) = s.message().await {}
+        for (i, s) in [&mut s1, &mut s2, &mut s3, &mut s4].into_iter().enumerate() {
+            let drained = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(Some(_)) = s.message().await {}
+            })
+            .await;
+            assert!(drained.is_ok(), "attacker stream {i} never ended");
         }
     });
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());

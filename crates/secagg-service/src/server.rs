@@ -856,9 +856,16 @@ pub async fn run(
         }
         co.maybe_start_round();
     }
-    // Let the last RoundEnd frames go out before closing.
+    // Let the last RoundEnd frames go out, close the streams of clients still waiting in the
+    // lobby, then stop (graceful shutdown waits for open streams, so bound it).
     tokio::time::sleep(Duration::from_millis(200)).await;
+    for l in co.lobby.drain(..) {
+        let _ = l.tx.try_send(Err(Status::unavailable(
+            "the server is shutting down: no further rounds",
+        )));
+    }
+    drop(co);
     let _ = stop_tx.send(());
-    let _ = grpc.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
     Ok(())
 }
