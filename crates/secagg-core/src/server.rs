@@ -732,8 +732,10 @@ impl ServerRound {
     }
 }
 
-/// Reconstructs from t shares, trying further t-subsets (sliding windows) if the result
-/// fails `check`, so one bad share cannot force a wrong sum or, if avoidable, an abort.
+/// Reconstructs from t shares and checks the result against the owner's commitment. If it
+/// fails (a holder sent a bad share), tries other t-subsets: each one leaving out one share,
+/// then sliding windows, so a single bad share, or a run of them, cannot force a wrong sum or,
+/// when enough good shares arrived, an abort.
 fn reconstruct_checked(
     shares: &[Share],
     t: usize,
@@ -747,11 +749,31 @@ fn reconstruct_checked(
             needed: t,
         });
     }
-    for start in 0..=(shares.len() - t) {
-        if let Ok(secret) = shamir::reconstruct(&shares[start..], t)
-            && check(&secret)
-        {
-            return Ok(secret);
+    let try_subset = |subset: &[Share]| match shamir::reconstruct(subset, t) {
+        Ok(secret) if check(&secret) => Some(secret),
+        _ => None,
+    };
+    if let Some(s) = try_subset(shares) {
+        return Ok(s);
+    }
+    if shares.len() > t {
+        // Leave one share out at a time (among the first t + 1).
+        for skip in 0..=t {
+            let subset: Vec<Share> = shares
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, s)| s.clone())
+                .take(t)
+                .collect();
+            if let Some(s) = try_subset(&subset) {
+                return Ok(s);
+            }
+        }
+        for start in 1..=(shares.len() - t) {
+            if let Some(s) = try_subset(&shares[start..]) {
+                return Ok(s);
+            }
         }
     }
     Err(RoundAborted::InconsistentShares { owner })

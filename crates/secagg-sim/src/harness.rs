@@ -34,6 +34,9 @@ pub struct Scenario {
     pub reorder: bool,
     /// A malicious server's rewriting of its outgoing messages (attack tests).
     pub tamper: Option<Tamper>,
+    /// Malicious clients: rewriting of a client's message before the server gets it
+    /// (`(stage, sender, bytes) -> bytes`).
+    pub client_tamper: Option<Tamper>,
     /// Called when a stage starts (progress display).
     pub on_stage: Option<Box<dyn FnMut(Stage) + Send>>,
     /// Sees every message in flight: `(stage, from_server, client, bytes)` (test vectors,
@@ -54,6 +57,7 @@ impl Scenario {
             duplicate: false,
             reorder: false,
             tamper: None,
+            client_tamper: None,
             on_stage: None,
             observe: None,
         }
@@ -261,7 +265,10 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
         }
         // Clients → server.
         let t = Instant::now();
-        for (id, bytes) in deliveries {
+        for (id, mut bytes) in deliveries {
+            if let Some(t) = sc.client_tamper.as_mut() {
+                bytes = t(stage, id, bytes);
+            }
             if let Some(o) = sc.observe.as_mut() {
                 o(stage, false, id, &bytes);
             }
