@@ -160,10 +160,10 @@ fn duplicate_identity_keys_are_refused() {
             *s2.lock().unwrap() = Some(bytes.clone());
             return bytes;
         }
-        if id == ATTACKER {
-            if let Some(copy) = s2.lock().unwrap().clone() {
-                return keys_with(copy, &c2, |e| e.id = ATTACKER);
-            }
+        if id == ATTACKER
+            && let Some(copy) = s2.lock().unwrap().clone()
+        {
+            return keys_with(copy, &c2, |e| e.id = ATTACKER);
         }
         bytes
     }));
