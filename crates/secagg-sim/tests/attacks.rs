@@ -241,3 +241,168 @@ fn replayed_round_start_with_weaker_parameters_is_refused_by_policy() {
         "{err}"
     );
 }
+
+/// Rewrites the server's `SharesForYou` to client `victim` with `f`.
+fn rewrite_shares(
+    cfg: &RoundConfig,
+    victim: ClientId,
+    f: impl Fn(Vec<(ClientId, Vec<u8>)>) -> Vec<(ClientId, Vec<u8>)> + Send + 'static,
+) -> secagg_sim::harness::Tamper {
+    let cfg = cfg.clone();
+    Box::new(
+        move |_stage, to, bytes| match ServerMessage::decode(&bytes, Some(&cfg)) {
+            Ok(ServerMessage::SharesForYou { u2, ciphertexts }) if to == victim => {
+                ServerMessage::SharesForYou {
+                    u2,
+                    ciphertexts: f(ciphertexts),
+                }
+                .encode()
+            }
+            _ => bytes,
+        },
+    )
+}
+
+/// The victim refused with a message containing `why`, and sent nothing in the unmask stage.
+fn refused_and_silent(
+    r: &secagg_sim::harness::Report,
+    seen: &Revealed,
+    victim: ClientId,
+    why: &str,
+) {
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(id, e)| *id == victim && e.to_string().contains(why)),
+        "{:?}",
+        r.client_errors
+    );
+    assert!(seen.lock().unwrap().iter().all(|(id, _, _)| *id != victim));
+}
+
+#[test]
+fn truncated_or_duplicated_share_lists_are_refused() {
+    for dup in [false, true] {
+        let cfg = config(ThreatModel::HonestButCurious);
+        let mut sc = Scenario::new(cfg.clone(), 7);
+        sc.tamper = Some(rewrite_shares(&cfg, 2, move |mut list| {
+            if dup {
+                let first = list[0].clone();
+                list.insert(0, first);
+            } else {
+                list.pop();
+            }
+            list
+        }));
+        let seen = watch_unmask(&mut sc);
+        let r = run(sc, inputs()).unwrap();
+        // A duplicated entry overflows the neighbour count and fails to decode; a missing one
+        // no longer matches U2.
+        let why = if dup {
+            "exceeds the limit"
+        } else {
+            "differs from my neighbours in U2"
+        };
+        refused_and_silent(&r, &seen, 2, why);
+    }
+}
+
+#[test]
+fn replayed_shares_from_an_earlier_round_are_refused() {
+    // Record client 2's routed shares in round 9, replay them in round 10.
+    let cfg = config(ThreatModel::HonestButCurious);
+    let old = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let o2 = old.clone();
+    let mut sc = Scenario::new(cfg.clone(), 8);
+    sc.observe = Some(Box::new(move |stage, from_server, id, b| {
+        if stage == Stage::MaskedInput && from_server && id == 2 {
+            *o2.lock().unwrap() = Some(b.to_vec());
+        }
+    }));
+    run(sc, inputs()).unwrap();
+    let replay = old.lock().unwrap().clone().unwrap();
+    let next = RoundConfig {
+        round_id: 10,
+        ..cfg.clone()
+    };
+    let mut sc = Scenario::new(next.clone(), 8);
+    sc.tamper = Some(Box::new(move |stage, to, bytes| {
+        if stage == Stage::MaskedInput && to == 2 {
+            replay.clone()
+        } else {
+            bytes
+        }
+    }));
+    let seen = watch_unmask(&mut sc);
+    let r = run(sc, inputs()).unwrap();
+    refused_and_silent(&r, &seen, 2, "does not decrypt for this session");
+}
+
+#[test]
+fn substituted_keys_without_a_pki_are_caught_by_the_peer() {
+    // The server gives client 1 a key of its own in place of client 2's encryption key. Without a
+    // PKI client 1 cannot tell, but the shares it sends "to 2" do not decrypt for 2, which refuses.
+    let cfg = config(ThreatModel::HonestButCurious);
+    let mut sc = Scenario::new(cfg.clone(), 9);
+    let c2 = cfg.clone();
+    let fake = secagg_core::crypto::DhKeyPair::from_secret_bytes([77; 32]).public();
+    sc.tamper = Some(Box::new(
+        move |_stage, to, bytes| match ServerMessage::decode(&bytes, Some(&c2)) {
+            Ok(ServerMessage::NeighbourKeys { u1, mut neighbours }) if to == 1 => {
+                for e in &mut neighbours {
+                    if e.id == 2 {
+                        e.enc_pk = fake;
+                    }
+                }
+                ServerMessage::NeighbourKeys { u1, neighbours }.encode()
+            }
+            _ => bytes,
+        },
+    ));
+    let seen = watch_unmask(&mut sc);
+    let r = run(sc, inputs()).unwrap();
+    refused_and_silent(&r, &seen, 2, "does not decrypt");
+}
+
+#[test]
+fn a_different_graph_or_threshold_than_announced_is_refused() {
+    // A neighbour set that is not the graph of U1.
+    let cfg = config(ThreatModel::HonestButCurious);
+    let mut sc = Scenario::new(cfg.clone(), 10);
+    let c2 = cfg.clone();
+    sc.tamper = Some(Box::new(
+        move |_stage, to, bytes| match ServerMessage::decode(&bytes, Some(&c2)) {
+            Ok(ServerMessage::NeighbourKeys { u1, mut neighbours }) if to == 5 => {
+                neighbours.pop();
+                ServerMessage::NeighbourKeys { u1, neighbours }.encode()
+            }
+            _ => bytes,
+        },
+    ));
+    let seen = watch_unmask(&mut sc);
+    let r = run(sc, inputs()).unwrap();
+    refused_and_silent(&r, &seen, 5, "differs from the graph of U1");
+    // A lower threshold announced to client 6 only: its session differs from everyone else's,
+    // so nothing it shares or receives decrypts, and the clients involved refuse.
+    let mut sc = Scenario::new(cfg.clone(), 10);
+    sc.tamper = Some(Box::new(
+        move |_stage, to, bytes| match ServerMessage::decode(&bytes, None) {
+            Ok(ServerMessage::RoundStart(mut c)) if to == 6 => {
+                c.threshold = 3;
+                c.min_clients = 3;
+                ServerMessage::RoundStart(c).encode()
+            }
+            _ => bytes,
+        },
+    ));
+    let seen = watch_unmask(&mut sc);
+    let r = run(sc, inputs()).unwrap();
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(_, e)| e.to_string().contains("does not decrypt")),
+        "{:?}",
+        r.client_errors
+    );
+    assert!(seen.lock().unwrap().iter().all(|(id, _, _)| *id != 6));
+}
