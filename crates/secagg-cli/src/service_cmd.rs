@@ -87,6 +87,9 @@ pub struct ServerArgs {
     /// Most client streams open at once.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Time a new stream has to send its Join frame before it is cut.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub join_frame_timeout: Duration,
 }
 
 pub fn server(a: ServerArgs) -> Result<(), String> {
@@ -136,7 +139,7 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         limits: Limits {
             max_message_bytes: a.max_message_bytes,
             max_connections: a.max_connections,
-            ..Limits::default()
+            join_frame_timeout: a.join_frame_timeout,
         },
     };
     // Check the parameters now, not when the first round starts.

@@ -783,3 +783,100 @@ fn load_1000_clients() {
     );
     assert!(peak < 300 << 20, "server peak RSS {peak} bytes over 300 MB");
 }
+
+#[test]
+fn a_flood_of_joins_and_slow_clients_leave_the_server_responsive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "50",
+            "--min-clients",
+            "3",
+            "--dim",
+            "8",
+            "--rounds",
+            "1",
+            "--join-timeout",
+            "4s",
+            "--max-connections",
+            "10",
+            "--join-frame-timeout",
+            "1s",
+        ],
+    );
+    let addr = server.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (flood_refused, slow_cut, idle) = rt.block_on(async {
+        // 30 clients join and hold their streams: 10 are admitted, the rest refused.
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for i in 0..30 {
+            let (tx, r) = raw_stream(&addr, vec![join(&format!("flood{i}"))]).await;
+            match r {
+                Err(e) if e.code() == tonic::Code::ResourceExhausted => refused += 1,
+                Err(e) => panic!("unexpected {e}"),
+                Ok(s) => held.push((tx, s)),
+            }
+        }
+        // They leave again.
+        drop(held);
+        // Slowloris: 100 idle TCP connections, and 20 streams that never send Join.
+        let mut idle = Vec::new();
+        for _ in 0..100 {
+            idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        let mut slow = Vec::new();
+        for _ in 0..20 {
+            let a = addr.clone();
+            slow.push(tokio::spawn(async move {
+                let mut c = SecureAggregationClient::connect(format!("http://{a}"))
+                    .await
+                    .unwrap();
+                let (tx, rx) = tokio::sync::mpsc::channel::<proto::ClientFrame>(1);
+                let r = c
+                    .participate(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await;
+                drop(tx);
+                r.err().map(|e| e.code())
+            }));
+        }
+        let mut cut = 0;
+        for s in slow {
+            if s.await.unwrap() == Some(tonic::Code::DeadlineExceeded) {
+                cut += 1;
+            }
+        }
+        (refused, cut, idle)
+    });
+    assert!(
+        flood_refused >= 15,
+        "only {flood_refused} of 30 flooding joins were refused"
+    );
+    assert_eq!(
+        slow_cut, 20,
+        "streams without Join must be cut after --join-frame-timeout"
+    );
+    // Honest clients still get their round.
+    let t = Instant::now();
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            spawn_client(
+                &server.addr,
+                &format!("ok{i}"),
+                &input(dir.path(), i, 8),
+                None,
+            )
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(round_json(&data, 1)["state"], "finished");
+    // The idle connections lingered through the round.
+    drop(idle);
+}
