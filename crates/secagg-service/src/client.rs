@@ -246,14 +246,9 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
             e => ClientRunError::Refused(e),
         })?;
         if let Some(reply) = reply {
-            let msg = ClientMessage::decode(&reply, &config).map_err(|e| {
-                ClientRunError::Refused(ClientError::Misuse(
-                    if e == secagg_core::CodecError::Truncated {
-                        "own message truncated"
-                    } else {
-                        "own message invalid"
-                    },
-                ))
+            // The state machine encodes its own replies: decoding them cannot fail.
+            let msg = ClientMessage::decode(&reply, &config).map_err(|_| {
+                ClientRunError::Refused(ClientError::Misuse("own reply does not decode"))
             })?;
             for f in convert::client_frames(msg) {
                 tx.send(f).await.map_err(|_| {
