@@ -880,3 +880,66 @@ fn a_flood_of_joins_and_slow_clients_leave_the_server_responsive() {
     // The idle connections lingered through the round.
     drop(idle);
 }
+
+#[test]
+fn a_float_round_releases_the_weighted_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "2",
+            "--rounds",
+            "1",
+            "--clip",
+            "1",
+            "--max-weight",
+            "10",
+        ],
+    );
+    let vals = [[0.5f32, -1.0], [0.25, 0.75], [-0.5, 2.0]];
+    let weights = [1u64, 3, 4];
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            let p = dir.path().join(format!("f{i}.npy"));
+            npy::write_file(&p, &NpyArray::F32(vals[i].to_vec())).unwrap();
+            Command::new(BIN)
+                .args([
+                    "client",
+                    "--server",
+                    &format!("http://{}", server.addr),
+                    "--input",
+                    p.to_str().unwrap(),
+                ])
+                .args([
+                    "--weight",
+                    &weights[i].to_string(),
+                    "--name",
+                    &format!("f{i}"),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["total_weight"], 8);
+    let NpyArray::F64(mean) = npy::read(&data.join("rounds/1.npy")).unwrap() else {
+        panic!("float64 expected")
+    };
+    // Values are clipped to [-1, 1]: (0.5 + 3·0.25 - 4·0.5)/8 and (-1 + 3·0.75 + 4·1)/8.
+    let want = [(0.5 + 0.75 - 2.0) / 8.0, (-1.0 + 2.25 + 4.0) / 8.0];
+    for (m, w) in mean.iter().zip(want) {
+        assert!((m - w).abs() < 1e-6, "{m} vs {w}");
+    }
+}
