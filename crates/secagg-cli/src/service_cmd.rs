@@ -90,6 +90,12 @@ pub struct ServerArgs {
     /// Time a new stream has to send its Join frame before it is cut.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub join_frame_timeout: Duration,
+    /// Serve TLS directly: PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn server(a: ServerArgs) -> Result<(), String> {
@@ -141,6 +147,7 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
             max_connections: a.max_connections,
             join_frame_timeout: a.join_frame_timeout,
         },
+        tls: a.tls_cert.zip(a.tls_key),
     };
     // Check the parameters now, not when the first round starts.
     let check = secagg_sim::plan::plan(&secagg_sim::plan::RoundOptions {
@@ -198,6 +205,9 @@ pub struct ClientArgs {
     /// Testing hook: freeze when this stage's request arrives.
     #[arg(long, value_enum, hide = true)]
     pub pause_at: Option<StageArg>,
+    /// For an https:// server: PEM certificate of the CA to trust (default: public roots).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
@@ -229,6 +239,7 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
         roster: a.roster.as_deref().map(keys::load_roster).transpose()?,
         timeout: a.timeout,
         pause_at: a.pause_at.map(StageArg::stage),
+        tls_ca: a.tls_ca,
     };
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;

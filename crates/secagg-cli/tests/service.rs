@@ -757,6 +757,7 @@ fn load_1000_clients() {
                     roster: None,
                     timeout: Duration::from_secs(300),
                     pause_at: None,
+                    tls_ca: None,
                 };
                 secagg_service::client::participate(&opts)
                     .await
@@ -942,4 +943,74 @@ fn a_float_round_releases_the_weighted_mean() {
     for (m, w) in mean.iter().zip(want) {
         assert!((m - w).abs() < 1e-6, "{m} vs {w}");
     }
+}
+
+#[test]
+fn direct_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "3",
+            "--rounds",
+            "1",
+            "--tls-cert",
+            cert_pem.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}");
+    // Without the CA, the self-signed certificate is not trusted.
+    let out = Command::new(BIN)
+        .args([
+            "client",
+            "--server",
+            &url,
+            "--input",
+            input(dir.path(), 0, 3).to_str().unwrap(),
+            "--timeout",
+            "5s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            Command::new(BIN)
+                .args([
+                    "client",
+                    "--server",
+                    &url,
+                    "--input",
+                    input(dir.path(), i, 3).to_str().unwrap(),
+                ])
+                .args([
+                    "--tls-ca",
+                    cert_pem.to_str().unwrap(),
+                    "--name",
+                    &format!("tls{i}"),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    assert_eq!(round_json(&data, 1)["state"], "finished");
 }

@@ -49,6 +49,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Testing hook: stop answering (and wait to be killed) when this stage's request arrives.
     pub pause_at: Option<Stage>,
+    /// For an `https://` server: the PEM certificate of the CA to trust (default: the public
+    /// web PKI roots).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// How a round ended for this client.
@@ -112,9 +115,24 @@ fn stage_of(round: &ClientRound) -> Option<Stage> {
 
 /// Joins one round and takes part in it.
 pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunError> {
-    let mut grpc = SecureAggregationClient::connect(opts.server.clone())
-        .await
-        .map_err(|e| ClientRunError::Transport(e.to_string()))?
+    let transport = |e: tonic::transport::Error| ClientRunError::Transport(e.to_string());
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(opts.server.clone()).map_err(transport)?;
+    if opts.server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        tls = match &opts.tls_ca {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|e| {
+                    ClientRunError::BadInput(format!("cannot read {}: {e}", p.display()))
+                })?;
+                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+            }
+            None => tls.with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(transport)?;
+    }
+    let channel = endpoint.connect().await.map_err(transport)?;
+    let mut grpc = SecureAggregationClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel::<proto::ClientFrame>(16);

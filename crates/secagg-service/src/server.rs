@@ -88,6 +88,8 @@ pub struct ServerOptions {
     pub float: Option<(f64, u64)>,
     /// Limits.
     pub limits: Limits,
+    /// Serve TLS directly with this PEM certificate chain and private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 enum Event {
@@ -817,8 +819,17 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let max = opts.limits.max_message_bytes;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &opts.tls {
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("invalid TLS certificate or key: {e}"))?;
+    }
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(
                 SecureAggregationServer::new(svc)
                     .max_decoding_message_size(max)
