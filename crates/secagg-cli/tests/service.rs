@@ -17,6 +17,14 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secagg");
 
+/// These tests time real processes against deadlines; they run one at a time so that one
+/// test's load (1,000 clients) cannot make another's clients miss a stage.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Server {
     child: Child,
     addr: String,
@@ -132,6 +140,25 @@ fn spawn_client_with(
     child
 }
 
+/// Spawns `secagg client --server URL --input INPUT --name NAME EXTRA…` with piped output.
+fn client_with(url: &str, input: &Path, name: &str, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .args([
+            "client",
+            "--server",
+            url,
+            "--input",
+            input.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn round_json(data: &Path, id: u64) -> Value {
     serde_json::from_str(&std::fs::read_to_string(data.join(format!("rounds/{id}.json"))).unwrap())
         .unwrap()
@@ -148,6 +175,7 @@ fn names(v: &Value, key: &str) -> Vec<String> {
 
 #[test]
 fn clients_killed_at_every_stage_and_a_server_restart() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let dim = 16;
@@ -273,6 +301,7 @@ impl WaitOut for Child {
 
 #[test]
 fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start_server(
@@ -344,6 +373,7 @@ fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
 
 #[test]
 fn malicious_model_with_a_pki_roster() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let roster = dir.path().join("roster.txt");
@@ -396,24 +426,19 @@ fn malicious_model_with_a_pki_roster() {
     );
     let mut cs: Vec<Child> = (0..4)
         .map(|i| {
-            Command::new(BIN)
-                .args([
-                    "client",
-                    "--server",
-                    &format!("http://{}", server.addr),
-                    "--name",
-                    &format!("m{i}"),
-                ])
-                .args(["--input", input(dir.path(), i, 6).to_str().unwrap()])
-                .args([
-                    "--identity",
-                    dir.path().join(format!("k{i}.key")).to_str().unwrap(),
-                ])
-                .args(["--roster", roster.to_str().unwrap()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            let key = dir.path().join(format!("k{i}.key"));
+            let extra = [
+                "--identity",
+                key.to_str().unwrap(),
+                "--roster",
+                roster.to_str().unwrap(),
+            ];
+            client_with(
+                &format!("http://{}", server.addr),
+                &input(dir.path(), i, 6),
+                &format!("m{i}"),
+                &extra,
+            )
         })
         .collect();
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
@@ -468,6 +493,7 @@ fn malicious_model_with_a_pki_roster() {
 
 #[test]
 fn a_client_gives_up_on_a_silent_or_absent_server() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = start_server(
@@ -548,6 +574,7 @@ fn join(name: &str) -> proto::ClientFrame {
 
 #[test]
 fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start_server(
@@ -719,6 +746,7 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
 /// time and the server's peak resident memory.
 #[test]
 fn load_1000_clients() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let n = 1000usize;
@@ -787,6 +815,7 @@ fn load_1000_clients() {
 
 #[test]
 fn a_flood_of_joins_and_slow_clients_leave_the_server_responsive() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start_server(
@@ -884,6 +913,7 @@ fn a_flood_of_joins_and_slow_clients_leave_the_server_responsive() {
 
 #[test]
 fn a_float_round_releases_the_weighted_mean() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start_server(
@@ -909,24 +939,12 @@ fn a_float_round_releases_the_weighted_mean() {
         .map(|i| {
             let p = dir.path().join(format!("f{i}.npy"));
             npy::write_file(&p, &NpyArray::F32(vals[i].to_vec())).unwrap();
-            Command::new(BIN)
-                .args([
-                    "client",
-                    "--server",
-                    &format!("http://{}", server.addr),
-                    "--input",
-                    p.to_str().unwrap(),
-                ])
-                .args([
-                    "--weight",
-                    &weights[i].to_string(),
-                    "--name",
-                    &format!("f{i}"),
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            client_with(
+                &format!("http://{}", server.addr),
+                &p,
+                &format!("f{i}"),
+                &["--weight", &weights[i].to_string()],
+            )
         })
         .collect();
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
@@ -947,6 +965,7 @@ fn a_float_round_releases_the_weighted_mean() {
 
 #[test]
 fn direct_tls() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -988,24 +1007,12 @@ fn direct_tls() {
     assert!(!out.status.success());
     let mut cs: Vec<Child> = (0..3)
         .map(|i| {
-            Command::new(BIN)
-                .args([
-                    "client",
-                    "--server",
-                    &url,
-                    "--input",
-                    input(dir.path(), i, 3).to_str().unwrap(),
-                ])
-                .args([
-                    "--tls-ca",
-                    cert_pem.to_str().unwrap(),
-                    "--name",
-                    &format!("tls{i}"),
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            client_with(
+                &url,
+                &input(dir.path(), i, 3),
+                &format!("tls{i}"),
+                &["--tls-ca", cert_pem.to_str().unwrap()],
+            )
         })
         .collect();
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
