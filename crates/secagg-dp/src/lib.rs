@@ -1,0 +1,21 @@
+//! # secagg-dp
+//!
+//! Differential privacy on top of secure aggregation: each client clips, rotates, scales and
+//! rounds its update, adds its share of discrete noise, and wraps it into Z_2^b before masking;
+//! the server reverses the encoding after unmasking. An RDP accountant turns the mechanism's
+//! parameters into (ε, δ) over many rounds.
+//!
+//! `no_std + alloc` (with `--no-default-features`) so the client side can sit under the core on
+//! devices. Randomness is injected as a [`rand_core::CryptoRng`].
+//!
+//! Layout:
+//! - [`sensitivity`]: the L2/L1 bounds of a clipped, scaled, conditionally rounded vector.
+#![no_std]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod sensitivity;
+
+pub use error::DpError;
