@@ -1,0 +1,437 @@
+"""secagg: secure aggregation for federated learning, with the protocol in Rust.
+
+A server learns only the sum (unsigned integers, mod 2^bits) or the weighted mean (floats) of
+the clients' vectors, never one client's vector. Three ways in:
+
+- :func:`simulate`: a whole round in one process (all clients and the server), for trying
+  parameters, tests and benchmarks.
+- :class:`Server` and :class:`Client`: sans-IO round objects, bytes in and bytes out, for
+  people who bring their own transport (Flower, HTTP, queues...). Time is passed in as
+  milliseconds; randomness comes from the OS unless a ``seed`` is given.
+- :func:`connect`: a client of the ``secagg server`` gRPC service.
+
+Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
+``"consistency"`` (malicious-server model only), ``"unmask"``.
+"""
+
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+
+__version__: str
+
+StageName = Literal["advertise", "share", "masked-input", "consistency", "unmask"]
+Threat = Literal["honest-but-curious", "malicious"]
+GraphName = Literal["auto", "complete", "harary"]
+PrgName = Literal["aes", "chacha"]
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+class ProtocolError(Exception):
+    """Base class of the errors a round raises (bad *arguments* raise ``ValueError``)."""
+
+class PeerMisbehaved(ProtocolError):
+    """A participant sent something invalid.
+
+    Raised by :meth:`Server.handle_message` when a client's message is invalid (garbage, wrong
+    length, wrong stage, bad signature...): that client is dropped from the round and the
+    round goes on. Raised by :meth:`Client.handle` when a peer's encrypted shares do not
+    decrypt or are malformed (the honest client stops).
+    """
+
+    client_id: int
+    """The 1-based id of the client that misbehaved."""
+    reason: str
+    """What it did."""
+    def __init__(self, client_id: int, reason: str) -> None: ...
+
+class RoundAborted(ProtocolError):
+    """The round stopped before releasing a result; nothing was revealed.
+
+    E.g. fewer than ``min_clients`` clients were left at a stage, or a dropped client's secret
+    could not be rebuilt from ``t`` shares.
+    """
+
+    stage: Optional[str]
+    """The stage name where it aborted, when known."""
+    reason: str
+    """Why, with the counts."""
+    def __init__(self, stage: Optional[str], reason: str) -> None: ...
+
+class ServerRefused(ProtocolError):
+    """An honest client refused what the server sent or asked, and stops.
+
+    E.g. an unmask request that lists the client as dropped, a survivor set that differs
+    from the one it signed, too few consistency signatures, parameters its policy refuses,
+    or bytes that are not a valid server message.
+    """
+
+    reason: str
+    """What the server did."""
+    def __init__(self, reason: str) -> None: ...
+
+# --------------------------------------------------------------------------------------------
+# simulate
+# --------------------------------------------------------------------------------------------
+
+class SimulationResult:
+    """What :func:`simulate` returns."""
+
+    aggregate: Optional[np.ndarray]
+    """The sum mod 2^bits (smallest unsigned dtype holding ``bits``: uint8/16/32/64) for
+    unsigned inputs, the weighted mean (float64) for float inputs; ``None`` if aborted."""
+    survivors: list[int]
+    """0-based indices of the inputs counted in the aggregate."""
+    dropped: list[int]
+    """0-based indices of the inputs not counted."""
+    k: int
+    """Neighbours per client (n - 1 for the complete graph)."""
+    t: int
+    """Shamir threshold."""
+    min_clients: int
+    """The round aborts when fewer clients remain at any stage."""
+    aborted: Optional[str]
+    """``None``, or why the round aborted (then ``aggregate`` is ``None``)."""
+    aggregate_ok: bool
+    """The aggregate equals a plaintext aggregate of the survivors computed separately
+    (exactly for sums; within the rounding bound for means)."""
+    total_weight: Optional[int]
+    """Float inputs: the survivors' total weight."""
+    mean_error: Optional[tuple[float, float]]
+    """Float inputs: (largest absolute error of the mean, the rounding bound it must stay under)."""
+    warnings: list[str]
+    """Things to know (e.g. weaker parameters accepted)."""
+    dropouts: list[dict[str, Any]]
+    """As the server recorded them: ``{"client": index, "stage": name, "reason": str}``."""
+    stages: dict[str, dict[str, float]]
+    """Per stage name: ``server_s``, ``clients_total_s``, ``clients_wall_s``, ``client_mean_ms``,
+    ``senders``, ``bytes_up_per_client``, ``bytes_down_per_client``,
+    ``max_bytes_up_per_client``, ``max_bytes_down_per_client``, ``server_bytes_in``,
+    ``server_bytes_out``."""
+    wall_s: float
+    """Wall time of the round (clients and server in one process)."""
+    server_s: float
+    """Server compute time summed over stages."""
+    clients_total_s: float
+    """All clients' compute time summed."""
+    bytes_up_per_client: int
+    bytes_down_per_client: int
+    parameters: dict[str, Any]
+    """The round's parameters (clients, dim, bits, graph, threat, prg, dropout, dropout_stage,
+    seed, assumed_corrupt, ...)."""
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (the same keys as ``secagg simulate --json``, plus
+        ``"aggregate"`` as a list)."""
+
+def simulate(
+    inputs: Sequence[np.ndarray],
+    *,
+    bits: int = 32,
+    dropout: float = 0.0,
+    dropout_stage: Optional[StageName] = None,
+    degree: Optional[int] = None,
+    threshold: Optional[int] = None,
+    seed: Optional[int] = None,
+    weights: Optional[Union[Sequence[int], np.ndarray]] = None,
+    threat: Threat = "honest-but-curious",
+    clip: Optional[float] = None,
+    graph: GraphName = "auto",
+    prg: PrgName = "aes",
+    assumed_corrupt: float = 0.05,
+    assumed_dropout: Optional[float] = None,
+    accept_weaker_params: bool = False,
+) -> SimulationResult:
+    """Run one secure-aggregation round over ``inputs`` in this process, with real crypto.
+
+    Args:
+        inputs: one 1-D numpy array per client, all of the same length. Unsigned integers
+            (uint8/16/32/64) give the sum mod 2^``bits``; float32/float64 give the weighted
+            mean. Signed integers, bool, complex, object and 2-D arrays are refused.
+        bits: modulus 2^bits, 1..=64. Sums that could wrap are refused before the round.
+        dropout: fraction of clients that drop out, in [0, 1] (chosen from ``seed``).
+        dropout_stage: the stage at which they drop (default ``"masked-input"``);
+            ``"consistency"`` needs ``threat="malicious"``.
+        degree, threshold: explicit (k, t); by default chosen from the threat model. Weaker
+            values than the model needs are refused unless ``accept_weaker_params``.
+        seed: seed of every random choice (keys, dropouts, rounding); default: from the OS.
+        weights: float inputs only: one non-negative integer weight per client (default 1).
+        threat: ``"honest-but-curious"`` or ``"malicious"`` (PKI + consistency check).
+        clip: float inputs only: clip values to [-clip, clip] (default: the smallest power
+            of two covering the data).
+        graph: ``"auto"`` (Harary when the threat model allows), ``"complete"``, ``"harary"``.
+        prg: mask PRG, ``"aes"`` (AES-128-CTR) or ``"chacha"`` (ChaCha20).
+        assumed_corrupt, assumed_dropout: fractions used to choose/check (k, t)
+            (``assumed_dropout`` defaults to max(0.05, dropout)).
+
+    Returns:
+        A :class:`SimulationResult`. An aborted round is returned (``.aborted`` says why),
+        not raised.
+
+    Raises:
+        ValueError: bad inputs or unsafe parameters; the message says what to change.
+
+    The GIL is released while the round runs.
+    """
+
+# --------------------------------------------------------------------------------------------
+# Sans-IO round objects
+# --------------------------------------------------------------------------------------------
+
+def keygen(seed: Optional[bytes] = None) -> tuple[bytes, bytes]:
+    """A new Ed25519 identity key for malicious-model rounds: ``(secret, public)``, 32 bytes
+    each. Keep ``secret`` private; the server's ``roster`` lists every client's ``public``.
+    ``seed`` (32 bytes) makes it deterministic (tests only)."""
+
+class Server:
+    """The server's side of one round: a sans-IO state machine.
+
+    Drive it like this::
+
+        server = secagg.Server(clients=n, dim=d)
+        server.start(now_ms)
+        while not server.finished:
+            for client_id, msg in server.outgoing():
+                send(client_id, msg)                  # your transport
+            for client_id, msg in receive_until(server.poll_timeout()):
+                try:
+                    server.handle_message(now_ms(), client_id, msg)
+                except secagg.PeerMisbehaved as e:   # that client is dropped, round goes on
+                    log(e.client_id, e.reason)
+            server.handle_timeout(now_ms())           # closes a stage whose deadline passed
+        for client_id, msg in server.outgoing():      # Done / Abort for the clients
+            send(client_id, msg)
+        total = server.result()                       # raises RoundAborted if it aborted
+
+    Clients have ids 1..=clients. Float rounds (``clip`` given): clients send float vectors
+    of length ``dim`` with a weight ≤ ``max_weight``, and :meth:`result` is their weighted
+    mean (float64).
+    """
+
+    def __init__(
+        self,
+        *,
+        clients: int,
+        dim: int,
+        bits: int = 32,
+        threat: Threat = "honest-but-curious",
+        degree: Optional[int] = None,
+        threshold: Optional[int] = None,
+        graph: GraphName = "auto",
+        prg: PrgName = "aes",
+        assumed_corrupt: float = 0.05,
+        assumed_dropout: float = 0.05,
+        accept_weaker_params: bool = False,
+        round_id: int = 0,
+        round_seed: Optional[bytes] = None,
+        roster: Optional[Sequence[bytes]] = None,
+        stage_timeout_ms: int = 10_000,
+        clip: Optional[float] = None,
+        max_weight: int = 1,
+    ) -> None:
+        """Plan and create a round.
+
+        Args:
+            clients: number of invited clients n (ids 1..=n).
+            dim: vector length (float rounds: number of float values).
+            bits: modulus 2^bits (float rounds: 2..=64).
+            threat: ``"malicious"`` needs ``roster``.
+            degree, threshold, graph, assumed_corrupt, assumed_dropout,
+                accept_weaker_params: as in :func:`simulate`.
+            round_id: unique per round (clients bind their keys to it).
+            round_seed: 32 bytes of public randomness (default: from the OS).
+            roster: malicious model: the n Ed25519 public keys (32 bytes each) of clients
+                1..=n, from :func:`keygen`.
+            stage_timeout_ms: each stage's deadline after it opens.
+            clip, max_weight: float rounds: the public clipping range and largest weight.
+
+        Raises:
+            ValueError: unsafe or inconsistent parameters; the message says what to change.
+        """
+    def start(self, now_ms: int = 0) -> None:
+        """Queue RoundStart for every client and start the first stage's clock."""
+    def handle_message(self, now_ms: int, client_id: int, message: bytes) -> str:
+        """Feed one message from ``client_id``.
+
+        Returns ``"accepted"``, ``"duplicate"`` (a retransmission, ignored) or ``"late"``
+        (from a client already out of the round, ignored).
+
+        Raises:
+            PeerMisbehaved: the message was invalid; that client is dropped, the round goes on.
+            RoundAborted: dropping the client left too few to continue.
+            ValueError: API misuse.
+        """
+    def poll_outgoing(self) -> Optional[tuple[int, bytes]]:
+        """The next ``(client_id, message)`` to send, or ``None``."""
+    def outgoing(self) -> list[tuple[int, bytes]]:
+        """All queued ``(client_id, message)`` pairs to send, in order."""
+    def poll_timeout(self) -> Optional[int]:
+        """When (ms) the current stage's deadline passes; ``None`` once the round ended."""
+    def handle_timeout(self, now_ms: int) -> None:
+        """Close the current stage if its deadline passed; silent clients become dropouts."""
+    def client_gone(self, now_ms: int, client_id: int) -> None:
+        """Your transport lost ``client_id``: it becomes a dropout now, not at the deadline."""
+    def result(self) -> np.ndarray:
+        """The released aggregate: sum mod 2^bits (uint8/16/32/64 by ``bits``) or, for float
+        rounds, the weighted mean (float64).
+
+        Raises:
+            RoundAborted: the round aborted (nothing was revealed).
+            ProtocolError: the round has not finished yet.
+        """
+    @property
+    def finished(self) -> bool:
+        """Whether the round released a result or aborted."""
+    @property
+    def aborted(self) -> Optional[str]:
+        """Why the round aborted, or ``None``."""
+    @property
+    def stage(self) -> str:
+        """The current stage name."""
+    @property
+    def survivors(self) -> list[int]:
+        """Ids of the clients in the released aggregate (empty before the end)."""
+    @property
+    def total_weight(self) -> Optional[int]:
+        """Float rounds: Σ weights of the survivors, once released."""
+    @property
+    def dropouts(self) -> list[dict[str, Any]]:
+        """``{"client_id": id, "stage": name, "reason": str}`` per dropped client."""
+    @property
+    def config(self) -> dict[str, Any]:
+        """The round's parameters: ``round_id``, ``clients``, ``min_clients``, ``k``, ``t``,
+        ``graph``, ``bits``, ``dim`` (protocol length: +1 for float rounds), ``prg``,
+        ``threat``, ``pki``, ``clip``, ``max_weight``, ``warnings``."""
+    @property
+    def k(self) -> int: ...
+    @property
+    def t(self) -> int: ...
+
+class Client:
+    """One client's side of one round: a sans-IO state machine.
+
+    Feed it every message the server sends it, in order; send back what :meth:`handle`
+    returns (if not ``None``)::
+
+        client = secagg.Client(client_id, update)
+        for msg in messages_from_server():
+            reply = client.handle(msg)
+            if reply is not None:
+                send_to_server(reply)
+            if client.finished:
+                break
+
+    An honest client checks everything the server sends and refuses (raises and stops) a
+    request that would leak its input.
+    """
+
+    def __init__(
+        self,
+        client_id: int,
+        input: np.ndarray,
+        *,
+        weight: int = 1,
+        clip: Optional[float] = None,
+        max_weight: int = 1,
+        identity: Optional[bytes] = None,
+        roster: Optional[Sequence[bytes]] = None,
+        seed: Optional[Union[int, bytes]] = None,
+        require_malicious_model: bool = False,
+        min_clients: int = 2,
+    ) -> None:
+        """Create the client.
+
+        Args:
+            client_id: 1-based id the server assigned (matches the roster index + 1).
+            input: 1-D unsigned-integer array (sum rounds) or float32/float64 array
+                (weighted-mean rounds, with ``clip`` and ``max_weight`` equal to the
+                server's).
+            weight: float rounds: this client's weight (e.g. its example count).
+            identity: malicious model: this client's secret key from :func:`keygen`.
+            roster: malicious model: all clients' public keys (the PKI), index = id - 1.
+            seed: reproducible randomness (an int, or 32 bytes used as a ChaCha20 seed);
+                default: from the OS. Never reuse a seed in production.
+            require_malicious_model: refuse rounds without the consistency check.
+            min_clients: refuse rounds whose ``min_clients`` is lower.
+
+        Raises:
+            ValueError: wrong dtype, shape, NaN/inf, or inconsistent options.
+        """
+    def handle(self, message: bytes) -> Optional[bytes]:
+        """Handle one server message; returns the reply to send, if any.
+
+        Raises:
+            ServerRefused: the server sent something an honest client refuses; the client
+                stops (every later call raises the same error).
+            PeerMisbehaved: a peer's shares were invalid; the client stops.
+            RoundAborted: the server announced the round aborted.
+        """
+    @property
+    def finished(self) -> bool:
+        """The client completed its part (sent its unmask shares, or saw the round end)."""
+    @property
+    def failed(self) -> bool:
+        """The client refused or failed; it answers nothing more."""
+    @property
+    def stage(self) -> str:
+        """What the client waits for next: ``"start"``, ``"advertise"``... as stage names of
+        the request it will answer next (``"start"`` before RoundStart), ``"finished"`` or
+        ``"failed"``."""
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def config(self) -> Optional[dict[str, Any]]:
+        """The round's parameters once RoundStart arrived (same keys as ``Server.config``)."""
+
+# --------------------------------------------------------------------------------------------
+# gRPC service client
+# --------------------------------------------------------------------------------------------
+
+class RoundReceipt:
+    """A round this client took part in that released its aggregate."""
+
+    round_id: int
+    client_id: int
+
+class ServiceClient:
+    """A connection profile for a ``secagg server``; see :func:`connect`."""
+
+    url: str
+    def submit(self, array: np.ndarray, *, weight: int = 1) -> RoundReceipt:
+        """Join the server's next round with ``array`` and take part until it ends (blocks,
+        GIL released).
+
+        Unsigned-integer arrays for sum rounds; float32/float64 with ``weight`` for
+        weighted-mean rounds (the server's ``--clip``).
+
+        Raises:
+            RoundAborted: the round aborted or went on without this client.
+            ServerRefused: the server asked for something an honest client refuses.
+            ConnectionError: the server could not be reached or the stream broke.
+            TimeoutError: the server sent nothing for ``timeout`` seconds.
+            ValueError: the array does not fit the round.
+        """
+
+def connect(
+    url: str,
+    *,
+    name: Optional[str] = None,
+    identity: Optional[bytes] = None,
+    roster: Optional[Sequence[bytes]] = None,
+    timeout: float = 300.0,
+    tls_ca: Optional[str] = None,
+) -> ServiceClient:
+    """A client for the gRPC service at ``url`` (``http://host:port`` or ``https://...``).
+
+    Args:
+        name: the name the round's JSON lists (default: a random one).
+        identity: malicious-model rounds: secret key from :func:`keygen`.
+        roster: public keys the client trusts (checked against the server's).
+        timeout: give up when the server sends nothing for this many seconds.
+        tls_ca: PEM file of the CA to trust for ``https://`` (default: web PKI roots).
+
+    Nothing is sent until :meth:`ServiceClient.submit`.
+    """
