@@ -9,12 +9,14 @@
 //! devices. Randomness is injected as a [`rand_core::CryptoRng`].
 //!
 //! Layout:
+//! - [`accountant`]: Rényi-DP accounting of rounds, composition and conversion to (ε, δ).
 //! - [`sensitivity`]: the L2/L1 bounds of a clipped, scaled, conditionally rounded vector.
 #![no_std]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod accountant;
 pub mod error;
 pub mod sensitivity;
 
