@@ -111,7 +111,11 @@ impl Accountant {
                 orders.len()
             )));
         }
-        if let Some((i, r)) = rdp.iter().enumerate().find(|(_, r)| r.is_nan() || **r < 0.0) {
+        if let Some((i, r)) = rdp
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.is_nan() || **r < 0.0)
+        {
             return Err(DpError(format!(
                 "saved RDP value {r} at order {} is not ≥ 0; the saved state is corrupt",
                 orders[i]
