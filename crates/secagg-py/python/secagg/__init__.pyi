@@ -377,9 +377,9 @@ class Client:
         """The client refused or failed; it answers nothing more."""
     @property
     def stage(self) -> str:
-        """What the client waits for next: ``"start"``, ``"advertise"``... as stage names of
-        the request it will answer next (``"start"`` before RoundStart), ``"finished"`` or
-        ``"failed"``."""
+        """The stage whose server request the client answers next (``"advertise"`` until
+        RoundStart arrived, then ``"share"``, ``"masked-input"``, ``"consistency"``,
+        ``"unmask"``), or ``"finished"`` / ``"failed"``."""
     @property
     def client_id(self) -> int: ...
     @property

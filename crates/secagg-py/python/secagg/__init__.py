@@ -1,0 +1,28 @@
+"""secagg: secure aggregation for federated learning, with the protocol in Rust.
+
+See ``__init__.pyi`` (or ``help(secagg)``) for the documented API.
+"""
+
+from . import _secagg
+from ._errors import PeerMisbehaved, ProtocolError, RoundAborted, ServerRefused
+from ._secagg import Client, Server, keygen
+from ._simulate import SimulationResult, simulate
+
+__version__: str = _secagg.__version__
+
+__all__ = [
+    "Client",
+    "PeerMisbehaved",
+    "ProtocolError",
+    "RoundAborted",
+    "Server",
+    "ServerRefused",
+    "SimulationResult",
+    "keygen",
+    "simulate",
+]
+
+if hasattr(_secagg, "connect"):
+    from ._secagg import RoundReceipt, ServiceClient, connect
+
+    __all__ += ["RoundReceipt", "ServiceClient", "connect"]

@@ -1,0 +1,37 @@
+//! Python bindings of secagg: the `secagg._secagg` extension module behind the `secagg`
+//! package (see `python/secagg/__init__.pyi` for the documented API).
+//!
+//! - [`simulate`]: a whole round in one process.
+//! - [`server`] and [`client`]: the sans-IO round objects, bytes in and bytes out.
+//! - [`service`]: a client of the gRPC service (feature `service`).
+//! - [`keys`]: identity keys for malicious-model rounds.
+//! - [`arrays`], [`options`], [`errors`]: numpy conversion, argument parsing, exceptions.
+
+use pyo3::prelude::*;
+
+mod arrays;
+mod client;
+mod errors;
+mod keys;
+mod options;
+mod server;
+#[cfg(feature = "service")]
+mod service;
+mod simulate;
+
+#[pymodule]
+fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(simulate::simulate_round, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::_simulated_identities, m)?)?;
+    m.add_class::<server::Server>()?;
+    m.add_class::<client::Client>()?;
+    #[cfg(feature = "service")]
+    {
+        m.add_function(wrap_pyfunction!(service::connect, m)?)?;
+        m.add_class::<service::ServiceClient>()?;
+        m.add_class::<service::RoundReceipt>()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! From the keyword arguments users pass to checked round options: names of stages, threat
+//! models, graphs and PRGs, the (k, t) choice, and the round's parameters as a dict.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_core::{GraphKind, PrgKind, RoundConfig, Stage};
+use secagg_sim::plan::{GraphChoice, RoundOptions};
+
+fn unknown(what: &str, got: &str, choices: &str) -> PyErr {
+    PyValueError::new_err(format!("unknown {what} {got:?}: use one of {choices}"))
+}
+
+/// A stage name (`"advertise"`, `"share"`, `"masked-input"`, `"consistency"`, `"unmask"`).
+pub fn parse_stage(s: &str) -> PyResult<Stage> {
+    Stage::from_name(s).ok_or_else(|| {
+        unknown(
+            "dropout_stage",
+            s,
+            "'advertise', 'share', 'masked-input', 'consistency', 'unmask'",
+        )
+    })
+}
+
+/// A threat model name.
+pub fn parse_threat(s: &str) -> PyResult<ThreatModel> {
+    match s {
+        "honest-but-curious" => Ok(ThreatModel::HonestButCurious),
+        "malicious" => Ok(ThreatModel::Malicious),
+        _ => Err(unknown("threat", s, "'honest-but-curious', 'malicious'")),
+    }
+}
+
+/// A graph name.
+pub fn parse_graph(s: &str) -> PyResult<GraphChoice> {
+    match s {
+        "auto" => Ok(GraphChoice::Auto),
+        "complete" => Ok(GraphChoice::Complete),
+        "harary" => Ok(GraphChoice::Harary),
+        _ => Err(unknown("graph", s, "'auto', 'complete', 'harary'")),
+    }
+}
+
+/// A mask PRG name.
+pub fn parse_prg(s: &str) -> PyResult<PrgKind> {
+    match s {
+        "aes" => Ok(PrgKind::Aes128Ctr),
+        "chacha" => Ok(PrgKind::ChaCha20),
+        _ => Err(unknown("prg", s, "'aes', 'chacha'")),
+    }
+}
+
+/// The name of a threat model, as `threat=` takes it.
+pub fn threat_name(m: ThreatModel) -> &'static str {
+    match m {
+        ThreatModel::HonestButCurious => "honest-but-curious",
+        ThreatModel::Malicious => "malicious",
+    }
+}
+
+/// The name of a graph.
+pub fn graph_name(g: GraphKind) -> &'static str {
+    match g {
+        GraphKind::Complete => "complete",
+        GraphKind::Harary => "harary",
+    }
+}
+
+/// The name of a PRG, as `prg=` takes it.
+pub fn prg_name(p: PrgKind) -> &'static str {
+    match p {
+        PrgKind::Aes128Ctr => "aes",
+        PrgKind::ChaCha20 => "chacha",
+    }
+}
+
+/// How (k, t) are chosen or checked.
+pub struct ParamChoice<'a> {
+    /// `threat=`.
+    pub threat: &'a str,
+    /// `degree=`.
+    pub degree: Option<u32>,
+    /// `threshold=`.
+    pub threshold: Option<u32>,
+    /// `graph=`.
+    pub graph: &'a str,
+    /// `prg=`.
+    pub prg: &'a str,
+    /// `assumed_corrupt=`.
+    pub assumed_corrupt: f64,
+    /// `assumed_dropout=`.
+    pub assumed_dropout: f64,
+    /// `accept_weaker_params=`.
+    pub accept_weaker: bool,
+}
+
+/// Checks the user's choices and builds the options `secagg_sim::plan::plan` takes.
+pub fn round_options(
+    clients: u32,
+    dim: u32,
+    bits: u8,
+    p: &ParamChoice<'_>,
+    round_id: u64,
+    round_seed: [u8; 32],
+) -> PyResult<RoundOptions> {
+    if !(1..=64).contains(&bits) {
+        return Err(PyValueError::new_err(format!(
+            "bits must be in 1..=64, got {bits}"
+        )));
+    }
+    if !(0.0..1.0).contains(&p.assumed_corrupt) {
+        return Err(PyValueError::new_err(format!(
+            "assumed_corrupt must be a fraction in [0, 1), got {}",
+            p.assumed_corrupt
+        )));
+    }
+    if !(0.0..1.0).contains(&p.assumed_dropout) {
+        return Err(PyValueError::new_err(format!(
+            "assumed_dropout must be a fraction in [0, 1), got {}",
+            p.assumed_dropout
+        )));
+    }
+    Ok(RoundOptions {
+        clients,
+        dim,
+        bits,
+        graph: parse_graph(p.graph)?,
+        degree: p.degree,
+        threshold: p.threshold,
+        accept_weaker: p.accept_weaker,
+        assumptions: Assumptions {
+            corrupt_fraction: p.assumed_corrupt,
+            dropout_fraction: p.assumed_dropout,
+            model: parse_threat(p.threat)?,
+        },
+        prg: parse_prg(p.prg)?,
+        round_id,
+        round_seed,
+    })
+}
+
+/// Rewords the planner's messages for Python users (keyword arguments instead of flags).
+pub fn plan_error(msg: String) -> PyErr {
+    PyValueError::new_err(
+        msg.replace("--accept-weaker-params", "accept_weaker_params=True")
+            .replace("--threshold", "threshold=")
+            .replace("--degree", "degree=")
+            .replace("--graph harary", "graph='harary'")
+            .replace("--bits", "bits=")
+            .replace("--dropout", "dropout="),
+    )
+}
+
+/// `n` bytes from the OS CSPRNG.
+pub fn os_random<const N: usize>() -> PyResult<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| {
+        pyo3::exceptions::PyOSError::new_err(format!("no OS randomness available: {e}"))
+    })?;
+    Ok(b)
+}
+
+/// The round's parameters as a dict (`Server.config`, `Client.config`).
+pub fn config_dict<'py>(py: Python<'py>, c: &RoundConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("round_id", c.round_id)?;
+    d.set_item("clients", c.num_clients)?;
+    d.set_item("min_clients", c.min_clients)?;
+    d.set_item("k", c.degree)?;
+    d.set_item("t", c.threshold)?;
+    d.set_item("graph", graph_name(c.graph))?;
+    d.set_item("bits", c.bits)?;
+    d.set_item("dim", c.dim)?;
+    d.set_item("prg", prg_name(c.prg))?;
+    d.set_item("threat", threat_name(c.model))?;
+    d.set_item("pki", c.pki)?;
+    Ok(d)
+}

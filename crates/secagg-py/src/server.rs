@@ -1,0 +1,314 @@
+//! `secagg.Server`: the sans-IO server round (`secagg_core::server::ServerRound`) for callers
+//! that carry the bytes themselves. Float rounds decode the released sum into the weighted
+//! mean with the round's public `FloatEncoding`.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use secagg_core::ThreatModel;
+use secagg_core::client::Roster;
+use secagg_core::encoding::FloatEncoding;
+use secagg_core::server::{DropReason, Handled, Outcome, ServerRound};
+use secagg_sim::plan::plan;
+
+use crate::arrays::{float_array, sum_array};
+use crate::errors::{aborted_stage, from_server_error, protocol_error, round_aborted};
+use crate::options::{ParamChoice, config_dict, os_random, plan_error, round_options};
+
+/// Reads a list of 32-byte public keys.
+pub fn read_roster(keys: Vec<Vec<u8>>, what: &str) -> PyResult<Roster> {
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            <[u8; 32]>::try_from(k.as_slice()).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{what}[{i}] has {} bytes: public keys are 32 bytes (see secagg.keygen)",
+                    k.len()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The server's side of one round.
+#[pyclass(module = "secagg._secagg")]
+pub struct Server {
+    round: ServerRound,
+    float: Option<FloatEncoding>,
+    warnings: Vec<String>,
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (
+        *, clients, dim, bits=32, threat="honest-but-curious", degree=None, threshold=None,
+        graph="auto", prg="aes", assumed_corrupt=0.05, assumed_dropout=0.05,
+        accept_weaker_params=false, round_id=0, round_seed=None, roster=None,
+        stage_timeout_ms=10_000, clip=None, max_weight=1
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        clients: u32,
+        dim: u32,
+        bits: u8,
+        threat: &str,
+        degree: Option<u32>,
+        threshold: Option<u32>,
+        graph: &str,
+        prg: &str,
+        assumed_corrupt: f64,
+        assumed_dropout: f64,
+        accept_weaker_params: bool,
+        round_id: u64,
+        round_seed: Option<Vec<u8>>,
+        roster: Option<Vec<Vec<u8>>>,
+        stage_timeout_ms: u64,
+        clip: Option<f64>,
+        max_weight: u64,
+    ) -> PyResult<Self> {
+        if dim == 0 {
+            return Err(PyValueError::new_err("dim must be at least 1"));
+        }
+        let float = match clip {
+            Some(c) => Some(
+                FloatEncoding::new(bits, c, clients, max_weight).map_err(|e| plan_error(e.0))?,
+            ),
+            None => None,
+        };
+        let proto_dim = match float {
+            Some(_) => dim
+                .checked_add(1)
+                .ok_or_else(|| PyValueError::new_err("dim is too large"))?,
+            None => dim,
+        };
+        let round_seed: [u8; 32] = match round_seed {
+            Some(s) => <[u8; 32]>::try_from(s.as_slice()).map_err(|_| {
+                PyValueError::new_err(format!("round_seed must be 32 bytes, got {}", s.len()))
+            })?,
+            None => os_random::<32>()?,
+        };
+        let choice = ParamChoice {
+            threat,
+            degree,
+            threshold,
+            graph,
+            prg,
+            assumed_corrupt,
+            assumed_dropout,
+            accept_weaker: accept_weaker_params,
+        };
+        let opts = round_options(clients, proto_dim, bits, &choice, round_id, round_seed)?;
+        let planned = plan(&opts).map_err(plan_error)?;
+        let roster = match (roster, planned.config.model) {
+            (Some(r), ThreatModel::Malicious) => {
+                let r = read_roster(r, "roster")?;
+                if r.len() != clients as usize {
+                    return Err(PyValueError::new_err(format!(
+                        "roster has {} keys for {clients} clients: give one public key per client, \
+                         client i at index i - 1",
+                        r.len()
+                    )));
+                }
+                Some(r)
+            }
+            (None, ThreatModel::Malicious) => {
+                return Err(PyValueError::new_err(
+                    "threat='malicious' needs roster=[public key of client 1, ..., of client n] \
+                     (from secagg.keygen)",
+                ));
+            }
+            (Some(_), ThreatModel::HonestButCurious) => {
+                return Err(PyValueError::new_err(
+                    "roster= is used by threat='malicious' only: drop it or set the threat model",
+                ));
+            }
+            (None, ThreatModel::HonestButCurious) => None,
+        };
+        let round = ServerRound::new(planned.config, roster, stage_timeout_ms)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Self {
+            round,
+            float,
+            warnings: planned.warnings,
+        })
+    }
+
+    /// Queues RoundStart for every client and starts the first stage's clock.
+    #[pyo3(signature = (now_ms=0))]
+    fn start(&mut self, now_ms: u64) {
+        self.round.start(now_ms);
+    }
+
+    /// Feeds one client message; see `__init__.pyi`.
+    fn handle_message(
+        &mut self,
+        py: Python<'_>,
+        now_ms: u64,
+        client_id: u32,
+        message: &[u8],
+    ) -> PyResult<&'static str> {
+        let round = &mut self.round;
+        // Closing the unmask stage removes every mask: release the GIL meanwhile.
+        let handled = py.detach(|| round.handle_message(now_ms, client_id, message));
+        match handled {
+            Ok(Handled::Accepted) => Ok("accepted"),
+            Ok(Handled::IgnoredDuplicate) => Ok("duplicate"),
+            Ok(Handled::IgnoredLate) => Ok("late"),
+            Err(e) => Err(from_server_error(py, e)),
+        }
+    }
+
+    /// The next `(client_id, message)` to send, or None.
+    fn poll_outgoing<'py>(&mut self, py: Python<'py>) -> Option<(u32, Bound<'py, PyBytes>)> {
+        self.round
+            .poll_outgoing()
+            .map(|(id, m)| (id, PyBytes::new(py, &m)))
+    }
+
+    /// All queued `(client_id, message)` pairs, in order.
+    fn outgoing<'py>(&mut self, py: Python<'py>) -> Vec<(u32, Bound<'py, PyBytes>)> {
+        std::iter::from_fn(|| self.round.poll_outgoing())
+            .map(|(id, m)| (id, PyBytes::new(py, &m)))
+            .collect()
+    }
+
+    /// When (ms) the current stage's deadline passes; None once the round ended.
+    fn poll_timeout(&self) -> Option<u64> {
+        self.round.poll_timeout()
+    }
+
+    /// Closes the current stage if its deadline passed.
+    fn handle_timeout(&mut self, py: Python<'_>, now_ms: u64) {
+        let round = &mut self.round;
+        py.detach(|| round.handle_timeout(now_ms));
+    }
+
+    /// The transport lost `client_id`.
+    fn client_gone(&mut self, py: Python<'_>, now_ms: u64, client_id: u32) {
+        let round = &mut self.round;
+        py.detach(|| round.client_gone(now_ms, client_id));
+    }
+
+    /// The released aggregate (sum, or weighted mean for float rounds).
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.round.outcome() {
+            None => Err(protocol_error(
+                py,
+                format!(
+                    "the round has not finished: it is in stage {}",
+                    self.round.stage()
+                ),
+            )),
+            Some(Outcome::Aborted(a)) => Err(round_aborted(
+                py,
+                Some(aborted_stage(a).name()),
+                a.to_string(),
+            )),
+            Some(Outcome::Released { aggregate, .. }) => match &self.float {
+                None => Ok(sum_array(py, aggregate.clone(), self.round.config().bits)),
+                Some(enc) => {
+                    let (mean, _) = enc.decode(aggregate).map_err(|e| protocol_error(py, e.0))?;
+                    Ok(float_array(py, mean))
+                }
+            },
+        }
+    }
+
+    /// Whether the round released a result or aborted.
+    #[getter]
+    fn finished(&self) -> bool {
+        self.round.outcome().is_some()
+    }
+
+    /// Why the round aborted, or None.
+    #[getter]
+    fn aborted(&self) -> Option<String> {
+        match self.round.outcome() {
+            Some(Outcome::Aborted(a)) => Some(a.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The current stage name.
+    #[getter]
+    fn stage(&self) -> &'static str {
+        self.round.stage().name()
+    }
+
+    /// Ids of the clients in the released aggregate.
+    #[getter]
+    fn survivors(&self) -> Vec<u32> {
+        match self.round.outcome() {
+            Some(Outcome::Released { survivors, .. }) => survivors.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Float rounds: the survivors' total weight, once released.
+    #[getter]
+    fn total_weight(&self) -> Option<u64> {
+        match (self.round.outcome(), &self.float) {
+            (Some(Outcome::Released { aggregate, .. }), Some(enc)) => {
+                enc.decode(aggregate).ok().map(|(_, w)| w)
+            }
+            _ => None,
+        }
+    }
+
+    /// Dropped clients with stage and reason.
+    #[getter]
+    fn dropouts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for d in self.round.dropouts() {
+            let e = PyDict::new(py);
+            e.set_item("client_id", d.id)?;
+            e.set_item("stage", d.stage.name())?;
+            e.set_item(
+                "reason",
+                match &d.reason {
+                    DropReason::Timeout => String::from("timeout"),
+                    DropReason::Disconnected => String::from("disconnected"),
+                    DropReason::Misbehaved(m) => m.to_string(),
+                },
+            )?;
+            out.append(e)?;
+        }
+        Ok(out)
+    }
+
+    /// The round's parameters.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = config_dict(py, self.round.config())?;
+        d.set_item("clip", self.float.map(|f| f.clip))?;
+        d.set_item("max_weight", self.float.map(|f| f.max_weight))?;
+        d.set_item("warnings", self.warnings.clone())?;
+        Ok(d)
+    }
+
+    /// Neighbours per client.
+    #[getter]
+    fn k(&self) -> u32 {
+        self.round.config().degree
+    }
+
+    /// Shamir threshold.
+    #[getter]
+    fn t(&self) -> u32 {
+        self.round.config().threshold
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.round.config();
+        format!(
+            "Server(round_id={}, clients={}, dim={}, k={}, t={}, stage={:?})",
+            c.round_id,
+            c.num_clients,
+            c.dim,
+            c.degree,
+            c.threshold,
+            self.round.stage().name()
+        )
+    }
+}

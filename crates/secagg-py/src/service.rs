@@ -1,0 +1,157 @@
+//! `secagg.connect`: a client of the gRPC service (`secagg_service::client::participate`),
+//! run on a private tokio runtime with the GIL released.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use secagg_core::client::Roster;
+use secagg_core::crypto::IdentityKey;
+use secagg_service::client::{ClientInput, ClientOptions, ClientRunError, participate};
+use zeroize::Zeroizing;
+
+use crate::arrays::{Vector, read_vector};
+use crate::errors::{from_client_error, round_aborted};
+use crate::options::os_random;
+use crate::server::read_roster;
+
+/// A round this client took part in that released its aggregate.
+#[pyclass(module = "secagg._secagg", frozen, get_all)]
+pub struct RoundReceipt {
+    /// The server's round id.
+    round_id: u64,
+    /// This client's id in the round.
+    client_id: u32,
+}
+
+#[pymethods]
+impl RoundReceipt {
+    fn __repr__(&self) -> String {
+        format!(
+            "RoundReceipt(round_id={}, client_id={})",
+            self.round_id, self.client_id
+        )
+    }
+}
+
+/// A connection profile for a `secagg server`.
+#[pyclass(module = "secagg._secagg")]
+pub struct ServiceClient {
+    #[pyo3(get)]
+    url: String,
+    name: String,
+    identity: Option<Zeroizing<[u8; 32]>>,
+    roster: Option<Roster>,
+    timeout: Duration,
+    tls_ca: Option<PathBuf>,
+}
+
+/// A client for the gRPC service at `url`.
+#[pyfunction]
+#[pyo3(signature = (url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None))]
+pub fn connect(
+    url: String,
+    name: Option<String>,
+    identity: Option<Vec<u8>>,
+    roster: Option<Vec<Vec<u8>>>,
+    timeout: f64,
+    tls_ca: Option<PathBuf>,
+) -> PyResult<ServiceClient> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(PyValueError::new_err(format!(
+            "url must start with http:// or https://, got {url:?}"
+        )));
+    }
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "timeout must be a positive number of seconds, got {timeout}"
+        )));
+    }
+    let identity = identity
+        .map(|b| {
+            <[u8; 32]>::try_from(b.as_slice())
+                .map(Zeroizing::new)
+                .map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "identity must be the 32-byte secret from secagg.keygen, got {} bytes",
+                        b.len()
+                    ))
+                })
+        })
+        .transpose()?;
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let r = os_random::<4>()?;
+            format!("py-{:08x}", u32::from_le_bytes(r))
+        }
+    };
+    Ok(ServiceClient {
+        url,
+        name,
+        identity,
+        roster: roster.map(|r| read_roster(r, "roster")).transpose()?,
+        timeout: Duration::from_secs_f64(timeout),
+        tls_ca,
+    })
+}
+
+#[pymethods]
+impl ServiceClient {
+    /// Joins the server's next round with `array` and takes part until it ends.
+    #[pyo3(signature = (array, *, weight=1))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        weight: u64,
+    ) -> PyResult<RoundReceipt> {
+        let input = match read_vector(array, "array")? {
+            Vector::Unsigned(v) => ClientInput::Unsigned(v.to_vec()),
+            Vector::Float(v) => ClientInput::Float {
+                values: v.to_vec(),
+                weight,
+            },
+        };
+        let opts = ClientOptions {
+            server: self.url.clone(),
+            name: self.name.clone(),
+            input,
+            identity: self.identity.as_ref().map(|s| IdentityKey::from_seed(s)),
+            roster: self.roster.clone(),
+            timeout: self.timeout,
+            pause_at: None,
+            tls_ca: self.tls_ca.clone(),
+        };
+        let result = py.detach(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ClientRunError::Transport(format!("cannot start tokio: {e}")))?;
+            rt.block_on(participate(&opts))
+        });
+        match result {
+            Ok(r) => Ok(RoundReceipt {
+                round_id: r.round_id,
+                client_id: r.client_id,
+            }),
+            Err(ClientRunError::Transport(m)) => Err(PyConnectionError::new_err(format!(
+                "connection to {} failed: {m}",
+                self.url
+            ))),
+            Err(e @ ClientRunError::ServerSilent(_)) => Err(PyTimeoutError::new_err(e.to_string())),
+            Err(ClientRunError::RoundAborted { round_id, reason }) => Err(round_aborted(
+                py,
+                None,
+                format!("round {round_id}: {reason}"),
+            )),
+            Err(ClientRunError::Refused(e)) => Err(from_client_error(py, &e)),
+            Err(ClientRunError::BadInput(m)) => Err(PyValueError::new_err(m)),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ServiceClient(url={:?}, name={:?})", self.url, self.name)
+    }
+}

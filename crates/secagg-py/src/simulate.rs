@@ -1,0 +1,275 @@
+//! `secagg.simulate`: one whole round in this process through `secagg_sim::simulate`, with
+//! the inputs taken from numpy arrays and the result returned as a dict (wrapped in
+//! `SimulationResult` on the Python side).
+
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use secagg_core::server::DropReason;
+use secagg_core::{Stage, ThreatModel};
+use secagg_sim::simulate::{Aggregate, Inputs, SimulateOptions, SimulateResult, simulate};
+
+use crate::arrays::{Vector, float_array, read_vector, sum_array};
+use crate::options::{
+    ParamChoice, graph_name, os_random, parse_stage, plan_error, prg_name, round_options,
+    threat_name,
+};
+
+/// Reads every input and checks they are all of one kind.
+fn read_inputs(
+    inputs: &[Bound<'_, PyAny>],
+    weights: Option<Vec<u64>>,
+    clip: Option<f64>,
+) -> PyResult<Inputs> {
+    let n = inputs.len();
+    if n < 2 {
+        return Err(PyValueError::new_err(format!(
+            "a round needs at least 2 clients: pass a list of at least 2 arrays, got {n}"
+        )));
+    }
+    let vectors: Vec<Vector> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| read_vector(x, &format!("input {i}")))
+        .collect::<PyResult<_>>()?;
+    let d = vectors[0].len();
+    for (i, v) in vectors.iter().enumerate() {
+        if v.len() != d {
+            return Err(PyValueError::new_err(format!(
+                "input {i} has {} values but input 0 has {d}: all clients must send vectors of \
+                 the same length",
+                v.len()
+            )));
+        }
+        if v.kind() != vectors[0].kind() {
+            return Err(PyValueError::new_err(format!(
+                "input {i} holds {} but input 0 holds {}: use all unsigned integers (sum) or all \
+                 floats (weighted mean)",
+                v.kind(),
+                vectors[0].kind()
+            )));
+        }
+    }
+    if d == 0 {
+        return Err(PyValueError::new_err(
+            "inputs are empty arrays: give each client at least one value",
+        ));
+    }
+    match vectors[0] {
+        Vector::Unsigned(_) => {
+            if weights.is_some() || clip.is_some() {
+                return Err(PyValueError::new_err(
+                    "weights= and clip= apply to float inputs only (unsigned inputs are summed)",
+                ));
+            }
+            Ok(Inputs::Unsigned(
+                vectors
+                    .into_iter()
+                    .map(|v| match v {
+                        Vector::Unsigned(mut x) => std::mem::take(&mut *x),
+                        Vector::Float(_) => Vec::new(),
+                    })
+                    .collect(),
+            ))
+        }
+        Vector::Float(_) => {
+            let weights = weights.unwrap_or_else(|| vec![1; n]);
+            if weights.len() != n {
+                return Err(PyValueError::new_err(format!(
+                    "{} weights for {n} inputs: give one weight per input",
+                    weights.len()
+                )));
+            }
+            if let Some(c) = clip
+                && !(c.is_finite() && c > 0.0)
+            {
+                return Err(PyValueError::new_err(format!(
+                    "clip must be a positive finite number, got {c}"
+                )));
+            }
+            Ok(Inputs::Float {
+                values: vectors
+                    .into_iter()
+                    .map(|v| match v {
+                        Vector::Float(mut x) => std::mem::take(&mut *x),
+                        Vector::Unsigned(_) => Vec::new(),
+                    })
+                    .collect(),
+                weights,
+                clip,
+            })
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+/// Runs one round; see `secagg.simulate` in `__init__.pyi`.
+#[pyfunction]
+#[pyo3(signature = (
+    inputs, *, bits=32, dropout=0.0, dropout_stage=None, degree=None, threshold=None, seed=None,
+    weights=None, threat="honest-but-curious", clip=None, graph="auto", prg="aes",
+    assumed_corrupt=0.05, assumed_dropout=None, accept_weaker_params=false
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_round<'py>(
+    py: Python<'py>,
+    inputs: Vec<Bound<'py, PyAny>>,
+    bits: u8,
+    dropout: f64,
+    dropout_stage: Option<&str>,
+    degree: Option<u32>,
+    threshold: Option<u32>,
+    seed: Option<u64>,
+    weights: Option<Vec<u64>>,
+    threat: &str,
+    clip: Option<f64>,
+    graph: &str,
+    prg: &str,
+    assumed_corrupt: f64,
+    assumed_dropout: Option<f64>,
+    accept_weaker_params: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    if !(0.0..=1.0).contains(&dropout) {
+        return Err(PyValueError::new_err(format!(
+            "dropout must be a fraction in [0, 1], got {dropout}"
+        )));
+    }
+    let stage = match dropout_stage {
+        Some(s) => parse_stage(s)?,
+        None => Stage::MaskedInput,
+    };
+    let model = crate::options::parse_threat(threat)?;
+    if stage == Stage::ConsistencyCheck && model != ThreatModel::Malicious && dropout > 0.0 {
+        return Err(PyValueError::new_err(
+            "dropout_stage='consistency' needs threat='malicious' (the consistency check only \
+             runs there)",
+        ));
+    }
+    let inputs = read_inputs(&inputs, weights, clip)?;
+    let seed = match seed {
+        Some(s) => s,
+        None => u64::from_le_bytes(os_random::<8>()?),
+    };
+    let mut round_seed = [0u8; 32];
+    round_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    let choice = ParamChoice {
+        threat,
+        degree,
+        threshold,
+        graph,
+        prg,
+        assumed_corrupt,
+        assumed_dropout: assumed_dropout.unwrap_or(dropout.max(0.05)),
+        accept_weaker: accept_weaker_params,
+    };
+    // The number of clients and the dimension are filled in from the inputs by `simulate`.
+    let round = round_options(2, 0, bits, &choice, seed, round_seed)?;
+    let opts = SimulateOptions {
+        round,
+        dropout,
+        dropout_stage: stage,
+        seed,
+        on_stage: None,
+        dp: None,
+    };
+    let r = py
+        .detach(move || simulate(inputs, opts))
+        .map_err(plan_error)?;
+    result_dict(py, &r, dropout, stage, seed, assumed_corrupt)
+}
+
+fn result_dict<'py>(
+    py: Python<'py>,
+    r: &SimulateResult,
+    dropout: f64,
+    stage: Stage,
+    seed: u64,
+    assumed_corrupt: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let c = &r.plan.config;
+    let d = PyDict::new(py);
+    let params = PyDict::new(py);
+    params.set_item("clients", c.num_clients)?;
+    params.set_item("dim", c.dim)?;
+    params.set_item("bits", c.bits)?;
+    params.set_item("graph", graph_name(c.graph))?;
+    params.set_item("threat", threat_name(c.model))?;
+    params.set_item("prg", prg_name(c.prg))?;
+    params.set_item("dropout", dropout)?;
+    params.set_item("dropout_stage", stage.name())?;
+    params.set_item("seed", seed)?;
+    params.set_item("assumed_corrupt", assumed_corrupt)?;
+    d.set_item("parameters", params)?;
+    d.set_item("k", c.degree)?;
+    d.set_item("t", c.threshold)?;
+    d.set_item("min_clients", c.min_clients)?;
+    d.set_item("warnings", r.plan.warnings.clone())?;
+    d.set_item("aggregate_ok", r.aggregate_ok)?;
+    d.set_item("aborted", r.aborted.clone())?;
+    d.set_item("survivors", r.survivors.clone())?;
+    d.set_item("dropped", r.dropped.clone())?;
+    let dropouts = PyList::empty(py);
+    for x in &r.dropouts {
+        let e = PyDict::new(py);
+        e.set_item("client", x.id as usize - 1)?;
+        e.set_item("stage", x.stage.name())?;
+        e.set_item(
+            "reason",
+            match &x.reason {
+                DropReason::Timeout => String::from("timeout"),
+                DropReason::Disconnected => String::from("disconnected"),
+                DropReason::Misbehaved(m) => m.to_string(),
+            },
+        )?;
+        dropouts.append(e)?;
+    }
+    d.set_item("dropouts", dropouts)?;
+    d.set_item("mean_error", r.mean_error)?;
+    let (aggregate, total_weight) = match &r.aggregate {
+        Some(Aggregate::Sum(v)) => (Some(sum_array(py, v.clone(), c.bits)), None),
+        Some(Aggregate::Mean { mean, total_weight }) => {
+            (Some(float_array(py, mean.clone())), Some(*total_weight))
+        }
+        None => (None, None),
+    };
+    d.set_item("aggregate", aggregate)?;
+    d.set_item("total_weight", total_weight)?;
+    let stages = PyDict::new(py);
+    let n = u64::from(c.num_clients.max(1));
+    let (mut server, mut clients, mut up, mut down) = (0f64, 0f64, 0u64, 0u64);
+    for (st, s) in &r.report.stages {
+        let senders = s.senders.max(1) as u64;
+        let e = PyDict::new(py);
+        e.set_item("server_s", secs(s.server))?;
+        e.set_item("clients_total_s", secs(s.clients_total))?;
+        e.set_item("clients_wall_s", secs(s.clients_wall))?;
+        e.set_item(
+            "client_mean_ms",
+            s.clients_total.as_secs_f64() * 1e3 / senders as f64,
+        )?;
+        e.set_item("senders", s.senders)?;
+        e.set_item("bytes_up_per_client", s.bytes_up / senders)?;
+        e.set_item("bytes_down_per_client", s.bytes_down / n)?;
+        e.set_item("max_bytes_up_per_client", s.max_up_per_client)?;
+        e.set_item("max_bytes_down_per_client", s.max_down_per_client)?;
+        e.set_item("server_bytes_in", s.bytes_up)?;
+        e.set_item("server_bytes_out", s.bytes_down)?;
+        stages.set_item(st.name(), e)?;
+        server += s.server.as_secs_f64();
+        clients += s.clients_total.as_secs_f64();
+        up += s.bytes_up;
+        down += s.bytes_down;
+    }
+    d.set_item("stages", stages)?;
+    d.set_item("wall_s", secs(r.report.wall))?;
+    d.set_item("server_s", (server * 1e6).round() / 1e6)?;
+    d.set_item("clients_total_s", (clients * 1e6).round() / 1e6)?;
+    d.set_item("bytes_up_per_client", up / n)?;
+    d.set_item("bytes_down_per_client", down / n)?;
+    Ok(d)
+}
