@@ -1,0 +1,38 @@
+"""Flower integration: run secagg's protocol over Flower 1.42's messages.
+
+Adopting it in a Flower app that uses SecAgg+ means changing one import and the names::
+
+    # from flwr.client.mod import secaggplus_mod
+    # from flwr.server.workflow import SecAggPlusWorkflow
+    from secagg.flower import secagg_mod, SecAggWorkflow
+
+    client_app = ClientApp(client_fn=client_fn, mods=[secagg_mod])
+    workflow = DefaultWorkflow(fit_workflow=SecAggWorkflow(num_shares=21, reconstruction_threshold=11))
+
+Flower carries the bytes; the key agreement, masks, dropout recovery and malicious-server
+checks are secagg's Rust core. :class:`InProcessGrid` runs a ServerApp with its ClientApps in
+one process without Ray (tests, examples, benchmarks).
+"""
+
+try:
+    import flwr  # noqa: F401  # pylint: disable=unused-import
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "secagg.flower needs Flower 1.42: pip install flwr==1.42.0 (see the secagg README)"
+    ) from exc
+
+from .in_process import InProcessGrid, NodeStats, legacy_context, run_server_app
+from .mod import SecAggClientError, make_secagg_mod, secagg_mod
+from .workflow import RoundReport, SecAggWorkflow
+
+__all__ = [
+    "InProcessGrid",
+    "NodeStats",
+    "RoundReport",
+    "SecAggClientError",
+    "SecAggWorkflow",
+    "legacy_context",
+    "make_secagg_mod",
+    "run_server_app",
+    "secagg_mod",
+]

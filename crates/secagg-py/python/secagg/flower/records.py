@@ -1,0 +1,31 @@
+"""The names under which secagg's protocol bytes travel inside Flower messages.
+
+One :class:`flwr.app.ConfigRecord` named :data:`RECORD` rides in every ``train`` message of a
+secure round. The server puts in it the protocol messages the Rust server queued for that
+client, in order; the client answers with the protocol messages its Rust state machine
+returned. Everything secret inside those bytes is encrypted end to end between clients; the
+Flower records only carry them.
+"""
+
+from __future__ import annotations
+
+#: ConfigRecord that carries secagg's protocol messages in both directions.
+RECORD = "secagg"
+#: ContextRecord (in ``context.state``) where the client mod notes the round it is in.
+STATE_RECORD = "secagg.state"
+
+#: server -> client: the protocol messages for this client, in order (list[bytes]).
+MESSAGES = "messages"
+#: server -> client: the client's 1-based protocol id in this round (int).
+CLIENT_ID = "client_id"
+#: server -> client: identifies the round across stages: "<flower round>:<protocol round id>".
+ROUND_KEY = "round"
+#: server -> client, first message only: the public clipping range of the float encoding.
+CLIP = "clip"
+#: server -> client, first message only: the largest weight (num_examples) a client may send.
+MAX_WEIGHT = "max_weight"
+#: server -> client, first message only, malicious model: the Flower node ids of the round's
+#: clients in protocol-id order; each client builds the roster from its own key directory.
+ROSTER_NODES = "roster_nodes"
+#: client -> server: the protocol replies (list[bytes]).
+REPLIES = "replies"

@@ -1,0 +1,403 @@
+"""The server side: a Flower fit workflow that runs secagg's server over the Grid.
+
+Used like Flower's ``SecAggPlusWorkflow``::
+
+    from secagg.flower import SecAggWorkflow
+    workflow = DefaultWorkflow(fit_workflow=SecAggWorkflow(num_shares=21, reconstruction_threshold=11))
+
+Each exchange with the clients is one ``grid.send_and_receive``: the workflow sends every
+client still in the round the protocol messages the Rust server queued for it, feeds the
+replies back, and tells the server which clients did not answer (they drop out at that
+stage). The Rust server decides everything else: the neighbour graph, who survives, when the
+round aborts, and the released weighted mean, which is passed to ``Strategy.aggregate_fit``
+as every survivor's parameters (as ``SecAggPlusWorkflow`` does).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from logging import ERROR, INFO, WARNING
+from typing import Any, cast
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app.message_type import MessageType
+from flwr.common import FitRes, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+from flwr.server.workflow.constant import Key as WorkflowKey
+from flwr.serverapp.grid import Grid
+from flwr.supercore import log
+
+import secagg
+
+from . import records as rk
+
+__all__ = ["RoundReport", "SecAggWorkflow"]
+
+# No stage deadline inside the Rust server: the Grid's ``timeout`` bounds each exchange, and
+# whoever did not answer is reported as gone right after it.
+_NO_DEADLINE_MS = 2**62
+# More exchanges than any round needs (5 stages); a guard against a stuck loop.
+_MAX_EXCHANGES = 16
+
+
+@dataclass
+class RoundReport:
+    """What one secure round did (also logged)."""
+
+    server_round: int
+    sampled: int
+    k: int = 0
+    t: int = 0
+    survivors: list[int] = field(default_factory=list)
+    """Flower node ids whose updates are in the mean."""
+    dropouts: list[dict[str, Any]] = field(default_factory=list)
+    """``{"node_id", "stage", "reason"}`` per client the round lost."""
+    aborted: str | None = None
+    seconds: float = 0.0
+    exchanges: int = 0
+
+
+class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
+    """Secure weighted mean of the clients' parameters with secagg (SecAgg / SecAgg+ in Rust).
+
+    Same constructor style as Flower's ``SecAggPlusWorkflow``. Pair it with
+    :data:`secagg.flower.secagg_mod` on the clients.
+
+    Args:
+        num_shares: Flower's meaning: shares per client *including itself*, so neighbours
+            k = ``num_shares`` - 1 (must be odd, as Flower recommends; 21 = 20 neighbours). A
+            float is a fraction of the sampled clients. ``None`` (default): k and t chosen
+            from the threat model (recommended).
+        reconstruction_threshold: shares needed to rebuild a secret, t; a float is a
+            fraction of ``num_shares``. ``None``: from the threat model.
+        degree: neighbours per client, k (overrides ``num_shares``).
+        max_weight: the largest ``num_examples`` a client may send (it travels masked).
+        clipping_range: parameters are clipped to [-clipping_range, clipping_range].
+        bits: modulus 2^bits of the masked vectors; the fixed-point scale is the finest that
+            cannot overflow with the sampled clients, ``max_weight`` and ``clipping_range``.
+        timeout: seconds each exchange waits for replies (``None``: until all answer).
+        threat: ``"honest-but-curious"`` or ``"malicious"`` (needs ``directory``, and clients
+            built with ``make_secagg_mod(identity=..., directory=...)``).
+        directory: malicious model: every node's Ed25519 public key by node id.
+        assumed_corrupt, assumed_dropout: fractions used to choose and check (k, t).
+        accept_weaker_params: allow explicit (k, t) weaker than the threat model needs
+            (for comparisons with Flower's defaults); a warning is logged.
+        graph: ``"auto"``, ``"harary"`` or ``"complete"``.
+        prg: ``"aes"`` or ``"chacha"``.
+        seed: reproducible public round randomness for tests; default: the OS.
+
+    Raises:
+        ValueError: inconsistent parameters, at construction or when a round's sampled
+            clients make them unsafe; the message says what to change.
+    """
+
+    def __init__(  # pylint: disable=too-many-arguments
+        self,
+        num_shares: int | float | None = None,
+        reconstruction_threshold: int | float | None = None,
+        *,
+        degree: int | None = None,
+        max_weight: int = 1000,
+        clipping_range: float = 8.0,
+        bits: int = 32,
+        timeout: float | None = None,
+        threat: str = "honest-but-curious",
+        directory: Mapping[int, bytes] | None = None,
+        assumed_corrupt: float = 0.05,
+        assumed_dropout: float = 0.05,
+        accept_weaker_params: bool = False,
+        graph: str = "auto",
+        prg: str = "aes",
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(num_shares, bool) or (
+            num_shares is not None and not isinstance(num_shares, (int, float))
+        ):
+            raise ValueError(f"num_shares must be an int, a float or None, got {num_shares!r}")
+        if isinstance(num_shares, int) and num_shares % 2 == 0:
+            raise ValueError(
+                f"num_shares = {num_shares} is even: secagg's neighbour graph puts k/2 "
+                f"neighbours on each side, so use {num_shares + 1} (k = {num_shares})"
+            )
+        if isinstance(num_shares, int) and num_shares < 3:
+            raise ValueError(f"num_shares must be at least 3, got {num_shares}")
+        if isinstance(num_shares, float) and not 0.0 < num_shares <= 1.0:
+            raise ValueError(f"num_shares as a fraction must be in (0, 1], got {num_shares}")
+        if isinstance(reconstruction_threshold, float) and not (
+            0.0 < reconstruction_threshold <= 1.0
+        ):
+            raise ValueError(
+                "reconstruction_threshold as a fraction must be in (0, 1], got "
+                f"{reconstruction_threshold}"
+            )
+        if not isinstance(max_weight, int) or isinstance(max_weight, bool) or max_weight < 1:
+            raise ValueError(f"max_weight must be a positive int, got {max_weight!r}")
+        if not np.isfinite(clipping_range) or clipping_range <= 0:
+            raise ValueError(f"clipping_range must be a positive number, got {clipping_range}")
+        if threat not in ("honest-but-curious", "malicious"):
+            raise ValueError(f"threat must be 'honest-but-curious' or 'malicious', got {threat!r}")
+        if (threat == "malicious") != (directory is not None):
+            raise ValueError(
+                "the malicious-server model needs the nodes' public keys (directory=...), and "
+                "a directory is only used by that model"
+            )
+        self.num_shares = num_shares
+        self.reconstruction_threshold = reconstruction_threshold
+        self.degree = degree
+        self.max_weight = max_weight
+        self.clipping_range = float(clipping_range)
+        self.bits = bits
+        self.timeout = timeout
+        self.threat = threat
+        self.directory = dict(directory) if directory is not None else None
+        self.assumed_corrupt = assumed_corrupt
+        self.assumed_dropout = assumed_dropout
+        self.accept_weaker_params = accept_weaker_params
+        self.graph = graph
+        self.prg = prg
+        self.seed = seed
+        #: One report per round this workflow ran.
+        self.reports: list[RoundReport] = []
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def _k_t(self, n: int) -> tuple[int | None, int | None]:
+        """(degree, threshold) for ``n`` sampled clients; ``None`` lets the threat model pick."""
+        shares: int | None = None
+        if self.degree is not None:
+            shares = self.degree + 1
+        elif isinstance(self.num_shares, float):
+            shares = round(self.num_shares * n)
+            if shares < n and shares % 2 == 0:
+                shares += 1
+            shares = max(3, min(shares, n))
+        elif isinstance(self.num_shares, int):
+            shares = min(self.num_shares, n)
+        degree = None if shares is None else shares - 1
+        threshold: int | None = None
+        if isinstance(self.reconstruction_threshold, float):
+            base = shares if shares is not None else n
+            threshold = max(2, round(self.reconstruction_threshold * base))
+        elif isinstance(self.reconstruction_threshold, int):
+            threshold = self.reconstruction_threshold
+        if degree is not None and threshold is not None:
+            threshold = min(threshold, degree)
+        return degree, threshold
+
+    def _new_server(self, n: int, dim: int, round_id: int, roster: list[bytes] | None) -> Any:
+        degree, threshold = self._k_t(n)
+        rng = np.random.default_rng([self.seed, round_id]) if self.seed is not None else None
+        round_seed = rng.bytes(32) if rng is not None else secrets.token_bytes(32)
+        return secagg.Server(
+            clients=n,
+            dim=dim,
+            bits=self.bits,
+            threat=self.threat,
+            degree=degree,
+            threshold=threshold,
+            graph=self.graph,
+            prg=self.prg,
+            assumed_corrupt=self.assumed_corrupt,
+            assumed_dropout=self.assumed_dropout,
+            accept_weaker_params=self.accept_weaker_params,
+            round_id=round_id,
+            round_seed=round_seed,
+            roster=roster,
+            stage_timeout_ms=_NO_DEADLINE_MS,
+            clip=self.clipping_range,
+            max_weight=self.max_weight,
+        )
+
+    # -- the round --------------------------------------------------------------------------
+
+    def __call__(self, grid: Grid, context: Context) -> None:
+        """Run one secure fit round (called by ``DefaultWorkflow`` once per round)."""
+        if not isinstance(context, LegacyContext):
+            raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
+        started = time.perf_counter()
+        cfg = context.state.config_records[MAIN_CONFIGS_RECORD]
+        current_round = cast(int, cfg[WorkflowKey.CURRENT_ROUND])
+        parameters = compat.arrayrecord_to_parameters(
+            context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
+        )
+        proxy_fitins = context.strategy.configure_fit(
+            current_round, parameters, context.client_manager
+        )
+        if not proxy_fitins:
+            log(INFO, "configure_fit: no clients selected, cancel")
+            return
+        fitins = {proxy.node_id: fi for proxy, fi in proxy_fitins}
+        proxies = {proxy.node_id: proxy for proxy, _ in proxy_fitins}
+        node_ids = sorted(fitins)  # protocol id = position + 1
+        n = len(node_ids)
+        report = RoundReport(server_round=current_round, sampled=n)
+        self.reports.append(report)
+        if n < 2:
+            report.aborted = "fewer than 2 clients sampled"
+            log(ERROR, "secagg: %s; skipping the fit round", report.aborted)
+            return
+
+        global_arrays = parameters_to_ndarrays(parameters)
+        dim = int(sum(a.size for a in global_arrays))
+        roster = None
+        if self.directory is not None:
+            missing = [nid for nid in node_ids if nid not in self.directory]
+            if missing:
+                raise ValueError(f"nodes {missing[:5]} have no public key in the directory")
+            roster = [self.directory[nid] for nid in node_ids]
+        round_id = (secrets.randbits(40) << 20 | current_round) if self.seed is None else current_round
+        server = self._new_server(n, dim, round_id, roster)
+        report.k, report.t = server.k, server.t
+        for warning in server.config.get("warnings", []):
+            log(WARNING, "secagg: %s", warning)
+        log(
+            INFO,
+            "secagg: round %s with %s clients, k = %s, t = %s, %s values",
+            current_round, n, server.k, server.t, dim,
+        )
+
+        round_key = f"{current_round}:{round_id}"
+        first_reply: dict[int, RecordDict] = {}
+        failures: list[BaseException] = []
+        server.start(0)
+        while not server.finished and report.exchanges < _MAX_EXCHANGES:
+            outbox: dict[int, list[bytes]] = defaultdict(list)
+            for cid, payload in server.outgoing():
+                outbox[cid].append(payload)
+            if not outbox:
+                server.handle_timeout(_NO_DEADLINE_MS)
+                continue
+            first = report.exchanges == 0
+            report.exchanges += 1
+            msgs = []
+            for cid, payloads in outbox.items():
+                nid = node_ids[cid - 1]
+                record = ConfigRecord({rk.ROUND_KEY: round_key, rk.MESSAGES: payloads})
+                if first:
+                    content = compat.fitins_to_recorddict(fitins[nid], keep_input=True)
+                    record[rk.CLIENT_ID] = cid
+                    record[rk.CLIP] = self.clipping_range
+                    record[rk.MAX_WEIGHT] = self.max_weight
+                    if roster is not None:
+                        record[rk.ROSTER_NODES] = list(node_ids)
+                else:
+                    content = RecordDict()
+                content.config_records[rk.RECORD] = record
+                msgs.append(
+                    Message(
+                        content=content,
+                        dst_node_id=nid,
+                        message_type=MessageType.TRAIN,
+                        group_id=str(current_round),
+                    )
+                )
+            replies = grid.send_and_receive(msgs, timeout=self.timeout)
+            answered = self._feed(server, replies, node_ids, first, first_reply, failures)
+            for cid in outbox:
+                if cid not in answered and not server.finished:
+                    server.client_gone(0, cid)
+
+        report.dropouts = [
+            {"node_id": node_ids[d["client_id"] - 1], "stage": d["stage"], "reason": d["reason"]}
+            for d in server.dropouts
+        ]
+        report.seconds = time.perf_counter() - started
+        if not server.finished or server.aborted is not None:
+            report.aborted = server.aborted or "the round did not finish"
+            log(ERROR, "secagg: round %s aborted, nothing released: %s", current_round, report.aborted)
+            return
+        mean = server.result()
+        report.survivors = [node_ids[cid - 1] for cid in server.survivors]
+        log(
+            INFO,
+            "secagg: released the mean of %s clients (%s dropped) in %.2f s",
+            len(report.survivors), len(report.dropouts), report.seconds,
+        )
+        self._aggregate(context, current_round, mean, global_arrays, report, proxies, first_reply, failures)
+
+    @staticmethod
+    def _feed(  # pylint: disable=too-many-arguments
+        server: Any,
+        replies: Any,
+        node_ids: list[int],
+        first: bool,
+        first_reply: dict[int, RecordDict],
+        failures: list[BaseException],
+    ) -> set[int]:
+        """Hand the replies to the server; returns the protocol ids that answered validly."""
+        index = {nid: i + 1 for i, nid in enumerate(node_ids)}
+        answered: set[int] = set()
+        for reply in replies:
+            cid = index.get(reply.metadata.src_node_id)
+            if cid is None:
+                continue
+            if reply.has_error():
+                failures.append(RuntimeError(f"node {node_ids[cid - 1]}: {reply.error.reason}"))
+                continue
+            record = reply.content.config_records.get(rk.RECORD)
+            payloads = record.get(rk.REPLIES) if record is not None else None
+            if not isinstance(payloads, list) or not all(isinstance(p, bytes) for p in payloads):
+                failures.append(RuntimeError(f"node {node_ids[cid - 1]}: no secagg replies"))
+                continue
+            ok = True
+            for payload in payloads:
+                try:
+                    server.handle_message(0, cid, payload)
+                except secagg.PeerMisbehaved as exc:
+                    log(WARNING, "secagg: node %s dropped: %s", node_ids[cid - 1], exc.reason)
+                    failures.append(exc)
+                    ok = False
+                    break
+                except secagg.RoundAborted as exc:
+                    failures.append(exc)
+                    return answered
+            if ok:
+                answered.add(cid)
+                if first:
+                    first_reply[cid] = reply.content
+        return answered
+
+    def _aggregate(  # pylint: disable=too-many-arguments
+        self,
+        context: LegacyContext,
+        current_round: int,
+        mean: np.ndarray,
+        global_arrays: list[np.ndarray],
+        report: RoundReport,
+        proxies: dict[int, ClientProxy],
+        first_reply: dict[int, RecordDict],
+        failures: list[BaseException],
+    ) -> None:
+        arrays, offset = [], 0
+        for a in global_arrays:
+            arrays.append(mean[offset : offset + a.size].reshape(a.shape).astype(a.dtype, copy=False))
+            offset += a.size
+        released = ndarrays_to_parameters(arrays)
+        index = {nid: i + 1 for i, nid in enumerate(sorted(proxies))}
+        results: list[tuple[ClientProxy, FitRes]] = []
+        for nid in report.survivors:
+            fitres = compat.recorddict_to_fitres(first_reply[index[nid]], keep_input=True)
+            # Every survivor "returns" the released mean, with equal weight: the true weights
+            # were inside the masked vectors and are already in the mean.
+            fitres.parameters = released
+            fitres.num_examples = 1
+            results.append((proxies[nid], fitres))
+        log(INFO, "aggregate_fit: received %s results and %s failures", len(results), len(failures))
+        parameters_aggregated, metrics_aggregated = context.strategy.aggregate_fit(
+            current_round, results, failures  # type: ignore[arg-type]
+        )
+        if parameters_aggregated:
+            context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+                parameters_aggregated, True
+            )
+            context.history.add_metrics_distributed_fit(
+                server_round=current_round, metrics=metrics_aggregated
+            )

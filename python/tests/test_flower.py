@@ -1,0 +1,260 @@
+"""secagg.flower: our protocol over Flower 1.42's messages, two short rounds at a time.
+
+Skipped (with the reason printed) when Flower is not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+flwr = pytest.importorskip(
+    "flwr",
+    minversion="1.42",
+    reason="Flower 1.42 is not installed: .ci/python.sh installs it (flwr==1.42.0 --no-deps)",
+)
+
+from flwr.app import Context, Message  # noqa: E402
+from flwr.client import NumPyClient  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.common import ndarrays_to_parameters  # noqa: E402
+from flwr.server import ServerConfig  # noqa: E402
+from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
+from flwr.server.strategy import FedAvg  # noqa: E402
+from flwr.server.workflow import DefaultWorkflow  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+
+import secagg  # noqa: E402
+from secagg.flower import (  # noqa: E402
+    InProcessGrid,
+    SecAggWorkflow,
+    make_secagg_mod,
+    run_server_app,
+    secagg_mod,
+)
+from secagg.flower import records as rk  # noqa: E402
+
+N = 6
+SHAPES = [(3, 4), (5,)]
+ROUNDS = 2
+
+
+def _offset(partition: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(100 + partition)
+    return [rng.normal(0.0, 1.0, s) for s in SHAPES]
+
+
+def _weight(partition: int) -> int:
+    return 10 + 7 * partition
+
+
+def _update(partition: int, params: list[np.ndarray]) -> list[np.ndarray]:
+    """What client ``partition`` returns from fit: depends on the global model it received."""
+    return [0.5 * p + o for p, o in zip(params, _offset(partition), strict=True)]
+
+
+class _Client(NumPyClient):
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    def fit(self, parameters, config):  # type: ignore[no-untyped-def]
+        return _update(self.partition, parameters), _weight(self.partition), {"secret": 42.0}
+
+
+def _client_app(mods: list) -> ClientApp:  # type: ignore[type-arg]
+    def client_fn(context: Context):  # type: ignore[no-untyped-def]
+        return _Client(int(context.node_config["partition-id"])).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=mods)
+
+
+def _server_app(workflow: SecAggWorkflow, seen: list[list[np.ndarray]]) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        def evaluate_fn(rnd, parameters, config):  # type: ignore[no-untyped-def]
+            seen.append([p.copy() for p in parameters])
+            return 0.0, {}
+
+        strategy = FedAvg(
+            fraction_fit=1.0,
+            fraction_evaluate=0.0,
+            min_fit_clients=2,
+            min_available_clients=N,
+            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
+            evaluate_fn=evaluate_fn,
+        )
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=ROUNDS), strategy=strategy)
+        DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+
+    return app
+
+
+def _expected(dropped_per_round: list[set[int]]) -> list[list[np.ndarray]]:
+    """Plain FedAvg (weighted by num_examples) over the survivors, in numpy."""
+    params = [np.zeros(s) for s in SHAPES]
+    out = [params]
+    for dropped in dropped_per_round:
+        alive = [p for p in range(N) if p not in dropped]
+        total = sum(_weight(p) for p in alive)
+        updates = {p: _update(p, params) for p in alive}
+        params = [sum(_weight(p) * updates[p][i] for p in alive) / total for i in range(len(SHAPES))]
+        out.append(params)
+    return out
+
+
+def _vanish_at(plan: dict[tuple[int, int], int]):  # type: ignore[no-untyped-def]
+    """Partition p stops answering in round r from exchange plan[(r, p)] on."""
+    count: dict[tuple[int, str], int] = {}
+
+    def vanish(partition: int, msg: Message) -> bool:
+        key = (partition, msg.metadata.group_id)
+        index = count.get(key, 0)
+        count[key] = index + 1
+        at = plan.get((int(msg.metadata.group_id), partition))
+        return at is not None and index >= at
+
+    return vanish
+
+
+def _workflow(**kw) -> SecAggWorkflow:  # type: ignore[no-untyped-def]
+    # 6 clients are fewer than the threat model needs at 5% corrupt clients.
+    kw.setdefault("num_shares", 5)
+    kw.setdefault("reconstruction_threshold", 3)
+    return SecAggWorkflow(max_weight=100, clipping_range=8.0, accept_weaker_params=True, seed=7, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_flower() -> None:
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+
+
+def _tolerance(n: int, workflow: SecAggWorkflow, total_weight: int) -> float:
+    """Fixed-point rounding bound of the released mean: n levels over scale * total weight."""
+    budget = 2.0 ** (workflow.bits - 1) - 1 - n
+    scale = budget / (n * workflow.max_weight * workflow.clipping_range)
+    return n / (scale * total_weight)
+
+
+def test_two_rounds_equal_plain_fedavg_and_hide_updates() -> None:
+    replies: list[Message] = []
+    workflow = _workflow()
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=1)
+    original = grid._deliver  # pylint: disable=protected-access
+
+    def tap(msg: Message) -> Message | None:
+        reply = original(msg)
+        if reply is not None:
+            replies.append(reply)
+        return reply
+
+    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    run_server_app(_server_app(workflow, seen), grid)
+
+    expected = _expected([set(), set()])
+    assert len(seen) == ROUNDS + 1
+    tol = _tolerance(N, workflow, sum(_weight(p) for p in range(N)))
+    for got, want in zip(seen, expected, strict=True):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=tol + 1e-12)
+    # The rounding is real but tiny: the aggregate is not plain FedAvg bit for bit, and not
+    # off by more than the bound.
+    assert all(r.aborted is None and len(r.survivors) == N for r in workflow.reports)
+    assert [r.exchanges for r in workflow.reports] == [4, 4]
+
+    # Nothing the clients sent carries an update, a weight or a metric in clear.
+    assert len(replies) == ROUNDS * 4 * N
+    for reply in replies:
+        assert not reply.has_error(), reply.error
+        content = reply.content
+        assert all(len(a.data) == 0 for rec in content.array_records.values() for a in rec.values())
+        for name, rec in content.metric_records.items():
+            assert name != "fitres.num_examples" or rec["num_examples"] == 0
+        for name, rec in content.config_records.items():
+            if name == "fitres.metrics":
+                assert "secret" not in rec
+        assert rk.RECORD in content.config_records
+
+
+def test_dropouts_at_two_stages_are_left_out_of_the_mean() -> None:
+    # Round 1: partition 2 vanishes when asked for its masked update (after sharing keys);
+    # round 2: partition 4 vanishes at the first message (before advertising keys).
+    plan = {(1, 2): 2, (2, 4): 0}
+    workflow = _workflow()
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=2, vanish=_vanish_at(plan))
+    run_server_app(_server_app(workflow, seen), grid)
+
+    expected = _expected([{2}, {4}])
+    for rnd, (got, want) in enumerate(zip(seen, expected, strict=True)):
+        dropped = {p for (r, p) in plan if r == rnd}
+        total = sum(_weight(p) for p in range(N) if p not in dropped)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=_tolerance(N, workflow, total) + 1e-12)
+
+    node_of = {grid.partition_id(nid): nid for nid in grid.get_node_ids()}
+    r1, r2 = workflow.reports
+    assert [d["node_id"] for d in r1.dropouts] == [node_of[2]]
+    assert r1.dropouts[0]["stage"] == "masked-input"
+    assert node_of[2] not in r1.survivors and len(r1.survivors) == N - 1
+    assert [d["node_id"] for d in r2.dropouts] == [node_of[4]]
+    assert r2.dropouts[0]["stage"] == "advertise"
+
+
+def test_too_few_survivors_abort_cleanly_and_keep_the_model() -> None:
+    # Round 1: four of six vanish after sharing keys: 2 < t = 3 survivors -> abort.
+    plan = {(1, p): 2 for p in range(4)}
+    workflow = _workflow()
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=3, vanish=_vanish_at(plan))
+    run_server_app(_server_app(workflow, seen), grid)
+
+    r1, r2 = workflow.reports
+    assert r1.aborted and not r1.survivors
+    # Nothing was released: the model after round 1 is still the initial one.
+    for g in seen[1]:
+        assert not np.any(g)
+    assert r2.aborted is None and len(r2.survivors) == N
+    # Round 2 starts again from the initial model.
+    expected_r2 = _expected([set()])[1]
+    for g, w in zip(seen[2], expected_r2, strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+
+
+def test_malicious_model_with_a_key_directory() -> None:
+    keys = {}
+    grid = InProcessGrid(_client_app([]), N, seed=4)
+    for nid in grid.get_node_ids():
+        keys[nid] = secagg.keygen()
+    directory = {nid: pub for nid, (_, pub) in keys.items()}
+    mod = make_secagg_mod(identity=lambda ctx: keys[ctx.node_id][0], directory=directory)
+    grid = InProcessGrid(_client_app([mod]), N, seed=4)
+    workflow = _workflow(threat="malicious", directory=directory)
+    seen: list[list[np.ndarray]] = []
+    run_server_app(_server_app(workflow, seen), grid)
+    assert [r.exchanges for r in workflow.reports] == [5, 5]  # + the consistency check
+    for g, w in zip(seen[-1], _expected([set(), set()])[-1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+
+
+def test_a_client_whose_weight_exceeds_max_weight_drops_with_a_reason() -> None:
+    workflow = _workflow()
+    workflow.max_weight = 40  # partitions 5 (weight 45) is over
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=5)
+    run_server_app(_server_app(workflow, seen), grid)
+    r1 = workflow.reports[0]
+    node5 = next(nid for nid in grid.get_node_ids() if grid.partition_id(nid) == 5)
+    assert [d["node_id"] for d in r1.dropouts] == [node5]
+    assert len(r1.survivors) == N - 1
+
+
+def test_workflow_refuses_an_even_num_shares() -> None:
+    with pytest.raises(ValueError, match="even"):
+        SecAggWorkflow(num_shares=4, reconstruction_threshold=3)
+    with pytest.raises(ValueError, match="directory"):
+        SecAggWorkflow(threat="malicious")
