@@ -1,0 +1,106 @@
+"""Bad inputs raise ValueError with a message that says what to change."""
+
+import numpy as np
+import pytest
+
+import secagg
+
+GOOD = [np.arange(8, dtype=np.uint32) for _ in range(4)]
+
+
+@pytest.mark.parametrize(
+    "inputs,kwargs,hint",
+    [
+        ([np.zeros(8, np.uint32), np.zeros(7, np.uint32)], {}, "same length"),
+        ([np.zeros(8, np.int64)] * 3, {}, "astype(np.uint32)"),
+        ([np.zeros(8, np.int32)] * 3, {}, "signed integer"),
+        ([np.zeros(8, bool)] * 3, {}, "bool"),
+        ([np.zeros(8, np.complex128)] * 3, {}, "complex"),
+        ([np.array([1, "a"], dtype=object)] * 3, {}, "dtype object"),
+        ([np.zeros(8, np.float16)] * 3, {}, "float32 or float64"),
+        ([np.zeros((2, 4), np.uint32)] * 3, {}, "1-D"),
+        ([[1, 2, 3]] * 3, {}, "numpy array"),
+        ([np.zeros(8, np.uint32), np.zeros(8, np.float32)], {}, "all unsigned integers"),
+        ([np.array([1.0, np.nan])] * 3, {}, "NaN"),
+        ([np.array([1.0, np.inf])] * 3, {}, "non-finite"),
+        ([np.zeros(8, np.uint32)], {}, "at least 2"),
+        ([np.zeros(0, np.uint32)] * 3, {}, "empty"),
+        # Sums that could wrap 2^bits.
+        ([np.full(8, 255, np.uint8)] * 3, {"bits": 8}, "bits"),
+        ([np.full(8, 2**31, np.uint32)] * 3, {"bits": 32}, "bits"),
+        (GOOD, {"bits": 0}, "bits must be in 1..=64"),
+        (GOOD, {"bits": 65}, "bits must be in 1..=64"),
+        # Weaker parameters than the threat model needs.
+        ([np.zeros(8, np.uint32)] * 40, {"degree": 2, "threshold": 2}, "accept_weaker_params=True"),
+        (GOOD, {"dropout": 1.5}, "[0, 1]"),
+        (GOOD, {"dropout": -0.1}, "[0, 1]"),
+        (GOOD, {"dropout_stage": "upload", "dropout": 0.1}, "'masked-input'"),
+        (GOOD, {"dropout_stage": "consistency", "dropout": 0.25}, "threat='malicious'"),
+        (GOOD, {"threat": "evil"}, "'malicious'"),
+        (GOOD, {"graph": "ring"}, "'harary'"),
+        (GOOD, {"prg": "mt19937"}, "'chacha'"),
+        (GOOD, {"weights": [1, 2, 3, 4]}, "float inputs only"),
+        (GOOD, {"clip": 1.0}, "float inputs only"),
+        ([np.zeros(8)] * 4, {"weights": [1, 2]}, "one weight per input"),
+        ([np.zeros(8)] * 4, {"weights": [1, 2, -3, 4]}, "non-negative"),
+        ([np.zeros(8)] * 4, {"weights": [1.5, 2, 3, 4]}, "integers"),
+        ([np.zeros(8)] * 4, {"clip": -1.0}, "positive"),
+        (GOOD, {"assumed_corrupt": 1.2}, "assumed_corrupt"),
+        (np.zeros(8, np.uint32), {}, "shape"),
+    ],
+)
+def test_bad_inputs_raise_value_error_saying_what_to_change(inputs, kwargs, hint):
+    with pytest.raises(ValueError) as e:
+        secagg.simulate(inputs, seed=1, **kwargs)
+    assert hint in str(e.value), str(e.value)
+
+
+def test_overflow_message_names_the_fix():
+    with pytest.raises(ValueError) as e:
+        secagg.simulate([np.full(4, 200, np.uint8)] * 3, bits=8, seed=1)
+    msg = str(e.value)
+    assert "bits" in msg and any(ch.isdigit() for ch in msg)
+
+
+def test_weaker_params_run_when_accepted_and_warn():
+    xs = [np.full(8, i, np.uint32) for i in range(40)]
+    r = secagg.simulate(xs, degree=2, threshold=2, accept_weaker_params=True, seed=1)
+    assert r.aggregate_ok and any("weaker" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize(
+    "kwargs,hint",
+    [
+        ({"clients": 4, "dim": 0}, "dim"),
+        ({"clients": 1, "dim": 4}, "at least 2"),
+        ({"clients": 4, "dim": 4, "threat": "malicious"}, "roster"),
+        ({"clients": 4, "dim": 4, "roster": [b"x" * 32] * 4}, "threat='malicious'"),
+        ({"clients": 4, "dim": 4, "round_seed": b"short"}, "32 bytes"),
+        ({"clients": 4, "dim": 4, "bits": 70}, "bits"),
+        ({"clients": 2000, "dim": 4, "bits": 8, "clip": 1.0, "max_weight": 1}, "bits"),
+        ({"clients": 40, "dim": 4, "degree": 2, "threshold": 2}, "accept_weaker_params=True"),
+    ],
+)
+def test_bad_server_parameters(kwargs, hint):
+    with pytest.raises(ValueError) as e:
+        secagg.Server(**kwargs)
+    assert hint in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,hint",
+    [
+        ((0, GOOD[0]), {}, "1-based"),
+        ((1, np.zeros(4, np.int16)), {}, "signed"),
+        ((1, np.zeros(4)), {}, "clip="),
+        ((1, GOOD[0]), {"clip": 1.0}, "float inputs"),
+        ((1, np.zeros(4)), {"clip": 1.0, "weight": 5, "max_weight": 2}, "max_weight"),
+        ((1, GOOD[0]), {"seed": b"short"}, "32 bytes"),
+        ((1, GOOD[0]), {"identity": b"k" * 32}, "go together"),
+        ((1, GOOD[0]), {"identity": b"k" * 31, "roster": [b"p" * 32]}, "32-byte"),
+    ],
+)
+def test_bad_client_parameters(args, kwargs, hint):
+    with pytest.raises(ValueError) as e:
+        secagg.Client(*args, **kwargs)
+    assert hint in str(e.value), str(e.value)
