@@ -10,6 +10,11 @@
 //!
 //! Layout:
 //! - [`accountant`]: Rényi-DP accounting of rounds, composition and conversion to (ε, δ).
+//! - [`sample`]: exact samplers (Bernoulli, discrete Laplace and Gaussian, Poisson, Skellam).
+//! - [`rotation`]: the randomized Hadamard rotation from a public per-round seed.
+//! - [`rounding`]: conditional stochastic rounding.
+//! - [`pipeline`]: the client encoding (clip, rotate, scale, round, noise, wrap) and its
+//!   server-side decoding, distributed or central noise.
 //! - [`sensitivity`]: the L2/L1 bounds of a clipped, scaled, conditionally rounded vector.
 #![no_std]
 extern crate alloc;
@@ -18,6 +23,10 @@ extern crate std;
 
 pub mod accountant;
 pub mod error;
+pub mod pipeline;
+pub mod rotation;
+pub mod rounding;
+pub mod sample;
 pub mod sensitivity;
 
 pub use error::DpError;

@@ -3,6 +3,8 @@
 //! fixed seeds. Each check is also run once against a deliberately wrong parameter to show it
 //! can fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
 use secagg_dp::sample::{DiscreteGaussian, DiscreteLaplace, Poisson, Skellam, bernoulli};
@@ -15,7 +17,12 @@ struct Pmf {
 
 impl Pmf {
     fn mean_var(&self) -> (f64, f64) {
-        let mean: f64 = self.p.iter().enumerate().map(|(i, p)| (self.offset + i as i64) as f64 * p).sum();
+        let mean: f64 = self
+            .p
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (self.offset + i as i64) as f64 * p)
+            .sum();
         let var = self
             .p
             .iter()
@@ -29,9 +36,14 @@ impl Pmf {
 /// exp(−x²/(2σ²)) normalised over |x| ≤ 14σ + 10.
 fn gaussian_pmf(var: f64) -> Pmf {
     let k = (14.0 * var.sqrt()).ceil() as i64 + 10;
-    let w: Vec<f64> = (-k..=k).map(|x| (-(x as f64).powi(2) / (2.0 * var)).exp()).collect();
+    let w: Vec<f64> = (-k..=k)
+        .map(|x| (-(x as f64).powi(2) / (2.0 * var)).exp())
+        .collect();
     let s: f64 = w.iter().sum();
-    Pmf { offset: -k, p: w.into_iter().map(|v| v / s).collect() }
+    Pmf {
+        offset: -k,
+        p: w.into_iter().map(|v| v / s).collect(),
+    }
 }
 
 /// Skellam(μ): P(k) = e^−μ I_|k|(μ), from Miller's backward recurrence
@@ -50,7 +62,9 @@ fn skellam_pmf(mu: f64) -> Pmf {
     }
     let total = r[0] + 2.0 * r[1..=kmax].iter().sum::<f64>();
     let k = kmax as i64;
-    let p = (-k..=k).map(|x| r[x.unsigned_abs() as usize] / total).collect();
+    let p = (-k..=k)
+        .map(|x| r[x.unsigned_abs() as usize] / total)
+        .collect();
     Pmf { offset: -k, p }
 }
 
@@ -115,7 +129,9 @@ fn fits(pmf: &Pmf, samples: &[i64]) -> Result<(), String> {
     let v = samples.iter().map(|&s| (s as f64 - m).powi(2)).sum::<f64>() / (n - 1.0);
     let mean_tol = 5.0 * (var / n).sqrt() + 1e-12;
     let var_tol = 5.0 * var * (3.0 / n).sqrt() + 1e-12;
-    let msg = format!("chi2 {stat:.1} (df {df}, critical {crit:.1}); mean {m} vs {mean}; variance {v} vs {var}");
+    let msg = format!(
+        "chi2 {stat:.1} (df {df}, critical {crit:.1}); mean {m} vs {mean}; variance {v} vs {var}"
+    );
     if stat > crit || (m - mean).abs() > mean_tol || (v - var).abs() > var_tol {
         return Err(msg);
     }
@@ -154,7 +170,10 @@ fn skellam_matches_its_pmf() {
 #[test]
 fn poisson_matches_its_pmf() {
     // Small means exercise the left edge (no left tail) and large ones both tails.
-    for (i, lambda) in [0.03125, 0.5, 3.0, 17.25, 1000.0, 123_456.5].into_iter().enumerate() {
+    for (i, lambda) in [0.03125, 0.5, 3.0, 17.25, 1000.0, 123_456.5]
+        .into_iter()
+        .enumerate()
+    {
         let p = Poisson::new(lambda).unwrap();
         assert_eq!(p.mean(), lambda);
         let mut rng = ChaCha12Rng::seed_from_u64(300 + i as u64);
@@ -169,9 +188,14 @@ fn discrete_laplace_matches_its_pmf() {
         let l = DiscreteLaplace::new(t, s).unwrap();
         let scale = t as f64 / s as f64;
         let k = (40.0 * scale).ceil() as i64 + 10;
-        let w: Vec<f64> = (-k..=k).map(|x| (-(x.abs() as f64) / scale).exp()).collect();
+        let w: Vec<f64> = (-k..=k)
+            .map(|x| (-(x.abs() as f64) / scale).exp())
+            .collect();
         let tot: f64 = w.iter().sum();
-        let pmf = Pmf { offset: -k, p: w.into_iter().map(|v| v / tot).collect() };
+        let pmf = Pmf {
+            offset: -k,
+            p: w.into_iter().map(|v| v / tot).collect(),
+        };
         let mut rng = ChaCha12Rng::seed_from_u64(400 + i as u64);
         let mut out = vec![0i64; N];
         l.fill(&mut rng, &mut out);
@@ -190,9 +214,15 @@ fn bernoulli_coins_have_the_right_frequency() {
         ((1u128 << 100) + 12345, 1u128 << 101, (-0.5f64).exp()),
     ];
     for (num, den, p) in cases {
-        let hits = (0..n).filter(|_| bernoulli::exp_minus(&mut rng, num, den)).count() as f64;
+        let hits = (0..n)
+            .filter(|_| bernoulli::exp_minus(&mut rng, num, den))
+            .count() as f64;
         let sd = (p * (1.0 - p) / n as f64).sqrt();
-        assert!((hits / n as f64 - p).abs() <= 5.0 * sd + 1e-12, "exp(−{num}/{den}): {} vs {p}", hits / n as f64);
+        assert!(
+            (hits / n as f64 - p).abs() <= 5.0 * sd + 1e-12,
+            "exp(−{num}/{den}): {} vs {p}",
+            hits / n as f64
+        );
     }
     for (r, m) in [(1u128, 3u128), (5, 7), (u128::MAX / 3, u128::MAX)] {
         let p = r as f64 / m as f64;
@@ -210,10 +240,16 @@ fn the_checks_reject_a_wrong_sigma() {
         let mut rng = ChaCha12Rng::seed_from_u64(600 + i as u64);
         let mut s = vec![0i64; N];
         wrong.fill(&mut rng, &mut s);
-        assert!(fits(&gaussian_pmf(sigma * sigma), &s).is_err(), "σ = {sigma}");
+        assert!(
+            fits(&gaussian_pmf(sigma * sigma), &s).is_err(),
+            "σ = {sigma}"
+        );
         let wrong = Skellam::new((sigma * 1.03f64).powi(2)).unwrap();
         wrong.fill(&mut rng, &mut s);
-        assert!(fits(&skellam_pmf(sigma * sigma), &s).is_err(), "Skellam σ = {sigma}");
+        assert!(
+            fits(&skellam_pmf(sigma * sigma), &s).is_err(),
+            "Skellam σ = {sigma}"
+        );
     }
     // Skellam and the discrete Gaussian differ at small σ: each check tells them apart.
     let mut rng = ChaCha12Rng::seed_from_u64(700);

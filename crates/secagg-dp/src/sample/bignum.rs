@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(a, BigUint::from_u128(expect));
         let mut b = BigUint::from_u128(123_456_789);
         b.mul_u128(987_654_321_987_654_321);
-        assert_eq!(b, BigUint::from_u128(123_456_789u128 * 987_654_321_987_654_321));
+        assert_eq!(
+            b,
+            BigUint::from_u128(123_456_789u128 * 987_654_321_987_654_321)
+        );
         let mut c = BigUint::from_u128(expect);
         c.sub(&BigUint::from_u128(expect - 5));
         assert_eq!(c, BigUint::from_u128(5));

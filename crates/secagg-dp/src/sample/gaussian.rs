@@ -168,7 +168,13 @@ mod tests {
 
     #[test]
     fn square_wide_matches_schoolbook() {
-        for a in [0u128, 1, u64::MAX as u128, (u64::MAX as u128) + 5, u128::MAX] {
+        for a in [
+            0u128,
+            1,
+            u64::MAX as u128,
+            (u64::MAX as u128) + 5,
+            u128::MAX,
+        ] {
             let (hi, lo) = square_wide(a);
             assert_eq!(lo, a.wrapping_mul(a));
             if a <= u64::MAX as u128 {

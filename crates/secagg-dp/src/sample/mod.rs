@@ -11,8 +11,8 @@
 //! Each sampler is a struct built once per round (everything that depends only on the
 //! parameters is precomputed) with `sample` and a batched `fill`.
 
-mod bignum;
 pub mod bernoulli;
+mod bignum;
 pub mod gaussian;
 pub mod laplace;
 pub mod poisson;

@@ -126,7 +126,7 @@ impl Poisson {
         // ln f(k) by sums outward from the mode, with a running bound on the rounding error.
         let mut ln_f = vec![0.0f64; len];
         let mut err = vec![0.0f64; len];
-        let (num_f, den_f) = (num as f64, den as f64);
+        let num_f = num as f64;
         let at = |k: u64| (k - lo) as usize;
         for k in mode + 1..=hi {
             let kd = k as i128 * den as i128;
@@ -144,7 +144,6 @@ impl Poisson {
             ln_f[at(k)] = sum;
             err[at(k)] = err[at(k + 1)] + (libm::fabs(term) + libm::fabs(sum)) * LN_ULP_MARGIN;
         }
-        let _ = den_f;
 
         let z = libm::ldexp(1.0, Z_BITS);
         let two64 = libm::ldexp(1.0, 64);
@@ -251,7 +250,12 @@ impl Poisson {
 
     /// The exact decision, continuing the uniform whose first word is `first`.
     #[cold]
-    fn accept_body_exact<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
+    fn accept_body_exact<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        idx: usize,
+        first: u64,
+    ) -> bool {
         let k = self.lo + idx as u64;
         // f(k) = n/d as big integers.
         let (mut n, mut d) = (BigUint::from_u128(1), BigUint::from_u128(1));

@@ -51,3 +51,16 @@ impl Skellam {
         }
     }
 }
+
+/// The variance a [`Skellam::new`]`(variance)` sampler would have (rounded up), without
+/// building its table; None if out of range.
+pub fn rounded_variance(variance: f64) -> Option<f64> {
+    if !(variance.is_finite() && (0.0..=MAX_VARIANCE).contains(&variance)) {
+        return None;
+    }
+    if variance == 0.0 {
+        return Some(0.0);
+    }
+    let (num, den) = super::round_up_dyadic(variance / 2.0, 30, 64)?;
+    Some(2.0 * (num as u64 as f64 / den as f64))
+}

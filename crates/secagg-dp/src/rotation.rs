@@ -1,0 +1,194 @@
+//! Randomized Hadamard rotation x ↦ H·D·x (Kairouz, Liu, Steinke 2021, §4): D is a diagonal of
+//! ±1 signs from a **public** per-round seed, H the normalised Walsh–Hadamard matrix
+//! (orthogonal and symmetric, so the inverse is D·H). It spreads a vector's norm evenly over
+//! the coordinates, which keeps every coordinate of the sum small (no modular overflow) and
+//! makes per-coordinate rounding errors look alike.
+//!
+//! The signs come from ChaCha20 keyed with the seed, on a stream reserved for this purpose so
+//! the same seed used elsewhere gives unrelated bits.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::DpError;
+
+/// ChaCha20 stream id of the rotation signs ("rotation" in ASCII).
+const SIGN_STREAM: u64 = u64::from_be_bytes(*b"rotation");
+
+/// The dimension after zero padding: the next power of two (None if it does not fit).
+pub fn padded_dim(dim: usize) -> Option<usize> {
+    dim.max(1).checked_next_power_of_two()
+}
+
+/// The normalised fast Walsh–Hadamard transform in place, O(d log d); `x.len()` must be a
+/// power of two. It is its own inverse.
+pub fn fwht(x: &mut [f64]) {
+    let n = x.len();
+    debug_assert!(n.is_power_of_two());
+    let mut h = 1;
+    while h < n {
+        for block in x.chunks_exact_mut(2 * h) {
+            let (a, b) = block.split_at_mut(h);
+            for (u, v) in a.iter_mut().zip(b.iter_mut()) {
+                let (s, t) = (*u + *v, *u - *v);
+                *u = s;
+                *v = t;
+            }
+        }
+        h *= 2;
+    }
+    let norm = 1.0 / libm::sqrt(n as f64);
+    for v in x.iter_mut() {
+        *v *= norm;
+    }
+}
+
+/// The rotation H·D for one round.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Bit i set: D_ii = −1.
+    signs: Vec<u64>,
+    dim: usize,
+}
+
+impl core::fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Rotation")
+            .field("dim", &self.dim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rotation {
+    /// The rotation of dimension `dim` (a power of two) derived from the round's public seed.
+    pub fn new(seed: &[u8; 32], dim: usize) -> Result<Self, DpError> {
+        if !dim.is_power_of_two() {
+            return Err(DpError(format!(
+                "the rotation dimension must be a power of two, got {dim}"
+            )));
+        }
+        let mut prg = ChaCha20Rng::from_seed(*seed);
+        prg.set_stream(SIGN_STREAM);
+        let signs = (0..dim.div_ceil(64)).map(|_| prg.next_u64()).collect();
+        Ok(Self { signs, dim })
+    }
+
+    /// The dimension d (a power of two).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn check(&self, x: &[f64]) -> Result<(), DpError> {
+        if x.len() != self.dim {
+            return Err(DpError(format!(
+                "the rotation expects {} values (padded), got {}",
+                self.dim,
+                x.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_signs(&self, x: &mut [f64]) {
+        for (chunk, &word) in x.chunks_mut(64).zip(&self.signs) {
+            for (j, v) in chunk.iter_mut().enumerate() {
+                if (word >> j) & 1 == 1 {
+                    *v = -*v;
+                }
+            }
+        }
+    }
+
+    /// x ← H·D·x.
+    pub fn forward(&self, x: &mut [f64]) -> Result<(), DpError> {
+        self.check(x)?;
+        self.apply_signs(x);
+        fwht(x);
+        Ok(())
+    }
+
+    /// y ← D·H·y, the inverse of [`Self::forward`].
+    pub fn inverse(&self, y: &mut [f64]) -> Result<(), DpError> {
+        self.check(y)?;
+        fwht(y);
+        self.apply_signs(y);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// Naive O(d²) normalised Hadamard: H_ij = (−1)^popcount(i & j) / √d.
+    fn naive(x: &[f64]) -> Vec<f64> {
+        let n = x.len();
+        (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        if (i & j).count_ones() % 2 == 0 {
+                            x[j]
+                        } else {
+                            -x[j]
+                        }
+                    })
+                    .sum::<f64>()
+                    / libm::sqrt(n as f64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fwht_matches_the_naive_transform() {
+        for n in [1usize, 2, 4, 8, 64, 256] {
+            let x: Vec<f64> = (0..n)
+                .map(|i| (i as f64 * 0.37).sin() * 3.0 - 0.5)
+                .collect();
+            let mut y = x.clone();
+            fwht(&mut y);
+            for (a, b) in y.iter().zip(naive(&x)) {
+                assert!((a - b).abs() < 1e-12, "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_inverts_and_preserves_the_norm() {
+        let r = Rotation::new(&[9; 32], 1024).unwrap();
+        let x: Vec<f64> = (0..1024)
+            .map(|i| ((i * 7919) % 113) as f64 - 50.0)
+            .collect();
+        let mut y = x.clone();
+        r.forward(&mut y).unwrap();
+        let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        assert!((norm(&x) - norm(&y)).abs() < 1e-9 * norm(&x));
+        assert!(y != x);
+        r.inverse(&mut y).unwrap();
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        // A spike is spread over every coordinate with magnitude 1/√d.
+        let mut e = vec![0.0; 1024];
+        e[5] = 1.0;
+        r.forward(&mut e).unwrap();
+        assert!(e.iter().all(|v| (v.abs() - 1.0 / 32.0).abs() < 1e-12));
+    }
+
+    #[test]
+    fn signs_depend_on_the_seed_and_are_balanced() {
+        let a = Rotation::new(&[1; 32], 1 << 14).unwrap();
+        let b = Rotation::new(&[2; 32], 1 << 14).unwrap();
+        assert_ne!(a.signs, b.signs);
+        let ones: u32 = a.signs.iter().map(|w| w.count_ones()).sum();
+        assert!((ones as i64 - 8192).abs() < 5 * 64, "{ones}");
+        assert!(Rotation::new(&[1; 32], 1000).is_err());
+        assert_eq!(padded_dim(1000), Some(1024));
+        assert_eq!(padded_dim(1024), Some(1024));
+        assert_eq!(padded_dim(0), Some(1));
+    }
+}
