@@ -253,6 +253,26 @@ def test_a_client_whose_weight_exceeds_max_weight_drops_with_a_reason() -> None:
     assert len(r1.survivors) == N - 1
 
 
+def test_a_client_process_restarted_mid_round_fails_with_the_reason() -> None:
+    # Forget every node's Rust client before each later exchange, as a deployed SuperNode
+    # that starts a fresh ClientApp process per message would.
+    from secagg.flower import mod as mod_module
+
+    def forget(partition: int, msg: Message) -> bool:
+        if "client_id" not in msg.content.config_records[rk.RECORD]:
+            mod_module._CLIENTS.clear()  # pylint: disable=protected-access
+        return False
+
+    workflow = _workflow()
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=6, vanish=forget)
+    run_server_app(_server_app(workflow, seen), grid)
+    report = workflow.reports[0]
+    assert report.aborted
+    assert len(report.errors) == N
+    assert all("restarted between stages" in e for e in report.errors)
+
+
 def test_workflow_refuses_an_even_num_shares() -> None:
     with pytest.raises(ValueError, match="even"):
         SecAggWorkflow(num_shares=4, reconstruction_threshold=3)

@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "secagg.flower needs Flower 1.42: pip install flwr==1.42.0 (see the secagg README)"
     ) from exc
 
-from .in_process import InProcessGrid, NodeStats, legacy_context, run_server_app
+from .in_process import InProcessGrid, NodeStats, run_server_app
 from .mod import SecAggClientError, make_secagg_mod, secagg_mod
 from .workflow import RoundReport, SecAggWorkflow
 
@@ -31,7 +31,6 @@ __all__ = [
     "RoundReport",
     "SecAggClientError",
     "SecAggWorkflow",
-    "legacy_context",
     "make_secagg_mod",
     "run_server_app",
     "secagg_mod",

@@ -27,9 +27,6 @@ from flwr.common import serde
 from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.proto.message_pb2 import Context as ProtoContext  # pylint: disable=E0611
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=E0611
-from flwr.server import ServerConfig
-from flwr.server.compat.legacy_context import LegacyContext
-from flwr.server.strategy import Strategy
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
@@ -245,10 +242,3 @@ def run_server_app(
     )
     server_app(grid, context)
     return context
-
-
-def legacy_context(
-    context: Context, strategy: Strategy, num_rounds: int
-) -> LegacyContext:
-    """The ``LegacyContext`` that ``DefaultWorkflow`` and the fit workflows expect."""
-    return LegacyContext(context=context, config=ServerConfig(num_rounds=num_rounds), strategy=strategy)

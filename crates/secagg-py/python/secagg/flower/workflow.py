@@ -60,6 +60,8 @@ class RoundReport:
     """Flower node ids whose updates are in the mean."""
     dropouts: list[dict[str, Any]] = field(default_factory=list)
     """``{"node_id", "stage", "reason"}`` per client the round lost."""
+    errors: list[str] = field(default_factory=list)
+    """What failing clients (error replies) and misbehaving ones reported."""
     aborted: str | None = None
     seconds: float = 0.0
     exchanges: int = 0
@@ -309,6 +311,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             {"node_id": node_ids[d["client_id"] - 1], "stage": d["stage"], "reason": d["reason"]}
             for d in server.dropouts
         ]
+        report.errors = [str(f) for f in failures]
         report.seconds = time.perf_counter() - started
         if not server.finished or server.aborted is not None:
             report.aborted = server.aborted or "the round did not finish"
