@@ -63,11 +63,16 @@ def _partitions(num_clients: int, alpha: float, seed: int) -> task.Partitions:
     return task.load_partitions(num_clients, alpha=alpha, seed=seed)
 
 
+def partitions(setup: Setup) -> task.Partitions:
+    """The data split of ``setup`` (cached)."""
+    return _partitions(setup.num_clients, setup.alpha, setup.seed)
+
+
 class DigitsClient(NumPyClient):
     """Trains the MLP on one partition; the SGD seed depends only on (seed, round, partition)."""
 
     def __init__(self, setup: Setup, partition: int) -> None:
-        parts = _partitions(setup.num_clients, setup.alpha, setup.seed)
+        parts = partitions(setup)
         self.x, self.y = parts.x[partition], parts.y[partition]
         self.setup = setup
         self.partition = partition
@@ -140,7 +145,7 @@ def make_server_app(
     workflow: Callable[..., None] | None = None,
 ) -> ServerApp:
     """The ServerApp: FedAvg weighted by num_examples, centralized test accuracy per round."""
-    parts = _partitions(setup.num_clients, setup.alpha, setup.seed)
+    parts = partitions(setup)
 
     def evaluate_fn(server_round: int, parameters: list[np.ndarray], config: dict[str, Scalar]):  # type: ignore[no-untyped-def]
         del server_round, config

@@ -132,8 +132,15 @@ def main() -> None:
         for mode, res in results.items():
             if mode != "fedavg":
                 gap = max(abs(a - b) for a, b in zip(res["accuracy"], base, strict=True))
+                loss_gap = max(
+                    abs(a - b) for a, b in zip(res["loss"], results["fedavg"]["loss"], strict=True)
+                )
                 res["max_accuracy_gap_vs_fedavg"] = gap
-                print(f"{mode:>10}: largest accuracy gap to plain FedAvg over all rounds: {gap:.4f}")
+                res["max_loss_gap_vs_fedavg"] = loss_gap
+                print(
+                    f"{mode:>10}: largest gap to plain FedAvg over all rounds: accuracy {gap:.4f}, "
+                    f"test loss {loss_gap:.2e}"
+                )
 
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, setup, plan, args.out / "accuracy.png")

@@ -29,7 +29,7 @@ class Partitions:
 def load_partitions(num_clients: int, *, alpha: float = 1.0, seed: int = 0) -> Partitions:
     """Split digits over ``num_clients`` with label skew drawn from Dirichlet(``alpha``).
 
-    20% of the data is held out for testing. Each client keeps at least 8 examples.
+    20% of the data is held out for testing. Each client gets at least 8 examples.
     """
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float64)
@@ -44,17 +44,19 @@ def load_partitions(num_clients: int, *, alpha: float = 1.0, seed: int = 0) -> P
             f"{num_clients} clients need at least {num_clients * min_size} training examples; "
             f"digits has {len(train)}: use fewer clients"
         )
-    while True:
-        owners: list[list[int]] = [[] for _ in range(num_clients)]
-        for c in range(NUM_CLASSES):
-            idx = train[y[train] == c]
-            idx = idx[rng.permutation(len(idx))]
-            share = rng.dirichlet(np.full(num_clients, alpha))
-            cuts = (np.cumsum(share) * len(idx)).astype(int)[:-1]
-            for owner, part in zip(owners, np.split(idx, cuts), strict=True):
-                owner.extend(part.tolist())
-        if min(len(o) for o in owners) >= min_size:
-            break
+    # Every client first gets min_size random examples; the rest is dealt out per class with
+    # Dirichlet proportions, which skews each client's labels.
+    train = train[rng.permutation(len(train))]
+    owners: list[list[int]] = [
+        train[i * min_size : (i + 1) * min_size].tolist() for i in range(num_clients)
+    ]
+    rest = train[num_clients * min_size :]
+    for c in range(NUM_CLASSES):
+        idx = rest[y[rest] == c]
+        share = rng.dirichlet(np.full(num_clients, alpha))
+        cuts = (np.cumsum(share) * len(idx)).astype(int)[:-1]
+        for owner, part in zip(owners, np.split(idx, cuts), strict=True):
+            owner.extend(part.tolist())
     parts = [np.array(sorted(o)) for o in owners]
     return Partitions(
         x=[x[p] for p in parts],
