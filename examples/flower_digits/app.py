@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import task
 from flwr.app import Context, Message
 from flwr.client import NumPyClient
 from flwr.client.mod import secaggplus_mod
@@ -25,8 +26,6 @@ from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
-
-import task
 
 MODES = ("fedavg", "secagg", "secaggplus")
 
@@ -103,7 +102,9 @@ def client_mods(mode: str) -> list[Callable[..., Message]]:
     return []
 
 
-def fit_workflow(mode: str, setup: Setup, timeout: float | None = None) -> Callable[..., None] | None:
+def fit_workflow(
+    mode: str, setup: Setup, timeout: float | None = None
+) -> Callable[..., None] | None:
     """The fit workflow for ``mode`` (``None``: Flower's default, plain FedAvg)."""
     if mode == "secagg":
         from secagg.flower import SecAggWorkflow  # pylint: disable=import-outside-toplevel
@@ -164,7 +165,9 @@ def make_server_app(
             min_fit_clients=2,
             min_evaluate_clients=0,
             min_available_clients=setup.num_clients,
-            initial_parameters=ndarrays_to_parameters(task.init_params(setup.hidden, seed=setup.seed)),
+            initial_parameters=ndarrays_to_parameters(
+                task.init_params(setup.hidden, seed=setup.seed)
+            ),
             evaluate_fn=evaluate_fn,
             on_fit_config_fn=lambda rnd: {"server_round": rnd},
         )
@@ -198,7 +201,9 @@ class DropPlan:
         rng = np.random.default_rng([self.seed, server_round])
         return set(rng.choice(num_clients, size=count, replace=False).tolist())
 
-    def vanish_fn(self, num_clients: int, exchanges_per_round: int) -> Callable[[int, Message], bool]:
+    def vanish_fn(
+        self, num_clients: int, exchanges_per_round: int
+    ) -> Callable[[int, Message], bool]:
         """A ``vanish`` callback for :class:`secagg.flower.InProcessGrid`."""
         seen: dict[tuple[int, str], int] = {}
         last = max(exchanges_per_round - 1, 0)

@@ -66,7 +66,9 @@ def run_mode(setup: app.Setup, mode: str, plan: app.DropPlan) -> dict[str, objec
     return out
 
 
-def plot(results: dict[str, dict[str, object]], setup: app.Setup, plan: app.DropPlan, path: Path) -> None:
+def plot(
+    results: dict[str, dict[str, object]], setup: app.Setup, plan: app.DropPlan, path: Path
+) -> None:
     """Accuracy per round, one line per mode."""
     import matplotlib  # pylint: disable=import-outside-toplevel
 
@@ -78,14 +80,21 @@ def plot(results: dict[str, dict[str, object]], setup: app.Setup, plan: app.Drop
     for mode, res in results.items():
         acc = res["accuracy"]
         line, marker, size = styles.get(mode, ("-.", "s", 5))
-        ax.plot(range(len(acc)), acc, line, marker=marker, markersize=size, label=res.get("label", LABELS.get(mode, mode)))
+        ax.plot(
+            range(len(acc)),
+            acc,
+            line,
+            marker=marker,
+            markersize=size,
+            label=res.get("label", LABELS.get(mode, mode)),
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (digits, 360 held-out images)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(
-        f"{setup.num_clients} clients, MLP 64-{setup.hidden}-10 ({task.num_params(setup.hidden)} params), "
-        f"{plan.rate:.0%} drop out per round",
+        f"{setup.num_clients} clients, MLP 64-{setup.hidden}-10 "
+        f"({task.num_params(setup.hidden)} params), {plan.rate:.0%} drop out per round",
         fontsize=10,
     )
     ax.legend(loc="lower right", fontsize=9)
@@ -96,12 +105,20 @@ def plot(results: dict[str, dict[str, object]], setup: app.Setup, plan: app.Drop
 
 def main() -> None:
     """Parse arguments, train in every mode, write the plot and the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--dropout", type=float, default=0.1, help="fraction of clients that vanish each round")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden units (0: logistic regression)")
-    parser.add_argument("--modes", default="fedavg,secagg", help=f"comma-separated, from {','.join(app.MODES)}")
+    parser.add_argument(
+        "--dropout", type=float, default=0.1, help="fraction of clients that vanish each round"
+    )
+    parser.add_argument(
+        "--hidden", type=int, default=32, help="hidden units (0: logistic regression)"
+    )
+    parser.add_argument(
+        "--modes", default="fedavg,secagg", help=f"comma-separated, from {','.join(app.MODES)}"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--quick", action="store_true", help="4 rounds")

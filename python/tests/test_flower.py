@@ -16,6 +16,7 @@ flwr = pytest.importorskip(
     reason="Flower 1.42 is not installed: .ci/python.sh installs it (flwr==1.42.0 --no-deps)",
 )
 
+import secagg  # noqa: E402
 from flwr.app import Context, Message  # noqa: E402
 from flwr.client import NumPyClient  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
@@ -25,8 +26,6 @@ from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
 from flwr.server.strategy import FedAvg  # noqa: E402
 from flwr.server.workflow import DefaultWorkflow  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
-
-import secagg  # noqa: E402
 from secagg.flower import (  # noqa: E402
     InProcessGrid,
     SecAggWorkflow,
@@ -87,7 +86,9 @@ def _server_app(workflow: SecAggWorkflow, seen: list[list[np.ndarray]]) -> Serve
             initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
             evaluate_fn=evaluate_fn,
         )
-        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=ROUNDS), strategy=strategy)
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=ROUNDS), strategy=strategy
+        )
         DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
 
     return app
@@ -101,7 +102,9 @@ def _expected(dropped_per_round: list[set[int]]) -> list[list[np.ndarray]]:
         alive = [p for p in range(N) if p not in dropped]
         total = sum(_weight(p) for p in alive)
         updates = {p: _update(p, params) for p in alive}
-        params = [sum(_weight(p) * updates[p][i] for p in alive) / total for i in range(len(SHAPES))]
+        params = [
+            sum(_weight(p) * updates[p][i] for p in alive) / total for i in range(len(SHAPES))
+        ]
         out.append(params)
     return out
 
@@ -124,7 +127,9 @@ def _workflow(**kw) -> SecAggWorkflow:  # type: ignore[no-untyped-def]
     # 6 clients are fewer than the threat model needs at 5% corrupt clients.
     kw.setdefault("num_shares", 5)
     kw.setdefault("reconstruction_threshold", 3)
-    return SecAggWorkflow(max_weight=100, clipping_range=8.0, accept_weaker_params=True, seed=7, **kw)
+    return SecAggWorkflow(
+        max_weight=100, clipping_range=8.0, accept_weaker_params=True, seed=7, **kw
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ Adopting it in a Flower app that uses SecAgg+ means changing one import and the 
     from secagg.flower import secagg_mod, SecAggWorkflow
 
     client_app = ClientApp(client_fn=client_fn, mods=[secagg_mod])
-    workflow = DefaultWorkflow(fit_workflow=SecAggWorkflow(num_shares=21, reconstruction_threshold=11))
+    fit = SecAggWorkflow(num_shares=21, reconstruction_threshold=11)
+    workflow = DefaultWorkflow(fit_workflow=fit)
 
 Flower carries the bytes; the key agreement, masks, dropout recovery and malicious-server
 checks are secagg's Rust core. :class:`InProcessGrid` runs a ServerApp with its ClientApps in

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -32,6 +32,7 @@ from . import records as rk
 
 __all__ = ["make_secagg_mod", "secagg_mod"]
 
+T = TypeVar("T")
 ClientAppCallable = Callable[[Message, Context], Message]
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 
@@ -160,7 +161,7 @@ def make_secagg_mod(
 secagg_mod: Mod = make_secagg_mod()
 
 
-def _typed(cfg: ConfigRecord, key: str, kind: type) -> object:
+def _typed(cfg: ConfigRecord, key: str, kind: type[T]) -> T:
     if key not in cfg:
         raise SecAggClientError(f"the server's '{rk.RECORD}' record lacks '{key}'")
     value = cfg[key]
@@ -169,7 +170,7 @@ def _typed(cfg: ConfigRecord, key: str, kind: type) -> object:
         raise SecAggClientError(
             f"'{rk.RECORD}.{key}' must be {kind.__name__}, got {type(value).__name__}"
         )
-    return value
+    return cast(T, value)
 
 
 def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:
@@ -182,11 +183,12 @@ def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:
 def _roster_from_directory(
     cfg: ConfigRecord, node_id: int, client_id: int, directory: Mapping[int, bytes]
 ) -> list[bytes]:
-    nodes = cfg.get(rk.ROSTER_NODES)
-    if not isinstance(nodes, list) or not all(type(n) is int for n in nodes):
+    raw = cfg.get(rk.ROSTER_NODES)
+    if not isinstance(raw, list) or not all(type(n) is int for n in raw):
         raise SecAggClientError(
             f"a malicious-model round needs '{rk.RECORD}.{rk.ROSTER_NODES}' (list of node ids)"
         )
+    nodes = cast(list[int], raw)
     if not 1 <= client_id <= len(nodes) or nodes[client_id - 1] != node_id:
         raise SecAggClientError(
             f"the server gave this node ({node_id}) protocol id {client_id}, which the "

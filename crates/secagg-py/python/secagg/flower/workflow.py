@@ -3,7 +3,8 @@
 Used like Flower's ``SecAggPlusWorkflow``::
 
     from secagg.flower import SecAggWorkflow
-    workflow = DefaultWorkflow(fit_workflow=SecAggWorkflow(num_shares=21, reconstruction_threshold=11))
+    fit = SecAggWorkflow(num_shares=21, reconstruction_threshold=11)
+    workflow = DefaultWorkflow(fit_workflow=fit)
 
 Each exchange with the clients is one ``grid.send_and_receive``: the workflow sends every
 client still in the round the protocol messages the Rust server queued for it, feeds the
@@ -21,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from logging import ERROR, INFO, WARNING
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -40,6 +41,8 @@ import secagg
 from . import records as rk
 
 __all__ = ["RoundReport", "SecAggWorkflow"]
+
+Threat = Literal["honest-but-curious", "malicious"]
 
 # No stage deadline inside the Rust server: the Grid's ``timeout`` bounds each exchange, and
 # whoever did not answer is reported as gone right after it.
@@ -111,13 +114,13 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         clipping_range: float = 8.0,
         bits: int = 32,
         timeout: float | None = None,
-        threat: str = "honest-but-curious",
+        threat: Threat = "honest-but-curious",
         directory: Mapping[int, bytes] | None = None,
         assumed_corrupt: float = 0.05,
         assumed_dropout: float = 0.05,
         accept_weaker_params: bool = False,
-        graph: str = "auto",
-        prg: str = "aes",
+        graph: Literal["auto", "complete", "harary"] = "auto",
+        prg: Literal["aes", "chacha"] = "aes",
         seed: int | None = None,
     ) -> None:
         if isinstance(num_shares, bool) or (
@@ -255,7 +258,9 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             if missing:
                 raise ValueError(f"nodes {missing[:5]} have no public key in the directory")
             roster = [self.directory[nid] for nid in node_ids]
-        round_id = (secrets.randbits(40) << 20 | current_round) if self.seed is None else current_round
+        round_id = (
+            (secrets.randbits(40) << 20 | current_round) if self.seed is None else current_round
+        )
         server = self._new_server(n, dim, round_id, roster)
         report.k, report.t = server.k, server.t
         for warning in server.config.get("warnings", []):
@@ -263,7 +268,11 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         log(
             INFO,
             "secagg: round %s with %s clients, k = %s, t = %s, %s values",
-            current_round, n, server.k, server.t, dim,
+            current_round,
+            n,
+            server.k,
+            server.t,
+            dim,
         )
 
         round_key = f"{current_round}:{round_id}"
@@ -315,16 +324,25 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         report.seconds = time.perf_counter() - started
         if not server.finished or server.aborted is not None:
             report.aborted = server.aborted or "the round did not finish"
-            log(ERROR, "secagg: round %s aborted, nothing released: %s", current_round, report.aborted)
+            log(
+                ERROR,
+                "secagg: round %s aborted, nothing released: %s",
+                current_round,
+                report.aborted,
+            )
             return
         mean = server.result()
         report.survivors = [node_ids[cid - 1] for cid in server.survivors]
         log(
             INFO,
             "secagg: released the mean of %s clients (%s dropped) in %.2f s",
-            len(report.survivors), len(report.dropouts), report.seconds,
+            len(report.survivors),
+            len(report.dropouts),
+            report.seconds,
         )
-        self._aggregate(context, current_round, mean, global_arrays, report, proxies, first_reply, failures)
+        self._aggregate(
+            context, current_round, mean, global_arrays, report, proxies, first_reply, failures
+        )
 
     @staticmethod
     def _feed(  # pylint: disable=too-many-arguments
@@ -381,7 +399,9 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
     ) -> None:
         arrays, offset = [], 0
         for a in global_arrays:
-            arrays.append(mean[offset : offset + a.size].reshape(a.shape).astype(a.dtype, copy=False))
+            arrays.append(
+                mean[offset : offset + a.size].reshape(a.shape).astype(a.dtype, copy=False)
+            )
             offset += a.size
         released = ndarrays_to_parameters(arrays)
         index = {nid: i + 1 for i, nid in enumerate(sorted(proxies))}
@@ -395,7 +415,9 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             results.append((proxies[nid], fitres))
         log(INFO, "aggregate_fit: received %s results and %s failures", len(results), len(failures))
         parameters_aggregated, metrics_aggregated = context.strategy.aggregate_fit(
-            current_round, results, failures  # type: ignore[arg-type]
+            current_round,
+            results,
+            failures,  # type: ignore[arg-type]
         )
         if parameters_aggregated:
             context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
