@@ -1,13 +1,16 @@
 //! Criterion benches of the exact noise samplers: samples/s of the discrete Gaussian and of
-//! Skellam at matching variances (σ ∈ {1, 10, 10^3, 10^5}), batched through `fill` with a
-//! ChaCha12 CSPRNG, plus the cost of building a sampler (once per round).
+//! Skellam at matching variances (σ ∈ {1, 10, 10^3, 10^5}), batched through `fill`, with the
+//! AES-128-CTR noise CSPRNG the pipeline uses and with ChaCha12; the cost of building a
+//! sampler (once per round); and one client's whole encoding at d = 2^20.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rand_chacha::{ChaCha12Rng, ChaCha20Rng};
+use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
-use secagg_dp::sample::{DiscreteGaussian, Skellam};
+use secagg_dp::pipeline::{DpEncoding, DpSetup, NoiseKind};
+use secagg_dp::sample::{DiscreteGaussian, NoiseRng, Skellam};
 
 const SIGMAS: [f64; 4] = [1.0, 10.0, 1e3, 1e5];
 const BATCH: usize = 1 << 16;
@@ -20,16 +23,19 @@ fn samplers(c: &mut Criterion) {
         let var = sigma * sigma;
         let dg = DiscreteGaussian::new(var).unwrap_or_else(|e| unreachable!("{e}"));
         let sk = Skellam::new(var).unwrap_or_else(|e| unreachable!("{e}"));
-        let mut rng = ChaCha12Rng::seed_from_u64(1);
+        let mut aes = NoiseRng::from_seed(&[1; 32]);
+        let mut chacha = ChaCha12Rng::seed_from_u64(1);
+        g.bench_function(BenchmarkId::new("discrete_gaussian_aes", sigma), |b| {
+            b.iter(|| dg.fill(&mut aes, black_box(&mut out)))
+        });
+        g.bench_function(BenchmarkId::new("skellam_aes", sigma), |b| {
+            b.iter(|| sk.fill(&mut aes, black_box(&mut out)))
+        });
         g.bench_function(BenchmarkId::new("discrete_gaussian_chacha12", sigma), |b| {
-            b.iter(|| dg.fill(&mut rng, black_box(&mut out)))
+            b.iter(|| dg.fill(&mut chacha, black_box(&mut out)))
         });
         g.bench_function(BenchmarkId::new("skellam_chacha12", sigma), |b| {
-            b.iter(|| sk.fill(&mut rng, black_box(&mut out)))
-        });
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        g.bench_function(BenchmarkId::new("skellam_chacha20", sigma), |b| {
-            b.iter(|| sk.fill(&mut rng, black_box(&mut out)))
+            b.iter(|| sk.fill(&mut chacha, black_box(&mut out)))
         });
     }
     g.finish();
@@ -37,7 +43,7 @@ fn samplers(c: &mut Criterion) {
 
 fn setup(c: &mut Criterion) {
     let mut g = c.benchmark_group("noise_setup");
-    for sigma in [1e3, 1e5] {
+    for sigma in [1e3, 4096.0, 1e5] {
         g.bench_function(BenchmarkId::new("skellam_table", sigma), |b| {
             b.iter(|| Skellam::new(black_box(sigma * sigma)))
         });
@@ -45,9 +51,31 @@ fn setup(c: &mut Criterion) {
     g.finish();
 }
 
+/// One client's encode (clip, rotate, round, noise, wrap) at d = 2^20, 100 clients, 32 bits.
+fn client(c: &mut Criterion) {
+    let mut g = c.benchmark_group("client_encode");
+    let d = 1 << 20;
+    let x: Vec<f64> = (0..d).map(|i| ((i * 7919) % 1000) as f64 * 1e-6).collect();
+    for noise in [NoiseKind::DiscreteGaussian, NoiseKind::Skellam] {
+        let mut s = DpSetup::new(d, 1.0, 1.0, 32, 100, 80, [7; 32]);
+        s.noise = noise;
+        let enc = DpEncoding::new(&s).unwrap_or_else(|e| unreachable!("{e}"));
+        let sampler = enc.client_noise().unwrap_or_else(|e| unreachable!("{e}"));
+        let mut rng = ChaCha12Rng::seed_from_u64(2);
+        g.throughput(Throughput::Elements(d as u64));
+        g.bench_function(BenchmarkId::new(format!("{noise:?}"), d), |b| {
+            b.iter(|| enc.encode_with(&sampler, black_box(&x), &mut rng))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
-    targets = samplers, setup
+    config = Criterion::default()
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    targets = samplers, setup, client
 }
 criterion_main!(benches);

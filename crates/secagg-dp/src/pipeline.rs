@@ -42,7 +42,7 @@ use rand_core::CryptoRng;
 use crate::DpError;
 use crate::rotation::{self, Rotation};
 use crate::rounding::{self, MAX_TRIES};
-use crate::sample::{DiscreteGaussian, Skellam, gaussian, skellam};
+use crate::sample::{DiscreteGaussian, NoiseRng, Skellam, gaussian, skellam};
 use crate::sensitivity::{integer_l1_bound, rounded_l2_bound};
 
 /// β = e^−½, the rounding failure probability of Kairouz, Liu, Steinke's experiments.
@@ -53,6 +53,10 @@ pub const DEFAULT_OVERFLOW_PROBABILITY: f64 = 1e-9;
 /// sampler's table grows as √variance (~8 MB here), and beyond this γ only shrinks rounding
 /// error that the noise already dwarfs.
 pub const MAX_SKELLAM_VARIANCE: f64 = 4_294_967_296.0;
+/// Skellam variance (per client, or central) the pipeline prefers not to exceed: 2^24 keeps
+/// the sampler's table near 1 MB (cache-resident, fast to build). γ goes beyond it only as far
+/// as needed for γ·clip ≥ 8√d, where rounding still inflates the sensitivity noticeably.
+pub const SKELLAM_TABLE_VARIANCE: f64 = 16_777_216.0;
 /// Largest scaled clip γ·clip: 2^40 levels. f64 carries the scaled values exactly enough for
 /// the norm bound's slack (about one level) only well below 2^53; finer resolution would not
 /// reduce the error anyway.
@@ -333,8 +337,11 @@ impl DpEncoding {
         for a in v.iter_mut() {
             *a *= self.scale;
         }
-        let mut rounded = rounding::conditional_round(&v, self.l2_sensitivity, MAX_TRIES, rng)?;
-        noise.add_to(&mut rounded.values, rng);
+        // The many rounding and noise coins come from AES-CTR keyed by the caller's CSPRNG.
+        let mut coins = NoiseRng::from_rng(rng);
+        let mut rounded =
+            rounding::conditional_round(&v, self.l2_sensitivity, MAX_TRIES, &mut coins)?;
+        noise.add_to(&mut rounded.values, &mut coins);
         let mask = modulus_mask(self.setup.bits);
         Ok(rounded.values.iter().map(|&a| a as u64 & mask).collect())
     }
@@ -354,7 +361,7 @@ impl DpEncoding {
         self.check_sum(sum)?;
         let sampler = NoiseSampler::new(self.setup.noise, self.central_variance)?;
         let mut noise = vec![0i64; sum.len()];
-        sampler.add_to(&mut noise, rng);
+        sampler.add_to(&mut noise, &mut NoiseRng::from_rng(rng));
         let mask = modulus_mask(self.setup.bits);
         for (s, n) in sum.iter_mut().zip(noise) {
             *s = s.wrapping_add(n as u64) & mask;
@@ -554,8 +561,16 @@ fn choose_scale(s: &DpSetup, padded_dim: usize) -> Result<f64, DpError> {
     } else {
         f64::INFINITY
     };
+    // Skellam: keep the table small unless resolution needs more.
+    let table_gamma = if s.noise == NoiseKind::Skellam && z > 0.0 {
+        let small = libm::sqrt(SKELLAM_TABLE_VARIANCE * per_sampler) / (z * s.clip);
+        small.max(8.0 * libm::sqrt(d) / s.clip)
+    } else {
+        f64::INFINITY
+    };
     let gamma = overflow_gamma
         .min(sampler_gamma)
+        .min(table_gamma)
         .min(MAX_SCALED_CLIP / s.clip);
     let levels = gamma * s.clip / libm::sqrt(d);
     if levels.is_nan() || levels < 1.0 {
@@ -601,11 +616,15 @@ mod tests {
             let slack = half_modulus(32) - 1.0 - 100.0;
             let budget = libm::log(s.overflow_probability / d);
             assert!(log_tail(&s, d, e.scale(), slack) <= budget + 1e-9);
-            // And it is (nearly) the largest such γ unless the sampler cap bound.
-            assert!(
-                log_tail(&s, d, e.scale() * 1.01, slack) > budget
-                    || e.local_variance() * 1.03 > MAX_SKELLAM_VARIANCE
-            );
+            // And for the discrete Gaussian it is (nearly) the largest such γ.
+            if noise == NoiseKind::DiscreteGaussian {
+                assert!(log_tail(&s, d, e.scale() * 1.01, slack) > budget);
+            } else {
+                assert!(
+                    e.local_variance() <= SKELLAM_TABLE_VARIANCE * (1.0 + 1e-9),
+                    "{e:?}"
+                );
+            }
         }
     }
 

@@ -37,33 +37,6 @@ impl BigUint {
         self.trim();
     }
 
-    pub(crate) fn mul_u128(&mut self, f: u128) {
-        let low = self.clone();
-        self.mul_small((f >> 64) as u64);
-        self.0.insert(0, 0);
-        self.trim();
-        let mut low = low;
-        low.mul_small(f as u64);
-        self.add(&low);
-    }
-
-    fn add(&mut self, other: &BigUint) {
-        if self.0.len() < other.0.len() {
-            self.0.resize(other.0.len(), 0);
-        }
-        let mut carry = false;
-        for (i, limb) in self.0.iter_mut().enumerate() {
-            let o = other.0.get(i).copied().unwrap_or(0);
-            let (s1, c1) = limb.overflowing_add(o);
-            let (s2, c2) = s1.overflowing_add(carry as u64);
-            *limb = s2;
-            carry = c1 || c2;
-        }
-        if carry {
-            self.0.push(1);
-        }
-    }
-
     /// self − other; requires self ≥ other.
     fn sub(&mut self, other: &BigUint) {
         let mut borrow = false;
@@ -129,14 +102,44 @@ mod tests {
         a.mul_small(1_000_003);
         let expect = 0xffff_ffff_ffff_ffff_1234u128 * 1_000_003;
         assert_eq!(a, BigUint::from_u128(expect));
-        let mut b = BigUint::from_u128(123_456_789);
-        b.mul_u128(987_654_321_987_654_321);
-        assert_eq!(
-            b,
-            BigUint::from_u128(123_456_789u128 * 987_654_321_987_654_321)
-        );
         let mut c = BigUint::from_u128(expect);
         c.sub(&BigUint::from_u128(expect - 5));
         assert_eq!(c, BigUint::from_u128(5));
+        let mut big = BigUint::from_u128(u128::MAX);
+        big.mul_small(u64::MAX);
+        assert_eq!(big.0, alloc::vec![1, u64::MAX, u64::MAX - 1]);
+    }
+
+    /// With the first digit at ⌊2^64·r/m⌋, U < r/m has probability frac(2^64·r/m).
+    #[test]
+    fn lazy_comparison_on_the_ambiguous_digit() {
+        use rand_chacha::ChaCha8Rng;
+        use rand_core::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let m = BigUint::from_u128(3);
+        let first = u64::MAX / 3; // 0x5555…: 2^64/3 = first + 1/3
+        let n = 60_000;
+        let hits = (0..n)
+            .filter(|_| uniform_below_ratio(&mut rng, first, BigUint::from_u128(1), &m))
+            .count() as f64;
+        let sd = libm::sqrt(2.0 / 9.0 / n as f64);
+        assert!(
+            (hits / n as f64 - 1.0 / 3.0).abs() < 5.0 * sd,
+            "{}",
+            hits / n as f64
+        );
+        // Digits clearly below or above decide at once.
+        assert!(uniform_below_ratio(
+            &mut rng,
+            first - 1,
+            BigUint::from_u128(1),
+            &m
+        ));
+        assert!(!uniform_below_ratio(
+            &mut rng,
+            first + 1,
+            BigUint::from_u128(1),
+            &m
+        ));
     }
 }

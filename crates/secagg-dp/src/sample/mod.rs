@@ -7,6 +7,7 @@
 //! - [`gaussian`]: the discrete Gaussian N_Z(0, σ²) for rational σ² (CKS Algorithm 3).
 //! - [`poisson`]: Poisson(μ) for rational μ, by rejection from an exact integer alias table.
 //! - [`skellam`]: Skellam(μ) = Poisson(μ/2) − Poisson(μ/2), variance μ.
+//! - [`noise_rng`]: an AES-128-CTR CSPRNG keyed from the caller's, for the many coins.
 //!
 //! Each sampler is a struct built once per round (everything that depends only on the
 //! parameters is precomputed) with `sample` and a batched `fill`.
@@ -15,12 +16,14 @@ pub mod bernoulli;
 mod bignum;
 pub mod gaussian;
 pub mod laplace;
+pub mod noise_rng;
 pub mod poisson;
 pub mod skellam;
 pub mod uniform;
 
 pub use gaussian::DiscreteGaussian;
 pub use laplace::DiscreteLaplace;
+pub use noise_rng::NoiseRng;
 pub use poisson::Poisson;
 pub use skellam::Skellam;
 

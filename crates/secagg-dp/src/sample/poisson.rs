@@ -4,25 +4,28 @@
 //! the mode and ∏_{i=k+1}^{m} i/μ below it, and f ≤ 1. The sampler is rejection from an
 //! envelope g ≥ f whose weights are integers:
 //!
-//! - **body** k ∈ [m − h, m + h], h ≈ 5.5√μ + 16: weight W_k = ⌊f̂_hi(k)·2^40⌋ + 1 ≥ f(k)·2^40,
-//!   where f̂_hi is an upper bound on f from a log-sum computed once, with a rigorous margin
-//!   for its rounding errors;
+//! - **body** k ∈ [m − h, m + h], h ≈ 5.5√μ + 16: weight W_k = ⌊f̂_hi(k)·z⌋ + 1 ≥ f(k)·z for
+//!   an integer scale z, where f̂_hi is an upper bound on f from a log-sum computed once, with
+//!   a rigorous margin for its rounding errors;
 //! - **tails**: beyond the body f decays at least geometrically with a rational ratio
 //!   (ρ = μ/(m+h+1) on the right, ρ = (m−h)/μ on the left), so g is W_edge·ρ^j there; each
 //!   tail is one more entry whose integer weight rounds its exact mass W_edge·ρ/(1−ρ) up
-//!   (the rounding is undone by an exact Bernoulli).
+//!   (the rounding is undone by an exact Bernoulli);
+//! - a **reject** entry tops the weights up to exactly 2^32.
 //!
-//! Entries are drawn from an alias table built with integer arithmetic (exactly W/ΣW), then
-//! k is accepted with probability f(k)·2^40/W_k. That probability is decided from one 64-bit
-//! word against two precomputed thresholds that bracket it; only when the word falls between
-//! them (probability about 2^−40 per draw) is it decided exactly with big integers
-//! (O(|k − m|²) word operations). Tail proposals are geometric (Bernoulli(ρ) coins) and are
-//! accepted with a product of rational coins and the body test at the edge.
+//! Entries are drawn from an alias table built with integer arithmetic (exactly W/2^32) and k
+//! is accepted with probability f(k)·z/W_k. One 64-bit word gives the bucket (top bits), the
+//! alias coin (32 bits) and the first bits of the acceptance uniform, which settle it unless
+//! they fall within 2^−(32−index bits) of the threshold; then a second word is compared with
+//! two precomputed thresholds that bracket the probability, and only between them (about
+//! 2^−40 of the time) is it decided exactly with big integers (O(|k − m|²) word operations).
+//! Tail proposals are geometric (Bernoulli(ρ) coins) and are accepted with a product of
+//! rational coins and the body test at the edge.
 //!
-//! Expected cost: ~1.0 proposals per sample (the envelope exceeds f by < 2^−40 relative in
-//! the body), each two uniform draws (alias) and one word (acceptance); tails are reached
-//! with probability about 10^−7 and cost O(√μ) coins. Memory: 28 bytes per body entry,
-//! ~11√μ entries (for μ = 2^33: ~1.0 M entries, 28 MB), built once per round in O(√μ).
+//! Expected cost: ~1.0 proposals per sample (the envelope exceeds f by about (entries)/2^32
+//! relative), one word and one 32-byte bucket per proposal; tails are reached with
+//! probability about 10^−7 and cost O(√μ) coins. Memory: ~56 bytes per body entry,
+//! ~11√μ + 16 entries (μ = 2^23: 32 k entries, 1.8 MB), built once per round in O(√μ).
 
 use alloc::format;
 use alloc::vec;
@@ -31,18 +34,32 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
 use super::bignum::{self, BigUint};
-use super::{bernoulli, round_up_dyadic, uniform};
+use super::{bernoulli, round_up_dyadic};
 use crate::DpError;
 
 /// Largest supported mean: 2^33.
 pub const MAX_MEAN: f64 = 8_589_934_592.0;
 
-/// The body weights are f·2^Z_BITS rounded up.
-const Z_BITS: i32 = 40;
+/// The integer weights sum to exactly 2^COIN_BITS (a final "reject" entry tops them up), so
+/// the alias coin is COIN_BITS bits of the same word that picks the bucket.
+const COIN_BITS: u32 = 32;
+/// At most 2^MAX_INDEX_BITS alias buckets, leaving ≥ 8 bits of the word for the acceptance.
+const MAX_INDEX_BITS: u32 = 24;
 
 /// Body half-width h = ⌈HALF_WIDTH_SIGMAS·√μ⌉ + HALF_WIDTH_MIN.
 const HALF_WIDTH_SIGMAS: f64 = 5.5;
 const HALF_WIDTH_MIN: u64 = 16;
+
+/// One alias bucket, with the acceptance thresholds of both its entries so that a draw
+/// touches one cache line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// Coin below this: the bucket's own entry; otherwise its alias.
+    threshold: u64,
+    accept_own: u64,
+    accept_alias: u64,
+    alias: u32,
+}
 
 /// Exact Poisson sampler for a fixed rational mean.
 #[derive(Debug, Clone)]
@@ -52,16 +69,17 @@ pub struct Poisson {
     mode: u64,
     /// First body value.
     lo: u64,
-    /// Body weights W_k (index k − lo).
+    /// Body weights W_k (index k − lo), scale z: W_k ≥ f(k)·z.
     weight: Vec<u64>,
+    z: u64,
     /// Accept when the acceptance word is below this.
     accept_below: Vec<u64>,
     /// Reject when the acceptance word is at or above this (u64::MAX: never in the fast path).
     reject_from: Vec<u64>,
-    /// Alias table over body entries, then the right tail, then the left tail (if any).
-    alias_threshold: Vec<u64>,
-    alias: Vec<u32>,
-    total: u64,
+    /// Buckets over body entries, then the right tail, the left tail, the reject entry and
+    /// zero-weight padding to a power of two.
+    buckets: Vec<Bucket>,
+    index_bits: u32,
     /// The right tail's exact mass over its integer weight, as (a, b): accept with a/b.
     right_tail: (u128, u128),
     left_tail: Option<(u128, u128)>,
@@ -77,28 +95,11 @@ impl Poisson {
             )));
         }
         if mean == 0.0 {
-            return Ok(Self::zero());
+            return Self::from_rational(0, 1);
         }
         let (num, den) = round_up_dyadic(mean, 30, 64)
             .ok_or_else(|| DpError(format!("Poisson mean {mean} cannot be represented")))?;
         Self::from_rational(num as u64, den as u64)
-    }
-
-    fn zero() -> Self {
-        Self {
-            num: 0,
-            den: 1,
-            mode: 0,
-            lo: 0,
-            weight: vec![1],
-            accept_below: vec![u64::MAX],
-            reject_from: vec![u64::MAX],
-            alias_threshold: vec![1],
-            alias: vec![0],
-            total: 1,
-            right_tail: (0, 1),
-            left_tail: None,
-        }
     }
 
     /// The mean actually sampled, num/den.
@@ -114,7 +115,20 @@ impl Poisson {
             )));
         }
         if num == 0 {
-            return Ok(Self::zero());
+            return Ok(Self {
+                num,
+                den,
+                mode: 0,
+                lo: 0,
+                weight: Vec::new(),
+                z: 1,
+                accept_below: Vec::new(),
+                reject_from: Vec::new(),
+                buckets: Vec::new(),
+                index_bits: 0,
+                right_tail: (0, 1),
+                left_tail: None,
+            });
         }
         let mu = num as f64 / den as f64;
         let mode = num / den;
@@ -122,80 +136,95 @@ impl Poisson {
         let lo = mode.saturating_sub(half);
         let hi = mode + half;
         let len = (hi - lo + 1) as usize;
+        let (f_lo, f_hi) = ratio_bounds(num, den, mode, lo, hi);
 
-        // ln f(k) by sums outward from the mode, with a running bound on the rounding error.
-        let mut ln_f = vec![0.0f64; len];
-        let mut err = vec![0.0f64; len];
-        let num_f = num as f64;
-        let at = |k: u64| (k - lo) as usize;
-        for k in mode + 1..=hi {
-            let kd = k as i128 * den as i128;
-            let x = (num as i128 - kd) as f64 / kd as f64;
-            let term = libm::log1p(x);
-            let prev = ln_f[at(k - 1)];
-            let sum = prev + term;
-            ln_f[at(k)] = sum;
-            err[at(k)] = err[at(k - 1)] + (libm::fabs(term) + libm::fabs(sum)) * LN_ULP_MARGIN;
-        }
-        for k in (lo..mode).rev() {
-            let x = (((k + 1) as i128 * den as i128) - num as i128) as f64 / num_f;
-            let term = libm::log1p(x);
-            let sum = ln_f[at(k + 1)] + term;
-            ln_f[at(k)] = sum;
-            err[at(k)] = err[at(k + 1)] + (libm::fabs(term) + libm::fabs(sum)) * LN_ULP_MARGIN;
-        }
-
-        let z = libm::ldexp(1.0, Z_BITS);
+        // Scale z so that all integer weights (body, tails) fit in 2^COIN_BITS.
+        let two_coin = 1u128 << COIN_BITS;
+        let sum_f: f64 = f_hi.iter().sum();
+        let mut z = libm::floor(libm::ldexp(1.0, COIN_BITS as i32) / (sum_f * 1.01 + 1.0)) as u64;
+        let (weight, right_tail, left_tail, total) = loop {
+            if z == 0 {
+                return Err(DpError(format!(
+                    "Poisson mean {mu} needs too large a table: use a smaller variance"
+                )));
+            }
+            let zf = z as f64;
+            let weight: Vec<u64> = f_hi
+                .iter()
+                .map(|f| libm::floor(f * zf) as u64 + 1)
+                .collect();
+            let mut total: u128 = weight.iter().map(|&w| w as u128).sum();
+            let w_hi = weight[len - 1] as u128;
+            let a = w_hi * num as u128;
+            let b = den as u128 * (hi as u128 + 1) - num as u128;
+            let w_right = a.div_ceil(b);
+            total += w_right;
+            let left = (lo > 0).then(|| {
+                let a = weight[0] as u128 * lo as u128 * den as u128;
+                let b = num as u128 - lo as u128 * den as u128;
+                (a, b, a.div_ceil(b))
+            });
+            total += left.map_or(0, |l| l.2);
+            if total + len as u128 <= two_coin {
+                break (weight, (a, w_right, b), left, total);
+            }
+            z -= z / 64 + 1;
+        };
         let two64 = libm::ldexp(1.0, 64);
-        let mut weight = Vec::with_capacity(len);
+        let zf = z as f64;
         let mut accept_below = Vec::with_capacity(len);
         let mut reject_from = Vec::with_capacity(len);
         for i in 0..len {
-            let f_hi = (libm::exp(ln_f[i] + err[i] + 1e-300) * (1.0 + EXP_MARGIN)).min(1.0);
-            let f_lo = libm::exp(ln_f[i] - err[i]) * (1.0 - EXP_MARGIN);
-            let w = libm::floor(f_hi * z) + 1.0;
-            let q_lo = f_lo * z / w * (1.0 - EXP_MARGIN);
-            let q_hi = f_hi * z / w * (1.0 + EXP_MARGIN);
-            weight.push(w as u64);
+            let w = weight[i] as f64;
+            let q_lo = f_lo[i] * zf / w * (1.0 - EXP_MARGIN);
+            let q_hi = f_hi[i] * zf / w * (1.0 + EXP_MARGIN);
             // Saturating casts floor; a threshold at 2^64 or above never rejects.
             accept_below.push((q_lo * two64) as u64);
             let r = libm::ceil(q_hi * two64);
             reject_from.push(if r >= two64 { u64::MAX } else { r as u64 });
         }
 
-        // Tails: exact masses W_edge·ρ/(1−ρ), rounded up to integer weights.
-        let w_hi = weight[len - 1] as u128;
-        let a = w_hi * num as u128;
-        let b = den as u128 * (hi as u128 + 1) - num as u128;
-        let w_right = a.div_ceil(b);
-        let right_tail = (a, w_right * b);
-        let mut tail_weights = vec![w_right];
-        let left_tail = if lo > 0 {
-            let a = weight[0] as u128 * lo as u128 * den as u128;
-            let b = num as u128 - lo as u128 * den as u128;
-            let w_left = a.div_ceil(b);
-            tail_weights.push(w_left);
-            Some((a, w_left * b))
-        } else {
-            None
-        };
-
+        // Entries: body, right tail, left tail, reject (tops the total up to 2^COIN_BITS).
         let mut all: Vec<u128> = weight.iter().map(|&w| w as u128).collect();
-        all.extend_from_slice(&tail_weights);
-        let (alias_threshold, alias, total) = build_alias(&all)?;
+        all.push(right_tail.1);
+        all.push(left_tail.map_or(0, |l| l.2));
+        all.push(two_coin - total);
+        let index_bits = (all.len() as u64)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(1);
+        if index_bits > MAX_INDEX_BITS {
+            return Err(DpError(format!(
+                "Poisson mean {mu} needs too large a table: use a smaller variance"
+            )));
+        }
+        all.resize(1 << index_bits, 0);
+        let (threshold, alias) = build_alias(&all, two_coin)?;
+        let accept = |i: usize| accept_below.get(i).copied().unwrap_or(0);
+        let buckets = threshold
+            .iter()
+            .zip(&alias)
+            .enumerate()
+            .map(|(i, (&t, &a))| Bucket {
+                threshold: t,
+                accept_own: accept(i),
+                accept_alias: accept(a as usize),
+                alias: a,
+            })
+            .collect();
         Ok(Self {
             num,
             den,
             mode,
             lo,
             weight,
+            z,
             accept_below,
             reject_from,
-            alias_threshold,
-            alias,
-            total,
-            right_tail,
-            left_tail,
+            buckets,
+            index_bits,
+            right_tail: (right_tail.0, right_tail.1 * right_tail.2),
+            left_tail: left_tail.map(|(a, b, w)| (a, w * b)),
         })
     }
 
@@ -206,25 +235,32 @@ impl Poisson {
             return 0;
         }
         let body = self.weight.len();
+        // One word: bucket (top bits), alias coin (COIN_BITS), acceptance prefix (the rest).
+        let prefix_bits = 64 - self.index_bits - COIN_BITS;
         loop {
-            let i = uniform::below(rng, self.alias.len() as u64) as usize;
-            let u = uniform::below(rng, self.total);
-            let idx = if u < self.alias_threshold[i] {
-                i
+            let w = rng.next_u64();
+            let b = (w >> (64 - self.index_bits)) as usize;
+            let bucket = &self.buckets[b];
+            let coin = (w >> prefix_bits) & ((1u64 << COIN_BITS) - 1);
+            let prefix = w & ((1u64 << prefix_bits) - 1);
+            let (idx, accept) = if coin < bucket.threshold {
+                (b, bucket.accept_own)
             } else {
-                self.alias[i] as usize
+                (bucket.alias as usize, bucket.accept_alias)
             };
             if idx < body {
-                if self.accept_body(rng, idx) {
+                // U's first prefix_bits bits are `prefix`: accept if U < accept/2^64 for sure.
+                if prefix < accept >> (64 - prefix_bits) {
                     return self.lo + idx as u64;
                 }
-            } else if idx == body {
-                if let Some(k) = self.right_tail_sample(rng) {
-                    return k;
+                let first = (prefix << (64 - prefix_bits)) | (rng.next_u64() >> prefix_bits);
+                if self.accept_word(rng, idx, first) {
+                    return self.lo + idx as u64;
                 }
-            } else if let Some(k) = self.left_tail_sample(rng) {
+            } else if let Some(k) = self.tail_sample(rng, idx - body) {
                 return k;
             }
+            // Otherwise the reject entry: draw again.
         }
     }
 
@@ -235,17 +271,23 @@ impl Poisson {
         }
     }
 
-    /// Bernoulli(f(k)·2^40/W_k) for body index `idx`.
+    /// Bernoulli(f(k)·z/W_k) for body index `idx`, with a fresh uniform.
     #[inline]
     fn accept_body<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize) -> bool {
-        let u = rng.next_u64();
-        if u < self.accept_below[idx] {
+        let first = rng.next_u64();
+        self.accept_word(rng, idx, first)
+    }
+
+    /// Bernoulli(f(k)·z/W_k) for a uniform whose first 64 bits are `first`.
+    #[inline]
+    fn accept_word<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
+        if first < self.accept_below[idx] {
             return true;
         }
-        if u >= self.reject_from[idx] && u != u64::MAX {
+        if first >= self.reject_from[idx] && first != u64::MAX {
             return false;
         }
-        self.accept_body_exact(rng, idx, u)
+        self.accept_body_exact(rng, idx, first)
     }
 
     /// The exact decision, continuing the uniform whose first word is `first`.
@@ -272,10 +314,19 @@ impl Poisson {
                 d.mul_small(self.num);
             }
         }
-        // U < n·2^40 / (d·W).
-        n.mul_u128(1u128 << Z_BITS);
+        // U < n·z / (d·W).
+        n.mul_small(self.z);
         d.mul_small(self.weight[idx]);
         bignum::uniform_below_ratio(rng, first, n, &d)
+    }
+    /// Entry `body + which`: 0 the right tail, 1 the left tail, otherwise the reject entry.
+    #[cold]
+    fn tail_sample<R: CryptoRng + ?Sized>(&self, rng: &mut R, which: usize) -> Option<u64> {
+        match which {
+            0 => self.right_tail_sample(rng),
+            1 => self.left_tail_sample(rng),
+            _ => None,
+        }
     }
 
     #[cold]
@@ -291,7 +342,7 @@ impl Poisson {
         while bernoulli::ratio(rng, self.num as u128, rho_den) {
             k = k.checked_add(1)?;
         }
-        // f(k)·2^40/(W_hi·ρ^j) = q_hi · ∏_{i=hi+2}^{k} (hi+1)/i.
+        // f(k)·z/(W_hi·ρ^j) = q_hi · ∏_{i=hi+2}^{k} (hi+1)/i.
         for i in hi + 2..=k {
             if !bernoulli::ratio(rng, hi as u128 + 1, i as u128) {
                 return None;
@@ -317,7 +368,7 @@ impl Poisson {
             }
         }
         let k = lo - j;
-        // f(k)·2^40/(W_lo·ρ^j) = q_lo · ∏_{i=k+1}^{lo−1} i/lo.
+        // f(k)·z/(W_lo·ρ^j) = q_lo · ∏_{i=k+1}^{lo−1} i/lo.
         for i in k + 1..lo {
             if !bernoulli::ratio(rng, i as u128, lo as u128) {
                 return None;
@@ -333,14 +384,44 @@ const LN_ULP_MARGIN: f64 = 1.0 / 281_474_976_710_656.0;
 /// Allowance for exp, division and multiplication roundings (each ≤ 1 ulp).
 const EXP_MARGIN: f64 = 1.0 / 1_125_899_906_842_624.0;
 
-/// Walker/Vose alias table with integer weights: entry i is drawn with probability exactly
-/// w_i/Σw. Returns (thresholds, aliases, Σw).
-fn build_alias(weights: &[u128]) -> Result<(Vec<u64>, Vec<u32>, u64), DpError> {
+/// Upper and lower bounds on f(k) = P(k)/P(mode) for k ∈ [lo, hi], from log sums outward
+/// from the mode with a running bound on their rounding error.
+fn ratio_bounds(num: u64, den: u64, mode: u64, lo: u64, hi: u64) -> (Vec<f64>, Vec<f64>) {
+    let len = (hi - lo + 1) as usize;
+    let mut ln_f = vec![0.0f64; len];
+    let mut err = vec![0.0f64; len];
+    let at = |k: u64| (k - lo) as usize;
+    for k in mode + 1..=hi {
+        let kd = k as i128 * den as i128;
+        let term = libm::log1p((num as i128 - kd) as f64 / kd as f64);
+        let sum = ln_f[at(k - 1)] + term;
+        ln_f[at(k)] = sum;
+        err[at(k)] = err[at(k - 1)] + (libm::fabs(term) + libm::fabs(sum)) * LN_ULP_MARGIN;
+    }
+    for k in (lo..mode).rev() {
+        let x = (((k + 1) as i128 * den as i128) - num as i128) as f64 / num as f64;
+        let term = libm::log1p(x);
+        let sum = ln_f[at(k + 1)] + term;
+        ln_f[at(k)] = sum;
+        err[at(k)] = err[at(k + 1)] + (libm::fabs(term) + libm::fabs(sum)) * LN_ULP_MARGIN;
+    }
+    let f_lo = (0..len)
+        .map(|i| libm::exp(ln_f[i] - err[i]) * (1.0 - EXP_MARGIN))
+        .collect();
+    let f_hi = (0..len)
+        .map(|i| (libm::exp(ln_f[i] + err[i]) * (1.0 + EXP_MARGIN)).min(1.0))
+        .collect();
+    (f_lo, f_hi)
+}
+
+/// Walker/Vose alias table with integer weights summing to `total`: bucket i keeps entry i
+/// when the coin (uniform in [0, total)) is below threshold[i], else gives alias[i], so
+/// entry j is drawn with probability exactly w_j/total.
+fn build_alias(weights: &[u128], total: u128) -> Result<(Vec<u64>, Vec<u32>), DpError> {
     let n = weights.len() as u128;
-    let total: u128 = weights.iter().sum();
-    if total == 0 || total > u64::MAX as u128 || n > u32::MAX as u128 {
+    if weights.iter().sum::<u128>() != total || total > u64::MAX as u128 || n > u32::MAX as u128 {
         return Err(DpError(format!(
-            "Poisson table too large ({n} entries, total weight {total}): use a smaller mean"
+            "Poisson table of {n} entries is inconsistent: use a smaller mean"
         )));
     }
     // Each of n buckets holds mass `total`; entry i brings w_i·n.
@@ -360,7 +441,7 @@ fn build_alias(weights: &[u128]) -> Result<(Vec<u64>, Vec<u32>, u64), DpError> {
         }
     }
     // Exact integers: whatever is left has mass exactly `total` and keeps itself.
-    Ok((threshold, alias, total as u64))
+    Ok((threshold, alias))
 }
 
 #[cfg(test)]
@@ -370,17 +451,68 @@ mod tests {
     #[test]
     fn alias_is_exact() {
         let w = [3u128, 1, 0, 6];
-        let (thr, alias, total) = build_alias(&w).unwrap();
+        let total = 10u128;
+        let (thr, alias) = build_alias(&w, total).unwrap();
         // P(i) · n · total = Σ over buckets of the mass each gives to i.
         let n = w.len() as u128;
         let mut got = vec![0u128; w.len()];
         for b in 0..w.len() {
             got[b] += thr[b] as u128;
-            got[alias[b] as usize] += total as u128 - thr[b] as u128;
+            got[alias[b] as usize] += total - thr[b] as u128;
         }
         for i in 0..w.len() {
             assert_eq!(got[i], w[i] * n);
         }
+    }
+
+    /// The exact big-integer path alone (fast thresholds disabled) gives the Poisson pmf.
+    #[test]
+    fn exact_path_alone_matches_the_pmf() {
+        use rand_chacha::ChaCha8Rng;
+        use rand_core::SeedableRng;
+        let lambda = 3.5;
+        let mut p = Poisson::from_rational(7, 2).unwrap();
+        p.accept_below.iter_mut().for_each(|a| *a = 0);
+        p.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
+        for b in p.buckets.iter_mut() {
+            b.accept_own = 0;
+            b.accept_alias = 0;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n = 40_000;
+        let mut counts = [0u32; 12];
+        for _ in 0..n {
+            counts[(p.sample(&mut rng) as usize).min(11)] += 1;
+        }
+        let mut pmf = [0.0f64; 12];
+        let mut term = libm::exp(-lambda);
+        for (k, slot) in pmf.iter_mut().enumerate() {
+            *slot = term;
+            term *= lambda / (k + 1) as f64;
+        }
+        pmf[11] = 1.0 - pmf[..11].iter().sum::<f64>();
+        let chi2: f64 = (0..12)
+            .map(|k| {
+                let e = pmf[k] * n as f64;
+                (counts[k] as f64 - e).powi(2) / e
+            })
+            .sum();
+        // χ²(11) upper 10^-4 quantile ≈ 35.6.
+        assert!(chi2 < 35.6, "{chi2} {counts:?}");
+        // And with a wrong mean the same statistic fails.
+        let mut q = Poisson::from_rational(8, 2).unwrap();
+        q.accept_below.iter_mut().for_each(|a| *a = 0);
+        let mut wrong = [0u32; 12];
+        for _ in 0..n {
+            wrong[(q.sample(&mut rng) as usize).min(11)] += 1;
+        }
+        let chi2: f64 = (0..12)
+            .map(|k| {
+                let e = pmf[k] * n as f64;
+                (wrong[k] as f64 - e).powi(2) / e
+            })
+            .sum();
+        assert!(chi2 > 35.6, "{chi2}");
     }
 
     #[test]
