@@ -147,7 +147,21 @@ fn discrete_gaussian_matches_its_pmf() {
         let var = sigma * sigma;
         let g = DiscreteGaussian::new(var).unwrap();
         assert_eq!(g.variance(), var, "test variances are exact dyadics");
+        assert_eq!(g.uses_table(), var <= 16_777_216.0);
         let mut rng = ChaCha12Rng::seed_from_u64(100 + i as u64);
+        let mut s = vec![0i64; N];
+        g.fill(&mut rng, &mut s);
+        fits(&gaussian_pmf(var), &s).unwrap_or_else(|e| panic!("σ = {sigma}: {e}"));
+    }
+}
+
+#[test]
+fn cks_algorithm_3_matches_its_pmf() {
+    for (i, sigma) in SIGMAS.into_iter().enumerate() {
+        let var = sigma * sigma;
+        let g = DiscreteGaussian::cks(var).unwrap();
+        assert!(!g.uses_table());
+        let mut rng = ChaCha12Rng::seed_from_u64(150 + i as u64);
         let mut s = vec![0i64; N];
         g.fill(&mut rng, &mut s);
         fits(&gaussian_pmf(var), &s).unwrap_or_else(|e| panic!("σ = {sigma}: {e}"));

@@ -12,6 +12,7 @@ use alloc::format;
 
 use rand_core::CryptoRng;
 
+use super::gaussian_table::{GaussianTable, TABLE_MAX_VARIANCE};
 use super::{bernoulli, laplace, round_up_dyadic};
 use crate::DpError;
 
@@ -22,8 +23,13 @@ pub const MAX_VARIANCE: f64 = 72_057_594_037_927_936.0;
 const DEN_BITS: u32 = 120;
 
 /// Exact discrete Gaussian sampler; everything that depends only on σ² is precomputed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// For σ² ≤ 2^24 it samples from an exact alias table ([`super::gaussian_table`], several
+/// times faster); above, and when built with [`Self::cks`], by CKS Algorithm 3. Both give
+/// exactly N_Z(0, σ²).
+#[derive(Debug, Clone)]
 pub struct DiscreteGaussian {
+    table: Option<GaussianTable>,
     num: u128,
     den: u128,
     t: u64,
@@ -52,6 +58,15 @@ impl DiscreteGaussian {
     /// within 128 bits; the relative increase is at most 2^−k/σ² (below 2^−38 for σ² ≥ 1/4 and
     /// σ² ≤ 2^40, below 2^−50 beyond that); [`Self::variance`] returns the exact value used.
     pub fn new(variance: f64) -> Result<Self, DpError> {
+        let mut s = Self::cks(variance)?;
+        if s.variance() <= TABLE_MAX_VARIANCE {
+            s.table = Some(GaussianTable::new(s.num, s.den)?);
+        }
+        Ok(s)
+    }
+
+    /// Like [`Self::new`] but always sampling with CKS Algorithm 3 (no table).
+    pub fn cks(variance: f64) -> Result<Self, DpError> {
         if !(variance.is_finite() && variance > 0.0 && variance <= MAX_VARIANCE) {
             return Err(DpError(format!(
                 "discrete Gaussian variance must be in (0, 2^56], got {variance}"
@@ -102,6 +117,7 @@ impl DiscreteGaussian {
             .ok_or_else(too_big)?;
         let t_den = t.checked_mul(den).ok_or_else(too_big)?;
         Ok(Self {
+            table: None,
             num,
             den,
             t: t64,
@@ -120,9 +136,23 @@ impl DiscreteGaussian {
         (self.num, self.den)
     }
 
+    /// Whether samples come from the alias table (else CKS Algorithm 3).
+    pub fn uses_table(&self) -> bool {
+        self.table.is_some()
+    }
+
     /// One sample.
     #[inline]
     pub fn sample<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
+        if let Some(t) = &self.table {
+            return t.sample(rng);
+        }
+        self.sample_cks(rng)
+    }
+
+    /// One sample by CKS Algorithm 3.
+    #[inline]
+    fn sample_cks<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
         loop {
             let (negative, y) = laplace::sample_magnitude(rng, self.t, 1);
             // |Y| ≥ 2^63 or |Y|·t·den ≥ 2^128 needs a Laplace tail beyond e^(−2^31); such a

@@ -4,7 +4,8 @@
 //! - [`bernoulli`]: Bernoulli(r/m) for integers r ≤ m (lazy, ~one 64-bit word per coin) and
 //!   Bernoulli(exp(−γ)) for rational γ (Canonne, Kamath, Steinke 2020, Algorithm 1).
 //! - [`laplace`]: the discrete Laplace distribution (CKS Algorithm 2).
-//! - [`gaussian`]: the discrete Gaussian N_Z(0, σ²) for rational σ² (CKS Algorithm 3).
+//! - [`gaussian`]: the discrete Gaussian N_Z(0, σ²) for rational σ² (CKS Algorithm 3), with
+//!   [`gaussian_table`], an exact alias-table sampler, for σ² ≤ 2^24.
 //! - [`poisson`]: Poisson(μ) for rational μ, by rejection from an exact integer alias table.
 //! - [`skellam`]: Skellam(μ) = Poisson(μ/2) − Poisson(μ/2), variance μ.
 //! - [`noise_rng`]: an AES-128-CTR CSPRNG keyed from the caller's, for the many coins.
@@ -15,6 +16,7 @@
 pub mod bernoulli;
 mod bignum;
 pub mod gaussian;
+pub mod gaussian_table;
 pub mod laplace;
 pub mod noise_rng;
 pub mod poisson;

@@ -53,12 +53,12 @@ const HALF_WIDTH_MIN: u64 = 16;
 /// One alias bucket, with the acceptance thresholds of both its entries so that a draw
 /// touches one cache line.
 #[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
+pub(crate) struct Bucket {
     /// Coin below this: the bucket's own entry; otherwise its alias.
-    threshold: u64,
-    accept_own: u64,
-    accept_alias: u64,
-    alias: u32,
+    pub(crate) threshold: u64,
+    pub(crate) accept_own: u64,
+    pub(crate) accept_alias: u64,
+    pub(crate) alias: u32,
 }
 
 /// Exact Poisson sampler for a fixed rational mean.
@@ -417,7 +417,7 @@ fn ratio_bounds(num: u64, den: u64, mode: u64, lo: u64, hi: u64) -> (Vec<f64>, V
 /// Walker/Vose alias table with integer weights summing to `total`: bucket i keeps entry i
 /// when the coin (uniform in [0, total)) is below threshold[i], else gives alias[i], so
 /// entry j is drawn with probability exactly w_j/total.
-fn build_alias(weights: &[u128], total: u128) -> Result<(Vec<u64>, Vec<u32>), DpError> {
+pub(crate) fn build_alias(weights: &[u128], total: u128) -> Result<(Vec<u64>, Vec<u32>), DpError> {
     let n = weights.len() as u128;
     if weights.iter().sum::<u128>() != total || total > u64::MAX as u128 || n > u32::MAX as u128 {
         return Err(DpError(format!(
