@@ -38,6 +38,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
+use zeroize::Zeroize;
 
 use crate::DpError;
 use crate::rotation::{self, Rotation};
@@ -344,7 +345,11 @@ impl DpEncoding {
             rounding::conditional_round(&v, self.l2_sensitivity, MAX_TRIES, &mut coins)?;
         noise.add_to(&mut rounded.values, &mut coins);
         let mask = modulus_mask(self.setup.bits);
-        Ok(rounded.values.iter().map(|&a| a as u64 & mask).collect())
+        let out = rounded.values.iter().map(|&a| a as u64 & mask).collect();
+        // The plain update and its noise must not linger in freed memory.
+        v.zeroize();
+        rounded.values.zeroize();
+        Ok(out)
     }
 
     /// Central DP: adds one noise draw of the full variance (z·γ·clip)² to each coordinate of
@@ -364,9 +369,10 @@ impl DpEncoding {
         let mut noise = vec![0i64; sum.len()];
         sampler.add_to(&mut noise, &mut NoiseRng::from_rng(rng));
         let mask = modulus_mask(self.setup.bits);
-        for (s, n) in sum.iter_mut().zip(noise) {
-            *s = s.wrapping_add(n as u64) & mask;
+        for (s, n) in sum.iter_mut().zip(&noise) {
+            *s = s.wrapping_add(*n as u64) & mask;
         }
+        noise.zeroize();
         Ok(())
     }
 
@@ -564,7 +570,8 @@ fn choose_scale(s: &DpSetup, padded_dim: usize) -> Result<f64, DpError> {
     };
     // Keep the noise on the samplers' fast tables unless resolution needs more.
     let table_gamma = if z > 0.0 {
-        let small = libm::sqrt(NOISE_TABLE_VARIANCE * per_sampler) / (z * s.clip);
+        // Slightly inside the limit: the samplers round the variance up.
+        let small = libm::sqrt(NOISE_TABLE_VARIANCE * per_sampler) / (z * s.clip) * (1.0 - 1e-9);
         small.max(8.0 * libm::sqrt(d) / s.clip)
     } else {
         f64::INFINITY

@@ -37,7 +37,7 @@ const HALF_WIDTH_MIN: u64 = 16;
 const MARGIN: f64 = 1.0 / 1_125_899_906_842_624.0;
 
 /// Exact discrete Gaussian sampler backed by an alias table.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GaussianTable {
     num: u128,
     den: u128,
@@ -52,6 +52,15 @@ pub struct GaussianTable {
     rho: u64,
     /// The tails' exact mass over their integer weight: accept the tail entry with a/b.
     tail: (u128, u128),
+}
+
+impl core::fmt::Debug for GaussianTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GaussianTable")
+            .field("variance", &(self.num, self.den))
+            .field("entries", &self.weight.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GaussianTable {

@@ -62,7 +62,7 @@ pub(crate) struct Bucket {
 }
 
 /// Exact Poisson sampler for a fixed rational mean.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Poisson {
     num: u64,
     den: u64,
@@ -83,6 +83,15 @@ pub struct Poisson {
     /// The right tail's exact mass over its integer weight, as (a, b): accept with a/b.
     right_tail: (u128, u128),
     left_tail: Option<(u128, u128)>,
+}
+
+impl core::fmt::Debug for Poisson {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Poisson")
+            .field("mean", &(self.num, self.den))
+            .field("entries", &self.weight.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Poisson {
