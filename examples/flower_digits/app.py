@@ -11,11 +11,11 @@ compare :func:`fit_workflow` and :func:`client_mods`.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import task
 from flwr.app import Context, Message
 from flwr.client import NumPyClient
 from flwr.client.mod import secaggplus_mod
@@ -26,6 +26,8 @@ from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
+
+import task
 
 MODES = ("fedavg", "secagg", "secaggplus")
 
@@ -67,6 +69,11 @@ def partitions(setup: Setup) -> task.Partitions:
     return _partitions(setup.num_clients, setup.alpha, setup.seed)
 
 
+#: CPU seconds spent in local training so far (all clients of this process), so a round's
+#: time can be split into training and everything else.
+TRAIN_CPU_SECONDS = [0.0]
+
+
 class DigitsClient(NumPyClient):
     """Trains the MLP on one partition; the SGD seed depends only on (seed, round, partition)."""
 
@@ -80,6 +87,7 @@ class DigitsClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Scalar]
     ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:
         rnd = int(config["server_round"])
+        start = time.process_time()
         new = task.train(
             parameters,
             self.x,
@@ -88,6 +96,7 @@ class DigitsClient(NumPyClient):
             lr=self.setup.lr,
             seed=(self.setup.seed * 1_000_003 + rnd) * 10_007 + self.partition,
         )
+        TRAIN_CPU_SECONDS[0] += time.process_time() - start
         return new, len(self.y), {}
 
 

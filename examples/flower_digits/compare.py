@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -24,11 +25,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# One BLAS thread: the round is measured in process CPU time, which spinning BLAS threads
+# would inflate; the same for every mode.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from flwr.server.workflow.default_workflows import default_fit_workflow  # noqa: E402
+from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
 
 import app  # noqa: E402  pylint: disable=wrong-import-position
 import task  # noqa: E402  pylint: disable=wrong-import-position
-from flwr.server.workflow.default_workflows import default_fit_workflow  # noqa: E402
-from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _shares(n: int) -> tuple[int, int]:
@@ -46,12 +52,15 @@ def measure(mode: str, n: int, hidden: int, rounds: int, dropout: float) -> dict
     inner = app.fit_workflow(mode, setup) or default_fit_workflow
     times: list[float] = []
     cpu: list[float] = []
+    train: list[float] = []
 
     def timed(grid, context) -> None:  # type: ignore[no-untyped-def]
         start, start_cpu = time.perf_counter(), time.process_time()
+        start_train = app.TRAIN_CPU_SECONDS[0]
         inner(grid, context)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+        train.append(app.TRAIN_CPU_SECONDS[0] - start_train)
 
     app.partitions(setup)  # load the data outside the timed rounds
     plan = app.DropPlan(rate=dropout, seed=11)
@@ -66,6 +75,11 @@ def measure(mode: str, n: int, hidden: int, rounds: int, dropout: float) -> dict
         "rounds_s": times,
         "round_cpu_s": statistics.median(cpu),
         "rounds_cpu_s": cpu,
+        # Everything but local training: the protocol, Flower's message handling, FedAvg.
+        "round_cpu_without_training_s": statistics.median(
+            c - t for c, t in zip(cpu, train, strict=True)
+        ),
+        "rounds_train_cpu_s": train,
         "up_kb_per_client_round": sum(s.bytes_up for s in stats) / n / rounds / 1e3,
         "final_accuracy": history.accuracy[-1],
     }
@@ -90,16 +104,17 @@ def main() -> None:
 
     rows = []
     print(
-        f"Seconds per round (medians of {args.rounds}; CPU time of this process, which other jobs\n"
-        "on a shared machine disturb less than wall time; wall time is in compare.json).\n"
-        "'extra' = the round minus plain FedAvg's: what secure aggregation costs.\n"
-        "SecAgg+ = Flower 1.42's SecAggPlusWorkflow + secaggplus_mod; secagg = this project's\n"
-        "SecAggWorkflow + secagg_mod; speed-up = SecAgg+ / secagg. up KB: per client and round.\n"
+        f"CPU seconds per round, medians of {args.rounds} (CPU time of this process, which other\n"
+        "jobs on a shared machine disturb less than wall time; wall times are in compare.json).\n"
+        "'w/o train' = the round minus the clients' local training: the secure-aggregation\n"
+        "protocol plus Flower's message handling and FedAvg. SecAgg+ = Flower 1.42's\n"
+        "SecAggPlusWorkflow + secaggplus_mod; secagg = this project's SecAggWorkflow +\n"
+        "secagg_mod; speed-up = SecAgg+ / secagg. up KB: sent per client and round.\n"
     )
     header = (
-        f"{'n':>4} {'params':>8} {'shares/t':>8} | {'FedAvg':>7} | "
-        f"{'SecAgg+':>8} {'extra':>7} {'up KB':>6} | "
-        f"{'secagg':>7} {'extra':>6} {'up KB':>6} | {'speed-up':>8} {'extra':>6}"
+        f"{'n':>4} {'params':>7} {'shares/t':>8} | {'FedAvg':>6} {'w/o train':>9} | "
+        f"{'SecAgg+':>7} {'w/o train':>9} {'up KB':>5} | "
+        f"{'secagg':>6} {'w/o train':>9} {'up KB':>5} | {'speed-up':>8} {'w/o train':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -109,17 +124,18 @@ def main() -> None:
             for mode in ("fedavg", "secaggplus", "secagg"):
                 res[mode] = measure(mode, n, hidden, args.rounds, args.dropout)
             s, t = _shares(n)
-            base = res["fedavg"]["round_cpu_s"]
-            peer, ours = res["secaggplus"]["round_cpu_s"], res["secagg"]["round_cpu_s"]
-            # Overheads below 1 ms are noise: clamp so the ratio stays meaningful.
-            peer_extra, ours_extra = max(peer - base, 1e-3), max(ours - base, 1e-3)
+            row = [res[m]["round_cpu_s"] for m in ("fedavg", "secaggplus", "secagg")]
+            bare = [
+                res[m]["round_cpu_without_training_s"] for m in ("fedavg", "secaggplus", "secagg")
+            ]
             peer_kb = res["secaggplus"]["up_kb_per_client_round"]
             ours_kb = res["secagg"]["up_kb_per_client_round"]
             print(
-                f"{n:>4} {task.num_params(hidden):>8} {f'{s}/{t}':>8} | {base:>7.3f} | "
-                f"{peer:>8.3f} {peer_extra:>7.3f} {peer_kb:>6.0f} | "
-                f"{ours:>7.3f} {ours_extra:>6.3f} {ours_kb:>6.0f} | "
-                f"{peer / ours:>7.1f}x {peer_extra / ours_extra:>5.1f}x",
+                f"{n:>4} {task.num_params(hidden):>7} {f'{s}/{t}':>8} | "
+                f"{row[0]:>6.3f} {bare[0]:>9.3f} | "
+                f"{row[1]:>7.3f} {bare[1]:>9.3f} {peer_kb:>5.0f} | "
+                f"{row[2]:>6.3f} {bare[2]:>9.3f} {ours_kb:>5.0f} | "
+                f"{row[1] / row[2]:>7.1f}x {bare[1] / bare[2]:>8.1f}x",
                 flush=True,
             )
             rows.append(

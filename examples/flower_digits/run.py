@@ -20,9 +20,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
+
 import app  # noqa: E402  pylint: disable=wrong-import-position
 import task  # noqa: E402  pylint: disable=wrong-import-position
-from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
 
 LABELS = {
     "fedavg": "plain FedAvg (server sees each update)",
