@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`accountant`]: Rényi-DP accounting of rounds, composition and conversion to (ε, δ).
+//! - [`plan`]: the noise multiplier for an (ε, δ) budget, with its scale and error.
 //! - [`sample`]: exact samplers (Bernoulli, discrete Laplace and Gaussian, Poisson, Skellam).
 //! - [`rotation`]: the randomized Hadamard rotation from a public per-round seed.
 //! - [`rounding`]: conditional stochastic rounding.
@@ -24,6 +25,7 @@ extern crate std;
 pub mod accountant;
 pub mod error;
 pub mod pipeline;
+pub mod plan;
 pub mod rotation;
 pub mod rounding;
 pub mod sample;

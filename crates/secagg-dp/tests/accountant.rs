@@ -329,3 +329,113 @@ fn refusals_say_what_to_change() {
     let spent = Accountant::from_rdp(orders.clone(), vec![f64::INFINITY; orders.len()]).unwrap();
     assert_eq!(spent.epsilon(1e-5).unwrap().epsilon, f64::INFINITY);
 }
+
+mod planning {
+    use secagg_dp::pipeline::{DpEncoding, DpSetup, NoiseKind, NoisePlacement};
+    use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
+
+    use super::*;
+
+    fn request(mechanism: PlanMechanism, epsilon: f64) -> PlanRequest {
+        PlanRequest {
+            epsilon,
+            delta: 1e-5,
+            rounds: 100,
+            sampling_rate: 0.1,
+            mechanism,
+            setup: DpSetup::new(1000, 1.0, 1.0, 24, 100, 80, [7; 32]),
+        }
+    }
+
+    fn spent(req: &PlanRequest, z: f64) -> f64 {
+        let round = match req.mechanism {
+            PlanMechanism::Gaussian => Round::new(
+                Mechanism::Gaussian {
+                    noise_multiplier: z,
+                },
+                0.1,
+                100,
+            )
+            .unwrap(),
+            m => {
+                let mut setup = req.setup.clone();
+                setup.noise_multiplier = z;
+                if m == PlanMechanism::Skellam {
+                    setup.noise = NoiseKind::Skellam;
+                }
+                let enc = DpEncoding::new(&setup).unwrap();
+                pipeline_round(&setup, &enc, 0.1, 100).unwrap()
+            }
+        };
+        eps(&round, 1e-5).0
+    }
+
+    #[test]
+    fn the_plan_is_the_smallest_noise_within_budget() {
+        for m in [
+            PlanMechanism::Gaussian,
+            PlanMechanism::DistributedDiscreteGaussian,
+            PlanMechanism::Skellam,
+        ] {
+            let req = request(m, 2.0);
+            let p = plan(&req).unwrap();
+            assert!(p.spent.epsilon <= 2.0, "{m:?}: {p:?}");
+            assert_eq!(spent(&req, p.noise_multiplier), p.spent.epsilon);
+            // 0.1% less noise would overspend.
+            assert!(
+                spent(&req, p.noise_multiplier * 0.999) > 2.0,
+                "{m:?}: not minimal"
+            );
+            assert!(p.rmse_per_coordinate > 0.0);
+            assert!((p.l2_error / p.rmse_per_coordinate - libm::sqrt(1000.0)).abs() < 1e-9);
+            assert_eq!(p.scale.is_some(), m != PlanMechanism::Gaussian);
+        }
+        // The Gaussian's error: z·clip over the survivors, per coordinate.
+        let p = plan(&request(PlanMechanism::Gaussian, 2.0)).unwrap();
+        assert!((p.rmse_per_coordinate - p.noise_multiplier / 80.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tighter_budgets_need_more_noise_and_cost_accuracy() {
+        let loose = plan(&request(PlanMechanism::DistributedDiscreteGaussian, 8.0)).unwrap();
+        let tight = plan(&request(PlanMechanism::DistributedDiscreteGaussian, 1.0)).unwrap();
+        assert!(tight.noise_multiplier > loose.noise_multiplier);
+        assert!(tight.rmse_per_coordinate > loose.rmse_per_coordinate);
+    }
+
+    #[test]
+    fn central_noise_is_one_draw_of_the_full_variance() {
+        let mut setup = DpSetup::new(1000, 1.0, 2.0, 32, 100, 100, [1; 32]);
+        setup.placement = NoisePlacement::Central;
+        let enc = DpEncoding::new(&setup).unwrap();
+        let round = pipeline_round(&setup, &enc, 1.0, 1).unwrap();
+        match round.mechanism() {
+            Mechanism::DistributedDiscreteGaussian {
+                clients,
+                local_variance,
+                ..
+            } => {
+                assert_eq!(*clients, 1);
+                assert!(*local_variance >= enc.target_variance());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn impossible_budgets_are_refused_with_the_reason() {
+        // ε = 0.5 needs z ≈ 30, but at 12 bits the encoding refuses z beyond ≈ 6.7.
+        let mut narrow = request(PlanMechanism::DistributedDiscreteGaussian, 0.5);
+        narrow.setup.bits = 12;
+        let e = plan(&narrow).unwrap_err();
+        assert!(e.0.contains("more noise than the pipeline can hold"), "{e}");
+        // ε = 0.001 at δ = 1e-5 is below what the orders up to 1024 can certify at all.
+        let e = plan(&request(PlanMechanism::Gaussian, 0.001)).unwrap_err();
+        assert!(e.0.contains("raise the target epsilon"), "{e}");
+        let mut bad = request(PlanMechanism::Gaussian, 1.0);
+        bad.delta = 0.0;
+        assert!(plan(&bad).unwrap_err().0.contains("delta"));
+        bad = request(PlanMechanism::Gaussian, f64::NAN);
+        assert!(plan(&bad).unwrap_err().0.contains("epsilon"));
+    }
+}
