@@ -1,6 +1,7 @@
 //! `secagg`: simulate and benchmark secure-aggregation rounds.
 
 mod bench;
+mod dp_cmd;
 mod service_cmd;
 mod simulate_cmd;
 
@@ -26,6 +27,8 @@ enum Command {
     Client(service_cmd::ClientArgs),
     /// Create a client identity key (and add it to a roster) for --threat malicious.
     Keygen(service_cmd::KeygenArgs),
+    /// Differential privacy: the (ε, δ) of a schedule of rounds, or the noise for a budget.
+    Dp(dp_cmd::DpArgs),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
         Command::Server(a) => service_cmd::server(a),
         Command::Client(a) => service_cmd::client(a),
         Command::Keygen(a) => service_cmd::keygen(a),
+        Command::Dp(a) => dp_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
