@@ -31,6 +31,10 @@ fn samplers(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("skellam_aes", sigma), |b| {
             b.iter(|| sk.fill(&mut aes, black_box(&mut out)))
         });
+        let cks = DiscreteGaussian::cks(var).unwrap_or_else(|e| unreachable!("{e}"));
+        g.bench_function(BenchmarkId::new("discrete_gaussian_cks_aes", sigma), |b| {
+            b.iter(|| cks.fill(&mut aes, black_box(&mut out)))
+        });
         g.bench_function(BenchmarkId::new("discrete_gaussian_chacha12", sigma), |b| {
             b.iter(|| dg.fill(&mut chacha, black_box(&mut out)))
         });
@@ -56,14 +60,18 @@ fn client(c: &mut Criterion) {
     let mut g = c.benchmark_group("client_encode");
     let d = 1 << 20;
     let x: Vec<f64> = (0..d).map(|i| ((i * 7919) % 1000) as f64 * 1e-6).collect();
-    for noise in [NoiseKind::DiscreteGaussian, NoiseKind::Skellam] {
-        let mut s = DpSetup::new(d, 1.0, 1.0, 32, 100, 80, [7; 32]);
+    for (name, noise, z) in [
+        ("no_noise", NoiseKind::DiscreteGaussian, 0.0),
+        ("discrete_gaussian", NoiseKind::DiscreteGaussian, 1.0),
+        ("skellam", NoiseKind::Skellam, 1.0),
+    ] {
+        let mut s = DpSetup::new(d, 1.0, z, 32, 100, 80, [7; 32]);
         s.noise = noise;
         let enc = DpEncoding::new(&s).unwrap_or_else(|e| unreachable!("{e}"));
         let sampler = enc.client_noise().unwrap_or_else(|e| unreachable!("{e}"));
         let mut rng = ChaCha12Rng::seed_from_u64(2);
         g.throughput(Throughput::Elements(d as u64));
-        g.bench_function(BenchmarkId::new(format!("{noise:?}"), d), |b| {
+        g.bench_function(BenchmarkId::new(name, d), |b| {
             b.iter(|| enc.encode_with(&sampler, black_box(&x), &mut rng))
         });
     }

@@ -26,8 +26,12 @@
 //! than n; the noise of all n clients (n·σ²_local, or the central draw) is sub-Gaussian for the
 //! discrete Gaussian and has MGF exp(V(cosh λ − 1)) for Skellam. γ is the largest value for
 //! which a Chernoff bound with a union over the d coordinates keeps P(any coordinate of the
-//! sum leaves (−2^(b−1), 2^(b−1))) ≤ `overflow_probability`, capped so the noise variance stays
-//! within its exact sampler's range. The bound is probabilistic over the rotation signs:
+//! sum leaves (−2^(b−1), 2^(b−1))) ≤ `overflow_probability`, then capped: the noise variance
+//! stays within its exact sampler's range; it stays at most [`NOISE_TABLE_VARIANCE`] (where the
+//! samplers run from small alias tables) unless γ·clip < 8√d would leave rounding a visible
+//! share of the sensitivity; and γ·clip ≤ [`MAX_SCALED_CLIP`] (f64 resolution). Beyond the
+//! point where noise dwarfs rounding, a larger γ changes neither privacy nor accuracy: both
+//! depend on z, and the rounding's share shrinks only further. The bound is probabilistic over the rotation signs:
 //! inputs chosen adversarially against a known seed are out of scope, and a wrap is only
 //! visible as a bad aggregate. A γ that gives less than one level per coordinate on average
 //! (γ·clip/√d < 1) is refused, with the error naming the constraint that binds.

@@ -228,7 +228,10 @@ impl GaussianTable {
         let negative = uniform::bit(rng);
         let mut j: u64 = 1;
         while bernoulli::ratio(rng, self.rho as u128, 1u128 << 64) {
-            j = j.checked_add(1)?;
+            j += 1;
+            if j > 1 << 60 {
+                return None;
+            }
         }
         // The edge's body test, then e^(−γ_j)/ρ^j with γ_j = (2kj + j²)·den/(2·num).
         let edge = self.weight.len() - 1;
@@ -237,7 +240,11 @@ impl GaussianTable {
             return None;
         }
         let (k, j128) = (self.k as u128, j as u128);
-        let mut gamma_num = BigUint::from_u128(2 * k * j128 + j128 * j128);
+        // j beyond 2^60 (probability below ρ^(2^60)) is redrawn rather than overflowing.
+        let gamma_x = j128
+            .checked_mul(j128)
+            .and_then(|jj| jj.checked_add(2 * k * j128))?;
+        let mut gamma_num = BigUint::from_u128(gamma_x);
         gamma_num = gamma_num.mul(&BigUint::from_u128(self.den));
         let gamma_den = BigUint::from_u128(2 * self.num);
         // c = 1/ρ^j = 2^(64j)/rho^j.
