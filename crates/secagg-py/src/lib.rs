@@ -4,6 +4,7 @@
 //! - [`simulate`]: a whole round in one process.
 //! - [`server`] and [`client`]: the sans-IO round objects, bytes in and bytes out.
 //! - [`service`]: a client of the gRPC service (feature `service`).
+//! - [`dp`]: privacy accounting and planning (`secagg.dp`).
 //! - [`keys`]: identity keys for malicious-model rounds.
 //! - [`arrays`], [`options`], [`errors`]: numpy conversion, argument parsing, exceptions.
 
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 
 mod arrays;
 mod client;
+mod dp;
 mod errors;
 mod keys;
 mod options;
@@ -27,6 +29,8 @@ fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keys::_simulated_identities, m)?)?;
     m.add_class::<server::Server>()?;
     m.add_class::<client::Client>()?;
+    m.add_function(wrap_pyfunction!(dp::epsilon, m)?)?;
+    m.add_function(wrap_pyfunction!(dp::plan_noise, m)?)?;
     #[cfg(feature = "service")]
     {
         m.add_function(wrap_pyfunction!(service::connect, m)?)?;

@@ -3,7 +3,7 @@
 See ``__init__.pyi`` (or ``help(secagg)``) for the documented API.
 """
 
-from . import _secagg
+from . import _secagg, dp
 from ._errors import PeerMisbehaved, ProtocolError, RoundAborted, ServerRefused
 from ._secagg import Client, Server, keygen
 from ._simulate import SimulationResult, simulate
@@ -18,6 +18,7 @@ __all__ = [
     "Server",
     "ServerRefused",
     "SimulationResult",
+    "dp",
     "keygen",
     "simulate",
 ]

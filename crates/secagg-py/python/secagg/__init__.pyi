@@ -9,6 +9,7 @@ the clients' vectors, never one client's vector. Three ways in:
   people who bring their own transport (Flower, HTTP, queues...). Time is passed in as
   milliseconds; randomness comes from the OS unless a ``seed`` is given.
 - :func:`connect`: a client of the ``secagg server`` gRPC service.
+- :mod:`secagg.dp`: privacy accounting (``dp.epsilon``) and planning (``dp.plan``).
 
 Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
 ``"consistency"`` (malicious-server model only), ``"unmask"``.
@@ -18,6 +19,8 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
+
+from . import dp as dp
 
 
 __version__: str
@@ -123,6 +126,12 @@ class SimulationResult:
     parameters: dict[str, Any]
     """The round's parameters (clients, dim, bits, graph, threat, prg, dropout, dropout_stage,
     seed, assumed_corrupt, ...)."""
+    dp: Optional[dict[str, Any]]
+    """DP rounds (``dp=`` given): ``noise``, ``central``, ``noise_multiplier``, ``clip``,
+    ``epsilon`` and ``order`` (of ``rounds`` such rounds at ``delta``), ``delta``, ``rounds``,
+    ``sampling_rate``, ``scale``, ``padded_dim``, ``rmse_vs_clipped``, ``rmse_vs_raw`` (the
+    error of the private mean against the survivors' clipped / raw mean) and
+    ``expected_rmse``; ``None`` otherwise."""
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the same keys as ``secagg simulate --json``, plus
         ``"aggregate"`` as a list)."""
@@ -144,6 +153,13 @@ def simulate(
     assumed_corrupt: float = 0.05,
     assumed_dropout: Optional[float] = None,
     accept_weaker_params: bool = False,
+    dp: Optional[Literal["ddg", "skellam"]] = None,
+    dp_noise_multiplier: float = 1.0,
+    dp_clip: float = 1.0,
+    dp_delta: float = 1e-5,
+    dp_sampling_rate: float = 1.0,
+    dp_rounds: int = 1,
+    dp_central: bool = False,
 ) -> SimulationResult:
     """Run one secure-aggregation round over ``inputs`` in this process, with real crypto.
 
@@ -166,6 +182,13 @@ def simulate(
         prg: mask PRG, ``"aes"`` (AES-128-CTR) or ``"chacha"`` (ChaCha20).
         assumed_corrupt, assumed_dropout: fractions used to choose/check (k, t)
             (``assumed_dropout`` defaults to max(0.05, dropout)).
+        dp: release a differentially private mean of float inputs (unweighted, no ``clip``):
+            each client clips its update to L2 norm ``dp_clip``, rotates, quantizes and adds
+            its share of ``"ddg"`` (distributed discrete Gaussian) or ``"skellam"`` noise,
+            sized for the round's ``min_clients`` survivors (``dp_central``: the server adds
+            it all, trusted-server model). ``dp_noise_multiplier`` is the noise stddev of the
+            sum over ``dp_clip``; ε is reported for ``dp_rounds`` such rounds at ``dp_delta``
+            with clients Poisson-sampled at ``dp_sampling_rate`` (see ``.dp``).
 
     Returns:
         A :class:`SimulationResult`. An aborted round is returned (``.aborted`` says why),

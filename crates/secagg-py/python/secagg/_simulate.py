@@ -83,7 +83,13 @@ def simulate(
     assumed_corrupt: float = 0.05,
     assumed_dropout: Optional[float] = None,
     accept_weaker_params: bool = False,
-    **extra: Any,
+    dp: Optional[str] = None,
+    dp_noise_multiplier: float = 1.0,
+    dp_clip: float = 1.0,
+    dp_delta: float = 1e-5,
+    dp_sampling_rate: float = 1.0,
+    dp_rounds: int = 1,
+    dp_central: bool = False,
 ) -> SimulationResult:
     """Run one secure-aggregation round over ``inputs`` in this process (see ``__init__.pyi``)."""
     if isinstance(inputs, np.ndarray):
@@ -117,6 +123,12 @@ def simulate(
         assumed_corrupt=float(assumed_corrupt),
         assumed_dropout=None if assumed_dropout is None else float(assumed_dropout),
         accept_weaker_params=bool(accept_weaker_params),
-        **extra,
+        dp=dp,
+        dp_noise_multiplier=float(dp_noise_multiplier),
+        dp_clip=float(dp_clip),
+        dp_delta=float(dp_delta),
+        dp_sampling_rate=float(dp_sampling_rate),
+        dp_rounds=int(dp_rounds),
+        dp_central=bool(dp_central),
     )
     return SimulationResult(**raw)

@@ -1,0 +1,123 @@
+"""secagg.dp through the bindings: accounting and planning behave as privacy accounting must
+(monotone in noise, rounds and sampling), plans are tight, bad parameters say what to change.
+(The agreement with Google's dp-accounting is test_accountant_vs_dp_accounting.py.)"""
+
+import numpy as np
+import pytest
+
+import secagg
+from secagg import dp
+
+PIPE = dict(clients=100, dim=1000, bits=32, clip=1.0)
+
+
+def eps(**kw):
+    args = dict(mechanism="gaussian", noise_multiplier=1.0, sampling_rate=0.01, rounds=100,
+                delta=1e-5)
+    args.update(kw)
+    return dp.epsilon(**args)["epsilon"]
+
+
+def test_gaussian_epsilon_is_monotone():
+    base = eps()
+    assert 0 < base < float("inf")
+    assert eps(noise_multiplier=2.0) < base
+    assert eps(rounds=1000) > base
+    assert eps(sampling_rate=0.1) > base
+    assert eps(delta=1e-8) > base
+
+
+@pytest.mark.parametrize("mechanism", ["ddg", "skellam"])
+def test_pipeline_mechanisms_report_their_encoding(mechanism):
+    r = dp.epsilon(mechanism, 1.0, 0.01, 100, 1e-5, **PIPE)
+    assert r["padded_dim"] == 1024 and r["scale"] > 0 and r["min_survivors"] == 100
+    assert r["l2_sensitivity"] > 0 and r["order"] > 1
+    # Quantization only adds to the sensitivity: never cheaper than the continuous Gaussian.
+    assert r["epsilon"] >= eps() * 0.999
+    fewer = dp.epsilon(mechanism, 1.0, 0.01, 100, 1e-5, min_survivors=50, **PIPE)
+    assert fewer["epsilon"] >= r["epsilon"] * 0.999  # less noise is summed when many drop
+
+
+@pytest.mark.parametrize("mechanism", ["gaussian", "ddg", "skellam"])
+def test_plan_is_within_budget_and_tight(mechanism):
+    p = dp.plan(2.0, 1e-5, 200, 0.02, mechanism=mechanism, **PIPE)
+    z = p["noise_multiplier"]
+    assert p["epsilon"] <= 2.0 and p["target_epsilon"] == 2.0
+    again = dp.epsilon(mechanism, z, 0.02, 200, 1e-5, **PIPE)["epsilon"]
+    assert again == pytest.approx(p["epsilon"], rel=1e-9) and again <= 2.0
+    assert dp.epsilon(mechanism, z * 0.97, 0.02, 200, 1e-5, **PIPE)["epsilon"] > 2.0
+    assert p["rmse_per_coordinate"] > 0 and (p["scale"] is None) == (mechanism == "gaussian")
+
+
+@pytest.mark.parametrize(
+    "call,hint",
+    [
+        (lambda: dp.epsilon("laplace", 1.0, 0.01, 10, 1e-5), "'gaussian'"),
+        (lambda: dp.epsilon("ddg", 1.0, 0.01, 10, 1e-5, clients=10), "dim="),
+        (lambda: dp.epsilon("gaussian", -1.0, 0.01, 10, 1e-5), "noise multiplier"),
+        (lambda: dp.epsilon("gaussian", 1.0, 1.5, 10, 1e-5), "sampling rate"),
+        (lambda: dp.epsilon("gaussian", 1.0, 0.01, 10, 2.0), "delta"),
+        (lambda: dp.epsilon("ddg", 1.0, 0.01, 10, 1e-5, min_survivors=500, **PIPE), "min_survivors"),
+        (lambda: dp.plan(-1.0, 1e-5, 10, 0.01, **PIPE), "epsilon"),
+    ],
+)
+def test_bad_dp_parameters(call, hint):
+    with pytest.raises(ValueError) as e:
+        call()
+    assert hint in str(e.value), str(e.value)
+
+
+def test_dp_is_exposed_on_the_package():
+    assert secagg.dp is dp and callable(secagg.dp.epsilon)
+
+
+def unit_updates(n, dim, seed):
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(n, dim))
+    return [x / np.linalg.norm(x) * 0.8 for x in xs]
+
+
+@pytest.mark.parametrize("noise", ["ddg", "skellam"])
+def test_simulate_with_dp_reports_epsilon_and_a_noisy_mean(noise):
+    n, dim, z = 20, 200, 0.5
+    xs = unit_updates(n, dim, 1)
+    r = secagg.simulate(xs, dp=noise, dp_noise_multiplier=z, dp_clip=1.0, seed=3, dropout=0.1,
+                        dp_rounds=10, dp_sampling_rate=0.1)
+    assert r.aborted is None and r.dp is not None
+    d = r.dp
+    assert d["noise"] == noise and d["padded_dim"] == 256 and d["rounds"] == 10
+    # The same accounting as secagg.dp.epsilon for this round's parameters.
+    want = dp.epsilon(noise, z, 0.1, 10, 1e-5, clients=n, dim=dim, bits=32, clip=1.0,
+                      min_survivors=r.min_clients)
+    assert d["epsilon"] == pytest.approx(want["epsilon"], rel=1e-9)
+    assert d["scale"] == pytest.approx(want["scale"], rel=1e-9)
+    # The released mean is noisy but close to the survivors' mean, as predicted.
+    true = np.mean([xs[i] for i in r.survivors], axis=0)
+    err = np.sqrt(np.mean((r.aggregate[:dim] - true) ** 2))
+    assert err > 0
+    assert err == pytest.approx(d["rmse_vs_clipped"], rel=1e-6)
+    assert 0.3 * d["expected_rmse"] < err < 3 * d["expected_rmse"]
+
+
+def test_more_noise_more_error_less_epsilon():
+    xs = unit_updates(20, 200, 2)
+    lo = secagg.simulate(xs, dp="ddg", dp_noise_multiplier=0.3, seed=1)
+    hi = secagg.simulate(xs, dp="ddg", dp_noise_multiplier=3.0, seed=1)
+    assert hi.dp["epsilon"] < lo.dp["epsilon"]
+    assert hi.dp["rmse_vs_clipped"] > lo.dp["rmse_vs_clipped"]
+
+
+@pytest.mark.parametrize(
+    "inputs,kwargs,hint",
+    [
+        ([np.zeros(8, np.uint32)] * 4, {"dp": "ddg"}, "float"),
+        ([np.zeros(8)] * 4, {"dp": "ddg", "weights": [1, 2, 3, 4]}, "weights"),
+        ([np.zeros(8)] * 4, {"dp": "laplace"}, "'skellam'"),
+        ([np.zeros(8)] * 4, {"dp": "ddg", "dp_noise_multiplier": -1}, "noise multiplier"),
+        ([np.zeros(8)] * 4, {"dp": "ddg", "dp_sampling_rate": 0}, "dp_sampling_rate"),
+    ],
+)
+def test_bad_dp_simulation(inputs, kwargs, hint):
+    with pytest.raises(ValueError) as e:
+        secagg.simulate(inputs, seed=1, **kwargs)
+    assert hint in str(e.value), str(e.value)
