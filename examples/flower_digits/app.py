@@ -86,18 +86,25 @@ class DigitsClient(NumPyClient):
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Scalar]
     ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:
-        rnd = int(config["server_round"])
         start = time.process_time()
-        new = task.train(
-            parameters,
-            self.x,
-            self.y,
-            epochs=self.setup.epochs,
-            lr=self.setup.lr,
-            seed=(self.setup.seed * 1_000_003 + rnd) * 10_007 + self.partition,
-        )
+        new = local_training(self.setup, parameters, self.partition, int(config["server_round"]))
         TRAIN_CPU_SECONDS[0] += time.process_time() - start
         return new, len(self.y), {}
+
+
+def local_training(
+    setup: Setup, params: list[np.ndarray], partition: int, server_round: int
+) -> list[np.ndarray]:
+    """Client ``partition``'s SGD in ``server_round``; its seed depends on nothing else."""
+    parts = partitions(setup)
+    return task.train(
+        params,
+        parts.x[partition],
+        parts.y[partition],
+        epochs=setup.epochs,
+        lr=setup.lr,
+        seed=(setup.seed * 1_000_003 + server_round) * 10_007 + partition,
+    )
 
 
 def client_mods(mode: str) -> list[Callable[..., Message]]:

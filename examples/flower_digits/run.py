@@ -5,7 +5,10 @@
 
 Every mode starts from the same model and uses the same partitions, SGD seeds and dropouts,
 so plain FedAvg and secagg should give nearly identical curves (secagg's mean differs only by
-its fixed-point rounding). Writes ``accuracy.png`` and ``results.json`` to ``--out``.
+its fixed-point rounding). ``secagg-dp`` adds distributed discrete Gaussian noise within an
+(ε, δ) budget over all rounds (see ``dp_run.py``; it runs the rounds with ``secagg.simulate``
+because the Flower workflow carries no DP parameters yet). Writes ``accuracy.png`` and
+``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ sys.path.insert(0, str(HERE))
 from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
 
 import app  # noqa: E402  pylint: disable=wrong-import-position
+import dp_run  # noqa: E402  pylint: disable=wrong-import-position
 import task  # noqa: E402  pylint: disable=wrong-import-position
 
 LABELS = {
@@ -30,6 +34,7 @@ LABELS = {
     "secagg": "secagg (SecAggWorkflow + secagg_mod)",
     "secaggplus": "Flower SecAgg+ (SecAggPlusWorkflow)",
 }
+DP_MODE = "secagg-dp"
 
 
 def run_mode(setup: app.Setup, mode: str, plan: app.DropPlan) -> dict[str, object]:
@@ -77,7 +82,12 @@ def plot(
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    styles = {"fedavg": ("-", "o", 7), "secagg": ("--", "x", 7), "secaggplus": (":", "+", 9)}
+    styles = {
+        "fedavg": ("-", "o", 7),
+        "secagg": ("--", "x", 7),
+        "secaggplus": (":", "+", 9),
+        DP_MODE: ("-.", "s", 5),
+    }
     for mode, res in results.items():
         acc = res["accuracy"]
         line, marker, size = styles.get(mode, ("-.", "s", 5))
@@ -118,8 +128,13 @@ def main() -> None:
         "--hidden", type=int, default=32, help="hidden units (0: logistic regression)"
     )
     parser.add_argument(
-        "--modes", default="fedavg,secagg", help=f"comma-separated, from {','.join(app.MODES)}"
+        "--modes",
+        default=f"fedavg,secagg,{DP_MODE}",
+        help=f"comma-separated, from {','.join((*app.MODES, DP_MODE))}",
     )
+    parser.add_argument("--dp-epsilon", type=float, default=10.0, help="secagg-dp: ε budget")
+    parser.add_argument("--dp-delta", type=float, default=1e-5, help="secagg-dp: δ")
+    parser.add_argument("--dp-clip", type=float, default=1.0, help="secagg-dp: L2 clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--quick", action="store_true", help="4 rounds")
@@ -134,21 +149,33 @@ def main() -> None:
     )
     plan = app.DropPlan(rate=args.dropout, seed=args.seed + 1)
     modes = [m for m in args.modes.split(",") if m]
-    unknown = [m for m in modes if m not in app.MODES]
+    unknown = [m for m in modes if m not in (*app.MODES, DP_MODE)]
     if unknown:
-        parser.error(f"unknown modes {unknown}; choose from {app.MODES}")
+        parser.error(f"unknown modes {unknown}; choose from {(*app.MODES, DP_MODE)}")
+    if DP_MODE in modes and (why := dp_run.available()) is not None:
+        print(f"skipping {DP_MODE}: {why}", file=sys.stderr)
+        modes.remove(DP_MODE)
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
     results: dict[str, dict[str, object]] = {}
     for mode in modes:
-        results[mode] = run_mode(setup, mode, plan)
+        start = time.perf_counter()
+        if mode == DP_MODE:
+            dp = dp_run.DpSetup(epsilon=args.dp_epsilon, delta=args.dp_delta, clip=args.dp_clip)
+            results[mode] = dp_run.run(setup, plan, dp)
+            results[mode]["seconds"] = time.perf_counter() - start
+        else:
+            results[mode] = run_mode(setup, mode, plan)
         acc = results[mode]["accuracy"]
-        print(f"{mode:>10}: final accuracy {acc[-1]:.4f} in {results[mode]['seconds']:.1f} s")
+        line = f"{mode:>10}: final accuracy {acc[-1]:.4f} in {results[mode]['seconds']:.1f} s"
+        if mode == DP_MODE:
+            line += f", ε = {results[mode]['epsilon'][-1]:.2f} at δ = {args.dp_delta:g}"
+        print(line)
 
     if "fedavg" in results:
         base = results["fedavg"]["accuracy"]
         for mode, res in results.items():
-            if mode != "fedavg":
+            if mode not in ("fedavg", DP_MODE):
                 gap = max(abs(a - b) for a, b in zip(res["accuracy"], base, strict=True))
                 loss_gap = max(
                     abs(a - b) for a, b in zip(res["loss"], results["fedavg"]["loss"], strict=True)

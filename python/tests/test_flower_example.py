@@ -52,3 +52,24 @@ def test_quick_run_matches_plain_fedavg_and_writes_the_plot(tmp_path: Path) -> N
 
     png = (tmp_path / "accuracy.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_quick_dp_run_stays_within_its_budget_and_learns(tmp_path: Path) -> None:
+    import inspect
+
+    import secagg
+
+    if "dp" not in inspect.signature(secagg.simulate).parameters:
+        pytest.skip("this secagg build has no simulate(dp=...)")
+    cmd = [sys.executable, str(RUN), "--quick", "--modes", "secagg-dp", "--out", str(tmp_path)]
+    cmd += ["--dp-epsilon", "10"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "results.json").read_text())["results"]["secagg-dp"]
+    eps = res["epsilon"]
+    # ε grows with every round and the last one is within the budget planned for all rounds.
+    assert eps[0] == 0.0 and all(a < b for a, b in zip(eps, eps[1:], strict=False))
+    assert eps[-1] <= 10.0 + 1e-6
+    # Noisy, but better than chance (0.1) after 4 rounds.
+    assert res["accuracy"][-1] > 0.2
+    assert all(r["aborted"] is None and r["survivors"] == 18 for r in res["rounds"])
