@@ -278,6 +278,51 @@ def test_a_client_process_restarted_mid_round_fails_with_the_reason() -> None:
     assert all("restarted between stages" in e for e in report.errors)
 
 
+def test_a_server_without_secure_aggregation_gets_no_update_in_clear() -> None:
+    # The server runs Flower's plain fit workflow; the clients use secagg_mod.
+    app = ServerApp()
+    seen: list[list[np.ndarray]] = []
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = FedAvg(
+            fraction_fit=1.0,
+            fraction_evaluate=0.0,
+            min_available_clients=N,
+            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
+            evaluate_fn=lambda rnd, p, c: seen.append(p) or (0.0, {}),
+        )
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=1), strategy=strategy
+        )
+        DefaultWorkflow()(grid, legacy)
+
+    replies: list[Message] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=8)
+    original = grid._deliver  # pylint: disable=protected-access
+
+    def tap(msg: Message) -> Message | None:
+        reply = original(msg)
+        if reply is not None and msg.metadata.message_type == "train":
+            replies.append(reply)
+        return reply
+
+    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    run_server_app(app, grid)
+    assert len(replies) == N
+    assert all(r.has_error() and "without secure aggregation" in r.error.reason for r in replies)
+    # Nothing to aggregate: the model stays at its initial value.
+    assert all(not np.any(p) for p in seen[-1])
+
+    # Opting in to plain rounds answers them.
+    replies.clear()
+    grid = InProcessGrid(_client_app([make_secagg_mod(allow_plain=True)]), N, seed=8)
+    original = grid._deliver  # pylint: disable=protected-access
+    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    run_server_app(app, grid)
+    assert len(replies) == N and not any(r.has_error() for r in replies)
+
+
 def test_workflow_refuses_an_even_num_shares() -> None:
     with pytest.raises(ValueError, match="even"):
         SecAggWorkflow(num_shares=4, reconstruction_threshold=3)

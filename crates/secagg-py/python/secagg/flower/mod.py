@@ -58,6 +58,7 @@ def make_secagg_mod(
     identity: bytes | Callable[[Context], bytes] | None = None,
     directory: Mapping[int, bytes] | None = None,
     keep_metrics: bool = False,
+    allow_plain: bool = False,
     seed: int | None = None,
 ) -> Mod:
     """A client mod; :data:`secagg_mod` is ``make_secagg_mod()``.
@@ -72,6 +73,9 @@ def make_secagg_mod(
             the server sends, so a server cannot substitute keys.
         keep_metrics: also send the fit metrics back in clear (off: they may leak what the
             masking hides).
+        allow_plain: also answer ``train`` messages that do not run secure aggregation (off:
+            a server that skips the protocol would get this client's update in clear, so the
+            mod refuses, as Flower's ``secaggplus_mod`` does).
         seed: reproducible client randomness for tests and examples (each node and round
             derives its own); default: the OS. Never set it in production.
     """
@@ -82,11 +86,15 @@ def make_secagg_mod(
         )
 
     def secagg_mod_impl(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
-        if (
-            msg.metadata.message_type != MessageType.TRAIN
-            or rk.RECORD not in msg.content.config_records
-        ):
+        if msg.metadata.message_type != MessageType.TRAIN:
             return call_next(msg, ctxt)
+        if rk.RECORD not in msg.content.config_records:
+            if allow_plain:
+                return call_next(msg, ctxt)
+            raise SecAggClientError(
+                "a train message without secure aggregation: this client sends its update only "
+                "masked (use SecAggWorkflow on the server, or make_secagg_mod(allow_plain=True))"
+            )
         cfg = msg.content.config_records[rk.RECORD]
         round_key = _typed(cfg, rk.ROUND_KEY, str)
         messages = _bytes_list(cfg, rk.MESSAGES)
