@@ -47,8 +47,8 @@ Threat = Literal["honest-but-curious", "malicious"]
 # No stage deadline inside the Rust server: the Grid's ``timeout`` bounds each exchange, and
 # whoever did not answer is reported as gone right after it.
 _NO_DEADLINE_MS = 2**62
-# More exchanges than any round needs (5 stages); a guard against a stuck loop.
-_MAX_EXCHANGES = 16
+# More steps than any round needs (5 stages); a guard against a stuck loop.
+_MAX_STEPS = 32
 
 
 @dataclass
@@ -279,11 +279,15 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         first_reply: dict[int, RecordDict] = {}
         failures: list[BaseException] = []
         server.start(0)
-        while not server.finished and report.exchanges < _MAX_EXCHANGES:
+        for _ in range(_MAX_STEPS):
+            if server.finished:
+                break
             outbox: dict[int, list[bytes]] = defaultdict(list)
             for cid, payload in server.outgoing():
                 outbox[cid].append(payload)
             if not outbox:
+                # Nothing to send yet the stage is open: close it (every client still in the
+                # round has answered or was reported gone, so this only settles the stage).
                 server.handle_timeout(_NO_DEADLINE_MS)
                 continue
             first = report.exchanges == 0
