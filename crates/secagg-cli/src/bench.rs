@@ -125,6 +125,8 @@ fn args_for(r: &Row, seed: u64) -> SimulateArgs {
         weights: None,
         clip: None,
         output: None,
+        dp: crate::dp_args::DpArgs::default(),
+        dp_rounds: 1,
         json: false,
     }
 }
@@ -159,7 +161,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         let mut up = 0;
         for rep in 0..a.repeat.max(1) {
             let sa = args_for(r, rep as u64 + 1);
-            let opts = sa.options(r.n)?;
+            let opts = sa.options(r.n, r.d as usize)?;
             let inputs = random_inputs(r.n, r.d, 32, rep as u64 + 1);
             let res = simulate(inputs, opts)?;
             if !res.aggregate_ok {

@@ -1,6 +1,7 @@
 //! `secagg`: simulate and benchmark secure-aggregation rounds.
 
 mod bench;
+mod dp_args;
 mod dp_cmd;
 mod service_cmd;
 mod simulate_cmd;

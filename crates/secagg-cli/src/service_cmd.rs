@@ -11,6 +11,7 @@ use secagg_service::keys;
 use secagg_service::server::{Limits, ServerOptions};
 use secagg_sim::npy;
 
+use crate::dp_args::DpArgs;
 use crate::simulate_cmd::{ParamArgs, StageArg};
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds).
@@ -81,6 +82,16 @@ pub struct ServerArgs {
     /// Weighted-mean rounds: the largest weight a client may send.
     #[arg(long, default_value_t = 1)]
     pub max_weight: u64,
+    /// Differential privacy (`--dp ddg|skellam` and its options).
+    #[command(flatten)]
+    pub dp: DpArgs,
+    /// DP rounds: the population's total ε budget; a round that would exceed it is refused
+    /// before it starts, and the server stops.
+    #[arg(long, requires = "dp")]
+    pub dp_epsilon_budget: Option<f64>,
+    /// DP rounds: the population whose privacy ledger the rounds are charged to.
+    #[arg(long, default_value = "default", requires = "dp")]
+    pub dp_population: String,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_message_bytes: usize,
@@ -125,6 +136,35 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     if model == ThreatModel::HonestButCurious && roster.is_some() {
         return Err("--pki is used by --threat malicious; add that flag".into());
     }
+    let dp = match a.dp.params(a.dim as usize)? {
+        None => None,
+        Some(params) => {
+            if a.clip.is_some() {
+                return Err(
+                    "--clip is for weighted-mean rounds; DP rounds clip with --dp-clip".into(),
+                );
+            }
+            let budget = a.dp_epsilon_budget.ok_or(
+                "--dp needs --dp-epsilon-budget EPSILON: the total ε the population may spend",
+            )?;
+            if !(budget.is_finite() && budget > 0.0) {
+                return Err(format!(
+                    "--dp-epsilon-budget must be a positive number, got {budget}"
+                ));
+            }
+            if a.dp_population.is_empty() {
+                return Err("--dp-population must not be empty".into());
+            }
+            Some(secagg_service::server::ServerDp {
+                params,
+                delta: a.dp.dp_delta,
+                epsilon_budget: budget,
+                population: a.dp_population.clone(),
+                sampling_rate: a.dp.dp_sampling_rate,
+                min_survivors: a.dp.dp_min_survivors,
+            })
+        }
+    };
     let opts = ServerOptions {
         listen: a.listen,
         clients: a.clients,
@@ -142,6 +182,7 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         data_dir: a.data_dir,
         metrics: a.metrics,
         float: a.clip.map(|c| (c, a.max_weight)),
+        dp,
         limits: Limits {
             max_message_bytes: a.max_message_bytes,
             max_connections: a.max_connections,
@@ -152,7 +193,10 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     // Check the parameters now, not when the first round starts.
     let check = secagg_sim::plan::plan(&secagg_sim::plan::RoundOptions {
         clients: opts.clients,
-        dim: opts.dim + opts.float.is_some() as u32,
+        dim: match &opts.dp {
+            Some(dp) => dp.params.masked_dim()?,
+            None => opts.dim + opts.float.is_some() as u32,
+        },
         bits: opts.bits,
         graph: secagg_sim::plan::GraphChoice::Auto,
         degree: opts.degree,
@@ -165,6 +209,12 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     })?;
     for w in check.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(dp) = &opts.dp {
+        // The encoding for a full round; a smaller one is checked when it starts.
+        let mut full = check.config.clone();
+        secagg_sim::dp::require_survivors(&mut full, dp.min_survivors)?;
+        dp.params.encoding(&full)?;
     }
     if let Some((clip, w)) = opts.float {
         secagg_core::encoding::FloatEncoding::new(opts.bits, clip, opts.clients, w)

@@ -11,8 +11,11 @@ use secagg_core::{PrgKind, Stage};
 use secagg_sim::npy::{self, NpyArray};
 use secagg_sim::plan::{GraphChoice, RoundOptions};
 use secagg_sim::simulate::{
-    Aggregate, Inputs, SimulateOptions, SimulateResult, random_inputs, simulate,
+    Aggregate, Inputs, SimulateDp, SimulateOptions, SimulateResult, random_float_inputs,
+    random_inputs, simulate,
 };
+
+use crate::dp_args::DpArgs;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,6 +151,12 @@ pub struct SimulateArgs {
     /// Write the aggregate as .npy.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Differential privacy (`--dp ddg|skellam` and its options).
+    #[command(flatten)]
+    pub dp: DpArgs,
+    /// DP: rounds of this kind composed in the reported ε (a training run's length).
+    #[arg(long, default_value_t = 1, requires = "dp")]
+    pub dp_rounds: u64,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -215,8 +224,23 @@ impl SimulateArgs {
             && self.dropout > 0.0
     }
 
-    /// Simulation options.
-    pub fn options(&self, n: u32) -> Result<SimulateOptions, String> {
+    /// Simulation options for `n` clients with vectors of `dim` values.
+    pub fn options(&self, n: u32, dim: usize) -> Result<SimulateOptions, String> {
+        let dp = match self.dp.params(dim)? {
+            None => None,
+            Some(params) => {
+                if self.dp_rounds == 0 {
+                    return Err("--dp-rounds must be at least 1".into());
+                }
+                Some(SimulateDp {
+                    params,
+                    delta: self.dp.dp_delta,
+                    sampling_rate: self.dp.dp_sampling_rate,
+                    rounds: self.dp_rounds,
+                    min_survivors: self.dp.dp_min_survivors,
+                })
+            }
+        };
         if !(1..=64).contains(&self.bits) {
             return Err(format!("--bits must be in 1..=64, got {}", self.bits));
         }
@@ -226,6 +250,7 @@ impl SimulateArgs {
             dropout_stage: self.stage(),
             seed: self.seed,
             on_stage: None,
+            dp,
         })
     }
 }
@@ -245,6 +270,9 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
         }
         if !(1..=64).contains(&a.bits) {
             return Err(format!("--bits must be in 1..=64, got {}", a.bits));
+        }
+        if a.dp.dp.is_some() {
+            return Ok(random_float_inputs(n, d, a.seed));
         }
         return Ok(random_inputs(n, d, a.bits, a.seed));
     };
@@ -420,6 +448,22 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
             "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Disconnected => "disconnected".to_string(), DropReason::Misbehaved(m) => m.to_string() },
         })).collect::<Vec<_>>(),
         "mean_error": r.mean_error.map(|(e, b)| json!({"max_abs": e, "bound": b})),
+        "dp": r.dp.as_ref().map(|d| json!({
+            "noise": a.dp.dp.map(|n| n.name()),
+            "central": a.dp.dp_central,
+            "noise_multiplier": a.dp.dp_noise_multiplier,
+            "clip": a.dp.dp_clip,
+            "epsilon": d.epsilon,
+            "order": d.order,
+            "delta": d.delta,
+            "rounds": d.rounds,
+            "sampling_rate": a.dp.dp_sampling_rate,
+            "scale": d.scale,
+            "padded_dim": d.padded_dim,
+            "rmse_vs_clipped": d.rmse_vs_clipped,
+            "rmse_vs_raw": d.rmse_vs_raw,
+            "expected_rmse": d.expected_rmse,
+        })),
         "total_weight": match &r.aggregate { Some(Aggregate::Mean { total_weight, .. }) => Some(*total_weight), _ => None },
         "wall_s": secs(r.report.wall),
         "server_s": (total_server * 1e6).round() / 1e6,
@@ -455,11 +499,11 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         Inputs::Unsigned(v) => v.len(),
         Inputs::Float { values, .. } => values.len(),
     } as u32;
-    let mut opts = a.options(n)?;
     let dim = match &inputs {
         Inputs::Unsigned(v) => v[0].len(),
         Inputs::Float { values, .. } => values[0].len(),
     };
+    let mut opts = a.options(n, dim)?;
     // A progress bar for rounds that take more than a moment, on a terminal only.
     let long = n as u64 * dim as u64 >= 20_000_000 || n >= 2_000;
     opts.on_stage =
@@ -519,11 +563,36 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
                     &v[..v.len().min(6)],
                     if v.len() > 6 { " …" } else { "" }
                 ),
+                Aggregate::Mean { mean, .. } if r.dp.is_some() => println!(
+                    "  private mean: {:?}{}",
+                    &mean[..mean.len().min(6)],
+                    if mean.len() > 6 { " …" } else { "" }
+                ),
                 Aggregate::Mean { mean, total_weight } => println!(
                     "  weighted mean (total weight {total_weight}): {:?}{}",
                     &mean[..mean.len().min(6)],
                     if mean.len() > 6 { " …" } else { "" }
                 ),
+            }
+            if let Some(d) = &r.dp {
+                println!(
+                    "  DP: ε = {:.4} (δ = {:e}, {} round{}, order {}); scale {:.4}, {} values padded to {}",
+                    d.epsilon,
+                    d.delta,
+                    d.rounds,
+                    if d.rounds == 1 { "" } else { "s" },
+                    d.order,
+                    d.scale,
+                    match agg {
+                        Aggregate::Mean { mean, .. } => mean.len(),
+                        Aggregate::Sum(v) => v.len(),
+                    },
+                    d.padded_dim
+                );
+                println!(
+                    "  error of the private mean (RMSE per value): {:.3e} vs the clipped mean (predicted {:.3e}), {:.3e} vs the raw mean",
+                    d.rmse_vs_clipped, d.expected_rmse, d.rmse_vs_raw
+                );
             }
             if let Some((e, b)) = r.mean_error {
                 println!("  largest error of the mean: {e:.3e} (rounding bound {b:.3e})");

@@ -375,3 +375,65 @@ fn an_aborted_round_exits_nonzero_and_says_why() {
     assert_eq!(v["aggregate_ok"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("round aborted"));
 }
+
+#[test]
+fn simulate_with_dp_reports_epsilon_and_the_error_of_the_private_mean() {
+    let base = ["simulate", "--clients", "12", "--dim", "100", "--json"];
+    let out = secagg(&[&base[..], &["--dp", "ddg", "--dp-rounds", "10"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["aggregate_ok"], true);
+    let dp = &v["dp"];
+    assert_eq!(dp["noise"], "ddg");
+    assert_eq!(dp["padded_dim"], 128);
+    let eps10 = dp["epsilon"].as_f64().unwrap();
+    assert!(eps10.is_finite() && eps10 > 0.0);
+    assert!(dp["rmse_vs_clipped"].as_f64().unwrap() > 0.0);
+    assert!(dp["expected_rmse"].as_f64().unwrap() > 0.0);
+    // More survivors required: less noise per client, so a smaller error is predicted.
+    let out = secagg(&[&base[..], &["--dp", "skellam", "--dp-min-survivors", "10"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2 = json(&out);
+    assert_eq!(v2["min_clients"], 10);
+    assert!(v2["dp"]["expected_rmse"].as_f64().unwrap() < dp["expected_rmse"].as_f64().unwrap());
+    // One round costs less than ten.
+    let out = secagg(&[&base[..], &["--dp", "ddg"]].concat());
+    assert!(json(&out)["dp"]["epsilon"].as_f64().unwrap() < eps10);
+}
+
+#[test]
+fn simulate_with_dp_refusals() {
+    let base = ["simulate", "--clients", "12", "--dim", "100"];
+    refused(
+        &[&base[..], &["--dp-noise-multiplier", "2"]].concat(),
+        "--dp",
+    );
+    refused(
+        &[&base[..], &["--dp", "ddg", "--dp-noise-multiplier", "0"]].concat(),
+        "noise multiplier",
+    );
+    refused(
+        &[&base[..], &["--dp", "ddg", "--dp-delta", "1.5"]].concat(),
+        "--dp-delta",
+    );
+    refused(
+        &[&base[..], &["--dp", "ddg", "--dp-sampling-rate", "0"]].concat(),
+        "--dp-sampling-rate",
+    );
+    refused(
+        &[&base[..], &["--dp", "ddg", "--dp-min-survivors", "13"]].concat(),
+        "more than",
+    );
+    refused(
+        &[&base[..], &["--dp", "ddg", "--bits", "8"]].concat(),
+        "bits",
+    );
+}

@@ -1021,3 +1021,154 @@ fn direct_tls() {
     }
     assert_eq!(round_json(&data, 1)["state"], "finished");
 }
+
+/// Server flags of a 3-client DP round of 8 values.
+fn dp_server_args(budget: &str, rounds: &str) -> Vec<String> {
+    [
+        "--clients",
+        "3",
+        "--min-clients",
+        "3",
+        "--dim",
+        "8",
+        "--rounds",
+        rounds,
+        "--dp",
+        "ddg",
+        "--dp-noise-multiplier",
+        "2",
+        "--dp-clip",
+        "1",
+        "--dp-epsilon-budget",
+        budget,
+        "--dp-population",
+        "keyboards",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn float_input(dir: &Path, i: usize) -> PathBuf {
+    let p = dir.join(format!("dp{i}.npy"));
+    let v: Vec<f32> = (0..8)
+        .map(|j| 0.1 * (i as f32 + 1.0) * ((j % 3) as f32 - 1.0))
+        .collect();
+    npy::write_file(&p, &NpyArray::F32(v)).unwrap();
+    p
+}
+
+fn ledger(data: &Path) -> secagg_service::store::LedgerEntry {
+    let (store, _) = secagg_service::store::Store::open(data).unwrap();
+    store.ledger("keyboards").unwrap().unwrap()
+}
+
+fn epsilon_of(orders: &[f64], rdp: &[f64], times: f64) -> f64 {
+    let scaled: Vec<f64> = rdp.iter().map(|r| r * times).collect();
+    secagg_dp::accountant::Accountant::from_rdp(orders.to_vec(), scaled)
+        .unwrap()
+        .epsilon(1e-5)
+        .unwrap()
+        .epsilon
+}
+
+#[test]
+fn dp_rounds_charge_the_ledger_once_survive_a_crash_and_stop_at_the_budget() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run_round = |args: &[String], prefix: &str| -> (Server, Vec<Child>) {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = start_server(&data, &a);
+        let url = format!("http://{}", server.addr);
+        let cs = (0..3)
+            .map(|i| {
+                client_with(
+                    &url,
+                    &float_input(dir.path(), i),
+                    &format!("{prefix}{i}"),
+                    &[],
+                )
+            })
+            .collect();
+        (server, cs)
+    };
+    // Round 1 releases a noisy mean and is charged.
+    let (mut server, mut cs) = run_round(&dp_server_args("1000", "1"), "a");
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished");
+    let e1 = j["dp_epsilon_spent"].as_f64().unwrap();
+    let l1 = ledger(&data);
+    assert_eq!(l1.rounds, vec![1]);
+    assert!((epsilon_of(&l1.orders, &l1.rdp, 1.0) - e1).abs() < 1e-9 * e1.max(1.0));
+    let NpyArray::F64(mean) = npy::read(&data.join("rounds/1.npy")).unwrap() else {
+        panic!("float64 expected")
+    };
+    assert_eq!(mean.len(), 8);
+
+    // Round 2: the server is killed (SIGKILL) while the round is in flight: not charged.
+    let a: Vec<String> = dp_server_args("1000", "1");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut server = start_server(&data, &a);
+    let mut cs: Vec<Child> = (0..3)
+        .map(|i| {
+            spawn_client_with(
+                &server.addr,
+                &format!("b{i}"),
+                &float_input(dir.path(), i),
+                Some("masked-input"),
+                false,
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    for c in &mut cs {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    // With a budget between 2 and 3 rounds' ε: round 3 runs, round 4 is refused before it
+    // starts and the server stops with the reason.
+    let e2 = epsilon_of(&l1.orders, &l1.rdp, 2.0);
+    let e3 = epsilon_of(&l1.orders, &l1.rdp, 3.0);
+    assert!(e1 < e2 && e2 < e3);
+    let budget = format!("{}", (e2 + e3) / 2.0);
+    let (mut server, mut cs) = run_round(&dp_server_args(&budget, "2"), "c");
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "3");
+    }
+    // The restarted server recorded round 2 as aborted; it is not in the ledger (below).
+    assert_eq!(round_json(&data, 2)["state"], "aborted");
+    // The clients learn the result before the server has written the round's JSON.
+    let t = Instant::now();
+    while !data.join("rounds/3.json").exists() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let j3 = round_json(&data, 3);
+    assert_eq!(j3["state"], "finished");
+    assert!((j3["dp_epsilon_spent"].as_f64().unwrap() - e2).abs() < 1e-9 * e2);
+    let url = format!("http://{}", server.addr);
+    let late: Vec<Child> = (0..3)
+        .map(|i| client_with(&url, &float_input(dir.path(), i), &format!("d{i}"), &[]))
+        .collect();
+    let st = wait_exit(&mut server.child, Duration::from_secs(60));
+    assert!(
+        !st.success(),
+        "the server must stop when the budget is spent"
+    );
+    for c in late {
+        let out = c.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("privacy budget"), "{err}");
+    }
+    let l = ledger(&data);
+    assert_eq!(l.rounds, vec![1, 3]);
+    assert!(!data.join("rounds/4.json").exists());
+}

@@ -283,6 +283,33 @@ fn encode_input(
     rng: &mut ChaCha20Rng,
 ) -> Result<Vec<u64>, ClientRunError> {
     let c = &info.config;
+    if let Some(dp) = &info.dp {
+        return match input {
+            ClientInput::Float { values, weight } => {
+                if *weight != 1 {
+                    return Err(ClientRunError::BadInput(
+                        "DP rounds average unweighted updates (a weight would change the \
+                         sensitivity): drop --weight"
+                            .into(),
+                    ));
+                }
+                if values.len() != dp.dim {
+                    return Err(ClientRunError::BadInput(format!(
+                        "the round averages {} values, the input has {}",
+                        dp.dim,
+                        values.len()
+                    )));
+                }
+                // Derived here from the public parameters, not taken from the server.
+                let enc = dp.encoding(c).map_err(ClientRunError::BadInput)?;
+                enc.encode(values, rng)
+                    .map_err(|e| ClientRunError::BadInput(e.0))
+            }
+            ClientInput::Unsigned(_) => Err(ClientRunError::BadInput(
+                "the round releases a differentially private mean of floats: give a float32/float64 input".into(),
+            )),
+        };
+    }
     match (input, &info.float) {
         (ClientInput::Unsigned(v), None) => {
             if v.len() != c.dim as usize {

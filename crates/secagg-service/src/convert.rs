@@ -9,6 +9,8 @@ use secagg_core::messages::{ClientMessage, KeyEntry, ServerMessage};
 use secagg_core::params::ThreatModel;
 use secagg_core::shamir::Share;
 use secagg_core::{ClientId, GraphKind, PrgKind};
+use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
+use secagg_sim::dp::DpParams;
 
 use crate::proto;
 use crate::proto::client_frame::Body as CBody;
@@ -104,6 +106,7 @@ pub fn round_start(
     c: &RoundConfig,
     client_id: ClientId,
     float: Option<&FloatEncoding>,
+    dp: Option<&DpParams>,
     roster: &[[u8; 32]],
 ) -> proto::ServerFrame {
     proto::ServerFrame {
@@ -136,8 +139,54 @@ pub fn round_start(
                 max_weight: f.max_weight,
             }),
             roster: roster.iter().map(|k| k.to_vec()).collect(),
+            dp_encoding: dp.map(dp_to_proto),
         })),
     }
+}
+
+fn dp_to_proto(p: &DpParams) -> proto::DpEncoding {
+    proto::DpEncoding {
+        noise: match p.noise {
+            NoiseKind::DiscreteGaussian => proto::DpNoise::DiscreteGaussian,
+            NoiseKind::Skellam => proto::DpNoise::Skellam,
+        } as i32,
+        central: p.placement == NoisePlacement::Central,
+        noise_multiplier: p.noise_multiplier,
+        clip: p.clip,
+        beta: p.beta,
+        dim: p.dim as u32,
+    }
+}
+
+fn dp_from_proto(p: proto::DpEncoding, c: &RoundConfig) -> Result<DpParams, ConvertError> {
+    let params = DpParams {
+        noise: match proto::DpNoise::try_from(p.noise) {
+            Ok(proto::DpNoise::DiscreteGaussian) => NoiseKind::DiscreteGaussian,
+            Ok(proto::DpNoise::Skellam) => NoiseKind::Skellam,
+            Err(_) => return Err(ConvertError(format!("unknown DP noise {}", p.noise))),
+        },
+        placement: if p.central {
+            NoisePlacement::Central
+        } else {
+            NoisePlacement::Distributed
+        },
+        noise_multiplier: p.noise_multiplier,
+        clip: p.clip,
+        beta: p.beta,
+        dim: p.dim as usize,
+    };
+    params
+        .validate()
+        .map_err(|e| ConvertError(format!("invalid DP encoding: {e}")))?;
+    if params.masked_dim().map_err(ConvertError)? != c.dim {
+        return Err(ConvertError(format!(
+            "invalid DP encoding: {} values pad to {}, but the round masks {}",
+            params.dim,
+            params.masked_dim().map_err(ConvertError)?,
+            c.dim
+        )));
+    }
+    Ok(params)
 }
 
 /// What a client learns from RoundStart.
@@ -148,6 +197,8 @@ pub struct StartInfo {
     pub client_id: ClientId,
     /// Float encoding, for weighted-mean rounds.
     pub float: Option<FloatEncoding>,
+    /// Differential privacy, for rounds that release a private mean.
+    pub dp: Option<DpParams>,
     /// PKI roster (identity keys of clients 1..=n).
     pub roster: Vec<[u8; 32]>,
 }
@@ -207,10 +258,20 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
         }
         None => None,
     };
+    let dp = p
+        .dp_encoding
+        .map(|d| dp_from_proto(d, &config))
+        .transpose()?;
+    if dp.is_some() && float.is_some() {
+        return Err(ConvertError(
+            "a round cannot be both a weighted mean and a DP mean".into(),
+        ));
+    }
     Ok(StartInfo {
         config,
         client_id: p.client_id,
         float,
+        dp,
         roster,
     })
 }

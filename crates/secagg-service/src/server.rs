@@ -15,6 +15,9 @@ use secagg_core::messages::{ClientMessage, ServerMessage};
 use secagg_core::params::Assumptions;
 use secagg_core::server::{DropReason, Outcome, ServerRound};
 use secagg_core::{ClientId, PrgKind, ServerError, Stage};
+use secagg_dp::accountant::Accountant;
+use secagg_dp::pipeline::{DpEncoding, NoisePlacement};
+use secagg_sim::dp::DpParams;
 use secagg_sim::npy::{self, NpyArray};
 use secagg_sim::plan::{GraphChoice, RoundOptions, plan};
 use serde_json::{Value, json};
@@ -28,7 +31,7 @@ use crate::metrics::{self, Metrics};
 use crate::proto;
 use crate::proto::client_frame::Body as CBody;
 use crate::proto::secure_aggregation_server::{SecureAggregation, SecureAggregationServer};
-use crate::store::{RoundState, Store};
+use crate::store::{Charge, RoundState, Store};
 
 /// Resource limits; every one is enforced and documented in the README.
 #[derive(Debug, Clone)]
@@ -86,10 +89,43 @@ pub struct ServerOptions {
     pub metrics: Option<SocketAddr>,
     /// Float rounds: (clip, max weight); the weighted mean is released.
     pub float: Option<(f64, u64)>,
+    /// Differentially private mean rounds, charged to a privacy ledger.
+    pub dp: Option<ServerDp>,
     /// Limits.
     pub limits: Limits,
     /// Serve TLS directly with this PEM certificate chain and private key.
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Differential privacy of a server's rounds: each releases the mean of the survivors' clipped
+/// updates with noise, and its privacy cost is charged to the population's ledger in the store.
+#[derive(Debug, Clone)]
+pub struct ServerDp {
+    /// Noise kind and placement, noise multiplier, L2 clip and β (its `dim` is the server's).
+    pub params: DpParams,
+    /// δ of the (ε, δ) guarantee.
+    pub delta: f64,
+    /// The population's total ε budget: a round that would exceed it is refused before it starts.
+    pub epsilon_budget: f64,
+    /// Whose ledger the rounds are charged to.
+    pub population: String,
+    /// Poisson sampling rate of a round's clients from the population (privacy amplification;
+    /// 1 when every member takes part).
+    pub sampling_rate: f64,
+    /// Fewest survivors a round accepts (default: the threshold t); each client's noise share
+    /// is sized for them.
+    pub min_survivors: Option<u32>,
+}
+
+/// What a DP round knows from its start: the encoding, its cost, and the ε it brings the
+/// population to.
+struct RoundDp {
+    encoding: DpEncoding,
+    charge: Charge,
+    min_survivors: u32,
+    epsilon_before: f64,
+    epsilon_after: f64,
+    order: f64,
 }
 
 enum Event {
@@ -251,6 +287,7 @@ struct Round {
     members: Vec<Member>,
     by_conn: HashMap<u64, ClientId>,
     float: Option<FloatEncoding>,
+    dp: Option<RoundDp>,
     roster: Vec<[u8; 32]>,
     start: Instant,
     started_unix_ms: u64,
@@ -304,6 +341,8 @@ struct Coordinator {
     lobby_opened: Instant,
     round: Option<Round>,
     rounds_done: u64,
+    /// Set when the server must stop (the privacy budget is spent).
+    fatal: Option<String>,
 }
 
 impl Coordinator {
@@ -366,7 +405,10 @@ impl Coordinator {
     }
 
     fn maybe_start_round(&mut self) {
-        if self.round.is_some() || self.opts.rounds.is_some_and(|r| self.rounds_done >= r) {
+        if self.round.is_some()
+            || self.fatal.is_some()
+            || self.opts.rounds.is_some_and(|r| self.rounds_done >= r)
+        {
             return;
         }
         // Drop lobby entries whose stream is gone.
@@ -386,6 +428,11 @@ impl Coordinator {
         if let Err(e) = self.start_round(joined) {
             log(format!("could not start a round: {e}"));
         }
+        if let Some(why) = &self.fatal {
+            for l in self.lobby.drain(..) {
+                let _ = l.tx.try_send(Err(Status::failed_precondition(why.clone())));
+            }
+        }
         self.lobby_opened = Instant::now();
     }
 
@@ -397,10 +444,10 @@ impl Coordinator {
             }
             None => None,
         };
-        let dim = if float.is_some() {
-            self.opts.dim + 1
-        } else {
-            self.opts.dim
+        let dim = match &self.opts.dp {
+            Some(dp) => dp.params.masked_dim()?,
+            None if float.is_some() => self.opts.dim + 1,
+            None => self.opts.dim,
         };
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
@@ -418,6 +465,20 @@ impl Coordinator {
             round_seed: seed,
         };
         let mut p = plan(&opts)?;
+        if let Some(dp) = &self.opts.dp {
+            secagg_sim::dp::require_survivors(&mut p.config, dp.min_survivors)?;
+        }
+        let dp = match self.round_dp(&p.config) {
+            Ok(dp) => dp,
+            Err(e) => {
+                if self.fatal.is_some() {
+                    for j in &joined {
+                        let _ = j.tx.try_send(Err(Status::failed_precondition(e.clone())));
+                    }
+                }
+                return Err(e);
+            }
+        };
         let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
         let params = json!({
             "clients": n, "dim": self.opts.dim, "bits": self.opts.bits,
@@ -425,6 +486,7 @@ impl Coordinator {
             "graph": format!("{:?}", p.config.graph).to_lowercase(),
             "threat": format!("{:?}", p.config.model),
             "float": float.map(|f| json!({"clip": f.clip, "scale": f.scale, "max_weight": f.max_weight})),
+            "dp": dp.as_ref().map(|d| self.dp_json(d)),
             "stage_timeout_ms": self.opts.stage_timeout.as_millis() as u64,
         });
         let started_unix_ms = unix_ms();
@@ -478,6 +540,7 @@ impl Coordinator {
             members,
             by_conn,
             float,
+            dp,
             roster,
             start: Instant::now(),
             started_unix_ms,
@@ -511,9 +574,13 @@ impl Coordinator {
                 continue;
             };
             let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
-                Ok(ServerMessage::RoundStart(c)) => {
-                    convert::round_start(&c, id, r.float.as_ref(), &r.roster)
-                }
+                Ok(ServerMessage::RoundStart(c)) => convert::round_start(
+                    &c,
+                    id,
+                    r.float.as_ref(),
+                    self.opts.dp.as_ref().map(|d| &d.params),
+                    &r.roster,
+                ),
                 Ok(msg) => convert::server_frame(&msg, r.id),
                 Err(_) => continue,
             };
@@ -670,6 +737,7 @@ impl Coordinator {
                 "min_clients": c.min_clients, "graph": format!("{:?}", c.graph).to_lowercase(),
                 "threat": format!("{:?}", c.model),
                 "float": r.float.map(|f| json!({"clip": f.clip, "scale": f.scale, "max_weight": f.max_weight})),
+                "dp": r.dp.as_ref().map(|d| self.dp_json(d)),
             },
             "warnings": r.warnings,
             "clients": r.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
@@ -688,15 +756,20 @@ impl Coordinator {
                 survivors,
             } => {
                 summary["survivors"] = json!(survivors.iter().map(name).collect::<Vec<_>>());
-                let arr = match r.float {
-                    Some(f) => match f.decode(aggregate) {
-                        Ok((mean, total)) => {
-                            summary["total_weight"] = json!(total);
-                            Ok(NpyArray::F64(mean))
-                        }
-                        Err(e) => Err(e.0),
+                let arr = match (&r.dp, r.float) {
+                    (Some(dp), _) => {
+                        self.release_dp(r.id, dp, aggregate, survivors.len(), &mut summary)
+                    }
+                    (None, float) => match float {
+                        Some(f) => match f.decode(aggregate) {
+                            Ok((mean, total)) => {
+                                summary["total_weight"] = json!(total);
+                                Ok(NpyArray::F64(mean))
+                            }
+                            Err(e) => Err(e.0),
+                        },
+                        None => Ok(NpyArray::unsigned_for_bits(aggregate, c.bits)),
                     },
-                    None => Ok(NpyArray::unsigned_for_bits(aggregate, c.bits)),
                 };
                 match arr {
                     Ok(arr) => {
@@ -709,13 +782,19 @@ impl Coordinator {
                         true
                     }
                     Err(e) => {
+                        if let Some(dp) = &r.dp {
+                            summary["dp_epsilon_spent"] = json!(dp.epsilon_before);
+                        }
                         summary["reason"] =
-                            json!(format!("the aggregate could not be decoded: {e}"));
+                            json!(format!("the aggregate could not be released: {e}"));
                         false
                     }
                 }
             }
             Outcome::Aborted(a) => {
+                if let Some(dp) = &r.dp {
+                    summary["dp_epsilon_spent"] = json!(dp.epsilon_before);
+                }
                 summary["reason"] = json!(a.to_string());
                 summary["survivors"] = json!([]);
                 false
@@ -733,7 +812,10 @@ impl Coordinator {
         ) {
             log(format!("round {}: cannot write its JSON: {e}", r.id));
         }
-        if let Err(e) = self.store.end_round(r.id, state, summary.clone()) {
+        // A DP round was recorded with its charge, before its aggregate was written.
+        if !(released && r.dp.is_some())
+            && let Err(e) = self.store.end_round(r.id, state, summary.clone())
+        {
             log(format!("round {}: cannot record its end: {e}", r.id));
         }
         self.metrics.round_ended(released);
@@ -764,6 +846,115 @@ impl Coordinator {
         }
         self.rounds_done += 1;
         self.lobby_opened = Instant::now();
+    }
+
+    /// The DP encoding and cost of a round with configuration `c`, refused when it would take
+    /// the population past its budget (then the server stops: every later round would be
+    /// refused too).
+    fn round_dp(&mut self, c: &secagg_core::RoundConfig) -> Result<Option<RoundDp>, String> {
+        let Some(dp) = &self.opts.dp else {
+            return Ok(None);
+        };
+        let encoding = dp.params.encoding(c)?;
+        let cost = dp.params.round_cost(c, dp.sampling_rate)?;
+        let spent = match self
+            .store
+            .ledger(&dp.population)
+            .map_err(|e| e.to_string())?
+        {
+            Some(l) => Accountant::from_rdp(l.orders, l.rdp).map_err(|e| e.0)?,
+            None => Accountant::new(),
+        };
+        // Nothing spent is ε = 0 (the conversion of an all-zero curve is not).
+        let before = if spent.rdp().iter().all(|r| *r == 0.0) {
+            0.0
+        } else {
+            spent.epsilon(dp.delta).map_err(|e| e.0)?.epsilon
+        };
+        let after = spent.epsilon_after(&cost, dp.delta).map_err(|e| e.0)?;
+        if after.epsilon > dp.epsilon_budget {
+            let why = format!(
+                "privacy budget of population {:?} exhausted: ε = {:.4} spent, this round would \
+                 bring it to {:.4} > the budget {} (δ = {}); no round was started",
+                dp.population, before, after.epsilon, dp.epsilon_budget, dp.delta
+            );
+            self.fatal = Some(why.clone());
+            return Err(why);
+        }
+        let charge = Charge {
+            population: dp.population.clone(),
+            orders: spent.orders().to_vec(),
+            rdp: cost.rdp(spent.orders()),
+        };
+        Ok(Some(RoundDp {
+            encoding,
+            charge,
+            min_survivors: c.min_clients,
+            epsilon_before: before,
+            epsilon_after: after.epsilon,
+            order: after.order,
+        }))
+    }
+
+    fn dp_json(&self, d: &RoundDp) -> Value {
+        let Some(o) = &self.opts.dp else {
+            return Value::Null;
+        };
+        json!({
+            "noise": format!("{:?}", o.params.noise),
+            "placement": format!("{:?}", o.params.placement),
+            "noise_multiplier": o.params.noise_multiplier,
+            "clip": o.params.clip,
+            "scale": d.encoding.scale(),
+            "padded_dim": d.encoding.padded_dim(),
+            "delta": o.delta,
+            "epsilon_budget": o.epsilon_budget,
+            "population": o.population,
+            "sampling_rate": o.sampling_rate,
+            "epsilon_before_round": d.epsilon_before,
+            "epsilon_after_round": d.epsilon_after,
+            "order": d.order,
+            "expected_mean_rmse": d.encoding.expected_mean_error(d.min_survivors),
+        })
+    }
+
+    /// Decodes a DP round's sum into the private mean and charges the round to the ledger,
+    /// durably and before anything is written: an aggregate may be lost in a crash, a charge
+    /// never.
+    fn release_dp(
+        &self,
+        id: u64,
+        dp: &RoundDp,
+        aggregate: &[u64],
+        survivors: usize,
+        summary: &mut Value,
+    ) -> Result<NpyArray, String> {
+        let mut sum = aggregate.to_vec();
+        if self
+            .opts
+            .dp
+            .as_ref()
+            .is_some_and(|o| o.params.placement == NoisePlacement::Central)
+        {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
+            let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed);
+            dp.encoding
+                .add_central_noise(&mut sum, &mut rng)
+                .map_err(|e| e.0)?;
+        }
+        let total = dp.encoding.decode_sum(&sum).map_err(|e| e.0)?;
+        let n = survivors.max(1) as f64;
+        let mean: Vec<f64> = total.iter().map(|v| v / n).collect();
+        summary["dp_epsilon_spent"] = json!(dp.epsilon_after);
+        let ledger = self
+            .store
+            .finish_round_charged(id, summary.clone(), &dp.charge)
+            .map_err(|e| {
+                format!("the privacy ledger could not be updated, nothing released: {e}")
+            })?;
+        summary["dp_ledger_rounds"] = json!(ledger.rounds);
+        Ok(NpyArray::F64(mean))
     }
 }
 
@@ -850,9 +1041,10 @@ pub async fn run(
         lobby_opened: Instant::now(),
         round: None,
         rounds_done: 0,
+        fatal: None,
     };
     loop {
-        if co.opts.rounds.is_some_and(|r| co.rounds_done >= r) {
+        if co.opts.rounds.is_some_and(|r| co.rounds_done >= r) || co.fatal.is_some() {
             break;
         }
         let deadline = co.next_deadline();
@@ -875,8 +1067,12 @@ pub async fn run(
             "the server is shutting down: no further rounds",
         )));
     }
+    let fatal = co.fatal.take();
     drop(co);
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
-    Ok(())
+    match fatal {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
 }

@@ -1,6 +1,11 @@
 //! The server's embedded store (redb, pure Rust): round ids and each round's state, committed
 //! durably before and after every round, so a crash loses nothing that finished, an in-flight
 //! round is recorded as aborted on restart, and ids are never reused.
+//!
+//! It also holds the **privacy ledger**: per population, the Rényi-DP curve composed over every
+//! round that released a result, and the ids of those rounds. A round's charge is committed in
+//! the same transaction that records it as finished, before its aggregate is written anywhere,
+//! so a crash can lose an aggregate but never a charge, and a round is never charged twice.
 
 use std::path::Path;
 
@@ -9,6 +14,7 @@ use serde_json::{Value, json};
 
 const ROUNDS: TableDefinition<u64, &str> = TableDefinition::new("rounds");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LEDGER: TableDefinition<&str, &str> = TableDefinition::new("dp_ledger");
 const NEXT_ID: &str = "next_round_id";
 
 /// Where a round stands.
@@ -52,6 +58,57 @@ impl std::error::Error for StoreError {}
 
 fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
     move |e| StoreError(format!("{what}: {e}"))
+}
+
+/// What one population has spent: the RDP curve (ε at each order, added over rounds) and the
+/// rounds counted in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    /// Rényi orders α.
+    pub orders: Vec<f64>,
+    /// RDP ε(α) spent so far, one per order.
+    pub rdp: Vec<f64>,
+    /// Ids of the rounds counted, in the order they were charged.
+    pub rounds: Vec<u64>,
+}
+
+impl LedgerEntry {
+    fn to_json(&self) -> Value {
+        json!({"orders": self.orders, "rdp": self.rdp, "rounds": self.rounds})
+    }
+
+    fn from_json(text: &str) -> Result<LedgerEntry, StoreError> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| StoreError(format!("the privacy ledger is unreadable: {e}")))?;
+        let floats =
+            |k: &str| -> Option<Vec<f64>> { v[k].as_array()?.iter().map(Value::as_f64).collect() };
+        let rounds: Option<Vec<u64>> = v["rounds"]
+            .as_array()
+            .and_then(|a| a.iter().map(Value::as_u64).collect());
+        match (floats("orders"), floats("rdp"), rounds) {
+            (Some(orders), Some(rdp), Some(rounds)) if orders.len() == rdp.len() => {
+                Ok(LedgerEntry {
+                    orders,
+                    rdp,
+                    rounds,
+                })
+            }
+            _ => Err(StoreError(String::from(
+                "the privacy ledger is malformed (orders, rdp and rounds must be arrays of equal length)",
+            ))),
+        }
+    }
+}
+
+/// A released round's privacy cost, charged to a population's ledger.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The population (one ledger per population).
+    pub population: String,
+    /// Rényi orders α; must equal the ledger's.
+    pub orders: Vec<f64>,
+    /// This round's RDP ε(α).
+    pub rdp: Vec<f64>,
 }
 
 /// The store.
@@ -131,6 +188,83 @@ impl Store {
         self.put(&RoundRecord { id, state, summary })
     }
 
+    /// Records a round that released its aggregate and, in the same transaction, charges its
+    /// privacy cost to the population's ledger. A round already in the ledger is not charged
+    /// again. Returns the ledger after the charge.
+    pub fn finish_round_charged(
+        &self,
+        id: u64,
+        mut summary: Value,
+        charge: &Charge,
+    ) -> Result<LedgerEntry, StoreError> {
+        if charge.orders.len() != charge.rdp.len()
+            || charge.rdp.iter().any(|e| !(e.is_finite() && *e >= 0.0))
+        {
+            return Err(StoreError(String::from(
+                "a privacy charge needs one finite, non-negative ε per order",
+            )));
+        }
+        summary["state"] = json!(RoundState::Finished.name());
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(err("starting a transaction"))?;
+        let entry = {
+            let mut ledger = tx.open_table(LEDGER).map_err(err("opening the ledger"))?;
+            let old = ledger
+                .get(charge.population.as_str())
+                .map_err(err("reading the ledger"))?
+                .map(|v| LedgerEntry::from_json(v.value()))
+                .transpose()?;
+            let mut entry = old.unwrap_or_else(|| LedgerEntry {
+                orders: charge.orders.clone(),
+                rdp: vec![0.0; charge.orders.len()],
+                rounds: Vec::new(),
+            });
+            if entry.orders != charge.orders {
+                return Err(StoreError(format!(
+                    "the ledger of population {:?} uses other Rényi orders than this round: \
+                     refusing to mix them",
+                    charge.population
+                )));
+            }
+            if !entry.rounds.contains(&id) {
+                entry
+                    .rdp
+                    .iter_mut()
+                    .zip(&charge.rdp)
+                    .for_each(|(a, b)| *a += b);
+                entry.rounds.push(id);
+                ledger
+                    .insert(
+                        charge.population.as_str(),
+                        entry.to_json().to_string().as_str(),
+                    )
+                    .map_err(err("charging the ledger"))?;
+            }
+            let mut rounds = tx.open_table(ROUNDS).map_err(err("opening rounds"))?;
+            rounds
+                .insert(id, summary.to_string().as_str())
+                .map_err(err("recording the round"))?;
+            entry
+        };
+        tx.commit()
+            .map_err(err("committing the round and its charge"))?;
+        Ok(entry)
+    }
+
+    /// A population's ledger (None before its first charged round).
+    pub fn ledger(&self, population: &str) -> Result<Option<LedgerEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(err("starting a read"))?;
+        let table = match tx.open_table(LEDGER) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(StoreError(format!("opening the ledger: {e}"))),
+        };
+        let v = table.get(population).map_err(err("reading the ledger"))?;
+        v.map(|v| LedgerEntry::from_json(v.value())).transpose()
+    }
+
     fn put(&self, r: &RoundRecord) -> Result<(), StoreError> {
         let tx = self
             .db
@@ -208,5 +342,53 @@ mod tests {
         assert_eq!(s.round(a).unwrap().unwrap().summary["survivors"][0], "x");
         assert_eq!(s.begin_round(|id| json!({"round_id": id})).unwrap(), 3);
         assert!(s.round(99).unwrap().is_none());
+    }
+
+    #[test]
+    fn ledger_charges_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(dir.path()).unwrap();
+        assert!(s.ledger("p").unwrap().is_none());
+        let charge = Charge {
+            population: "p".into(),
+            orders: vec![2.0, 8.0],
+            rdp: vec![0.5, 2.0],
+        };
+        let a = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        let e = s
+            .finish_round_charged(a, json!({"round_id": a}), &charge)
+            .unwrap();
+        assert_eq!((e.rdp.clone(), e.rounds.clone()), (vec![0.5, 2.0], vec![a]));
+        // The same round again (a retried write): not counted twice.
+        let e2 = s
+            .finish_round_charged(a, json!({"round_id": a}), &charge)
+            .unwrap();
+        assert_eq!(e2, e);
+        let b = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        s.finish_round_charged(b, json!({"round_id": b}), &charge)
+            .unwrap();
+        assert_eq!(s.round(b).unwrap().unwrap().state, RoundState::Finished);
+        // A round in flight when the process dies is not charged.
+        let c = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        drop(s);
+        let (s, rec) = Store::open(dir.path()).unwrap();
+        assert_eq!(rec[0].id, c);
+        let e = s.ledger("p").unwrap().unwrap();
+        assert_eq!((e.rdp, e.rounds), (vec![1.0, 4.0], vec![a, b]));
+        assert!(s.ledger("other").unwrap().is_none());
+        // Other orders, or a bad ε, are refused and change nothing.
+        let d = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        let other = Charge {
+            orders: vec![3.0, 8.0],
+            ..charge.clone()
+        };
+        assert!(s.finish_round_charged(d, json!({}), &other).is_err());
+        let nan = Charge {
+            rdp: vec![f64::NAN, 1.0],
+            ..charge
+        };
+        assert!(s.finish_round_charged(d, json!({}), &nan).is_err());
+        assert_eq!(s.ledger("p").unwrap().unwrap().rounds, vec![a, b]);
+        assert_eq!(s.round(d).unwrap().unwrap().state, RoundState::InFlight);
     }
 }

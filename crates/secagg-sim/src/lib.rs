@@ -9,6 +9,7 @@
 //! - [`harness`]: runs a round with dropouts, duplicates, reordering and tampering.
 //! - [`npy`]: reads and writes NumPy `.npy` files.
 
+pub mod dp;
 pub mod harness;
 pub mod npy;
 pub mod plan;

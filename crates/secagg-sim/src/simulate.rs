@@ -7,6 +7,7 @@ use secagg_core::encoding::{FloatEncoding, check_integer_sum};
 use secagg_core::server::{Dropout, Outcome};
 use secagg_core::{ClientId, Stage};
 
+use crate::dp::DpParams;
 use crate::harness::{self, Report, Scenario};
 use crate::plan::{Plan, RoundOptions, plan};
 
@@ -56,6 +57,28 @@ pub fn random_inputs(n: u32, dim: u32, bits: u8, seed: u64) -> Inputs {
     )
 }
 
+/// Random float inputs for DP rounds: a shared direction plus each client's own part, each
+/// vector of L2 norm about 1, so the mean is not trivially 0.
+pub fn random_float_inputs(n: u32, dim: u32, seed: u64) -> Inputs {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xf1_0a7);
+    let d = dim.max(1) as f64;
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+    let shared: Vec<f64> = (0..dim).map(|_| uniform() * (3.0 / d).sqrt()).collect();
+    let values = (0..n)
+        .map(|_| {
+            shared
+                .iter()
+                .map(|s| 0.5 * s + 0.5 * uniform() * (3.0 / d).sqrt())
+                .collect()
+        })
+        .collect();
+    Inputs::Float {
+        values,
+        weights: vec![1; n as usize],
+        clip: None,
+    }
+}
+
 /// Options of a simulated round beyond the round's parameters.
 pub struct SimulateOptions {
     /// Round parameters (the dimension is taken from the inputs).
@@ -68,6 +91,48 @@ pub struct SimulateOptions {
     pub seed: u64,
     /// Called when a stage starts.
     pub on_stage: Option<Box<dyn FnMut(Stage) + Send>>,
+    /// Release a differentially private mean of float inputs instead of the exact one.
+    pub dp: Option<SimulateDp>,
+}
+
+/// Differential privacy of a simulated round.
+#[derive(Debug, Clone, Copy)]
+pub struct SimulateDp {
+    /// The public parameters (their `dim` is taken from the inputs).
+    pub params: DpParams,
+    /// δ of the reported (ε, δ).
+    pub delta: f64,
+    /// Poisson sampling rate of a round's clients from their population.
+    pub sampling_rate: f64,
+    /// Rounds of this kind composed in the reported ε (a training run's length).
+    pub rounds: u64,
+    /// Fewest survivors the round accepts (default: the threshold t); each client's noise
+    /// share is sized for them.
+    pub min_survivors: Option<u32>,
+}
+
+/// What a DP round released and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpReport {
+    /// ε of `rounds` such rounds at `delta`.
+    pub epsilon: f64,
+    /// The Rényi order that gave it.
+    pub order: f64,
+    /// δ.
+    pub delta: f64,
+    /// Rounds composed.
+    pub rounds: u64,
+    /// The encoding's scale γ.
+    pub scale: f64,
+    /// The vector length masked (the dimension padded to a power of two).
+    pub padded_dim: usize,
+    /// Root-mean-square error per coordinate of the private mean against the mean of the
+    /// survivors' clipped inputs (noise and rounding only).
+    pub rmse_vs_clipped: f64,
+    /// The same against the mean of their raw inputs (clipping bias included).
+    pub rmse_vs_raw: f64,
+    /// The RMSE the encoding predicts for this many survivors (noise and rounding).
+    pub expected_rmse: f64,
 }
 
 /// The aggregate in the inputs' terms.
@@ -105,6 +170,8 @@ pub struct SimulateResult {
     pub dropouts: Vec<Dropout>,
     /// Timings and bytes.
     pub report: Report,
+    /// DP rounds: ε and the error of the private mean.
+    pub dp: Option<DpReport>,
 }
 
 /// Picks ⌊fraction·n⌉ clients to drop, deterministically from the seed.
@@ -146,6 +213,9 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
     let bits = opts.round.bits;
     let mut rng = ChaCha20Rng::seed_from_u64(opts.seed ^ 0x00e2_c0de);
     let n32 = n as u32;
+    if let Some(dp) = opts.dp {
+        return simulate_dp(inputs, opts, dp, rng);
+    }
     // Encode into Z_2^b.
     let (encoded, float): (Vec<Vec<u64>>, Option<FloatEncoding>) = match &inputs {
         Inputs::Unsigned(v) => {
@@ -273,5 +343,157 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
         mean_error,
         dropouts: report.dropouts.clone(),
         report,
+        dp: None,
     })
+}
+
+/// `v` scaled down to L2 norm at most `clip`.
+fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let f = if norm > clip { clip / norm } else { 1.0 };
+    v.iter().map(|x| x * f).collect()
+}
+
+fn rmse(a: &[f64], b: &[f64]) -> f64 {
+    let s: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    (s / a.len().max(1) as f64).sqrt()
+}
+
+fn mean_of<'a>(rows: impl Iterator<Item = &'a Vec<f64>>, dim: usize) -> Vec<f64> {
+    let mut out = vec![0f64; dim];
+    let mut k = 0usize;
+    for r in rows {
+        k += 1;
+        out.iter_mut().zip(r).for_each(|(a, x)| *a += x);
+    }
+    out.iter_mut().for_each(|a| *a /= k.max(1) as f64);
+    out
+}
+
+/// A round releasing a differentially private mean (secagg-dp's pipeline on every client).
+fn simulate_dp(
+    inputs: Inputs,
+    mut opts: SimulateOptions,
+    dp: SimulateDp,
+    mut rng: ChaCha20Rng,
+) -> Result<SimulateResult, String> {
+    let Inputs::Float {
+        values,
+        weights,
+        clip,
+    } = inputs
+    else {
+        return Err(String::from(
+            "DP rounds average float updates: give float32/float64 inputs",
+        ));
+    };
+    if clip.is_some() {
+        return Err(String::from(
+            "DP rounds clip each update to an L2 norm (--dp-clip), not values to a range: drop --clip",
+        ));
+    }
+    if weights.len() != values.len() || weights.iter().any(|w| *w != 1) {
+        return Err(String::from(
+            "DP rounds average unweighted updates (weights would change the sensitivity): drop --weights",
+        ));
+    }
+    if !(dp.delta > 0.0 && dp.delta < 1.0) {
+        return Err(format!("δ must be in (0, 1), got {}", dp.delta));
+    }
+    if dp.rounds == 0 {
+        return Err(String::from("the number of DP rounds must be at least 1"));
+    }
+    let n = values.len() as u32;
+    let dim = values[0].len();
+    if let Some((i, (j, x))) = values.iter().enumerate().find_map(|(i, v)| {
+        v.iter()
+            .enumerate()
+            .find(|(_, x)| !x.is_finite())
+            .map(|p| (i, p))
+    }) {
+        return Err(format!(
+            "input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"
+        ));
+    }
+    let params = DpParams { dim, ..dp.params };
+    let mut ro = opts.round.clone();
+    ro.clients = n;
+    ro.dim = params.masked_dim()?;
+    let mut plan = plan(&ro)?;
+    crate::dp::require_survivors(&mut plan.config, dp.min_survivors)?;
+    let enc = params.encoding(&plan.config)?;
+    let cost = params.round_cost(&plan.config, dp.sampling_rate)?;
+    let eps = crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?;
+    let encoded: Vec<Vec<u64>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            enc.encode(v, &mut rng)
+                .map_err(|e| format!("input {i}: {}", e.0))
+        })
+        .collect::<Result<_, _>>()?;
+    let drop_ids = choose_dropouts(n, opts.dropout, opts.seed);
+    let mut sc = Scenario::new(plan.config.clone(), opts.seed);
+    if !drop_ids.is_empty() {
+        sc.dropouts.push((opts.dropout_stage, drop_ids));
+    }
+    sc.on_stage = opts.on_stage.take();
+    let report = harness::run(sc, encoded.clone())?;
+    let mut result = SimulateResult {
+        plan,
+        aggregate: None,
+        aborted: None,
+        survivors: Vec::new(),
+        dropped: (0..values.len()).collect(),
+        aggregate_ok: false,
+        mean_error: None,
+        dropouts: report.dropouts.clone(),
+        report,
+        dp: None,
+    };
+    let (aggregate, survivors) = match &result.report.outcome {
+        Outcome::Aborted(r) => {
+            result.aborted = Some(r.to_string());
+            return Ok(result);
+        }
+        Outcome::Released {
+            aggregate,
+            survivors,
+        } => (aggregate.clone(), survivors.clone()),
+    };
+    let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
+    // The protocol's part is exact: the unmasked sum equals the sum of what clients sent.
+    let exact = aggregate == harness::plain_sum(&encoded, survivors.iter(), ro.bits);
+    let mut sum = aggregate;
+    if params.placement == secagg_dp::pipeline::NoisePlacement::Central {
+        enc.add_central_noise(&mut sum, &mut rng).map_err(|e| e.0)?;
+    }
+    let total = enc.decode_sum(&sum).map_err(|e| e.0)?;
+    let k = surv.len().max(1) as f64;
+    let mean: Vec<f64> = total.iter().map(|v| v / k).collect();
+    let clipped: Vec<Vec<f64>> = surv
+        .iter()
+        .map(|&i| clip_l2(&values[i], params.clip))
+        .collect();
+    let want_clipped = mean_of(clipped.iter(), dim);
+    let want_raw = mean_of(surv.iter().map(|&i| &values[i]), dim);
+    result.dp = Some(DpReport {
+        epsilon: eps.epsilon,
+        order: eps.order,
+        delta: dp.delta,
+        rounds: dp.rounds,
+        scale: enc.scale(),
+        padded_dim: enc.padded_dim(),
+        rmse_vs_clipped: rmse(&mean, &want_clipped),
+        rmse_vs_raw: rmse(&mean, &want_raw),
+        expected_rmse: enc.expected_mean_error(surv.len() as u32),
+    });
+    result.dropped = (0..values.len()).filter(|i| !surv.contains(i)).collect();
+    result.survivors = surv;
+    result.aggregate_ok = exact;
+    result.aggregate = Some(Aggregate::Mean {
+        mean,
+        total_weight: survivors.len() as u64,
+    });
+    Ok(result)
 }
