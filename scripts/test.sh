@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: the Rust workspace (cargo test), then the Python package built into a
+# virtualenv and its pytest suite (bindings, known-answer vectors, the accountant against
+# Google's dp-accounting, the Flower integration). Installs what it needs itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace
+bash .ci/python.sh
