@@ -210,6 +210,35 @@ def test_dropouts_at_two_stages_are_left_out_of_the_mean() -> None:
     assert r2.dropouts[0]["stage"] == "advertise"
 
 
+@pytest.mark.parametrize("exchange", [0, 1])
+def test_dropout_during_key_setup_or_sharing_ours_goes_on_flowers_halts(exchange: int) -> None:
+    # One client vanishes in round 1 at the first (keys) or second (shares) exchange.
+    plan = {(1, 3): exchange}
+    workflow = _workflow()
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=9, vanish=_vanish_at(plan))
+    run_server_app(_server_app(workflow, seen), grid)
+    assert workflow.reports[0].aborted is None and len(workflow.reports[0].survivors) == N - 1
+    for g, w in zip(seen[1], _expected([{3}])[1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+
+    # Flower 1.42's SecAgg+ under the same dropout halts the round: the model does not move.
+    from flwr.client.mod import secaggplus_mod
+    from flwr.server.workflow import SecAggPlusWorkflow
+
+    peer_seen: list[list[np.ndarray]] = []
+    peer = SecAggPlusWorkflow(num_shares=5, reconstruction_threshold=3, max_weight=100.0)
+    grid = InProcessGrid(_client_app([secaggplus_mod]), N, seed=9, vanish=_vanish_at(plan))
+    run_server_app(_server_app(peer, peer_seen), grid)  # type: ignore[arg-type]
+    assert all(not np.any(g) for g in peer_seen[1])
+    # Without the dropout the same peer setup does aggregate (so the check above can fail).
+    peer_seen.clear()
+    grid = InProcessGrid(_client_app([secaggplus_mod]), N, seed=9)
+    run_server_app(_server_app(peer, peer_seen), grid)  # type: ignore[arg-type]
+    for g, w in zip(peer_seen[1], _expected([set()])[1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-3)
+
+
 def test_too_few_survivors_abort_cleanly_and_keep_the_model() -> None:
     # Round 1: four of six vanish after sharing keys: 2 < t = 3 survivors -> abort.
     plan = {(1, p): 2 for p in range(4)}
