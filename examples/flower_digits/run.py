@@ -135,6 +135,13 @@ def main() -> None:
     parser.add_argument("--dp-epsilon", type=float, default=10.0, help="secagg-dp: ε budget")
     parser.add_argument("--dp-delta", type=float, default=1e-5, help="secagg-dp: δ")
     parser.add_argument("--dp-clip", type=float, default=1.0, help="secagg-dp: L2 clip")
+    parser.add_argument(
+        "--dropout-exchange",
+        type=int,
+        default=2,
+        help="the message of the round at which clients vanish: 0 keys, 1 shares, "
+        "2 masked update (default), 3 unmask",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--quick", action="store_true", help="4 rounds")
@@ -147,7 +154,7 @@ def main() -> None:
         hidden=args.hidden,
         seed=args.seed,
     )
-    plan = app.DropPlan(rate=args.dropout, seed=args.seed + 1)
+    plan = app.DropPlan(rate=args.dropout, at_exchange=args.dropout_exchange, seed=args.seed + 1)
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in (*app.MODES, DP_MODE)]
     if unknown:
