@@ -148,16 +148,9 @@ def test_two_rounds_equal_plain_fedavg_and_hide_updates() -> None:
     replies: list[Message] = []
     workflow = _workflow()
     seen: list[list[np.ndarray]] = []
-    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=1)
-    original = grid._deliver  # pylint: disable=protected-access
-
-    def tap(msg: Message) -> Message | None:
-        reply = original(msg)
-        if reply is not None:
-            replies.append(reply)
-        return reply
-
-    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    grid = InProcessGrid(
+        _client_app([secagg_mod]), N, seed=1, observe=lambda p, m, r: replies.append(r)
+    )
     run_server_app(_server_app(workflow, seen), grid)
 
     expected = _expected([set(), set()])
@@ -327,16 +320,12 @@ def test_a_server_without_secure_aggregation_gets_no_update_in_clear() -> None:
         DefaultWorkflow()(grid, legacy)
 
     replies: list[Message] = []
-    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=8)
-    original = grid._deliver  # pylint: disable=protected-access
 
-    def tap(msg: Message) -> Message | None:
-        reply = original(msg)
+    def tap(partition: int, msg: Message, reply: Message | None) -> None:
         if reply is not None and msg.metadata.message_type == "train":
             replies.append(reply)
-        return reply
 
-    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=8, observe=tap)
     run_server_app(app, grid)
     assert len(replies) == N
     assert all(r.has_error() and "without secure aggregation" in r.error.reason for r in replies)
@@ -345,9 +334,7 @@ def test_a_server_without_secure_aggregation_gets_no_update_in_clear() -> None:
 
     # Opting in to plain rounds answers them.
     replies.clear()
-    grid = InProcessGrid(_client_app([make_secagg_mod(allow_plain=True)]), N, seed=8)
-    original = grid._deliver  # pylint: disable=protected-access
-    grid._deliver = tap  # type: ignore[method-assign]  # pylint: disable=protected-access
+    grid = InProcessGrid(_client_app([make_secagg_mod(allow_plain=True)]), N, seed=8, observe=tap)
     run_server_app(app, grid)
     assert len(replies) == N and not any(r.has_error() for r in replies)
 

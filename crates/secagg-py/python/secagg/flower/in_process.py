@@ -6,11 +6,13 @@ Flower 1.42 simulates only through its Ray backend. :class:`InProcessGrid` is a
 Flower's protobufs in both directions (so mods cannot share Python objects with the server,
 and the bytes on the wire can be counted). Each node's :class:`flwr.app.Context` is also
 round-tripped through protobuf after every message by default, as a deployed SuperNode does
-when it starts a fresh ``flwr-clientapp`` process per message: state a mod keeps outside
-``context.state`` is lost, exactly as in deployment.
+when it starts a fresh ``flwr-clientapp`` process per message: what a mod attaches to the
+``Context`` outside ``context.state`` is lost. (Module-level state survives here, since this is
+one process; a deployed SuperNode loses that too.)
 
 Dropouts are injected with ``vanish``: a node for which it returns ``True`` never answers that
-message (the server sees what a timeout would show it).
+message (the server sees what a timeout would show it). ``observe`` sees every message and its
+reply (``None`` when the node vanished), e.g. to check what clients send.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = ["InProcessGrid", "NodeStats", "run_server_app"]
 
 #: Decides whether node ``partition_id`` silently ignores ``message``.
 VanishFn = Callable[[int, Message], bool]
+#: Called with (partition id, message, reply or None) for every delivered message.
+ObserveFn = Callable[[int, Message, "Message | None"], None]
 
 
 @dataclass
@@ -72,12 +76,14 @@ class InProcessGrid(Grid):
         run_id: int = 1,
         run_config: dict[str, bool | float | int | str] | None = None,
         vanish: VanishFn | None = None,
+        observe: ObserveFn | None = None,
         roundtrip_context: bool = True,
     ) -> None:
         if num_nodes < 1:
             raise ValueError(f"num_nodes must be at least 1, got {num_nodes}")
         self._client_app = client_app
         self._vanish = vanish
+        self._observe = observe
         self._roundtrip_context = roundtrip_context
         self._run = Run.create_empty(run_id)
         rng = random.Random(seed)
@@ -136,6 +142,9 @@ class InProcessGrid(Grid):
             msg.metadata.__dict__["_message_id"] = msg_id
             ids.append(msg_id)
             reply = self._deliver(msg)
+            node = self._nodes.get(msg.metadata.dst_node_id)
+            if self._observe is not None and node is not None:
+                self._observe(node.partition_id, msg, reply)
             if reply is not None:
                 self._replies[msg_id] = reply
         return ids
