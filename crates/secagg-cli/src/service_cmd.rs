@@ -258,6 +258,9 @@ pub struct ClientArgs {
     /// For an https:// server: PEM certificate of the CA to trust (default: public roots).
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// Take part only in rounds with distributed DP noise of at least this noise multiplier.
+    #[arg(long)]
+    pub dp_min_noise_multiplier: Option<f64>,
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
@@ -290,6 +293,7 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
         timeout: a.timeout,
         pause_at: a.pause_at.map(StageArg::stage),
         tls_ca: a.tls_ca,
+        min_noise_multiplier: a.dp_min_noise_multiplier,
     };
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;

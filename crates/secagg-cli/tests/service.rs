@@ -786,6 +786,7 @@ fn load_1000_clients() {
                     timeout: Duration::from_secs(300),
                     pause_at: None,
                     tls_ca: None,
+                    min_noise_multiplier: None,
                 };
                 secagg_service::client::participate(&opts)
                     .await
@@ -1171,4 +1172,43 @@ fn dp_rounds_charge_the_ledger_once_survive_a_crash_and_stop_at_the_budget() {
     let l = ledger(&data);
     assert_eq!(l.rounds, vec![1, 3]);
     assert!(!data.join("rounds/4.json").exists());
+}
+
+#[test]
+fn a_client_with_a_noise_floor_refuses_weaker_dp_rounds() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = dp_server_args("1000", "1");
+    args[3] = "2".into(); // --min-clients 2: the round goes on without the refusing client
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = start_server(&data, &a);
+    let url = format!("http://{}", server.addr);
+    let strict = client_with(
+        &url,
+        &float_input(dir.path(), 0),
+        "strict",
+        &["--dp-min-noise-multiplier", "3"],
+    );
+    let mut ok: Vec<Child> = (1..3)
+        .map(|i| {
+            client_with(
+                &url,
+                &float_input(dir.path(), i),
+                &format!("ok{i}"),
+                &["--dp-min-noise-multiplier", "2"],
+            )
+        })
+        .collect();
+    let out = strict.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("below this client's floor"), "{err}");
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    for c in &mut ok {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished");
+    assert_eq!(names(&j, "survivors"), vec!["ok1", "ok2"]);
 }
