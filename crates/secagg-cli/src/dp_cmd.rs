@@ -55,7 +55,7 @@ struct PipelineArgs {
     /// Length of each client's vector (padded to a power of two for the rotation).
     #[arg(long)]
     dim: Option<usize>,
-    /// Modulus 2^BITS of the aggregation, 1..=64.
+    /// Modulus 2^BITS of the aggregation, 2..=64.
     #[arg(long)]
     bits: Option<u8>,
     /// L2 clipping norm of each client's update.
