@@ -71,28 +71,12 @@ def test_dp_is_exposed_on_the_package():
     assert secagg.dp is dp and callable(secagg.dp.epsilon)
 
 
-def _simulate_has_dp():
-    # TEMPORARY until secagg-sim's DP rounds are committed: builds from a tree without them
-    # refuse dp= with this message.
-    try:
-        secagg.simulate([np.full(4, 0.1)] * 4, dp="ddg", seed=1)
-    except ValueError as e:
-        return "not in this build" not in str(e)
-    return True
-
-
-needs_sim_dp = pytest.mark.skipif(
-    not _simulate_has_dp(), reason="this secagg build has no DP rounds in secagg-sim"
-)
-
-
 def unit_updates(n, dim, seed):
     rng = np.random.default_rng(seed)
     xs = rng.normal(size=(n, dim))
     return [x / np.linalg.norm(x) * 0.8 for x in xs]
 
 
-@needs_sim_dp
 @pytest.mark.parametrize("noise", ["ddg", "skellam"])
 def test_simulate_with_dp_reports_epsilon_and_a_noisy_mean(noise):
     n, dim, z = 20, 200, 0.5
@@ -115,7 +99,6 @@ def test_simulate_with_dp_reports_epsilon_and_a_noisy_mean(noise):
     assert 0.3 * d["expected_rmse"] < err < 3 * d["expected_rmse"]
 
 
-@needs_sim_dp
 def test_more_noise_more_error_less_epsilon():
     xs = unit_updates(20, 200, 2)
     lo = secagg.simulate(xs, dp="ddg", dp_noise_multiplier=0.3, seed=1)
@@ -134,7 +117,6 @@ def test_more_noise_more_error_less_epsilon():
         ([np.zeros(8)] * 4, {"dp": "ddg", "dp_sampling_rate": 0}, "dp_sampling_rate"),
     ],
 )
-@needs_sim_dp
 def test_bad_dp_simulation(inputs, kwargs, hint):
     with pytest.raises(ValueError) as e:
         secagg.simulate(inputs, seed=1, **kwargs)

@@ -45,11 +45,15 @@ pub struct ServiceClient {
     roster: Option<Roster>,
     timeout: Duration,
     tls_ca: Option<PathBuf>,
+    min_noise_multiplier: Option<f64>,
 }
 
 /// A client for the gRPC service at `url`.
 #[pyfunction]
-#[pyo3(signature = (url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None))]
+#[pyo3(signature = (
+    url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None,
+    min_noise_multiplier=None
+))]
 pub fn connect(
     url: String,
     name: Option<String>,
@@ -57,7 +61,15 @@ pub fn connect(
     roster: Option<Vec<Vec<u8>>>,
     timeout: f64,
     tls_ca: Option<PathBuf>,
+    min_noise_multiplier: Option<f64>,
 ) -> PyResult<ServiceClient> {
+    if let Some(z) = min_noise_multiplier
+        && !(z.is_finite() && z > 0.0)
+    {
+        return Err(PyValueError::new_err(format!(
+            "min_noise_multiplier must be a positive number, got {z}"
+        )));
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(PyValueError::new_err(format!(
             "url must start with http:// or https://, got {url:?}"
@@ -94,6 +106,7 @@ pub fn connect(
         roster: roster.map(|r| read_roster(r, "roster")).transpose()?,
         timeout: Duration::from_secs_f64(timeout),
         tls_ca,
+        min_noise_multiplier,
     })
 }
 
@@ -123,6 +136,7 @@ impl ServiceClient {
             timeout: self.timeout,
             pause_at: None,
             tls_ca: self.tls_ca.clone(),
+            min_noise_multiplier: self.min_noise_multiplier,
         };
         let result = py.detach(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

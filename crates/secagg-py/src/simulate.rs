@@ -9,7 +9,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use secagg_core::server::DropReason;
 use secagg_core::{Stage, ThreatModel};
-use secagg_sim::simulate::{Aggregate, Inputs, SimulateOptions, SimulateResult, simulate};
+use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
+use secagg_sim::dp::{DEFAULT_BETA, DpParams};
+use secagg_sim::simulate::{
+    Aggregate, Inputs, SimulateDp, SimulateOptions, SimulateResult, simulate,
+};
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
 use crate::options::{
@@ -143,21 +147,16 @@ pub fn simulate_round<'py>(
     dp_rounds: u64,
     dp_central: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if dp.is_some() {
-        // dp_noise_multiplier, dp_clip, dp_delta, dp_sampling_rate, dp_rounds and dp_central
-        // go with it once secagg-sim's DP rounds land.
-        let _ = (
-            dp_noise_multiplier,
-            dp_clip,
-            dp_delta,
-            dp_sampling_rate,
-            dp_rounds,
-        );
-        let _ = dp_central;
-        return Err(PyValueError::new_err(
-            "dp= needs a secagg built with DP rounds in secagg-sim (not in this build)",
-        ));
-    }
+    let dp = DpChoice {
+        noise: dp,
+        noise_multiplier: dp_noise_multiplier,
+        clip: dp_clip,
+        delta: dp_delta,
+        sampling_rate: dp_sampling_rate,
+        rounds: dp_rounds,
+        central: dp_central,
+    };
+    let dp_options = dp.options()?;
     if !(0.0..=1.0).contains(&dropout) {
         return Err(PyValueError::new_err(format!(
             "dropout must be a fraction in [0, 1], got {dropout}"
@@ -199,11 +198,99 @@ pub fn simulate_round<'py>(
         dropout_stage: stage,
         seed,
         on_stage: None,
+        dp: dp_options,
     };
     let r = py
         .detach(move || simulate(inputs, opts))
         .map_err(plan_error)?;
-    result_dict(py, &r, dropout, stage, seed, assumed_corrupt)
+    let d = result_dict(py, &r, dropout, stage, seed, assumed_corrupt)?;
+    d.set_item("dp", dp.report(py, &r)?)?;
+    Ok(d)
+}
+
+/// The `dp=` keyword arguments of `simulate` (the `--dp` flags of `secagg simulate`).
+struct DpChoice<'a> {
+    noise: Option<&'a str>,
+    noise_multiplier: f64,
+    clip: f64,
+    delta: f64,
+    sampling_rate: f64,
+    rounds: u64,
+    central: bool,
+}
+
+impl DpChoice<'_> {
+    /// The simulator's DP options, or None without `dp=`.
+    fn options(&self) -> PyResult<Option<SimulateDp>> {
+        let Some(name) = self.noise else {
+            return Ok(None);
+        };
+        let noise = match name {
+            "ddg" => NoiseKind::DiscreteGaussian,
+            "skellam" => NoiseKind::Skellam,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown dp {name:?}: use 'ddg' (distributed discrete Gaussian) or 'skellam'"
+                )));
+            }
+        };
+        if !(self.sampling_rate > 0.0 && self.sampling_rate <= 1.0) {
+            return Err(PyValueError::new_err(format!(
+                "dp_sampling_rate must be in (0, 1], got {}",
+                self.sampling_rate
+            )));
+        }
+        let params = DpParams {
+            noise,
+            placement: if self.central {
+                NoisePlacement::Central
+            } else {
+                NoisePlacement::Distributed
+            },
+            noise_multiplier: self.noise_multiplier,
+            clip: self.clip,
+            beta: DEFAULT_BETA,
+            // The simulator takes the dimension from the inputs.
+            dim: 1,
+        };
+        params
+            .validate()
+            .map_err(|e| PyValueError::new_err(format!("dp: {e}")))?;
+        Ok(Some(SimulateDp {
+            params,
+            delta: self.delta,
+            sampling_rate: self.sampling_rate,
+            rounds: self.rounds,
+            min_survivors: None,
+        }))
+    }
+
+    /// The `dp` entry of the result: parameters, ε and the error of the private mean.
+    fn report<'py>(
+        &self,
+        py: Python<'py>,
+        r: &SimulateResult,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(d) = &r.dp else {
+            return Ok(None);
+        };
+        let out = PyDict::new(py);
+        out.set_item("noise", self.noise)?;
+        out.set_item("central", self.central)?;
+        out.set_item("noise_multiplier", self.noise_multiplier)?;
+        out.set_item("clip", self.clip)?;
+        out.set_item("epsilon", d.epsilon)?;
+        out.set_item("order", d.order)?;
+        out.set_item("delta", d.delta)?;
+        out.set_item("rounds", d.rounds)?;
+        out.set_item("sampling_rate", self.sampling_rate)?;
+        out.set_item("scale", d.scale)?;
+        out.set_item("padded_dim", d.padded_dim)?;
+        out.set_item("rmse_vs_clipped", d.rmse_vs_clipped)?;
+        out.set_item("rmse_vs_raw", d.rmse_vs_raw)?;
+        out.set_item("expected_rmse", d.expected_rmse)?;
+        Ok(Some(out))
+    }
 }
 
 fn result_dict<'py>(

@@ -446,6 +446,7 @@ def connect(
     roster: Optional[Sequence[bytes]] = None,
     timeout: float = 300.0,
     tls_ca: Optional[str] = None,
+    min_noise_multiplier: Optional[float] = None,
 ) -> ServiceClient:
     """A client for the gRPC service at ``url`` (``http://host:port`` or ``https://...``).
 
@@ -455,6 +456,9 @@ def connect(
         roster: public keys the client trusts (checked against the server's).
         timeout: give up when the server sends nothing for this many seconds.
         tls_ca: PEM file of the CA to trust for ``https://`` (default: web PKI roots).
+        min_noise_multiplier: take part only in rounds with distributed DP noise of at least
+            this noise multiplier (the client's own floor; a server cannot talk it into
+            sending a barely noised update). DP rounds take float arrays with weight 1.
 
     Nothing is sent until :meth:`ServiceClient.submit`.
     """
