@@ -424,11 +424,13 @@ fn simulate_dp(
     let enc = params.encoding(&plan.config)?;
     let cost = params.round_cost(&plan.config, dp.sampling_rate)?;
     let eps = crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?;
+    // One sampler (a table for Skellam) serves every simulated client.
+    let noise = enc.client_noise().map_err(|e| e.0)?;
     let encoded: Vec<Vec<u64>> = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            enc.encode(v, &mut rng)
+            enc.encode_with(&noise, v, &mut rng)
                 .map_err(|e| format!("input {i}: {}", e.0))
         })
         .collect::<Result<_, _>>()?;
