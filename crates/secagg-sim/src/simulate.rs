@@ -231,16 +231,7 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             if weights.len() != n {
                 return Err(format!("{} weights for {n} inputs", weights.len()));
             }
-            if let Some((i, (j, x))) = values.iter().enumerate().find_map(|(i, v)| {
-                v.iter()
-                    .enumerate()
-                    .find(|(_, x)| !x.is_finite())
-                    .map(|p| (i, p))
-            }) {
-                return Err(format!(
-                    "input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"
-                ));
-            }
+            check_finite(values)?;
             let clip = match clip {
                 Some(c) => *c,
                 None => {
@@ -347,6 +338,18 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
     })
 }
 
+/// Refuses NaN and infinities, naming the input and the index.
+fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(format!(
+                "input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `v` scaled down to L2 norm at most `clip`.
 fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -405,16 +408,7 @@ fn simulate_dp(
     }
     let n = values.len() as u32;
     let dim = values[0].len();
-    if let Some((i, (j, x))) = values.iter().enumerate().find_map(|(i, v)| {
-        v.iter()
-            .enumerate()
-            .find(|(_, x)| !x.is_finite())
-            .map(|p| (i, p))
-    }) {
-        return Err(format!(
-            "input {i} has a non-finite value {x} at index {j}: remove NaN/inf before aggregating"
-        ));
-    }
+    check_finite(&values)?;
     let params = DpParams { dim, ..dp.params };
     let mut ro = opts.round.clone();
     ro.clients = n;
