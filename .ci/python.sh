@@ -40,11 +40,20 @@ PY="$VENV/bin/python"
 # [flower] examples/flower_digits (data set and plot).
 "$PY" -m pip install -q "scikit-learn==1.9.1" "matplotlib==3.11.2"
 
+# [dp] Google's dp-accounting, the reference the accountant is checked against
+# (python/tests/test_accountant_vs_dp_accounting.py); import it here so a failed install fails
+# CI instead of skipping the comparison.
+"$PY" -m pip install -q "dp-accounting==0.6.0"
+"$PY" -c "import dp_accounting"
+
 # --- end of extra test dependencies ---
 
-step "build the wheel (maturin build --release)"
+step "build the wheel (maturin build --release, with the gRPC client)"
 rm -rf "$WHEELS"
-"$VENV/bin/maturin" build --release -m crates/secagg-py/Cargo.toml --out "$WHEELS"
+# The `service` feature (secagg.connect) is off in a plain `pip install`; CI builds it, since
+# the CLI's release build has already compiled tokio and tonic in this target directory.
+"$VENV/bin/maturin" build --release -m crates/secagg-py/Cargo.toml --out "$WHEELS" \
+  -F extension-module -F service
 "$PY" -m pip install -q --force-reinstall --no-deps "$WHEELS"/secagg-*.whl
 
 step "secagg binary for the service tests"

@@ -18,7 +18,7 @@ import secagg
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
-    not hasattr(secagg, "connect"), reason="secagg built without the `service` feature"
+    not hasattr(secagg, "connect"), reason="secagg built without the `service` feature (.ci/python.sh builds it)"
 )
 
 

@@ -8,7 +8,9 @@ the clients' vectors, never one client's vector. Three ways in:
 - :class:`Server` and :class:`Client`: sans-IO round objects, bytes in and bytes out, for
   people who bring their own transport (Flower, HTTP, queues...). Time is passed in as
   milliseconds; randomness comes from the OS unless a ``seed`` is given.
-- :func:`connect`: a client of the ``secagg server`` gRPC service.
+- :func:`connect`: a client of the ``secagg server`` gRPC service (only in builds with the
+  ``service`` feature: ``MATURIN_PEP517_ARGS="--features extension-module,service"
+  pip install ./crates/secagg-py``; ``hasattr(secagg, "connect")`` tells).
 - :mod:`secagg.dp`: privacy accounting (``dp.epsilon``) and planning (``dp.plan``).
 
 Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
