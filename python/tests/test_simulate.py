@@ -159,3 +159,33 @@ def test_two_dimensional_stack_is_accepted_as_rows():
     xs = np.stack(unsigned_inputs(np.uint32, seed=4))
     r = secagg.simulate(xs, seed=1)
     np.testing.assert_array_equal(r.aggregate, xs.astype(np.uint64).sum(axis=0) % 2**32)
+
+
+def test_the_gil_is_released_during_the_round():
+    """Another Python thread keeps running while a round is simulated."""
+    import threading
+    import time
+
+    xs = unsigned_inputs(np.uint32, n=60, dim=100_000, seed=3)
+    done = threading.Event()
+    took = []
+
+    def run():
+        t = time.perf_counter()
+        secagg.simulate(xs, seed=1)
+        took.append(time.perf_counter() - t)
+        done.set()
+
+    worker = threading.Thread(target=run)
+    last = time.perf_counter()
+    worker.start()
+    longest_gap, spins = 0.0, 0
+    while not done.is_set():
+        now = time.perf_counter()
+        longest_gap = max(longest_gap, now - last)
+        last = now
+        spins += 1
+        time.sleep(0.0005)
+    worker.join()
+    # Holding the GIL would freeze this loop for the whole round.
+    assert spins >= 5 and longest_gap < 0.5 * took[0], (spins, longest_gap, took[0])
