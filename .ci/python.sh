@@ -11,7 +11,10 @@ start=$(date +%s)
 
 PYTHON="${PYTHON:-python3}"
 TARGET="${CARGO_TARGET_DIR:-target}"
+# Absolute paths: pytest runs from inside $TARGET.
+case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 VENV="${SECAGG_PY_VENV:-$TARGET/python-venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 WHEELS="$TARGET/python-wheels"
 
 step() { echo; echo "=== $* ==="; }
@@ -58,8 +61,7 @@ rm -rf "$WHEELS"
 
 step "secagg binary for the service tests"
 cargo build --release -q -p secagg-cli
-export SECAGG_BIN="$PWD/$TARGET/release/secagg"
-case "$TARGET" in /*) export SECAGG_BIN="$TARGET/release/secagg" ;; esac
+export SECAGG_BIN="$TARGET/release/secagg"
 
 step "pytest python/tests"
 # Run from outside the source tree so the installed wheel is what gets imported.
