@@ -1212,3 +1212,29 @@ fn a_client_with_a_noise_floor_refuses_weaker_dp_rounds() {
     assert_eq!(j["state"], "finished");
     assert_eq!(names(&j, "survivors"), vec!["ok1", "ok2"]);
 }
+
+#[test]
+fn too_few_clients_for_the_dp_survivors_are_told_and_the_server_keeps_serving() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = dp_server_args("1000", "1");
+    args[1] = "4".into(); // --clients 4, --min-clients 3: three start a round after 1 s
+    args.extend(["--dp-min-survivors", "4", "--join-timeout", "1s"].map(String::from));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = start_server(&data, &a);
+    let url = format!("http://{}", server.addr);
+    let cs: Vec<Child> = (0..3)
+        .map(|i| client_with(&url, &float_input(dir.path(), i), &format!("few{i}"), &[]))
+        .collect();
+    for c in cs {
+        let out = c.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("round not started") && err.contains("--dp-min-survivors 4"),
+            "{err}"
+        );
+    }
+    assert!(!data.join("rounds/1.json").exists(), "no round may start");
+}

@@ -425,8 +425,14 @@ impl Coordinator {
         }
         let take = (n.min(self.opts.clients)) as usize;
         let joined: Vec<Lobbied> = self.lobby.drain(..take).collect();
+        let told: Vec<_> = joined.iter().map(|j| j.tx.clone()).collect();
         if let Err(e) = self.start_round(joined) {
             log(format!("could not start a round: {e}"));
+            // Tell the clients why instead of just closing their streams (a refusal for the
+            // budget has already told them, and the first error is what they see).
+            for tx in &told {
+                let _ = tx.try_send(Err(Status::unavailable(format!("round not started: {e}"))));
+            }
         }
         if let Some(why) = &self.fatal {
             for l in self.lobby.drain(..) {
