@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +113,17 @@ def test_weighted_mean_through_the_service(server):
 
 
 def test_unreachable_server_is_a_connection_error():
-    c = secagg.connect("http://127.0.0.1:9", timeout=5)
+    c = secagg.connect("http://127.0.0.1:9", timeout=5, connect_retry=0)
     with pytest.raises(ConnectionError):
         c.submit(np.zeros(4, np.uint32))
+
+
+def test_unreachable_server_is_retried_for_connect_retry_seconds():
+    c = secagg.connect("http://127.0.0.1:9", timeout=5, connect_retry=0.6)
+    t = time.monotonic()
+    with pytest.raises(ConnectionError, match="attempts"):
+        c.submit(np.zeros(4, np.uint32))
+    assert time.monotonic() - t >= 0.6
 
 
 def test_connect_checks_its_arguments():
@@ -122,5 +131,7 @@ def test_connect_checks_its_arguments():
         secagg.connect("127.0.0.1:7000")
     with pytest.raises(ValueError, match="timeout"):
         secagg.connect("http://127.0.0.1:7000", timeout=0)
+    with pytest.raises(ValueError, match="connect_retry"):
+        secagg.connect("http://127.0.0.1:7000", connect_retry=-1)
     with pytest.raises(ValueError, match="signed"):
         secagg.connect("http://127.0.0.1:9").submit(np.zeros(4, np.int32))

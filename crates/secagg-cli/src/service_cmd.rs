@@ -252,6 +252,11 @@ pub struct ClientArgs {
     /// Give up when the server sends nothing for this long.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Keep retrying to reach the server for this long when the failure may pass (server not
+    /// up yet, connection refused, reset or timed out, server at its stream limit); 0s: one
+    /// attempt.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub connect_retry: Duration,
     /// Testing hook: freeze when this stage's request arrives.
     #[arg(long, value_enum, hide = true)]
     pub pause_at: Option<StageArg>,
@@ -291,6 +296,7 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
         identity: a.identity.as_deref().map(keys::load).transpose()?,
         roster: a.roster.as_deref().map(keys::load_roster).transpose()?,
         timeout: a.timeout,
+        connect_retry: a.connect_retry,
         pause_at: a.pause_at.map(StageArg::stage),
         tls_ca: a.tls_ca,
         min_noise_multiplier: a.dp_min_noise_multiplier,

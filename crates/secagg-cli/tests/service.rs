@@ -39,11 +39,15 @@ impl Drop for Server {
 
 /// Starts `secagg server` on a free port and waits until it listens.
 fn start_server(data: &Path, extra: &[&str]) -> Server {
+    start_server_on("127.0.0.1:0", data, extra)
+}
+
+fn start_server_on(listen: &str, data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args([
             "server",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--data-dir",
             data.to_str().unwrap(),
         ])
@@ -527,6 +531,7 @@ fn a_client_gives_up_on_a_silent_or_absent_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(server);
+    let t = Instant::now();
     let out = Command::new(BIN)
         .args([
             "client",
@@ -534,11 +539,124 @@ fn a_client_gives_up_on_a_silent_or_absent_server() {
             "http://127.0.0.1:1",
             "--input",
             input(dir.path(), 0, 4).to_str().unwrap(),
+            "--connect-retry",
+            "1s",
         ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("connection to the server failed"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connection to the server failed"), "{err}");
+    assert!(err.contains("attempts over"), "{err}");
+    assert!(t.elapsed() >= Duration::from_secs(1));
+}
+
+/// Clients waiting for a round when the server dies reconnect to the restarted server and
+/// take part in its round; the budget for reaching it starts afresh once it was reached.
+#[test]
+fn waiting_clients_rejoin_a_restarted_server() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--clients",
+        "3",
+        "--min-clients",
+        "3",
+        "--dim",
+        "4",
+        "--rounds",
+        "1",
+    ];
+    let first = start_server(&data, &args);
+    let addr = first.addr.clone();
+    let url = format!("http://{addr}");
+    let retry = ["--timeout", "60s", "--connect-retry", "30s"];
+    let mut clients: Vec<Child> = (0..2)
+        .map(|i| {
+            client_with(
+                &url,
+                &input(dir.path(), i, 4),
+                &format!("waiting{i}"),
+                &retry,
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(first); // SIGKILL with two clients in the lobby
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = start_server_on(&addr, &data, &args);
+    clients.push(client_with(&url, &input(dir.path(), 2, 4), "late", &retry));
+    for c in clients {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(wait_exit(&mut second.child, Duration::from_secs(60)).success());
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished");
+    let mut got = names(&j, "survivors");
+    got.sort();
+    assert_eq!(got, ["late", "waiting0", "waiting1"]);
+}
+
+/// Clients started before the server (a fleet rolled out first, a server restarting) keep
+/// retrying the connection and take part once it listens.
+#[test]
+fn clients_started_before_the_server_join_once_it_listens() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A port nobody listens on yet.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let clients: Vec<Child> = (0..3)
+        .map(|i| {
+            client_with(
+                &format!("http://{addr}"),
+                &input(dir.path(), i, 4),
+                &format!("early{i}"),
+                &["--timeout", "60s", "--connect-retry", "60s"],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut server = start_server_on(
+        &addr,
+        &data,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+        ],
+    );
+    for c in clients {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    assert_eq!(round_json(&data, 1)["state"], "finished");
+    let want: Vec<u32> = (0..4u32)
+        .map(|j| (0..3u32).map(|i| i * 1000 + j).sum())
+        .collect();
+    assert_eq!(
+        npy::read(&data.join("rounds/1.npy")).unwrap(),
+        NpyArray::U32(want)
+    );
 }
 
 async fn raw_stream(
@@ -784,6 +902,7 @@ fn load_1000_clients() {
                     identity: None,
                     roster: None,
                     timeout: Duration::from_secs(300),
+                    connect_retry: Duration::from_secs(60),
                     pause_at: None,
                     tls_ca: None,
                     min_noise_multiplier: None,
@@ -794,10 +913,15 @@ fn load_1000_clients() {
             }));
         }
         let mut ok = 0;
-        for t in tasks {
-            if matches!(t.await, Ok(Ok(1))) {
-                ok += 1;
+        let mut failures = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await {
+                Ok(Ok(1)) => ok += 1,
+                other => failures.push(format!("load{i}: {other:?}")),
             }
+        }
+        for f in failures.iter().take(10) {
+            eprintln!("LOAD FAILURE {f}");
         }
         ok
     });

@@ -44,6 +44,7 @@ pub struct ServiceClient {
     identity: Option<Zeroizing<[u8; 32]>>,
     roster: Option<Roster>,
     timeout: Duration,
+    connect_retry: Duration,
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
 }
@@ -52,8 +53,9 @@ pub struct ServiceClient {
 #[pyfunction]
 #[pyo3(signature = (
     url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None,
-    min_noise_multiplier=None
+    min_noise_multiplier=None, connect_retry=30.0
 ))]
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub fn connect(
     url: String,
     name: Option<String>,
@@ -62,7 +64,13 @@ pub fn connect(
     timeout: f64,
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
+    connect_retry: f64,
 ) -> PyResult<ServiceClient> {
+    if !(connect_retry.is_finite() && connect_retry >= 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "connect_retry must be a number of seconds >= 0, got {connect_retry}"
+        )));
+    }
     if let Some(z) = min_noise_multiplier
         && !(z.is_finite() && z > 0.0)
     {
@@ -105,6 +113,7 @@ pub fn connect(
         identity,
         roster: roster.map(|r| read_roster(r, "roster")).transpose()?,
         timeout: Duration::from_secs_f64(timeout),
+        connect_retry: Duration::from_secs_f64(connect_retry),
         tls_ca,
         min_noise_multiplier,
     })
@@ -134,6 +143,7 @@ impl ServiceClient {
             identity: self.identity.as_ref().map(|s| IdentityKey::from_seed(s)),
             roster: self.roster.clone(),
             timeout: self.timeout,
+            connect_retry: self.connect_retry,
             pause_at: None,
             tls_ca: self.tls_ca.clone(),
             min_noise_multiplier: self.min_noise_multiplier,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use secagg_core::ClientError;
 use secagg_core::Stage;
 use secagg_core::client::{Client, ClientRound};
@@ -47,6 +47,10 @@ pub struct ClientOptions {
     pub roster: Option<Vec<[u8; 32]>>,
     /// Give up when the server sends nothing for this long (waiting to join included).
     pub timeout: Duration,
+    /// Keep retrying to reach the server for this long when the failure may pass (server not
+    /// up yet, connection refused, reset or timed out, server at its stream limit).
+    /// `Duration::ZERO`: one attempt.
+    pub connect_retry: Duration,
     /// Testing hook: stop answering (and wait to be killed) when this stage's request arrives.
     pub pause_at: Option<Stage>,
     /// For an `https://` server: the PEM certificate of the CA to trust (default: the public
@@ -116,25 +120,126 @@ fn stage_of(round: &ClientRound) -> Option<Stage> {
     })
 }
 
-/// Joins one round and takes part in it.
-pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunError> {
-    let transport = |e: tonic::transport::Error| ClientRunError::Transport(e.to_string());
-    let mut endpoint =
-        tonic::transport::Endpoint::from_shared(opts.server.clone()).map_err(transport)?;
-    if opts.server.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new();
-        tls = match &opts.tls_ca {
-            Some(p) => {
-                let pem = std::fs::read(p).map_err(|e| {
-                    ClientRunError::BadInput(format!("cannot read {}: {e}", p.display()))
-                })?;
-                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
-            }
-            None => tls.with_webpki_roots(),
-        };
-        endpoint = endpoint.tls_config(tls).map_err(transport)?;
+/// Backoff between connection attempts: doubles from this…
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// …up to this.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// One TCP/TLS connection attempt gives up after this, so a dropped SYN under load is retried
+/// on a fresh connection instead of waiting out the kernel's ~2 minute SYN retransmissions.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why one attempt to open the round stream failed.
+enum OpenError {
+    /// Worth another try: nothing about the round was decided (server not up yet, connection
+    /// refused/reset/timed out, server at its stream limit, or the connection broke while
+    /// waiting for the round to start). `reached`: the server had accepted the stream, so the
+    /// retry budget starts afresh.
+    Transient { why: String, reached: bool },
+    /// Retrying cannot help (bad URL, TLS misconfiguration, the server refused the Join).
+    Fatal(ClientRunError),
+}
+
+/// The open stream and the first frame the server sent on it.
+type Opened = (
+    mpsc::Sender<proto::ClientFrame>,
+    tonic::Streaming<proto::ServerFrame>,
+    proto::ServerFrame,
+);
+
+/// A failed read: the error, and whether the connection itself broke (as opposed to a status
+/// the server sent, which is its answer).
+struct ReadError {
+    error: ClientRunError,
+    connection_broke: bool,
+}
+
+/// Reads the next frame, giving up after `timeout` of silence.
+async fn next_frame(
+    inbound: &mut tonic::Streaming<proto::ServerFrame>,
+    timeout: Duration,
+) -> Result<proto::ServerFrame, ReadError> {
+    let fail = |error, connection_broke| ReadError {
+        error,
+        connection_broke,
+    };
+    match tokio::time::timeout(timeout, inbound.message()).await {
+        Err(_) => Err(fail(ClientRunError::ServerSilent(timeout), false)),
+        // Statuses the server sends carry no source; ones made from a transport error do.
+        Ok(Err(status)) => Err(fail(
+            ClientRunError::Transport(status.message().to_string()),
+            std::error::Error::source(&status).is_some(),
+        )),
+        Ok(Ok(None)) => Err(fail(
+            ClientRunError::Transport("the server closed the stream".into()),
+            false,
+        )),
+        Ok(Ok(Some(f))) => Ok(f),
     }
-    let channel = endpoint.connect().await.map_err(transport)?;
+}
+
+/// Whether a transport error is a network condition that may pass (as opposed to e.g. a TLS
+/// certificate error, which would fail the same way again).
+fn transient_transport(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::NotConnected
+                    | K::BrokenPipe
+                    | K::TimedOut
+                    | K::AddrNotAvailable
+                    | K::UnexpectedEof
+                    | K::Interrupted
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+            );
+        }
+        // The connect timeout surfaces as a non-io "timed out" error.
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The full chain of an error's messages (tonic's top-level message is often just
+/// "transport error").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+/// One attempt: connect, send Join, and open the bidirectional stream.
+async fn open_once(
+    opts: &ClientOptions,
+    endpoint: &tonic::transport::Endpoint,
+) -> Result<Opened, OpenError> {
+    let channel = endpoint.connect().await.map_err(|e| {
+        let msg = error_chain(&e);
+        if transient_transport(&e) {
+            OpenError::Transient {
+                why: msg,
+                reached: false,
+            }
+        } else {
+            OpenError::Fatal(ClientRunError::Transport(msg))
+        }
+    })?;
     let mut grpc = SecureAggregationClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -151,27 +256,122 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
         })),
     })
     .await
-    .map_err(|e| ClientRunError::Transport(e.to_string()))?;
-    let mut inbound = grpc
-        .participate(ReceiverStream::new(rx))
-        .await
-        .map_err(|e| ClientRunError::Transport(e.message().to_string()))?
-        .into_inner();
+    .map_err(|e| OpenError::Fatal(ClientRunError::Transport(e.to_string())))?;
+    match grpc.participate(ReceiverStream::new(rx)).await {
+        // The server sends nothing until the round starts: a connection that breaks before
+        // then (a server restart, a reset) is retried like a failed connect.
+        Ok(resp) => {
+            let mut inbound = resp.into_inner();
+            match next_frame(&mut inbound, opts.timeout).await {
+                Ok(first) => Ok((tx, inbound, first)),
+                Err(ReadError {
+                    error,
+                    connection_broke: true,
+                }) => Err(OpenError::Transient {
+                    why: error.to_string(),
+                    reached: true,
+                }),
+                Err(e) => Err(OpenError::Fatal(e.error)),
+            }
+        }
+        // UNAVAILABLE: the connection broke; RESOURCE_EXHAUSTED: the server is at its stream
+        // limit; DEADLINE_EXCEEDED: our Join reached it too late. All may pass.
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::DeadlineExceeded
+            ) =>
+        {
+            Err(OpenError::Transient {
+                why: status.message().to_string(),
+                reached: false,
+            })
+        }
+        Err(status) => Err(OpenError::Fatal(ClientRunError::Transport(
+            status.message().to_string(),
+        ))),
+    }
+}
+
+/// Opens the round stream, retrying transient failures with capped exponential backoff and
+/// jitter (so a crowd of clients does not reconnect in lockstep) for up to
+/// `opts.connect_retry`.
+async fn open_stream(
+    opts: &ClientOptions,
+    rng: &mut ChaCha20Rng,
+) -> Result<Opened, ClientRunError> {
+    let transport = |e: tonic::transport::Error| ClientRunError::Transport(error_chain(&e));
+    let mut endpoint = tonic::transport::Endpoint::from_shared(opts.server.clone())
+        .map_err(transport)?
+        .connect_timeout(CONNECT_TIMEOUT);
+    if opts.server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        tls = match &opts.tls_ca {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|e| {
+                    ClientRunError::BadInput(format!("cannot read {}: {e}", p.display()))
+                })?;
+                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+            }
+            None => tls.with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(transport)?;
+    }
+    let mut started = tokio::time::Instant::now();
+    let mut backoff = FIRST_RETRY;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let why = match open_once(opts, &endpoint).await {
+            Ok(opened) => return Ok(opened),
+            Err(OpenError::Fatal(e)) => return Err(e),
+            Err(OpenError::Transient { why, reached }) => {
+                if reached {
+                    // The server was there: a fresh budget for reaching it again.
+                    started = tokio::time::Instant::now();
+                    backoff = FIRST_RETRY;
+                    attempts = 1;
+                }
+                why
+            }
+        };
+        let left = opts.connect_retry.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            let tail = if attempts > 1 {
+                format!(
+                    " ({attempts} attempts over {:.1} s)",
+                    started.elapsed().as_secs_f64()
+                )
+            } else {
+                String::new()
+            };
+            return Err(ClientRunError::Transport(format!("{why}{tail}")));
+        }
+        // Sleep backoff/2 + uniform(0, backoff/2).
+        let half = backoff / 2;
+        let jitter = half.mul_f64(f64::from(rng.next_u32()) / f64::from(u32::MAX));
+        tokio::time::sleep((half + jitter).min(left)).await;
+        backoff = (backoff * 2).min(MAX_RETRY);
+    }
+}
+
+/// Joins one round and takes part in it.
+pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| ClientRunError::Transport(format!("no OS randomness: {e}")))?;
     let mut rng = ChaCha20Rng::from_seed(seed);
+    let (tx, mut inbound, first) = open_stream(opts, &mut rng).await?;
+    let mut first = Some(first);
     let mut round: Option<(ClientRound, secagg_core::RoundConfig, u32)> = None;
     loop {
-        let frame = match tokio::time::timeout(opts.timeout, inbound.message()).await {
-            Err(_) => return Err(ClientRunError::ServerSilent(opts.timeout)),
-            Ok(Err(status)) => return Err(ClientRunError::Transport(status.message().to_string())),
-            Ok(Ok(None)) => {
-                return Err(ClientRunError::Transport(
-                    "the server closed the stream".into(),
-                ));
-            }
-            Ok(Ok(Some(f))) => f,
+        let frame = match first.take() {
+            Some(f) => f,
+            None => next_frame(&mut inbound, opts.timeout)
+                .await
+                .map_err(|e| e.error)?,
         };
         let (bytes, config) = match (frame.body, &mut round) {
             (Some(SBody::RoundStart(start)), None) => {

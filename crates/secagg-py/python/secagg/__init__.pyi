@@ -449,6 +449,7 @@ def connect(
     timeout: float = 300.0,
     tls_ca: Optional[str] = None,
     min_noise_multiplier: Optional[float] = None,
+    connect_retry: float = 30.0,
 ) -> ServiceClient:
     """A client for the gRPC service at ``url`` (``http://host:port`` or ``https://...``).
 
@@ -461,6 +462,9 @@ def connect(
         min_noise_multiplier: take part only in rounds with distributed DP noise of at least
             this noise multiplier (the client's own floor; a server cannot talk it into
             sending a barely noised update). DP rounds take float arrays with weight 1.
+        connect_retry: keep retrying to reach the server for this many seconds when the
+            failure may pass (server not up yet, connection refused, reset or timed out,
+            server at its stream limit), with jittered exponential backoff; 0: one attempt.
 
     Nothing is sent until :meth:`ServiceClient.submit`.
     """
