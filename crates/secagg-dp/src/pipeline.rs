@@ -167,16 +167,8 @@ impl NoiseSampler {
     pub fn add_to<R: CryptoRng + ?Sized>(&self, values: &mut [i64], rng: &mut R) {
         match self {
             Self::None => {}
-            Self::DiscreteGaussian(g) => {
-                for v in values {
-                    *v = v.wrapping_add(g.sample(rng));
-                }
-            }
-            Self::Skellam(s) => {
-                for v in values {
-                    *v = v.wrapping_add(s.sample(rng));
-                }
-            }
+            Self::DiscreteGaussian(g) => g.add_to(rng, values),
+            Self::Skellam(s) => s.add_to(rng, values),
         }
     }
 }
@@ -338,11 +330,9 @@ impl DpEncoding {
         }
         let mut v = vec![0.0f64; self.padded_dim];
         v[..x.len()].copy_from_slice(x);
-        clip_in_place(&mut v, self.setup.clip);
-        self.rotation.forward(&mut v)?;
-        for a in v.iter_mut() {
-            *a *= self.scale;
-        }
+        // Clip and scale fold into the rotation's first pass (it is linear).
+        let factor = clip_factor(x, self.setup.clip) * self.scale;
+        self.rotation.forward_scaled(&mut v, factor)?;
         // The many rounding and noise coins come from AES-CTR keyed by the caller's CSPRNG.
         let mut coins = NoiseRng::from_rng(rng);
         let mut rounded =
@@ -446,18 +436,25 @@ fn sampler_variance(kind: NoiseKind, variance: f64) -> Result<f64, DpError> {
 }
 
 /// Scales `v` down to L2 norm `clip` if it is longer (computed without overflow).
-fn clip_in_place(v: &mut [f64], clip: f64) {
+/// The factor min(1, clip/‖v‖₂) that clips `v` (finite values) to L2 norm `clip`.
+fn clip_factor(v: &[f64], clip: f64) -> f64 {
+    let norm = l2_norm(v);
+    if norm > clip { clip / norm } else { 1.0 }
+}
+
+/// ‖v‖₂ of finite values: a plain sum of squares, rescaled only when it overflows or may have
+/// lost precision to underflow.
+fn l2_norm(v: &[f64]) -> f64 {
+    let sum: f64 = v.iter().map(|a| a * a).sum();
+    if sum.is_finite() && sum > 1e-280 {
+        return libm::sqrt(sum);
+    }
     let max = v.iter().fold(0.0f64, |m, a| m.max(a.abs()));
     if max == 0.0 {
-        return;
+        return 0.0;
     }
-    let norm = max * libm::sqrt(v.iter().map(|a| sq(a / max)).sum::<f64>());
-    if norm > clip {
-        let f = clip / norm;
-        for a in v.iter_mut() {
-            *a *= f;
-        }
-    }
+    let inv = 1.0 / max;
+    max * libm::sqrt(v.iter().map(|a| sq(a * inv)).sum::<f64>())
 }
 
 fn validate(s: &DpSetup) -> Result<(), DpError> {
@@ -644,14 +641,12 @@ mod tests {
 
     #[test]
     fn clipping_scales_long_vectors_only() {
-        let mut v = vec![3.0, 4.0];
-        clip_in_place(&mut v, 1.0);
-        assert!((v[0] - 0.6).abs() < 1e-15 && (v[1] - 0.8).abs() < 1e-15);
-        let mut w = vec![0.3, 0.4];
-        clip_in_place(&mut w, 1.0);
-        assert_eq!(w, vec![0.3, 0.4]);
-        let mut big = vec![1e300, 1e300];
-        clip_in_place(&mut big, 2.0);
-        assert!((big[0] - libm::sqrt(2.0)).abs() < 1e-12);
+        assert!((clip_factor(&[3.0, 4.0], 1.0) - 0.2).abs() < 1e-15);
+        assert_eq!(clip_factor(&[0.3, 0.4], 1.0), 1.0);
+        assert_eq!(clip_factor(&[0.0, 0.0], 1.0), 1.0);
+        // Squares that overflow or underflow f64 are rescaled.
+        let f = clip_factor(&[1e300, 1e300], 2.0);
+        assert!((1e300 * f - libm::sqrt(2.0)).abs() < 1e-12, "{f}");
+        assert!((l2_norm(&[3e-200, 4e-200]) / 5e-200 - 1.0).abs() < 1e-15);
     }
 }

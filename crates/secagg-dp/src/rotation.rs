@@ -43,17 +43,51 @@ fn butterflies(x: &mut [f64], from: usize, to: usize) {
     }
 }
 
-/// The normalised fast Walsh–Hadamard transform in place, O(d log d); `x.len()` must be a
-/// power of two. It is its own inverse. The first log2(FWHT_BLOCK) stages run block by
-/// block so that large vectors stream through memory a few times, not log2(d) times.
-pub fn fwht(x: &mut [f64]) {
+/// The first three stages (h = 1, 2, 4) as one 8-point transform per chunk: the generic loop
+/// is poorly vectorised for such short runs.
+fn first_stages(x: &mut [f64]) {
+    for c in x.chunks_exact_mut(8) {
+        let (a0, a1) = (c[0] + c[1], c[0] - c[1]);
+        let (a2, a3) = (c[2] + c[3], c[2] - c[3]);
+        let (a4, a5) = (c[4] + c[5], c[4] - c[5]);
+        let (a6, a7) = (c[6] + c[7], c[6] - c[7]);
+        let (b0, b2) = (a0 + a2, a0 - a2);
+        let (b1, b3) = (a1 + a3, a1 - a3);
+        let (b4, b6) = (a4 + a6, a4 - a6);
+        let (b5, b7) = (a5 + a7, a5 - a7);
+        c[0] = b0 + b4;
+        c[4] = b0 - b4;
+        c[1] = b1 + b5;
+        c[5] = b1 - b5;
+        c[2] = b2 + b6;
+        c[6] = b2 - b6;
+        c[3] = b3 + b7;
+        c[7] = b3 - b7;
+    }
+}
+
+/// The unnormalised transform (H·√d) in place; `x.len()` a power of two. The first
+/// log2(FWHT_BLOCK) stages run block by block so that large vectors stream through memory a
+/// few times, not log2(d) times.
+fn fwht_unnormalised(x: &mut [f64]) {
     let n = x.len();
     debug_assert!(n.is_power_of_two());
     for block in x.chunks_mut(FWHT_BLOCK) {
-        butterflies(block, 1, FWHT_BLOCK);
+        if block.len() >= 8 {
+            first_stages(block);
+            butterflies(block, 8, FWHT_BLOCK);
+        } else {
+            butterflies(block, 1, FWHT_BLOCK);
+        }
     }
     butterflies(x, FWHT_BLOCK, n);
-    let norm = 1.0 / libm::sqrt(n as f64);
+}
+
+/// The normalised fast Walsh–Hadamard transform in place, O(d log d); `x.len()` must be a
+/// power of two. It is its own inverse.
+pub fn fwht(x: &mut [f64]) {
+    fwht_unnormalised(x);
+    let norm = 1.0 / libm::sqrt(x.len() as f64);
     for v in x.iter_mut() {
         *v *= norm;
     }
@@ -105,29 +139,36 @@ impl Rotation {
         Ok(())
     }
 
-    fn apply_signs(&self, x: &mut [f64]) {
+    /// x ← factor·D·x. The sign flip is an XOR of the sign bit: a branch on random bits
+    /// would be mispredicted half the time.
+    fn apply_signs_scaled(&self, x: &mut [f64], factor: f64) {
         for (chunk, &word) in x.chunks_mut(64).zip(&self.signs) {
             for (j, v) in chunk.iter_mut().enumerate() {
-                if (word >> j) & 1 == 1 {
-                    *v = -*v;
-                }
+                let flip = ((word >> j) & 1) << 63;
+                *v = f64::from_bits(v.to_bits() ^ flip) * factor;
             }
         }
     }
 
     /// x ← H·D·x.
     pub fn forward(&self, x: &mut [f64]) -> Result<(), DpError> {
+        self.forward_scaled(x, 1.0)
+    }
+
+    /// x ← factor·H·D·x, with the factor and the transform's normalisation folded into the
+    /// sign pass (one sweep fewer than scaling separately).
+    pub fn forward_scaled(&self, x: &mut [f64], factor: f64) -> Result<(), DpError> {
         self.check(x)?;
-        self.apply_signs(x);
-        fwht(x);
+        self.apply_signs_scaled(x, factor / libm::sqrt(self.dim as f64));
+        fwht_unnormalised(x);
         Ok(())
     }
 
     /// y ← D·H·y, the inverse of [`Self::forward`].
     pub fn inverse(&self, y: &mut [f64]) -> Result<(), DpError> {
         self.check(y)?;
-        fwht(y);
-        self.apply_signs(y);
+        fwht_unnormalised(y);
+        self.apply_signs_scaled(y, 1.0 / libm::sqrt(self.dim as f64));
         Ok(())
     }
 }
@@ -187,6 +228,34 @@ mod tests {
         e[n - 1] = 1.0;
         fwht(&mut e);
         assert!((e[0] - norm).abs() < 1e-15 && (e[n - 1] + norm).abs() < 1e-15);
+    }
+
+    /// The folded factor is the same as scaling afterwards, and D is the seed's sign pattern
+    /// (H·D·e_i = sign_i·H·e_i).
+    #[test]
+    fn forward_scaled_is_a_scaled_forward_with_the_seeds_signs() {
+        let r = Rotation::new(&[4; 32], 256).unwrap();
+        let x: Vec<f64> = (0..256).map(|i| ((i * 31) % 17) as f64 - 8.0).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        r.forward(&mut a).unwrap();
+        r.forward_scaled(&mut b, -2.5).unwrap();
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u * -2.5 - v).abs() < 1e-12);
+        }
+        for i in [0usize, 1, 63, 64, 200] {
+            let mut e = vec![0.0; 256];
+            e[i] = 1.0;
+            r.forward(&mut e).unwrap();
+            let mut h = vec![0.0; 256];
+            h[i] = 1.0;
+            fwht(&mut h);
+            let sign = if (r.signs[i / 64] >> (i % 64)) & 1 == 1 {
+                -1.0
+            } else {
+                1.0
+            };
+            assert!(e.iter().zip(&h).all(|(p, q)| (p - sign * q).abs() < 1e-15));
+        }
     }
 
     #[test]

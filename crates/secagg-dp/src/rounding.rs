@@ -12,6 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
+use zeroize::Zeroize;
 
 use crate::DpError;
 
@@ -27,27 +28,40 @@ pub struct Rounded {
     pub tries: u32,
 }
 
-/// A uniform double in [0, 1) with 53 random bits.
-#[inline]
-fn unit<R: CryptoRng + ?Sized>(rng: &mut R) -> f64 {
-    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+/// Coins drawn per `fill_bytes` call (4 KiB): one call per block instead of one per value.
+const BLOCK: usize = 512;
+
+/// ⌊v⌋ for finite |v| < 2^63 by truncation (libm's portable floor costs more than the rest of
+/// the rounding).
+#[inline(always)]
+fn floor_i64(v: f64) -> i64 {
+    let t = v as i64;
+    t - i64::from((t as f64) > v)
 }
 
 /// Unbiased stochastic rounding of each value into `out` (same length); values must be
-/// finite and within ±2^62.
-pub fn stochastic_round<R: CryptoRng + ?Sized>(x: &[f64], rng: &mut R, out: &mut [i64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        let floor = libm::floor(v);
-        let up = unit(rng) < v - floor;
-        *o = floor as i64 + up as i64;
+/// finite and within ±2^62. Rounds up when a uniform with 53 random bits is below the
+/// fractional part (exact: v − ⌊v⌋ is computed without rounding). Returns Σ out², saturating.
+pub fn stochastic_round<R: CryptoRng + ?Sized>(x: &[f64], rng: &mut R, out: &mut [i64]) -> u128 {
+    let mut coins = [0u8; BLOCK * 8];
+    let mut norm_sq = 0u128;
+    for (xs, os) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let bytes = &mut coins[..xs.len() * 8];
+        rng.fill_bytes(bytes);
+        for ((o, &v), c) in os.iter_mut().zip(xs).zip(bytes.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            let unit = (u64::from_le_bytes(w) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            let floor = floor_i64(v);
+            let r = floor + i64::from(unit < v - floor as f64);
+            *o = r;
+            let m = u128::from(r.unsigned_abs());
+            norm_sq = norm_sq.saturating_add(m * m);
+        }
     }
-}
-
-/// Σ v², saturating.
-fn norm_squared(v: &[i64]) -> u128 {
-    v.iter().fold(0u128, |acc, &a| {
-        acc.saturating_add(a.unsigned_abs() as u128 * a.unsigned_abs() as u128)
-    })
+    // The coins decided the secret rounding.
+    coins.zeroize();
+    norm_sq
 }
 
 /// Rounds `x` stochastically until ‖rounded‖₂ ≤ `l2_bound`, at most `max_tries` times.
@@ -71,8 +85,7 @@ pub fn conditional_round<R: CryptoRng + ?Sized>(
     let bound_sq = libm::floor(l2_bound * l2_bound * (1.0 - 1.0 / (1u64 << 50) as f64)) as u128;
     let mut values = vec![0i64; x.len()];
     for tries in 1..=max_tries {
-        stochastic_round(x, rng, &mut values);
-        if norm_squared(&values) <= bound_sq {
+        if stochastic_round(x, rng, &mut values) <= bound_sq {
             return Ok(Rounded { values, tries });
         }
     }
@@ -87,6 +100,44 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
     use rand_core::SeedableRng;
+
+    fn norm_squared(v: &[i64]) -> u128 {
+        v.iter().map(|&a| (a as i128 * a as i128) as u128).sum()
+    }
+
+    #[test]
+    fn floor_by_truncation_is_floor() {
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            -1.5,
+            2.999,
+            -2.999,
+            1e15 + 0.5,
+            -1e15 - 0.5,
+            4.6e18,
+            -4.6e18,
+            1e-300,
+            -1e-300,
+        ] {
+            assert_eq!(floor_i64(v), libm::floor(v) as i64, "{v}");
+        }
+    }
+
+    /// The returned norm is the rounded vector's, across block boundaries.
+    #[test]
+    fn the_returned_norm_is_exact() {
+        let x: Vec<f64> = (0..1500).map(|i| (i as f64 * 0.77).sin() * 1e4).collect();
+        let mut out = vec![0i64; x.len()];
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let n = stochastic_round(&x, &mut rng, &mut out);
+        assert_eq!(n, norm_squared(&out));
+        assert!(out.iter().zip(&x).all(|(o, v)| (*o as f64 - v).abs() < 1.0));
+    }
 
     #[test]
     fn rounding_is_unbiased() {

@@ -173,8 +173,27 @@ impl DiscreteGaussian {
 
     /// Fills `out` with independent samples.
     pub fn fill<R: CryptoRng + ?Sized>(&self, rng: &mut R, out: &mut [i64]) {
-        for v in out {
-            *v = self.sample(rng);
+        self.for_each_sample(rng, out.len(), |i, x| out[i] = x);
+    }
+
+    /// Adds an independent sample to each value (wrapping).
+    pub fn add_to<R: CryptoRng + ?Sized>(&self, rng: &mut R, values: &mut [i64]) {
+        self.for_each_sample(rng, values.len(), |i, x| {
+            values[i] = values[i].wrapping_add(x)
+        });
+    }
+
+    /// `count` samples, each passed to `emit(i, x)`; batched through the table when there is
+    /// one.
+    fn for_each_sample<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        mut emit: impl FnMut(usize, i64),
+    ) {
+        match &self.table {
+            Some(t) => t.for_each_sample(rng, count, emit),
+            None => (0..count).for_each(|i| emit(i, self.sample_cks(rng))),
         }
     }
 }

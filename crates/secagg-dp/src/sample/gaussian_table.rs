@@ -21,16 +21,14 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
+use super::alias::{COIN_BITS, Envelope, Proposal, initial_scale};
 use super::bignum::{self, BigUint};
-use super::poisson::{Bucket, build_alias};
 use super::{bernoulli, uniform};
 use crate::DpError;
 
 /// Largest variance served by a table: 2^24 (σ = 4096, ~53 k entries, ~3 MB).
 pub const TABLE_MAX_VARIANCE: f64 = 16_777_216.0;
 
-const COIN_BITS: u32 = 32;
-const MAX_INDEX_BITS: u32 = 24;
 const HALF_WIDTH_SIGMAS: f64 = 6.5;
 const HALF_WIDTH_MIN: u64 = 16;
 /// Allowance for f64 roundings (each ≤ 1 ulp) in γ, exp, products and quotients.
@@ -46,8 +44,8 @@ pub struct GaussianTable {
     weight: Vec<u64>,
     accept_below: Vec<u64>,
     reject_from: Vec<u64>,
-    buckets: Vec<Bucket>,
-    index_bits: u32,
+    /// Proposals: body entries, then the tails and the reject entry.
+    env: Envelope,
     /// ρ = rho/2^64.
     rho: u64,
     /// The tails' exact mass over their integer weight: accept the tail entry with a/b.
@@ -93,7 +91,7 @@ impl GaussianTable {
 
         let two_coin = 1u128 << COIN_BITS;
         let sum: f64 = hi.iter().sum();
-        let mut z = libm::floor(libm::ldexp(1.0, COIN_BITS as i32) / (sum * 1.01 + 1.0)) as u64;
+        let mut z = initial_scale(sum, len);
         let (weight, tail_a, tail_b, tail_w, total) = loop {
             if z == 0 {
                 return Err(DpError(format!("σ² = {var} is too large for a table")));
@@ -126,27 +124,7 @@ impl GaussianTable {
         let mut all: Vec<u128> = weight.iter().map(|&w| w as u128).collect();
         all.push(tail_w);
         all.push(two_coin - total);
-        let index_bits = (all.len() as u64)
-            .next_power_of_two()
-            .trailing_zeros()
-            .max(1);
-        if index_bits > MAX_INDEX_BITS {
-            return Err(DpError(format!("σ² = {var} is too large for a table")));
-        }
-        all.resize(1 << index_bits, 0);
-        let (threshold, alias) = build_alias(&all, two_coin)?;
-        let accept = |i: usize| accept_below.get(i).copied().unwrap_or(0);
-        let buckets = threshold
-            .iter()
-            .zip(&alias)
-            .enumerate()
-            .map(|(i, (&t, &a))| Bucket {
-                threshold: t,
-                accept_own: accept(i),
-                accept_alias: accept(a as usize),
-                alias: a,
-            })
-            .collect();
+        let env = Envelope::new(all, &accept_below, &format!("σ² = {var}"))?;
         Ok(Self {
             num,
             den,
@@ -155,8 +133,7 @@ impl GaussianTable {
             weight,
             accept_below,
             reject_from,
-            buckets,
-            index_bits,
+            env,
             rho,
             tail: (tail_a, tail_w * tail_b),
         })
@@ -165,32 +142,47 @@ impl GaussianTable {
     /// One sample.
     #[inline]
     pub fn sample<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
-        let body = self.weight.len();
-        let prefix_bits = 64 - self.index_bits - COIN_BITS;
-        loop {
-            let w = rng.next_u64();
-            let b = (w >> (64 - self.index_bits)) as usize;
-            let bucket = &self.buckets[b];
-            let coin = (w >> prefix_bits) & ((1u64 << COIN_BITS) - 1);
-            let prefix = w & ((1u64 << prefix_bits) - 1);
-            let (idx, accept) = if coin < bucket.threshold {
-                (b, bucket.accept_own)
-            } else {
-                (bucket.alias as usize, bucket.accept_alias)
-            };
-            if idx < body {
-                if prefix < accept >> (64 - prefix_bits) {
-                    return idx as i64 - self.k as i64;
-                }
-                let first = (prefix << (64 - prefix_bits)) | (rng.next_u64() >> prefix_bits);
-                if self.accept_word(rng, idx, first) {
-                    return idx as i64 - self.k as i64;
-                }
-            } else if idx == body
-                && let Some(x) = self.tail_sample(rng)
-            {
-                return x;
+        self.env
+            .sample(rng, |idx| self.value(idx), |rng, p| self.resolve(rng, p))
+    }
+
+    /// `count` independent samples, batched, each passed to `emit(i, x)`.
+    pub(crate) fn for_each_sample<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        emit: impl FnMut(usize, i64),
+    ) {
+        self.env.sample_many(
+            rng,
+            count,
+            |idx| self.value(idx),
+            |rng, p| self.resolve(rng, p),
+            emit,
+        );
+    }
+
+    #[inline(always)]
+    fn value(&self, idx: usize) -> i64 {
+        idx as i64 - self.k as i64
+    }
+
+    /// Finishes a proposal the word alone did not settle; None to draw again.
+    #[inline]
+    fn resolve<R: CryptoRng + ?Sized>(&self, rng: &mut R, p: Proposal) -> Option<i64> {
+        match p {
+            Proposal::Accepted(idx) => Some(self.value(idx)),
+            Proposal::Undecided {
+                idx,
+                prefix,
+                prefix_bits,
+            } => {
+                let first = Proposal::first_word(prefix, prefix_bits, rng);
+                self.accept_word(rng, idx, first).then(|| self.value(idx))
             }
+            // The tails; beyond them, the reject entry.
+            Proposal::Other(0) => self.tail_sample(rng),
+            Proposal::Other(_) => None,
         }
     }
 
@@ -262,13 +254,15 @@ impl GaussianTable {
     }
 
     #[cfg(test)]
+    pub(crate) fn envelope(&self) -> &Envelope {
+        &self.env
+    }
+
+    #[cfg(test)]
     pub(crate) fn force_exact_path(&mut self) {
         self.accept_below.iter_mut().for_each(|a| *a = 0);
         self.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
-        for b in self.buckets.iter_mut() {
-            b.accept_own = 0;
-            b.accept_alias = 0;
-        }
+        self.env.disable_fast_path();
     }
 }
 

@@ -13,6 +13,7 @@
 //! Each sampler is a struct built once per round (everything that depends only on the
 //! parameters is precomputed) with `sample` and a batched `fill`.
 
+mod alias;
 pub mod bernoulli;
 mod bignum;
 pub mod gaussian;

@@ -57,6 +57,29 @@ impl NoiseRng {
         }
     }
 
+    /// The next `dst.len()` (≤ [`BUF_BYTES`]) keystream bytes from the buffer.
+    #[inline(always)]
+    fn take(&mut self, dst: &mut [u8]) {
+        let end = self.pos + dst.len();
+        if end <= BUF_BYTES {
+            dst.copy_from_slice(&self.buf[self.pos..end]);
+            self.pos = end;
+        } else {
+            self.take_across_refill(dst);
+        }
+    }
+
+    /// A read that straddles the end of the buffer: its tail, then the next buffer's head.
+    #[cold]
+    fn take_across_refill(&mut self, dst: &mut [u8]) {
+        let n = BUF_BYTES - self.pos;
+        dst[..n].copy_from_slice(&self.buf[self.pos..]);
+        self.refill();
+        let rest = dst.len() - n;
+        dst[n..].copy_from_slice(&self.buf[..rest]);
+        self.pos = rest;
+    }
+
     fn refill(&mut self) {
         self.buf.fill(0);
         self.cipher.apply_keystream(&mut self.buf);
@@ -75,30 +98,29 @@ impl TryRng for NoiseRng {
 
     #[inline]
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        if self.pos + 4 > BUF_BYTES {
-            self.refill();
-        }
         let mut b = [0u8; 4];
-        b.copy_from_slice(&self.buf[self.pos..self.pos + 4]);
-        self.pos += 4;
+        self.take(&mut b);
         Ok(u32::from_le_bytes(b))
     }
 
     #[inline]
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        if self.pos + 8 > BUF_BYTES {
-            self.refill();
-        }
         let mut b = [0u8; 8];
-        b.copy_from_slice(&self.buf[self.pos..self.pos + 8]);
-        self.pos += 8;
+        self.take(&mut b);
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Serves what is left of the buffer, then runs the cipher straight into `dst` (the
+    /// batched samplers draw their words this way, in 4 KiB blocks).
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for chunk in dst.chunks_mut(8) {
-            let w = self.try_next_u64()?.to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
+        let n = (BUF_BYTES - self.pos).min(dst.len());
+        dst[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        let rest = &mut dst[n..];
+        if !rest.is_empty() {
+            // The keystream continues after the buffered part, so no byte is served twice.
+            rest.fill(0);
+            self.cipher.apply_keystream(rest);
         }
         Ok(())
     }
@@ -125,5 +147,31 @@ mod tests {
         let ones: u32 = xs.iter().map(|w| w.count_ones()).sum();
         assert!((ones as i64 - 64_000).abs() < 1500, "{ones}");
         assert_eq!(alloc::format!("{a:?}"), "NoiseRng { .. }");
+    }
+
+    /// Words, half-words and byte fills, in any mix and across refills, read one keystream in
+    /// order (no byte skipped or served twice).
+    #[test]
+    fn every_read_continues_the_same_keystream() {
+        let mut words = NoiseRng::from_seed(&[3; 32]);
+        let expect: alloc::vec::Vec<u8> = (0..20_000)
+            .flat_map(|_| words.next_u64().to_le_bytes())
+            .collect();
+        let mut mixed = NoiseRng::from_seed(&[3; 32]);
+        let mut got = alloc::vec::Vec::new();
+        let lens = [8usize, 4000, 3, 5, 9000, 16, 1, 7, 4093, 2];
+        let mut i = 0;
+        while got.len() < expect.len() - 10_000 {
+            match i % 3 {
+                0 => got.extend_from_slice(&mixed.next_u64().to_le_bytes()),
+                1 => got.extend_from_slice(&mixed.next_u32().to_le_bytes()),
+                _ => {}
+            }
+            let mut b = alloc::vec![0u8; lens[i % lens.len()]];
+            mixed.fill_bytes(&mut b);
+            got.extend_from_slice(&b);
+            i += 1;
+        }
+        assert_eq!(got[..], expect[..got.len()]);
     }
 }

@@ -33,6 +33,7 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
+use super::alias::{COIN_BITS, Envelope, Proposal, initial_scale};
 use super::bignum::{self, BigUint};
 use super::{bernoulli, round_up_dyadic};
 use crate::DpError;
@@ -40,26 +41,9 @@ use crate::DpError;
 /// Largest supported mean: 2^33.
 pub const MAX_MEAN: f64 = 8_589_934_592.0;
 
-/// The integer weights sum to exactly 2^COIN_BITS (a final "reject" entry tops them up), so
-/// the alias coin is COIN_BITS bits of the same word that picks the bucket.
-const COIN_BITS: u32 = 32;
-/// At most 2^MAX_INDEX_BITS alias buckets, leaving ≥ 8 bits of the word for the acceptance.
-const MAX_INDEX_BITS: u32 = 24;
-
 /// Body half-width h = ⌈HALF_WIDTH_SIGMAS·√μ⌉ + HALF_WIDTH_MIN.
 const HALF_WIDTH_SIGMAS: f64 = 5.5;
 const HALF_WIDTH_MIN: u64 = 16;
-
-/// One alias bucket, with the acceptance thresholds of both its entries so that a draw
-/// touches one cache line.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Bucket {
-    /// Coin below this: the bucket's own entry; otherwise its alias.
-    pub(crate) threshold: u64,
-    pub(crate) accept_own: u64,
-    pub(crate) accept_alias: u64,
-    pub(crate) alias: u32,
-}
 
 /// Exact Poisson sampler for a fixed rational mean.
 #[derive(Clone)]
@@ -76,10 +60,8 @@ pub struct Poisson {
     accept_below: Vec<u64>,
     /// Reject when the acceptance word is at or above this (u64::MAX: never in the fast path).
     reject_from: Vec<u64>,
-    /// Buckets over body entries, then the right tail, the left tail, the reject entry and
-    /// zero-weight padding to a power of two.
-    buckets: Vec<Bucket>,
-    index_bits: u32,
+    /// Proposals: body entries, then the right tail, the left tail and the reject entry.
+    env: Envelope,
     /// The right tail's exact mass over its integer weight, as (a, b): accept with a/b.
     right_tail: (u128, u128),
     left_tail: Option<(u128, u128)>,
@@ -133,8 +115,7 @@ impl Poisson {
                 z: 1,
                 accept_below: Vec::new(),
                 reject_from: Vec::new(),
-                buckets: Vec::new(),
-                index_bits: 0,
+                env: Envelope::default(),
                 right_tail: (0, 1),
                 left_tail: None,
             });
@@ -150,7 +131,7 @@ impl Poisson {
         // Scale z so that all integer weights (body, tails) fit in 2^COIN_BITS.
         let two_coin = 1u128 << COIN_BITS;
         let sum_f: f64 = f_hi.iter().sum();
-        let mut z = libm::floor(libm::ldexp(1.0, COIN_BITS as i32) / (sum_f * 1.01 + 1.0)) as u64;
+        let mut z = initial_scale(sum_f, len);
         let (weight, right_tail, left_tail, total) = loop {
             if z == 0 {
                 return Err(DpError(format!(
@@ -198,29 +179,7 @@ impl Poisson {
         all.push(right_tail.1);
         all.push(left_tail.map_or(0, |l| l.2));
         all.push(two_coin - total);
-        let index_bits = (all.len() as u64)
-            .next_power_of_two()
-            .trailing_zeros()
-            .max(1);
-        if index_bits > MAX_INDEX_BITS {
-            return Err(DpError(format!(
-                "Poisson mean {mu} needs too large a table: use a smaller variance"
-            )));
-        }
-        all.resize(1 << index_bits, 0);
-        let (threshold, alias) = build_alias(&all, two_coin)?;
-        let accept = |i: usize| accept_below.get(i).copied().unwrap_or(0);
-        let buckets = threshold
-            .iter()
-            .zip(&alias)
-            .enumerate()
-            .map(|(i, (&t, &a))| Bucket {
-                threshold: t,
-                accept_own: accept(i),
-                accept_alias: accept(a as usize),
-                alias: a,
-            })
-            .collect();
+        let env = Envelope::new(all, &accept_below, &format!("Poisson mean {mu}"))?;
         Ok(Self {
             num,
             den,
@@ -230,8 +189,7 @@ impl Poisson {
             z,
             accept_below,
             reject_from,
-            buckets,
-            index_bits,
+            env,
             right_tail: (right_tail.0, right_tail.1 * right_tail.2),
             left_tail: left_tail.map(|(a, b, w)| (a, w * b)),
         })
@@ -240,43 +198,57 @@ impl Poisson {
     /// One sample.
     #[inline]
     pub fn sample<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> u64 {
-        if self.num == 0 {
+        if self.env.is_empty() {
             return 0;
         }
-        let body = self.weight.len();
-        // One word: bucket (top bits), alias coin (COIN_BITS), acceptance prefix (the rest).
-        let prefix_bits = 64 - self.index_bits - COIN_BITS;
-        loop {
-            let w = rng.next_u64();
-            let b = (w >> (64 - self.index_bits)) as usize;
-            let bucket = &self.buckets[b];
-            let coin = (w >> prefix_bits) & ((1u64 << COIN_BITS) - 1);
-            let prefix = w & ((1u64 << prefix_bits) - 1);
-            let (idx, accept) = if coin < bucket.threshold {
-                (b, bucket.accept_own)
-            } else {
-                (bucket.alias as usize, bucket.accept_alias)
-            };
-            if idx < body {
-                // U's first prefix_bits bits are `prefix`: accept if U < accept/2^64 for sure.
-                if prefix < accept >> (64 - prefix_bits) {
-                    return self.lo + idx as u64;
-                }
-                let first = (prefix << (64 - prefix_bits)) | (rng.next_u64() >> prefix_bits);
-                if self.accept_word(rng, idx, first) {
-                    return self.lo + idx as u64;
-                }
-            } else if let Some(k) = self.tail_sample(rng, idx - body) {
-                return k;
-            }
-            // Otherwise the reject entry: draw again.
-        }
+        self.env.sample(
+            rng,
+            |idx| self.lo + idx as u64,
+            |rng, p| self.resolve(rng, p),
+        )
     }
 
-    /// Fills `out` with independent samples.
+    /// Fills `out` with independent samples (batched: several times faster than `sample` in
+    /// a loop).
     pub fn fill<R: CryptoRng + ?Sized>(&self, rng: &mut R, out: &mut [u64]) {
-        for v in out {
-            *v = self.sample(rng);
+        self.for_each_sample(rng, out.len(), |i, x| out[i] = x);
+    }
+
+    /// `count` independent samples, batched, each passed to `emit(i, x)`.
+    pub(crate) fn for_each_sample<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        mut emit: impl FnMut(usize, u64),
+    ) {
+        if self.env.is_empty() {
+            (0..count).for_each(|i| emit(i, 0));
+            return;
+        }
+        self.env.sample_many(
+            rng,
+            count,
+            |idx| self.lo + idx as u64,
+            |rng, p| self.resolve(rng, p),
+            emit,
+        );
+    }
+
+    /// Finishes a proposal the word alone did not settle; None to draw again.
+    #[inline]
+    fn resolve<R: CryptoRng + ?Sized>(&self, rng: &mut R, p: Proposal) -> Option<u64> {
+        match p {
+            Proposal::Accepted(idx) => Some(self.lo + idx as u64),
+            Proposal::Undecided {
+                idx,
+                prefix,
+                prefix_bits,
+            } => {
+                let first = Proposal::first_word(prefix, prefix_bits, rng);
+                self.accept_word(rng, idx, first)
+                    .then_some(self.lo + idx as u64)
+            }
+            Proposal::Other(which) => self.tail_sample(rng, which),
         }
     }
 
@@ -387,6 +359,13 @@ impl Poisson {
     }
 }
 
+#[cfg(test)]
+impl Poisson {
+    pub(crate) fn envelope(&self) -> &Envelope {
+        &self.env
+    }
+}
+
 /// Per-step relative error allowance of the log sums: each log1p and each addition is within
 /// one ulp (2^−53) of exact; the input ratio adds two more roundings. 2^−48 is generous.
 const LN_ULP_MARGIN: f64 = 1.0 / 281_474_976_710_656.0;
@@ -423,56 +402,9 @@ fn ratio_bounds(num: u64, den: u64, mode: u64, lo: u64, hi: u64) -> (Vec<f64>, V
     (f_lo, f_hi)
 }
 
-/// Walker/Vose alias table with integer weights summing to `total`: bucket i keeps entry i
-/// when the coin (uniform in [0, total)) is below threshold[i], else gives alias[i], so
-/// entry j is drawn with probability exactly w_j/total.
-pub(crate) fn build_alias(weights: &[u128], total: u128) -> Result<(Vec<u64>, Vec<u32>), DpError> {
-    let n = weights.len() as u128;
-    if weights.iter().sum::<u128>() != total || total > u64::MAX as u128 || n > u32::MAX as u128 {
-        return Err(DpError(format!(
-            "Poisson table of {n} entries is inconsistent: use a smaller mean"
-        )));
-    }
-    // Each of n buckets holds mass `total`; entry i brings w_i·n.
-    let mut mass: Vec<u128> = weights.iter().map(|&w| w * n).collect();
-    let mut threshold = vec![total as u64; weights.len()];
-    let mut alias: Vec<u32> = (0..weights.len() as u32).collect();
-    let (mut small, mut large): (Vec<usize>, Vec<usize>) =
-        (0..weights.len()).partition(|&i| mass[i] < total);
-    while let (Some(s), Some(&l)) = (small.last().copied(), large.last()) {
-        small.pop();
-        threshold[s] = mass[s] as u64;
-        alias[s] = l as u32;
-        mass[l] -= total - mass[s];
-        if mass[l] < total {
-            large.pop();
-            small.push(l);
-        }
-    }
-    // Exact integers: whatever is left has mass exactly `total` and keeps itself.
-    Ok((threshold, alias))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alias_is_exact() {
-        let w = [3u128, 1, 0, 6];
-        let total = 10u128;
-        let (thr, alias) = build_alias(&w, total).unwrap();
-        // P(i) · n · total = Σ over buckets of the mass each gives to i.
-        let n = w.len() as u128;
-        let mut got = vec![0u128; w.len()];
-        for b in 0..w.len() {
-            got[b] += thr[b] as u128;
-            got[alias[b] as usize] += total - thr[b] as u128;
-        }
-        for i in 0..w.len() {
-            assert_eq!(got[i], w[i] * n);
-        }
-    }
 
     /// The exact big-integer path alone (fast thresholds disabled) gives the Poisson pmf.
     #[test]
@@ -483,10 +415,7 @@ mod tests {
         let mut p = Poisson::from_rational(7, 2).unwrap();
         p.accept_below.iter_mut().for_each(|a| *a = 0);
         p.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
-        for b in p.buckets.iter_mut() {
-            b.accept_own = 0;
-            b.accept_alias = 0;
-        }
+        p.env.disable_fast_path();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let n = 40_000;
         let mut counts = [0u32; 12];

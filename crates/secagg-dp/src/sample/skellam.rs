@@ -46,9 +46,19 @@ impl Skellam {
 
     /// Fills `out` with independent samples.
     pub fn fill<R: CryptoRng + ?Sized>(&self, rng: &mut R, out: &mut [i64]) {
-        for v in out {
-            *v = self.sample(rng);
-        }
+        out.fill(0);
+        self.add_to(rng, out);
+    }
+
+    /// Adds an independent sample to each value (wrapping): one batched pass of Poisson
+    /// draws added, one subtracted.
+    pub fn add_to<R: CryptoRng + ?Sized>(&self, rng: &mut R, values: &mut [i64]) {
+        self.poisson.for_each_sample(rng, values.len(), |i, a| {
+            values[i] = values[i].wrapping_add(a as i64)
+        });
+        self.poisson.for_each_sample(rng, values.len(), |i, b| {
+            values[i] = values[i].wrapping_sub(b as i64)
+        });
     }
 }
 
