@@ -8,7 +8,9 @@
 //!   ─(SharesForYou)→ AwaitingUnmask ─(UnmaskRequest)→ done
 //!                    or, in the malicious model, AwaitingConsistency ─(ConsistencyRequest)→ AwaitingUnmask
 //! ```
-//! [`ClientRound`] wraps the states in one enum for drivers that hold a client in a field.
+//! [`ClientRound`] wraps the states in one enum for drivers that hold a client in a field, and
+//! saves and restores it as bytes ([`ClientRound::export_state`], [`ClientRound::import_state`])
+//! for drivers that cannot keep it in memory between messages.
 
 use alloc::format;
 use alloc::string::String;
@@ -29,6 +31,9 @@ use crate::messages::{
 use crate::params::ThreatModel;
 use crate::prg::{MaskStream, Sign, apply_masks};
 use crate::shamir::{self, SHARE_LEN, Share};
+
+mod state;
+pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION};
 
 /// Identity public keys of all clients, indexed by id - 1 (the PKI).
 pub type Roster = Vec<[u8; 32]>;
@@ -80,16 +85,13 @@ impl Drop for Client {
     }
 }
 
-/// State shared by every stage after the start.
+/// What every stage after the start knows: the round and who the client is. The secrets live
+/// in the stage structs, each only as long as a later stage needs it.
 struct Common {
     id: ClientId,
     config: RoundConfig,
-    input: Zeroizing<Vec<u64>>,
     identity: Option<IdentityKey>,
     roster: Option<Roster>,
-    enc: DhKeyPair,
-    mask: DhKeyPair,
-    self_seed: Zeroizing<[u8; 32]>,
 }
 
 fn refuse<T>(what: String) -> Result<T, ClientError> {
@@ -158,15 +160,17 @@ impl Client {
         let common = Common {
             id: self.id,
             config,
-            input,
             identity: self.identity.take(),
             roster: self.roster.take(),
-            enc,
-            mask,
-            self_seed,
         };
         Ok((
-            AwaitingNeighbours { common },
+            AwaitingNeighbours {
+                common,
+                input,
+                enc,
+                mask,
+                self_seed,
+            },
             ClientMessage::AdvertiseKeys(entry).encode(),
         ))
     }
@@ -235,6 +239,10 @@ impl Client {
 /// Waiting for the neighbours' keys.
 pub struct AwaitingNeighbours {
     common: Common,
+    input: Zeroizing<Vec<u64>>,
+    enc: DhKeyPair,
+    mask: DhKeyPair,
+    self_seed: Zeroizing<[u8; 32]>,
 }
 
 /// A neighbour in U1 whose keys the client accepted.
@@ -284,7 +292,7 @@ impl AwaitingNeighbours {
         }
         let digest = c.config.digest();
         let mut seen_keys: Vec<[u8; 32]> = Vec::with_capacity(2 * entries.len() + 2);
-        seen_keys.extend([c.enc.public(), c.mask.public()]);
+        seen_keys.extend([self.enc.public(), self.mask.public()]);
         let mut peers = Vec::with_capacity(entries.len());
         for e in &entries {
             if let Some(roster) = &c.roster {
@@ -303,12 +311,15 @@ impl AwaitingNeighbours {
                 return refuse(format!("sent a copied public key for client {}", e.id));
             }
             seen_keys.extend([e.enc_pk, e.mask_pk]);
-            let enc_shared = c.enc.agree(&e.enc_pk).ok_or(ClientError::PeerMisbehaved {
-                peer: e.id,
-                reason: "low-order encryption key",
-            })?;
+            let enc_shared = self
+                .enc
+                .agree(&e.enc_pk)
+                .ok_or(ClientError::PeerMisbehaved {
+                    peer: e.id,
+                    reason: "low-order encryption key",
+                })?;
             // Agree on the mask key now too, so a bad key cannot fail us after sharing.
-            let mask_shared = c
+            let mask_shared = self
                 .mask
                 .agree(&e.mask_pk)
                 .ok_or(ClientError::PeerMisbehaved {
@@ -322,7 +333,7 @@ impl AwaitingNeighbours {
             });
         }
         let t = c.config.threshold as usize;
-        let mask_sk = c.mask.secret_bytes();
+        let mask_sk = self.mask.secret_bytes();
         let share_err = |_| ClientError::Misuse("secret sharing failed for validated parameters");
         // Shares go to the neighbours and to the client itself (it reveals its own share of b_u
         // when it survives, so t counts among k + 1 holders).
@@ -330,7 +341,7 @@ impl AwaitingNeighbours {
         holders.push(c.id);
         holders.sort_unstable();
         let s_shares = shamir::split(&mask_sk, &holders, t, rng).map_err(share_err)?;
-        let b_shares = shamir::split(&c.self_seed, &holders, t, rng).map_err(share_err)?;
+        let b_shares = shamir::split(&self.self_seed, &holders, t, rng).map_err(share_err)?;
         let mut out = Vec::with_capacity(peers.len());
         let mut own = None;
         let mut peer_iter = peers.iter();
@@ -353,9 +364,13 @@ impl AwaitingNeighbours {
             ));
         }
         let msg = ClientMessage::EncryptedShares(out).encode();
+        // The key pairs are dropped (and zeroized) here: later stages need only what the
+        // agreements derived.
         Ok((
             AwaitingShares {
                 common: self.common,
+                input: self.input,
+                self_seed: self.self_seed,
                 session,
                 peers,
                 own: own.ok_or(ClientError::Misuse("own share missing"))?,
@@ -368,6 +383,8 @@ impl AwaitingNeighbours {
 /// Waiting for the shares routed from the neighbours in U2.
 pub struct AwaitingShares {
     common: Common,
+    input: Zeroizing<Vec<u64>>,
+    self_seed: Zeroizing<[u8; 32]>,
     session: SessionId,
     peers: Vec<Peer>,
     own: HeldShares,
@@ -438,14 +455,15 @@ impl AwaitingShares {
         // Mask the input.
         let modulus = c.config.modulus();
         let mut streams = Vec::with_capacity(live.len() + 1);
-        let self_seed = crypto::self_mask_seed(&c.self_seed, &self.session, c.id);
+        let self_seed = crypto::self_mask_seed(&self.self_seed, &self.session, c.id);
         streams.push(MaskStream::new(c.config.prg, &self_seed, Sign::Plus));
         for p in &live {
             let seed = crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id);
             let sign = if c.id < p.id { Sign::Plus } else { Sign::Minus };
             streams.push(MaskStream::new(c.config.prg, &seed, sign));
         }
-        let mut y = Zeroizing::new(c.input.to_vec());
+        // Masked in place: the input and b_u are dropped (zeroized) with this stage.
+        let mut y = self.input;
         apply_masks(&mut y, modulus, &mut streams);
         let msg = ClientMessage::MaskedInput {
             vector: modulus.pack(&y),
@@ -673,5 +691,46 @@ impl ClientRound {
     /// Whether the client completed its part.
     pub fn is_finished(&self) -> bool {
         matches!(self, ClientRound::Finished)
+    }
+
+    /// The round's parameters, once RoundStart was accepted (and until the client finishes).
+    pub fn config(&self) -> Option<&RoundConfig> {
+        self.common().map(|c| &c.config)
+    }
+
+    /// The client's id, until it finishes or fails.
+    pub fn client_id(&self) -> Option<ClientId> {
+        match self {
+            ClientRound::New(c) => Some(c.id),
+            _ => self.common().map(|c| c.id),
+        }
+    }
+
+    fn common(&self) -> Option<&Common> {
+        match self {
+            ClientRound::AwaitingNeighbours(s) => Some(&s.common),
+            ClientRound::AwaitingShares(s) => Some(&s.common),
+            ClientRound::AwaitingConsistency(s) => Some(&s.inner.common),
+            ClientRound::AwaitingUnmask(s) => Some(&s.common),
+            ClientRound::New(_) | ClientRound::Finished | ClientRound::Failed(_) => None,
+        }
+    }
+}
+
+impl core::fmt::Debug for ClientRound {
+    /// The state and the client's id; never a secret.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let state = match self {
+            ClientRound::New(_) => "New",
+            ClientRound::AwaitingNeighbours(_) => "AwaitingNeighbours",
+            ClientRound::AwaitingShares(_) => "AwaitingShares",
+            ClientRound::AwaitingConsistency(_) => "AwaitingConsistency",
+            ClientRound::AwaitingUnmask(_) => "AwaitingUnmask",
+            ClientRound::Finished => "Finished",
+            ClientRound::Failed(e) => return f.debug_tuple("Failed").field(e).finish(),
+        };
+        f.debug_struct(state)
+            .field("id", &self.client_id())
+            .finish()
     }
 }

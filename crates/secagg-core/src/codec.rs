@@ -38,6 +38,22 @@ impl Writer {
         self.buf.extend_from_slice(v);
         self
     }
+    /// `len` bytes that `fill` writes in place (e.g. a packed vector), with no intermediate
+    /// buffer to copy from or to zeroize.
+    pub fn fill(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> &mut Self {
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        fill(&mut self.buf[start..]);
+        self
+    }
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
     /// A u32 length, then the bytes.
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         // Lengths above u32::MAX cannot be produced by the protocol (vectors are limited by
@@ -144,6 +160,8 @@ mod tests {
     fn roundtrip_and_errors() {
         let mut w = Writer::default();
         w.u8(7).u32(9).u64(11).bytes(b"abc").fixed(&[1, 2]);
+        assert_eq!(w.len(), 1 + 4 + 8 + 7 + 2);
+        w.fill(2, |b| b.copy_from_slice(&[3, 4]));
         let buf = w.finish();
         let mut r = Reader::new(&buf);
         assert_eq!(r.u8(), Ok(7));
@@ -151,6 +169,7 @@ mod tests {
         assert_eq!(r.u64(), Ok(11));
         assert_eq!(r.bytes("b", 3), Ok(&b"abc"[..]));
         assert_eq!(r.array::<2>(), Ok([1, 2]));
+        assert_eq!(r.array::<2>(), Ok([3, 4]));
         assert!(r.finish().is_ok());
 
         let mut r = Reader::new(&buf[..3]);

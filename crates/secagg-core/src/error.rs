@@ -270,6 +270,48 @@ impl fmt::Display for ClientError {
     }
 }
 
+/// A client's round state could not be saved ([`crate::client::ClientRound::export_state`])
+/// or restored ([`crate::client::ClientRound::import_state`]). Says nothing about secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The bytes do not start with the state's magic: not a saved client state.
+    NotAState,
+    /// Saved in a format version this build does not read.
+    UnsupportedVersion(u8),
+    /// Truncated, trailing bytes, an unknown stage or an invalid field.
+    Malformed(CodecError),
+    /// Well-formed fields that contradict each other or the round's parameters.
+    Inconsistent(&'static str),
+    /// A client that failed has no round state to save; this is its error.
+    Failed(ClientError),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::NotAState => {
+                write!(f, "not a saved secagg client state (wrong magic bytes)")
+            }
+            StateError::UnsupportedVersion(v) => write!(
+                f,
+                "saved client state has format version {v}, this build reads version {}",
+                crate::client::STATE_VERSION
+            ),
+            StateError::Malformed(e) => write!(f, "malformed saved client state: {e}"),
+            StateError::Inconsistent(m) => write!(f, "inconsistent saved client state: {m}"),
+            StateError::Failed(e) => {
+                write!(f, "the client failed ({e}): it has no round state to save")
+            }
+        }
+    }
+}
+
+impl From<CodecError> for StateError {
+    fn from(e: CodecError) -> Self {
+        StateError::Malformed(e)
+    }
+}
+
 impl From<CodecError> for ClientError {
     fn from(e: CodecError) -> Self {
         ClientError::Malformed(e)
@@ -284,3 +326,5 @@ impl std::error::Error for ServerError {}
 impl std::error::Error for RoundAborted {}
 #[cfg(feature = "std")]
 impl std::error::Error for ClientError {}
+#[cfg(feature = "std")]
+impl std::error::Error for StateError {}

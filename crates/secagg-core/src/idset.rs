@@ -113,6 +113,11 @@ impl IdSet {
         })
     }
 
+    /// Length of [`IdSet::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        4 + (self.n as usize + 8) / 8
+    }
+
     /// Encodes as n (u32) and the bitmap bytes.
     pub fn encode(&self, w: &mut Writer) {
         w.u32(self.n);
@@ -172,6 +177,7 @@ mod tests {
             let mut w = Writer::default();
             s.encode(&mut w);
             let buf = w.finish();
+            prop_assert_eq!(buf.len(), s.encoded_len());
             let mut r = Reader::new(&buf);
             prop_assert_eq!(IdSet::decode(&mut r, n).unwrap(), s);
             prop_assert!(r.finish().is_ok());

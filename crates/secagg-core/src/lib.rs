@@ -17,7 +17,8 @@
 //! - [`graph`]: complete and Harary neighbour graphs.
 //! - [`params`]: choosing and checking (k, t) for a threat model.
 //! - [`messages`]: the wire messages, with a codec that never panics.
-//! - [`client`] and [`server`]: the round state machines.
+//! - [`client`] and [`server`]: the round state machines (a client saves to and restores from
+//!   bytes between messages).
 //! - [`encoding`]: floats in, floats out: clipping, stochastic rounding, weights.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -41,7 +42,7 @@ pub mod server;
 pub mod shamir;
 
 pub use config::{GraphKind, PrgKind, RoundConfig};
-pub use error::{ClientError, CodecError, RoundAborted, ServerError, Stage};
+pub use error::{ClientError, CodecError, RoundAborted, ServerError, Stage, StateError};
 pub use params::ThreatModel;
 
 /// Identifier of a client within a round: 1-based, so it doubles as its Shamir evaluation point.
