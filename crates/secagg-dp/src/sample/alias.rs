@@ -37,17 +37,18 @@ pub(crate) fn initial_scale(sum: f64, len: usize) -> u64 {
     libm::floor(room / (sum * (1.0 + 1e-9))).max(0.0) as u64
 }
 
-/// One alias bucket, with the acceptance thresholds of both its entries so that a draw
-/// touches one cache line.
+/// One alias bucket, with the acceptance thresholds of both its entries: 16 bytes, so that a
+/// draw touches one cache line and large tables stay cache-resident.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
-    /// Coin below this: the bucket's own entry; otherwise its alias.
-    threshold: u64,
-    /// The entries' fast acceptance thresholds, already shifted to the prefix width (0 for
-    /// non-body entries, which are never accepted by the prefix).
-    accept_own: u64,
-    accept_alias: u64,
+    /// Coin below this: the bucket's own entry; otherwise its alias. (A bucket that keeps its
+    /// own entry for every coin, threshold 2^32, is stored as its own alias.)
+    threshold: u32,
     alias: u32,
+    /// The entries' fast acceptance thresholds, shifted to the prefix width (< 2^31; 0 for
+    /// non-body entries, which are never accepted by the prefix).
+    accept_own: u32,
+    accept_alias: u32,
 }
 
 /// What one word proposes.
@@ -107,16 +108,30 @@ impl Envelope {
         let prefix_bits = 64 - index_bits - COIN_BITS;
         weights.resize(1 << index_bits, 0);
         let (threshold, alias) = build_alias(&weights, 1u128 << COIN_BITS, what)?;
-        let accept = |i: usize| accept_below.get(i).map_or(0, |a| a >> (64 - prefix_bits));
+        // prefix_bits ≤ 31 (index_bits ≥ 1), so a shifted threshold fits in 31 bits.
+        let accept = |i: usize| {
+            accept_below
+                .get(i)
+                .map_or(0, |a| (a >> (64 - prefix_bits)) as u32)
+        };
         let buckets = threshold
             .iter()
             .zip(&alias)
             .enumerate()
-            .map(|(i, (&t, &a))| Bucket {
-                threshold: t,
-                accept_own: accept(i),
-                accept_alias: accept(a as usize),
-                alias: a,
+            .map(|(i, (&t, &a))| match u32::try_from(t) {
+                Ok(t) => Bucket {
+                    threshold: t,
+                    alias: a,
+                    accept_own: accept(i),
+                    accept_alias: accept(a as usize),
+                },
+                // t = 2^32: every coin keeps entry i.
+                Err(_) => Bucket {
+                    threshold: 0,
+                    alias: i as u32,
+                    accept_own: accept(i),
+                    accept_alias: accept(i),
+                },
             })
             .collect();
         Ok(Self {
@@ -140,13 +155,13 @@ impl Envelope {
         let Some(bucket) = self.buckets.get(b) else {
             return Proposal::Other(usize::MAX);
         };
-        let coin = (w >> prefix_bits) & ((1u64 << COIN_BITS) - 1);
-        let prefix = w & ((1u64 << prefix_bits) - 1);
+        let coin = (w >> prefix_bits) as u32;
+        let prefix = (w & ((1u64 << prefix_bits) - 1)) as u32;
         // Own entry or alias without a branch: the choice is a coin flip for many buckets,
         // and a mispredicted branch per sample costs more than the rest of the draw.
-        let own = 0u64.wrapping_sub(u64::from(coin < bucket.threshold));
-        let alias = u64::from(bucket.alias);
-        let idx = (alias ^ ((b as u64 ^ alias) & own)) as usize;
+        let own = 0u32.wrapping_sub(u32::from(coin < bucket.threshold));
+        let alias = bucket.alias;
+        let idx = (alias ^ ((b as u32 ^ alias) & own)) as usize;
         let accept = bucket.accept_alias ^ ((bucket.accept_own ^ bucket.accept_alias) & own);
         if prefix < accept {
             // accept > 0 only for body entries.
@@ -154,7 +169,7 @@ impl Envelope {
         } else if idx < self.body {
             Proposal::Undecided {
                 idx,
-                prefix,
+                prefix: u64::from(prefix),
                 prefix_bits,
             }
         } else {
