@@ -255,3 +255,117 @@ def test_keygen_is_deterministic_with_a_seed():
     s2, p2 = secagg.keygen(b"\x01" * 32)
     _, p3 = secagg.keygen()
     assert (s1, p1) == (s2, p2) and p1 != p3 and len(p1) == 32
+
+
+class _SavedBetweenMessages:
+    """A client that exists only as its saved bytes between messages (a process per message)."""
+
+    def __init__(self, client, seed):
+        self.live, self.saved, self.seed = client, None, seed
+        self.stages = []  # the stage saved after every message
+
+    def handle(self, msg):
+        if self.saved is not None:
+            self.live = secagg.Client.from_state(self.saved, seed=self.seed)
+            self.saved = None
+        reply = self.live.handle(msg)
+        if not (self.live.finished or self.live.failed):
+            self.saved = self.live.export_state()
+            self.stages.append(self.live.stage)
+            self.live = None
+        return reply
+
+
+@pytest.mark.parametrize("threat", ["honest-but-curious", "malicious"])
+def test_clients_saved_and_restored_before_every_message_give_the_same_sum(threat):
+    n, dim = 7, 12
+    rng = np.random.default_rng(8)
+    xs = [rng.integers(0, 2**20, size=dim, dtype=np.uint32) for _ in range(n)]
+    keys = [secagg.keygen(bytes([i + 1]) * 32) for i in range(n)]
+    roster = [pk for _, pk in keys] if threat == "malicious" else None
+    server = secagg.Server(
+        clients=n,
+        dim=dim,
+        threat=threat,
+        roster=roster,
+        stage_timeout_ms=TIMEOUT_MS,
+        assumed_dropout=0.3,
+    )
+    clients = {}
+    for i in range(n):
+        pki = {"identity": keys[i][0], "roster": roster} if roster else {}
+        client = secagg.Client(i + 1, xs[i], seed=i, **pki)
+        clients[i + 1] = _SavedBetweenMessages(client, seed=50 + i)
+    drive(server, clients, silent_at={3: "masked-input", 6: "unmask"})
+    assert server.aborted is None and server.survivors == [1, 2, 4, 5, 6, 7]
+    want = sum(xs[i - 1].astype(np.uint64) for i in server.survivors) % 2**32
+    np.testing.assert_array_equal(server.result(), want)
+    consistency = ["consistency"] if roster else []
+    assert clients[1].stages == ["share", "masked-input", *consistency, "unmask"]
+
+
+def test_a_restored_client_answers_byte_for_byte_like_the_saved_one():
+    server, clients, _ = integer_round(n=5, seed=9)
+    server.start(0)
+    checked = []
+    while not server.finished:
+        stage = server.stage
+        for cid, msg in server.outgoing():
+            c = clients[cid]
+            if cid == 1 and stage != "advertise":
+                saved = c.export_state()
+                a = secagg.Client.from_state(saved, seed=7)
+                b = secagg.Client.from_state(saved, seed=7)
+                assert (a.client_id, a.stage, a.config) == (1, c.stage, c.config)
+                assert a.export_state() == saved  # canonical
+                ra, rb = a.handle(msg), b.handle(msg)
+                reply = c.handle(msg)
+                assert ra == rb
+                if stage != "share":  # only sharing draws randomness after the start
+                    assert ra == reply
+                checked.append(stage)
+            else:
+                reply = c.handle(msg)
+            server.handle_message(0, cid, reply)
+        if server.stage == stage and not server.finished:
+            server.handle_timeout(server.poll_timeout())
+    assert checked == ["share", "masked-input", "unmask"]
+
+
+def test_saving_or_restoring_a_client_says_what_is_wrong():
+    server, clients, _ = integer_round(n=5, seed=10)
+    with pytest.raises(secagg.ProtocolError, match="before RoundStart"):
+        clients[1].export_state()
+    server.start(0)
+    for cid, msg in server.outgoing():
+        server.handle_message(0, cid, clients[cid].handle(msg))
+    saved = clients[1].export_state()
+    assert saved[:4] == b"SACS"
+
+    for bad, why in [
+        (b"", "truncated"),
+        (saved[:-1], "truncated"),
+        (saved + b"\x00", "trailing"),
+        (b"XXXX" + saved[4:], "magic"),
+        (saved[:4] + b"\x09" + saved[5:], "version 9"),
+        (saved[:5] + b"\x63" + saved[6:], "tag"),
+        (saved[:6] + bytes(4) + saved[10:], "client id"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            secagg.Client.from_state(bad)
+    for cut in range(len(saved)):
+        with pytest.raises(ValueError):
+            secagg.Client.from_state(saved[:cut])
+    with pytest.raises(TypeError):
+        secagg.Client.from_state("not bytes")  # type: ignore[arg-type]
+
+    with pytest.raises(secagg.ServerRefused):
+        clients[2].handle(b"\x01garbage")
+    with pytest.raises(secagg.ProtocolError, match="failed"):
+        clients[2].export_state()
+
+    server, clients, _ = integer_round(n=5, seed=11)
+    drive(server, clients)
+    assert clients[1].finished
+    with pytest.raises(secagg.ProtocolError, match="finished"):
+        clients[1].export_state()

@@ -1,6 +1,8 @@
 //! `secagg.Client`: one client's side of a round (`secagg_core::client::ClientRound`) for
 //! callers that carry the bytes themselves. The input stays raw until RoundStart arrives,
 //! because a float input can only be encoded once the round's bits and client count are known.
+//! From then on the client can be saved to bytes and restored (`export_state`, `from_state`)
+//! by drivers that cannot keep the object alive between messages.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -15,7 +17,7 @@ use secagg_core::{ClientError, RoundConfig, ThreatModel};
 use zeroize::Zeroizing;
 
 use crate::arrays::{Vector, read_vector};
-use crate::errors::from_client_error;
+use crate::errors::{from_client_error, protocol_error};
 use crate::options::{config_dict, os_random};
 use crate::server::read_roster;
 
@@ -211,17 +213,65 @@ impl Client {
             },
             State::Running(mut round) => {
                 let r = round.handle(message, rng);
-                (State::Running(round), None, r)
+                // A client restored before RoundStart learns its config here.
+                let config = round.config().cloned();
+                (State::Running(round), config, r)
             }
         });
         self.state = state;
-        if config.is_some() {
+        if self.config.is_none() {
             self.config = config;
         }
         match result {
             Ok(reply) => Ok(reply.map(|r| PyBytes::new(py, &r))),
             Err(e) => Err(from_client_error(py, &e)),
         }
+    }
+
+    /// Saves the client's round to bytes, to restore with `Client.from_state` (e.g. in
+    /// another process). The bytes hold secrets: store them like a private key, delete them
+    /// when the round ends.
+    fn export_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let State::Running(round) = &self.state else {
+            return Err(protocol_error(
+                py,
+                String::from(
+                    "nothing to save before RoundStart: the client is still just its \
+                     constructor's arguments",
+                ),
+            ));
+        };
+        if round.is_finished() {
+            return Err(protocol_error(
+                py,
+                String::from("the client finished its part of the round: nothing to save"),
+            ));
+        }
+        match round.export_state() {
+            // The Python copy cannot be zeroized; the Rust buffer is on drop.
+            Ok(saved) => Ok(PyBytes::new(py, saved.as_bytes())),
+            Err(e) => Err(protocol_error(py, e.to_string())),
+        }
+    }
+
+    /// Restores a client saved by `export_state`, ready for the round's next message.
+    #[staticmethod]
+    #[pyo3(signature = (state, *, seed=None))]
+    fn from_state(state: &[u8], seed: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let round = ClientRound::import_state(state)
+            .map_err(|e| PyValueError::new_err(format!("Client.from_state: {e}")))?;
+        let Some(id) = round.client_id() else {
+            return Err(PyValueError::new_err(
+                "Client.from_state: the state of a client that finished its round: nothing to \
+                 restore",
+            ));
+        };
+        Ok(Self {
+            id,
+            config: round.config().cloned(),
+            state: State::Running(Box::new(round)),
+            rng: rng_from(seed)?,
+        })
     }
 
     /// The client completed its part.

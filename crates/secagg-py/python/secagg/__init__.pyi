@@ -394,6 +394,36 @@ class Client:
             PeerMisbehaved: a peer's shares were invalid; the client stops.
             RoundAborted: the server announced the round aborted.
         """
+    def export_state(self) -> bytes:
+        """Save this client's round to bytes, to restore with :meth:`from_state`.
+
+        For drivers that cannot keep the object alive between messages, e.g. a Flower
+        ``ClientApp`` run in a fresh process per message. The bytes (a versioned binary format:
+        the packed input and ~100 bytes per neighbour until the upload, then ~100 bytes per
+        neighbour) hold the client's secrets for the rest of the round: key material, its
+        encoded input until it uploads, the shares its neighbours sent it. Store them like a
+        private key and delete them when the round ends; Python cannot wipe this copy.
+
+        Raises:
+            ProtocolError: before RoundStart (nothing to save yet: keep the constructor's
+                arguments), after the client finished, or after it failed.
+        """
+    @staticmethod
+    def from_state(state: bytes, *, seed: Optional[Union[int, bytes]] = None) -> Client:
+        """Restore a client saved by :meth:`export_state`, ready for the round's next message.
+
+        It answers exactly as the saved client would have, given the same randomness.
+
+        Args:
+            state: what :meth:`export_state` returned.
+            seed: randomness for the rest of the round, as in the constructor (only the
+                key-sharing stage draws from it); default: from the OS.
+
+        Raises:
+            ValueError: ``state`` is not a complete, consistent saved client state of this
+                format version; the message says what is wrong (truncated, trailing bytes,
+                wrong magic or version, an invalid field).
+        """
     @property
     def finished(self) -> bool:
         """The client completed its part (sent its unmask shares, or saw the round end)."""
