@@ -17,7 +17,8 @@ flwr = pytest.importorskip(
 )
 
 import secagg  # noqa: E402
-from flwr.app import Context, Message  # noqa: E402
+from flwr.app import ConfigRecord, Context, Message, RecordDict  # noqa: E402
+from flwr.app.message_type import MessageType  # noqa: E402
 from flwr.client import NumPyClient  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.common import ndarrays_to_parameters  # noqa: E402
@@ -28,11 +29,13 @@ from flwr.server.workflow import DefaultWorkflow  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from secagg.flower import (  # noqa: E402
     InProcessGrid,
+    SecAggClientError,
     SecAggWorkflow,
     make_secagg_mod,
     run_server_app,
     secagg_mod,
 )
+from secagg.flower import mod as mod_module  # noqa: E402
 from secagg.flower import records as rk  # noqa: E402
 
 N = 6
@@ -280,24 +283,132 @@ def test_a_client_whose_weight_exceeds_max_weight_drops_with_a_reason() -> None:
     assert len(r1.survivors) == N - 1
 
 
-def test_a_client_process_restarted_mid_round_fails_with_the_reason() -> None:
-    # Forget every node's Rust client before each later exchange, as a deployed SuperNode
-    # that starts a fresh ClientApp process per message would.
-    from secagg.flower import mod as mod_module
+def _processes(monkeypatch: pytest.MonkeyPatch, count: int | None):
+    """A mod standing for the ClientApp processes of a SuperNode, in front of secagg_mod.
 
-    def forget(partition: int, msg: Message) -> bool:
-        if "client_id" not in msg.content.config_records[rk.RECORD]:
-            mod_module._CLIENTS.clear()  # pylint: disable=protected-access
-        return False
+    ``count=None``: a fresh process per message (secagg_mod's module-level cache starts empty
+    every time). ``count=k``: k long-lived processes that take the messages in turn, each with
+    its own cache, so each one's cached client falls behind the saved state.
+    """
+    caches: list[dict] = [{} for _ in range(count or 1)]  # type: ignore[type-arg]
+    turns: dict[int, int] = {}
 
+    def process(msg: Message, ctxt: Context, call_next):  # type: ignore[no-untyped-def]
+        if count is None:
+            monkeypatch.setattr(mod_module, "_CLIENTS", {})
+        else:
+            turn = turns[ctxt.node_id] = turns.get(ctxt.node_id, -1) + 1
+            monkeypatch.setattr(mod_module, "_CLIENTS", caches[turn % count])
+        return call_next(msg, ctxt)
+
+    return process
+
+
+@pytest.mark.parametrize("threat", ["honest-but-curious", "malicious"])
+def test_a_fresh_process_per_message_gives_plain_fedavg(
+    monkeypatch: pytest.MonkeyPatch, threat: str
+) -> None:
+    directory = None
+    mod = secagg_mod
+    if threat == "malicious":
+        ids = InProcessGrid(_client_app([]), N, seed=10).get_node_ids()
+        keys = {nid: secagg.keygen(bytes([i + 1]) * 32) for i, nid in enumerate(ids)}
+        directory = {nid: pub for nid, (_, pub) in keys.items()}
+        mod = make_secagg_mod(identity=lambda ctx: keys[ctx.node_id][0], directory=directory)
+    saved: list[tuple[int, object, object, int]] = []
+
+    def tap(partition: int, msg: Message, reply: Message | None) -> None:
+        assert reply is not None and not reply.has_error(), reply and reply.error
+        if partition == 0:
+            states = grid.node_state(partition).config_records
+            record = states.get(rk.STATE_RECORD, ConfigRecord())
+            client = record.get(rk.STATE_CLIENT, b"")
+            assert isinstance(client, bytes)
+            group = int(msg.metadata.group_id)
+            saved.append((group, record.get(rk.ROUND_KEY), record.get(rk.STATE_STEP), len(client)))
+
+    workflow = _workflow(threat=threat, directory=directory)
+    seen: list[list[np.ndarray]] = []
+    grid = InProcessGrid(
+        _client_app([_processes(monkeypatch, None), mod]), N, seed=10, observe=tap
+    )
+    run_server_app(_server_app(workflow, seen), grid)
+
+    exchanges = 5 if threat == "malicious" else 4
+    assert [r.exchanges for r in workflow.reports] == [exchanges] * ROUNDS
+    assert all(r.aborted is None and len(r.survivors) == N for r in workflow.reports)
+    tol = _tolerance(N, workflow, sum(_weight(p) for p in range(N)))
+    for got, want in zip(seen, _expected([set(), set()]), strict=True):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=tol + 1e-12)
+    # The state was saved after every message but the last of each round, then deleted.
+    assert [(r, step) for r, _, step, _ in saved] == [
+        (r, step) for r in range(1, ROUNDS + 1) for step in [*range(1, exchanges), None]
+    ]
+    assert all(key is None or str(key).startswith(f"{r}:") for r, key, _, _ in saved)
+    assert all(size > 0 for _, key, _, size in saved if key is not None)
+    assert all(rk.STATE_RECORD not in grid.node_state(p).config_records for p in range(N))
+
+
+def test_processes_whose_cached_client_fell_behind_restore_the_saved_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two processes take each node's messages in turn: the client each one cached is one
+    # message behind the saved state, so using it would answer the wrong stage.
     workflow = _workflow()
     seen: list[list[np.ndarray]] = []
-    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=6, vanish=forget)
+    grid = InProcessGrid(_client_app([_processes(monkeypatch, 2), secagg_mod]), N, seed=11)
     run_server_app(_server_app(workflow, seen), grid)
-    report = workflow.reports[0]
-    assert report.aborted
-    assert len(report.errors) == N
-    assert all("restarted between stages" in e for e in report.errors)
+    assert all(r.aborted is None and len(r.survivors) == N for r in workflow.reports)
+    assert not any(r.errors for r in workflow.reports)
+    tol = _tolerance(N, workflow, sum(_weight(p) for p in range(N)))
+    for g, w in zip(seen[-1], _expected([set(), set()])[-1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=tol + 1e-12)
+
+
+def test_one_long_lived_process_keeps_using_its_client() -> None:
+    cached: list[object] = []
+
+    def tap(partition: int, msg: Message, reply: Message | None) -> None:
+        if partition == 0 and msg.metadata.group_id == "1":
+            slot = mod_module._CLIENTS.get((1, node0))  # pylint: disable=protected-access
+            cached.append(None if slot is None else slot.client)
+
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=12, observe=tap)
+    node0 = next(nid for nid in grid.get_node_ids() if grid.partition_id(nid) == 0)
+    run_server_app(_server_app(_workflow(), []), grid)
+    # The same object after each of the first three messages; none once the round is over.
+    assert cached[3] is None and cached[0] is not None
+    assert cached[0] is cached[1] is cached[2]
+
+
+def _call(state: RecordDict, round_key: str = "1:5"):  # type: ignore[no-untyped-def]
+    """secagg_mod on a later message of round ``round_key``, with ``state`` as context.state."""
+    ctxt = Context(run_id=1, node_id=5, node_config={}, state=state, run_config={})
+    record = ConfigRecord({rk.ROUND_KEY: round_key, rk.MESSAGES: [b"\x01\x02"]})
+    content = RecordDict({rk.RECORD: record})
+    msg = Message(content, dst_node_id=5, message_type=MessageType.TRAIN)
+    return secagg_mod(msg, ctxt, lambda m, c: pytest.fail("no training on a later message"))
+
+
+def test_a_missing_or_foreign_state_is_a_clear_error() -> None:
+    with pytest.raises(SecAggClientError, match="no secagg state"):
+        _call(RecordDict())
+    other = RecordDict({rk.STATE_RECORD: ConfigRecord({rk.ROUND_KEY: "0:3"})})
+    with pytest.raises(SecAggClientError, match="belongs to round 0:3"):
+        _call(other)
+    stopped = RecordDict(
+        {rk.STATE_RECORD: ConfigRecord({rk.ROUND_KEY: "1:5", rk.STATE_FAILED: "it refused"})}
+    )
+    with pytest.raises(SecAggClientError, match="stopped earlier.*it refused"):
+        _call(stopped)
+    saved = {rk.ROUND_KEY: "1:5", rk.STATE_STEP: 1, rk.STATE_TOKEN: b"t" * 16}
+    garbled = RecordDict({rk.STATE_RECORD: ConfigRecord({**saved, rk.STATE_CLIENT: b"SACS"})})
+    with pytest.raises(SecAggClientError, match="unreadable.*truncated"):
+        _call(garbled)
+    partial = RecordDict({rk.STATE_RECORD: ConfigRecord(saved)})
+    with pytest.raises(SecAggClientError, match="lacks"):
+        _call(partial)
 
 
 def test_a_server_without_secure_aggregation_gets_no_update_in_clear() -> None:

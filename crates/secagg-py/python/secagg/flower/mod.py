@@ -11,11 +11,23 @@ its weight, and hands both to the Rust client, which clips, quantizes and masks 
 with the weight inside the masked vector. The reply carries no parameters, no
 ``num_examples`` and (by default) no metrics: the server learns only the weighted mean of the
 survivors. Later messages of the round are fed to the same Rust client.
+
+Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
+ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
+from there, so a SuperNode may run the ClientApp in a fresh process per message, as with
+Flower's ``secaggplus_mod`` (which also keeps its state there). Like Flower's, that state holds
+the client's secrets for the rest of the round (key material, its encoded update until it is
+masked, the shares its neighbours sent it): it is deleted when the client finishes or fails,
+and replaced when the node's next round starts (a round the server aborted without telling the
+client keeps its state until then). A process that handles a node's messages one after the
+other also keeps the client in memory and skips the restore, but only while that client is
+the one that saved the state (same round and save token).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar, cast
@@ -40,12 +52,14 @@ Mod = Callable[[Message, Context, ClientAppCallable], Message]
 @dataclass
 class _Slot:
     round_key: str
+    token: bytes
     client: secagg.Client
 
 
-# The Rust client of each node's current round, by (run id, node id). It holds secret keys and
-# cannot be written into ``context.state``, so it lives as long as this process does: one
-# round per node at a time, replaced when the node's next round starts.
+# The Rust client each node saved last in this process, by (run id, node id): spares a restore
+# when the same process handles the node's next message. ``context.state`` is the truth: a
+# cached client is used only if it saved the state found there (same round and token), so a
+# process that missed some of the round's messages never answers with a stale client.
 _CLIENTS: dict[tuple[int, int], _Slot] = {}
 
 
@@ -99,27 +113,86 @@ def make_secagg_mod(
         round_key = _typed(cfg, rk.ROUND_KEY, str)
         messages = _bytes_list(cfg, rk.MESSAGES)
         key = (ctxt.run_id, ctxt.node_id)
+        # Taken out of the cache until the state it leads to is saved: if anything below
+        # raises, a later message restores from context.state instead.
+        cached = _CLIENTS.pop(key, None)
         if rk.CLIENT_ID in cfg:
-            out, slot = _start_round(msg, ctxt, call_next, cfg, round_key)
-            if slot is None:
+            # A new round: whatever an earlier round left (it aborted unseen) goes now.
+            ctxt.state.config_records.pop(rk.STATE_RECORD, None)
+            out, client = _start_round(msg, ctxt, call_next, cfg, round_key)
+            if client is None:
                 return out
-            _CLIENTS[key] = slot
-            ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord({rk.ROUND_KEY: round_key})
+            step = 0
             content = _stripped_fit_reply(out, keep_metrics)
         else:
-            slot = _CLIENTS.get(key)
-            if slot is None or slot.round_key != round_key:
-                raise SecAggClientError(_lost_state_reason(ctxt, round_key))
+            client, step = _resume(ctxt, round_key, cached)
             content = RecordDict()
         try:
-            replies = [r for m in messages if (r := slot.client.handle(m)) is not None]
-        except secagg.ProtocolError:
-            _CLIENTS.pop(key, None)
+            replies = [r for m in messages if (r := client.handle(m)) is not None]
+        except secagg.ProtocolError as exc:
+            # The client stops for good: keep why, drop the secrets.
+            ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+                {rk.ROUND_KEY: round_key, rk.STATE_FAILED: str(exc)}
+            )
             raise
-        if slot.client.finished or slot.client.failed:
-            _CLIENTS.pop(key, None)
+        if client.finished or client.failed:
+            ctxt.state.config_records.pop(rk.STATE_RECORD, None)
+        else:
+            token = secrets.token_bytes(16)
+            ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+                {
+                    rk.ROUND_KEY: round_key,
+                    rk.STATE_STEP: step + 1,
+                    rk.STATE_TOKEN: token,
+                    rk.STATE_CLIENT: client.export_state(),
+                }
+            )
+            _CLIENTS[key] = _Slot(round_key, token, client)
         content.config_records[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
         return Message(content, reply_to=msg)
+
+    def _resume(ctxt: Context, round_key: str, cached: _Slot | None) -> tuple[secagg.Client, int]:
+        """The node's client for ``round_key`` as saved in ``context.state``, and its step."""
+        saved = ctxt.state.config_records.get(rk.STATE_RECORD)
+        saved_round = saved.get(rk.ROUND_KEY) if saved is not None else None
+        if saved is None or saved_round is None:
+            raise SecAggClientError(
+                f"got a message for round {round_key}, but this node has no secagg state: it "
+                "never started the round (it joined late, or the server skipped its first "
+                "stage), or context.state was not kept between messages"
+            )
+        if saved_round != round_key:
+            raise SecAggClientError(
+                f"got a message for round {round_key}, but this node's secagg state belongs to "
+                f"round {saved_round}: it never started round {round_key} (it joined late, or "
+                "the server skipped its first stage)"
+            )
+        if rk.STATE_FAILED in saved:
+            raise SecAggClientError(
+                f"this node's secagg client stopped earlier in round {round_key} and answers "
+                f"nothing more: {saved[rk.STATE_FAILED]}"
+            )
+        step, token, state = (
+            saved.get(rk.STATE_STEP),
+            saved.get(rk.STATE_TOKEN),
+            saved.get(rk.STATE_CLIENT),
+        )
+        if type(step) is not int or not isinstance(token, bytes) or not isinstance(state, bytes):
+            raise SecAggClientError(
+                f"this node's secagg state for round {round_key} lacks its step, token or "
+                "saved client"
+            )
+        if cached is not None and cached.round_key == round_key and cached.token == token:
+            return cached.client, step
+        # Only the key-sharing stage still draws randomness; a test seed stays reproducible.
+        label = f"{round_key}:{step}"
+        step_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, label)
+        try:
+            return secagg.Client.from_state(state, seed=step_seed), step
+        except ValueError as exc:
+            raise SecAggClientError(
+                f"this node's saved secagg client for round {round_key} is unreadable: {exc}"
+            ) from exc
 
     def _start_round(
         msg: Message,
@@ -127,7 +200,7 @@ def make_secagg_mod(
         call_next: ClientAppCallable,
         cfg: ConfigRecord,
         round_key: str,
-    ) -> tuple[Message, _Slot | None]:
+    ) -> tuple[Message, secagg.Client | None]:
         client_id = _typed(cfg, rk.CLIENT_ID, int)
         clip = _typed(cfg, rk.CLIP, float)
         max_weight = _typed(cfg, rk.MAX_WEIGHT, int)
@@ -160,7 +233,7 @@ def make_secagg_mod(
             seed=None if seed is None else _derived_seed(seed, ctxt.node_id, round_key),
             require_malicious_model=identity is not None,
         )
-        return out, _Slot(round_key, client)
+        return out, client
 
     return secagg_mod_impl
 
@@ -232,19 +305,6 @@ def _stripped_fit_reply(out: Message, keep_metrics: bool) -> RecordDict:
     return compat.fitres_to_recorddict(stripped, keep_input=True)
 
 
-def _derived_seed(seed: int, node_id: int, round_key: str) -> bytes:
-    return hashlib.sha256(f"secagg.flower:{seed}:{node_id}:{round_key}".encode()).digest()
+def _derived_seed(seed: int, node_id: int, label: str) -> bytes:
+    return hashlib.sha256(f"secagg.flower:{seed}:{node_id}:{label}".encode()).digest()
 
-
-def _lost_state_reason(ctxt: Context, round_key: str) -> str:
-    noted = ctxt.state.config_records.get(rk.STATE_RECORD)
-    if noted is not None and noted.get(rk.ROUND_KEY) == round_key:
-        return (
-            f"this node's secagg client for round {round_key} is gone: the ClientApp process "
-            "was restarted between stages. secagg_mod needs one long-lived ClientApp process "
-            "per node for a whole round (Flower's simulation, or InProcessGrid)"
-        )
-    return (
-        f"got a message for round {round_key}, which this node never started (it joined "
-        "late or the server skipped its first stage)"
-    )

@@ -11,8 +11,18 @@ from __future__ import annotations
 
 #: ConfigRecord that carries secagg's protocol messages in both directions.
 RECORD = "secagg"
-#: ContextRecord (in ``context.state``) where the client mod notes the round it is in.
+#: ConfigRecord (in ``context.state``) where the client mod keeps its round between messages:
+#: :data:`ROUND_KEY`, then either :data:`STATE_STEP`, :data:`STATE_TOKEN` and
+#: :data:`STATE_CLIENT`, or :data:`STATE_FAILED`.
 STATE_RECORD = "secagg.state"
+#: state: messages of the round the client has handled (int).
+STATE_STEP = "step"
+#: state: random name of this save; a client cached in memory is used only if it made it (bytes).
+STATE_TOKEN = "token"
+#: state: the Rust client saved by :meth:`secagg.Client.export_state` (bytes; holds secrets).
+STATE_CLIENT = "client"
+#: state: why the client stopped in this round (str), kept instead of its secrets.
+STATE_FAILED = "failed"
 
 #: server -> client: the protocol messages for this client, in order (list[bytes]).
 MESSAGES = "messages"
