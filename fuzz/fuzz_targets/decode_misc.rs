@@ -1,6 +1,8 @@
-//! The smaller decoders: round parameters, id sets, Shamir shares, packed vectors, .npy files.
+//! The smaller decoders: round parameters, id sets, Shamir shares, packed vectors, .npy files,
+//! saved client states.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use secagg_core::client::ClientRound;
 use secagg_core::codec::Reader;
 use secagg_core::config::RoundConfig;
 use secagg_core::idset::IdSet;
@@ -28,4 +30,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = secagg_sim::npy::parse(rest);
+    // A saved client state is canonical: whatever imports exports to the same bytes.
+    if let Ok(round) = ClientRound::import_state(data) {
+        match round.export_state() {
+            Ok(saved) => assert_eq!(saved.as_bytes(), data, "saved state not canonical"),
+            Err(e) => panic!("an imported state does not export: {e}"),
+        }
+    }
 });
