@@ -38,6 +38,18 @@ impl Drop for Server {
 }
 
 /// Starts `secagg server` on a free port and waits until it listens.
+/// Server flags for one round of 3 clients with 4 values each.
+const ONE_ROUND_OF_3X4: [&str; 8] = [
+    "--clients",
+    "3",
+    "--min-clients",
+    "3",
+    "--dim",
+    "4",
+    "--rounds",
+    "1",
+];
+
 fn start_server(data: &Path, extra: &[&str]) -> Server {
     start_server_on("127.0.0.1:0", data, extra)
 }
@@ -308,19 +320,7 @@ fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = start_server(
-        &data,
-        &[
-            "--clients",
-            "3",
-            "--min-clients",
-            "3",
-            "--dim",
-            "4",
-            "--rounds",
-            "1",
-        ],
-    );
+    let mut server = start_server(&data, &ONE_ROUND_OF_3X4);
     let mut cs: Vec<Child> = (0..3)
         .map(|i| {
             spawn_client_with(
@@ -343,19 +343,7 @@ fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let server = start_server(
-        &data,
-        &[
-            "--clients",
-            "3",
-            "--min-clients",
-            "3",
-            "--dim",
-            "4",
-            "--rounds",
-            "1",
-        ],
-    );
+    let server = start_server(&data, &ONE_ROUND_OF_3X4);
     let j = round_json(&data, 1);
     assert_eq!(j["state"], "aborted");
     assert!(j["reason"].as_str().unwrap().contains("in flight"));
@@ -558,16 +546,7 @@ fn waiting_clients_rejoin_a_restarted_server() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = [
-        "--clients",
-        "3",
-        "--min-clients",
-        "3",
-        "--dim",
-        "4",
-        "--rounds",
-        "1",
-    ];
+    let args = ONE_ROUND_OF_3X4;
     let first = start_server(&data, &args);
     let addr = first.addr.clone();
     let url = format!("http://{addr}");
@@ -626,20 +605,7 @@ fn clients_started_before_the_server_join_once_it_listens() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    let mut server = start_server_on(
-        &addr,
-        &data,
-        &[
-            "--clients",
-            "3",
-            "--min-clients",
-            "3",
-            "--dim",
-            "4",
-            "--rounds",
-            "1",
-        ],
-    );
+    let mut server = start_server_on(&addr, &data, &ONE_ROUND_OF_3X4);
     for c in clients {
         let out = c.wait_with_output().unwrap();
         assert!(

@@ -78,24 +78,42 @@ impl Proposal {
     }
 }
 
-/// The alias table of a sampler's envelope.
+/// The alias table of a sampler's envelope, with each body entry's acceptance thresholds.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Envelope {
     buckets: Vec<Bucket>,
     index_bits: u32,
     body: usize,
+    /// Body entry i is accepted when its uniform's first word is below accept_below[i]…
+    accept_below: Vec<u64>,
+    /// …rejected at or above reject_from[i] (u64::MAX: never by the word alone), and decided
+    /// exactly in between.
+    reject_from: Vec<u64>,
 }
 
 impl Envelope {
     /// The table for integer `weights` (body entries first, then the others) summing to
-    /// exactly 2^[`COIN_BITS`]; `accept_below[i]` is body entry i's acceptance threshold as a
-    /// 64-bit fraction. `what` names the distribution in errors.
+    /// exactly 2^[`COIN_BITS`]; `acceptance[i]` brackets body entry i's acceptance
+    /// probability (lower, upper). `what` names the distribution in errors.
     pub(crate) fn new(
         mut weights: Vec<u128>,
-        accept_below: &[u64],
+        acceptance: &[(f64, f64)],
         what: &str,
     ) -> Result<Self, DpError> {
-        let body = accept_below.len();
+        let body = acceptance.len();
+        let two64 = libm::ldexp(1.0, 64);
+        // Saturating casts floor; an upper bound at 2^64 or above never rejects.
+        let accept_below: Vec<u64> = acceptance
+            .iter()
+            .map(|(lo, _)| (lo * two64) as u64)
+            .collect();
+        let reject_from = acceptance
+            .iter()
+            .map(|(_, hi)| {
+                let r = libm::ceil(hi * two64);
+                if r >= two64 { u64::MAX } else { r as u64 }
+            })
+            .collect();
         let index_bits = (weights.len() as u64)
             .next_power_of_two()
             .trailing_zeros()
@@ -138,7 +156,29 @@ impl Envelope {
             buckets,
             index_bits,
             body,
+            accept_below,
+            reject_from,
         })
+    }
+
+    /// Bernoulli(acceptance of body entry `idx`) for a uniform whose first 64 bits are
+    /// `first`: settled by the thresholds, or by `exact` (which continues the same uniform)
+    /// in the narrow band between them.
+    #[inline]
+    fn accept_word<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        idx: usize,
+        first: u64,
+        exact: impl FnOnce(&mut R, usize, u64) -> bool,
+    ) -> bool {
+        if first < self.accept_below[idx] {
+            return true;
+        }
+        if first >= self.reject_from[idx] && first != u64::MAX {
+            return false;
+        }
+        exact(rng, idx, first)
     }
 
     /// Whether the table is empty (a sampler that always returns its one value).
@@ -180,7 +220,7 @@ impl Envelope {
     /// One sample: `value(idx)` for an accepted body entry; `resolve` finishes the other
     /// proposals (None: draw again).
     #[inline]
-    pub(crate) fn sample<R, T>(
+    fn sample<R, T>(
         &self,
         rng: &mut R,
         value: impl Fn(usize) -> T,
@@ -204,7 +244,7 @@ impl Envelope {
     /// `count` independent samples, in order, each passed to `emit(i, x)`. Words come in
     /// blocks from one `fill_bytes`; the words of the last block left unused are discarded
     /// (and wiped), never reused.
-    pub(crate) fn sample_many<R, T>(
+    fn sample_many<R, T>(
         &self,
         rng: &mut R,
         count: usize,
@@ -246,12 +286,92 @@ impl Envelope {
         block.zeroize();
     }
 
+    /// Sends every body acceptance to the exact decision (tests of the exact path).
     #[cfg(test)]
     pub(crate) fn disable_fast_path(&mut self) {
+        self.disable_prefix_path();
+        self.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
+    }
+
+    /// Only the prefix's fast acceptance off (the second word still decides most draws).
+    #[cfg(test)]
+    pub(crate) fn disable_prefix_path(&mut self) {
         for b in self.buckets.iter_mut() {
             b.accept_own = 0;
             b.accept_alias = 0;
         }
+        self.accept_below.iter_mut().for_each(|a| *a = 0);
+    }
+}
+
+/// A sampler that draws from an [`Envelope`]: it names a body entry's value, decides exactly
+/// the acceptances the thresholds leave open, and handles the other entries (tails, reject).
+/// The drawing loops are shared.
+pub(crate) trait TableSampler {
+    /// What a sample is.
+    type Value;
+
+    /// The sampler's envelope.
+    fn envelope(&self) -> &Envelope;
+
+    /// The value of body entry `idx`.
+    fn value(&self, idx: usize) -> Self::Value;
+
+    /// The exact acceptance of body entry `idx`, continuing the uniform whose first word is
+    /// `first` (reached about 2^−40 of the time).
+    fn accept_exact<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool;
+
+    /// Entry `body + which` (a tail, the reject entry or padding): a sample, or None to draw
+    /// again.
+    fn other<R: CryptoRng + ?Sized>(&self, rng: &mut R, which: usize) -> Option<Self::Value>;
+
+    /// Bernoulli(acceptance of body entry `idx`) with a fresh uniform.
+    fn accept_body<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize) -> bool {
+        let first = rng.next_u64();
+        self.envelope()
+            .accept_word(rng, idx, first, |rng, i, f| self.accept_exact(rng, i, f))
+    }
+
+    /// Finishes a proposal the word alone did not settle; None to draw again.
+    #[inline]
+    fn resolve<R: CryptoRng + ?Sized>(&self, rng: &mut R, p: Proposal) -> Option<Self::Value> {
+        match p {
+            Proposal::Accepted(idx) => Some(self.value(idx)),
+            Proposal::Undecided {
+                idx,
+                prefix,
+                prefix_bits,
+            } => {
+                let first = Proposal::first_word(prefix, prefix_bits, rng);
+                self.envelope()
+                    .accept_word(rng, idx, first, |rng, i, f| self.accept_exact(rng, i, f))
+                    .then(|| self.value(idx))
+            }
+            Proposal::Other(which) => self.other(rng, which),
+        }
+    }
+
+    /// One sample.
+    #[inline]
+    fn draw<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Self::Value {
+        self.envelope()
+            .sample(rng, |idx| self.value(idx), |rng, p| self.resolve(rng, p))
+    }
+
+    /// `count` independent samples, batched, each passed to `emit(i, x)`.
+    fn draw_each<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        emit: impl FnMut(usize, Self::Value),
+    ) {
+        self.envelope().sample_many(
+            rng,
+            count,
+            |idx| self.value(idx),
+            |rng, p| self.resolve(rng, p),
+            emit,
+        );
     }
 }
 
@@ -316,7 +436,7 @@ mod tests {
         let two = 1u128 << COIN_BITS;
         // Three body entries, a tail and the reject entry.
         let w = vec![two / 2, two / 4, two / 8, two / 16, two / 16];
-        let env = Envelope::new(w, &[u64::MAX, 1 << 63, 0], "test").unwrap();
+        let env = Envelope::new(w, &[(1.0, 1.0), (0.5, 0.5), (0.0, 0.0)], "test").unwrap();
         assert_eq!(env.index_bits, 3);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut counts = [0u32; 5];
@@ -378,7 +498,7 @@ mod tests {
 
     #[test]
     fn refuses_inconsistent_weights() {
-        assert!(Envelope::new(vec![1, 2, 3], &[0], "test").is_err());
+        assert!(Envelope::new(vec![1, 2, 3], &[(0.0, 1.0)], "test").is_err());
         assert!(build_alias(&[1, 2], 4, "test").is_err());
     }
 }

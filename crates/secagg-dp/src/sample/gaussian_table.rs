@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
-use super::alias::{COIN_BITS, Envelope, Proposal, initial_scale};
+use super::alias::{COIN_BITS, Envelope, TableSampler, initial_scale};
 use super::bignum::{self, BigUint};
 use super::{bernoulli, uniform};
 use crate::DpError;
@@ -42,8 +42,6 @@ pub struct GaussianTable {
     k: u64,
     z: u64,
     weight: Vec<u64>,
-    accept_below: Vec<u64>,
-    reject_from: Vec<u64>,
     /// Proposals: body entries, then the tails and the reject entry.
     env: Envelope,
     /// ρ = rho/2^64.
@@ -110,29 +108,25 @@ impl GaussianTable {
             }
             z -= z / 64 + 1;
         };
-        let two64 = libm::ldexp(1.0, 64);
-        let mut accept_below = Vec::with_capacity(len);
-        let mut reject_from = Vec::with_capacity(len);
-        for (i, &w) in weight.iter().enumerate() {
-            let x = at(i);
-            let q_lo = g_lo(x) * z as f64 / w as f64 * (1.0 - 4.0 * MARGIN);
-            let q_hi = hi[i] * z as f64 / w as f64 * (1.0 + 4.0 * MARGIN);
-            accept_below.push((q_lo * two64) as u64);
-            let r = libm::ceil(q_hi * two64);
-            reject_from.push(if r >= two64 { u64::MAX } else { r as u64 });
-        }
+        let acceptance: Vec<(f64, f64)> = weight
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let q_lo = g_lo(at(i)) * z as f64 / w as f64 * (1.0 - 4.0 * MARGIN);
+                let q_hi = hi[i] * z as f64 / w as f64 * (1.0 + 4.0 * MARGIN);
+                (q_lo, q_hi)
+            })
+            .collect();
         let mut all: Vec<u128> = weight.iter().map(|&w| w as u128).collect();
         all.push(tail_w);
         all.push(two_coin - total);
-        let env = Envelope::new(all, &accept_below, &format!("σ² = {var}"))?;
+        let env = Envelope::new(all, &acceptance, &format!("σ² = {var}"))?;
         Ok(Self {
             num,
             den,
             k,
             z,
             weight,
-            accept_below,
-            reject_from,
             env,
             rho,
             tail: (tail_a, tail_w * tail_b),
@@ -142,8 +136,7 @@ impl GaussianTable {
     /// One sample.
     #[inline]
     pub fn sample<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
-        self.env
-            .sample(rng, |idx| self.value(idx), |rng, p| self.resolve(rng, p))
+        self.draw(rng)
     }
 
     /// `count` independent samples, batched, each passed to `emit(i, x)`.
@@ -153,61 +146,7 @@ impl GaussianTable {
         count: usize,
         emit: impl FnMut(usize, i64),
     ) {
-        self.env.sample_many(
-            rng,
-            count,
-            |idx| self.value(idx),
-            |rng, p| self.resolve(rng, p),
-            emit,
-        );
-    }
-
-    #[inline(always)]
-    fn value(&self, idx: usize) -> i64 {
-        idx as i64 - self.k as i64
-    }
-
-    /// Finishes a proposal the word alone did not settle; None to draw again.
-    #[inline]
-    fn resolve<R: CryptoRng + ?Sized>(&self, rng: &mut R, p: Proposal) -> Option<i64> {
-        match p {
-            Proposal::Accepted(idx) => Some(self.value(idx)),
-            Proposal::Undecided {
-                idx,
-                prefix,
-                prefix_bits,
-            } => {
-                let first = Proposal::first_word(prefix, prefix_bits, rng);
-                self.accept_word(rng, idx, first).then(|| self.value(idx))
-            }
-            // The tails; beyond them, the reject entry.
-            Proposal::Other(0) => self.tail_sample(rng),
-            Proposal::Other(_) => None,
-        }
-    }
-
-    /// Bernoulli(g(x)·z/W_x) for a uniform whose first 64 bits are `first`.
-    #[inline]
-    fn accept_word<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
-        if first < self.accept_below[idx] {
-            return true;
-        }
-        if first >= self.reject_from[idx] && first != u64::MAX {
-            return false;
-        }
-        self.accept_exact(rng, idx, first)
-    }
-
-    #[cold]
-    fn accept_exact<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
-        let x = (idx as i64 - self.k as i64).unsigned_abs() as u128;
-        // U < z·e^(−x²·den/(2·num)) / W_x.
-        let mut a = BigUint::from_u128(x * x);
-        a = a.mul(&BigUint::from_u128(self.den));
-        let b = BigUint::from_u128(2 * self.num);
-        let c_num = BigUint::from_u128(self.z as u128);
-        let c_den = BigUint::from_u128(self.weight[idx] as u128);
-        bignum::uniform_below_scaled_exp(rng, first, &c_num, &c_den, &a, &b)
+        self.draw_each(rng, count, emit);
     }
 
     /// A tail proposal ±(k + j), accepted exactly; None to draw again.
@@ -226,9 +165,7 @@ impl GaussianTable {
             }
         }
         // The edge's body test, then e^(−γ_j)/ρ^j with γ_j = (2kj + j²)·den/(2·num).
-        let edge = self.weight.len() - 1;
-        let first = rng.next_u64();
-        if !self.accept_word(rng, edge, first) {
+        if !self.accept_body(rng, self.weight.len() - 1) {
             return None;
         }
         let (k, j128) = (self.k as u128, j as u128);
@@ -260,9 +197,41 @@ impl GaussianTable {
 
     #[cfg(test)]
     pub(crate) fn force_exact_path(&mut self) {
-        self.accept_below.iter_mut().for_each(|a| *a = 0);
-        self.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
         self.env.disable_fast_path();
+    }
+}
+
+impl TableSampler for GaussianTable {
+    type Value = i64;
+
+    fn envelope(&self) -> &Envelope {
+        &self.env
+    }
+
+    #[inline(always)]
+    fn value(&self, idx: usize) -> i64 {
+        idx as i64 - self.k as i64
+    }
+
+    #[cold]
+    fn accept_exact<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
+        let x = (idx as i64 - self.k as i64).unsigned_abs() as u128;
+        // U < z·e^(−x²·den/(2·num)) / W_x.
+        let mut a = BigUint::from_u128(x * x);
+        a = a.mul(&BigUint::from_u128(self.den));
+        let b = BigUint::from_u128(2 * self.num);
+        let c_num = BigUint::from_u128(self.z as u128);
+        let c_den = BigUint::from_u128(self.weight[idx] as u128);
+        bignum::uniform_below_scaled_exp(rng, first, &c_num, &c_den, &a, &b)
+    }
+
+    /// The tails (entry 0); beyond them, the reject entry.
+    fn other<R: CryptoRng + ?Sized>(&self, rng: &mut R, which: usize) -> Option<i64> {
+        if which == 0 {
+            self.tail_sample(rng)
+        } else {
+            None
+        }
     }
 }
 

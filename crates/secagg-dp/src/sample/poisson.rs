@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
-use super::alias::{COIN_BITS, Envelope, Proposal, initial_scale};
+use super::alias::{COIN_BITS, Envelope, TableSampler, initial_scale};
 use super::bignum::{self, BigUint};
 use super::{bernoulli, round_up_dyadic};
 use crate::DpError;
@@ -56,10 +56,6 @@ pub struct Poisson {
     /// Body weights W_k (index k − lo), scale z: W_k ≥ f(k)·z.
     weight: Vec<u64>,
     z: u64,
-    /// Accept when the acceptance word is below this.
-    accept_below: Vec<u64>,
-    /// Reject when the acceptance word is at or above this (u64::MAX: never in the fast path).
-    reject_from: Vec<u64>,
     /// Proposals: body entries, then the right tail, the left tail and the reject entry.
     env: Envelope,
     /// The right tail's exact mass over its integer weight, as (a, b): accept with a/b.
@@ -113,8 +109,6 @@ impl Poisson {
                 lo: 0,
                 weight: Vec::new(),
                 z: 1,
-                accept_below: Vec::new(),
-                reject_from: Vec::new(),
                 env: Envelope::default(),
                 right_tail: (0, 1),
                 left_tail: None,
@@ -160,26 +154,22 @@ impl Poisson {
             }
             z -= z / 64 + 1;
         };
-        let two64 = libm::ldexp(1.0, 64);
         let zf = z as f64;
-        let mut accept_below = Vec::with_capacity(len);
-        let mut reject_from = Vec::with_capacity(len);
-        for i in 0..len {
-            let w = weight[i] as f64;
-            let q_lo = f_lo[i] * zf / w * (1.0 - EXP_MARGIN);
-            let q_hi = f_hi[i] * zf / w * (1.0 + EXP_MARGIN);
-            // Saturating casts floor; a threshold at 2^64 or above never rejects.
-            accept_below.push((q_lo * two64) as u64);
-            let r = libm::ceil(q_hi * two64);
-            reject_from.push(if r >= two64 { u64::MAX } else { r as u64 });
-        }
+        let acceptance: Vec<(f64, f64)> = (0..len)
+            .map(|i| {
+                let w = weight[i] as f64;
+                let q_lo = f_lo[i] * zf / w * (1.0 - EXP_MARGIN);
+                let q_hi = f_hi[i] * zf / w * (1.0 + EXP_MARGIN);
+                (q_lo, q_hi)
+            })
+            .collect();
 
         // Entries: body, right tail, left tail, reject (tops the total up to 2^COIN_BITS).
         let mut all: Vec<u128> = weight.iter().map(|&w| w as u128).collect();
         all.push(right_tail.1);
         all.push(left_tail.map_or(0, |l| l.2));
         all.push(two_coin - total);
-        let env = Envelope::new(all, &accept_below, &format!("Poisson mean {mu}"))?;
+        let env = Envelope::new(all, &acceptance, &format!("Poisson mean {mu}"))?;
         Ok(Self {
             num,
             den,
@@ -187,8 +177,6 @@ impl Poisson {
             lo,
             weight,
             z,
-            accept_below,
-            reject_from,
             env,
             right_tail: (right_tail.0, right_tail.1 * right_tail.2),
             left_tail: left_tail.map(|(a, b, w)| (a, w * b)),
@@ -201,11 +189,7 @@ impl Poisson {
         if self.env.is_empty() {
             return 0;
         }
-        self.env.sample(
-            rng,
-            |idx| self.lo + idx as u64,
-            |rng, p| self.resolve(rng, p),
-        )
+        self.draw(rng)
     }
 
     /// Fills `out` with independent samples (batched: several times faster than `sample` in
@@ -225,89 +209,7 @@ impl Poisson {
             (0..count).for_each(|i| emit(i, 0));
             return;
         }
-        self.env.sample_many(
-            rng,
-            count,
-            |idx| self.lo + idx as u64,
-            |rng, p| self.resolve(rng, p),
-            emit,
-        );
-    }
-
-    /// Finishes a proposal the word alone did not settle; None to draw again.
-    #[inline]
-    fn resolve<R: CryptoRng + ?Sized>(&self, rng: &mut R, p: Proposal) -> Option<u64> {
-        match p {
-            Proposal::Accepted(idx) => Some(self.lo + idx as u64),
-            Proposal::Undecided {
-                idx,
-                prefix,
-                prefix_bits,
-            } => {
-                let first = Proposal::first_word(prefix, prefix_bits, rng);
-                self.accept_word(rng, idx, first)
-                    .then_some(self.lo + idx as u64)
-            }
-            Proposal::Other(which) => self.tail_sample(rng, which),
-        }
-    }
-
-    /// Bernoulli(f(k)·z/W_k) for body index `idx`, with a fresh uniform.
-    #[inline]
-    fn accept_body<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize) -> bool {
-        let first = rng.next_u64();
-        self.accept_word(rng, idx, first)
-    }
-
-    /// Bernoulli(f(k)·z/W_k) for a uniform whose first 64 bits are `first`.
-    #[inline]
-    fn accept_word<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
-        if first < self.accept_below[idx] {
-            return true;
-        }
-        if first >= self.reject_from[idx] && first != u64::MAX {
-            return false;
-        }
-        self.accept_body_exact(rng, idx, first)
-    }
-
-    /// The exact decision, continuing the uniform whose first word is `first`.
-    #[cold]
-    fn accept_body_exact<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        idx: usize,
-        first: u64,
-    ) -> bool {
-        let k = self.lo + idx as u64;
-        // f(k) = n/d as big integers.
-        let (mut n, mut d) = (BigUint::from_u128(1), BigUint::from_u128(1));
-        if k >= self.mode {
-            for i in self.mode + 1..=k {
-                n.mul_small(self.num);
-                d.mul_small(self.den);
-                d.mul_small(i);
-            }
-        } else {
-            for i in k + 1..=self.mode {
-                n.mul_small(i);
-                n.mul_small(self.den);
-                d.mul_small(self.num);
-            }
-        }
-        // U < n·z / (d·W).
-        n.mul_small(self.z);
-        d.mul_small(self.weight[idx]);
-        bignum::uniform_below_ratio(rng, first, n, &d)
-    }
-    /// Entry `body + which`: 0 the right tail, 1 the left tail, otherwise the reject entry.
-    #[cold]
-    fn tail_sample<R: CryptoRng + ?Sized>(&self, rng: &mut R, which: usize) -> Option<u64> {
-        match which {
-            0 => self.right_tail_sample(rng),
-            1 => self.left_tail_sample(rng),
-            _ => None,
-        }
+        self.draw_each(rng, count, emit);
     }
 
     #[cold]
@@ -366,6 +268,53 @@ impl Poisson {
     }
 }
 
+impl TableSampler for Poisson {
+    type Value = u64;
+
+    fn envelope(&self) -> &Envelope {
+        &self.env
+    }
+
+    #[inline(always)]
+    fn value(&self, idx: usize) -> u64 {
+        self.lo + idx as u64
+    }
+
+    /// The exact decision, continuing the uniform whose first word is `first`.
+    #[cold]
+    fn accept_exact<R: CryptoRng + ?Sized>(&self, rng: &mut R, idx: usize, first: u64) -> bool {
+        let k = self.lo + idx as u64;
+        // f(k) = n/d as big integers.
+        let (mut n, mut d) = (BigUint::from_u128(1), BigUint::from_u128(1));
+        if k >= self.mode {
+            for i in self.mode + 1..=k {
+                n.mul_small(self.num);
+                d.mul_small(self.den);
+                d.mul_small(i);
+            }
+        } else {
+            for i in k + 1..=self.mode {
+                n.mul_small(i);
+                n.mul_small(self.den);
+                d.mul_small(self.num);
+            }
+        }
+        // U < n·z / (d·W).
+        n.mul_small(self.z);
+        d.mul_small(self.weight[idx]);
+        bignum::uniform_below_ratio(rng, first, n, &d)
+    }
+    /// Entry `body + which`: 0 the right tail, 1 the left tail, otherwise the reject entry.
+    #[cold]
+    fn other<R: CryptoRng + ?Sized>(&self, rng: &mut R, which: usize) -> Option<u64> {
+        match which {
+            0 => self.right_tail_sample(rng),
+            1 => self.left_tail_sample(rng),
+            _ => None,
+        }
+    }
+}
+
 /// Per-step relative error allowance of the log sums: each log1p and each addition is within
 /// one ulp (2^−53) of exact; the input ratio adds two more roundings. 2^−48 is generous.
 const LN_ULP_MARGIN: f64 = 1.0 / 281_474_976_710_656.0;
@@ -413,8 +362,6 @@ mod tests {
         use rand_core::SeedableRng;
         let lambda = 3.5;
         let mut p = Poisson::from_rational(7, 2).unwrap();
-        p.accept_below.iter_mut().for_each(|a| *a = 0);
-        p.reject_from.iter_mut().for_each(|r| *r = u64::MAX);
         p.env.disable_fast_path();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let n = 40_000;
@@ -439,7 +386,7 @@ mod tests {
         assert!(chi2 < 35.6, "{chi2} {counts:?}");
         // And with a wrong mean the same statistic fails.
         let mut q = Poisson::from_rational(8, 2).unwrap();
-        q.accept_below.iter_mut().for_each(|a| *a = 0);
+        q.env.disable_prefix_path();
         let mut wrong = [0u32; 12];
         for _ in 0..n {
             wrong[(q.sample(&mut rng) as usize).min(11)] += 1;
