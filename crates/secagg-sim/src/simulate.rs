@@ -217,11 +217,14 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
         return simulate_dp(inputs, opts, dp, rng);
     }
     // Encode into Z_2^b.
-    let (encoded, float): (Vec<Vec<u64>>, Option<FloatEncoding>) = match &inputs {
+    // Unsigned inputs are moved, not copied; float rounds keep their values and weights to
+    // check the released mean.
+    type FloatRound = (FloatEncoding, Vec<Vec<f64>>, Vec<u64>);
+    let (encoded, float): (Vec<Vec<u64>>, Option<FloatRound>) = match inputs {
         Inputs::Unsigned(v) => {
             let max = v.iter().flat_map(|x| x.iter()).copied().max().unwrap_or(0);
             check_integer_sum(bits, n32, max).map_err(|e| e.0)?;
-            (v.clone(), None)
+            (v, None)
         }
         Inputs::Float {
             values,
@@ -231,9 +234,9 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             if weights.len() != n {
                 return Err(format!("{} weights for {n} inputs", weights.len()));
             }
-            check_finite(values)?;
+            check_finite(&values)?;
             let clip = match clip {
-                Some(c) => *c,
+                Some(c) => c,
                 None => {
                     let m = values
                         .iter()
@@ -249,10 +252,10 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             let max_w = weights.iter().copied().max().unwrap_or(1).max(1);
             let enc = FloatEncoding::new(bits, clip, n32, max_w).map_err(|e| e.0)?;
             let mut out = Vec::with_capacity(n);
-            for (v, w) in values.iter().zip(weights) {
+            for (v, w) in values.iter().zip(&weights) {
                 out.push(enc.encode(v, *w, &mut rng).map_err(|e| e.0)?);
             }
-            (out, Some(enc))
+            (out, Some((enc, values, weights)))
         }
     };
     let enc_dim = encoded[0].len();
@@ -276,15 +279,8 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             let expect = harness::plain_sum(&encoded, survivors.iter(), bits);
             let exact = *aggregate == expect;
             let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
-            match (&inputs, float) {
-                (
-                    Inputs::Float {
-                        values,
-                        weights,
-                        clip: _,
-                    },
-                    Some(enc),
-                ) => {
+            match float {
+                Some((enc, values, weights)) => {
                     let (mean, total) = enc.decode(aggregate).map_err(|e| e.0)?;
                     // Plaintext weighted mean of the clipped survivors' inputs.
                     let mut want = vec![0f64; mean.len()];
@@ -313,7 +309,7 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
                         Some((err, bound)),
                     )
                 }
-                _ => (
+                None => (
                     Some(Aggregate::Sum(aggregate.clone())),
                     None,
                     surv,
