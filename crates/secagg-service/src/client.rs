@@ -349,6 +349,12 @@ async fn open_stream(
             };
             return Err(ClientRunError::Transport(format!("{why}{tail}")));
         }
+        if attempts == 1 {
+            eprintln!(
+                "secagg-client: cannot reach the server ({why}); retrying for up to {:.0} s",
+                left.as_secs_f64()
+            );
+        }
         // Sleep backoff/2 + uniform(0, backoff/2).
         let half = backoff / 2;
         let jitter = half.mul_f64(f64::from(rng.next_u32()) / f64::from(u32::MAX));
