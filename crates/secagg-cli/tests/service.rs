@@ -754,10 +754,10 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
         // Valid-looking keys, sent twice (a replay): the copy is ignored, then it goes silent.
         let keys = proto::ClientFrame {
             body: Some(CBody::AdvertiseKeys(proto::AdvertiseKeys {
-                encryption_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes([5; 32])
+                encryption_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes(&[5; 32])
                     .public()
                     .to_vec(),
-                mask_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes([6; 32])
+                mask_public_key: secagg_core::crypto::DhKeyPair::from_secret_bytes(&[6; 32])
                     .public()
                     .to_vec(),
                 self_mask_commitment: vec![7; 32],

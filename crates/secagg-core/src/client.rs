@@ -199,7 +199,12 @@ impl Client {
                 "my policy requires the malicious-server model (consistency check)",
             ));
         }
-        if (c.threshold as f64) < self.policy.min_threshold_fraction * c.degree as f64 {
+        let needed = self.policy.min_threshold_fraction * c.degree as f64;
+        // A NaN fraction is unordered and refuses, rather than disabling the check.
+        if (c.threshold as f64)
+            .partial_cmp(&needed)
+            .is_none_or(|o| o.is_lt())
+        {
             return bad(format!(
                 "threshold {} is below my policy's {} × degree {}",
                 c.threshold, self.policy.min_threshold_fraction, c.degree

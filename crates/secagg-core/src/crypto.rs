@@ -65,12 +65,12 @@ impl core::fmt::Debug for DhKeyPair {
 impl DhKeyPair {
     /// A fresh key pair from a CSPRNG.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        Self::from_secret_bytes(random_array(rng))
+        Self::from_secret_bytes(&Zeroizing::new(random_array(rng)))
     }
 
     /// A key pair from secret bytes (the server uses this for a reconstructed secret key).
-    pub fn from_secret_bytes(bytes: [u8; 32]) -> Self {
-        let secret = StaticSecret::from(bytes);
+    pub fn from_secret_bytes(bytes: &[u8; 32]) -> Self {
+        let secret = StaticSecret::from(*bytes);
         let public = PublicKey::from(&secret).to_bytes();
         Self { secret, public }
     }
@@ -270,7 +270,7 @@ mod tests {
         let mut one = [0u8; 32];
         one[0] = 1;
         assert!(a.agree(&one).is_none());
-        let c = DhKeyPair::from_secret_bytes(*a.secret_bytes());
+        let c = DhKeyPair::from_secret_bytes(&a.secret_bytes());
         assert_eq!(c.public(), a.public());
         assert!(!alloc::format!("{a:?}").contains(&alloc::format!("{:?}", *a.secret_bytes())));
     }

@@ -690,9 +690,9 @@ impl ServerRound {
                 }])
             } else {
                 let sk = reconstruct_checked(&slot.mask_key_shares, t, owner, |sk| {
-                    DhKeyPair::from_secret_bytes(*sk).public() == keys.mask_pk
+                    DhKeyPair::from_secret_bytes(sk).public() == keys.mask_pk
                 })?;
-                let kp = DhKeyPair::from_secret_bytes(*sk);
+                let kp = DhKeyPair::from_secret_bytes(&sk);
                 let mut specs = Vec::new();
                 for u in graph
                     .neighbours(owner)

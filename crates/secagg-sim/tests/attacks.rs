@@ -345,7 +345,7 @@ fn substituted_keys_without_a_pki_are_caught_by_the_peer() {
     let cfg = config(ThreatModel::HonestButCurious);
     let mut sc = Scenario::new(cfg.clone(), 9);
     let c2 = cfg.clone();
-    let fake = secagg_core::crypto::DhKeyPair::from_secret_bytes([77; 32]).public();
+    let fake = secagg_core::crypto::DhKeyPair::from_secret_bytes(&[77; 32]).public();
     sc.tamper = Some(Box::new(
         move |_stage, to, bytes| match ServerMessage::decode(&bytes, Some(&c2)) {
             Ok(ServerMessage::NeighbourKeys { u1, mut neighbours }) if to == 1 => {

@@ -156,8 +156,14 @@ impl ClientRound {
             }
             ClientRound::Failed(_) => {} // returned above
         }
-        debug_assert_eq!(w.len(), len, "export_state's size computation is off");
-        Ok(ExportedState(Zeroizing::new(w.finish())))
+        // Sized exactly, so the buffer never moved (a move would leave an unwiped copy).
+        let out = Zeroizing::new(w.finish());
+        if out.len() != len {
+            return Err(StateError::Inconsistent(
+                "export_state's size computation is off (a bug: please report it)",
+            ));
+        }
+        Ok(ExportedState(out))
     }
 
     /// Restores a client saved by [`ClientRound::export_state`]. The bytes are parsed as
@@ -177,8 +183,8 @@ impl ClientRound {
             tag::AWAITING_NEIGHBOURS => {
                 let common = decode_common(&mut r)?;
                 let input = decode_input(&common, &mut r)?;
-                let enc = DhKeyPair::from_secret_bytes(*secret(&mut r)?);
-                let mask = DhKeyPair::from_secret_bytes(*secret(&mut r)?);
+                let enc = DhKeyPair::from_secret_bytes(&*secret(&mut r)?);
+                let mask = DhKeyPair::from_secret_bytes(&*secret(&mut r)?);
                 let self_seed = secret(&mut r)?;
                 ClientRound::AwaitingNeighbours(AwaitingNeighbours {
                     common,
@@ -355,6 +361,11 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
         _ => return Err(CodecError::NonCanonical("policy threat model").into()),
     };
     let min_threshold_fraction = f64::from_bits(r.u64()?);
+    if !(0.0..=1.0).contains(&min_threshold_fraction) {
+        return Err(StateError::Inconsistent(
+            "the minimum threshold fraction is not in [0, 1]",
+        ));
+    }
     let min_clients = r.u32()?;
     let identity = if flag(r, "identity flag")? {
         Some(IdentityKey::from_seed(&*secret(r)?))
@@ -367,6 +378,12 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
     } else {
         None
     };
+    // with_pki sets both; one without the other is no client the constructors make.
+    if identity.is_some() != roster.is_some() {
+        return Err(StateError::Inconsistent(
+            "an identity key without a roster, or a roster without one",
+        ));
+    }
     let n = r.count("input", MAX_DIM as usize, 8)?;
     // Built in place so that an early return zeroizes what was read (Client's Drop).
     let mut client = Client::new(id, Vec::with_capacity(n));
@@ -825,6 +842,35 @@ mod tests {
             ClientRound::import_state(&b),
             Err(StateError::Malformed(CodecError::NonCanonical(_)))
         ));
+    }
+
+    /// A not-yet-started client whose policy or PKI fields no constructor would make.
+    #[test]
+    fn impossible_new_clients_are_refused() {
+        let mut c = Client::new(1, vec![1, 2, 3]);
+        c.policy.min_threshold_fraction = f64::NAN;
+        let b = ClientRound::New(c).export_state().unwrap();
+        assert!(matches!(
+            ClientRound::import_state(b.as_bytes()),
+            Err(StateError::Inconsistent(_))
+        ));
+        let mut c = Client::new(1, vec![1, 2, 3]);
+        c.roster = Some(alloc::vec![[7u8; 32]; 3]);
+        let b = ClientRound::New(c).export_state().unwrap();
+        assert!(matches!(
+            ClientRound::import_state(b.as_bytes()),
+            Err(StateError::Inconsistent(_))
+        ));
+        // The live client refuses a NaN fraction instead of skipping the threshold check.
+        let mut c = Client::new(1, vec![1; 8]);
+        c.policy.min_threshold_fraction = f64::NAN;
+        let mut round = ClientRound::New(c);
+        let start = crate::messages::ServerMessage::RoundStart(sample(5, 4, 3)).encode();
+        assert!(
+            round
+                .handle(&start, &mut ChaCha20Rng::seed_from_u64(2))
+                .is_err()
+        );
     }
 
     #[test]
