@@ -319,3 +319,23 @@ impl Client {
         format!("Client(client_id={}, stage={:?})", self.id, self.stage())
     }
 }
+
+/// The round's parameters from a RoundStart message, without a client: what a client needs
+/// to encode a DP update (`secagg.DpEncoding`) before it builds its `Client`.
+#[pyfunction]
+pub fn round_config<'py>(py: Python<'py>, message: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let config = match ServerMessage::decode(message, None) {
+        Ok(ServerMessage::RoundStart(c)) => c,
+        Ok(ServerMessage::Abort(r)) => {
+            return Err(from_client_error(py, &ClientError::RoundAborted(r)));
+        }
+        Ok(_) => {
+            return Err(from_client_error(
+                py,
+                &ClientError::UnexpectedMessage("expected RoundStart"),
+            ));
+        }
+        Err(e) => return Err(from_client_error(py, &ClientError::from(e))),
+    };
+    config_dict(py, &config)
+}

@@ -1,13 +1,21 @@
-//! `secagg.dp`: privacy accounting (`epsilon`) and planning (`plan`) for the Gaussian, the
-//! distributed discrete Gaussian ("ddg") and Skellam mechanisms, through `secagg_dp` exactly
-//! as `secagg dp epsilon|plan` does.
+//! `secagg.dp`: privacy accounting (`epsilon`, `Accountant`) and planning (`plan`) for the
+//! Gaussian, the distributed discrete Gaussian ("ddg") and Skellam mechanisms, through
+//! `secagg_dp` exactly as `secagg dp epsilon|plan` does; and `secagg.DpEncoding`, one round's
+//! client encoding and server decoding for callers that carry the bytes themselves.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use secagg_core::RoundConfig;
 use secagg_dp::accountant::{Accountant, Mechanism, Round};
 use secagg_dp::pipeline::{DEFAULT_BETA, DpEncoding, DpSetup, NoiseKind, NoisePlacement};
 use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
+use secagg_sim::dp::DpParams;
+
+use crate::arrays::{Vector, float_array, read_vector, sum_array};
+use crate::options::{config_from_dict, os_random, plan_error};
 
 fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -207,4 +215,382 @@ pub fn plan_noise<'py>(
     out.set_item("rmse_per_coordinate", found.rmse_per_coordinate)?;
     out.set_item("l2_error", found.l2_error)?;
     Ok(out)
+}
+
+/// The noise name users pass (`"ddg"`, `"skellam"`).
+fn noise_name(kind: NoiseKind) -> &'static str {
+    match kind {
+        NoiseKind::DiscreteGaussian => "ddg",
+        NoiseKind::Skellam => "skellam",
+    }
+}
+
+/// A ChaCha20 generator keyed from the OS CSPRNG: the only source of DP noise and rounding
+/// coins here, so nobody (a server least of all) can choose or replay them.
+fn os_rng() -> PyResult<ChaCha20Rng> {
+    Ok(ChaCha20Rng::from_seed(os_random::<32>()?))
+}
+
+/// One round's DP encoding: what a client feeds the sans-IO `Client` instead of its float
+/// update, and how the server turns the unmasked sum back into the private mean. Derived from
+/// the public DP parameters and the round's configuration only (its round seed fixes the
+/// rotation, its `min_clients` the survivors each client's noise share is sized for), as the
+/// gRPC service and `simulate(dp=...)` derive it; see `__init__.pyi`.
+#[pyclass(module = "secagg._secagg", name = "DpEncoding", frozen)]
+pub struct PyDpEncoding {
+    params: DpParams,
+    encoding: DpEncoding,
+}
+
+impl PyDpEncoding {
+    /// The pipeline encoding (for the accountant).
+    pub fn encoding(&self) -> &DpEncoding {
+        &self.encoding
+    }
+
+    fn min_survivors(&self) -> u32 {
+        self.encoding.setup().min_survivors
+    }
+
+    fn check_survivors(&self, survivors: u32) -> PyResult<()> {
+        let (min, max) = (self.min_survivors(), self.encoding.setup().max_clients);
+        if survivors < min {
+            return Err(PyValueError::new_err(format!(
+                "{survivors} survivors are fewer than the {min} each client's noise share is \
+                 sized for: the sum carries less noise than the privacy guarantee needs, so it is \
+                 not decoded (the Server must abort below min_clients={min})"
+            )));
+        }
+        if survivors > max {
+            return Err(PyValueError::new_err(format!(
+                "{survivors} survivors in a round of {max} clients"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The `noise=` name as a kind.
+fn parse_noise(noise: &str) -> PyResult<NoiseKind> {
+    match noise {
+        "ddg" => Ok(NoiseKind::DiscreteGaussian),
+        "skellam" => Ok(NoiseKind::Skellam),
+        _ => Err(PyValueError::new_err(format!(
+            "unknown noise {noise:?}: use 'ddg' (distributed discrete Gaussian) or 'skellam'"
+        ))),
+    }
+}
+
+/// `dim` padded as the encoding pads it, for the Server's `dim=`.
+fn masked_dim_of(dim: usize) -> PyResult<u32> {
+    let p = DpParams {
+        noise: NoiseKind::DiscreteGaussian,
+        placement: NoisePlacement::Distributed,
+        noise_multiplier: 1.0,
+        clip: 1.0,
+        beta: DEFAULT_BETA,
+        dim,
+    };
+    if dim == 0 {
+        return Err(PyValueError::new_err("dim must be at least 1"));
+    }
+    p.masked_dim().map_err(PyValueError::new_err)
+}
+
+#[pymethods]
+impl PyDpEncoding {
+    #[new]
+    #[pyo3(signature = (
+        config, *, dim, noise_multiplier, clip, noise="ddg", central=false, beta=DEFAULT_BETA
+    ))]
+    fn new(
+        config: &Bound<'_, PyAny>,
+        dim: usize,
+        noise_multiplier: f64,
+        clip: f64,
+        noise: &str,
+        central: bool,
+        beta: f64,
+    ) -> PyResult<Self> {
+        let params = DpParams {
+            noise: parse_noise(noise)?,
+            placement: if central {
+                NoisePlacement::Central
+            } else {
+                NoisePlacement::Distributed
+            },
+            noise_multiplier,
+            clip,
+            beta,
+            dim,
+        };
+        params.validate().map_err(PyValueError::new_err)?;
+        let c: RoundConfig = config_from_dict(config)?;
+        let masked = params.masked_dim().map_err(PyValueError::new_err)?;
+        if c.dim != masked {
+            return Err(PyValueError::new_err(format!(
+                "the round masks {} values, but {dim} values encode to {masked}: create the \
+                 Server with dim=secagg.DpEncoding.masked_dim({dim})",
+                c.dim
+            )));
+        }
+        let encoding = params.encoding(&c).map_err(plan_error)?;
+        Ok(Self { params, encoding })
+    }
+
+    /// The vector length a DP round masks for `dim` values: `dim` padded to a power of two.
+    #[staticmethod]
+    fn masked_dim(dim: usize) -> PyResult<u32> {
+        masked_dim_of(dim)
+    }
+
+    /// Encodes one client's float update for the sans-IO `Client`; see `__init__.pyi`.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        update: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Vector::Float(x) = read_vector(update, "update")? else {
+            return Err(PyValueError::new_err(
+                "a DP round averages float updates: pass a float32/float64 array",
+            ));
+        };
+        let mut rng = os_rng()?;
+        let enc = &self.encoding;
+        // Rotation, rounding and noise sampling are the costly part: release the GIL.
+        let out = py
+            .detach(|| enc.encode(&x, &mut rng))
+            .map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(sum_array(py, out, enc.bits()))
+    }
+
+    /// Decodes the unmasked sum of `survivors` clients into the private mean; see
+    /// `__init__.pyi`.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        aggregate: &Bound<'py, PyAny>,
+        survivors: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Vector::Unsigned(sum) = read_vector(aggregate, "aggregate")? else {
+            return Err(PyValueError::new_err(
+                "aggregate must be the unmasked sum (unsigned integers, Server.result())",
+            ));
+        };
+        self.check_survivors(survivors)?;
+        let enc = &self.encoding;
+        let mut sum = sum.to_vec();
+        let mut rng = os_rng()?;
+        let total = py
+            .detach(|| {
+                if enc.setup().placement == NoisePlacement::Central {
+                    enc.add_central_noise(&mut sum, &mut rng)?;
+                }
+                enc.decode_sum(&sum)
+            })
+            .map_err(|e| PyValueError::new_err(e.0))?;
+        let n = f64::from(survivors);
+        Ok(float_array(py, total.iter().map(|v| v / n).collect()))
+    }
+
+    /// Variance per coordinate of the noise in the mean of `survivors` clients (input units).
+    fn noise_variance(&self, survivors: u32) -> PyResult<f64> {
+        self.check_survivors(survivors)?;
+        let s = f64::from(survivors) * self.encoding.scale();
+        Ok(self.encoding.noise_variance(survivors) / (s * s))
+    }
+
+    /// Predicted RMSE per coordinate of the mean of `survivors` clients' clipped updates.
+    fn expected_error(&self, survivors: u32) -> PyResult<f64> {
+        self.check_survivors(survivors)?;
+        Ok(self.encoding.expected_mean_error(survivors))
+    }
+
+    /// Values per client, before padding.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.params.dim
+    }
+
+    /// Length of an encoded vector (and of the unmasked sum).
+    #[getter]
+    fn padded_dim(&self) -> usize {
+        self.encoding.padded_dim()
+    }
+
+    /// γ: encoded values are γ × (rotated, clipped update), rounded.
+    #[getter]
+    fn scale(&self) -> f64 {
+        self.encoding.scale()
+    }
+
+    /// Modulus bits of the round.
+    #[getter]
+    fn bits(&self) -> u8 {
+        self.encoding.bits()
+    }
+
+    /// `"ddg"` or `"skellam"`.
+    #[getter]
+    fn noise(&self) -> &'static str {
+        noise_name(self.params.noise)
+    }
+
+    /// Whether the server adds the noise (trusted-server model).
+    #[getter]
+    fn central(&self) -> bool {
+        self.params.placement == NoisePlacement::Central
+    }
+
+    /// Noise stddev of the sum over the clipping norm.
+    #[getter]
+    fn noise_multiplier(&self) -> f64 {
+        self.params.noise_multiplier
+    }
+
+    /// L2 clipping norm of one client's update.
+    #[getter]
+    fn clip(&self) -> f64 {
+        self.params.clip
+    }
+
+    /// Conditional rounding's failure probability.
+    #[getter]
+    fn beta(&self) -> f64 {
+        self.params.beta
+    }
+
+    /// Fewest survivors the noise is sized for (the round's `min_clients`).
+    #[getter]
+    fn get_min_survivors(&self) -> u32 {
+        self.min_survivors()
+    }
+
+    /// Clients invited to the round.
+    #[getter]
+    fn clients(&self) -> u32 {
+        self.encoding.setup().max_clients
+    }
+
+    /// Noise variance each client adds per coordinate (scaled integer domain; 0 if central).
+    #[getter]
+    fn local_variance(&self) -> f64 {
+        self.encoding.local_variance()
+    }
+
+    /// L2 sensitivity of the sum in the scaled integer domain.
+    #[getter]
+    fn l2_sensitivity(&self) -> f64 {
+        self.encoding.l2_sensitivity()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DpEncoding(noise='{}', central={}, noise_multiplier={}, clip={}, dim={}, \
+             padded_dim={}, min_survivors={}, scale={:.6e})",
+            noise_name(self.params.noise),
+            if self.central() { "True" } else { "False" },
+            self.params.noise_multiplier,
+            self.params.clip,
+            self.params.dim,
+            self.encoding.padded_dim(),
+            self.min_survivors(),
+            self.encoding.scale()
+        )
+    }
+}
+
+/// The composed Rényi-DP of the rounds released so far: the state a privacy ledger keeps
+/// (`orders` and `rdp`, plain lists of floats, to store anywhere and restore with
+/// `Accountant(orders, rdp)`).
+#[pyclass(module = "secagg._secagg", name = "DpAccountant")]
+#[derive(Clone)]
+pub struct PyAccountant {
+    acc: Accountant,
+}
+
+#[pymethods]
+impl PyAccountant {
+    /// Nothing spent (default orders), or a saved state (`orders` and `rdp` as `.orders` and
+    /// `.rdp` gave them).
+    #[new]
+    #[pyo3(signature = (orders=None, rdp=None))]
+    fn new(orders: Option<Vec<f64>>, rdp: Option<Vec<f64>>) -> PyResult<Self> {
+        let acc = match (orders, rdp) {
+            (None, None) => Accountant::new(),
+            (Some(o), None) => Accountant::with_orders(o).map_err(value_error)?,
+            (o, Some(r)) => {
+                let o = o.unwrap_or_else(secagg_dp::accountant::default_orders);
+                Accountant::from_rdp(o, r).map_err(value_error)?
+            }
+        };
+        Ok(Self { acc })
+    }
+
+    /// The Rényi orders tracked.
+    #[getter]
+    fn orders(&self) -> Vec<f64> {
+        self.acc.orders().to_vec()
+    }
+
+    /// The composed RDP at each order.
+    #[getter]
+    fn rdp(&self) -> Vec<f64> {
+        self.acc.rdp().to_vec()
+    }
+
+    /// Adds the cost of `rounds` rounds released with `encoding`, clients Poisson-sampled at
+    /// `sampling_rate`.
+    #[pyo3(signature = (encoding, *, sampling_rate=1.0, rounds=1))]
+    fn compose(
+        &mut self,
+        encoding: &PyDpEncoding,
+        sampling_rate: f64,
+        rounds: u64,
+    ) -> PyResult<()> {
+        let enc = encoding.encoding();
+        let round = pipeline_round(enc.setup(), enc, sampling_rate, rounds).map_err(value_error)?;
+        self.acc.compose(&round);
+        Ok(())
+    }
+
+    /// A copy with `compose(encoding, ...)` applied, leaving this one as it was.
+    #[pyo3(signature = (encoding, *, sampling_rate=1.0, rounds=1))]
+    fn composed(&self, encoding: &PyDpEncoding, sampling_rate: f64, rounds: u64) -> PyResult<Self> {
+        let mut next = self.clone();
+        next.compose(encoding, sampling_rate, rounds)?;
+        Ok(next)
+    }
+
+    /// ε of everything composed so far at `delta` (0 when nothing was spent).
+    fn epsilon(&self, delta: f64) -> PyResult<f64> {
+        Ok(self.spent(delta)?.0)
+    }
+
+    /// `(ε, order)`: ε at `delta` and the Rényi order that gave it (order None when nothing
+    /// was spent).
+    fn epsilon_order(&self, delta: f64) -> PyResult<(f64, Option<f64>)> {
+        self.spent(delta)
+    }
+
+    fn __repr__(&self) -> String {
+        let spent = self.acc.rdp().iter().any(|r| *r != 0.0);
+        format!(
+            "DpAccountant({} orders, {})",
+            self.acc.orders().len(),
+            if spent { "spent" } else { "nothing spent" }
+        )
+    }
+}
+
+impl PyAccountant {
+    fn spent(&self, delta: f64) -> PyResult<(f64, Option<f64>)> {
+        // The conversion of an all-zero curve is not 0; nothing spent is ε = 0 (as the
+        // service's ledger reports it).
+        let e = self.acc.epsilon(delta).map_err(value_error)?;
+        if self.acc.rdp().iter().all(|r| *r == 0.0) {
+            return Ok((0.0, None));
+        }
+        Ok((e.epsilon, Some(e.order)))
+    }
 }

@@ -4,7 +4,8 @@
 //! - [`simulate`]: a whole round in one process.
 //! - [`server`] and [`client`]: the sans-IO round objects, bytes in and bytes out.
 //! - [`service`]: a client of the gRPC service (feature `service`).
-//! - [`dp`]: privacy accounting and planning (`secagg.dp`).
+//! - [`dp`]: privacy accounting and planning (`secagg.dp`), and one round's DP encoding
+//!   (`secagg.DpEncoding`).
 //! - [`keys`]: identity keys for malicious-model rounds.
 //! - [`arrays`], [`options`], [`errors`]: numpy conversion, argument parsing, exceptions.
 
@@ -31,6 +32,9 @@ fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_function(wrap_pyfunction!(dp::epsilon, m)?)?;
     m.add_function(wrap_pyfunction!(dp::plan_noise, m)?)?;
+    m.add_function(wrap_pyfunction!(client::round_config, m)?)?;
+    m.add_class::<dp::PyDpEncoding>()?;
+    m.add_class::<dp::PyAccountant>()?;
     #[cfg(feature = "service")]
     {
         m.add_function(wrap_pyfunction!(service::connect, m)?)?;

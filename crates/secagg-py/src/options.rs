@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use secagg_core::params::{Assumptions, ThreatModel};
 use secagg_core::{GraphKind, PrgKind, RoundConfig, Stage};
 use secagg_sim::plan::{GraphChoice, RoundOptions};
@@ -175,5 +175,58 @@ pub fn config_dict<'py>(py: Python<'py>, c: &RoundConfig) -> PyResult<Bound<'py,
     d.set_item("prg", prg_name(c.prg))?;
     d.set_item("threat", threat_name(c.model))?;
     d.set_item("pki", c.pki)?;
+    // Public: the DP encoding's rotation signs derive from it (`secagg.DpEncoding`).
+    d.set_item("round_seed", PyBytes::new(py, &c.round_seed))?;
     Ok(d)
+}
+
+/// The round's parameters back from a dict as [`config_dict`] makes it (`Server.config`,
+/// `Client.config`, `secagg.round_config`), checked as a client checks a RoundStart. Other
+/// keys (`clip`, `warnings`, ...) are ignored.
+pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
+    let d = d.cast::<PyDict>().map_err(|_| {
+        PyValueError::new_err(
+            "config must be the round's parameters as a dict: Server.config, Client.config or \
+             secagg.round_config(round_start_message)",
+        )
+    })?;
+    fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+        let v = d.get_item(key)?.ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "config lacks {key:?}: pass Server.config, Client.config or \
+                 secagg.round_config(round_start_message) as they are"
+            ))
+        })?;
+        v.extract::<T>()
+            .map_err(|_| PyValueError::new_err(format!("config[{key:?}] has the wrong type")))
+    }
+    let seed: Vec<u8> = get(d, "round_seed")?;
+    let round_seed = <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| {
+        PyValueError::new_err(format!(
+            "config[\"round_seed\"] must be 32 bytes, got {}",
+            seed.len()
+        ))
+    })?;
+    let graph = match get::<String>(d, "graph")?.as_str() {
+        "complete" => GraphKind::Complete,
+        "harary" => GraphKind::Harary,
+        g => return Err(unknown("graph", g, "'complete', 'harary'")),
+    };
+    let c = RoundConfig {
+        round_id: get(d, "round_id")?,
+        round_seed,
+        num_clients: get(d, "clients")?,
+        min_clients: get(d, "min_clients")?,
+        degree: get(d, "k")?,
+        threshold: get(d, "t")?,
+        graph,
+        bits: get(d, "bits")?,
+        dim: get(d, "dim")?,
+        prg: parse_prg(&get::<String>(d, "prg")?)?,
+        model: parse_threat(&get::<String>(d, "threat")?)?,
+        pki: get(d, "pki")?,
+    };
+    c.validate()
+        .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
+    Ok(c)
 }

@@ -45,7 +45,7 @@ impl Server {
         *, clients, dim, bits=32, threat="honest-but-curious", degree=None, threshold=None,
         graph="auto", prg="aes", assumed_corrupt=0.05, assumed_dropout=0.05,
         accept_weaker_params=false, round_id=0, round_seed=None, roster=None,
-        stage_timeout_ms=10_000, clip=None, max_weight=1
+        stage_timeout_ms=10_000, clip=None, max_weight=1, min_clients=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -66,6 +66,7 @@ impl Server {
         stage_timeout_ms: u64,
         clip: Option<f64>,
         max_weight: u64,
+        min_clients: Option<u32>,
     ) -> PyResult<Self> {
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
@@ -99,7 +100,18 @@ impl Server {
             accept_weaker: accept_weaker_params,
         };
         let opts = round_options(clients, proto_dim, bits, &choice, round_id, round_seed)?;
-        let planned = plan(&opts).map_err(plan_error)?;
+        let mut planned = plan(&opts).map_err(plan_error)?;
+        if let Some(m) = min_clients {
+            if m > clients {
+                return Err(PyValueError::new_err(format!(
+                    "min_clients {m} is more than the round's {clients} clients"
+                )));
+            }
+            // Never below t: fewer survivors could not unmask anyway.
+            let c = &mut planned.config;
+            c.min_clients = m.max(c.threshold);
+            c.validate().map_err(plan_error)?;
+        }
         let roster = match (roster, planned.config.model) {
             (Some(r), ThreatModel::Malicious) => {
                 let r = read_roster(r, "roster")?;

@@ -5,13 +5,14 @@ See ``__init__.pyi`` (or ``help(secagg)``) for the documented API.
 
 from . import _secagg, dp
 from ._errors import PeerMisbehaved, ProtocolError, RoundAborted, ServerRefused
-from ._secagg import Client, Server, keygen
+from ._secagg import Client, DpEncoding, Server, keygen, round_config
 from ._simulate import SimulationResult, simulate
 
 __version__: str = _secagg.__version__
 
 __all__ = [
     "Client",
+    "DpEncoding",
     "PeerMisbehaved",
     "ProtocolError",
     "RoundAborted",
@@ -20,6 +21,7 @@ __all__ = [
     "SimulationResult",
     "dp",
     "keygen",
+    "round_config",
     "simulate",
 ]
 

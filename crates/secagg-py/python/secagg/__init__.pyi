@@ -11,7 +11,9 @@ the clients' vectors, never one client's vector. Three ways in:
 - :func:`connect`: a client of the ``secagg server`` gRPC service (only in builds with the
   ``service`` feature: ``MATURIN_PEP517_ARGS="--features extension-module,service"
   pip install ./crates/secagg-py``; ``hasattr(secagg, "connect")`` tells).
-- :mod:`secagg.dp`: privacy accounting (``dp.epsilon``) and planning (``dp.plan``).
+- :mod:`secagg.dp`: privacy accounting (``dp.epsilon``, ``dp.Accountant``) and planning
+  (``dp.plan``); :class:`DpEncoding`: one round's differentially private encoding for the
+  sans-IO objects.
 
 Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
 ``"consistency"`` (malicious-server model only), ``"unmask"``.
@@ -256,6 +258,7 @@ class Server:
         stage_timeout_ms: int = 10_000,
         clip: Optional[float] = None,
         max_weight: int = 1,
+        min_clients: Optional[int] = None,
     ) -> None:
         """Plan and create a round.
 
@@ -272,6 +275,9 @@ class Server:
                 1..=n, from :func:`keygen`.
             stage_timeout_ms: each stage's deadline after it opens.
             clip, max_weight: float rounds: the public clipping range and largest weight.
+            min_clients: the round aborts when fewer clients remain at any stage (default
+                and floor: the threshold t). DP rounds set it to the survivors each client's
+                noise share is sized for (see :class:`DpEncoding`).
 
         Raises:
             ValueError: unsafe or inconsistent parameters; the message says what to change.
@@ -329,7 +335,8 @@ class Server:
     def config(self) -> dict[str, Any]:
         """The round's parameters: ``round_id``, ``clients``, ``min_clients``, ``k``, ``t``,
         ``graph``, ``bits``, ``dim`` (protocol length: +1 for float rounds), ``prg``,
-        ``threat``, ``pki``, ``clip``, ``max_weight``, ``warnings``."""
+        ``threat``, ``pki``, ``round_seed`` (32 public bytes), ``clip``, ``max_weight``,
+        ``warnings``."""
     @property
     def k(self) -> int: ...
     @property
@@ -440,6 +447,155 @@ class Client:
     @property
     def config(self) -> Optional[dict[str, Any]]:
         """The round's parameters once RoundStart arrived (same keys as ``Server.config``)."""
+
+def round_config(message: bytes) -> dict[str, Any]:
+    """The round's parameters carried by a RoundStart message (the first message a server
+    sends each client), as :attr:`Client.config` will give them once the client handled it.
+
+    A client needs them *before* it builds its :class:`Client` to encode a DP update for the
+    round (:class:`DpEncoding`); then it hands the same message to the new client, which
+    checks it as always.
+
+    Raises:
+        ServerRefused: the bytes are not a valid RoundStart.
+        RoundAborted: the message is the server's Abort.
+    """
+
+# --------------------------------------------------------------------------------------------
+# Differential privacy over the sans-IO objects
+# --------------------------------------------------------------------------------------------
+
+class DpEncoding:
+    """One round's differentially private encoding: what a client feeds its :class:`Client`
+    instead of its float update, and how the server turns the unmasked sum into the private
+    mean (the pipeline of ``secagg simulate --dp`` and the gRPC service's DP rounds).
+
+    :meth:`encode` clips the update to L2 norm ``clip``, pads it to a power of two, rotates it
+    with a randomized Hadamard transform whose signs come from the round's public seed, scales
+    it by γ, rounds it (conditional stochastic rounding), adds this client's share of discrete
+    Gaussian (``"ddg"``) or Skellam noise and wraps it into Z_2^bits. The share is sized so
+    that ``min_survivors`` clients (the round's ``min_clients``) already reach noise of stddev
+    ``noise_multiplier`` × ``clip`` on the sum: the server only ever unmasks a noisy sum. With
+    ``central=True`` the clients add no noise and :meth:`decode` adds it all (trusted-server
+    model: the server sees the un-noised sum).
+
+    Both sides derive everything (γ, rotation, noise share) from the same public inputs, so
+    no scale travels on the wire: the DP parameters, which the server announces however the
+    transport likes, and the round's configuration::
+
+        # server
+        server = secagg.Server(clients=n, dim=secagg.DpEncoding.masked_dim(d), min_clients=m)
+        enc = secagg.DpEncoding(server.config, dim=d, noise_multiplier=z, clip=c)
+        ...                                                     # run the round
+        mean = enc.decode(server.result(), len(server.survivors))
+
+        # client, on receiving RoundStart (its first message)
+        enc = secagg.DpEncoding(secagg.round_config(msg), dim=d, noise_multiplier=z, clip=c)
+        client = secagg.Client(client_id, enc.encode(update))
+        reply = client.handle(msg)
+
+    The mean is unweighted (a weight would change the sensitivity): build the Client without
+    ``weight``/``clip``. Noise and rounding coins come from the OS CSPRNG, always; there is no
+    seed, so neither a server nor a test can choose them. A client should check the announced
+    ``noise_multiplier`` against its own floor (and refuse ``central``) before encoding. ε is
+    accounted with :class:`secagg.dp.Accountant` (``compose(encoding)``).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        dim: int,
+        noise_multiplier: float,
+        clip: float,
+        noise: Literal["ddg", "skellam"] = "ddg",
+        central: bool = False,
+        beta: float = ...,
+    ) -> None:
+        """Derive the round's encoding.
+
+        Args:
+            config: the round's parameters: :attr:`Server.config`, :attr:`Client.config` or
+                :func:`round_config` (``round_seed``, ``clients``, ``min_clients``, ``bits``
+                and ``dim`` are used; the whole configuration is checked).
+            dim: values in a client's update; the round must mask
+                :meth:`masked_dim` (``dim``) values.
+            noise_multiplier: z > 0, the noise stddev of the sum over ``clip``.
+            clip: L2 clipping norm of one update (the sensitivity).
+            noise: ``"ddg"`` (distributed discrete Gaussian) or ``"skellam"``.
+            central: the server adds the noise in :meth:`decode` instead of the clients.
+            beta: conditional rounding's failure probability (default e^-1/2).
+
+        Raises:
+            ValueError: a parameter out of range, a config that is not a round's, a round
+                that masks another length, or parameters leaving less than one quantization
+                level per coordinate in ``bits``; the message says what to change.
+        """
+    @staticmethod
+    def masked_dim(dim: int) -> int:
+        """The vector length a DP round masks for ``dim`` values (the next power of two): the
+        Server's ``dim=``."""
+    def encode(self, update: np.ndarray) -> np.ndarray:
+        """This client's encoding of ``update`` (float32/float64, length ``dim``): unsigned
+        integers (uint8/16/32/64 by ``bits``) of length :attr:`padded_dim`, the input of its
+        :class:`Client`. Fresh noise and rounding from the OS CSPRNG on every call: encode a
+        round's update once. The GIL is released meanwhile.
+
+        Raises:
+            ValueError: not a float array, wrong length, NaN/inf.
+        """
+    def decode(self, aggregate: np.ndarray, survivors: int) -> np.ndarray:
+        """The private mean (float64, length ``dim``) of the ``survivors`` clients whose
+        encodings sum to ``aggregate`` (the unmasked sum, :meth:`Server.result`): signed
+        values, divided by γ, rotated back, over ``survivors``. With ``central=True`` it first
+        adds the noise, a fresh draw on every call: decode a round's sum once, or the draws
+        average out and the guarantee no longer holds.
+
+        Raises:
+            ValueError: not an unsigned array of length :attr:`padded_dim` below 2^bits, or
+                ``survivors`` below ``min_survivors`` (the sum carries less noise than the
+                guarantee needs; the round should have aborted) or above ``clients``.
+        """
+    def noise_variance(self, survivors: int) -> float:
+        """Variance per coordinate of the noise in the mean of ``survivors`` clients (in the
+        update's units): (z·clip)² × survivors/min_survivors / survivors² when distributed,
+        (z·clip)² / survivors² when central (the samplers round it up slightly)."""
+    def expected_error(self, survivors: int) -> float:
+        """Predicted RMSE per coordinate of the mean against the mean of the survivors'
+        *clipped* updates: noise plus stochastic rounding."""
+    @property
+    def dim(self) -> int: ...
+    @property
+    def padded_dim(self) -> int:
+        """Length of an encoded vector and of the unmasked sum."""
+    @property
+    def scale(self) -> float:
+        """γ: encoded values are γ × (rotated, clipped update), rounded."""
+    @property
+    def bits(self) -> int: ...
+    @property
+    def noise(self) -> str: ...
+    @property
+    def central(self) -> bool: ...
+    @property
+    def noise_multiplier(self) -> float: ...
+    @property
+    def clip(self) -> float: ...
+    @property
+    def beta(self) -> float: ...
+    @property
+    def min_survivors(self) -> int:
+        """The round's ``min_clients``: the survivors the noise shares are sized for."""
+    @property
+    def clients(self) -> int:
+        """Clients invited to the round."""
+    @property
+    def local_variance(self) -> float:
+        """Noise variance one client adds per coordinate, in the scaled integer domain (0 when
+        central)."""
+    @property
+    def l2_sensitivity(self) -> float:
+        """L2 sensitivity of the sum in the scaled integer domain (the rounding bound)."""
 
 # --------------------------------------------------------------------------------------------
 # gRPC service client

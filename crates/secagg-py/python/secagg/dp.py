@@ -11,7 +11,19 @@ from typing import Any, Optional
 
 from . import _secagg
 
-__all__ = ["epsilon", "plan"]
+__all__ = ["Accountant", "epsilon", "plan"]
+
+#: The composed Rényi DP of the rounds released so far: the state of a privacy ledger.
+#:
+#: ``Accountant()`` starts with nothing spent (dp-accounting's orders);
+#: ``Accountant(orders, rdp)`` restores a state saved from ``.orders`` and ``.rdp`` (plain
+#: lists of floats). ``compose(encoding, *, sampling_rate=1.0, rounds=1)`` adds the cost of
+#: ``rounds`` rounds released with a :class:`secagg.DpEncoding` (clients Poisson-sampled at
+#: ``sampling_rate``), ``composed(...)`` returns a copy with it added (what a budget check
+#: before a round asks), ``epsilon(delta)`` is ε so far (0 when nothing was spent) and
+#: ``epsilon_order(delta)`` is ``(ε, the Rényi order that gave it)``. Bad states or
+#: parameters raise ``ValueError`` saying what is wrong.
+Accountant = _secagg.DpAccountant
 
 DEFAULT_BETA = 0.6065306597126334  # e^-1/2: conditional rounding's failure probability
 
