@@ -11,7 +11,9 @@ Adopting it in a Flower app that uses SecAgg+ means changing one import and the 
     workflow = DefaultWorkflow(fit_workflow=fit)
 
 Flower carries the bytes; the key agreement, masks, dropout recovery and malicious-server
-checks are secagg's Rust core. :class:`InProcessGrid` runs a ServerApp with its ClientApps in
+checks are secagg's Rust core. ``SecAggWorkflow(..., dp=DpConfig(...))`` makes the rounds
+release a differentially private mean update, with the noise added by the clients before
+masking and the privacy spent kept in a ledger in ``context.state``. :class:`InProcessGrid` runs a ServerApp with its ClientApps in
 one process without Ray (tests, examples, benchmarks).
 """
 
@@ -22,11 +24,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "secagg.flower needs Flower 1.42: pip install flwr==1.42.0 (see the secagg README)"
     ) from exc
 
+from .dp import DpConfig
 from .in_process import InProcessGrid, NodeStats, run_server_app
 from .mod import SecAggClientError, make_secagg_mod, secagg_mod
 from .workflow import RoundReport, SecAggWorkflow
 
 __all__ = [
+    "DpConfig",
     "InProcessGrid",
     "NodeStats",
     "RoundReport",

@@ -12,6 +12,17 @@ with the weight inside the masked vector. The reply carries no parameters, no
 ``num_examples`` and (by default) no metrics: the server learns only the weighted mean of the
 survivors. Later messages of the round are fed to the same Rust client.
 
+In a differentially private round (the server's ``SecAggWorkflow(dp=DpConfig(...))``
+announces the noise kind, noise multiplier, clipping norm, placement and length in the first
+message) the mod instead encodes the *update*, returned parameters minus the global ones it
+received, with secagg's DP pipeline: L2 clipping, rotation, quantization and, with
+distributed noise, this client's share of the noise, drawn from the OS CSPRNG. The encoding
+is derived from those public parameters and the round's RoundStart only. The mean is
+unweighted: ``num_examples`` stays on the client and counts for nothing. A client may set its
+own floor, ``make_secagg_mod(min_noise_multiplier=z)``: it then takes part only in rounds with
+distributed noise of at least z, and refuses (an error reply, before training) plain rounds,
+central-noise rounds and weaker noise, whatever the server says.
+
 Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
 from there, so a SuperNode may run the ClientApp in a fresh process per message, as with
@@ -74,6 +85,7 @@ def make_secagg_mod(
     keep_metrics: bool = False,
     allow_plain: bool = False,
     seed: int | None = None,
+    min_noise_multiplier: float | None = None,
 ) -> Mod:
     """A client mod; :data:`secagg_mod` is ``make_secagg_mod()``.
 
@@ -91,8 +103,23 @@ def make_secagg_mod(
             a server that skips the protocol would get this client's update in clear, so the
             mod refuses, as Flower's ``secaggplus_mod`` does).
         seed: reproducible client randomness for tests and examples (each node and round
-            derives its own); default: the OS. Never set it in production.
+            derives its own); default: the OS. Never set it in production. DP noise and
+            rounding never use it: they always come from the OS CSPRNG.
+        min_noise_multiplier: this client's DP floor: answer only rounds with distributed DP
+            noise of at least this noise multiplier, refusing rounds without DP, with central
+            noise (the server would see the un-noised sum) or with less noise. ``None``
+            (default): follow the server (DP rounds when it announces them).
     """
+    if min_noise_multiplier is not None and (
+        isinstance(min_noise_multiplier, bool)
+        or not isinstance(min_noise_multiplier, (int, float))
+        or not min_noise_multiplier >= 0
+        or min_noise_multiplier == float("inf")
+    ):
+        raise ValueError(
+            f"min_noise_multiplier must be a finite number ≥ 0 or None, got "
+            f"{min_noise_multiplier!r}"
+        )
     if (identity is None) != (directory is None):
         raise ValueError(
             "identity and directory go together: give both for the malicious-server model, "
@@ -119,7 +146,7 @@ def make_secagg_mod(
         if rk.CLIENT_ID in cfg:
             # A new round: whatever an earlier round left (it aborted unseen) goes now.
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
-            out, client = _start_round(msg, ctxt, call_next, cfg, round_key)
+            out, client = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
             if client is None:
                 return out
             step = 0
@@ -194,16 +221,21 @@ def make_secagg_mod(
                 f"this node's saved secagg client for round {round_key} is unreadable: {exc}"
             ) from exc
 
-    def _start_round(
+    def _start_round(  # pylint: disable=too-many-arguments,too-many-locals
         msg: Message,
         ctxt: Context,
         call_next: ClientAppCallable,
         cfg: ConfigRecord,
         round_key: str,
+        messages: list[bytes],
     ) -> tuple[Message, secagg.Client | None]:
         client_id = _typed(cfg, rk.CLIENT_ID, int)
-        clip = _typed(cfg, rk.CLIP, float)
-        max_weight = _typed(cfg, rk.MAX_WEIGHT, int)
+        dp = _dp_params(cfg)
+        # Refused before training: nothing is computed for a round this client will not join.
+        _check_floor(min_noise_multiplier, dp)
+        if dp is None:
+            clip = _typed(cfg, rk.CLIP, float)
+            max_weight = _typed(cfg, rk.MAX_WEIGHT, int)
         roster = None
         secret = None
         if directory is not None:
@@ -214,6 +246,18 @@ def make_secagg_mod(
             return out, None
         fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
         vector = _flatten(parameters_to_ndarrays(fitres.parameters))
+        client_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, round_key)
+        if dp is not None:
+            encoded = _dp_encode(msg, vector, dp, messages)
+            client = secagg.Client(
+                client_id,
+                encoded,
+                identity=secret,
+                roster=roster,
+                seed=client_seed,
+                require_malicious_model=identity is not None,
+            )
+            return out, client
         weight = fitres.num_examples
         if not isinstance(weight, int) or weight < 0:
             raise SecAggClientError(f"num_examples must be a non-negative int, got {weight!r}")
@@ -230,7 +274,7 @@ def make_secagg_mod(
             max_weight=max_weight,
             identity=secret,
             roster=roster,
-            seed=None if seed is None else _derived_seed(seed, ctxt.node_id, round_key),
+            seed=client_seed,
             require_malicious_model=identity is not None,
         )
         return out, client
@@ -252,6 +296,80 @@ def _typed(cfg: ConfigRecord, key: str, kind: type[T]) -> T:
             f"'{rk.RECORD}.{key}' must be {kind.__name__}, got {type(value).__name__}"
         )
     return cast(T, value)
+
+
+@dataclass(frozen=True)
+class _DpParams:
+    """The public DP parameters a server announced for a round."""
+
+    noise: str
+    noise_multiplier: float
+    clipping_norm: float
+    central: bool
+    dim: int
+
+
+def _dp_params(cfg: ConfigRecord) -> _DpParams | None:
+    """The round's DP parameters, or ``None`` for a round without DP."""
+    if rk.DP_NOISE not in cfg:
+        return None
+    return _DpParams(
+        noise=_typed(cfg, rk.DP_NOISE, str),
+        noise_multiplier=_typed(cfg, rk.DP_NOISE_MULTIPLIER, float),
+        clipping_norm=_typed(cfg, rk.DP_CLIPPING_NORM, float),
+        central=_typed(cfg, rk.DP_CENTRAL, bool),
+        dim=_typed(cfg, rk.DP_DIM, int),
+    )
+
+
+def _check_floor(floor: float | None, dp: _DpParams | None) -> None:
+    """Refuse a round whose DP noise is below the client's own floor (or absent, or central)."""
+    if floor is None:
+        return
+    if dp is None:
+        raise SecAggClientError(
+            f"offered a round without DP noise; this client requires a noise multiplier ≥ {floor}"
+        )
+    if dp.central:
+        raise SecAggClientError(
+            "offered a round with central DP noise (the server would see the un-noised sum); "
+            "this client requires distributed noise"
+        )
+    if not dp.noise_multiplier >= floor:
+        raise SecAggClientError(
+            f"offered DP noise multiplier {dp.noise_multiplier} below this client's floor {floor}"
+        )
+
+
+def _dp_encode(msg: Message, vector: np.ndarray, dp: _DpParams, messages: list[bytes]) -> np.ndarray:
+    """The client's DP encoding of its update (returned minus received parameters)."""
+    fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+    received = _flatten(parameters_to_ndarrays(fitins.parameters))
+    if received.size != vector.size:
+        raise SecAggClientError(
+            f"the client returned {vector.size} parameters for a model of {received.size}"
+        )
+    if vector.size != dp.dim:
+        raise SecAggClientError(
+            f"the round averages updates of {dp.dim} values; this client's has {vector.size}"
+        )
+    update = vector.astype(np.float64) - received.astype(np.float64)
+    if not messages:
+        raise SecAggClientError("the first message of a DP round carries no RoundStart")
+    # Derived here from the public parameters and the RoundStart this client is about to
+    # answer: never from a scale or noise level the server could tailor to it.
+    try:
+        encoding = secagg.DpEncoding(
+            secagg.round_config(messages[0]),
+            dim=dp.dim,
+            noise_multiplier=dp.noise_multiplier,
+            clip=dp.clipping_norm,
+            noise=dp.noise,
+            central=dp.central,
+        )
+    except ValueError as exc:
+        raise SecAggClientError(f"the server's DP parameters are unusable: {exc}") from exc
+    return encoding.encode(update)
 
 
 def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:

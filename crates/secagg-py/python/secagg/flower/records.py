@@ -39,3 +39,37 @@ MAX_WEIGHT = "max_weight"
 ROSTER_NODES = "roster_nodes"
 #: client -> server: the protocol replies (list[bytes]).
 REPLIES = "replies"
+
+# Differential privacy (``SecAggWorkflow(dp=DpConfig(...))``): the public parameters ride in
+# the first message of a round, beside the protocol's RoundStart. Clients derive the whole
+# encoding (scale, rotation, noise share) from them and the RoundStart they are about to
+# answer, never from anything else the server says. Their presence makes the round a DP round
+# (then CLIP and MAX_WEIGHT are absent: the mean is unweighted and clipped in L2).
+
+#: server -> client, first message only: "ddg" (distributed discrete Gaussian) or "skellam".
+DP_NOISE = "dp.noise"
+#: server -> client: noise stddev of the sum over the clipping norm (float).
+DP_NOISE_MULTIPLIER = "dp.noise_multiplier"
+#: server -> client: L2 clipping norm of one client's update (float).
+DP_CLIPPING_NORM = "dp.clipping_norm"
+#: server -> client: True when the server adds the noise (trusted-server model).
+DP_CENTRAL = "dp.central"
+#: server -> client: number of float values in the update (int), before padding.
+DP_DIM = "dp.dim"
+
+#: ConfigRecord (in the ServerApp's ``context.state``) holding the privacy ledger of
+#: :class:`SecAggWorkflow`'s DP rounds: :data:`LEDGER_ORDERS`, :data:`LEDGER_RDP`,
+#: :data:`LEDGER_ROUNDS`, :data:`LEDGER_EPSILON`, :data:`LEDGER_DELTA`. Copy it out after a run
+#: and back in before the next to keep charging the same population.
+LEDGER_RECORD = "secagg.dp.ledger"
+#: ledger: the Rényi orders (list[float]).
+LEDGER_ORDERS = "orders"
+#: ledger: the composed RDP of every released round, one value per order (list[float]).
+LEDGER_RDP = "rdp"
+#: ledger: the server rounds charged, in order (list[int]).
+LEDGER_ROUNDS = "rounds"
+#: ledger: ε after the last charged round at :data:`LEDGER_DELTA` (float; informative, the
+#: RDP curve is the truth).
+LEDGER_EPSILON = "epsilon"
+#: ledger: the δ of :data:`LEDGER_EPSILON` (float).
+LEDGER_DELTA = "delta"

@@ -12,6 +12,10 @@ replies back, and tells the server which clients did not answer (they drop out a
 stage). The Rust server decides everything else: the neighbour graph, who survives, when the
 round aborts, and the released weighted mean, which is passed to ``Strategy.aggregate_fit``
 as every survivor's parameters (as ``SecAggPlusWorkflow`` does).
+
+With ``dp=DpConfig(...)`` the rounds release a differentially private *unweighted* mean
+update instead (see :mod:`secagg.flower.dp`): the global parameters plus that mean are passed
+to ``aggregate_fit``, and each round is charged to the privacy ledger in ``context.state``.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from flwr.supercore import log
 import secagg
 
 from . import records as rk
+from .dp import DpConfig, load_ledger, save_ledger
 
-__all__ = ["RoundReport", "SecAggWorkflow"]
+__all__ = ["DpConfig", "RoundReport", "SecAggWorkflow"]
 
 Threat = Literal["honest-but-curious", "malicious"]
 
@@ -68,6 +73,25 @@ class RoundReport:
     aborted: str | None = None
     seconds: float = 0.0
     exchanges: int = 0
+    epsilon_spent: float | None = None
+    """DP rounds: the ledger's ε after this round (unchanged from before it when the round
+    was refused or aborted: only released rounds are charged); ``None`` without DP."""
+    dp: dict[str, Any] | None = None
+    """DP rounds: the parameters (``noise``, ``central``, ``noise_multiplier``,
+    ``clipping_norm``, ``delta``, ``epsilon_budget``, ``sampling_rate``, ``min_survivors``,
+    ``dim``, ``padded_dim``, ``scale``), ``epsilon_before_round``, ``epsilon_after_round``
+    (what releasing it costs or would have cost), ``order`` and, once released,
+    ``expected_rmse`` (predicted error per coordinate of the mean update)."""
+
+
+@dataclass
+class _DpRound:
+    """A DP round allowed by the budget: its encoding and the ledger once it is charged."""
+
+    encoding: secagg.DpEncoding
+    after: secagg.dp.Accountant
+    rounds: list[int]
+    epsilon_after: float
 
 
 class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
@@ -98,6 +122,18 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         graph: ``"auto"``, ``"harary"`` or ``"complete"``.
         prg: ``"aes"`` or ``"chacha"``.
         seed: reproducible public round randomness for tests; default: the OS.
+        dp: differentially private rounds (:class:`DpConfig`): each client clips its update
+            (returned parameters minus the global ones) to ``clipping_norm`` in L2 and, with
+            distributed noise, adds its share of the noise before masking, so the server only
+            ever unmasks a noisy sum. The released mean is *unweighted* (``num_examples`` is
+            ignored: a weight would change the sensitivity); ``clipping_range`` and
+            ``max_weight`` do not apply. ε is accounted in a privacy ledger in
+            ``context.state`` (record ``secagg.dp.ledger``); a round that would take it past
+            ``epsilon_budget`` is refused before any message is sent: it is skipped (logged
+            at ERROR, the model stays as it is, ``RoundReport.aborted`` says why), as
+            Flower skips a fit round without clients, and so is every later round that
+            would not fit. Pair it with ``secagg_mod`` (or ``make_secagg_mod(
+            min_noise_multiplier=...)`` for clients that set their own floor).
 
     Raises:
         ValueError: inconsistent parameters, at construction or when a round's sampled
@@ -122,6 +158,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         graph: Literal["auto", "complete", "harary"] = "auto",
         prg: Literal["aes", "chacha"] = "aes",
         seed: int | None = None,
+        dp: DpConfig | None = None,
     ) -> None:
         if isinstance(num_shares, bool) or (
             num_shares is not None and not isinstance(num_shares, (int, float))
@@ -168,7 +205,12 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         self.accept_weaker_params = accept_weaker_params
         self.graph = graph
         self.prg = prg
+        if dp is not None and not isinstance(dp, DpConfig):
+            raise ValueError(
+                f"dp must be a secagg.flower.DpConfig or None, got {type(dp).__name__}"
+            )
         self.seed = seed
+        self.dp = dp
         #: One report per round this workflow ran.
         self.reports: list[RoundReport] = []
 
@@ -201,9 +243,17 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         degree, threshold = self._k_t(n)
         rng = np.random.default_rng([self.seed, round_id]) if self.seed is not None else None
         round_seed = rng.bytes(32) if rng is not None else secrets.token_bytes(32)
+        if self.dp is not None:
+            # An unsigned sum of the clients' DP encodings (padded to a power of two); the
+            # round aborts below the survivors the noise shares are sized for.
+            encoding: dict[str, Any] = {
+                "dim": secagg.DpEncoding.masked_dim(dim),
+                "min_clients": self.dp.min_survivors,
+            }
+        else:
+            encoding = {"dim": dim, "clip": self.clipping_range, "max_weight": self.max_weight}
         return secagg.Server(
             clients=n,
-            dim=dim,
             bits=self.bits,
             threat=self.threat,
             degree=degree,
@@ -217,8 +267,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             round_seed=round_seed,
             roster=roster,
             stage_timeout_ms=_NO_DEADLINE_MS,
-            clip=self.clipping_range,
-            max_weight=self.max_weight,
+            **encoding,
         )
 
     # -- the round --------------------------------------------------------------------------
@@ -263,6 +312,9 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         )
         server = self._new_server(n, dim, round_id, roster)
         report.k, report.t = server.k, server.t
+        dp_round = self._dp_round(context, server, dim, report) if self.dp is not None else None
+        if report.aborted is not None:
+            return
         for warning in server.config.get("warnings", []):
             log(WARNING, "secagg: %s", warning)
         log(
@@ -299,8 +351,11 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
                 if first:
                     content = compat.fitins_to_recorddict(fitins[nid], keep_input=True)
                     record[rk.CLIENT_ID] = cid
-                    record[rk.CLIP] = self.clipping_range
-                    record[rk.MAX_WEIGHT] = self.max_weight
+                    if self.dp is not None:
+                        self.dp.announce(record, dim)
+                    else:
+                        record[rk.CLIP] = self.clipping_range
+                        record[rk.MAX_WEIGHT] = self.max_weight
                     if roster is not None:
                         record[rk.ROSTER_NODES] = list(node_ids)
                 else:
@@ -337,6 +392,8 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             return
         mean = server.result()
         report.survivors = [node_ids[cid - 1] for cid in server.survivors]
+        if dp_round is not None:
+            mean = self._release_dp(context, dp_round, mean, global_arrays, report)
         log(
             INFO,
             "secagg: released the mean of %s clients (%s dropped) in %.2f s",
@@ -347,6 +404,83 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         self._aggregate(
             context, current_round, mean, global_arrays, report, proxies, first_reply, failures
         )
+
+    def _dp_round(
+        self, context: LegacyContext, server: Any, dim: int, report: RoundReport
+    ) -> _DpRound | None:
+        """The round's encoding and charge; refuses it (``report.aborted``) over budget."""
+        dp = cast(DpConfig, self.dp)
+        encoding = dp.encoding(server.config, dim)
+        spent, rounds = load_ledger(context.state)
+        before = spent.epsilon(dp.delta)
+        after = spent.composed(encoding, sampling_rate=dp.sampling_rate)
+        after_eps, order = after.epsilon_order(dp.delta)
+        report.epsilon_spent = before
+        report.dp = {
+            "noise": dp.noise,
+            "central": dp.central,
+            "noise_multiplier": dp.noise_multiplier,
+            "clipping_norm": dp.clipping_norm,
+            "delta": dp.delta,
+            "epsilon_budget": dp.epsilon_budget,
+            "sampling_rate": dp.sampling_rate,
+            "min_survivors": encoding.min_survivors,
+            "dim": dim,
+            "padded_dim": encoding.padded_dim,
+            "scale": encoding.scale,
+            "epsilon_before_round": before,
+            "epsilon_after_round": after_eps,
+            "order": order,
+        }
+        if after_eps > dp.epsilon_budget:
+            report.aborted = (
+                f"privacy budget exhausted: ε = {before:.4f} spent, this round would bring it "
+                f"to {after_eps:.4f} > the budget {dp.epsilon_budget} (δ = {dp.delta}); no "
+                "round was started"
+            )
+            log(ERROR, "secagg: round %s refused: %s", report.server_round, report.aborted)
+            return None
+        log(
+            INFO,
+            "secagg: DP round (%s%s, z = %s, clip %s, noise sized for %s survivors): "
+            "ε %.4f -> %.4f of %s",
+            dp.noise,
+            ", central" if dp.central else "",
+            dp.noise_multiplier,
+            dp.clipping_norm,
+            encoding.min_survivors,
+            before,
+            after_eps,
+            dp.epsilon_budget,
+        )
+        return _DpRound(encoding, after, rounds, after_eps)
+
+    def _release_dp(  # pylint: disable=too-many-arguments
+        self,
+        context: LegacyContext,
+        dp_round: _DpRound,
+        aggregate: np.ndarray,
+        global_arrays: list[np.ndarray],
+        report: RoundReport,
+    ) -> np.ndarray:
+        """Charge the round, then decode the noisy sum: the global parameters + mean update."""
+        dp = cast(DpConfig, self.dp)
+        # The sum is unmasked: charge before anything is released, so a failure below can
+        # lose the round's result but never its charge.
+        save_ledger(
+            context.state,
+            dp_round.after,
+            [*dp_round.rounds, report.server_round],
+            dp_round.epsilon_after,
+            dp.delta,
+        )
+        report.epsilon_spent = dp_round.epsilon_after
+        survivors = len(report.survivors)
+        update = dp_round.encoding.decode(aggregate, survivors)
+        if report.dp is not None:
+            report.dp["expected_rmse"] = dp_round.encoding.expected_error(survivors)
+        flat = np.concatenate([a.ravel().astype(np.float64) for a in global_arrays])
+        return cast(np.ndarray, flat + update)
 
     @staticmethod
     def _feed(  # pylint: disable=too-many-arguments

@@ -1,0 +1,167 @@
+"""Differential privacy for :class:`SecAggWorkflow`: its configuration and privacy ledger.
+
+With ``SecAggWorkflow(..., dp=DpConfig(...))`` every client, before masking, clips its update
+(new parameters minus the global ones) to L2 norm ``clipping_norm``, rotates it, quantizes it
+and adds its share of discrete noise (secagg's DP pipeline in Rust); the server unmasks only
+the noisy sum and releases the mean update. The ledger, kept in the ServerApp's
+``context.state``, composes the Rényi DP of every released round; a round that would take ε
+past ``epsilon_budget`` is refused before any message is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from flwr.app import ConfigRecord, RecordDict
+
+import secagg
+
+from . import records as rk
+
+__all__ = ["DpConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpConfig:  # pylint: disable=too-many-instance-attributes
+    """Differentially private rounds for :class:`SecAggWorkflow` (distributed DP by default).
+
+    Names follow Flower's ``DifferentialPrivacyServerSideFixedClipping``
+    (``noise_multiplier``, ``clipping_norm``).
+
+    Args:
+        noise_multiplier: z > 0: the noise of the released sum has stddev z ×
+            ``clipping_norm`` (with at least ``min_survivors`` survivors).
+        clipping_norm: L2 norm each client clips its update to (the sensitivity).
+        epsilon_budget: total ε the ledger may reach at ``delta``; a round that would exceed
+            it is refused before it starts (``float("inf")``: account without a limit).
+        delta: δ of the (ε, δ) guarantee.
+        noise: ``"ddg"`` (distributed discrete Gaussian, Kairouz et al. 2021) or
+            ``"skellam"`` (Agarwal et al. 2021).
+        sampling_rate: Poisson sampling rate of a round's clients from the population, for
+            privacy amplification. Keep 1.0 (no amplification) unless the clients really are
+            Poisson-sampled from a larger population: Flower's ``fraction_fit`` samples a
+            fixed number, which this bound does not cover.
+        min_survivors: the fewest survivors a round accepts; each client's noise share is
+            sized so that this many already reach the target noise, and the round aborts
+            below it. ``None``: the Shamir threshold t (safe for any dropout pattern, but noisy
+            when t is far below the survivors you expect).
+        central: the server adds all the noise to the unmasked sum instead of the clients
+            (trusted-server model: the server sees the un-noised sum).
+
+    Raises:
+        ValueError: a parameter out of range; the message says what to change.
+    """
+
+    noise_multiplier: float
+    clipping_norm: float
+    epsilon_budget: float
+    delta: float = 1e-5
+    noise: Literal["ddg", "skellam"] = "ddg"
+    sampling_rate: float = 1.0
+    min_survivors: int | None = None
+    central: bool = False
+
+    def __post_init__(self) -> None:
+        if self.noise not in ("ddg", "skellam"):
+            raise ValueError(
+                f"noise must be 'ddg' (distributed discrete Gaussian) or 'skellam', got "
+                f"{self.noise!r}"
+            )
+        for name in ("noise_multiplier", "clipping_norm"):
+            value = getattr(self, name)
+            if not _number(value) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not _number(self.epsilon_budget) or not self.epsilon_budget > 0:
+            raise ValueError(
+                f"epsilon_budget must be > 0 (float('inf') to account without a limit), got "
+                f"{self.epsilon_budget!r}"
+            )
+        if not _number(self.delta) or not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1), e.g. 1e-5, got {self.delta!r}")
+        if not _number(self.sampling_rate) or not 0 < self.sampling_rate <= 1:
+            raise ValueError(
+                f"sampling_rate must be in (0, 1] (1.0: no amplification), got "
+                f"{self.sampling_rate!r}"
+            )
+        if self.min_survivors is not None and (
+            type(self.min_survivors) is not int or self.min_survivors < 2
+        ):
+            raise ValueError(
+                f"min_survivors must be an int ≥ 2 or None (the threshold t), got "
+                f"{self.min_survivors!r}"
+            )
+        if type(self.central) is not bool:
+            raise ValueError(f"central must be True or False, got {self.central!r}")
+
+    def encoding(self, config: dict[str, object], dim: int) -> secagg.DpEncoding:
+        """The round's encoding for ``dim`` values, from its configuration (``Server.config``)."""
+        return secagg.DpEncoding(
+            config,
+            dim=dim,
+            noise_multiplier=float(self.noise_multiplier),
+            clip=float(self.clipping_norm),
+            noise=self.noise,
+            central=self.central,
+        )
+
+    def announce(self, record: ConfigRecord, dim: int) -> None:
+        """Put the public parameters clients derive the encoding from into ``record``."""
+        record[rk.DP_NOISE] = self.noise
+        record[rk.DP_NOISE_MULTIPLIER] = float(self.noise_multiplier)
+        record[rk.DP_CLIPPING_NORM] = float(self.clipping_norm)
+        record[rk.DP_CENTRAL] = self.central
+        record[rk.DP_DIM] = dim
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def load_ledger(state: RecordDict) -> tuple[secagg.dp.Accountant, list[int]]:
+    """The accountant and charged rounds kept in ``state`` (nothing spent if absent).
+
+    Raises:
+        ValueError: the record is malformed (a corrupt ledger is never read as empty).
+    """
+    record = state.config_records.get(rk.LEDGER_RECORD)
+    if record is None:
+        return secagg.dp.Accountant(), []
+    orders, rdp, rounds = (
+        record.get(rk.LEDGER_ORDERS),
+        record.get(rk.LEDGER_RDP),
+        record.get(rk.LEDGER_ROUNDS, []),
+    )
+    if orders is None or rdp is None:
+        raise ValueError(
+            f"the privacy ledger '{rk.LEDGER_RECORD}' in context.state lacks "
+            f"'{rk.LEDGER_ORDERS}' or '{rk.LEDGER_RDP}'; restore the whole record"
+        )
+    if not isinstance(rounds, list) or not all(type(r) is int for r in rounds):
+        raise ValueError(f"the privacy ledger '{rk.LEDGER_RECORD}' has malformed rounds")
+    try:
+        return secagg.dp.Accountant(orders, rdp), list(rounds)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"the privacy ledger '{rk.LEDGER_RECORD}' in context.state is unreadable: {exc}"
+        ) from exc
+
+
+def save_ledger(
+    state: RecordDict,
+    spent: secagg.dp.Accountant,
+    rounds: list[int],
+    epsilon: float,
+    delta: float,
+) -> None:
+    """Write the ledger after a charged round into ``state``."""
+    state.config_records[rk.LEDGER_RECORD] = ConfigRecord(
+        {
+            rk.LEDGER_ORDERS: spent.orders,
+            rk.LEDGER_RDP: spent.rdp,
+            rk.LEDGER_ROUNDS: rounds,
+            rk.LEDGER_EPSILON: epsilon,
+            rk.LEDGER_DELTA: delta,
+        }
+    )

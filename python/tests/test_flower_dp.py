@@ -1,0 +1,391 @@
+"""secagg.flower with differential privacy: SecAggWorkflow(dp=DpConfig(...)) through InProcessGrid.
+
+The clients' noise comes from the OS CSPRNG, so the released means are checked against the
+clipped mean within several predicted standard deviations. Skipped without Flower.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "flwr",
+    minversion="1.42",
+    reason="Flower 1.42 is not installed: .ci/python.sh installs it (flwr==1.42.0 --no-deps)",
+)
+
+import secagg  # noqa: E402
+from flwr.app import ConfigRecord, Context, Message, RecordDict  # noqa: E402
+from flwr.client import NumPyClient  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.common import ndarrays_to_parameters  # noqa: E402
+from flwr.server import ServerConfig  # noqa: E402
+from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
+from flwr.server.strategy import FedAvg  # noqa: E402
+from flwr.server.workflow import DefaultWorkflow  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from secagg.flower import (  # noqa: E402
+    DpConfig,
+    InProcessGrid,
+    SecAggWorkflow,
+    make_secagg_mod,
+    run_server_app,
+    secagg_mod,
+)
+from secagg.flower import records as rk  # noqa: E402
+
+N = 6
+SHAPES = [(3, 4), (5,)]
+DIM = 17
+DELTA = 1e-5
+CLIP = 1.0
+
+
+def _offset(partition: int) -> np.ndarray:
+    """Client ``partition``'s update (the same every round); partitions 4 and 5 are clipped."""
+    rng = np.random.default_rng(200 + partition)
+    v = rng.normal(0.0, 1.0, DIM)
+    norm = 10.0 if partition >= 4 else 0.4 + 0.1 * partition
+    return v / np.linalg.norm(v) * norm
+
+
+def _clipped(partition: int) -> np.ndarray:
+    v = _offset(partition)
+    return v * min(1.0, CLIP / np.linalg.norm(v))
+
+
+def _split(flat: np.ndarray) -> list[np.ndarray]:
+    out, at = [], 0
+    for s in SHAPES:
+        size = int(np.prod(s))
+        out.append(flat[at : at + size].reshape(s))
+        at += size
+    return out
+
+
+TRAINED: list[int] = []
+
+
+class _Client(NumPyClient):
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    def fit(self, parameters, config):  # type: ignore[no-untyped-def]
+        TRAINED.append(self.partition)
+        flat = np.concatenate([p.ravel() for p in parameters])
+        # A weight that would skew a weighted mean: DP rounds must ignore it.
+        return _split(flat + _offset(self.partition)), _weight(self.partition), {"secret": 1.0}
+
+
+def _weight(partition: int) -> int:
+    return 10_000 if partition == 1 else 1
+
+
+def _client_app(mods: list) -> ClientApp:  # type: ignore[type-arg]
+    def client_fn(context: Context):  # type: ignore[no-untyped-def]
+        return _Client(int(context.node_config["partition-id"])).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=mods)
+
+
+def _server_app(
+    workflow: SecAggWorkflow,
+    seen: list[np.ndarray],
+    rounds: int,
+    ledger: ConfigRecord | None = None,
+    final: list[Context] | None = None,
+) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        if ledger is not None:
+            context.state.config_records[rk.LEDGER_RECORD] = ledger
+
+        def evaluate_fn(rnd, parameters, config):  # type: ignore[no-untyped-def]
+            seen.append(np.concatenate([p.ravel() for p in parameters]))
+            return 0.0, {}
+
+        strategy = FedAvg(
+            fraction_fit=1.0,
+            fraction_evaluate=0.0,
+            min_fit_clients=2,
+            min_available_clients=N,
+            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
+            evaluate_fn=evaluate_fn,
+        )
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
+        )
+        DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+        if final is not None:
+            final.append(context)
+
+    return app
+
+
+def _workflow(dp: DpConfig | None, **kw: Any) -> SecAggWorkflow:
+    return SecAggWorkflow(
+        num_shares=5, reconstruction_threshold=3, accept_weaker_params=True, seed=7, dp=dp, **kw
+    )
+
+
+def _vanish_at(plan: dict[tuple[int, int], int]):  # type: ignore[no-untyped-def]
+    """Partition p stops answering in round r from exchange plan[(r, p)] on."""
+    count: dict[tuple[int, str], int] = {}
+
+    def vanish(partition: int, msg: Message) -> bool:
+        key = (partition, msg.metadata.group_id)
+        index = count.get(key, 0)
+        count[key] = index + 1
+        at = plan.get((int(msg.metadata.group_id), partition))
+        return at is not None and index >= at
+
+    return vanish
+
+
+def _epsilon(z: float, rounds: int, noise: str = "ddg", central: bool = False) -> float:
+    """The accountant's ε for ``rounds`` rounds of this file's setup (min_survivors 5)."""
+    return float(
+        secagg.dp.epsilon(
+            noise,
+            z,
+            1.0,
+            rounds,
+            DELTA,
+            clients=N,
+            dim=DIM,
+            bits=32,
+            clip=CLIP,
+            min_survivors=5,
+            central=central,
+        )["epsilon"]
+    )
+
+
+@pytest.fixture(autouse=True)
+def _quiet_flower() -> None:
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    TRAINED.clear()
+
+
+@pytest.mark.parametrize(("noise", "central"), [("ddg", False), ("skellam", False), ("ddg", True)])
+def test_dp_rounds_release_the_clipped_mean_within_the_predicted_error(
+    noise: str, central: bool
+) -> None:
+    z = 0.1
+    dp = DpConfig(
+        noise=noise,  # type: ignore[arg-type]
+        noise_multiplier=z,
+        clipping_norm=CLIP,
+        epsilon_budget=float("inf"),
+        delta=DELTA,
+        min_survivors=5,
+        central=central,
+    )
+    workflow = _workflow(dp)
+    replies: list[Message] = []
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    # Round 2: partition 2 vanishes when asked for its masked update.
+    grid = InProcessGrid(
+        _client_app([secagg_mod]),
+        N,
+        seed=1,
+        vanish=_vanish_at({(2, 2): 2}),
+        observe=lambda p, m, r: replies.append(r) if r is not None else None,
+    )
+    rounds = 3
+    run_server_app(_server_app(workflow, seen, rounds, final=final), grid)
+
+    assert [len(r.survivors) for r in workflow.reports] == [N, N - 1, N]
+    assert all(r.aborted is None for r in workflow.reports)
+    for rnd, report in enumerate(workflow.reports, start=1):
+        alive = [p for p in range(N) if not (rnd == 2 and p == 2)]
+        want = np.mean([_clipped(p) for p in alive], axis=0)
+        got = seen[rnd] - seen[rnd - 1]
+        assert report.dp is not None
+        sigma = report.dp["expected_rmse"]
+        # Noise of stddev z * clip for 5 survivors (each client adds a fifth of the variance,
+        # so more survivors add more), over the survivors; plus a little rounding.
+        noise_sd = z * CLIP * (1.0 if central else np.sqrt(len(alive) / 5))
+        assert sigma == pytest.approx(noise_sd / len(alive), rel=0.02)
+        err = got - want
+        assert np.max(np.abs(err)) < 6 * sigma, (rnd, err, sigma)
+        # The noise is really there (not a plain mean): 17 coordinates all within 0.2σ
+        # would be a ~1e-20 event.
+        assert np.sqrt(np.mean(err**2)) > 0.2 * sigma
+        # Unweighted and clipped: the weighted and the unclipped means are far outside the
+        # noise (‖noise‖ > 2σ√17 is a ~1e-9 event for 17 coordinates).
+        radius = 2 * sigma * np.sqrt(DIM)
+        assert np.linalg.norm(err) < radius
+        weights = np.array([_weight(p) for p in alive], dtype=float)
+        weighted = np.average([_clipped(p) for p in alive], axis=0, weights=weights)
+        unclipped = np.mean([_offset(p) for p in alive], axis=0)
+        for other in (weighted, unclipped):
+            assert np.linalg.norm(other - want) > 2 * radius  # the setup separates them
+            assert np.linalg.norm(got - other) > radius
+        assert report.dp["noise"] == noise and report.dp["central"] is central
+        assert report.dp["min_survivors"] == 5 and report.dp["padded_dim"] == 32
+
+    # The ledger holds ε of the three released rounds, as the accountant computes it.
+    ledger = final[0].state.config_records[rk.LEDGER_RECORD]
+    eps = [_epsilon(z, r, noise, central) for r in (1, 2, 3)]
+    assert ledger[rk.LEDGER_ROUNDS] == [1, 2, 3]
+    assert ledger[rk.LEDGER_EPSILON] == pytest.approx(eps[2], rel=1e-9)
+    assert ledger[rk.LEDGER_DELTA] == DELTA
+    assert [r.epsilon_spent for r in workflow.reports] == pytest.approx(eps, rel=1e-9)
+    assert [r.dp["epsilon_before_round"] for r in workflow.reports if r.dp] == pytest.approx(
+        [0.0, *eps[:2]], rel=1e-9
+    )
+
+    # Nothing the clients sent carries an update, a weight or a metric in clear.
+    for reply in replies:
+        assert not reply.has_error(), reply.error
+        content = reply.content
+        assert all(len(a.data) == 0 for rec in content.array_records.values() for a in rec.values())
+        for name, rec in content.config_records.items():
+            assert name != "fitres.metrics" or "secret" not in rec
+
+
+def test_a_round_over_the_budget_is_refused_before_any_message() -> None:
+    z = 1.0
+    eps = [_epsilon(z, r) for r in (1, 2, 3)]
+    # Two rounds fit, the third does not.
+    budget = (eps[1] + eps[2]) / 2
+    dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=budget, min_survivors=5)
+    workflow = _workflow(dp)
+    sent: list[str] = []
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    grid = InProcessGrid(
+        _client_app([secagg_mod]),
+        N,
+        seed=2,
+        observe=lambda p, m, r: sent.append(m.metadata.group_id),
+    )
+    run_server_app(_server_app(workflow, seen, 3, final=final), grid)
+
+    r1, r2, r3 = workflow.reports
+    assert r1.aborted is None and r2.aborted is None
+    assert r3.aborted is not None and "privacy budget exhausted" in r3.aborted
+    assert r3.exchanges == 0 and "3" not in sent and TRAINED.count(0) == 2
+    assert r3.epsilon_spent == pytest.approx(eps[1], rel=1e-9)
+    assert r3.dp is not None and r3.dp["epsilon_after_round"] == pytest.approx(eps[2], rel=1e-9)
+    # The model did not move in the refused round.
+    np.testing.assert_array_equal(seen[3], seen[2])
+    ledger = final[0].state.config_records[rk.LEDGER_RECORD]
+    assert ledger[rk.LEDGER_ROUNDS] == [1, 2]
+    assert ledger[rk.LEDGER_EPSILON] == pytest.approx(eps[1], rel=1e-9)
+
+    # A later run that carries the ledger over keeps charging it: its first round is refused.
+    again = _workflow(dp)
+    seen.clear()
+    run_server_app(_server_app(again, seen, 1, ledger=ledger), InProcessGrid(
+        _client_app([secagg_mod]), N, seed=2
+    ))
+    assert again.reports[0].aborted is not None and "exhausted" in again.reports[0].aborted
+    np.testing.assert_array_equal(seen[1], seen[0])
+
+    # A corrupt ledger is an error, never read as "nothing spent".
+    bad = ConfigRecord({rk.LEDGER_ORDERS: [2.0, 3.0], rk.LEDGER_RDP: [1.0]})
+    with pytest.raises(ValueError, match="ledger"):
+        run_server_app(_server_app(_workflow(dp), [], 1, ledger=bad), InProcessGrid(
+            _client_app([secagg_mod]), N, seed=2
+        ))
+
+
+@pytest.mark.parametrize(
+    ("server_dp", "floor", "why"),
+    [
+        (DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9), 2.0, "floor 2.0"),
+        (
+            DpConfig(noise_multiplier=3.0, clipping_norm=CLIP, epsilon_budget=1e9, central=True),
+            0.5,
+            "central DP noise",
+        ),
+        (None, 0.5, "without DP noise"),
+    ],
+)
+def test_a_client_floor_refuses_weaker_rounds_before_training(
+    server_dp: DpConfig | None, floor: float, why: str
+) -> None:
+    workflow = _workflow(server_dp, max_weight=1000)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    grid = InProcessGrid(_client_app([make_secagg_mod(min_noise_multiplier=floor)]), N, seed=3)
+    run_server_app(_server_app(workflow, seen, 1, final=final), grid)
+    report = workflow.reports[0]
+    assert report.aborted is not None and not report.survivors
+    assert len(report.errors) == N and all(why in e for e in report.errors), report.errors
+    assert TRAINED == []
+    np.testing.assert_array_equal(seen[1], seen[0])
+    # Nothing was released, so nothing was charged.
+    assert rk.LEDGER_RECORD not in final[0].state.config_records
+
+
+def test_a_client_floor_accepts_enough_distributed_noise() -> None:
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    workflow = _workflow(dp)
+    mod = make_secagg_mod(min_noise_multiplier=1.0)
+    seen: list[np.ndarray] = []
+    run_server_app(_server_app(workflow, seen, 1), InProcessGrid(_client_app([mod]), N, seed=4))
+    assert workflow.reports[0].aborted is None and len(workflow.reports[0].survivors) == N
+    assert workflow.reports[0].epsilon_spent == pytest.approx(_epsilon(1.0, 1), rel=1e-9)
+
+
+def test_too_few_survivors_for_the_noise_abort_uncharged() -> None:
+    # min_survivors 6 of 6: one dropout after sharing keys and the round must not release.
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=6)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=5, vanish=_vanish_at({(1, 0): 2}))
+    run_server_app(_server_app(workflow, seen, 1, final=final), grid)
+    report = workflow.reports[0]
+    assert report.aborted is not None and report.epsilon_spent == 0.0
+    assert rk.LEDGER_RECORD not in final[0].state.config_records
+    np.testing.assert_array_equal(seen[1], seen[0])
+
+
+def test_bad_dp_configs_say_what_to_change() -> None:
+    base: dict[str, Any] = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "epsilon_budget": 3.0}
+    for change, match in [
+        ({"noise_multiplier": 0.0}, "noise_multiplier must be a positive"),
+        ({"clipping_norm": float("nan")}, "clipping_norm must be a positive"),
+        ({"epsilon_budget": 0.0}, "epsilon_budget must be > 0"),
+        ({"delta": 1.0}, "delta must be in"),
+        ({"noise": "laplace"}, "noise must be 'ddg'"),
+        ({"sampling_rate": 0.0}, "sampling_rate must be in"),
+        ({"min_survivors": 1}, "min_survivors must be an int"),
+        ({"central": "yes"}, "central must be True or False"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            DpConfig(**{**base, **change})
+    with pytest.raises(ValueError, match="DpConfig"):
+        SecAggWorkflow(dp={"noise_multiplier": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_noise_multiplier"):
+        make_secagg_mod(min_noise_multiplier=-1.0)
+    # min_survivors above the sampled clients: the round cannot be planned.
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=1.0, epsilon_budget=3.0, min_survivors=7)
+    with pytest.raises(ValueError, match="min_clients 7 is more than the round's 6 clients"):
+        run_server_app(_server_app(_workflow(dp), [], 1), InProcessGrid(_client_app([]), N))
+
+
+def test_state_record_is_plain_config() -> None:
+    # The ledger is a plain ConfigRecord: it survives Flower's protobuf round trip.
+    from flwr.common import serde
+
+    state = RecordDict()
+    from secagg.flower.dp import load_ledger, save_ledger
+
+    acc = secagg.dp.Accountant()
+    save_ledger(state, acc, [], 0.0, DELTA)
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=state, run_config={})
+    back = serde.context_from_proto(serde.context_to_proto(ctx))
+    restored, rounds = load_ledger(back.state)
+    assert restored.orders == acc.orders and restored.rdp == acc.rdp and rounds == []
