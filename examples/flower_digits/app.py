@@ -3,6 +3,9 @@
 - ``fedavg``: Flower's default fit workflow (the server sees every update).
 - ``secagg``: ``secagg.flower.SecAggWorkflow`` + ``secagg_mod`` (this project).
 - ``secaggplus``: Flower's own ``SecAggPlusWorkflow`` + ``secaggplus_mod`` (the peer).
+- ``secagg-dp``: ``SecAggWorkflow(dp=DpConfig(...))`` + ``make_secagg_mod(
+  min_noise_multiplier=...)``: the same secure rounds releasing a differentially private mean
+  update, with the noise added by the clients (see ``privacy.py``).
 
 Switching a Flower app from SecAgg+ to secagg is the import and the two names, nothing else:
 compare :func:`fit_workflow` and :func:`client_mods`.
@@ -14,6 +17,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from flwr.app import Context, Message
@@ -29,7 +33,11 @@ from flwr.serverapp import Grid, ServerApp
 
 import task
 
-MODES = ("fedavg", "secagg", "secaggplus")
+MODES = ("fedavg", "secagg", "secaggplus", "secagg-dp")
+
+#: secagg-dp: each client's own floor; it refuses rounds with less (or central) noise, whatever
+#: the server announces. The planned noise multiplier is above it.
+CLIENT_MIN_NOISE_MULTIPLIER = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,16 +123,23 @@ def client_mods(mode: str) -> list[Callable[..., Message]]:
         return [secagg_mod]
     if mode == "secaggplus":
         return [secaggplus_mod]
+    if mode == "secagg-dp":
+        from secagg.flower import make_secagg_mod  # pylint: disable=import-outside-toplevel
+
+        return [make_secagg_mod(min_noise_multiplier=CLIENT_MIN_NOISE_MULTIPLIER)]
     return []
 
 
 def fit_workflow(
-    mode: str, setup: Setup, timeout: float | None = None
+    mode: str, setup: Setup, timeout: float | None = None, dp: Any = None
 ) -> Callable[..., None] | None:
-    """The fit workflow for ``mode`` (``None``: Flower's default, plain FedAvg)."""
-    if mode == "secagg":
+    """The fit workflow for ``mode`` (``None``: Flower's default, plain FedAvg); ``secagg-dp``
+    needs ``dp``, a :class:`secagg.flower.DpConfig` (see ``privacy.py``)."""
+    if mode in ("secagg", "secagg-dp"):
         from secagg.flower import SecAggWorkflow  # pylint: disable=import-outside-toplevel
 
+        if mode == "secagg-dp" and dp is None:
+            raise ValueError("secagg-dp needs its DpConfig: see privacy.dp_config")
         return SecAggWorkflow(
             num_shares=setup.num_shares,
             reconstruction_threshold=setup.threshold,
@@ -134,6 +149,7 @@ def fit_workflow(
             # Explicit (k, t) as for Flower; small federations are below what the threat
             # model asks for at 5% corrupt clients.
             accept_weaker_params=True,
+            dp=dp if mode == "secagg-dp" else None,
         )
     if mode == "secaggplus":
         return SecAggPlusWorkflow(
@@ -239,5 +255,6 @@ class DropPlan:
 
 
 #: Train messages per round: our workflow has 4 exchanges (honest-but-curious: advertise with
-#: training, share, masked input, unmask), Flower's SecAgg+ 4, plain FedAvg 1.
-EXCHANGES = {"fedavg": 1, "secagg": 4, "secaggplus": 4}
+#: training, share, masked input, unmask), with or without DP, Flower's SecAgg+ 4, plain
+#: FedAvg 1.
+EXCHANGES = {"fedavg": 1, "secagg": 4, "secaggplus": 4, "secagg-dp": 4}

@@ -5,10 +5,10 @@
 
 Every mode starts from the same model and uses the same partitions, SGD seeds and dropouts,
 so plain FedAvg and secagg should give nearly identical curves (secagg's mean differs only by
-its fixed-point rounding). ``secagg-dp`` adds distributed discrete Gaussian noise within an
-(ε, δ) budget over all rounds (see ``dp_run.py``; it runs the rounds with ``secagg.simulate``
-because the Flower workflow carries no DP parameters yet). Writes ``accuracy.png`` and
-``results.json`` to ``--out``.
+its fixed-point rounding). ``secagg-dp`` runs the same Flower app with
+``SecAggWorkflow(dp=DpConfig(...))``: the clients add distributed discrete Gaussian noise
+within an (ε, δ) budget over all rounds, and the workflow's ledger reports ε per round (see
+``privacy.py``). Writes ``accuracy.png`` and ``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from secagg.flower import InProcessGrid, run_server_app  # noqa: E402  pylint: disable=wrong-import-position
 
 import app  # noqa: E402  pylint: disable=wrong-import-position
-import dp_run  # noqa: E402  pylint: disable=wrong-import-position
+import privacy  # noqa: E402  pylint: disable=wrong-import-position
 import task  # noqa: E402  pylint: disable=wrong-import-position
 
 LABELS = {
@@ -37,10 +37,17 @@ LABELS = {
 DP_MODE = "secagg-dp"
 
 
-def run_mode(setup: app.Setup, mode: str, plan: app.DropPlan) -> dict[str, object]:
+def run_mode(
+    setup: app.Setup, mode: str, plan: app.DropPlan, dp: privacy.DpSetup | None = None
+) -> dict[str, object]:
     """Train with ``mode``; returns accuracies per round, timings and the workflow's reports."""
     history = app.History()
-    workflow = app.fit_workflow(mode, setup)
+    dp_config, planned = None, None
+    if mode == DP_MODE:
+        dp_config, planned = privacy.dp_config(
+            setup, dp or privacy.DpSetup(), privacy.min_survivors(setup, plan.rate)
+        )
+    workflow = app.fit_workflow(mode, setup, dp=dp_config)
     grid = InProcessGrid(
         app.make_client_app(setup, mode),
         setup.num_clients,
@@ -66,9 +73,41 @@ def run_mode(setup: app.Setup, mode: str, plan: app.DropPlan) -> dict[str, objec
                 "dropouts": [{"stage": d["stage"], "reason": d["reason"]} for d in r.dropouts],
                 "aborted": r.aborted,
                 "seconds": r.seconds,
+                "epsilon_spent": r.epsilon_spent,
+                "expected_rmse": (r.dp or {}).get("expected_rmse"),
             }
             for r in reports
         ]
+    if dp_config is not None:
+        # ε after each round, from the workflow's ledger (index 0: before training).
+        out["epsilon"] = [0.0, *(r.epsilon_spent for r in reports)]
+        out["noise_multiplier"] = dp_config.noise_multiplier
+        out["min_survivors"] = dp_config.min_survivors
+        out["plan"] = planned
+        out["dp"] = dp.__dict__ if dp is not None else privacy.DpSetup().__dict__
+        out["label"] = (
+            f"secagg + DP via Flower (ε = {out['epsilon'][-1]:.1f}, δ = {dp_config.delta:g})"
+        )
+    return out
+
+
+def repeat_dp(
+    setup: app.Setup, plan: app.DropPlan, dp: privacy.DpSetup, repeats: int
+) -> dict[str, object]:
+    """``repeats`` secagg-dp runs: the first run's details, with ``accuracy`` the median per
+    round over all runs (``accuracy_runs``, ``accuracy_min`` and ``accuracy_max`` beside it)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    runs = [run_mode(setup, DP_MODE, plan, dp) for _ in range(repeats)]
+    out = dict(runs[0])
+    table = np.array([r["accuracy"] for r in runs], dtype=float)
+    out["accuracy_runs"] = table.tolist()
+    out["accuracy"] = np.median(table, axis=0).tolist()
+    out["accuracy_min"] = table.min(axis=0).tolist()
+    out["accuracy_max"] = table.max(axis=0).tolist()
+    out["seconds"] = sum(float(r["seconds"]) for r in runs)  # type: ignore[arg-type]
+    if repeats > 1:
+        out["label"] = f"{str(out['label'])[:-1]}; median, range of {repeats} runs)"
     return out
 
 
@@ -91,7 +130,7 @@ def plot(
     for mode, res in results.items():
         acc = res["accuracy"]
         line, marker, size = styles.get(mode, ("-.", "s", 5))
-        ax.plot(
+        (drawn,) = ax.plot(
             range(len(acc)),
             acc,
             line,
@@ -99,6 +138,15 @@ def plot(
             markersize=size,
             label=res.get("label", LABELS.get(mode, mode)),
         )
+        if len(res.get("accuracy_runs", [])) > 1:
+            ax.fill_between(
+                range(len(acc)),
+                res["accuracy_min"],
+                res["accuracy_max"],
+                color=drawn.get_color(),
+                alpha=0.2,
+                lw=0,
+            )
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (digits, 360 held-out images)")
     ax.set_ylim(0, 1)
@@ -130,11 +178,18 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         default=f"fedavg,secagg,{DP_MODE}",
-        help=f"comma-separated, from {','.join((*app.MODES, DP_MODE))}",
+        help=f"comma-separated, from {','.join(app.MODES)}",
     )
     parser.add_argument("--dp-epsilon", type=float, default=10.0, help="secagg-dp: ε budget")
     parser.add_argument("--dp-delta", type=float, default=1e-5, help="secagg-dp: δ")
     parser.add_argument("--dp-clip", type=float, default=1.0, help="secagg-dp: L2 clip")
+    parser.add_argument(
+        "--dp-repeats",
+        type=int,
+        default=1,
+        help="secagg-dp: runs (the clients' noise comes from the OS, so runs differ); with "
+        "more than one, the plot shows the median per round and the min-max band",
+    )
     parser.add_argument(
         "--dropout-exchange",
         type=int,
@@ -156,27 +211,29 @@ def main() -> None:
     )
     plan = app.DropPlan(rate=args.dropout, at_exchange=args.dropout_exchange, seed=args.seed + 1)
     modes = [m for m in args.modes.split(",") if m]
-    unknown = [m for m in modes if m not in (*app.MODES, DP_MODE)]
+    unknown = [m for m in modes if m not in app.MODES]
     if unknown:
-        parser.error(f"unknown modes {unknown}; choose from {(*app.MODES, DP_MODE)}")
-    if DP_MODE in modes and (why := dp_run.available()) is not None:
-        print(f"skipping {DP_MODE}: {why}", file=sys.stderr)
-        modes.remove(DP_MODE)
+        parser.error(f"unknown modes {unknown}; choose from {app.MODES}")
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
     results: dict[str, dict[str, object]] = {}
+    dp = privacy.DpSetup(epsilon=args.dp_epsilon, delta=args.dp_delta, clip=args.dp_clip)
     for mode in modes:
-        start = time.perf_counter()
         if mode == DP_MODE:
-            dp = dp_run.DpSetup(epsilon=args.dp_epsilon, delta=args.dp_delta, clip=args.dp_clip)
-            results[mode] = dp_run.run(setup, plan, dp)
-            results[mode]["seconds"] = time.perf_counter() - start
+            results[mode] = repeat_dp(setup, plan, dp, max(1, args.dp_repeats))
         else:
-            results[mode] = run_mode(setup, mode, plan)
+            results[mode] = run_mode(setup, mode, plan, dp)
         acc = results[mode]["accuracy"]
         line = f"{mode:>10}: final accuracy {acc[-1]:.4f} in {results[mode]['seconds']:.1f} s"
         if mode == DP_MODE:
-            line += f", ε = {results[mode]['epsilon'][-1]:.2f} at δ = {args.dp_delta:g}"
+            finals = sorted(a[-1] for a in results[mode]["accuracy_runs"])
+            if len(finals) > 1:
+                line += f" (median of {len(finals)} runs, {finals[0]:.4f} to {finals[-1]:.4f})"
+            line += (
+                f", ε = {results[mode]['epsilon'][-1]:.2f} at δ = {args.dp_delta:g} "
+                f"(noise multiplier {results[mode]['noise_multiplier']:.3f}, noise sized for "
+                f"{results[mode]['min_survivors']} survivors)"
+            )
         print(line)
 
     if "fedavg" in results:

@@ -54,22 +54,23 @@ def test_quick_run_matches_plain_fedavg_and_writes_the_plot(tmp_path: Path) -> N
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
-def test_quick_dp_run_stays_within_its_budget_and_learns(tmp_path: Path) -> None:
-    import inspect
-
-    import secagg
-
-    if "dp" not in inspect.signature(secagg.simulate).parameters:
-        pytest.skip("this secagg build has no simulate(dp=...)")
+def test_quick_dp_run_through_flower_stays_within_its_budget_and_learns(tmp_path: Path) -> None:
     cmd = [sys.executable, str(RUN), "--quick", "--modes", "secagg-dp", "--out", str(tmp_path)]
     cmd += ["--dp-epsilon", "10"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     res = json.loads((tmp_path / "results.json").read_text())["results"]["secagg-dp"]
     eps = res["epsilon"]
-    # ε grows with every round and the last one is within the budget planned for all rounds.
+    # The workflow's ledger: ε grows with every released round and the last one is within the
+    # budget the noise was planned for.
     assert eps[0] == 0.0 and all(a < b for a, b in zip(eps, eps[1:], strict=False))
-    assert eps[-1] <= 10.0 + 1e-6
+    assert eps[-1] <= 10.0 + 1e-9 and eps[-1] > 9.0
+    assert [r["epsilon_spent"] for r in res["rounds"]] == eps[1:]
+    # The noise was sized for 16 survivors; 18 survived every round, after sharing keys.
+    assert res["min_survivors"] == 16
+    for rnd in res["rounds"]:
+        assert rnd["aborted"] is None and rnd["survivors"] == 18
+        assert [d["stage"] for d in rnd["dropouts"]] == ["masked-input", "masked-input"]
+        assert 0 < rnd["expected_rmse"] < 1
     # Noisy, but better than chance (0.1) after 4 rounds.
     assert res["accuracy"][-1] > 0.2
-    assert all(r["aborted"] is None and r["survivors"] == 18 for r in res["rounds"])
