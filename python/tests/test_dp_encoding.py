@@ -159,6 +159,9 @@ def test_bad_parameters_say_what_to_change() -> None:
         secagg.DpEncoding({**config, "round_seed": b"x"}, **KW)
     with pytest.raises(ValueError, match="as a dict"):
         secagg.DpEncoding([1, 2], **KW)
+    assert secagg.DpEncoding.masked_dim(300) == 512 and secagg.DpEncoding.masked_dim(1) == 1
+    with pytest.raises(ValueError, match="dim must be at least 1"):
+        secagg.DpEncoding.masked_dim(0)
     with pytest.raises(ValueError, match="min_clients 9 is more than"):
         _server(5, min_clients=9)
     # 8 bits cannot hold the noise of 200 clients: the message names what to change.

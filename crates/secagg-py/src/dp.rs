@@ -283,6 +283,10 @@ fn parse_noise(noise: &str) -> PyResult<NoiseKind> {
 
 /// `dim` padded as the encoding pads it, for the Server's `dim=`.
 fn masked_dim_of(dim: usize) -> PyResult<u32> {
+    if dim == 0 {
+        return Err(PyValueError::new_err("dim must be at least 1"));
+    }
+    // Only `dim` matters for the padding; the other fields are placeholders.
     let p = DpParams {
         noise: NoiseKind::DiscreteGaussian,
         placement: NoisePlacement::Distributed,
@@ -291,9 +295,6 @@ fn masked_dim_of(dim: usize) -> PyResult<u32> {
         beta: DEFAULT_BETA,
         dim,
     };
-    if dim == 0 {
-        return Err(PyValueError::new_err("dim must be at least 1"));
-    }
     p.masked_dim().map_err(PyValueError::new_err)
 }
 
