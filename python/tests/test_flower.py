@@ -411,6 +411,26 @@ def test_a_missing_or_foreign_state_is_a_clear_error() -> None:
         _call(partial)
 
 
+def test_a_client_that_refuses_answers_with_an_error_and_keeps_no_secrets() -> None:
+    # A real client after RoundStart, saved as the mod saves it, then sent garbage.
+    server = secagg.Server(clients=3, dim=4, round_seed=bytes(32))
+    server.start(0)
+    client = secagg.Client(1, np.arange(4, dtype=np.uint32), seed=1)
+    client.handle(next(m for cid, m in server.outgoing() if cid == 1))
+    saved = {rk.ROUND_KEY: "1:5", rk.STATE_STEP: 1, rk.STATE_TOKEN: b"t" * 16}
+    state = RecordDict(
+        {rk.STATE_RECORD: ConfigRecord({**saved, rk.STATE_CLIENT: client.export_state()})}
+    )
+    # An error reply, not an exception: Flower's Ray engine drops the context of a ClientApp
+    # that raises, which would restore the saved secrets for the next message.
+    reply = _call(state)
+    assert reply.has_error(), reply
+    record = state.config_records[rk.STATE_RECORD]
+    assert rk.STATE_CLIENT not in record and rk.STATE_FAILED in record
+    with pytest.raises(SecAggClientError, match="stopped earlier"):
+        _call(state)
+
+
 def test_a_server_without_secure_aggregation_gets_no_update_in_clear() -> None:
     # The server runs Flower's plain fit workflow; the clients use secagg_mod.
     app = ServerApp()

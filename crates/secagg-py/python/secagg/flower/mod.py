@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.app.message_type import MessageType
+from flwr.common.constant import ErrorCode
 from flwr.common import FitRes, Parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
@@ -157,11 +158,16 @@ def make_secagg_mod(
         try:
             replies = [r for m in messages if (r := client.handle(m)) is not None]
         except secagg.ProtocolError as exc:
-            # The client stops for good: keep why, drop the secrets.
+            # The client stops for good: keep why, drop the secrets. Answer with an error
+            # reply rather than raising: Flower's simulation engine discards the context of
+            # a ClientApp that raises, which would bring the saved secrets back.
             ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
                 {rk.ROUND_KEY: round_key, rk.STATE_FAILED: str(exc)}
             )
-            raise
+            return Message(
+                Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}"),
+                reply_to=msg,
+            )
         if client.finished or client.failed:
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
         else:

@@ -15,7 +15,7 @@ RECORD = "secagg"
 #: :data:`ROUND_KEY`, then either :data:`STATE_STEP`, :data:`STATE_TOKEN` and
 #: :data:`STATE_CLIENT`, or :data:`STATE_FAILED`.
 STATE_RECORD = "secagg.state"
-#: state: messages of the round the client has handled (int).
+#: state: how many of the round's train messages the mod has handled for this node (int).
 STATE_STEP = "step"
 #: state: random name of this save; a client cached in memory is used only if it made it (bytes).
 STATE_TOKEN = "token"
