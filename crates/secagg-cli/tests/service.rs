@@ -175,6 +175,18 @@ fn client_with(url: &str, input: &Path, name: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Waits for every client and asserts that each took part successfully.
+fn all_succeed(clients: Vec<Child>) {
+    for c in clients {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn round_json(data: &Path, id: u64) -> Value {
     serde_json::from_str(&std::fs::read_to_string(data.join(format!("rounds/{id}.json"))).unwrap())
         .unwrap()
@@ -566,14 +578,7 @@ fn waiting_clients_rejoin_a_restarted_server() {
     std::thread::sleep(Duration::from_millis(500));
     let mut second = start_server_on(&addr, &data, &args);
     clients.push(client_with(&url, &input(dir.path(), 2, 4), "late", &retry));
-    for c in clients {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    all_succeed(clients);
     assert!(wait_exit(&mut second.child, Duration::from_secs(60)).success());
     let j = round_json(&data, 1);
     assert_eq!(j["state"], "finished");
@@ -606,14 +611,7 @@ fn clients_started_before_the_server_join_once_it_listens() {
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let mut server = start_server_on(&addr, &data, &ONE_ROUND_OF_3X4);
-    for c in clients {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    all_succeed(clients);
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
     assert_eq!(round_json(&data, 1)["state"], "finished");
     let want: Vec<u32> = (0..4u32)
