@@ -266,6 +266,11 @@ pub struct ClientArgs {
     /// Take part only in rounds with distributed DP noise of at least this noise multiplier.
     #[arg(long)]
     pub dp_min_noise_multiplier: Option<f64>,
+    /// With --dp-min-noise-multiplier: count only on this many honest survivors' noise (a
+    /// malicious server with fake clients could otherwise split the noise over many of them
+    /// and shrink each honest share).
+    #[arg(long, requires = "dp_min_noise_multiplier")]
+    pub dp_honest_clients: Option<u32>,
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
@@ -299,7 +304,17 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
         connect_retry: a.connect_retry,
         pause_at: a.pause_at.map(StageArg::stage),
         tls_ca: a.tls_ca,
-        min_noise_multiplier: a.dp_min_noise_multiplier,
+        dp_floor: match a.dp_min_noise_multiplier {
+            Some(z) => {
+                let f = secagg_sim::dp::DpFloor {
+                    min_noise_multiplier: z,
+                    honest_clients: a.dp_honest_clients,
+                };
+                f.validate()?;
+                Some(f)
+            }
+            None => None,
+        },
     };
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -869,7 +869,7 @@ fn load_1000_clients() {
                     connect_retry: Duration::from_secs(60),
                     pause_at: None,
                     tls_ca: None,
-                    min_noise_multiplier: None,
+                    dp_floor: None,
                 };
                 secagg_service::client::participate(&opts)
                     .await
@@ -1268,7 +1268,8 @@ fn a_client_with_a_noise_floor_refuses_weaker_dp_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut args = dp_server_args("1000", "1");
-    args[3] = "2".into(); // --min-clients 2: the round goes on without the refusing client
+    args[1] = "4".into(); // --clients 4
+    args[3] = "2".into(); // --min-clients 2: the round goes on without the refusing clients
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = start_server(&data, &a);
     let url = format!("http://{}", server.addr);
@@ -1277,6 +1278,13 @@ fn a_client_with_a_noise_floor_refuses_weaker_dp_rounds() {
         &float_input(dir.path(), 0),
         "strict",
         &["--dp-min-noise-multiplier", "3"],
+    );
+    // z = 2 split over 2 survivors: counting on 1 honest one, only 2/√2 ≈ 1.41 is certain.
+    let wary = client_with(
+        &url,
+        &float_input(dir.path(), 3),
+        "wary",
+        &["--dp-min-noise-multiplier", "2", "--dp-honest-clients", "1"],
     );
     let mut ok: Vec<Child> = (1..3)
         .map(|i| {
@@ -1292,6 +1300,10 @@ fn a_client_with_a_noise_floor_refuses_weaker_dp_rounds() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("below this client's floor"), "{err}");
+    let out = wary.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 honest ones would reach"), "{err}");
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
     for c in &mut ok {
         assert_eq!(c.wait_with_output_ref().trim(), "1");

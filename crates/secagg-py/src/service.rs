@@ -47,13 +47,14 @@ pub struct ServiceClient {
     connect_retry: Duration,
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
+    honest_clients: Option<u32>,
 }
 
 /// A client for the gRPC service at `url`.
 #[pyfunction]
 #[pyo3(signature = (
     url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None,
-    min_noise_multiplier=None, connect_retry=30.0
+    min_noise_multiplier=None, connect_retry=30.0, honest_clients=None
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub fn connect(
@@ -65,7 +66,18 @@ pub fn connect(
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
     connect_retry: f64,
+    honest_clients: Option<u32>,
 ) -> PyResult<ServiceClient> {
+    if honest_clients.is_some() && min_noise_multiplier.is_none() {
+        return Err(PyValueError::new_err(
+            "honest_clients goes with min_noise_multiplier: give both, or neither",
+        ));
+    }
+    if honest_clients == Some(0) {
+        return Err(PyValueError::new_err(
+            "honest_clients must be at least 1 (the honest survivors whose noise you count on)",
+        ));
+    }
     if !(connect_retry.is_finite() && connect_retry >= 0.0) {
         return Err(PyValueError::new_err(format!(
             "connect_retry must be a number of seconds >= 0, got {connect_retry}"
@@ -116,6 +128,7 @@ pub fn connect(
         connect_retry: Duration::from_secs_f64(connect_retry),
         tls_ca,
         min_noise_multiplier,
+        honest_clients,
     })
 }
 
@@ -146,7 +159,10 @@ impl ServiceClient {
             connect_retry: self.connect_retry,
             pause_at: None,
             tls_ca: self.tls_ca.clone(),
-            min_noise_multiplier: self.min_noise_multiplier,
+            dp_floor: self.min_noise_multiplier.map(|z| secagg_sim::dp::DpFloor {
+                min_noise_multiplier: z,
+                honest_clients: self.honest_clients,
+            }),
         };
         let result = py.detach(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -56,9 +56,9 @@ pub struct ClientOptions {
     /// For an `https://` server: the PEM certificate of the CA to trust (default: the public
     /// web PKI roots).
     pub tls_ca: Option<std::path::PathBuf>,
-    /// Take part only in rounds with distributed DP noise of at least this noise multiplier
-    /// (a client's own floor: a server cannot talk it into sending a barely noised update).
-    pub min_noise_multiplier: Option<f64>,
+    /// Take part only in rounds with distributed DP noise at least this strong (a client's own
+    /// floor: a server cannot talk it into sending a barely noised update).
+    pub dp_floor: Option<secagg_sim::dp::DpFloor>,
 }
 
 /// How a round ended for this client.
@@ -383,7 +383,7 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
             (Some(SBody::RoundStart(start)), None) => {
                 let info = convert::parse_round_start(start)
                     .map_err(|e| ClientRunError::Refused(ClientError::BadParameters(e.0)))?;
-                check_dp_floor(opts.min_noise_multiplier, info.dp.as_ref())?;
+                check_dp_floor(opts.dp_floor.as_ref(), info.dp.as_ref(), &info.config)?;
                 let input = encode_input(&opts.input, &info, &mut rng)?;
                 let mut client = Client::new(info.client_id, input);
                 if info.config.pki {
@@ -489,25 +489,15 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
 
 /// Refuses a round whose DP noise is below the client's own floor (or absent, or central).
 fn check_dp_floor(
-    floor: Option<f64>,
+    floor: Option<&secagg_sim::dp::DpFloor>,
     dp: Option<&secagg_sim::dp::DpParams>,
+    config: &secagg_core::RoundConfig,
 ) -> Result<(), ClientRunError> {
-    let Some(min) = floor else {
-        return Ok(());
-    };
-    let refuse = |why: String| Err(ClientRunError::Refused(ClientError::ServerMisbehaved(why)));
-    match dp {
-        None => refuse(format!(
-            "offered a round without DP noise; this client requires a noise multiplier ≥ {min}"
-        )),
-        Some(p) if p.placement == secagg_dp::pipeline::NoisePlacement::Central => refuse(
-            "offered a round with central DP noise; this client requires distributed noise".into(),
-        ),
-        Some(p) if p.noise_multiplier < min => refuse(format!(
-            "offered DP noise multiplier {} below this client's floor {min}",
-            p.noise_multiplier
-        )),
-        Some(_) => Ok(()),
+    match floor {
+        None => Ok(()),
+        Some(f) => f
+            .check(dp, config)
+            .map_err(|why| ClientRunError::Refused(ClientError::ServerMisbehaved(why))),
     }
 }
 

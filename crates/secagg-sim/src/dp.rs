@@ -105,6 +105,78 @@ impl DpParams {
     }
 }
 
+/// A client's own floor on the DP noise of the rounds it joins: a server cannot talk it into
+/// sending a barely noised update.
+///
+/// Each client adds a share (zγc)²/m of the noise, m being the survivors the round sizes the
+/// noise for (`min_clients`). A malicious server that invites fake clients can announce a
+/// large m and shrink every honest share; `honest_clients` = h makes the client count only on
+/// h honest survivors, so it requires z·√(min(h, m)/m) ≥ `min_noise_multiplier`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpFloor {
+    /// The smallest noise multiplier accepted.
+    pub min_noise_multiplier: f64,
+    /// The honest survivors the client counts on (None: trust the round's `min_clients`).
+    pub honest_clients: Option<u32>,
+}
+
+impl DpFloor {
+    /// Checks the values a user chose; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.min_noise_multiplier.is_finite() && self.min_noise_multiplier > 0.0) {
+            return Err(format!(
+                "the minimum noise multiplier must be a positive number, got {}",
+                self.min_noise_multiplier
+            ));
+        }
+        if self.honest_clients == Some(0) {
+            return Err(String::from(
+                "the honest clients counted on must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The noise multiplier the round's noise reaches from `honest_clients` survivors alone.
+    pub fn effective_noise_multiplier(&self, dp: &DpParams, c: &RoundConfig) -> f64 {
+        let m = f64::from(c.min_clients.max(1));
+        let h = self.honest_clients.map_or(m, |h| f64::from(h).min(m));
+        dp.noise_multiplier * (h / m).sqrt()
+    }
+
+    /// Refuses a round without DP, with central noise, or whose noise is below the floor.
+    pub fn check(&self, dp: Option<&DpParams>, c: &RoundConfig) -> Result<(), String> {
+        let min = self.min_noise_multiplier;
+        let Some(p) = dp else {
+            return Err(format!(
+                "offered a round without DP noise; this client requires a noise multiplier ≥ {min}"
+            ));
+        };
+        if p.placement == NoisePlacement::Central {
+            return Err(String::from(
+                "offered a round with central DP noise; this client requires distributed noise",
+            ));
+        }
+        if p.noise_multiplier < min {
+            return Err(format!(
+                "offered DP noise multiplier {} below this client's floor {min}",
+                p.noise_multiplier
+            ));
+        }
+        let z = self.effective_noise_multiplier(p, c);
+        if let Some(h) = self.honest_clients
+            && z < min
+        {
+            return Err(format!(
+                "offered noise split over {} clients: {h} honest ones would reach a noise \
+                 multiplier of only {z:.4}, below this client's floor {min}",
+                c.min_clients
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Raises the round's `min_clients` to `min_survivors` (never below the threshold): the round
 /// then aborts below that many survivors, and each client's noise share is sized for them, so
 /// a value near the expected number of survivors adds far less noise than the default (t).
@@ -134,4 +206,69 @@ pub fn epsilon_after(
         acc.compose(cost);
     }
     acc.epsilon(delta).map_err(|e| e.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(min_clients: u32) -> RoundConfig {
+        RoundConfig {
+            round_id: 1,
+            round_seed: [0; 32],
+            num_clients: 200,
+            min_clients,
+            degree: 20,
+            threshold: 11,
+            graph: secagg_core::GraphKind::Harary,
+            bits: 32,
+            dim: 8,
+            prg: secagg_core::PrgKind::Aes128Ctr,
+            model: secagg_core::ThreatModel::HonestButCurious,
+            pki: false,
+        }
+    }
+
+    fn floor(z: f64, honest: Option<u32>) -> DpFloor {
+        DpFloor {
+            min_noise_multiplier: z,
+            honest_clients: honest,
+        }
+    }
+
+    #[test]
+    fn a_client_floor_counts_only_on_its_honest_clients() {
+        let dp = DpParams {
+            noise: NoiseKind::DiscreteGaussian,
+            placement: NoisePlacement::Distributed,
+            noise_multiplier: 2.0,
+            clip: 1.0,
+            beta: DEFAULT_BETA,
+            dim: 8,
+        };
+        assert!(floor(2.0, None).check(Some(&dp), &config(50)).is_ok());
+        assert!(floor(2.1, None).check(Some(&dp), &config(50)).is_err());
+        // 25 honest of 100 announced survivors: 2·√(25/100) = 1.
+        let f = floor(1.0, Some(25));
+        assert!((f.effective_noise_multiplier(&dp, &config(100)) - 1.0).abs() < 1e-12);
+        assert!(f.check(Some(&dp), &config(100)).is_ok());
+        let e = f.check(Some(&dp), &config(101)).unwrap_err();
+        assert!(e.contains("25 honest"), "{e}");
+        // More honest clients than the noise is sized for add nothing to count on.
+        let many = floor(1.0, Some(500)).effective_noise_multiplier(&dp, &config(50));
+        assert_eq!(many, 2.0);
+        let e = floor(1.0, None).check(None, &config(50)).unwrap_err();
+        assert!(e.contains("without DP"), "{e}");
+        let central = DpParams {
+            placement: NoisePlacement::Central,
+            ..dp
+        };
+        let e = floor(1.0, None)
+            .check(Some(&central), &config(50))
+            .unwrap_err();
+        assert!(e.contains("central"), "{e}");
+        assert!(floor(0.0, None).validate().is_err());
+        assert!(floor(1.0, Some(0)).validate().is_err());
+        assert!(floor(1.0, Some(3)).validate().is_ok());
+    }
 }
