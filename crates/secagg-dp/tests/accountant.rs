@@ -439,3 +439,14 @@ mod planning {
         assert!(plan(&bad).unwrap_err().0.contains("epsilon"));
     }
 }
+
+#[test]
+fn nothing_spent_is_no_epsilon_for_a_ledger() {
+    let mut acc = Accountant::new();
+    assert!(acc.spent(1e-5).unwrap().is_none());
+    let round = gaussian(1.0, 1.0, 1);
+    acc.compose(&round);
+    let e = acc.spent(1e-5).unwrap().expect("a composed round is spent");
+    assert_eq!(e.epsilon, acc.epsilon(1e-5).unwrap().epsilon);
+    assert!(acc.spent(2.0).is_err());
+}

@@ -871,12 +871,10 @@ impl Coordinator {
             Some(l) => Accountant::from_rdp(l.orders, l.rdp).map_err(|e| e.0)?,
             None => Accountant::new(),
         };
-        // Nothing spent is ε = 0 (the conversion of an all-zero curve is not).
-        let before = if spent.rdp().iter().all(|r| *r == 0.0) {
-            0.0
-        } else {
-            spent.epsilon(dp.delta).map_err(|e| e.0)?.epsilon
-        };
+        let before = spent
+            .spent(dp.delta)
+            .map_err(|e| e.0)?
+            .map_or(0.0, |e| e.epsilon);
         let after = spent.epsilon_after(&cost, dp.delta).map_err(|e| e.0)?;
         if after.epsilon > dp.epsilon_budget {
             let why = format!(

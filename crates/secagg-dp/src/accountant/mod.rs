@@ -156,6 +156,13 @@ impl Accountant {
         Ok(Epsilon { epsilon, order })
     }
 
+    /// ε spent so far, for a ledger: `None` while nothing was composed (an all-zero curve has
+    /// no order that attains its ε).
+    pub fn spent(&self, delta: f64) -> Result<Option<Epsilon>, DpError> {
+        let e = self.epsilon(delta)?;
+        Ok((!self.rdp.iter().all(|r| *r == 0.0)).then_some(e))
+    }
+
     /// ε after `round` would be added: what a budget check before a round asks.
     pub fn epsilon_after(&self, round: &Round, delta: f64) -> Result<Epsilon, DpError> {
         self.composed(round).epsilon(delta)
