@@ -164,6 +164,21 @@ def test_bad_parameters_say_what_to_change() -> None:
         secagg.DpEncoding.masked_dim(0)
     with pytest.raises(ValueError, match="min_clients 9 is more than"):
         _server(5, min_clients=9)
+    # Negative counts are ValueErrors naming the argument (not OverflowError).
+    for call, match in [
+        (lambda: secagg.DpEncoding.masked_dim(-1), "dim must be ≥ 0, got -1"),
+        (lambda: secagg.DpEncoding(config, **dict(KW, dim=-3)), "dim must be ≥ 0, got -3"),
+        (lambda: _server(5, min_clients=-1), "min_clients must be ≥ 0, got -1"),
+        (lambda: secagg.Server(clients=-5, dim=8), "clients must be ≥ 0, got -5"),
+        (lambda: secagg.Server(clients=5, dim=-8), "dim must be ≥ 0, got -8"),
+        (lambda: secagg.Server(clients=5, dim=8, max_weight=-1), "max_weight must be ≥ 0"),
+        (lambda: secagg.Server(clients=5, dim=8, round_id=-1), "round_id must be ≥ 0"),
+        (lambda: secagg.Server(clients=2**40, dim=8), "clients = 1099511627776 is too large"),
+        (lambda: secagg.Client(-1, np.zeros(4, np.uint32)), "client_id must be ≥ 0, got -1"),
+        (lambda: secagg.dp.epsilon("gaussian", 1.0, 1.0, -1, 1e-5), "rounds must be ≥ 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
     # 8 bits cannot hold the noise of 200 clients: the message names what to change.
     crowded = secagg.Server(
         clients=200, dim=128, bits=8, degree=20, threshold=11, accept_weaker_params=True
@@ -186,6 +201,17 @@ def test_bad_parameters_say_what_to_change() -> None:
         enc.decode(np.zeros(64, dtype=np.uint32), 5)
     with pytest.raises(ValueError, match="not below 2\\^32"):
         enc.decode(np.full(128, 2**40, dtype=np.uint64), 5)
+    for call in (
+        lambda: enc.decode(np.zeros(128, dtype=np.uint32), -1),
+        lambda: enc.noise_variance(-1),
+        lambda: enc.expected_error(-1),
+    ):
+        with pytest.raises(ValueError, match="survivors must be ≥ 0, got -1"):
+            call()
+    acc = secagg.dp.Accountant()
+    for call in (lambda: acc.compose(enc, rounds=-1), lambda: acc.composed(enc, rounds=-1)):
+        with pytest.raises(ValueError, match="rounds must be ≥ 0, got -1"):
+            call()
     with pytest.raises(ValueError, match="is not ≥ 0"):
         secagg.dp.Accountant(None, [-1.0] * len(secagg.dp.Accountant().orders))
     with pytest.raises(ValueError, match="one per order"):

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::arrays::{Vector, read_vector};
 use crate::errors::{from_client_error, protocol_error};
-use crate::options::{config_dict, os_random};
+use crate::options::{config_dict, count, os_random};
 use crate::server::read_roster;
 
 /// What the client brings before the round starts.
@@ -106,17 +106,21 @@ impl Client {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        client_id: u32,
+        client_id: i128,
         input: &Bound<'_, PyAny>,
-        weight: u64,
+        weight: i128,
         clip: Option<f64>,
-        max_weight: u64,
+        max_weight: i128,
         identity: Option<Vec<u8>>,
         roster: Option<Vec<Vec<u8>>>,
         seed: Option<&Bound<'_, PyAny>>,
         require_malicious_model: bool,
-        min_clients: u32,
+        min_clients: i128,
     ) -> PyResult<Self> {
+        let client_id: u32 = count(client_id, "client_id")?;
+        let weight: u64 = count(weight, "weight")?;
+        let max_weight: u64 = count(max_weight, "max_weight")?;
+        let min_clients: u32 = count(min_clients, "min_clients")?;
         if client_id == 0 {
             return Err(PyValueError::new_err(
                 "client_id is 1-based (1..=clients): 0 is not a client",

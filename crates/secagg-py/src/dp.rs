@@ -15,7 +15,7 @@ use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
 use secagg_sim::dp::DpParams;
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
-use crate::options::{config_from_dict, os_random, plan_error};
+use crate::options::{config_from_dict, count, opt_count, os_random, plan_error};
 
 fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -95,16 +95,23 @@ pub fn epsilon<'py>(
     mechanism: &str,
     noise_multiplier: f64,
     sampling_rate: f64,
-    rounds: u64,
+    rounds: i128,
     delta: f64,
-    clients: Option<u32>,
-    dim: Option<usize>,
-    bits: Option<u8>,
+    clients: Option<i128>,
+    dim: Option<i128>,
+    bits: Option<i128>,
     clip: Option<f64>,
-    min_survivors: Option<u32>,
+    min_survivors: Option<i128>,
     central: bool,
     beta: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let rounds: u64 = count(rounds, "rounds")?;
+    let (clients, dim, bits, min_survivors) = (
+        opt_count(clients, "clients")?,
+        opt_count(dim, "dim")?,
+        opt_count(bits, "bits")?,
+        opt_count(min_survivors, "min_survivors")?,
+    );
     let out = PyDict::new(py);
     out.set_item("mechanism", mechanism)?;
     out.set_item("noise_multiplier", noise_multiplier)?;
@@ -158,17 +165,24 @@ pub fn plan_noise<'py>(
     py: Python<'py>,
     epsilon: f64,
     delta: f64,
-    rounds: u64,
+    rounds: i128,
     sampling_rate: f64,
-    clients: u32,
-    dim: usize,
-    bits: u8,
+    clients: i128,
+    dim: i128,
+    bits: i128,
     clip: f64,
     mechanism: &str,
-    min_survivors: Option<u32>,
+    min_survivors: Option<i128>,
     central: bool,
     beta: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let rounds: u64 = count(rounds, "rounds")?;
+    let (clients, dim, bits) = (
+        count(clients, "clients")?,
+        count(dim, "dim")?,
+        count(bits, "bits")?,
+    );
+    let min_survivors = opt_count(min_survivors, "min_survivors")?;
     let kind = match mechanism {
         "gaussian" => PlanMechanism::Gaussian,
         "ddg" => PlanMechanism::DistributedDiscreteGaussian,
@@ -306,13 +320,14 @@ impl PyDpEncoding {
     ))]
     fn new(
         config: &Bound<'_, PyAny>,
-        dim: usize,
+        dim: i128,
         noise_multiplier: f64,
         clip: f64,
         noise: &str,
         central: bool,
         beta: f64,
     ) -> PyResult<Self> {
+        let dim = count(dim, "dim")?;
         let params = DpParams {
             noise: parse_noise(noise)?,
             placement: if central {
@@ -341,8 +356,8 @@ impl PyDpEncoding {
 
     /// The vector length a DP round masks for `dim` values: `dim` padded to a power of two.
     #[staticmethod]
-    fn masked_dim(dim: usize) -> PyResult<u32> {
-        masked_dim_of(dim)
+    fn masked_dim(dim: i128) -> PyResult<u32> {
+        masked_dim_of(count(dim, "dim")?)
     }
 
     /// Encodes one client's float update for the sans-IO `Client`; see `__init__.pyi`.
@@ -371,8 +386,9 @@ impl PyDpEncoding {
         &self,
         py: Python<'py>,
         aggregate: &Bound<'py, PyAny>,
-        survivors: u32,
+        survivors: i128,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let survivors = count(survivors, "survivors")?;
         let Vector::Unsigned(sum) = read_vector(aggregate, "aggregate")? else {
             return Err(PyValueError::new_err(
                 "aggregate must be the unmasked sum (unsigned integers, Server.result())",
@@ -395,14 +411,16 @@ impl PyDpEncoding {
     }
 
     /// Variance per coordinate of the noise in the mean of `survivors` clients (input units).
-    fn noise_variance(&self, survivors: u32) -> PyResult<f64> {
+    fn noise_variance(&self, survivors: i128) -> PyResult<f64> {
+        let survivors = count(survivors, "survivors")?;
         self.check_survivors(survivors)?;
         let s = f64::from(survivors) * self.encoding.scale();
         Ok(self.encoding.noise_variance(survivors) / (s * s))
     }
 
     /// Predicted RMSE per coordinate of the mean of `survivors` clients' clipped updates.
-    fn expected_error(&self, survivors: u32) -> PyResult<f64> {
+    fn expected_error(&self, survivors: i128) -> PyResult<f64> {
+        let survivors = count(survivors, "survivors")?;
         self.check_survivors(survivors)?;
         Ok(self.encoding.expected_mean_error(survivors))
     }
@@ -547,8 +565,9 @@ impl PyAccountant {
         &mut self,
         encoding: &PyDpEncoding,
         sampling_rate: f64,
-        rounds: u64,
+        rounds: i128,
     ) -> PyResult<()> {
+        let rounds: u64 = count(rounds, "rounds")?;
         let enc = encoding.encoding();
         let round = pipeline_round(enc.setup(), enc, sampling_rate, rounds).map_err(value_error)?;
         self.acc.compose(&round);
@@ -557,7 +576,12 @@ impl PyAccountant {
 
     /// A copy with `compose(encoding, ...)` applied, leaving this one as it was.
     #[pyo3(signature = (encoding, *, sampling_rate=1.0, rounds=1))]
-    fn composed(&self, encoding: &PyDpEncoding, sampling_rate: f64, rounds: u64) -> PyResult<Self> {
+    fn composed(
+        &self,
+        encoding: &PyDpEncoding,
+        sampling_rate: f64,
+        rounds: i128,
+    ) -> PyResult<Self> {
         let mut next = self.clone();
         next.compose(encoding, sampling_rate, rounds)?;
         Ok(next)

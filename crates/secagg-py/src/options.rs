@@ -152,6 +152,23 @@ pub fn plan_error(msg: String) -> PyErr {
     )
 }
 
+/// A count or size from a Python int (arguments that take one are `i128`): a negative or too
+/// large value is a `ValueError` naming the argument, where PyO3's own conversion would raise
+/// `OverflowError`.
+pub fn count<T: TryFrom<i128>>(value: i128, name: &str) -> PyResult<T> {
+    if value < 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be ≥ 0, got {value}"
+        )));
+    }
+    T::try_from(value).map_err(|_| PyValueError::new_err(format!("{name} = {value} is too large")))
+}
+
+/// [`count`] of an optional argument.
+pub fn opt_count<T: TryFrom<i128>>(value: Option<i128>, name: &str) -> PyResult<Option<T>> {
+    value.map(|v| count(v, name)).transpose()
+}
+
 /// `n` bytes from the OS CSPRNG.
 pub fn os_random<const N: usize>() -> PyResult<[u8; N]> {
     let mut b = [0u8; N];

@@ -13,7 +13,9 @@ use secagg_sim::plan::plan;
 
 use crate::arrays::{float_array, sum_array};
 use crate::errors::{aborted_stage, from_server_error, protocol_error, round_aborted};
-use crate::options::{ParamChoice, config_dict, os_random, plan_error, round_options};
+use crate::options::{
+    ParamChoice, config_dict, count, opt_count, os_random, plan_error, round_options,
+};
 
 /// Reads a list of 32-byte public keys.
 pub fn read_roster(keys: Vec<Vec<u8>>, what: &str) -> PyResult<Roster> {
@@ -49,25 +51,34 @@ impl Server {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        clients: u32,
-        dim: u32,
-        bits: u8,
+        clients: i128,
+        dim: i128,
+        bits: i128,
         threat: &str,
-        degree: Option<u32>,
-        threshold: Option<u32>,
+        degree: Option<i128>,
+        threshold: Option<i128>,
         graph: &str,
         prg: &str,
         assumed_corrupt: f64,
         assumed_dropout: f64,
         accept_weaker_params: bool,
-        round_id: u64,
+        round_id: i128,
         round_seed: Option<Vec<u8>>,
         roster: Option<Vec<Vec<u8>>>,
-        stage_timeout_ms: u64,
+        stage_timeout_ms: i128,
         clip: Option<f64>,
-        max_weight: u64,
-        min_clients: Option<u32>,
+        max_weight: i128,
+        min_clients: Option<i128>,
     ) -> PyResult<Self> {
+        let clients: u32 = count(clients, "clients")?;
+        let dim: u32 = count(dim, "dim")?;
+        let bits: u8 = count(bits, "bits")?;
+        let degree = opt_count(degree, "degree")?;
+        let threshold = opt_count(threshold, "threshold")?;
+        let round_id: u64 = count(round_id, "round_id")?;
+        let stage_timeout_ms: u64 = count(stage_timeout_ms, "stage_timeout_ms")?;
+        let max_weight: u64 = count(max_weight, "max_weight")?;
+        let min_clients: Option<u32> = opt_count(min_clients, "min_clients")?;
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
         }

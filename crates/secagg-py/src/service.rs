@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::arrays::{Vector, read_vector};
 use crate::errors::{from_client_error, round_aborted};
-use crate::options::os_random;
+use crate::options::{opt_count, os_random};
 use crate::server::read_roster;
 
 /// A round this client took part in that released its aggregate.
@@ -66,8 +66,9 @@ pub fn connect(
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
     connect_retry: f64,
-    honest_clients: Option<u32>,
+    honest_clients: Option<i128>,
 ) -> PyResult<ServiceClient> {
+    let honest_clients: Option<u32> = opt_count(honest_clients, "honest_clients")?;
     if honest_clients.is_some() && min_noise_multiplier.is_none() {
         return Err(PyValueError::new_err(
             "honest_clients goes with min_noise_multiplier: give both, or neither",
