@@ -609,13 +609,12 @@ impl PyAccountant {
 }
 
 impl PyAccountant {
+    /// Nothing spent is ε = 0 (the conversion of an all-zero curve is not), as the service's
+    /// ledger reports it: `Accountant::spent`.
     fn spent(&self, delta: f64) -> PyResult<(f64, Option<f64>)> {
-        // The conversion of an all-zero curve is not 0; nothing spent is ε = 0 (as the
-        // service's ledger reports it).
-        let e = self.acc.epsilon(delta).map_err(value_error)?;
-        if self.acc.rdp().iter().all(|r| *r == 0.0) {
-            return Ok((0.0, None));
-        }
-        Ok((e.epsilon, Some(e.order)))
+        Ok(match self.acc.spent(delta).map_err(value_error)? {
+            Some(e) => (e.epsilon, Some(e.order)),
+            None => (0.0, None),
+        })
     }
 }

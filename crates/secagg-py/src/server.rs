@@ -9,6 +9,7 @@ use secagg_core::ThreatModel;
 use secagg_core::client::Roster;
 use secagg_core::encoding::FloatEncoding;
 use secagg_core::server::{DropReason, Handled, Outcome, ServerRound};
+use secagg_sim::dp::require_survivors;
 use secagg_sim::plan::plan;
 
 use crate::arrays::{float_array, sum_array};
@@ -112,17 +113,16 @@ impl Server {
         };
         let opts = round_options(clients, proto_dim, bits, &choice, round_id, round_seed)?;
         let mut planned = plan(&opts).map_err(plan_error)?;
-        if let Some(m) = min_clients {
-            if m > clients {
-                return Err(PyValueError::new_err(format!(
-                    "min_clients {m} is more than the round's {clients} clients"
-                )));
-            }
-            // Never below t: fewer survivors could not unmask anyway.
-            let c = &mut planned.config;
-            c.min_clients = m.max(c.threshold);
-            c.validate().map_err(plan_error)?;
+        if let Some(m) = min_clients
+            && m > clients
+        {
+            // Checked here too for the message: secagg-sim's names the CLI flag.
+            return Err(PyValueError::new_err(format!(
+                "min_clients {m} is more than the round's {clients} clients"
+            )));
         }
+        // Never below t: fewer survivors could not unmask anyway.
+        require_survivors(&mut planned.config, min_clients).map_err(plan_error)?;
         let roster = match (roster, planned.config.model) {
             (Some(r), ThreatModel::Malicious) => {
                 let r = read_roster(r, "roster")?;
