@@ -121,6 +121,39 @@ def test_central_noise_is_added_by_decode_not_encode() -> None:
     assert np.max(np.abs(a - 0.01)) < 6 * sigma
 
 
+def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
+    # z = 2 sized for min_clients = 4: 1 honest survivor reaches 2·√(1/4) = 1.
+    config = _server(5).config
+    assert config["min_clients"] == 4
+    floor = secagg.dp.Floor(1.0, honest_clients=1)
+    assert floor.min_noise_multiplier == 1.0 and floor.honest_clients == 1
+    assert floor.effective_noise_multiplier(config, 2.0) == pytest.approx(1.0)
+    floor.check(config, noise_multiplier=2.0)
+    with pytest.raises(ValueError, match="1 honest ones would reach a noise multiplier of only"):
+        floor.check(config, noise_multiplier=1.9)
+    # Without honest_clients the client trusts min_clients: only z itself is checked.
+    trusting = secagg.dp.Floor(1.0)
+    assert trusting.honest_clients is None
+    assert trusting.effective_noise_multiplier(config, 1.9) == 1.9
+    trusting.check(config, noise_multiplier=1.0)
+    for kw, match in [
+        ({"noise_multiplier": 0.9}, "below this client's floor"),
+        ({"noise_multiplier": None}, "without DP noise"),
+        ({"noise_multiplier": 5.0, "central": True}, "central DP noise"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            trusting.check(config, **kw)
+    for z, honest, match in [
+        (0.0, None, "must be a positive number"),
+        (float("nan"), None, "must be a positive number"),
+        (1.0, 0, "at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            secagg.dp.Floor(z, honest_clients=honest)
+    with pytest.raises(ValueError, match="as a dict"):
+        floor.check([1], noise_multiplier=2.0)
+
+
 def test_accountant_composes_as_the_accountant_function() -> None:
     server = _server(5)
     enc = secagg.DpEncoding(server.config, **KW)
@@ -176,6 +209,7 @@ def test_bad_parameters_say_what_to_change() -> None:
         (lambda: secagg.Server(clients=2**40, dim=8), "clients = 1099511627776 is too large"),
         (lambda: secagg.Client(-1, np.zeros(4, np.uint32)), "client_id must be ≥ 0, got -1"),
         (lambda: secagg.dp.epsilon("gaussian", 1.0, 1.0, -1, 1e-5), "rounds must be ≥ 0"),
+        (lambda: secagg.dp.Floor(1.0, honest_clients=-2), "honest_clients must be ≥ 0"),
     ]:
         with pytest.raises(ValueError, match=match):
             call()

@@ -12,7 +12,7 @@ use secagg_core::RoundConfig;
 use secagg_dp::accountant::{Accountant, Mechanism, Round};
 use secagg_dp::pipeline::{DEFAULT_BETA, DpEncoding, DpSetup, NoiseKind, NoisePlacement};
 use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
-use secagg_sim::dp::DpParams;
+use secagg_sim::dp::{DpFloor, DpParams};
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
 use crate::options::{config_from_dict, count, opt_count, os_random, plan_error};
@@ -505,7 +505,7 @@ impl PyDpEncoding {
 
     fn __repr__(&self) -> String {
         format!(
-            "DpEncoding(noise='{}', central={}, noise_multiplier={}, clip={}, dim={}, \
+            "DpEncoding(noise='{}', central={}, noise_multiplier={:?}, clip={:?}, dim={}, \
              padded_dim={}, min_survivors={}, scale={:.6e})",
             noise_name(self.params.noise),
             if self.central() { "True" } else { "False" },
@@ -616,5 +616,98 @@ impl PyAccountant {
             Some(e) => (e.epsilon, Some(e.order)),
             None => (0.0, None),
         })
+    }
+}
+
+/// A client's own floor on the DP noise of the rounds it joins (`secagg_sim::dp::DpFloor`,
+/// the check the gRPC client makes): `secagg.dp.Floor`, which the Flower mod uses.
+#[pyclass(module = "secagg._secagg", name = "DpFloor", frozen)]
+pub struct PyDpFloor {
+    floor: DpFloor,
+}
+
+/// The DP parameters the floor reads (the noise multiplier and the placement); the other
+/// fields are placeholders.
+fn offered(noise_multiplier: f64, central: bool) -> DpParams {
+    DpParams {
+        noise: NoiseKind::DiscreteGaussian,
+        placement: if central {
+            NoisePlacement::Central
+        } else {
+            NoisePlacement::Distributed
+        },
+        noise_multiplier,
+        clip: 1.0,
+        beta: DEFAULT_BETA,
+        dim: 1,
+    }
+}
+
+#[pymethods]
+impl PyDpFloor {
+    #[new]
+    #[pyo3(signature = (min_noise_multiplier, *, honest_clients=None))]
+    fn new(min_noise_multiplier: f64, honest_clients: Option<i128>) -> PyResult<Self> {
+        let floor = DpFloor {
+            min_noise_multiplier,
+            honest_clients: opt_count(honest_clients, "honest_clients")?,
+        };
+        floor.validate().map_err(PyValueError::new_err)?;
+        Ok(Self { floor })
+    }
+
+    /// Refuses (`ValueError` saying why) a round with configuration `config` whose DP noise is
+    /// absent (`noise_multiplier=None`), central, or below the floor once the noise is
+    /// counted over `honest_clients` survivors only.
+    #[pyo3(signature = (config, *, noise_multiplier, central=false))]
+    fn check(
+        &self,
+        config: &Bound<'_, PyAny>,
+        noise_multiplier: Option<f64>,
+        central: bool,
+    ) -> PyResult<()> {
+        let c = config_from_dict(config)?;
+        let dp = noise_multiplier.map(|z| offered(z, central));
+        self.floor
+            .check(dp.as_ref(), &c)
+            .map_err(PyValueError::new_err)
+    }
+
+    /// The noise multiplier a round with configuration `config` and noise multiplier
+    /// `noise_multiplier` reaches from `honest_clients` survivors alone.
+    fn effective_noise_multiplier(
+        &self,
+        config: &Bound<'_, PyAny>,
+        noise_multiplier: f64,
+    ) -> PyResult<f64> {
+        let c = config_from_dict(config)?;
+        Ok(self
+            .floor
+            .effective_noise_multiplier(&offered(noise_multiplier, false), &c))
+    }
+
+    /// The smallest noise multiplier accepted.
+    #[getter]
+    fn min_noise_multiplier(&self) -> f64 {
+        self.floor.min_noise_multiplier
+    }
+
+    /// The honest survivors counted on (None: the round's `min_clients`).
+    #[getter]
+    fn honest_clients(&self) -> Option<u32> {
+        self.floor.honest_clients
+    }
+
+    fn __repr__(&self) -> String {
+        match self.floor.honest_clients {
+            Some(h) => format!(
+                "DpFloor(min_noise_multiplier={:?}, honest_clients={h})",
+                self.floor.min_noise_multiplier
+            ),
+            None => format!(
+                "DpFloor(min_noise_multiplier={:?})",
+                self.floor.min_noise_multiplier
+            ),
+        }
     }
 }

@@ -35,6 +35,7 @@ fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::round_config, m)?)?;
     m.add_class::<dp::PyDpEncoding>()?;
     m.add_class::<dp::PyAccountant>()?;
+    m.add_class::<dp::PyDpFloor>()?;
     #[cfg(feature = "service")]
     {
         m.add_function(wrap_pyfunction!(service::connect, m)?)?;

@@ -497,8 +497,10 @@ class DpEncoding:
     The mean is unweighted (a weight would change the sensitivity): build the Client without
     ``weight``/``clip``. Noise and rounding coins come from the OS CSPRNG, always; there is no
     seed, so neither a server nor a test can choose them. A client should check the announced
-    ``noise_multiplier`` against its own floor (and refuse ``central``) before encoding. ε is
-    accounted with :class:`secagg.dp.Accountant` (``compose(encoding)``).
+    ``noise_multiplier`` against its own floor (and refuse ``central``) before encoding:
+    ``secagg.dp.Floor(z, honest_clients=h).check(config, noise_multiplier=...,
+    central=...)`` makes the gRPC client's check. ε is accounted with
+    :class:`secagg.dp.Accountant` (``compose(encoding)``).
     """
 
     def __init__(
@@ -636,6 +638,7 @@ def connect(
     tls_ca: Optional[str] = None,
     min_noise_multiplier: Optional[float] = None,
     connect_retry: float = 30.0,
+    honest_clients: Optional[int] = None,
 ) -> ServiceClient:
     """A client for the gRPC service at ``url`` (``http://host:port`` or ``https://...``).
 
@@ -651,6 +654,17 @@ def connect(
         connect_retry: keep retrying to reach the server for this many seconds when the
             failure may pass (server not up yet, connection refused, reset or timed out,
             server at its stream limit), with jittered exponential backoff; 0: one attempt.
+        honest_clients: with ``min_noise_multiplier``: the honest survivors H this client
+            counts on (``secagg client --dp-honest-clients``). Each client adds 1/m of the
+            noise variance, m being the survivors the round sizes the noise for (its
+            ``min_clients``); a malicious server that invites fake clients can announce a
+            large m and shrink every honest share while the noise multiplier z still passes
+            the floor. With H the client refuses unless z·√(min(H, m)/m) ≥
+            ``min_noise_multiplier`` (:class:`secagg.dp.Floor`). ``None``: trust the round's m.
 
     Nothing is sent until :meth:`ServiceClient.submit`.
+
+    Raises:
+        ValueError: a parameter out of range (e.g. ``honest_clients`` without
+            ``min_noise_multiplier``, or below 1).
     """

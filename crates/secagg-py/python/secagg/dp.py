@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from . import _secagg
 
-__all__ = ["Accountant", "epsilon", "plan"]
+__all__ = ["Accountant", "Floor", "epsilon", "plan"]
 
 #: The composed Rényi DP of the rounds released so far: the state of a privacy ledger.
 #:
@@ -24,6 +24,22 @@ __all__ = ["Accountant", "epsilon", "plan"]
 #: ``epsilon_order(delta)`` is ``(ε, the Rényi order that gave it)``. Bad states or
 #: parameters raise ``ValueError`` saying what is wrong.
 Accountant = _secagg.DpAccountant
+
+#: A client's own floor on the DP noise of the rounds it joins: the check
+#: ``secagg client --dp-min-noise-multiplier Z --dp-honest-clients H`` and
+#: ``secagg.connect(min_noise_multiplier=Z, honest_clients=H)`` make, for clients with their own
+#: transport (``secagg.flower.make_secagg_mod`` uses it).
+#:
+#: ``Floor(min_noise_multiplier, *, honest_clients=None)``; ``check(config, *,
+#: noise_multiplier, central=False)`` raises ``ValueError`` saying why it refuses a round with
+#: configuration ``config`` (:func:`secagg.round_config` of its RoundStart) that offers no DP
+#: (``noise_multiplier=None``), central noise, or a noise multiplier z below the floor, or
+#: whose noise falls below it once counted over ``honest_clients`` = H survivors only: each
+#: client adds 1/m of the noise variance, m being the round's ``min_clients``, and a malicious
+#: server with fake clients can announce a large m, so the round must reach
+#: z·√(min(H, m)/m) ≥ the floor. ``effective_noise_multiplier(config, noise_multiplier)`` is
+#: that z·√(min(H, m)/m).
+Floor = _secagg.DpFloor
 
 DEFAULT_BETA = 0.6065306597126334  # e^-1/2: conditional rounding's failure probability
 
