@@ -22,7 +22,9 @@ import secagg  # noqa: E402
 from flwr.app import ConfigRecord, Context, Message, RecordDict  # noqa: E402
 from flwr.client import NumPyClient  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
-from flwr.common import ndarrays_to_parameters  # noqa: E402
+from flwr.app.message_type import MessageType  # noqa: E402
+from flwr.common import FitIns, ndarrays_to_parameters  # noqa: E402
+from flwr.compat.common import recorddict_compat as compat  # noqa: E402
 from flwr.server import ServerConfig  # noqa: E402
 from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
 from flwr.server.strategy import FedAvg  # noqa: E402
@@ -31,6 +33,7 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from secagg.flower import (  # noqa: E402
     DpConfig,
     InProcessGrid,
+    SecAggClientError,
     SecAggWorkflow,
     make_secagg_mod,
     run_server_app,
@@ -92,7 +95,7 @@ def _client_app(mods: list) -> ClientApp:  # type: ignore[type-arg]
     return ClientApp(client_fn=client_fn, mods=mods)
 
 
-def _server_app(
+def _server_app(  # pylint: disable=too-many-arguments
     workflow: SecAggWorkflow,
     seen: list[np.ndarray],
     rounds: int,
@@ -302,7 +305,7 @@ def test_a_round_over_the_budget_is_refused_before_any_message() -> None:
 @pytest.mark.parametrize(
     ("server_dp", "floor", "why"),
     [
-        (DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9), 2.0, "floor 2.0"),
+        (DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9), 2.0, "floor 2"),
         (
             DpConfig(noise_multiplier=3.0, clipping_norm=CLIP, epsilon_budget=1e9, central=True),
             0.5,
@@ -368,8 +371,16 @@ def test_bad_dp_configs_say_what_to_change() -> None:
             DpConfig(**{**base, **change})
     with pytest.raises(ValueError, match="DpConfig"):
         SecAggWorkflow(dp={"noise_multiplier": 1.0})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="min_noise_multiplier"):
-        make_secagg_mod(min_noise_multiplier=-1.0)
+    for floor in (-1.0, 0.0, float("inf"), True):
+        with pytest.raises(ValueError, match="min_noise_multiplier must be a finite number > 0"):
+            make_secagg_mod(min_noise_multiplier=floor)
+    for honest in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="honest_clients must be an int ≥ 1"):
+            make_secagg_mod(
+                min_noise_multiplier=1.0, honest_clients=honest  # type: ignore[arg-type]
+            )
+    with pytest.raises(ValueError, match="honest_clients goes with min_noise_multiplier"):
+        make_secagg_mod(honest_clients=3)
     # min_survivors above the sampled clients: the round cannot be planned.
     dp = DpConfig(noise_multiplier=1.0, clipping_norm=1.0, epsilon_budget=3.0, min_survivors=7)
     with pytest.raises(ValueError, match="min_clients 7 is more than the round's 6 clients"):
@@ -389,3 +400,44 @@ def test_state_record_is_plain_config() -> None:
     back = serde.context_from_proto(serde.context_to_proto(ctx))
     restored, rounds = load_ledger(back.state)
     assert restored.orders == acc.orders and restored.rdp == acc.rdp and rounds == []
+
+
+def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
+    # z = 2 sized for 5 survivors: a client that counts on only 1 honest survivor gets
+    # 2·√(1/5) ≈ 0.89 < its floor 1 (the other 4 could be the server's sybils); on 2, 1.26.
+    dp = DpConfig(noise_multiplier=2.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    mod = make_secagg_mod(min_noise_multiplier=1.0, honest_clients=1)
+    grid = InProcessGrid(_client_app([mod]), N, seed=3)
+    run_server_app(_server_app(workflow, seen, 1, final=final), grid)
+    report = workflow.reports[0]
+    assert report.aborted is not None and not report.survivors
+    assert len(report.errors) == N, report.errors
+    why = "1 honest ones would reach a noise multiplier of only 0.89"
+    assert all(why in e for e in report.errors), report.errors
+    assert TRAINED == []  # refused before training
+    np.testing.assert_array_equal(seen[1], seen[0])
+    assert rk.LEDGER_RECORD not in final[0].state.config_records
+
+    for honest in (2, None):
+        workflow = _workflow(dp)
+        mod = make_secagg_mod(min_noise_multiplier=1.0, honest_clients=honest)
+        run_server_app(
+            _server_app(workflow, [], 1), InProcessGrid(_client_app([mod]), N, seed=3)
+        )
+        assert workflow.reports[0].aborted is None and len(workflow.reports[0].survivors) == N
+
+
+def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:
+    fitins = FitIns(ndarrays_to_parameters([np.zeros(4)]), {})
+    content = compat.fitins_to_recorddict(fitins, keep_input=True)
+    record = ConfigRecord({rk.ROUND_KEY: "1:5", rk.MESSAGES: [b"\x00garbage"], rk.CLIENT_ID: 1})
+    DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9).announce(record, 4)
+    content.config_records[rk.RECORD] = record
+    msg = Message(content, dst_node_id=5, message_type=MessageType.TRAIN)
+    ctxt = Context(run_id=1, node_id=5, node_config={}, state=RecordDict(), run_config={})
+    for mod in (secagg_mod, make_secagg_mod(min_noise_multiplier=0.5)):
+        with pytest.raises(SecAggClientError, match="not a usable RoundStart"):
+            mod(msg, ctxt, lambda m, c: pytest.fail("no training for an unreadable round"))

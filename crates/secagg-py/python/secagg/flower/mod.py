@@ -19,9 +19,10 @@ received, with secagg's DP pipeline: L2 clipping, rotation, quantization and, wi
 distributed noise, this client's share of the noise, drawn from the OS CSPRNG. The encoding
 is derived from those public parameters and the round's RoundStart only. The mean is
 unweighted: ``num_examples`` stays on the client and counts for nothing. A client may set its
-own floor, ``make_secagg_mod(min_noise_multiplier=z)``: it then takes part only in rounds with
-distributed noise of at least z, and refuses (an error reply, before training) plain rounds,
-central-noise rounds and weaker noise, whatever the server says.
+own floor, ``make_secagg_mod(min_noise_multiplier=z, honest_clients=h)``: it then takes part
+only in rounds with distributed noise of at least z, counted over h honest survivors when h is
+given, and refuses (an error reply, before training) plain rounds, central-noise rounds and
+weaker noise, whatever the server says.
 
 Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
@@ -87,6 +88,7 @@ def make_secagg_mod(
     allow_plain: bool = False,
     seed: int | None = None,
     min_noise_multiplier: float | None = None,
+    honest_clients: int | None = None,
 ) -> Mod:
     """A client mod; :data:`secagg_mod` is ``make_secagg_mod()``.
 
@@ -110,17 +112,39 @@ def make_secagg_mod(
             noise of at least this noise multiplier, refusing rounds without DP, with central
             noise (the server would see the un-noised sum) or with less noise. ``None``
             (default): follow the server (DP rounds when it announces them).
+        honest_clients: with ``min_noise_multiplier``: the honest survivors h this client
+            counts on. Each client adds 1/m of the noise variance, m being the survivors the
+            round sizes the noise for (``DpConfig.min_survivors``); a malicious server that
+            adds fake clients can announce a large m and shrink every honest share while the
+            noise multiplier z still looks fine. With h the client refuses rounds unless
+            z·√(min(h, m)/m) ≥ ``min_noise_multiplier`` (the check of
+            ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`). ``None``: trust
+            the round's m.
     """
     if min_noise_multiplier is not None and (
         isinstance(min_noise_multiplier, bool)
         or not isinstance(min_noise_multiplier, (int, float))
-        or not min_noise_multiplier >= 0
+        or not min_noise_multiplier > 0
         or min_noise_multiplier == float("inf")
     ):
         raise ValueError(
-            f"min_noise_multiplier must be a finite number ≥ 0 or None, got "
+            f"min_noise_multiplier must be a finite number > 0 or None, got "
             f"{min_noise_multiplier!r}"
         )
+    if honest_clients is not None:
+        if type(honest_clients) is not int or honest_clients < 1:
+            raise ValueError(
+                f"honest_clients must be an int ≥ 1 or None, got {honest_clients!r}"
+            )
+        if min_noise_multiplier is None:
+            raise ValueError(
+                "honest_clients goes with min_noise_multiplier: give both, or neither"
+            )
+    floor = (
+        None
+        if min_noise_multiplier is None
+        else secagg.dp.Floor(float(min_noise_multiplier), honest_clients=honest_clients)
+    )
     if (identity is None) != (directory is None):
         raise ValueError(
             "identity and directory go together: give both for the malicious-server model, "
@@ -237,8 +261,12 @@ def make_secagg_mod(
     ) -> tuple[Message, secagg.Client | None]:
         client_id = _typed(cfg, rk.CLIENT_ID, int)
         dp = _dp_params(cfg)
+        # The round's configuration as this client will check it, for the DP encoding and
+        # the floor (which depends on the survivors the noise is sized for).
+        config = _round_start_config(messages) if dp is not None or floor is not None else None
         # Refused before training: nothing is computed for a round this client will not join.
-        _check_floor(min_noise_multiplier, dp)
+        if floor is not None:
+            _check_floor(floor, dp, cast(dict[str, object], config))
         if dp is None:
             clip = _typed(cfg, rk.CLIP, float)
             max_weight = _typed(cfg, rk.MAX_WEIGHT, int)
@@ -254,7 +282,7 @@ def make_secagg_mod(
         vector = _flatten(parameters_to_ndarrays(fitres.parameters))
         client_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, round_key)
         if dp is not None:
-            encoded = _dp_encode(msg, vector, dp, messages)
+            encoded = _dp_encode(msg, vector, dp, cast(dict[str, object], config))
             client = secagg.Client(
                 client_id,
                 encoded,
@@ -328,26 +356,34 @@ def _dp_params(cfg: ConfigRecord) -> _DpParams | None:
     )
 
 
-def _check_floor(floor: float | None, dp: _DpParams | None) -> None:
-    """Refuse a round whose DP noise is below the client's own floor (or absent, or central)."""
-    if floor is None:
-        return
-    if dp is None:
+def _round_start_config(messages: list[bytes]) -> dict[str, object]:
+    """The round's configuration from the RoundStart the client is about to answer."""
+    if not messages:
+        raise SecAggClientError("the first message of the round carries no RoundStart")
+    try:
+        return secagg.round_config(messages[0])
+    except (secagg.ServerRefused, secagg.RoundAborted, ValueError) as exc:
         raise SecAggClientError(
-            f"offered a round without DP noise; this client requires a noise multiplier ≥ {floor}"
-        )
-    if dp.central:
-        raise SecAggClientError(
-            "offered a round with central DP noise (the server would see the un-noised sum); "
-            "this client requires distributed noise"
-        )
-    if not dp.noise_multiplier >= floor:
-        raise SecAggClientError(
-            f"offered DP noise multiplier {dp.noise_multiplier} below this client's floor {floor}"
-        )
+            f"the round's first message is not a usable RoundStart: {exc}"
+        ) from exc
 
 
-def _dp_encode(msg: Message, vector: np.ndarray, dp: _DpParams, messages: list[bytes]) -> np.ndarray:
+def _check_floor(floor: secagg.dp.Floor, dp: _DpParams | None, config: dict[str, object]) -> None:
+    """Refuse a round whose DP noise is below the client's own floor (or absent, or central),
+    counted over its honest survivors only (``secagg.dp.Floor``, as the gRPC client checks)."""
+    try:
+        floor.check(
+            config,
+            noise_multiplier=None if dp is None else dp.noise_multiplier,
+            central=dp is not None and dp.central,
+        )
+    except ValueError as exc:
+        raise SecAggClientError(f"refusing the round: {exc}") from exc
+
+
+def _dp_encode(
+    msg: Message, vector: np.ndarray, dp: _DpParams, config: dict[str, object]
+) -> np.ndarray:
     """The client's DP encoding of its update (returned minus received parameters)."""
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     received = _flatten(parameters_to_ndarrays(fitins.parameters))
@@ -360,13 +396,11 @@ def _dp_encode(msg: Message, vector: np.ndarray, dp: _DpParams, messages: list[b
             f"the round averages updates of {dp.dim} values; this client's has {vector.size}"
         )
     update = vector.astype(np.float64) - received.astype(np.float64)
-    if not messages:
-        raise SecAggClientError("the first message of a DP round carries no RoundStart")
     # Derived here from the public parameters and the RoundStart this client is about to
     # answer: never from a scale or noise level the server could tailor to it.
     try:
         encoding = secagg.DpEncoding(
-            secagg.round_config(messages[0]),
+            config,
             dim=dp.dim,
             noise_multiplier=dp.noise_multiplier,
             clip=dp.clipping_norm,
