@@ -430,6 +430,36 @@ def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
         assert workflow.reports[0].aborted is None and len(workflow.reports[0].survivors) == N
 
 
+def test_dp_rounds_never_send_metrics(caplog: pytest.LogCaptureFixture) -> None:
+    def metrics_sent(dp: DpConfig | None) -> list[bool]:
+        replies: list[Message] = []
+        grid = InProcessGrid(
+            _client_app([make_secagg_mod(keep_metrics=True)]),
+            N,
+            seed=4,
+            observe=lambda p, m, r: replies.append(r) if r is not None else None,
+        )
+        workflow = _workflow(dp, max_weight=10_000)  # partition 1 sends 10,000 examples
+        run_server_app(_server_app(workflow, [], 2), grid)
+        assert all(r.aborted is None for r in workflow.reports)
+        return [
+            "secret" in rec
+            for r in replies
+            for name, rec in r.content.config_records.items()
+            if name == "fitres.metrics"
+        ]
+
+    caplog.set_level(logging.WARNING, logger="flwr")
+    # Without DP, keep_metrics=True sends them (12 first replies over 2 rounds)...
+    assert metrics_sent(None) == [True] * 2 * N
+    assert not [r for r in caplog.records if "keep_metrics" in r.getMessage()]
+    # ...in DP rounds never: they would sit in clear beside the noised vector.
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    assert metrics_sent(dp) == [False] * 2 * N
+    warned = [r for r in caplog.records if "keep_metrics=True is ignored" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+
+
 def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:
     fitins = FitIns(ndarrays_to_parameters([np.zeros(4)]), {})
     content = compat.fitins_to_recorddict(fitins, keep_input=True)

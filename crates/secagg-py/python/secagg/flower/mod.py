@@ -18,11 +18,13 @@ message) the mod instead encodes the *update*, returned parameters minus the glo
 received, with secagg's DP pipeline: L2 clipping, rotation, quantization and, with
 distributed noise, this client's share of the noise, drawn from the OS CSPRNG. The encoding
 is derived from those public parameters and the round's RoundStart only. The mean is
-unweighted: ``num_examples`` stays on the client and counts for nothing. A client may set its
-own floor, ``make_secagg_mod(min_noise_multiplier=z, honest_clients=h)``: it then takes part
-only in rounds with distributed noise of at least z, counted over h honest survivors when h is
-given, and refuses (an error reply, before training) plain rounds, central-noise rounds and
-weaker noise, whatever the server says.
+unweighted: ``num_examples`` stays on the client and counts for nothing, and the fit metrics
+are never sent, even with ``keep_metrics=True`` (in clear next to the masked vector they would
+fall outside the DP guarantee). A client may set its own floor,
+``make_secagg_mod(min_noise_multiplier=z, honest_clients=h)``: it then takes part only in
+rounds with distributed noise of at least z, counted over h honest survivors when h is given,
+and refuses (an error reply, before training) plain rounds, central-noise rounds and weaker
+noise, whatever the server says.
 
 Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
@@ -42,6 +44,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from logging import WARNING
 from typing import TypeVar, cast
 
 import numpy as np
@@ -50,6 +53,7 @@ from flwr.app.message_type import MessageType
 from flwr.common.constant import ErrorCode
 from flwr.common import FitRes, Parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
+from flwr.supercore import log
 
 import secagg
 
@@ -101,7 +105,8 @@ def make_secagg_mod(
             out of band. The roster of a round is built from this directory, never from what
             the server sends, so a server cannot substitute keys.
         keep_metrics: also send the fit metrics back in clear (off: they may leak what the
-            masking hides).
+            masking hides). Never in DP rounds: metrics in clear are outside the DP guarantee,
+            so they are dropped there (with a warning, logged once).
         allow_plain: also answer ``train`` messages that do not run secure aggregation (off:
             a server that skips the protocol would get this client's update in clear, so the
             mod refuses, as Flower's ``secaggplus_mod`` does).
@@ -145,6 +150,8 @@ def make_secagg_mod(
         if min_noise_multiplier is None
         else secagg.dp.Floor(float(min_noise_multiplier), honest_clients=honest_clients)
     )
+    # DP rounds never send metrics; say so once if the caller asked for them.
+    metrics_warned = False
     if (identity is None) != (directory is None):
         raise ValueError(
             "identity and directory go together: give both for the malicious-server model, "
@@ -171,11 +178,13 @@ def make_secagg_mod(
         if rk.CLIENT_ID in cfg:
             # A new round: whatever an earlier round left (it aborted unseen) goes now.
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
-            out, client = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
+            out, client, dp_round = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
             if client is None:
                 return out
             step = 0
-            content = _stripped_fit_reply(out, keep_metrics)
+            content = _stripped_fit_reply(out, keep_metrics and not dp_round)
+            if keep_metrics and dp_round:
+                _warn_metrics_dropped()
         else:
             client, step = _resume(ctxt, round_key, cached)
             content = RecordDict()
@@ -207,6 +216,16 @@ def make_secagg_mod(
             _CLIENTS[key] = _Slot(round_key, token, client)
         content.config_records[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
         return Message(content, reply_to=msg)
+
+    def _warn_metrics_dropped() -> None:
+        nonlocal metrics_warned
+        if not metrics_warned:
+            metrics_warned = True
+            log(
+                WARNING,
+                "secagg: keep_metrics=True is ignored in DP rounds: fit metrics in clear are "
+                "outside the DP guarantee, so this client never sends them there",
+            )
 
     def _resume(ctxt: Context, round_key: str, cached: _Slot | None) -> tuple[secagg.Client, int]:
         """The node's client for ``round_key`` as saved in ``context.state``, and its step."""
@@ -258,7 +277,7 @@ def make_secagg_mod(
         cfg: ConfigRecord,
         round_key: str,
         messages: list[bytes],
-    ) -> tuple[Message, secagg.Client | None]:
+    ) -> tuple[Message, secagg.Client | None, bool]:
         client_id = _typed(cfg, rk.CLIENT_ID, int)
         dp = _dp_params(cfg)
         # The round's configuration as this client will check it, for the DP encoding and
@@ -277,7 +296,7 @@ def make_secagg_mod(
             secret = identity(ctxt) if callable(identity) else identity
         out = call_next(msg, ctxt)
         if out.has_error():
-            return out, None
+            return out, None, dp is not None
         fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
         vector = _flatten(parameters_to_ndarrays(fitres.parameters))
         client_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, round_key)
@@ -291,7 +310,7 @@ def make_secagg_mod(
                 seed=client_seed,
                 require_malicious_model=identity is not None,
             )
-            return out, client
+            return out, client, True
         weight = fitres.num_examples
         if not isinstance(weight, int) or weight < 0:
             raise SecAggClientError(f"num_examples must be a non-negative int, got {weight!r}")
@@ -311,7 +330,7 @@ def make_secagg_mod(
             seed=client_seed,
             require_malicious_model=identity is not None,
         )
-        return out, client
+        return out, client, False
 
     return secagg_mod_impl
 
