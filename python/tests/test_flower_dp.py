@@ -7,6 +7,8 @@ clipped mean within several predicted standard deviations. Skipped without Flowe
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from secagg.flower import (  # noqa: E402
     secagg_mod,
 )
 from secagg.flower import records as rk  # noqa: E402
+from secagg.flower.dp import load_ledger, save_ledger  # noqa: E402
 
 N = 6
 SHAPES = [(3, 4), (5,)]
@@ -391,15 +394,23 @@ def test_state_record_is_plain_config() -> None:
     # The ledger is a plain ConfigRecord: it survives Flower's protobuf round trip.
     from flwr.common import serde
 
-    state = RecordDict()
-    from secagg.flower.dp import load_ledger, save_ledger
-
-    acc = secagg.dp.Accountant()
-    save_ledger(state, acc, [], 0.0, DELTA)
-    ctx = Context(run_id=1, node_id=1, node_config={}, state=state, run_config={})
-    back = serde.context_from_proto(serde.context_to_proto(ctx))
-    restored, rounds = load_ledger(back.state)
-    assert restored.orders == acc.orders and restored.rdp == acc.rdp and rounds == []
+    for record in (
+        {rk.LEDGER_ORDERS: secagg.dp.Accountant().orders, rk.LEDGER_RDP:
+         secagg.dp.Accountant().rdp, rk.LEDGER_ROUNDS: [], rk.LEDGER_EPSILON: 0.0,
+         rk.LEDGER_DELTA: DELTA},
+        _valid_ledger(),
+    ):
+        state = RecordDict()
+        acc = secagg.dp.Accountant(record[rk.LEDGER_ORDERS], record[rk.LEDGER_RDP])
+        save_ledger(
+            state, acc, record[rk.LEDGER_ROUNDS], record[rk.LEDGER_EPSILON], record[rk.LEDGER_DELTA]
+        )
+        ctx = Context(run_id=1, node_id=1, node_config={}, state=state, run_config={})
+        back = serde.context_from_proto(serde.context_to_proto(ctx))
+        restored, rounds = load_ledger(back.state)
+        assert restored.orders == acc.orders and restored.rdp == acc.rdp
+        assert rounds == record[rk.LEDGER_ROUNDS]
+        assert restored.epsilon(DELTA) == record[rk.LEDGER_EPSILON]
 
 
 def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
@@ -458,6 +469,76 @@ def test_dp_rounds_never_send_metrics(caplog: pytest.LogCaptureFixture) -> None:
     assert metrics_sent(dp) == [False] * 2 * N
     warned = [r for r in caplog.records if "keep_metrics=True is ignored" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+
+
+def _valid_ledger() -> dict[str, Any]:
+    server = secagg.Server(clients=N, dim=secagg.DpEncoding.masked_dim(DIM), min_clients=5)
+    enc = secagg.DpEncoding(server.config, dim=DIM, noise_multiplier=1.0, clip=CLIP)
+    acc = secagg.dp.Accountant().composed(enc, rounds=3)
+    return {
+        rk.LEDGER_ORDERS: acc.orders,
+        rk.LEDGER_RDP: acc.rdp,
+        rk.LEDGER_ROUNDS: [1, 2, 3],
+        rk.LEDGER_EPSILON: acc.epsilon(DELTA),
+        rk.LEDGER_DELTA: DELTA,
+    }
+
+
+def _zeroed(r: dict[str, Any]) -> None:
+    r[rk.LEDGER_RDP] = [0.0] * len(r[rk.LEDGER_RDP])
+
+
+_CORRUPTIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    # The reviewer's case: a zeroed curve that still lists its rounds and ε.
+    ("zeroed-rdp", lambda r: (_zeroed(r), r.update({rk.LEDGER_EPSILON: 9.5})), "spends nothing"),
+    ("zeroed-rdp-and-epsilon", lambda r: (_zeroed(r), r.update({rk.LEDGER_EPSILON: 0.0})),
+     "spends nothing"),
+    ("halved-rdp", lambda r: r.update({rk.LEDGER_RDP: [x / 2 for x in r[rk.LEDGER_RDP]]}),
+     "inconsistent"),
+    ("epsilon-off-by-1e-6",
+     lambda r: r.update({rk.LEDGER_EPSILON: r[rk.LEDGER_EPSILON] * (1 + 1e-6)}),
+     "inconsistent"),
+    ("other-delta", lambda r: r.update({rk.LEDGER_DELTA: 1e-3}), "inconsistent"),
+    ("rounds-dropped", lambda r: r.update({rk.LEDGER_ROUNDS: []}), "lists no charged round"),
+    ("no-epsilon", lambda r: r.pop(rk.LEDGER_EPSILON), "lacks 'epsilon'"),
+    ("no-delta", lambda r: r.pop(rk.LEDGER_DELTA), "lacks 'delta'"),
+    ("no-rounds", lambda r: r.pop(rk.LEDGER_ROUNDS), "lacks 'rounds'"),
+    ("no-curve", lambda r: (r.pop(rk.LEDGER_ORDERS), r.pop(rk.LEDGER_RDP)),
+     "lacks 'orders', 'rdp'"),
+    ("rounds-as-str", lambda r: r.update({rk.LEDGER_ROUNDS: ["1", "2"]}), "must be a list of ints"),
+    ("rounds-an-int", lambda r: r.update({rk.LEDGER_ROUNDS: 3}), "must be a list of ints"),
+    ("rdp-as-str", lambda r: r.update({rk.LEDGER_RDP: ["x"] * 3}), "must be a list of floats"),
+    ("epsilon-as-str", lambda r: r.update({rk.LEDGER_EPSILON: "9.5"}), "finite float ≥ 0"),
+    ("epsilon-nan", lambda r: r.update({rk.LEDGER_EPSILON: math.nan}), "finite float ≥ 0"),
+    ("delta-2", lambda r: r.update({rk.LEDGER_DELTA: 2.0}), r"in \(0, 1\)"),
+    ("rdp-short", lambda r: r.update({rk.LEDGER_RDP: r[rk.LEDGER_RDP][:-1]}), "unreadable"),
+    ("rdp-negative", lambda r: r.update({rk.LEDGER_RDP: [-x for x in r[rk.LEDGER_RDP]]}),
+     "unreadable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"), [pytest.param(c, m, id=i) for i, c, m in _CORRUPTIONS]
+)
+def test_a_corrupt_ledger_is_refused_never_read_as_empty(
+    change: Callable[[dict[str, Any]], None], match: str
+) -> None:
+    valid = _valid_ledger()
+    spent, rounds = load_ledger(RecordDict({rk.LEDGER_RECORD: ConfigRecord(valid)}))
+    assert rounds == [1, 2, 3] and spent.epsilon(DELTA) == valid[rk.LEDGER_EPSILON] > 0
+    record = dict(valid)
+    change(record)
+    state = RecordDict({rk.LEDGER_RECORD: ConfigRecord(record)})
+    with pytest.raises(ValueError, match=match):
+        load_ledger(state)
+    # And through the workflow: the ServerApp stops before any round.
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    with pytest.raises(ValueError, match="ledger"):
+        run_server_app(
+            _server_app(_workflow(dp), [], 1, ledger=ConfigRecord(record)),
+            InProcessGrid(_client_app([secagg_mod]), N, seed=2),
+        )
+    assert TRAINED == []
 
 
 def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:

@@ -5,7 +5,8 @@ With ``SecAggWorkflow(..., dp=DpConfig(...))`` every client, before masking, cli
 and adds its share of discrete noise (secagg's DP pipeline in Rust); the server unmasks only
 the noisy sum and releases the mean update. The ledger, kept in the ServerApp's
 ``context.state``, composes the Rényi DP of every released round; a round that would take ε
-past ``epsilon_budget`` is refused before any message is sent.
+past ``epsilon_budget`` is refused before any message is sent. The ledger record is checked
+whenever it is read (:func:`load_ledger`): a corrupt one raises, it never reads as empty.
 """
 
 from __future__ import annotations
@@ -122,30 +123,55 @@ def _number(value: object) -> bool:
 def load_ledger(state: RecordDict) -> tuple[secagg.dp.Accountant, list[int]]:
     """The accountant and charged rounds kept in ``state`` (nothing spent if absent).
 
+    The record must be whole and consistent: every key with its type, and ε recomputed from
+    the stored RDP curve at the stored δ equal to the stored ε (relative 1e-9), positive once
+    a round was charged and 0 before. So a curve zeroed, truncated or swapped for another
+    population's is refused instead of resetting the budget.
+
     Raises:
-        ValueError: the record is malformed (a corrupt ledger is never read as empty).
+        ValueError: the record is malformed or inconsistent (a corrupt ledger is never read
+            as empty); restore the whole record as :func:`save_ledger` wrote it.
     """
     record = state.config_records.get(rk.LEDGER_RECORD)
     if record is None:
         return secagg.dp.Accountant(), []
-    orders, rdp, rounds = (
-        record.get(rk.LEDGER_ORDERS),
-        record.get(rk.LEDGER_RDP),
-        record.get(rk.LEDGER_ROUNDS, []),
-    )
-    if orders is None or rdp is None:
+    where = f"the privacy ledger '{rk.LEDGER_RECORD}' in context.state"
+    keys = (rk.LEDGER_ORDERS, rk.LEDGER_RDP, rk.LEDGER_ROUNDS, rk.LEDGER_EPSILON, rk.LEDGER_DELTA)
+    missing = [k for k in keys if k not in record]
+    if missing:
         raise ValueError(
-            f"the privacy ledger '{rk.LEDGER_RECORD}' in context.state lacks "
-            f"'{rk.LEDGER_ORDERS}' or '{rk.LEDGER_RDP}'; restore the whole record"
+            f"{where} lacks {', '.join(repr(k) for k in missing)}: restore the whole record"
         )
+    orders, rdp, rounds, stored_eps, delta = (record[k] for k in keys)
+    for key, value in ((rk.LEDGER_ORDERS, orders), (rk.LEDGER_RDP, rdp)):
+        if not isinstance(value, list) or not all(_number(v) for v in value):
+            raise ValueError(f"{where}: '{key}' must be a list of floats, got {value!r}")
     if not isinstance(rounds, list) or not all(type(r) is int for r in rounds):
-        raise ValueError(f"the privacy ledger '{rk.LEDGER_RECORD}' has malformed rounds")
-    try:
-        return secagg.dp.Accountant(orders, rdp), list(rounds)
-    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: '{rk.LEDGER_ROUNDS}' must be a list of ints, got {rounds!r}")
+    if not _number(stored_eps) or not math.isfinite(stored_eps) or stored_eps < 0:
         raise ValueError(
-            f"the privacy ledger '{rk.LEDGER_RECORD}' in context.state is unreadable: {exc}"
-        ) from exc
+            f"{where}: '{rk.LEDGER_EPSILON}' must be a finite float ≥ 0, got {stored_eps!r}"
+        )
+    if not _number(delta) or not 0 < delta < 1:
+        raise ValueError(f"{where}: '{rk.LEDGER_DELTA}' must be in (0, 1), got {delta!r}")
+    try:
+        spent = secagg.dp.Accountant([float(o) for o in orders], [float(r) for r in rdp])
+        epsilon = spent.epsilon(float(delta))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} is unreadable: {exc}") from exc
+    if rounds and not epsilon > 0:
+        raise ValueError(
+            f"{where} lists {len(rounds)} charged rounds but its RDP curve spends nothing: it "
+            "is corrupt (refusing to read it as an empty budget)"
+        )
+    if not rounds and epsilon != 0:
+        raise ValueError(f"{where} lists no charged round but its RDP curve spends ε = {epsilon}")
+    if not math.isclose(epsilon, stored_eps, rel_tol=1e-9, abs_tol=0.0):
+        raise ValueError(
+            f"{where} is inconsistent: its RDP curve gives ε = {epsilon} at δ = {delta}, but it "
+            f"records ε = {stored_eps}"
+        )
+    return spent, list(rounds)
 
 
 def save_ledger(
