@@ -104,6 +104,8 @@ def _server_app(  # pylint: disable=too-many-arguments
     rounds: int,
     ledger: ConfigRecord | None = None,
     final: list[Context] | None = None,
+    *,
+    started: Callable[[Context], None] | None = None,
 ) -> ServerApp:
     app = ServerApp()
 
@@ -111,6 +113,8 @@ def _server_app(  # pylint: disable=too-many-arguments
     def main(grid: Grid, context: Context) -> None:
         if ledger is not None:
             context.state.config_records[rk.LEDGER_RECORD] = ledger
+        if started is not None:
+            started(context)
 
         def evaluate_fn(rnd, parameters, config):  # type: ignore[no-untyped-def]
             seen.append(np.concatenate([p.ravel() for p in parameters]))
@@ -384,10 +388,6 @@ def test_bad_dp_configs_say_what_to_change() -> None:
             )
     with pytest.raises(ValueError, match="honest_clients goes with min_noise_multiplier"):
         make_secagg_mod(honest_clients=3)
-    # min_survivors above the sampled clients: the round cannot be planned.
-    dp = DpConfig(noise_multiplier=1.0, clipping_norm=1.0, epsilon_budget=3.0, min_survivors=7)
-    with pytest.raises(ValueError, match="min_clients 7 is more than the round's 6 clients"):
-        run_server_app(_server_app(_workflow(dp), [], 1), InProcessGrid(_client_app([]), N))
 
 
 def test_state_record_is_plain_config() -> None:
@@ -471,6 +471,39 @@ def test_dp_rounds_never_send_metrics(caplog: pytest.LogCaptureFixture) -> None:
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
 
 
+def test_the_release_keeps_charges_made_while_the_round_ran() -> None:
+    # Something else charges the same ledger (same population) while round 1 runs: a round of
+    # the same cost, under round id 99. The release must add its own cost on top.
+    z = 1.0
+    dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    server = secagg.Server(clients=N, dim=secagg.DpEncoding.masked_dim(DIM), min_clients=5)
+    other = secagg.DpEncoding(server.config, dim=DIM, noise_multiplier=z, clip=CLIP)
+    contexts: list[Context] = []
+    charged: list[str] = []
+
+    def charge_once(partition: int, msg: Message, reply: Message | None) -> None:
+        if charged:
+            return
+        charged.append(msg.metadata.group_id)
+        state = contexts[0].state
+        spent, rounds = load_ledger(state)
+        after = spent.composed(other)
+        save_ledger(state, after, [*rounds, 99], after.epsilon(DELTA), DELTA)
+
+    workflow = _workflow(dp)
+    final: list[Context] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=5, observe=charge_once)
+    run_server_app(_server_app(workflow, [], 1, final=final, started=contexts.append), grid)
+    assert charged == ["1"]
+    report = workflow.reports[0]
+    assert report.aborted is None
+    ledger = final[0].state.config_records[rk.LEDGER_RECORD]
+    assert ledger[rk.LEDGER_ROUNDS] == [99, 1]
+    assert ledger[rk.LEDGER_EPSILON] == pytest.approx(_epsilon(z, 2), rel=1e-9)
+    assert report.epsilon_spent == pytest.approx(_epsilon(z, 2), rel=1e-9)
+    assert load_ledger(final[0].state)[0].epsilon(DELTA) == pytest.approx(_epsilon(z, 2), rel=1e-9)
+
+
 def _valid_ledger() -> dict[str, Any]:
     server = secagg.Server(clients=N, dim=secagg.DpEncoding.masked_dim(DIM), min_clients=5)
     enc = secagg.DpEncoding(server.config, dim=DIM, noise_multiplier=1.0, clip=CLIP)
@@ -539,6 +572,33 @@ def test_a_corrupt_ledger_is_refused_never_read_as_empty(
             InProcessGrid(_client_app([secagg_mod]), N, seed=2),
         )
     assert TRAINED == []
+
+
+def test_min_survivors_above_the_sampled_clients_skips_the_round(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=3.0, min_survivors=7)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    sent: list[Message] = []
+    grid = InProcessGrid(
+        _client_app([secagg_mod]), N, seed=7, observe=lambda p, m, r: sent.append(m)
+    )
+    caplog.set_level(logging.ERROR, logger="flwr")
+    run_server_app(_server_app(workflow, seen, 2, final=final), grid)
+    assert len(workflow.reports) == 2
+    for report in workflow.reports:
+        assert report.aborted is not None
+        assert "min_survivors = 7 is more than the 6 clients sampled" in report.aborted
+        assert report.exchanges == 0 and report.epsilon_spent is None
+    assert not [m for m in sent if m.metadata.message_type == MessageType.TRAIN]
+    assert TRAINED == []
+    np.testing.assert_array_equal(seen[2], seen[0])
+    assert rk.LEDGER_RECORD not in final[0].state.config_records
+    assert any(
+        r.levelno == logging.ERROR and "min_survivors = 7" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:

@@ -47,7 +47,9 @@ class DpConfig:  # pylint: disable=too-many-instance-attributes
         min_survivors: the fewest survivors a round accepts; each client's noise share is
             sized so that this many already reach the target noise, and the round aborts
             below it. ``None``: the Shamir threshold t (safe for any dropout pattern, but noisy
-            when t is far below the survivors you expect).
+            when t is far below the survivors you expect). A round that samples fewer
+            clients is skipped. Clients with ``make_secagg_mod(honest_clients=h)`` refuse
+            rounds where z·√(min(h, m)/m) falls below their floor, m = ``min_survivors``.
         central: the server adds all the noise to the unmasked sum instead of the clients
             (trusted-server model: the server sees the un-noised sum).
 

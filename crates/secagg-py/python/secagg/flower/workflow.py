@@ -86,12 +86,9 @@ class RoundReport:
 
 @dataclass
 class _DpRound:
-    """A DP round allowed by the budget: its encoding and the ledger once it is charged."""
+    """A DP round allowed by the budget: its encoding (which fixes its privacy cost)."""
 
     encoding: secagg.DpEncoding
-    after: secagg.dp.Accountant
-    rounds: list[int]
-    epsilon_after: float
 
 
 class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
@@ -132,8 +129,12 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             ``epsilon_budget`` is refused before any message is sent: it is skipped (logged
             at ERROR, the model stays as it is, ``RoundReport.aborted`` says why), as
             Flower skips a fit round without clients, and so is every later round that
-            would not fit. Pair it with ``secagg_mod`` (or ``make_secagg_mod(
-            min_noise_multiplier=...)`` for clients that set their own floor).
+            would not fit; so is a round that sampled fewer clients than ``min_survivors``.
+            The ledger is read again when the round is charged and only its cost added
+            (other charges made meanwhile stay); a malformed or inconsistent ledger raises
+            ``ValueError``. Pair it with ``secagg_mod`` (or ``make_secagg_mod(
+            min_noise_multiplier=..., honest_clients=...)`` for clients that set their own
+            floor); clients never send fit metrics in DP rounds.
 
     Raises:
         ValueError: inconsistent parameters, at construction or when a round's sampled
@@ -298,6 +299,14 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             report.aborted = "fewer than 2 clients sampled"
             log(ERROR, "secagg: %s; skipping the fit round", report.aborted)
             return
+        if self.dp is not None and self.dp.min_survivors is not None and self.dp.min_survivors > n:
+            report.aborted = (
+                f"DpConfig.min_survivors = {self.dp.min_survivors} is more than the {n} clients "
+                "sampled for this round: the noise could never be complete (sample more clients, "
+                "e.g. min_fit_clients, or lower min_survivors); no round was started"
+            )
+            log(ERROR, "secagg: round %s skipped: %s", current_round, report.aborted)
+            return
 
         global_arrays = parameters_to_ndarrays(parameters)
         dim = int(sum(a.size for a in global_arrays))
@@ -411,7 +420,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         """The round's encoding and charge; refuses it (``report.aborted``) over budget."""
         dp = cast(DpConfig, self.dp)
         encoding = dp.encoding(server.config, dim)
-        spent, rounds = load_ledger(context.state)
+        spent, _ = load_ledger(context.state)
         before = spent.epsilon(dp.delta)
         after = spent.composed(encoding, sampling_rate=dp.sampling_rate)
         after_eps, order = after.epsilon_order(dp.delta)
@@ -453,7 +462,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             after_eps,
             dp.epsilon_budget,
         )
-        return _DpRound(encoding, after, rounds, after_eps)
+        return _DpRound(encoding)
 
     def _release_dp(  # pylint: disable=too-many-arguments
         self,
@@ -466,15 +475,24 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         """Charge the round, then decode the noisy sum: the global parameters + mean update."""
         dp = cast(DpConfig, self.dp)
         # The sum is unmasked: charge before anything is released, so a failure below can
-        # lose the round's result but never its charge.
-        save_ledger(
-            context.state,
-            dp_round.after,
-            [*dp_round.rounds, report.server_round],
-            dp_round.epsilon_after,
-            dp.delta,
-        )
-        report.epsilon_spent = dp_round.epsilon_after
+        # lose the round's result but never its charge. The ledger is read again now and only
+        # this round's cost is added (as the service adds it in one transaction): whatever
+        # else charged it while the round ran (another workflow, a strategy sharing the
+        # population) stays charged.
+        spent, rounds = load_ledger(context.state)
+        after = spent.composed(dp_round.encoding, sampling_rate=dp.sampling_rate)
+        epsilon = after.epsilon(dp.delta)
+        save_ledger(context.state, after, [*rounds, report.server_round], epsilon, dp.delta)
+        report.epsilon_spent = epsilon
+        if epsilon > dp.epsilon_budget:
+            log(
+                WARNING,
+                "secagg: round %s brought ε to %.4f > the budget %s: the ledger was charged "
+                "elsewhere while it ran",
+                report.server_round,
+                epsilon,
+                dp.epsilon_budget,
+            )
         survivors = len(report.survivors)
         update = dp_round.encoding.decode(aggregate, survivors)
         if report.dp is not None:
