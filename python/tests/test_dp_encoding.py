@@ -1,13 +1,15 @@
 """secagg.DpEncoding and secagg.dp.Accountant: a DP round over the sans-IO objects, driven by
 hand as a user with their own transport would, and the parameters a user gets wrong.
 
-The clients' noise comes from the OS CSPRNG, so errors are compared with the encoding's own
-prediction within several standard deviations."""
+The clients' noise comes from the OS CSPRNG, so measured noise variances are compared with the
+encoding's own prediction within bounds that a correct implementation leaves with probability
+≤ 1e-6 (``noise_stats``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from noise_stats import assert_noise_variance
 
 import secagg
 
@@ -21,9 +23,9 @@ def _server(n: int = 5, min_clients: int | None = 4, **kw) -> secagg.Server:
     )
 
 
-def _updates(n: int, seed: int = 0) -> list[np.ndarray]:
+def _updates(n: int, seed: int = 0, dim: int = D) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    xs = [rng.normal(0.0, 0.05, D) for _ in range(n)]
+    xs = [rng.normal(0.0, 0.5 / np.sqrt(dim), dim) for _ in range(n)]
     xs[0] *= 100  # norm ~50: clipped to 1
     return xs
 
@@ -36,18 +38,20 @@ def _round(n: int, xs: list[np.ndarray]):  # type: ignore[no-untyped-def]
     """A whole round with no dropouts, as a transport would drive it: each client parses the
     RoundStart it received, encodes its update for that round, then builds its Client and
     hands it the same RoundStart. Returns (server, its encoding, the released mean)."""
-    server = _server(n)
-    enc = secagg.DpEncoding(server.config, **KW)
+    dim = xs[0].size
+    kw = dict(KW, dim=dim)
+    server = secagg.Server(clients=n, dim=secagg.DpEncoding.masked_dim(dim), min_clients=4)
+    enc = secagg.DpEncoding(server.config, **kw)
     server.start(0)
     clients: dict[int, secagg.Client] = {}
     pending = server.outgoing()
     for cid, msg in pending:
         config = secagg.round_config(msg)
         assert config == {k: v for k, v in server.config.items() if k in config}
-        mine = secagg.DpEncoding(config, **KW)
+        mine = secagg.DpEncoding(config, **kw)
         assert mine.scale == enc.scale and mine.min_survivors == 4
         encoded = mine.encode(xs[cid - 1])
-        assert encoded.dtype == np.uint32 and encoded.shape == (128,)
+        assert encoded.dtype == np.uint32 and encoded.shape == (enc.padded_dim,)
         clients[cid] = secagg.Client(cid, encoded)
     for _ in range(10):
         if server.finished:
@@ -61,17 +65,20 @@ def _round(n: int, xs: list[np.ndarray]):  # type: ignore[no-untyped-def]
 
 
 def test_a_sans_io_dp_round_releases_the_clipped_mean_within_the_predicted_error() -> None:
-    xs = _updates(5)
-    server, enc, mean = _round(5, xs)
-    assert server.config["min_clients"] == 4 and len(server.config["round_seed"]) == 32
-    assert len(server.survivors) == 5
-    want = np.mean([_clipped(x) for x in xs], axis=0)
-    sigma = enc.expected_error(5)
-    # Distributed noise: each client adds 1/4 of (z * clip)^2, so 5 add 5/4 of it.
-    assert enc.noise_variance(5) == pytest.approx((0.5 * np.sqrt(5 / 4) / 5) ** 2, rel=1e-3)
-    err = mean - want
-    assert np.sqrt(np.mean(err**2)) == pytest.approx(sigma, rel=0.5)
-    assert np.max(np.abs(err)) < 6 * sigma
+    # Four rounds of 1024 values: 4096 errors pooled against the predicted variance.
+    normalized = []
+    for seed in range(4):
+        xs = _updates(5, seed=seed, dim=1024)
+        server, enc, mean = _round(5, xs)
+        assert server.config["min_clients"] == 4 and len(server.config["round_seed"]) == 32
+        assert len(server.survivors) == 5
+        want = np.mean([_clipped(x) for x in xs], axis=0)
+        sigma = enc.expected_error(5)
+        # Distributed noise: each client adds 1/4 of (z * clip)^2, so 5 add 5/4 of it.
+        assert enc.noise_variance(5) == pytest.approx((0.5 * np.sqrt(5 / 4) / 5) ** 2, rel=1e-3)
+        assert sigma**2 == pytest.approx(enc.noise_variance(5), rel=1e-3)  # rounding is tiny
+        normalized.append((mean - want) / sigma)
+    assert_noise_variance(normalized)
 
 
 def test_encode_decode_round_trip_is_the_clipped_mean() -> None:
@@ -92,17 +99,49 @@ def test_encode_decode_round_trip_is_the_clipped_mean() -> None:
 
 
 @pytest.mark.parametrize("noise", ["ddg", "skellam"])
-def test_the_predicted_error_matches_the_measured_one(noise: str) -> None:
-    d = 4096
-    server = secagg.Server(clients=3, dim=d, min_clients=3)
-    enc = secagg.DpEncoding(server.config, dim=d, noise_multiplier=2.0, clip=1.0, noise=noise)
+@pytest.mark.parametrize(
+    ("clients", "min_survivors", "survivors", "central"),
+    [
+        (3, 3, 3, False),
+        # Noise sized for 2 survivors, 8 (or 5 of the 8) survive: each adds half of
+        # (z * clip)^2, so the sum carries 4 (2.5) times the target variance. Wrong scaling on
+        # the clients (sized for 8, say) would measure a quarter of the prediction.
+        (8, 2, 8, False),
+        (8, 2, 5, False),
+        # Central: the server adds (z * clip)^2 once, whoever survives.
+        (8, 2, 5, True),
+    ],
+)
+def test_the_predicted_error_matches_the_measured_one(
+    noise: str, clients: int, min_survivors: int, survivors: int, central: bool
+) -> None:
+    d, z = 4096, 2.0
+    server = secagg.Server(
+        clients=clients,
+        dim=d,
+        min_clients=min_survivors,
+        degree=clients - 1,
+        threshold=2,
+        accept_weaker_params=True,
+    )
+    assert server.config["min_clients"] == min_survivors
+    enc = secagg.DpEncoding(
+        server.config, dim=d, noise_multiplier=z, clip=1.0, noise=noise, central=central
+    )
+    # The prediction, in closed form: (z * clip)^2 * (survivors / min_survivors) on the sum
+    # when distributed, (z * clip)^2 when central; over survivors^2 for the mean.
+    total_var = z**2 * (1.0 if central else survivors / min_survivors)
+    assert enc.noise_variance(survivors) == pytest.approx(total_var / survivors**2, rel=1e-3)
+    sigma = enc.expected_error(survivors)
+    assert sigma**2 == pytest.approx(enc.noise_variance(survivors), rel=1e-3)
     rng = np.random.default_rng(2)
-    xs = [rng.normal(0.0, 0.01, d) for _ in range(3)]
-    total = sum(enc.encode(x).astype(np.uint64) for x in xs) % (1 << 32)
-    err = enc.decode(total.astype(np.uint32), 3) - np.mean(xs, axis=0)
-    # 4096 coordinates: the measured RMSE is within a few percent of the prediction.
-    assert np.sqrt(np.mean(err**2)) == pytest.approx(enc.expected_error(3), rel=0.08)
-    assert enc.noise_variance(3) == pytest.approx((2.0 / 3) ** 2, rel=1e-3)
+    normalized = []
+    for _ in range(2):  # 8192 coordinates
+        xs = [rng.normal(0.0, 0.01, d) for _ in range(survivors)]
+        total = sum(enc.encode(x).astype(np.uint64) for x in xs) % (1 << 32)
+        err = enc.decode(total.astype(np.uint32), survivors) - np.mean(xs, axis=0)
+        normalized.append(err / sigma)
+    assert_noise_variance(normalized)
 
 
 def test_central_noise_is_added_by_decode_not_encode() -> None:

@@ -1,7 +1,9 @@
 """secagg.flower with differential privacy: SecAggWorkflow(dp=DpConfig(...)) through InProcessGrid.
 
-The clients' noise comes from the OS CSPRNG, so the released means are checked against the
-clipped mean within several predicted standard deviations. Skipped without Flower.
+The clients' noise comes from the OS CSPRNG: the released means are checked against the
+clipped mean within several predicted standard deviations, and the noise variance, pooled over
+thousands of coordinates, against its prediction within bounds a correct implementation leaves
+with probability ≤ 1e-6 (``noise_stats``). Skipped without Flower.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from noise_stats import assert_noise_variance
 
 pytest.importorskip(
     "flwr",
@@ -51,25 +54,24 @@ DELTA = 1e-5
 CLIP = 1.0
 
 
-def _offset(partition: int) -> np.ndarray:
+def _offset(partition: int, dim: int = DIM) -> np.ndarray:
     """Client ``partition``'s update (the same every round); partitions 4 and 5 are clipped."""
     rng = np.random.default_rng(200 + partition)
-    v = rng.normal(0.0, 1.0, DIM)
-    norm = 10.0 if partition >= 4 else 0.4 + 0.1 * partition
+    v = rng.normal(0.0, 1.0, dim)
+    norm = 10.0 if partition in (4, 5) else 0.4 + 0.1 * (partition % 6)
     return v / np.linalg.norm(v) * norm
 
 
-def _clipped(partition: int) -> np.ndarray:
-    v = _offset(partition)
+def _clipped(partition: int, dim: int = DIM) -> np.ndarray:
+    v = _offset(partition, dim)
     return v * min(1.0, CLIP / np.linalg.norm(v))
 
 
-def _split(flat: np.ndarray) -> list[np.ndarray]:
+def _split(flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
     out, at = [], 0
-    for s in SHAPES:
-        size = int(np.prod(s))
-        out.append(flat[at : at + size].reshape(s))
-        at += size
+    for p in like:
+        out.append(flat[at : at + p.size].reshape(p.shape))
+        at += p.size
     return out
 
 
@@ -83,8 +85,9 @@ class _Client(NumPyClient):
     def fit(self, parameters, config):  # type: ignore[no-untyped-def]
         TRAINED.append(self.partition)
         flat = np.concatenate([p.ravel() for p in parameters])
+        update = _offset(self.partition, flat.size)
         # A weight that would skew a weighted mean: DP rounds must ignore it.
-        return _split(flat + _offset(self.partition)), _weight(self.partition), {"secret": 1.0}
+        return _split(flat + update, parameters), _weight(self.partition), {"secret": 1.0}
 
 
 def _weight(partition: int) -> int:
@@ -105,6 +108,8 @@ def _server_app(  # pylint: disable=too-many-arguments
     ledger: ConfigRecord | None = None,
     final: list[Context] | None = None,
     *,
+    shapes: list[tuple[int, ...]] = SHAPES,
+    clients: int = N,
     started: Callable[[Context], None] | None = None,
 ) -> ServerApp:
     app = ServerApp()
@@ -124,8 +129,8 @@ def _server_app(  # pylint: disable=too-many-arguments
             fraction_fit=1.0,
             fraction_evaluate=0.0,
             min_fit_clients=2,
-            min_available_clients=N,
-            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
+            min_available_clients=clients,
+            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in shapes]),
             evaluate_fn=evaluate_fn,
         )
         legacy = LegacyContext(
@@ -225,10 +230,9 @@ def test_dp_rounds_release_the_clipped_mean_within_the_predicted_error(
         noise_sd = z * CLIP * (1.0 if central else np.sqrt(len(alive) / 5))
         assert sigma == pytest.approx(noise_sd / len(alive), rel=0.02)
         err = got - want
+        # A sanity bound (6σ over 17 coordinates: ~3e-8); the noise variance itself is
+        # measured over thousands of coordinates in test_the_measured_noise_variance_...
         assert np.max(np.abs(err)) < 6 * sigma, (rnd, err, sigma)
-        # The noise is really there (not a plain mean): 17 coordinates all within 0.2σ
-        # would be a ~1e-20 event.
-        assert np.sqrt(np.mean(err**2)) > 0.2 * sigma
         # Unweighted and clipped: the weighted and the unclipped means are far outside the
         # noise (‖noise‖ > 2σ√17 is a ~1e-9 event for 17 coordinates).
         radius = 2 * sigma * np.sqrt(DIM)
@@ -411,6 +415,59 @@ def test_state_record_is_plain_config() -> None:
         assert restored.orders == acc.orders and restored.rdp == acc.rdp
         assert rounds == record[rk.LEDGER_ROUNDS]
         assert restored.epsilon(DELTA) == record[rk.LEDGER_EPSILON]
+
+
+@pytest.mark.parametrize(("noise", "central"), [("ddg", False), ("skellam", False), ("ddg", True)])
+def test_the_measured_noise_variance_matches_the_prediction(noise: str, central: bool) -> None:
+    # 8 clients, noise sized for 2 survivors: each client adds half of (z * clip)^2, so 8
+    # survivors carry 4 times the target variance (7 survivors, 3.5 times). Noise doubled or
+    # halved measures far outside the bounds. A client that sized its share for another
+    # number of survivors than the round's min_survivors would pick another scale γ (the
+    # integer noise level is fixed by the bits, γ ∝ √m): its update would arrive scaled by
+    # √(m'/m), which the projection on the true mean below shows.
+    clients, m, z, dim = 8, 2, 0.05, 2048
+    dp = DpConfig(
+        noise=noise,  # type: ignore[arg-type]
+        noise_multiplier=z,
+        clipping_norm=CLIP,
+        epsilon_budget=float("inf"),
+        delta=DELTA,
+        min_survivors=m,
+        central=central,
+    )
+    workflow = SecAggWorkflow(
+        num_shares=7, reconstruction_threshold=2, accept_weaker_params=True, seed=9, dp=dp
+    )
+    seen: list[np.ndarray] = []
+    # Round 2: partition 3 vanishes when asked for its masked update.
+    grid = InProcessGrid(
+        _client_app([secagg_mod]), clients, seed=6, vanish=_vanish_at({(2, 3): 2})
+    )
+    app = _server_app(workflow, seen, 2, shapes=[(32, 64)], clients=clients)
+    run_server_app(app, grid)
+
+    normalized = []
+    for rnd, report in enumerate(workflow.reports, start=1):
+        assert report.aborted is None and report.dp is not None
+        assert report.dp["min_survivors"] == m and report.dp["padded_dim"] == dim
+        alive = [p for p in range(clients) if not (rnd == 2 and p == 3)]
+        s = len(report.survivors)
+        assert s == len(alive)
+        # The prediction in closed form: (z * clip)^2 * s/m on the sum (distributed) or
+        # (z * clip)^2 (central), over s^2 for the mean; rounding adds ~1e-8 of it.
+        total_var = (z * CLIP) ** 2 * (1.0 if central else s / m)
+        sigma = report.dp["expected_rmse"]
+        assert sigma**2 == pytest.approx(total_var / s**2, rel=1e-4)
+        want = np.mean([_clipped(p, dim) for p in alive], axis=0)
+        got = seen[rnd] - seen[rnd - 1]
+        normalized.append((got - want) / sigma)
+        # Unbiased: along the true mean, the release is ‖want‖ plus one coordinate of
+        # isotropic noise N(0, σ²) (‖want‖ ≈ 19σ here); outside ±5.5σ with probability
+        # 4e-8.
+        along = float(got @ want) / np.linalg.norm(want)
+        assert abs(along - np.linalg.norm(want)) < 5.5 * sigma, (along, np.linalg.norm(want), sigma)
+    # 4096 coordinates: the variance ratio must be within about ±0.12 of 1.
+    assert_noise_variance(normalized)
 
 
 def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
