@@ -46,6 +46,10 @@ GOOD = [np.arange(8, dtype=np.uint32) for _ in range(4)]
         ([np.zeros(8)] * 4, {"weights": [1.5, 2, 3, 4]}, "integers"),
         ([np.zeros(8)] * 4, {"clip": -1.0}, "positive"),
         (GOOD, {"assumed_corrupt": 1.2}, "assumed_corrupt"),
+        # Negative counts are ValueErrors naming the argument, not OverflowErrors.
+        (GOOD, {"degree": -1}, "degree must be ≥ 0"),
+        (GOOD, {"threshold": -2}, "threshold must be ≥ 0"),
+        ([np.zeros(8)] * 4, {"dp": "ddg", "dp_rounds": -1}, "dp_rounds must be ≥ 0"),
         (np.zeros(8, np.uint32), {}, "shape"),
     ],
 )
@@ -104,3 +108,16 @@ def test_bad_client_parameters(args, kwargs, hint):
     with pytest.raises(ValueError) as e:
         secagg.Client(*args, **kwargs)
     assert hint in str(e.value), str(e.value)
+
+
+def test_negative_times_and_ids_to_a_server_are_value_errors():
+    server = secagg.Server(clients=3, dim=4)
+    with pytest.raises(ValueError, match="now_ms must be ≥ 0"):
+        server.start(-1)
+    server.start(0)
+    with pytest.raises(ValueError, match="client_id must be ≥ 0"):
+        server.handle_message(0, -1, b"")
+    with pytest.raises(ValueError, match="now_ms must be ≥ 0"):
+        server.handle_timeout(-5)
+    with pytest.raises(ValueError, match="client_id must be ≥ 0"):
+        server.client_gone(0, -2)

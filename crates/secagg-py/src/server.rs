@@ -159,18 +159,20 @@ impl Server {
 
     /// Queues RoundStart for every client and starts the first stage's clock.
     #[pyo3(signature = (now_ms=0))]
-    fn start(&mut self, now_ms: u64) {
-        self.round.start(now_ms);
+    fn start(&mut self, now_ms: i128) -> PyResult<()> {
+        self.round.start(count(now_ms, "now_ms")?);
+        Ok(())
     }
 
     /// Feeds one client message; see `__init__.pyi`.
     fn handle_message(
         &mut self,
         py: Python<'_>,
-        now_ms: u64,
-        client_id: u32,
+        now_ms: i128,
+        client_id: i128,
         message: &[u8],
     ) -> PyResult<&'static str> {
+        let (now_ms, client_id) = (count(now_ms, "now_ms")?, count(client_id, "client_id")?);
         let round = &mut self.round;
         // Closing the unmask stage removes every mask: release the GIL meanwhile.
         let handled = py.detach(|| round.handle_message(now_ms, client_id, message));
@@ -202,15 +204,19 @@ impl Server {
     }
 
     /// Closes the current stage if its deadline passed.
-    fn handle_timeout(&mut self, py: Python<'_>, now_ms: u64) {
+    fn handle_timeout(&mut self, py: Python<'_>, now_ms: i128) -> PyResult<()> {
+        let now_ms = count(now_ms, "now_ms")?;
         let round = &mut self.round;
         py.detach(|| round.handle_timeout(now_ms));
+        Ok(())
     }
 
     /// The transport lost `client_id`.
-    fn client_gone(&mut self, py: Python<'_>, now_ms: u64, client_id: u32) {
+    fn client_gone(&mut self, py: Python<'_>, now_ms: i128, client_id: i128) -> PyResult<()> {
+        let (now_ms, client_id) = (count(now_ms, "now_ms")?, count(client_id, "client_id")?);
         let round = &mut self.round;
         py.detach(|| round.client_gone(now_ms, client_id));
+        Ok(())
     }
 
     /// The released aggregate (sum, or weighted mean for float rounds).

@@ -17,8 +17,8 @@ use secagg_sim::simulate::{
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
 use crate::options::{
-    ParamChoice, graph_name, os_random, parse_stage, plan_error, prg_name, round_options,
-    threat_name,
+    ParamChoice, count, graph_name, opt_count, os_random, parse_stage, plan_error, prg_name,
+    round_options, threat_name,
 };
 
 /// Reads every input and checks they are all of one kind.
@@ -125,13 +125,13 @@ fn secs(d: Duration) -> f64 {
 pub fn simulate_round<'py>(
     py: Python<'py>,
     inputs: Vec<Bound<'py, PyAny>>,
-    bits: u8,
+    bits: i128,
     dropout: f64,
     dropout_stage: Option<&str>,
-    degree: Option<u32>,
-    threshold: Option<u32>,
-    seed: Option<u64>,
-    weights: Option<Vec<u64>>,
+    degree: Option<i128>,
+    threshold: Option<i128>,
+    seed: Option<i128>,
+    weights: Option<Vec<i128>>,
     threat: &str,
     clip: Option<f64>,
     graph: &str,
@@ -144,9 +144,18 @@ pub fn simulate_round<'py>(
     dp_clip: f64,
     dp_delta: f64,
     dp_sampling_rate: f64,
-    dp_rounds: u64,
+    dp_rounds: i128,
     dp_central: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // Python ints: a negative or too large value is a ValueError naming the argument.
+    let bits: u8 = count(bits, "bits")?;
+    let degree: Option<u32> = opt_count(degree, "degree")?;
+    let threshold: Option<u32> = opt_count(threshold, "threshold")?;
+    let seed: Option<u64> = opt_count(seed, "seed")?;
+    let dp_rounds: u64 = count(dp_rounds, "dp_rounds")?;
+    let weights: Option<Vec<u64>> = weights
+        .map(|w| w.into_iter().map(|x| count(x, "a weight")).collect())
+        .transpose()?;
     let dp = DpChoice {
         noise: dp,
         noise_multiplier: dp_noise_multiplier,
