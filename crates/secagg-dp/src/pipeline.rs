@@ -435,7 +435,6 @@ fn sampler_variance(kind: NoiseKind, variance: f64) -> Result<f64, DpError> {
     }
 }
 
-/// Scales `v` down to L2 norm `clip` if it is longer (computed without overflow).
 /// The factor min(1, clip/‖v‖₂) that clips `v` (finite values) to L2 norm `clip`.
 fn clip_factor(v: &[f64], clip: f64) -> f64 {
     let norm = l2_norm(v);

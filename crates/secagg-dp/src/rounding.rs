@@ -35,13 +35,16 @@ const BLOCK: usize = 512;
 /// the rounding).
 #[inline(always)]
 fn floor_i64(v: f64) -> i64 {
+    // The cast saturates beyond ±2^63, and so does the correction.
     let t = v as i64;
-    t - i64::from((t as f64) > v)
+    t.saturating_sub(i64::from((t as f64) > v))
 }
 
-/// Unbiased stochastic rounding of each value into `out` (same length); values must be
-/// finite and within ±2^62. Rounds up when a uniform with 53 random bits is below the
-/// fractional part (exact: v − ⌊v⌋ is computed without rounding). Returns Σ out², saturating.
+/// Unbiased stochastic rounding of each value into `out` (same length) for finite values
+/// within ±2^62 (beyond, results saturate at the i64 range). Rounds up when a uniform with 53
+/// random bits is below the fractional part: unbiased up to 2^−53 per value (the uniform's
+/// resolution, and v − ⌊v⌋ rounds for |v| < ½ with bits below 2^−53). Returns Σ out²,
+/// saturating.
 pub fn stochastic_round<R: CryptoRng + ?Sized>(x: &[f64], rng: &mut R, out: &mut [i64]) -> u128 {
     let mut coins = [0u8; BLOCK * 8];
     let mut norm_sq = 0u128;
@@ -53,7 +56,7 @@ pub fn stochastic_round<R: CryptoRng + ?Sized>(x: &[f64], rng: &mut R, out: &mut
             w.copy_from_slice(c);
             let unit = (u64::from_le_bytes(w) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
             let floor = floor_i64(v);
-            let r = floor + i64::from(unit < v - floor as f64);
+            let r = floor.saturating_add(i64::from(unit < v - floor as f64));
             *o = r;
             let m = u128::from(r.unsigned_abs());
             norm_sq = norm_sq.saturating_add(m * m);
@@ -82,6 +85,13 @@ pub fn conditional_round<R: CryptoRng + ?Sized>(
             "the L2 bound must be finite and ≥ 0, got {l2_bound}"
         )));
     }
+    // Beyond 2^63 the squared bound (and the saturating norm) would make the check vacuous.
+    if l2_bound >= libm::ldexp(1.0, 63) {
+        return Err(DpError(format!(
+            "the L2 bound {l2_bound} is too large to check exactly: use more noise or a \
+             smaller scale"
+        )));
+    }
     let bound_sq = libm::floor(l2_bound * l2_bound * (1.0 - 1.0 / (1u64 << 50) as f64)) as u128;
     let mut values = vec![0i64; x.len()];
     for tries in 1..=max_tries {
@@ -103,6 +113,16 @@ mod tests {
 
     fn norm_squared(v: &[i64]) -> u128 {
         v.iter().map(|&a| (a as i128 * a as i128) as u128).sum()
+    }
+
+    /// Values beyond the i64 range saturate instead of overflowing (or flipping sign).
+    #[test]
+    fn out_of_range_values_saturate() {
+        let mut out = [0i64; 2];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        stochastic_round(&[1e19, -1e19], &mut rng, &mut out);
+        assert_eq!(out, [i64::MAX, i64::MIN]);
+        assert!(conditional_round(&[1.0], 1e19, 1, &mut rng).is_err());
     }
 
     #[test]

@@ -175,7 +175,10 @@ impl Envelope {
         if first < self.accept_below[idx] {
             return true;
         }
-        if first >= self.reject_from[idx] && first != u64::MAX {
+        // reject_from < u64::MAX certifies q < 1 − 2^−64 (so even first = u64::MAX rejects);
+        // u64::MAX means "never by the word alone". Without this, first = u64::MAX would take
+        // the exact path even where the probability is near 0, whose cost grows with γ.
+        if self.reject_from[idx] != u64::MAX && first >= self.reject_from[idx] {
             return false;
         }
         exact(rng, idx, first)
@@ -189,6 +192,7 @@ impl Envelope {
     /// Decodes one word.
     #[inline(always)]
     pub(crate) fn propose(&self, w: u64) -> Proposal {
+        debug_assert!(!self.is_empty(), "proposals need a table");
         let prefix_bits = 64 - self.index_bits - COIN_BITS;
         let b = (w >> (64 - self.index_bits)) as usize;
         // b < 2^index_bits = buckets.len(); the fallback is never taken.

@@ -13,8 +13,8 @@
 //! spare bits or one more word against precomputed thresholds that bracket it; in between
 //! (about 2^−40 of the time) it is decided exactly from Taylor bounds on e^(−γ) in big
 //! integers. Tail proposals are accepted with the edge's body test times e^(−γ_j)/ρ^j, decided
-//! exactly the same way. Expected cost: one word and one 32-byte bucket per sample; memory
-//! ~60 bytes per entry, 13σ + 35 entries.
+//! exactly the same way. Expected cost: one word and one 16-byte bucket per sample; memory
+//! ~40 bytes per entry (buckets padded to a power of two), 13σ + 35 entries.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -26,7 +26,7 @@ use super::bignum::{self, BigUint};
 use super::{bernoulli, uniform};
 use crate::DpError;
 
-/// Largest variance served by a table: 2^24 (σ = 4096, ~53 k entries, ~3 MB).
+/// Largest variance served by a table: 2^24 (σ = 4096, ~53 k entries, ~2.5 MB).
 pub const TABLE_MAX_VARIANCE: f64 = 16_777_216.0;
 
 const HALF_WIDTH_SIGMAS: f64 = 6.5;

@@ -23,9 +23,9 @@
 //! rational coins and the body test at the edge.
 //!
 //! Expected cost: ~1.0 proposals per sample (the envelope exceeds f by about (entries)/2^32
-//! relative), one word and one 32-byte bucket per proposal; tails are reached with
-//! probability about 10^−7 and cost O(√μ) coins. Memory: ~56 bytes per body entry,
-//! ~11√μ + 16 entries (μ = 2^23: 32 k entries, 1.8 MB), built once per round in O(√μ).
+//! relative), one word and one 16-byte bucket per proposal; tails are reached with
+//! probability about 10^−7 and cost O(√μ) coins. Memory: ~40 bytes per body entry,
+//! ~11√μ + 16 entries (μ = 2^23: 32 k entries, ~1.3 MB), built once per round in O(√μ).
 
 use alloc::format;
 use alloc::vec;
