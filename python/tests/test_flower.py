@@ -27,6 +27,7 @@ from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
 from flwr.server.strategy import FedAvg  # noqa: E402
 from flwr.server.workflow import DefaultWorkflow  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from flower_apps import fedavg_server_app, numpy_client_app  # noqa: E402
 from secagg.flower import (  # noqa: E402
     InProcessGrid,
     SecAggClientError,
@@ -66,35 +67,17 @@ class _Client(NumPyClient):
 
 
 def _client_app(mods: list) -> ClientApp:  # type: ignore[type-arg]
-    def client_fn(context: Context):  # type: ignore[no-untyped-def]
-        return _Client(int(context.node_config["partition-id"])).to_client()
-
-    return ClientApp(client_fn=client_fn, mods=mods)
+    return numpy_client_app(_Client, mods)
 
 
 def _server_app(workflow: SecAggWorkflow, seen: list[list[np.ndarray]]) -> ServerApp:
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        def evaluate_fn(rnd, parameters, config):  # type: ignore[no-untyped-def]
-            seen.append([p.copy() for p in parameters])
-            return 0.0, {}
-
-        strategy = FedAvg(
-            fraction_fit=1.0,
-            fraction_evaluate=0.0,
-            min_fit_clients=2,
-            min_available_clients=N,
-            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in SHAPES]),
-            evaluate_fn=evaluate_fn,
-        )
-        legacy = LegacyContext(
-            context=context, config=ServerConfig(num_rounds=ROUNDS), strategy=strategy
-        )
-        DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
-
-    return app
+    return fedavg_server_app(
+        workflow,
+        lambda params: seen.append([p.copy() for p in params]),
+        rounds=ROUNDS,
+        shapes=SHAPES,
+        clients=N,
+    )
 
 
 def _expected(dropped_per_round: list[set[int]]) -> list[list[np.ndarray]]:

@@ -30,11 +30,8 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.app.message_type import MessageType  # noqa: E402
 from flwr.common import FitIns, ndarrays_to_parameters  # noqa: E402
 from flwr.compat.common import recorddict_compat as compat  # noqa: E402
-from flwr.server import ServerConfig  # noqa: E402
-from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
-from flwr.server.strategy import FedAvg  # noqa: E402
-from flwr.server.workflow import DefaultWorkflow  # noqa: E402
-from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from flwr.serverapp import ServerApp  # noqa: E402
+from flower_apps import fedavg_server_app, numpy_client_app  # noqa: E402
 from secagg.flower import (  # noqa: E402
     DpConfig,
     InProcessGrid,
@@ -95,10 +92,7 @@ def _weight(partition: int) -> int:
 
 
 def _client_app(mods: list) -> ClientApp:  # type: ignore[type-arg]
-    def client_fn(context: Context):  # type: ignore[no-untyped-def]
-        return _Client(int(context.node_config["partition-id"])).to_client()
-
-    return ClientApp(client_fn=client_fn, mods=mods)
+    return numpy_client_app(_Client, mods)
 
 
 def _server_app(  # pylint: disable=too-many-arguments
@@ -112,35 +106,21 @@ def _server_app(  # pylint: disable=too-many-arguments
     clients: int = N,
     started: Callable[[Context], None] | None = None,
 ) -> ServerApp:
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
+    def before(context: Context) -> None:
         if ledger is not None:
             context.state.config_records[rk.LEDGER_RECORD] = ledger
         if started is not None:
             started(context)
 
-        def evaluate_fn(rnd, parameters, config):  # type: ignore[no-untyped-def]
-            seen.append(np.concatenate([p.ravel() for p in parameters]))
-            return 0.0, {}
-
-        strategy = FedAvg(
-            fraction_fit=1.0,
-            fraction_evaluate=0.0,
-            min_fit_clients=2,
-            min_available_clients=clients,
-            initial_parameters=ndarrays_to_parameters([np.zeros(s) for s in shapes]),
-            evaluate_fn=evaluate_fn,
-        )
-        legacy = LegacyContext(
-            context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
-        )
-        DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
-        if final is not None:
-            final.append(context)
-
-    return app
+    return fedavg_server_app(
+        workflow,
+        lambda params: seen.append(np.concatenate([p.ravel() for p in params])),
+        rounds=rounds,
+        shapes=shapes,
+        clients=clients,
+        before=before,
+        after=final.append if final is not None else None,
+    )
 
 
 def _workflow(dp: DpConfig | None, **kw: Any) -> SecAggWorkflow:
