@@ -24,6 +24,7 @@ pub fn config(malicious: bool) -> RoundConfig {
             ThreatModel::HonestButCurious
         },
         pki: malicious,
+        encoding: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Criterion benches of Shamir secret sharing over GF(2^61 - 1): a client splitting its two
 //! 32-byte secrets among its neighbours, and the server reconstructing them, with and without
-//! cached Lagrange coefficients (the server reuses one set of survivors for many secrets).
+//! cached Lagrange coefficients (the server reuses one set of survivors for many secrets), and
+//! with error correction when some shares are wrong.
 
 use std::hint::black_box;
 
@@ -66,5 +67,33 @@ fn lagrange(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, split, reconstruct, lagrange);
+/// `reconstruct_robust` from all n shares with `errors` of them wrong in every chunk: share 0
+/// (so the fast path fails) and others spread evenly. With 0 errors it is the fast path.
+fn robust(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shamir_robust");
+    let secret = [0x42u8; shamir::SECRET_LEN];
+    for (n, t, errors) in [
+        (100, 51, 0),
+        (100, 51, 1),
+        (100, 51, 10),
+        (100, 51, 24),
+        (21, 11, 5),
+    ] {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut shares = shamir::split(&secret, &points(n), t, &mut rng)
+            .unwrap_or_else(|_| unreachable!("valid parameters"));
+        for k in 0..errors {
+            for y in &mut shares[k * n / errors].y {
+                *y = (*y + 1) % shamir::MODULUS;
+            }
+        }
+        g.bench_function(
+            BenchmarkId::new("n_t_errors", format!("{n}_{t}_{errors}")),
+            |b| b.iter(|| shamir::reconstruct_robust(black_box(&shares), t, |s| *s == secret)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, split, reconstruct, lagrange, robust);
 criterion_main!(benches);

@@ -26,9 +26,9 @@ use crate::error::ClientError;
 use crate::graph::Graph;
 use crate::idset::IdSet;
 use crate::messages::{
-    ClientMessage, KeyEntry, SHARE_BUNDLE_LEN, ServerMessage, consistency_signed_bytes,
+    ClientMessage, KeyEntry, MaskedWith, SHARE_BUNDLE_LEN, ServerMessage, consistency_signed_bytes,
 };
-use crate::params::ThreatModel;
+use crate::params::{self, Assumptions, ParamError, ThreatModel};
 use crate::prg::{MaskStream, Sign, apply_masks};
 use crate::shamir::{self, SHARE_LEN, Share};
 
@@ -49,6 +49,11 @@ pub struct Policy {
     pub min_threshold_fraction: f64,
     /// Smallest acceptable min_clients.
     pub min_clients: u32,
+    /// The client's own assumptions (fractions of corrupt and dropped clients): the announced
+    /// (k, t, min_clients) must pass [`params::check_round`] under them, the same check the
+    /// planner runs. `None` skips it, except that a client requiring the malicious model
+    /// always checks, with [`Assumptions::default`]'s fractions when none are given.
+    pub assumptions: Option<Assumptions>,
 }
 
 impl Default for Policy {
@@ -57,6 +62,46 @@ impl Default for Policy {
             min_model: ThreatModel::HonestButCurious,
             min_threshold_fraction: 0.0,
             min_clients: 2,
+            assumptions: None,
+        }
+    }
+}
+
+impl Policy {
+    /// A client that requires the malicious-server model and checks every round's
+    /// parameters against `corrupt_fraction` and `dropout_fraction`.
+    pub fn malicious(corrupt_fraction: f64, dropout_fraction: f64) -> Self {
+        Self {
+            min_model: ThreatModel::Malicious,
+            assumptions: Some(Assumptions {
+                corrupt_fraction,
+                dropout_fraction,
+                model: ThreatModel::Malicious,
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// The assumptions to check a round against, if any.
+    fn effective_assumptions(&self) -> Option<Assumptions> {
+        let malicious = self.min_model == ThreatModel::Malicious
+            || self
+                .assumptions
+                .is_some_and(|a| a.model == ThreatModel::Malicious);
+        match (self.assumptions, malicious) {
+            (Some(a), m) => Some(Assumptions {
+                model: if m {
+                    ThreatModel::Malicious
+                } else {
+                    ThreatModel::HonestButCurious
+                },
+                ..a
+            }),
+            (None, true) => Some(Assumptions {
+                model: ThreatModel::Malicious,
+                ..Assumptions::default()
+            }),
+            (None, false) => None,
         }
     }
 }
@@ -146,13 +191,7 @@ impl Client {
         let enc = DhKeyPair::generate(rng);
         let mask = DhKeyPair::generate(rng);
         let self_seed = Zeroizing::new(crypto::random_array::<R, 32>(rng));
-        let mut entry = KeyEntry {
-            id: self.id,
-            enc_pk: enc.public(),
-            mask_pk: mask.public(),
-            commitment: crypto::commit_self_secret(&self_seed, config.round_id, self.id),
-            signature: None,
-        };
+        let mut entry = own_entry(self.id, &config, &enc, &mask, &self_seed);
         if let Some(idk) = &self.identity {
             entry.signature = Some(idk.sign(&entry.signed_bytes(&config.digest())));
         }
@@ -216,6 +255,38 @@ impl Client {
                 c.min_clients, self.policy.min_clients
             ));
         }
+        if let Some(a) = self.policy.effective_assumptions() {
+            let complete = c.graph == crate::GraphKind::Complete;
+            match params::check_round(
+                c.num_clients,
+                complete,
+                c.degree,
+                c.threshold,
+                c.min_clients,
+                &a,
+            ) {
+                Ok(_warnings) => {}
+                Err(ParamError::Insecure(m) | ParamError::Invalid(m))
+                | Err(ParamError::Infeasible(m) | ParamError::NoParameters(m)) => {
+                    return bad(format!(
+                        "under my assumptions ({}% corrupt, {}% dropouts, {:?} server): {m}",
+                        a.corrupt_fraction * 100.0,
+                        a.dropout_fraction * 100.0,
+                        a.model
+                    ));
+                }
+            }
+        }
+        if let Some(roster) = &self.roster {
+            let mut keys = roster.clone();
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return bad(String::from(
+                    "my roster lists one identity key at two ids (one party would be several \
+                     neighbours)",
+                ));
+            }
+        }
         match (&self.identity, &self.roster, c.pki) {
             (Some(_), Some(roster), true) if roster.len() != c.num_clients as usize => {
                 return bad(format!(
@@ -255,6 +326,25 @@ struct Peer {
     id: ClientId,
     enc_shared: Zeroizing<[u8; 32]>,
     mask_shared: Zeroizing<[u8; 32]>,
+    /// [`crypto::pair_binding`] of both key entries as this client saw them.
+    binding: [u8; 32],
+}
+
+/// This client's key entry (unsigned) for `config`.
+fn own_entry(
+    id: ClientId,
+    config: &RoundConfig,
+    enc: &DhKeyPair,
+    mask: &DhKeyPair,
+    self_seed: &[u8; 32],
+) -> KeyEntry {
+    KeyEntry {
+        id,
+        enc_pk: enc.public(),
+        mask_pk: mask.public(),
+        commitment: crypto::commit_self_secret(self_seed, config.round_id, id),
+        signature: None,
+    }
 }
 
 impl AwaitingNeighbours {
@@ -263,16 +353,23 @@ impl AwaitingNeighbours {
         &self.common.config
     }
 
-    /// Handles NeighbourKeys: checks U1, the graph and every key (and signature), then sends
-    /// each neighbour its encrypted shares of the mask key and the self-mask seed.
+    /// Handles NeighbourKeys: checks U1, the Merkle path of its own keys, the graph and every
+    /// key (and signature), then sends each neighbour its encrypted shares of the mask key and
+    /// the self-mask seed. The split randomness is derived from the client's secrets
+    /// ([`crypto::share_split_rng`]); `_rng` is kept so every stage takes the same arguments.
     pub fn handle<R: CryptoRng + ?Sized>(
         self,
         bytes: &[u8],
-        rng: &mut R,
+        _rng: &mut R,
     ) -> Result<(AwaitingShares, Vec<u8>), ClientError> {
         let c = &self.common;
-        let (u1, entries) = match expect_message(bytes, &c.config)? {
-            ServerMessage::NeighbourKeys { u1, neighbours } => (u1, neighbours),
+        let (u1, keys_root, key_path, entries) = match expect_message(bytes, &c.config)? {
+            ServerMessage::NeighbourKeys {
+                u1,
+                keys_root,
+                key_path,
+                neighbours,
+            } => (u1, keys_root, key_path, neighbours),
             _ => return Err(ClientError::UnexpectedMessage("expected NeighbourKeys")),
         };
         if !u1.contains(c.id) {
@@ -285,9 +382,26 @@ impl AwaitingNeighbours {
                 c.config.min_clients
             ));
         }
-        let session = c.config.session_id(&u1);
+        // The session id covers every advertised key of U1 through the Merkle root; mine must
+        // be in it, as I advertised it, at my place.
+        let own_leaf =
+            own_entry(c.id, &c.config, &self.enc, &self.mask, &self.self_seed).leaf();
+        let index = u1.iter().take_while(|v| *v < c.id).count();
+        if !crate::merkle::verify(&own_leaf, index, u1.len(), &key_path, &keys_root) {
+            return refuse(String::from(
+                "built the session over key entries that do not include mine as I advertised it",
+            ));
+        }
+        let session = c.config.session_id(&u1, &keys_root);
         let graph = Graph::new(c.config.graph, c.config.degree, &u1, &session);
         let expected = graph.neighbours(c.id);
+        let t = c.config.threshold as usize;
+        if c.config.model == ThreatModel::Malicious && expected.len() < t {
+            return refuse(format!(
+                "left me {} neighbours in U1, fewer than the threshold {t}",
+                expected.len()
+            ));
+        }
         if entries.len() != expected.len()
             || entries.iter().zip(&expected).any(|(e, id)| e.id != *id)
         {
@@ -335,10 +449,14 @@ impl AwaitingNeighbours {
                 id: e.id,
                 enc_shared,
                 mask_shared,
+                binding: crypto::pair_binding(c.id, &own_leaf, e.id, &e.leaf()),
             });
         }
-        let t = c.config.threshold as usize;
         let mask_sk = self.mask.secret_bytes();
+        // Split randomness derived from the secrets and the session: sharing again after a
+        // restore seals the same plaintexts under the fixed AEAD nonce.
+        let mut split_rng = crypto::share_split_rng(&mask_sk, &self.self_seed, &session);
+        let rng = &mut split_rng;
         let share_err = |_| ClientError::Misuse("secret sharing failed for validated parameters");
         // Shares go to the neighbours and to the client itself (it reveals its own share of b_u
         // when it survives, so t counts among k + 1 holders).
@@ -365,7 +483,14 @@ impl AwaitingNeighbours {
             bundle[SHARE_LEN..].copy_from_slice(&b.to_bytes());
             out.push((
                 p.id,
-                crypto::seal_shares(&p.enc_shared, &session, c.id, p.id, bundle.as_ref()),
+                crypto::seal_shares(
+                    &p.enc_shared,
+                    &session,
+                    c.id,
+                    p.id,
+                    &p.binding,
+                    bundle.as_ref(),
+                ),
             ));
         }
         let msg = ClientMessage::EncryptedShares(out).encode();
@@ -377,6 +502,7 @@ impl AwaitingNeighbours {
                 input: self.input,
                 self_seed: self.self_seed,
                 session,
+                u1,
                 peers,
                 own: own.ok_or(ClientError::Misuse("own share missing"))?,
             },
@@ -391,6 +517,7 @@ pub struct AwaitingShares {
     input: Zeroizing<Vec<u64>>,
     self_seed: Zeroizing<[u8; 32]>,
     session: SessionId,
+    u1: IdSet,
     peers: Vec<Peer>,
     own: HeldShares,
 }
@@ -423,6 +550,14 @@ impl AwaitingShares {
         }
         // Exactly one ciphertext from each neighbour in U2, in order, and nothing else.
         let live: Vec<&Peer> = self.peers.iter().filter(|p| u2.contains(p.id)).collect();
+        let t = c.config.threshold as usize;
+        if c.config.model == ThreatModel::Malicious && live.len() < t {
+            return refuse(format!(
+                "left {} of my neighbours in U2, fewer than the threshold {t}: I would mask with \
+                 too few of them",
+                live.len()
+            ));
+        }
         if cts.len() != live.len() || cts.iter().zip(&live).any(|((from, _), p)| *from != p.id) {
             return refuse(String::from(
                 "routed shares from a set that differs from my neighbours in U2",
@@ -430,12 +565,17 @@ impl AwaitingShares {
         }
         let mut held = Vec::with_capacity(live.len());
         for ((from, ct), p) in cts.iter().zip(&live) {
-            let pt = crypto::open_shares(&p.enc_shared, &self.session, *from, c.id, ct).ok_or(
-                ClientError::PeerMisbehaved {
+            let pt = crypto::open_shares(&p.enc_shared, &self.session, *from, c.id, &p.binding, ct)
+                .ok_or(ClientError::PeerMisbehaved {
                     peer: *from,
-                    reason: "share ciphertext does not decrypt for this session",
-                },
-            )?;
+                    reason: "share ciphertext does not decrypt for this session and these keys",
+                })?;
+            if pt.len() != SHARE_BUNDLE_LEN {
+                return Err(ClientError::PeerMisbehaved {
+                    peer: *from,
+                    reason: "share bundle of the wrong length",
+                });
+            }
             let parse = |b: &[u8]| {
                 Share::from_bytes(b).map_err(|_| ClientError::PeerMisbehaved {
                     peer: *from,
@@ -443,7 +583,7 @@ impl AwaitingShares {
                 })
             };
             let (mask_key, self_mask) = (parse(&pt[..SHARE_LEN])?, parse(&pt[SHARE_LEN..])?);
-            if mask_key.x != c.id || self_mask.x != c.id || pt.len() != SHARE_BUNDLE_LEN {
+            if mask_key.x != c.id || self_mask.x != c.id {
                 return Err(ClientError::PeerMisbehaved {
                     peer: *from,
                     reason: "share addressed to another evaluation point",
@@ -470,15 +610,31 @@ impl AwaitingShares {
         // Masked in place: the input and b_u are dropped (zeroized) with this stage.
         let mut y = self.input;
         apply_masks(&mut y, modulus, &mut streams);
+        let masked_with_ids: Vec<ClientId> = live.iter().map(|p| p.id).collect();
+        let masked_with = match (&c.config.model, &c.identity) {
+            (ThreatModel::Malicious, Some(idk)) => {
+                let neighbours: Vec<ClientId> = self.peers.iter().map(|p| p.id).collect();
+                let bitmap = MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v));
+                let signature = idk.sign(&MaskedWith::signed_bytes(&self.session, c.id, &bitmap));
+                Some(MaskedWith { bitmap, signature })
+            }
+            (ThreatModel::Malicious, None) => {
+                return Err(ClientError::Misuse("malicious model without an identity key"));
+            }
+            _ => None,
+        };
         let msg = ClientMessage::MaskedInput {
             vector: modulus.pack(&y),
             proof: Vec::new(),
+            masked_with,
         }
         .encode();
         let next = AwaitingUnmask {
             common: self.common,
             session: self.session,
+            u1: self.u1,
             u2,
+            masked_with: masked_with_ids,
             held,
             signed_u3: None,
         };
@@ -539,7 +695,10 @@ impl AwaitingConsistency {
 pub struct AwaitingUnmask {
     common: Common,
     session: SessionId,
+    u1: IdSet,
     u2: IdSet,
+    /// The neighbours this client masked with (its view of N(v) ∩ U2).
+    masked_with: Vec<ClientId>,
     held: Vec<HeldShares>,
     signed_u3: Option<IdSet>,
 }
@@ -564,6 +723,58 @@ impl AwaitingUnmask {
                 c.config.min_clients
             ));
         }
+        let t = c.config.threshold as usize;
+        let kept = self.masked_with.iter().filter(|v| u3.contains(**v)).count();
+        if c.config.model == ThreatModel::Malicious && kept < t {
+            return refuse(format!(
+                "listed {kept} of the neighbours I masked with as survivors, fewer than the \
+                 threshold {t}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Malicious model, rule M of docs/SECURITY.md: for every neighbour whose self-mask share
+    /// this client is about to reveal, a valid masked-with statement naming ≥ t survivors.
+    fn check_statements(
+        &self,
+        u3: &IdSet,
+        statements: &[(ClientId, MaskedWith)],
+        roster: &Roster,
+    ) -> Result<(), ClientError> {
+        let c = &self.common;
+        let t = c.config.threshold as usize;
+        let graph = Graph::new(c.config.graph, c.config.degree, &self.u1, &self.session);
+        for h in self.held.iter().filter(|h| h.owner != c.id && u3.contains(h.owner)) {
+            let v = h.owner;
+            let Ok(i) = statements.binary_search_by_key(&v, |(id, _)| *id) else {
+                return refuse(format!(
+                    "did not present the masked-with statement of my neighbour {v}"
+                ));
+            };
+            let st = &statements[i].1;
+            let signed = MaskedWith::signed_bytes(&self.session, v, &st.bitmap);
+            let valid = roster
+                .get(v as usize - 1)
+                .is_some_and(|pk| crypto::verify(pk, &signed, &st.signature));
+            let members = st.members(&graph.neighbours(v));
+            match (valid, members) {
+                (true, Some(m)) => {
+                    let kept = m.iter().filter(|w| u3.contains(**w)).count();
+                    if kept < t {
+                        return refuse(format!(
+                            "asked me to unmask neighbour {v}, who masked with only {kept} \
+                             survivors (fewer than the threshold {t})"
+                        ));
+                    }
+                }
+                _ => {
+                    return refuse(format!(
+                        "presented an invalid masked-with statement for my neighbour {v}"
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -572,8 +783,12 @@ impl AwaitingUnmask {
     /// this client.
     pub fn handle(self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
         let c = &self.common;
-        let (u3, sigs) = match expect_message(bytes, &c.config)? {
-            ServerMessage::UnmaskRequest { u3, signatures } => (u3, signatures),
+        let (u3, sigs, statements) = match expect_message(bytes, &c.config)? {
+            ServerMessage::UnmaskRequest {
+                u3,
+                signatures,
+                statements,
+            } => (u3, signatures, statements),
             _ => return Err(ClientError::UnexpectedMessage("expected UnmaskRequest")),
         };
         self.check_u3(&u3)?;
@@ -611,6 +826,7 @@ impl AwaitingUnmask {
                     c.config.min_clients
                 ));
             }
+            self.check_statements(&u3, &statements, roster)?;
         }
         let mut self_mask = Vec::new();
         let mut mask_key = Vec::new();

@@ -2,6 +2,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::PROTOCOL_VERSION;
 use crate::codec::{Reader, Writer};
@@ -15,6 +16,8 @@ use crate::ring::Modulus;
 pub const MAX_CLIENTS: u32 = 1 << 20;
 /// Largest vector length (2^28 elements: 2 GiB as u64 in memory).
 pub const MAX_DIM: u32 = 1 << 28;
+/// Largest input-encoding description ([`RoundConfig::encoding`]).
+pub const MAX_ENCODING_LEN: usize = 1024;
 
 /// Which clients share keys and masks with which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +64,12 @@ pub struct RoundConfig {
     pub model: ThreatModel,
     /// Whether advertised keys are signed with identity keys from a roster.
     pub pki: bool,
+    /// How clients encode their inputs into Z_2^b, as the driver's canonical bytes (empty for
+    /// raw integers): clipping range, weight bound, DP mechanism and parameters. The core does
+    /// not interpret it, but it is part of [`RoundConfig::digest`] and so of the session id:
+    /// a server that tells two clients different encodings makes their keys disagree. Drivers
+    /// derive every encoding value (e.g. the fixed-point scale) from it and the other fields.
+    pub encoding: Vec<u8>,
 }
 
 impl RoundConfig {
@@ -111,6 +120,12 @@ impl RoundConfig {
                 self.threshold, self.min_clients
             ));
         }
+        if self.encoding.len() > MAX_ENCODING_LEN {
+            return Err(format!(
+                "the input encoding description is {} bytes, at most {MAX_ENCODING_LEN} allowed",
+                self.encoding.len()
+            ));
+        }
         if self.model == ThreatModel::Malicious && !self.pki {
             return Err(String::from(
                 "the malicious-server model needs a PKI: without identity keys the server could \
@@ -147,7 +162,8 @@ impl RoundConfig {
                 ThreatModel::HonestButCurious => 0,
                 ThreatModel::Malicious => 1,
             })
-            .u8(self.pki as u8);
+            .u8(self.pki as u8)
+            .bytes(&self.encoding);
     }
 
     /// Decodes and validates.
@@ -181,6 +197,7 @@ impl RoundConfig {
                 1 => true,
                 _ => return Err(CodecError::NonCanonical("pki flag")),
             },
+            encoding: r.bytes("input encoding", MAX_ENCODING_LEN)?.to_vec(),
         };
         c.validate()
             .map_err(|_| CodecError::NonCanonical("round parameters"))?;
@@ -194,12 +211,20 @@ impl RoundConfig {
         hash(&[PROTOCOL_VERSION, b"round-config", &w.finish()])
     }
 
-    /// The session id: parameters and the set U1 of clients whose keys were accepted. Every
-    /// derived key depends on it, so nothing from another round or view can be replayed.
-    pub fn session_id(&self, u1: &IdSet) -> SessionId {
+    /// The session id: parameters, the set U1 of clients whose keys were accepted, and the
+    /// Merkle root of their advertised key entries ([`crate::merkle`]). Every derived key, the
+    /// graph's permutation and every consistency signature depend on it, so nothing from
+    /// another round or view can be replayed, and it depends on fresh keys of every client.
+    pub fn session_id(&self, u1: &IdSet, keys_root: &[u8; 32]) -> SessionId {
         let mut w = Writer::default();
         u1.encode(&mut w);
-        hash(&[PROTOCOL_VERSION, b"session", &self.digest(), &w.finish()])
+        hash(&[
+            PROTOCOL_VERSION,
+            b"session",
+            &self.digest(),
+            &w.finish(),
+            keys_root,
+        ])
     }
 }
 
@@ -225,6 +250,7 @@ pub(crate) mod tests {
             prg: PrgKind::Aes128Ctr,
             model: ThreatModel::HonestButCurious,
             pki: false,
+            encoding: Vec::new(),
         }
     }
 
@@ -268,12 +294,23 @@ pub(crate) mod tests {
         let buf = w.finish();
         assert_eq!(RoundConfig::decode(&mut Reader::new(&buf)).unwrap(), c);
         let u1 = IdSet::full(10);
+        let root = [5u8; 32];
         let mut other = c.clone();
         other.round_id = 8;
-        assert_ne!(c.session_id(&u1), other.session_id(&u1));
+        assert_ne!(c.session_id(&u1, &root), other.session_id(&u1, &root));
         let mut u1b = u1.clone();
         u1b.remove(3);
-        assert_ne!(c.session_id(&u1), c.session_id(&u1b));
+        assert_ne!(c.session_id(&u1, &root), c.session_id(&u1b, &root));
+        assert_ne!(c.session_id(&u1, &root), c.session_id(&u1, &[6u8; 32]));
+        let mut enc = c.clone();
+        enc.encoding = alloc::vec![1, 2, 3];
+        assert_ne!(c.session_id(&u1, &root), enc.session_id(&u1, &root));
+        let mut w = Writer::default();
+        enc.encode(&mut w);
+        assert_eq!(
+            RoundConfig::decode(&mut Reader::new(&w.finish())).unwrap(),
+            enc
+        );
         let mut bad = buf.clone();
         bad[8 + 32 + 12] = 0; // threshold 0
         assert!(RoundConfig::decode(&mut Reader::new(&bad)).is_err());

@@ -35,6 +35,8 @@ pub enum Purpose {
     ShareEncryption,
     /// Expansion of a client's self-mask seed b_u.
     SelfMask,
+    /// Randomness of a client's Shamir polynomials ([`share_split_rng`]).
+    ShareSplit,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
             Purpose::PairwiseMask => b"pairwise-mask",
             Purpose::ShareEncryption => b"share-encryption",
             Purpose::SelfMask => b"self-mask",
+            Purpose::ShareSplit => b"share-split",
         }
     }
 }
@@ -140,20 +143,34 @@ pub fn commit_self_secret(b: &[u8; 32], round_id: u64, owner: ClientId) -> [u8; 
     h.finalize().into()
 }
 
-fn share_aad(session: &SessionId, from: ClientId, to: ClientId) -> [u8; 40] {
-    let mut aad = [0u8; 40];
+fn share_aad(session: &SessionId, from: ClientId, to: ClientId, binding: &[u8; 32]) -> [u8; 72] {
+    let mut aad = [0u8; 72];
     aad[..32].copy_from_slice(session);
     aad[32..36].copy_from_slice(&from.to_le_bytes());
-    aad[36..].copy_from_slice(&to.to_le_bytes());
+    aad[36..40].copy_from_slice(&to.to_le_bytes());
+    aad[40..].copy_from_slice(binding);
     aad
 }
 
-/// Encrypts `plaintext` from `from` to `to` under a key derived from their shared secret.
+/// What binds a pair's share ciphertexts to both parties' whole key entries as each saw them:
+/// the hash of the two entries' Merkle leaves in id order. A server that substitutes any key
+/// of one party in the other's view (encryption key, mask key or commitment) makes every
+/// ciphertext between them fail to open.
+pub fn pair_binding(a: ClientId, leaf_a: &[u8; 32], b: ClientId, leaf_b: &[u8; 32]) -> [u8; 32] {
+    let (lo, hi) = if a <= b { (leaf_a, leaf_b) } else { (leaf_b, leaf_a) };
+    hash(&[PROTOCOL_VERSION, b"pair-binding", lo, hi])
+}
+
+/// Encrypts `plaintext` from `from` to `to` under a key derived from their shared secret,
+/// authenticating the session and the pair's [`pair_binding`]. The nonce is fixed: each
+/// (session, pair, direction) key seals one plaintext, and a client that shares again after a
+/// restore seals the same one (its split randomness is [`share_split_rng`]).
 pub fn seal_shares(
     shared: &[u8; 32],
     session: &SessionId,
     from: ClientId,
     to: ClientId,
+    binding: &[u8; 32],
     plaintext: &[u8],
 ) -> Vec<u8> {
     let key = derive(shared, Purpose::ShareEncryption, session, from, to);
@@ -161,13 +178,31 @@ pub fn seal_shares(
     let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buf.extend_from_slice(plaintext);
     let nonce = Nonce::default();
-    let aad = share_aad(session, from, to);
+    let aad = share_aad(session, from, to, binding);
     // ChaCha20-Poly1305 only fails for messages above 256 GiB; shares are ~100 bytes.
     match cipher.encrypt_inout_detached(&nonce, &aad, buf.as_mut_slice().into()) {
         Ok(tag) => buf.extend_from_slice(&tag),
         Err(_) => buf.clear(),
     }
     buf
+}
+
+/// The randomness of a client's Shamir polynomials: a ChaCha20 stream keyed by its two secrets
+/// and the session id. Sharing is then a function of the secrets and the session, so a client
+/// rolled back to a saved state and asked to share again seals exactly the same plaintexts
+/// (never two different ones under one key and nonce), while the polynomials stay as secret as
+/// the secrets themselves.
+pub fn share_split_rng(
+    mask_sk: &[u8; 32],
+    self_seed: &[u8; 32],
+    session: &SessionId,
+) -> chacha20::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    ikm[..32].copy_from_slice(mask_sk);
+    ikm[32..].copy_from_slice(self_seed);
+    let seed = derive(ikm.as_ref(), Purpose::ShareSplit, session, 0, 0);
+    chacha20::ChaCha20Rng::from_seed(*seed)
 }
 
 /// Decrypts what [`seal_shares`] produced; `None` if it was tampered with, misrouted or
@@ -177,6 +212,7 @@ pub fn open_shares(
     session: &SessionId,
     from: ClientId,
     to: ClientId,
+    binding: &[u8; 32],
     ciphertext: &[u8],
 ) -> Option<Zeroizing<Vec<u8>>> {
     if ciphertext.len() < TAG_LEN {
@@ -187,7 +223,7 @@ pub fn open_shares(
     let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
     let tag = Tag::try_from(tag).ok()?;
     let mut buf = Zeroizing::new(body.to_vec());
-    let aad = share_aad(session, from, to);
+    let aad = share_aad(session, from, to, binding);
     cipher
         .decrypt_inout_detached(&Nonce::default(), &aad, buf.as_mut_slice().into(), &tag)
         .ok()?;
@@ -285,6 +321,7 @@ mod tests {
             *derive(&s, Purpose::ShareEncryption, &sess, 2, 1),
             *derive(&s, Purpose::PairwiseMask, &[3u8; 32], 1, 2),
             *derive(&s, Purpose::SelfMask, &sess, 1, 0),
+            *derive(&s, Purpose::ShareSplit, &sess, 0, 0),
         ];
         for i in 0..all.len() {
             for j in 0..i {
@@ -298,18 +335,34 @@ mod tests {
     }
 
     #[test]
-    fn aead_binds_session_and_direction() {
+    fn aead_binds_session_direction_and_both_key_entries() {
         let k = [5u8; 32];
         let sess = [6u8; 32];
-        let ct = seal_shares(&k, &sess, 1, 2, b"shares");
+        let (la, lb) = ([8u8; 32], [9u8; 32]);
+        let bind = pair_binding(1, &la, 2, &lb);
+        assert_eq!(bind, pair_binding(2, &lb, 1, &la));
+        let ct = seal_shares(&k, &sess, 1, 2, &bind, b"shares");
         assert_eq!(ct.len(), 6 + TAG_LEN);
-        assert_eq!(&open_shares(&k, &sess, 1, 2, &ct).unwrap()[..], b"shares");
-        assert!(open_shares(&k, &sess, 2, 1, &ct).is_none());
-        assert!(open_shares(&k, &[7u8; 32], 1, 2, &ct).is_none());
+        assert_eq!(&open_shares(&k, &sess, 1, 2, &bind, &ct).unwrap()[..], b"shares");
+        assert!(open_shares(&k, &sess, 2, 1, &bind, &ct).is_none());
+        assert!(open_shares(&k, &[7u8; 32], 1, 2, &bind, &ct).is_none());
+        // A substituted entry on either side (e.g. only the mask key) changes the binding.
+        let other = pair_binding(1, &la, 2, &[10u8; 32]);
+        assert!(open_shares(&k, &sess, 1, 2, &other, &ct).is_none());
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert!(open_shares(&k, &sess, 1, 2, &bad).is_none());
-        assert!(open_shares(&k, &sess, 1, 2, &ct[..3]).is_none());
+        assert!(open_shares(&k, &sess, 1, 2, &bind, &bad).is_none());
+        assert!(open_shares(&k, &sess, 1, 2, &bind, &ct[..3]).is_none());
+    }
+
+    #[test]
+    fn share_split_randomness_is_a_function_of_the_secrets_and_session() {
+        use rand_core::Rng;
+        let draw = |a: u8, b: u8, s: u8| share_split_rng(&[a; 32], &[b; 32], &[s; 32]).next_u64();
+        assert_eq!(draw(1, 2, 3), draw(1, 2, 3));
+        assert_ne!(draw(1, 2, 3), draw(9, 2, 3));
+        assert_ne!(draw(1, 2, 3), draw(1, 9, 3));
+        assert_ne!(draw(1, 2, 3), draw(1, 2, 9));
     }
 
     #[test]

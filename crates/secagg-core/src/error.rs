@@ -126,6 +126,9 @@ pub enum Misbehaviour {
     BadRecipients,
     /// A share that does not belong to the request, or is malformed.
     BadShare,
+    /// Malicious model: a masked input without a valid statement of whom it was masked with,
+    /// or one naming other neighbours than the U2 the server sent.
+    BadMaskedWith,
     /// The driver could not turn the client's transport frame into a message.
     InvalidFrame(String),
 }
@@ -144,6 +147,9 @@ impl fmt::Display for Misbehaviour {
                 write!(f, "shares not addressed to exactly the sender's neighbours")
             }
             Misbehaviour::BadShare => write!(f, "invalid or unrequested share"),
+            Misbehaviour::BadMaskedWith => {
+                write!(f, "missing or invalid masked-with statement")
+            }
             Misbehaviour::InvalidFrame(m) => write!(f, "invalid frame: {m}"),
         }
     }

@@ -15,6 +15,7 @@
 //! - [`crypto`]: X25519 key agreement, HKDF domain separation, AEAD for shares, Ed25519.
 //! - [`shamir`]: Shamir secret sharing over GF(2^61 - 1).
 //! - [`graph`]: complete and Harary neighbour graphs.
+//! - [`merkle`]: the Merkle tree over a round's advertised keys (part of the session id).
 //! - [`params`]: choosing and checking (k, t) for a threat model.
 //! - [`messages`]: the wire messages, with a codec that never panics.
 //! - [`client`] and [`server`]: the round state machines (a client saves to and restores from
@@ -34,6 +35,7 @@ pub mod encoding;
 pub mod error;
 pub mod graph;
 pub mod idset;
+pub mod merkle;
 pub mod messages;
 pub mod params;
 pub mod prg;
@@ -49,4 +51,4 @@ pub use params::ThreatModel;
 pub type ClientId = u32;
 
 /// Version tag mixed into every derived key and the session id.
-pub const PROTOCOL_VERSION: &[u8] = b"secagg/v1";
+pub const PROTOCOL_VERSION: &[u8] = b"secagg/v2";

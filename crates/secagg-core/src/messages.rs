@@ -16,7 +16,7 @@ use crate::idset::IdSet;
 use crate::shamir::{SHARE_LEN, Share};
 
 /// Version byte of the wire format.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Plaintext of one encrypted share bundle: a share of the mask key and of the self-mask seed.
 pub const SHARE_BUNDLE_LEN: usize = 2 * SHARE_LEN;
 /// Ciphertext of one share bundle.
@@ -70,6 +70,19 @@ impl KeyEntry {
         w.finish()
     }
 
+    /// This entry's leaf in the Merkle tree over U1's keys ([`crate::merkle`]): id, both
+    /// public keys and the commitment (the signature is not needed: it signs these).
+    pub fn leaf(&self) -> [u8; 32] {
+        let mut w = Writer::with_capacity(120);
+        w.fixed(crate::PROTOCOL_VERSION)
+            .fixed(b"key-leaf")
+            .u32(self.id)
+            .fixed(&self.enc_pk)
+            .fixed(&self.mask_pk)
+            .fixed(&self.commitment);
+        crate::merkle::leaf_hash(&w.finish())
+    }
+
     fn encode(&self, w: &mut Writer) {
         w.u32(self.id)
             .fixed(&self.enc_pk)
@@ -110,6 +123,72 @@ pub fn consistency_signed_bytes(session: &[u8; 32], u3: &IdSet) -> Vec<u8> {
     w.finish()
 }
 
+/// Malicious model: which of its neighbours a client masked with (its view of N(v) ∩ U2), as
+/// a bitmap over N(v) in increasing id order, signed with its identity key. A client reveals
+/// its share of a neighbour's self-mask seed only if that neighbour's statement names at least
+/// t clients of U3 (docs/SECURITY.md, rule M).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedWith {
+    /// Bit i (LSB first) set when the i-th neighbour (increasing id) was masked with;
+    /// ⌈|N(v)| / 8⌉ bytes, padding bits zero.
+    pub bitmap: Vec<u8>,
+    /// Ed25519 signature over [`MaskedWith::signed_bytes`].
+    pub signature: [u8; 64],
+}
+
+impl MaskedWith {
+    /// The bitmap for `neighbours` (increasing id) with `masked(v)` telling who is in.
+    pub fn bitmap_of(neighbours: &[ClientId], masked: impl Fn(ClientId) -> bool) -> Vec<u8> {
+        let mut out = alloc::vec![0u8; neighbours.len().div_ceil(8)];
+        for (i, v) in neighbours.iter().enumerate() {
+            if masked(*v) {
+                out[i / 8] |= 1 << (i % 8);
+            }
+        }
+        out
+    }
+
+    /// The neighbours the bitmap names, or `None` if its length or padding does not fit
+    /// `neighbours` (increasing id).
+    pub fn members(&self, neighbours: &[ClientId]) -> Option<Vec<ClientId>> {
+        if self.bitmap.len() != neighbours.len().div_ceil(8) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, byte) in self.bitmap.iter().enumerate() {
+            for bit in 0..8 {
+                if byte >> bit & 1 == 1 {
+                    out.push(*neighbours.get(i * 8 + bit)?);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// What the client signs: the session, its id and the bitmap.
+    pub fn signed_bytes(session: &[u8; 32], id: ClientId, bitmap: &[u8]) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + bitmap.len());
+        w.fixed(crate::PROTOCOL_VERSION)
+            .fixed(b"masked-with")
+            .fixed(session)
+            .u32(id)
+            .bytes(bitmap);
+        w.finish()
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.bitmap).fixed(&self.signature);
+    }
+
+    fn decode(r: &mut Reader<'_>, degree: u32) -> Result<Self, CodecError> {
+        let limit = (degree as usize).div_ceil(8);
+        Ok(Self {
+            bitmap: r.bytes("masked-with bitmap", limit)?.to_vec(),
+            signature: r.array()?,
+        })
+    }
+}
+
 /// Messages from the server to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerMessage {
@@ -119,6 +198,10 @@ pub enum ServerMessage {
     NeighbourKeys {
         /// Clients whose keys were accepted.
         u1: IdSet,
+        /// Merkle root over the key entries of U1 in increasing id order (in the session id).
+        keys_root: [u8; 32],
+        /// The audit path of the recipient's own entry.
+        key_path: Vec<[u8; 32]>,
         /// The recipient's neighbours' keys.
         neighbours: Vec<KeyEntry>,
     },
@@ -140,6 +223,9 @@ pub enum ServerMessage {
         u3: IdSet,
         /// Malicious model: the consistency signatures on U3 (id, signature).
         signatures: Vec<(ClientId, [u8; 64])>,
+        /// Malicious model: the masked-with statements of the recipient's neighbours in U3,
+        /// in increasing id order.
+        statements: Vec<(ClientId, MaskedWith)>,
     },
     /// The round aborted; nothing will be revealed.
     Abort(String),
@@ -154,12 +240,15 @@ pub enum ClientMessage {
     AdvertiseKeys(KeyEntry),
     /// Stage 1: one ciphertext per neighbour (recipient, ciphertext), increasing recipient.
     EncryptedShares(Vec<(ClientId, Vec<u8>)>),
-    /// Stage 2: the masked input packed at b bits, and a reserved input-validation proof.
+    /// Stage 2: the masked input packed at b bits, a reserved input-validation proof, and (in
+    /// the malicious model) the signed statement of whom the client masked with.
     MaskedInput {
         /// Packed masked vector.
         vector: Vec<u8>,
         /// Reserved for norm-bound proofs; empty today.
         proof: Vec<u8>,
+        /// Malicious model: the neighbours masked with, signed.
+        masked_with: Option<MaskedWith>,
     },
     /// Stage 3: signature over the session and U3.
     ConsistencySignature([u8; 64]),
@@ -215,6 +304,19 @@ fn read_header(r: &mut Reader<'_>) -> Result<u8, CodecError> {
     r.u8()
 }
 
+/// A share ciphertext, which has exactly one length.
+fn share_ciphertext(r: &mut Reader<'_>) -> Result<Vec<u8>, CodecError> {
+    let ct = r.bytes("share ciphertext", SHARE_CIPHERTEXT_LEN)?;
+    if ct.len() != SHARE_CIPHERTEXT_LEN {
+        return Err(CodecError::LengthMismatch {
+            what: "share ciphertext",
+            expected: SHARE_CIPHERTEXT_LEN,
+            got: ct.len(),
+        });
+    }
+    Ok(ct.to_vec())
+}
+
 fn encode_owned_shares(w: &mut Writer, shares: &[(ClientId, Share)]) {
     w.u32(shares.len() as u32);
     for (owner, s) in shares {
@@ -246,9 +348,18 @@ impl ServerMessage {
                 header(&mut w, tag::ROUND_START);
                 c.encode(&mut w);
             }
-            ServerMessage::NeighbourKeys { u1, neighbours } => {
+            ServerMessage::NeighbourKeys {
+                u1,
+                keys_root,
+                key_path,
+                neighbours,
+            } => {
                 header(&mut w, tag::NEIGHBOUR_KEYS);
                 u1.encode(&mut w);
+                w.fixed(keys_root).u32(key_path.len() as u32);
+                key_path.iter().for_each(|h| {
+                    w.fixed(h);
+                });
                 w.u32(neighbours.len() as u32);
                 neighbours.iter().for_each(|e| e.encode(&mut w));
             }
@@ -264,12 +375,21 @@ impl ServerMessage {
                 header(&mut w, tag::CONSISTENCY_REQUEST);
                 u3.encode(&mut w);
             }
-            ServerMessage::UnmaskRequest { u3, signatures } => {
+            ServerMessage::UnmaskRequest {
+                u3,
+                signatures,
+                statements,
+            } => {
                 header(&mut w, tag::UNMASK_REQUEST);
                 u3.encode(&mut w);
                 w.u32(signatures.len() as u32);
                 for (id, s) in signatures {
                     w.u32(*id).fixed(s);
+                }
+                w.u32(statements.len() as u32);
+                for (id, s) in statements {
+                    w.u32(*id);
+                    s.encode(&mut w);
                 }
             }
             ServerMessage::Abort(reason) => {
@@ -293,12 +413,23 @@ impl ServerMessage {
             tag::NEIGHBOUR_KEYS => {
                 let c = need()?;
                 let u1 = IdSet::decode(&mut r, c.num_clients)?;
+                let keys_root = r.array()?;
+                let p = r.count("key path", crate::merkle::MAX_PATH_LEN, 32)?;
+                let mut key_path = Vec::with_capacity(p);
+                for _ in 0..p {
+                    key_path.push(r.array()?);
+                }
                 let n = r.count("neighbour keys", c.degree as usize, 101)?;
                 let mut neighbours = Vec::with_capacity(n);
                 for _ in 0..n {
                     neighbours.push(KeyEntry::decode(&mut r)?);
                 }
-                ServerMessage::NeighbourKeys { u1, neighbours }
+                ServerMessage::NeighbourKeys {
+                    u1,
+                    keys_root,
+                    key_path,
+                    neighbours,
+                }
             }
             tag::SHARES_FOR_YOU => {
                 let c = need()?;
@@ -307,8 +438,7 @@ impl ServerMessage {
                 let mut ciphertexts = Vec::with_capacity(n);
                 for _ in 0..n {
                     let from = r.u32()?;
-                    let ct = r.bytes("share ciphertext", SHARE_CIPHERTEXT_LEN)?;
-                    ciphertexts.push((from, ct.to_vec()));
+                    ciphertexts.push((from, share_ciphertext(&mut r)?));
                 }
                 ServerMessage::SharesForYou { u2, ciphertexts }
             }
@@ -323,7 +453,16 @@ impl ServerMessage {
                 for _ in 0..n {
                     signatures.push((r.u32()?, r.array()?));
                 }
-                ServerMessage::UnmaskRequest { u3, signatures }
+                let n = r.count("masked-with statements", c.degree as usize, 72)?;
+                let mut statements = Vec::with_capacity(n);
+                for _ in 0..n {
+                    statements.push((r.u32()?, MaskedWith::decode(&mut r, c.degree)?));
+                }
+                ServerMessage::UnmaskRequest {
+                    u3,
+                    signatures,
+                    statements,
+                }
             }
             tag::ABORT => {
                 let b = r.bytes("abort reason", MAX_REASON_LEN)?;
@@ -341,8 +480,8 @@ impl ClientMessage {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = match self {
-            ClientMessage::MaskedInput { vector, proof } => {
-                Writer::with_capacity(vector.len() + proof.len() + 16)
+            ClientMessage::MaskedInput { vector, proof, .. } => {
+                Writer::with_capacity(vector.len() + proof.len() + 16 + 64 + 64)
             }
             _ => Writer::default(),
         };
@@ -358,9 +497,22 @@ impl ClientMessage {
                     w.u32(*to).bytes(ct);
                 }
             }
-            ClientMessage::MaskedInput { vector, proof } => {
+            ClientMessage::MaskedInput {
+                vector,
+                proof,
+                masked_with,
+            } => {
                 header(&mut w, tag::MASKED_INPUT);
                 w.bytes(vector).bytes(proof);
+                match masked_with {
+                    Some(m) => {
+                        w.u8(1);
+                        m.encode(&mut w);
+                    }
+                    None => {
+                        w.u8(0);
+                    }
+                }
             }
             ClientMessage::ConsistencySignature(s) => {
                 header(&mut w, tag::CONSISTENCY_SIGNATURE);
@@ -390,8 +542,7 @@ impl ClientMessage {
                 let mut list = Vec::with_capacity(n);
                 for _ in 0..n {
                     let to = r.u32()?;
-                    let ct = r.bytes("share ciphertext", SHARE_CIPHERTEXT_LEN)?;
-                    list.push((to, ct.to_vec()));
+                    list.push((to, share_ciphertext(&mut r)?));
                 }
                 ClientMessage::EncryptedShares(list)
             }
@@ -406,9 +557,15 @@ impl ClientMessage {
                     });
                 }
                 let proof = r.bytes("input proof", MAX_PROOF_LEN)?;
+                let masked_with = match r.u8()? {
+                    0 => None,
+                    1 => Some(MaskedWith::decode(&mut r, config.degree)?),
+                    _ => return Err(CodecError::NonCanonical("masked-with flag")),
+                };
                 ClientMessage::MaskedInput {
                     vector: vector.to_vec(),
                     proof: proof.to_vec(),
+                    masked_with,
                 }
             }
             tag::CONSISTENCY_SIGNATURE => ClientMessage::ConsistencySignature(r.array()?),

@@ -23,8 +23,8 @@ use crate::error::{Misbehaviour, RoundAborted, ServerError, Stage};
 use crate::graph::Graph;
 use crate::idset::IdSet;
 use crate::messages::{
-    ClientMessage, KeyEntry, SHARE_CIPHERTEXT_LEN, ServerMessage, client_message_stage,
-    consistency_signed_bytes,
+    ClientMessage, KeyEntry, MaskedWith, SHARE_CIPHERTEXT_LEN, ServerMessage,
+    client_message_stage, consistency_signed_bytes,
 };
 use crate::params::ThreatModel;
 use crate::prg::{MaskSpec, Sign, apply_mask_specs};
@@ -89,6 +89,8 @@ struct Slot {
     self_mask_shares: Vec<Share>,
     /// Shares others revealed of this client's mask key (it is in U2 \ U3).
     mask_key_shares: Vec<Share>,
+    /// Malicious model: its signed statement of whom it masked with.
+    masked_with: Option<MaskedWith>,
 }
 
 /// The server's state for one round.
@@ -138,7 +140,15 @@ impl ServerRound {
             .validate()
             .map_err(|_| ServerError::Misuse("invalid round config"))?;
         match (&roster, config.pki) {
-            (Some(r), true) if r.len() == config.num_clients as usize => {}
+            (Some(r), true) if r.len() == config.num_clients as usize => {
+                let mut keys = r.clone();
+                keys.sort_unstable();
+                if keys.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(ServerError::Misuse(
+                        "the roster lists one identity key at two ids",
+                    ));
+                }
+            }
             (None, false) => {}
             _ => return Err(ServerError::Misuse("a PKI round needs a roster of n keys")),
         }
@@ -296,11 +306,14 @@ impl ServerRound {
         let result = match (self.stage, msg) {
             (Stage::AdvertiseKeys, ClientMessage::AdvertiseKeys(e)) => self.on_keys(from, e),
             (Stage::ShareKeys, ClientMessage::EncryptedShares(list)) => self.on_shares(from, list),
-            (Stage::MaskedInput, ClientMessage::MaskedInput { vector, .. }) => {
-                let m = self.config.modulus();
-                m.unpack_add(&vector, &mut self.acc)
-                    .map_err(Misbehaviour::Malformed)
-            }
+            (
+                Stage::MaskedInput,
+                ClientMessage::MaskedInput {
+                    vector,
+                    masked_with,
+                    ..
+                },
+            ) => self.on_masked_input(from, &vector, masked_with),
             (Stage::ConsistencyCheck, ClientMessage::ConsistencySignature(sig)) => {
                 self.on_signature(from, sig)
             }
@@ -343,6 +356,16 @@ impl ServerRound {
     }
 
     fn drop_client(&mut self, id: ClientId, reason: Misbehaviour, now: u64) -> ServerError {
+        // A client whose masked input is already in the accumulator stays in U3 (its self
+        // mask must be removed); it is dropped when the next stage opens, as when it goes away.
+        if self.stage == Stage::MaskedInput
+            && self.slots[id as usize]
+                .completed
+                .is_some_and(|s| s >= Stage::MaskedInput)
+        {
+            self.gone.insert(id);
+            return ServerError::Client { id, reason };
+        }
         self.mark_dropped(id, DropReason::Misbehaved(reason.clone()));
         if self.outcome.is_none() && self.stage_complete() {
             self.close_stage(now);
@@ -409,6 +432,48 @@ impl ServerRound {
             return Err(Misbehaviour::BadRecipients);
         }
         self.slots[from as usize].shares_out = list;
+        Ok(())
+    }
+
+    /// Checks the statement of whom the client masked with (malicious model) before its
+    /// vector enters the accumulator.
+    fn on_masked_input(
+        &mut self,
+        from: ClientId,
+        vector: &[u8],
+        masked_with: Option<MaskedWith>,
+    ) -> Result<(), Misbehaviour> {
+        let statement = if self.config.model == ThreatModel::Malicious {
+            let (Some(st), Some(graph), Some(u2), Some(session), Some(roster)) = (
+                masked_with,
+                &self.graph,
+                &self.u2,
+                &self.session,
+                &self.roster,
+            ) else {
+                return Err(Misbehaviour::BadMaskedWith);
+            };
+            let neighbours = graph.neighbours(from);
+            // An honest client masked with exactly its neighbours in the U2 we sent it.
+            let expected = MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v));
+            let signed = MaskedWith::signed_bytes(session, from, &st.bitmap);
+            let valid = st.bitmap == expected
+                && roster
+                    .get(from as usize - 1)
+                    .is_some_and(|pk| crypto::verify(pk, &signed, &st.signature));
+            if !valid {
+                return Err(Misbehaviour::BadMaskedWith);
+            }
+            Some(st)
+        } else if masked_with.is_some() {
+            return Err(Misbehaviour::BadMaskedWith);
+        } else {
+            None
+        };
+        let m = self.config.modulus();
+        m.unpack_add(vector, &mut self.acc)
+            .map_err(Misbehaviour::Malformed)?;
+        self.slots[from as usize].masked_with = statement;
         Ok(())
     }
 
@@ -557,9 +622,21 @@ impl ServerRound {
 
     fn after_keys(&mut self) {
         let u1 = self.active.clone();
-        let session = self.config.session_id(&u1);
+        // Every member of U1 has keys (those without were dropped when the stage closed).
+        let leaves: Vec<[u8; 32]> = u1
+            .iter()
+            .map(|u| {
+                self.slots[u as usize]
+                    .keys
+                    .as_ref()
+                    .map_or([0u8; 32], KeyEntry::leaf)
+            })
+            .collect();
+        let tree = crate::merkle::Tree::new(leaves);
+        let keys_root = tree.root();
+        let session = self.config.session_id(&u1, &keys_root);
         let graph = Graph::new(self.config.graph, self.config.degree, &u1, &session);
-        for u in u1.iter() {
+        for (index, u) in u1.iter().enumerate() {
             let neighbours = graph
                 .neighbours(u)
                 .into_iter()
@@ -567,6 +644,8 @@ impl ServerRound {
                 .collect();
             let msg = ServerMessage::NeighbourKeys {
                 u1: u1.clone(),
+                keys_root,
+                key_path: tree.path(index),
                 neighbours,
             };
             self.outbox.push_back((u, msg.encode()));
@@ -617,6 +696,7 @@ impl ServerRound {
             ServerMessage::UnmaskRequest {
                 u3: u3.clone(),
                 signatures: Vec::new(),
+                statements: Vec::new(),
             }
         };
         let bytes = msg.encode();
@@ -627,15 +707,30 @@ impl ServerRound {
     }
 
     fn after_consistency(&mut self) {
-        let Some(u3) = self.u3.clone() else { return };
+        let (Some(u3), Some(graph)) = (self.u3.clone(), self.graph.as_ref()) else {
+            return;
+        };
         self.signatures.sort_unstable_by_key(|(id, _)| *id);
-        let msg = ServerMessage::UnmaskRequest {
-            u3,
-            signatures: self.signatures.clone(),
-        }
-        .encode();
+        // Each client gets the masked-with statements of its neighbours in U3 (rule M).
         for id in self.active.iter() {
-            self.outbox.push_back((id, msg.clone()));
+            let statements = graph
+                .neighbours(id)
+                .into_iter()
+                .filter(|v| u3.contains(*v))
+                .filter_map(|v| {
+                    self.slots[v as usize]
+                        .masked_with
+                        .clone()
+                        .map(|s| (v, s))
+                })
+                .collect();
+            let msg = ServerMessage::UnmaskRequest {
+                u3: u3.clone(),
+                signatures: self.signatures.clone(),
+                statements,
+            }
+            .encode();
+            self.outbox.push_back((id, msg));
         }
         self.stage = Stage::Unmask;
     }
@@ -732,10 +827,10 @@ impl ServerRound {
     }
 }
 
-/// Reconstructs from t shares and checks the result against the owner's commitment. If it
-/// fails (a holder sent a bad share), tries other t-subsets: each one leaving out one share,
-/// then sliding windows, so a single bad share, or a run of them, cannot force a wrong sum or,
-/// when enough good shares arrived, an abort.
+/// Reconstructs from t shares and checks the result against the owner's commitment. If that
+/// fails (a holder sent a bad share), decodes the shares as a Reed–Solomon codeword
+/// ([`shamir::reconstruct_robust`]): with m shares up to ⌊(m − t)/2⌋ bad ones are corrected,
+/// so bad shares cannot force a wrong sum or, when enough good shares arrived, an abort.
 fn reconstruct_checked(
     shares: &[Share],
     t: usize,
@@ -749,34 +844,8 @@ fn reconstruct_checked(
             needed: t,
         });
     }
-    let try_subset = |subset: &[Share]| match shamir::reconstruct(subset, t) {
-        Ok(secret) if check(&secret) => Some(secret),
-        _ => None,
-    };
-    if let Some(s) = try_subset(shares) {
-        return Ok(s);
-    }
-    if shares.len() > t {
-        // Leave one share out at a time (among the first t + 1).
-        for skip in 0..=t {
-            let subset: Vec<Share> = shares
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != skip)
-                .map(|(_, s)| s.clone())
-                .take(t)
-                .collect();
-            if let Some(s) = try_subset(&subset) {
-                return Ok(s);
-            }
-        }
-        for start in 1..=(shares.len() - t) {
-            if let Some(s) = try_subset(&shares[start..]) {
-                return Ok(s);
-            }
-        }
-    }
-    Err(RoundAborted::InconsistentShares { owner })
+    shamir::reconstruct_robust(shares, t, check)
+        .map_err(|_| RoundAborted::InconsistentShares { owner })
 }
 
 /// Whether an X25519 public key is one of the points whose shared secret is always zero.

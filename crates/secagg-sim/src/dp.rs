@@ -226,6 +226,7 @@ mod tests {
             prg: secagg_core::PrgKind::Aes128Ctr,
             model: secagg_core::ThreatModel::HonestButCurious,
             pki: false,
+            encoding: Vec::new(),
         }
     }
 

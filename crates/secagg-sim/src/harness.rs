@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
-use secagg_core::client::{Client, ClientRound, Roster};
+use secagg_core::client::{Client, ClientRound, Policy, Roster};
 use secagg_core::crypto::IdentityKey;
 use secagg_core::server::{Dropout, Outcome, ServerRound};
 use secagg_core::{ClientError, ClientId, RoundConfig, ServerError, Stage};
@@ -42,6 +42,9 @@ pub struct Scenario {
     /// Sees every message in flight: `(stage, from_server, client, bytes)` (test vectors,
     /// attack tests).
     pub observe: Option<Observer>,
+    /// What every client accepts (its threat model and assumptions); the core's default
+    /// policy when `None`.
+    pub policy: Option<Policy>,
 }
 
 /// Observer of messages: `(stage, from_server, client, bytes)`.
@@ -60,6 +63,7 @@ impl Scenario {
             client_tamper: None,
             on_stage: None,
             observe: None,
+            policy: None,
         }
     }
 }
@@ -148,6 +152,9 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
             let mut c = Client::new(id, x);
             if let (Some(k), Some(r)) = (keys.as_mut().and_then(|k| k.next()), &roster) {
                 c = c.with_pki(k, r.clone());
+            }
+            if let Some(p) = &sc.policy {
+                c = c.with_policy(p.clone());
             }
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&sc.seed.to_le_bytes());

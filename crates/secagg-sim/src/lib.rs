@@ -7,10 +7,13 @@
 //! - [`plan`]: turns user-level options (n, d, threat model, optional k/t) into a checked
 //!   [`secagg_core::RoundConfig`].
 //! - [`harness`]: runs a round with dropouts, duplicates, reordering and tampering.
+//! - [`input_encoding`]: the canonical description of how inputs are encoded (float, DP),
+//!   carried in the round's configuration so that it is part of the session id.
 //! - [`npy`]: reads and writes NumPy `.npy` files.
 
 pub mod dp;
 pub mod harness;
+pub mod input_encoding;
 pub mod npy;
 pub mod plan;
 pub mod simulate;

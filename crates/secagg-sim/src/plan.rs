@@ -1,5 +1,6 @@
 //! From what a user asks for to a checked round configuration.
 
+use secagg_core::config::MAX_CLIENTS;
 use secagg_core::params::{self, Assumptions, ThreatModel};
 use secagg_core::{GraphKind, PrgKind, RoundConfig};
 
@@ -51,10 +52,16 @@ pub struct Plan {
 }
 
 /// Chooses or checks (k, t) and builds the round configuration.
+///
+/// `min_clients` (the survivors a round needs before it unmasks, and in the malicious model the
+/// consistency signatures each client needs) is the threshold for an honest-but-curious server,
+/// and [`params::min_survivors_required`] (at least (1 - δ)·n) for a malicious one. The result
+/// passes [`params::check_round`], the check clients run on what a server announces, unless
+/// explicit k/t were accepted with `accept_weaker`.
 pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
     let n = o.clients;
-    if n < 2 {
-        return Err(format!("a round needs at least 2 clients, got {n}"));
+    if !(2..=MAX_CLIENTS).contains(&n) {
+        return Err(format!("a round needs 2..={MAX_CLIENTS} clients, got {n}"));
     }
     let a = &o.assumptions;
     let mut warnings = Vec::new();
@@ -109,11 +116,16 @@ pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
         },
     };
     let explicit = o.degree.is_some() || o.threshold.is_some();
-    let check = if graph == GraphKind::Complete || degree >= n - 1 {
-        params::check_complete(n, threshold, a)
-    } else {
-        params::check_harary(n, degree, threshold, a)
-    };
+    // Never below the threshold (the round cannot unmask with fewer), nor above n.
+    let min_clients = threshold.max(params::min_survivors_required(n, a)).min(n);
+    let check = params::check_round(
+        n,
+        graph == GraphKind::Complete,
+        degree,
+        threshold,
+        min_clients,
+        a,
+    );
     match check {
         Ok(w) => warnings.extend(w),
         Err(params::ParamError::Insecure(why)) if explicit && o.accept_weaker => warnings.push(
@@ -128,7 +140,7 @@ pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
         round_id: o.round_id,
         round_seed: o.round_seed,
         num_clients: n,
-        min_clients: threshold,
+        min_clients,
         degree,
         threshold,
         graph: if degree >= n - 1 {
@@ -141,7 +153,123 @@ pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
         prg: o.prg,
         model: a.model,
         pki: a.model == ThreatModel::Malicious,
+        // Drivers fill in how inputs are encoded (float, DP) before starting the round.
+        encoding: Vec::new(),
     };
     config.validate()?;
     Ok(Plan { config, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(clients: u32, corrupt: f64, dropout: f64, model: ThreatModel) -> RoundOptions {
+        RoundOptions {
+            clients,
+            dim: 4,
+            bits: 32,
+            graph: GraphChoice::Auto,
+            degree: None,
+            threshold: None,
+            accept_weaker: false,
+            assumptions: Assumptions {
+                corrupt_fraction: corrupt,
+                dropout_fraction: dropout,
+                model,
+            },
+            prg: PrgKind::Aes128Ctr,
+            round_id: 1,
+            round_seed: [7; 32],
+        }
+    }
+
+    #[test]
+    fn min_clients_is_the_threshold_for_an_honest_but_curious_server() {
+        for n in [3, 10, 100, 1000] {
+            let p = plan(&options(n, 0.05, 0.05, ThreatModel::HonestButCurious)).unwrap();
+            assert_eq!(p.config.min_clients, p.config.threshold, "{n}");
+        }
+        let c = plan(&options(1000, 0.05, 0.05, ThreatModel::HonestButCurious))
+            .unwrap()
+            .config;
+        assert_eq!((c.degree, c.threshold, c.min_clients), (30, 17, 17));
+    }
+
+    #[test]
+    fn min_clients_covers_the_survivors_a_malicious_server_must_keep() {
+        let m = ThreatModel::Malicious;
+        let p = plan(&options(1000, 0.05, 0.05, m)).unwrap();
+        let c = &p.config;
+        // Finding 2: not 37 (t, below the 50 corrupt clients assumed) but ⌈0.95 · 1000⌉.
+        assert_eq!((c.degree, c.threshold, c.min_clients), (52, 37, 950));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert!(c.pki);
+        // The same check a client runs on what the server announces.
+        let a = options(1000, 0.05, 0.05, m).assumptions;
+        assert!(params::check_round(1000, false, c.degree, c.threshold, c.min_clients, &a).is_ok());
+        // Explicit weak k/t accepted with --accept-weaker-params keep the survivors' floor.
+        let mut o = options(1000, 0.05, 0.05, m);
+        (o.degree, o.threshold) = (Some(20), Some(11));
+        let e = plan(&o).unwrap_err();
+        assert!(e.contains("--accept-weaker-params"), "{e}");
+        o.accept_weaker = true;
+        let p = plan(&o).unwrap();
+        assert_eq!(
+            (p.config.degree, p.config.threshold, p.config.min_clients),
+            (20, 11, 950)
+        );
+        assert!(
+            p.warnings.iter().any(|w| w.contains("weaker")),
+            "{:?}",
+            p.warnings
+        );
+        // A complete graph's threshold above the floor raises min_clients to it.
+        let mut o = options(100, 0.05, 0.05, m);
+        (o.graph, o.threshold) = (GraphChoice::Complete, Some(99));
+        let c = plan(&o).unwrap().config;
+        assert_eq!((c.degree, c.threshold, c.min_clients), (99, 99, 99));
+    }
+
+    #[test]
+    fn every_plan_is_valid_and_passes_the_clients_check() {
+        for n in (2..=60).chain([100, 257, 1000]) {
+            for (al, de) in [
+                (0.0, 0.0),
+                (0.05, 0.05),
+                (0.1, 0.2),
+                (0.33, 0.05),
+                (0.05, 0.33),
+            ] {
+                for m in [ThreatModel::HonestButCurious, ThreatModel::Malicious] {
+                    let o = options(n, al, de, m);
+                    let Ok(p) = plan(&o) else { continue };
+                    let c = &p.config;
+                    c.validate().unwrap();
+                    let complete = c.graph == GraphKind::Complete;
+                    params::check_round(
+                        n,
+                        complete,
+                        c.degree,
+                        c.threshold,
+                        c.min_clients,
+                        &o.assumptions,
+                    )
+                    .unwrap();
+                    assert!(
+                        c.min_clients >= params::min_survivors_required(n, &o.assumptions).min(n)
+                    );
+                }
+            }
+        }
+        assert!(
+            plan(&options(
+                MAX_CLIENTS + 1,
+                0.05,
+                0.05,
+                ThreatModel::HonestButCurious
+            ))
+            .is_err()
+        );
+    }
 }

@@ -8,6 +8,7 @@ use secagg_core::server::{Dropout, Outcome};
 use secagg_core::{ClientId, Stage};
 
 use crate::dp::DpParams;
+use crate::input_encoding::InputEncoding;
 use crate::harness::{self, Report, Scenario};
 use crate::plan::{Plan, RoundOptions, plan};
 
@@ -262,9 +263,17 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
     let mut ro = opts.round.clone();
     ro.clients = n32;
     ro.dim = u32::try_from(enc_dim).map_err(|_| format!("dimension {enc_dim} is too large"))?;
-    let plan = plan(&ro)?;
+    let mut plan = plan(&ro)?;
+    if let Some((enc, _, _)) = &float {
+        plan.config.encoding = InputEncoding::Float {
+            clip: enc.clip,
+            max_weight: enc.max_weight,
+        }
+        .to_bytes();
+    }
     let drop_ids = choose_dropouts(n32, opts.dropout, opts.seed);
     let mut sc = Scenario::new(plan.config.clone(), opts.seed);
+    sc.policy = client_policy(&opts.round);
     if !drop_ids.is_empty() {
         sc.dropouts.push((opts.dropout_stage, drop_ids));
     }
@@ -411,6 +420,7 @@ fn simulate_dp(
     ro.dim = params.masked_dim()?;
     let mut plan = plan(&ro)?;
     crate::dp::require_survivors(&mut plan.config, dp.min_survivors)?;
+    plan.config.encoding = InputEncoding::Dp(params).to_bytes();
     let enc = params.encoding(&plan.config)?;
     let cost = params.round_cost(&plan.config, dp.sampling_rate)?;
     let eps = crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?;
@@ -426,6 +436,7 @@ fn simulate_dp(
         .collect::<Result<_, _>>()?;
     let drop_ids = choose_dropouts(n, opts.dropout, opts.seed);
     let mut sc = Scenario::new(plan.config.clone(), opts.seed);
+    sc.policy = client_policy(&opts.round);
     if !drop_ids.is_empty() {
         sc.dropouts.push((opts.dropout_stage, drop_ids));
     }
@@ -488,4 +499,13 @@ fn simulate_dp(
         total_weight: survivors.len() as u64,
     });
     Ok(result)
+}
+
+/// Simulated clients check the round against the same assumptions the planner used, so a
+/// malicious-model simulation exercises every client-side check.
+fn client_policy(o: &RoundOptions) -> Option<secagg_core::client::Policy> {
+    let a = o.assumptions;
+    (a.model == secagg_core::ThreatModel::Malicious && !o.accept_weaker).then(|| {
+        secagg_core::client::Policy::malicious(a.corrupt_fraction, a.dropout_fraction)
+    })
 }

@@ -27,6 +27,7 @@ fn config() -> RoundConfig {
         prg: PrgKind::Aes128Ctr,
         model: ThreatModel::Malicious,
         pki: true,
+        encoding: Vec::new(),
     }
 }
 

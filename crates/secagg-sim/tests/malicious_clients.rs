@@ -26,6 +26,7 @@ fn config(model: ThreatModel, bits: u8) -> RoundConfig {
         prg: PrgKind::Aes128Ctr,
         model,
         pki: model == ThreatModel::Malicious,
+        encoding: Vec::new(),
     }
 }
 
@@ -179,13 +180,22 @@ fn wrong_vector_length_or_modulus() {
         32,
         Stage::MaskedInput,
         |b, c| {
-            let ClientMessage::MaskedInput { mut vector, proof } =
+            let ClientMessage::MaskedInput {
+                mut vector,
+                proof,
+                masked_with,
+            } =
                 ClientMessage::decode(&b, c).unwrap()
             else {
                 panic!()
             };
             vector.pop();
-            ClientMessage::MaskedInput { vector, proof }.encode()
+            ClientMessage::MaskedInput {
+                vector,
+                proof,
+                masked_with,
+            }
+            .encode()
         },
     );
     assert_dropped_and_exact(&r, 32, |m| {
@@ -201,13 +211,22 @@ fn wrong_vector_length_or_modulus() {
         13,
         Stage::MaskedInput,
         |b, c| {
-            let ClientMessage::MaskedInput { mut vector, proof } =
+            let ClientMessage::MaskedInput {
+                mut vector,
+                proof,
+                masked_with,
+            } =
                 ClientMessage::decode(&b, c).unwrap()
             else {
                 panic!()
             };
             *vector.last_mut().unwrap() |= 0x80;
-            ClientMessage::MaskedInput { vector, proof }.encode()
+            ClientMessage::MaskedInput {
+                vector,
+                proof,
+                masked_with,
+            }
+            .encode()
         },
     );
     assert_dropped_and_exact(&r, 13, |m| {
@@ -337,6 +356,63 @@ fn shares_that_do_not_reconstruct_are_detected_and_routed_around() {
     // The attacker's own input is still in the sum (it uploaded), and the sum is exact.
     assert_eq!(survivors.len(), 10);
     assert_eq!(*aggregate, plain_sum(&inputs(32), survivors.iter(), 32));
+}
+
+#[test]
+fn two_bad_share_holders_are_corrected_not_an_abort() {
+    // Complete graph of 8, t = 4: every secret has 8 holders. Clients 2 and 5 corrupt every
+    // share they reveal, so each secret's shares (in arrival order 1..=8) are bad at positions
+    // 1 and 4: every leave-one-out subset of the first t + 1 and every window of t consecutive
+    // shares holds a bad one, which aborted version 1's search. Reed–Solomon decoding corrects
+    // ⌊(8 − 4)/2⌋ = 2 errors.
+    let cfg = RoundConfig {
+        num_clients: 8,
+        min_clients: 4,
+        degree: 7,
+        threshold: 4,
+        graph: GraphKind::Complete,
+        ..config(ThreatModel::HonestButCurious, 32)
+    };
+    let inputs: Vec<Vec<u64>> = (1..=8u64)
+        .map(|i| (0..12).map(|j| i * 1000 + j).collect())
+        .collect();
+    let mut sc = Scenario::new(cfg.clone(), 11);
+    sc.client_tamper = Some(Box::new(move |st, id, bytes| {
+        if st != Stage::Unmask || (id != 2 && id != 5) {
+            return bytes;
+        }
+        let ClientMessage::UnmaskShares {
+            self_mask,
+            mask_key,
+        } = ClientMessage::decode(&bytes, &cfg).unwrap()
+        else {
+            panic!()
+        };
+        let bump = |v: Vec<(ClientId, Share)>| {
+            v.into_iter()
+                .map(|(o, s)| {
+                    let mut y = s.y;
+                    y[1] = (y[1] + 7) % secagg_core::shamir::MODULUS;
+                    (o, Share { x: s.x, y })
+                })
+                .collect()
+        };
+        ClientMessage::UnmaskShares {
+            self_mask: bump(self_mask),
+            mask_key: bump(mask_key),
+        }
+        .encode()
+    }));
+    let r = run(sc, inputs.clone()).unwrap();
+    let Outcome::Released {
+        aggregate,
+        survivors,
+    } = &r.outcome
+    else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(survivors.len(), 8);
+    assert_eq!(*aggregate, plain_sum(&inputs, survivors.iter(), 32));
 }
 
 #[test]

@@ -25,6 +25,7 @@ fn config(n: u32, k: u32, t: u32, model: ThreatModel) -> RoundConfig {
         prg: PrgKind::Aes128Ctr,
         model,
         pki: model == ThreatModel::Malicious,
+        encoding: Vec::new(),
     }
 }
 

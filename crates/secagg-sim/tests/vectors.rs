@@ -41,6 +41,7 @@ fn config(model: ThreatModel, graph: GraphKind) -> RoundConfig {
         prg: PrgKind::Aes128Ctr,
         model,
         pki: model == ThreatModel::Malicious,
+        encoding: Vec::new(),
     }
 }
 

@@ -29,13 +29,14 @@ use crate::config::{MAX_CLIENTS, MAX_DIM, RoundConfig};
 use crate::crypto::{DhKeyPair, IdentityKey};
 use crate::error::{CodecError, StateError};
 use crate::idset::IdSet;
-use crate::params::ThreatModel;
+use crate::ClientId;
+use crate::params::{Assumptions, ThreatModel};
 use crate::shamir::{SHARE_LEN, Share};
 
 /// First bytes of every saved client state ("SecAgg Client State").
 pub const STATE_MAGIC: [u8; 4] = *b"SACS";
 /// Version of the saved-state format; bumped on any change to it.
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 
 mod tag {
     pub const NEW: u8 = 1;
@@ -48,8 +49,8 @@ mod tag {
 
 const HEADER_LEN: usize = STATE_MAGIC.len() + 2;
 const KEY_LEN: usize = 32;
-/// A neighbour: id, shared encryption secret, shared mask secret.
-const PEER_LEN: usize = 4 + 2 * KEY_LEN;
+/// A neighbour: id, shared encryption secret, shared mask secret, pair binding.
+const PEER_LEN: usize = 4 + 3 * KEY_LEN;
 /// Shares held for one owner: owner id, share of its mask key, share of its self-mask seed.
 const HELD_LEN: usize = 4 + 2 * SHARE_LEN;
 
@@ -107,6 +108,7 @@ impl ClientRound {
                     common_len(&s.common)
                         + input_len(&s.common)
                         + 2 * KEY_LEN
+                        + s.u1.encoded_len()
                         + 4
                         + s.peers.len() * PEER_LEN
                         + 2 * SHARE_LEN
@@ -136,9 +138,13 @@ impl ClientRound {
                 encode_common(&s.common, &mut w);
                 encode_input(&s.common, &s.input, &mut w);
                 w.fixed(&*s.self_seed).fixed(&s.session);
+                s.u1.encode(&mut w);
                 w.u32(s.peers.len() as u32);
                 for p in &s.peers {
-                    w.u32(p.id).fixed(&*p.enc_shared).fixed(&*p.mask_shared);
+                    w.u32(p.id)
+                        .fixed(&*p.enc_shared)
+                        .fixed(&*p.mask_shared)
+                        .fixed(&p.binding);
                 }
                 encode_share(&s.own.mask_key, &mut w);
                 encode_share(&s.own.self_mask, &mut w);
@@ -217,7 +223,7 @@ impl ClientRound {
 
 /// Id, policy, identity (flag and seed), roster (flag, count and keys), input (count, u64s).
 fn new_len(c: &Client) -> usize {
-    let policy = 1 + 8 + 4;
+    let policy = 1 + 8 + 4 + 1 + c.policy.assumptions.map_or(0, |_| 8 + 8 + 1);
     let identity = 1 + c.identity.as_ref().map_or(0, |_| KEY_LEN);
     let roster = 1 + c.roster.as_ref().map_or(0, |r| 4 + r.len() * KEY_LEN);
     4 + policy + identity + roster + 4 + c.input.len() * 8
@@ -228,6 +234,14 @@ fn encode_new(c: &Client, w: &mut Writer) {
         .u8(model_byte(c.policy.min_model))
         .u64(c.policy.min_threshold_fraction.to_bits())
         .u32(c.policy.min_clients);
+    match &c.policy.assumptions {
+        Some(a) => w
+            .u8(1)
+            .u64(a.corrupt_fraction.to_bits())
+            .u64(a.dropout_fraction.to_bits())
+            .u8(model_byte(a.model)),
+        None => w.u8(0),
+    };
     match &c.identity {
         Some(k) => w.u8(1).fixed(&*k.seed()),
         None => w.u8(0),
@@ -296,7 +310,10 @@ fn encode_share(s: &Share, w: &mut Writer) {
 fn unmask_len(s: &AwaitingUnmask) -> usize {
     common_len(&s.common)
         + KEY_LEN
+        + s.u1.encoded_len()
         + s.u2.encoded_len()
+        + 4
+        + 4 * s.masked_with.len()
         + 4
         + s.held.len() * HELD_LEN
         + s.signed_u3.as_ref().map_or(0, IdSet::encoded_len)
@@ -306,7 +323,12 @@ fn unmask_len(s: &AwaitingUnmask) -> usize {
 fn encode_unmask(s: &AwaitingUnmask, w: &mut Writer) {
     encode_common(&s.common, w);
     w.fixed(&s.session);
+    s.u1.encode(w);
     s.u2.encode(w);
+    w.u32(s.masked_with.len() as u32);
+    s.masked_with.iter().for_each(|v| {
+        w.u32(*v);
+    });
     w.u32(s.held.len() as u32);
     for h in &s.held {
         w.u32(h.owner);
@@ -315,6 +337,14 @@ fn encode_unmask(s: &AwaitingUnmask, w: &mut Writer) {
     }
     if let Some(u3) = &s.signed_u3 {
         u3.encode(w);
+    }
+}
+
+fn model_from_byte(b: u8) -> Result<ThreatModel, CodecError> {
+    match b {
+        0 => Ok(ThreatModel::HonestButCurious),
+        1 => Ok(ThreatModel::Malicious),
+        _ => Err(CodecError::NonCanonical("policy threat model")),
     }
 }
 
@@ -355,11 +385,7 @@ fn roster_keys(bytes: &[u8]) -> Vec<[u8; KEY_LEN]> {
 
 fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
     let id = r.u32()?;
-    let min_model = match r.u8()? {
-        0 => ThreatModel::HonestButCurious,
-        1 => ThreatModel::Malicious,
-        _ => return Err(CodecError::NonCanonical("policy threat model").into()),
-    };
+    let min_model = model_from_byte(r.u8()?)?;
     let min_threshold_fraction = f64::from_bits(r.u64()?);
     if !(0.0..=1.0).contains(&min_threshold_fraction) {
         return Err(StateError::Inconsistent(
@@ -367,6 +393,22 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
         ));
     }
     let min_clients = r.u32()?;
+    let assumptions = if flag(r, "assumptions flag")? {
+        let a = Assumptions {
+            corrupt_fraction: f64::from_bits(r.u64()?),
+            dropout_fraction: f64::from_bits(r.u64()?),
+            model: model_from_byte(r.u8()?)?,
+        };
+        if !((0.0..1.0).contains(&a.corrupt_fraction) && (0.0..1.0).contains(&a.dropout_fraction))
+        {
+            return Err(StateError::Inconsistent(
+                "assumed corrupt or dropout fraction not in [0, 1)",
+            ));
+        }
+        Some(a)
+    } else {
+        None
+    };
     let identity = if flag(r, "identity flag")? {
         Some(IdentityKey::from_seed(&*secret(r)?))
     } else {
@@ -393,6 +435,7 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
         min_model,
         min_threshold_fraction,
         min_clients,
+        assumptions,
     };
     for _ in 0..n {
         client.input.push(r.u64()?);
@@ -437,6 +480,7 @@ fn decode_shares(r: &mut Reader<'_>) -> Result<AwaitingShares, StateError> {
     let input = decode_input(&common, r)?;
     let self_seed = secret(r)?;
     let session = r.array()?;
+    let u1 = decode_u1(r, &common)?;
     let n = r.count("peers", common.config.degree as usize, PEER_LEN)?;
     let mut peers: Vec<Peer> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -451,12 +495,17 @@ fn decode_shares(r: &mut Reader<'_>) -> Result<AwaitingShares, StateError> {
                 "neighbours not in increasing id order",
             ));
         }
+        if !u1.contains(id) {
+            return Err(StateError::Inconsistent("a neighbour not in U1"));
+        }
         let enc_shared = secret(r)?;
         let mask_shared = secret(r)?;
+        let binding = r.array()?;
         peers.push(Peer {
             id,
             enc_shared,
             mask_shared,
+            binding,
         });
     }
     let own = HeldShares {
@@ -474,9 +523,18 @@ fn decode_shares(r: &mut Reader<'_>) -> Result<AwaitingShares, StateError> {
         input,
         self_seed,
         session,
+        u1,
         peers,
         own,
     })
+}
+
+fn decode_u1(r: &mut Reader<'_>, common: &Common) -> Result<IdSet, StateError> {
+    let u1 = IdSet::decode(r, common.config.num_clients)?;
+    if !u1.contains(common.id) {
+        return Err(StateError::Inconsistent("I am not in U1"));
+    }
+    Ok(u1)
 }
 
 /// `unmask_stage`: the unmask stage (which carries the signed U3 in the malicious model)
@@ -485,9 +543,21 @@ fn decode_unmask(r: &mut Reader<'_>, unmask_stage: bool) -> Result<AwaitingUnmas
     let common = decode_common(r)?;
     let (id, num_clients) = (common.id, common.config.num_clients);
     let session = r.array()?;
+    let u1 = decode_u1(r, &common)?;
     let u2 = IdSet::decode(r, num_clients)?;
-    if !u2.contains(id) {
-        return Err(StateError::Inconsistent("I am not in U2"));
+    if !u2.contains(id) || !u2.is_subset(&u1) {
+        return Err(StateError::Inconsistent("I am not in U2, or U2 is not within U1"));
+    }
+    let m = r.count("masked-with", common.config.degree as usize, 4)?;
+    let mut masked_with: Vec<ClientId> = Vec::with_capacity(m);
+    for _ in 0..m {
+        let v = r.u32()?;
+        if v == id || !u2.contains(v) || masked_with.last().is_some_and(|p| *p >= v) {
+            return Err(StateError::Inconsistent(
+                "masked-with ids not increasing, mine, or outside U2",
+            ));
+        }
+        masked_with.push(v);
     }
     let n = r.count("held shares", common.config.degree as usize + 1, HELD_LEN)?;
     let mut held: Vec<HeldShares> = Vec::with_capacity(n);
@@ -532,7 +602,9 @@ fn decode_unmask(r: &mut Reader<'_>, unmask_stage: bool) -> Result<AwaitingUnmas
     Ok(AwaitingUnmask {
         common,
         session,
+        u1,
         u2,
+        masked_with,
         held,
         signed_u3,
     })
@@ -908,13 +980,17 @@ mod tests {
         let sizes: BTreeMap<&str, usize> =
             t.saved.iter().map(|(s, b)| (s.as_str(), b.len())).collect();
         let expect: BTreeMap<&str, usize> = [
-            ("New", 6 + 4 + 13 + 1 + 1 + 4 + 80_000),
-            ("AwaitingNeighbours", 6 + 69 + 40_000 + 3 * 32),
+            // Header, id, policy (with the assumptions flag), identity and roster flags, input.
+            ("New", 6 + 4 + 14 + 1 + 1 + 4 + 80_000),
+            // The config encodes in 73 bytes (69 + the empty encoding's length).
+            ("AwaitingNeighbours", 6 + 73 + 40_000 + 3 * 32),
+            // ... + seed, session, U1 (7 bytes), 19 peers of 100 bytes, own shares.
             (
                 "AwaitingShares",
-                6 + 69 + 40_000 + 2 * 32 + 4 + 19 * 68 + 2 * 44,
+                6 + 73 + 40_000 + 2 * 32 + 7 + 4 + 19 * 100 + 2 * 44,
             ),
-            ("AwaitingUnmask", 6 + 69 + 32 + 7 + 4 + 20 * 92),
+            // Session, U1, U2, the 19 neighbours masked with, 20 held shares.
+            ("AwaitingUnmask", 6 + 73 + 32 + 7 + 7 + 4 + 19 * 4 + 4 + 20 * 92),
             ("Finished", 6),
         ]
         .into_iter()
