@@ -495,13 +495,15 @@ pub fn check_complete(n: u32, threshold: u32, a: &Assumptions) -> Result<Vec<Str
 /// and by every client's policy (with the client's own assumptions) on what a server announced.
 ///
 /// `complete` says the graph is complete; a Harary `degree` of n - 1 counts as complete too.
-/// Refuses n above [`MAX_CLIENTS`](crate::config::MAX_CLIENTS) (as `RoundConfig::validate`
-/// does), which also bounds the time the check takes.
-/// Runs [`check_complete`] or [`check_harary`], checks that `min_clients` is in
-/// threshold..=n, and in the malicious model refuses `min_clients` below
-/// [`min_survivors_required`]. `Ok(warnings)` when secure (warnings say a round risks
-/// aborting); `Err(Insecure)` when weaker than `a` needs; `Err(Invalid)` or `Err(Infeasible)`
-/// for parameters or assumptions no round can have. Never panics, whatever the input.
+/// Runs [`check_complete`] or [`check_harary`], checks that `min_clients` is in threshold..=n,
+/// and in the malicious model refuses `min_clients` below [`min_survivors_required`]. Refuses
+/// n above [`MAX_CLIENTS`] as `RoundConfig::validate` does, which also bounds the time the
+/// check takes (see [`check_harary`]).
+///
+/// `Ok(warnings)` when secure (warnings say a round risks aborting); `Err(Insecure)` when
+/// weaker than `a` needs; `Err(Invalid)` or `Err(Infeasible)` for parameters or assumptions no
+/// round can have (malformed parameters are reported before weak ones). Never panics,
+/// whatever the input.
 pub fn check_round(
     n: u32,
     complete: bool,

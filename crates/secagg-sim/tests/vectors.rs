@@ -32,7 +32,9 @@ fn config(model: ThreatModel, graph: GraphKind) -> RoundConfig {
         round_id: 2026,
         round_seed: [0x5a; 32],
         num_clients: n,
-        min_clients: t,
+        // The planner's choice: t for an honest-but-curious server; for a malicious one
+        // ⌈(1 − δ)n⌉ with δ = 1/8 (one dropout of 8), as `secagg.Server(assumed_dropout=0.125)`.
+        min_clients: if model == ThreatModel::Malicious { 7 } else { t },
         degree: k,
         threshold: t,
         graph,
