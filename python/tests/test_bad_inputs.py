@@ -6,6 +6,7 @@ import pytest
 import secagg
 
 GOOD = [np.arange(8, dtype=np.uint32) for _ in range(4)]
+SECRETS, KEYS = (list(x) for x in zip(*(secagg.keygen(bytes([i + 1]) * 32) for i in range(6))))
 
 
 @pytest.mark.parametrize(
@@ -83,6 +84,22 @@ def test_weaker_params_run_when_accepted_and_warn():
         ({"clients": 4, "dim": 4, "bits": 70}, "bits"),
         ({"clients": 2000, "dim": 4, "bits": 8, "clip": 1.0, "max_weight": 1}, "bits"),
         ({"clients": 40, "dim": 4, "degree": 2, "threshold": 2}, "accept_weaker_params=True"),
+        # One key at two ids: one party could be several neighbours of one client.
+        (
+            {"clients": 3, "dim": 4, "threat": "malicious", "roster": [KEYS[0], KEYS[1], KEYS[0]]},
+            "same public key",
+        ),
+        # Below the survivors a malicious-server round needs (⌈0.95·6⌉ = 6).
+        (
+            {"clients": 6, "dim": 4, "threat": "malicious", "roster": KEYS[:6], "min_clients": 3},
+            "min_clients 3 is below the 6",
+        ),
+        ({"clients": 4, "dim": 4, "dp": "ddg"}, "dp_noise_multiplier= and dp_clip="),
+        ({"clients": 4, "dim": 4, "dp": "laplace", "dp_noise_multiplier": 1.0, "dp_clip": 1.0},
+         "unknown dp"),
+        ({"clients": 4, "dim": 4, "dp_clip": 1.0}, "go with dp="),
+        ({"clients": 4, "dim": 4, "clip": 1.0, "dp": "ddg", "dp_noise_multiplier": 1.0,
+          "dp_clip": 1.0}, "exclude each other"),
     ],
 )
 def test_bad_server_parameters(kwargs, hint):
@@ -96,12 +113,26 @@ def test_bad_server_parameters(kwargs, hint):
     [
         ((0, GOOD[0]), {}, "1-based"),
         ((1, np.zeros(4, np.int16)), {}, "signed"),
-        ((1, np.zeros(4)), {}, "clip="),
-        ((1, GOOD[0]), {"clip": 1.0}, "float inputs"),
-        ((1, np.zeros(4)), {"clip": 1.0, "weight": 5, "max_weight": 2}, "max_weight"),
-        ((1, GOOD[0]), {"seed": b"short"}, "32 bytes"),
+        # The encoding is the round's (in its configuration), not the client's.
+        ((1, np.zeros(4)), {"clip": 1.0}, "no longer the client's"),
+        ((1, np.zeros(4)), {"max_weight": 2}, "no longer the client's"),
+        ((1, GOOD[0]), {"weight": 5}, "weight= is for float inputs"),
+        # Seeds are for tests only, and say so.
+        ((1, GOOD[0]), {"seed": 1}, "tests only"),
+        ((1, GOOD[0]), {"seed": b"s" * 32}, "insecure_test_seed=True"),
+        ((1, GOOD[0]), {"seed": b"short", "insecure_test_seed": True}, "32 bytes"),
         ((1, GOOD[0]), {"identity": b"k" * 32}, "go together"),
         ((1, GOOD[0]), {"identity": b"k" * 31, "roster": [b"p" * 32]}, "32-byte"),
+        # The client's own threat model.
+        ((1, GOOD[0]), {"threat": "malicious"}, "needs identity="),
+        ((1, GOOD[0]), {"require_malicious_model": True}, "needs identity="),
+        ((1, GOOD[0]), {"threat": "byzantine"}, "unknown threat"),
+        ((1, GOOD[0]), {"assumed_corrupt": 1.5}, "assumed_corrupt must be a fraction"),
+        ((1, GOOD[0]), {"assumed_dropout": -0.1}, "assumed_dropout must be a fraction"),
+        # Its roster: no key twice, its own key at its own index.
+        ((1, GOOD[0]), {"identity": SECRETS[0], "roster": [KEYS[0], KEYS[1], KEYS[1]]},
+         "same public key"),
+        ((2, GOOD[0]), {"identity": SECRETS[0], "roster": KEYS[:3]}, "roster[1] is not"),
     ],
 )
 def test_bad_client_parameters(args, kwargs, hint):

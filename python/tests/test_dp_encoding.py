@@ -1,5 +1,7 @@
 """secagg.DpEncoding and secagg.dp.Accountant: a DP round over the sans-IO objects, driven by
-hand as a user with their own transport would, and the parameters a user gets wrong.
+hand as a user with their own transport would, and the parameters a user gets wrong. The DP
+parameters are the round's (``Server(dp=...)``, in its configuration): clients and server
+derive the encoding from the configuration alone.
 
 The clients' noise comes from the OS CSPRNG, so measured noise variances are compared with the
 encoding's own prediction within bounds that a correct implementation leaves with probability
@@ -14,13 +16,11 @@ from noise_stats import assert_noise_variance
 import secagg
 
 D = 100
-KW = dict(dim=D, noise_multiplier=0.5, clip=1.0)
+DP = dict(dp="ddg", dp_noise_multiplier=0.5, dp_clip=1.0)
 
 
-def _server(n: int = 5, min_clients: int | None = 4, **kw) -> secagg.Server:
-    return secagg.Server(
-        clients=n, dim=secagg.DpEncoding.masked_dim(D), min_clients=min_clients, **kw
-    )
+def _server(n: int = 5, min_clients: int | None = 4, dim: int = D, **kw) -> secagg.Server:
+    return secagg.Server(clients=n, dim=dim, min_clients=min_clients, **{**DP, **kw})
 
 
 def _updates(n: int, seed: int = 0, dim: int = D) -> list[np.ndarray]:
@@ -35,20 +35,25 @@ def _clipped(x: np.ndarray, clip: float = 1.0) -> np.ndarray:
 
 
 def _round(n: int, xs: list[np.ndarray]):  # type: ignore[no-untyped-def]
-    """A whole round with no dropouts, as a transport would drive it: each client parses the
-    RoundStart it received, encodes its update for that round, then builds its Client and
-    hands it the same RoundStart. Returns (server, its encoding, the released mean)."""
+    """A whole round with no dropouts, as a transport would drive it. Odd clients hand their
+    float update to their Client, which encodes it for the round it is told of; even ones
+    encode it themselves from the RoundStart they received (``round_config``), then hand the
+    encoding and the same RoundStart to their Client. Returns (server, its encoding, the
+    released mean)."""
     dim = xs[0].size
-    kw = dict(KW, dim=dim)
-    server = secagg.Server(clients=n, dim=secagg.DpEncoding.masked_dim(dim), min_clients=4)
-    enc = secagg.DpEncoding(server.config, **kw)
+    server = _server(n, dim=dim)
+    assert server.config["dim"] == secagg.DpEncoding.masked_dim(dim)
+    enc = secagg.DpEncoding(server.config)
     server.start(0)
     clients: dict[int, secagg.Client] = {}
     pending = server.outgoing()
     for cid, msg in pending:
         config = secagg.round_config(msg)
         assert config == {k: v for k, v in server.config.items() if k in config}
-        mine = secagg.DpEncoding(config, **kw)
+        if cid % 2:
+            clients[cid] = secagg.Client(cid, xs[cid - 1])
+            continue
+        mine = secagg.DpEncoding(config)
         assert mine.scale == enc.scale and mine.min_survivors == 4
         encoded = mine.encode(xs[cid - 1])
         assert encoded.dtype == np.uint32 and encoded.shape == (enc.padded_dim,)
@@ -83,9 +88,9 @@ def test_a_sans_io_dp_round_releases_the_clipped_mean_within_the_predicted_error
 
 def test_encode_decode_round_trip_is_the_clipped_mean() -> None:
     # No protocol: the wrapped sum of three encodings decodes to their clipped mean.
-    server = _server(3, min_clients=3)
-    small = dict(dim=D, noise_multiplier=1e-4, clip=1.0)  # z must be > 0; this is nearly 0
-    enc = secagg.DpEncoding(server.config, **small)
+    # z must be > 0; this is nearly 0.
+    server = _server(3, min_clients=3, dp_noise_multiplier=1e-4)
+    enc = secagg.DpEncoding(server.config)
     xs = _updates(3, seed=1)
     total = np.zeros(enc.padded_dim, dtype=np.uint64)
     for x in xs:
@@ -123,11 +128,14 @@ def test_the_predicted_error_matches_the_measured_one(
         degree=clients - 1,
         threshold=2,
         accept_weaker_params=True,
+        dp=noise,
+        dp_noise_multiplier=z,
+        dp_clip=1.0,
+        dp_central=central,
     )
     assert server.config["min_clients"] == min_survivors
-    enc = secagg.DpEncoding(
-        server.config, dim=d, noise_multiplier=z, clip=1.0, noise=noise, central=central
-    )
+    enc = secagg.DpEncoding(server.config)
+    assert (enc.noise, enc.central, enc.noise_multiplier, enc.dim) == (noise, central, z, d)
     # The prediction, in closed form: (z * clip)^2 * (survivors / min_survivors) on the sum
     # when distributed, (z * clip)^2 when central; over survivors^2 for the mean.
     total_var = z**2 * (1.0 if central else survivors / min_survivors)
@@ -145,8 +153,8 @@ def test_the_predicted_error_matches_the_measured_one(
 
 
 def test_central_noise_is_added_by_decode_not_encode() -> None:
-    server = _server(3, min_clients=3)
-    enc = secagg.DpEncoding(server.config, central=True, **KW)
+    server = _server(3, min_clients=3, dp_central=True)
+    enc = secagg.DpEncoding(server.config)
     assert enc.central and enc.local_variance == 0.0
     x = np.full(D, 0.01)
     once = enc.encode(x)
@@ -162,26 +170,26 @@ def test_central_noise_is_added_by_decode_not_encode() -> None:
 
 def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
     # z = 2 sized for min_clients = 4: 1 honest survivor reaches 2·√(1/4) = 1.
-    config = _server(5).config
+    config = _server(5, dp_noise_multiplier=2.0).config
     assert config["min_clients"] == 4
     floor = secagg.dp.Floor(1.0, honest_clients=1)
     assert floor.min_noise_multiplier == 1.0 and floor.honest_clients == 1
-    assert floor.effective_noise_multiplier(config, 2.0) == pytest.approx(1.0)
-    floor.check(config, noise_multiplier=2.0)
+    assert floor.effective_noise_multiplier(config) == pytest.approx(1.0)
+    floor.check(config)
     with pytest.raises(ValueError, match="1 honest ones would reach a noise multiplier of only"):
-        floor.check(config, noise_multiplier=1.9)
+        floor.check(_server(5, dp_noise_multiplier=1.9).config)
     # Without honest_clients the client trusts min_clients: only z itself is checked.
     trusting = secagg.dp.Floor(1.0)
     assert trusting.honest_clients is None
-    assert trusting.effective_noise_multiplier(config, 1.9) == 1.9
-    trusting.check(config, noise_multiplier=1.0)
-    for kw, match in [
-        ({"noise_multiplier": 0.9}, "below this client's floor"),
-        ({"noise_multiplier": None}, "without DP noise"),
-        ({"noise_multiplier": 5.0, "central": True}, "central DP noise"),
+    assert trusting.effective_noise_multiplier(_server(5, dp_noise_multiplier=1.9).config) == 1.9
+    trusting.check(_server(5, dp_noise_multiplier=1.0).config)
+    for other, match in [
+        (_server(5, dp_noise_multiplier=0.9), "below this client's floor"),
+        (secagg.Server(clients=5, dim=D), "without DP noise"),
+        (_server(5, dp_noise_multiplier=5.0, dp_central=True), "central DP noise"),
     ]:
         with pytest.raises(ValueError, match=match):
-            trusting.check(config, **kw)
+            trusting.check(other.config)
     for z, honest, match in [
         (0.0, None, "must be a positive number"),
         (float("nan"), None, "must be a positive number"),
@@ -190,12 +198,12 @@ def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
         with pytest.raises(ValueError, match=match):
             secagg.dp.Floor(z, honest_clients=honest)
     with pytest.raises(ValueError, match="as a dict"):
-        floor.check([1], noise_multiplier=2.0)
+        floor.check([1])
 
 
 def test_accountant_composes_as_the_accountant_function() -> None:
     server = _server(5)
-    enc = secagg.DpEncoding(server.config, **KW)
+    enc = secagg.DpEncoding(server.config)
     acc = secagg.dp.Accountant()
     assert acc.epsilon(1e-5) == 0.0 and acc.epsilon_order(1e-5) == (0.0, None)
     three = acc.composed(enc, rounds=3)
@@ -217,20 +225,29 @@ def test_accountant_composes_as_the_accountant_function() -> None:
 def test_bad_parameters_say_what_to_change() -> None:
     config = _server(5).config
     for kw, match in [
-        (dict(KW, noise_multiplier=0.0), "noise multiplier must be a positive number"),
-        (dict(KW, clip=-1.0), "clipping norm must be a positive number"),
-        (dict(KW, noise="laplace"), "use 'ddg'"),
-        (dict(KW, beta=1.5), "beta must be in"),
-        (dict(KW, dim=300), r"dim=secagg.DpEncoding.masked_dim\(300\)"),
+        ({"dp_noise_multiplier": 0.0}, "noise multiplier must be a positive number"),
+        ({"dp_clip": -1.0}, "clipping norm must be a positive number"),
+        ({"dp": "laplace"}, "use 'ddg'"),
+        ({"dp_clip": None}, "dp_noise_multiplier= and dp_clip="),
     ]:
         with pytest.raises(ValueError, match=match):
-            secagg.DpEncoding(config, **kw)
+            _server(5, **kw)
     with pytest.raises(ValueError, match='config lacks "round_seed"'):
-        secagg.DpEncoding({k: v for k, v in config.items() if k != "round_seed"}, **KW)
+        secagg.DpEncoding({k: v for k, v in config.items() if k != "round_seed"})
+    with pytest.raises(ValueError, match='config lacks "encoding"'):
+        secagg.DpEncoding({k: v for k, v in config.items() if k != "encoding"})
     with pytest.raises(ValueError, match="32 bytes"):
-        secagg.DpEncoding({**config, "round_seed": b"x"}, **KW)
+        secagg.DpEncoding({**config, "round_seed": b"x"})
     with pytest.raises(ValueError, match="as a dict"):
-        secagg.DpEncoding([1, 2], **KW)
+        secagg.DpEncoding([1, 2])
+    # The encoding is read from the configuration's bytes only; the readable keys are ignored.
+    assert secagg.DpEncoding({**config, "dp": None, "input": "integers"}).noise_multiplier == 0.5
+    with pytest.raises(ValueError, match="its DP encoding of 100 values needs 128"):
+        secagg.DpEncoding({**config, "dim": 256})
+    with pytest.raises(ValueError, match="invalid input encoding"):
+        secagg.DpEncoding({**config, "encoding": b"\x07"})
+    with pytest.raises(ValueError, match="no DP encoding"):
+        secagg.DpEncoding(secagg.Server(clients=5, dim=8).config)
     assert secagg.DpEncoding.masked_dim(300) == 512 and secagg.DpEncoding.masked_dim(1) == 1
     with pytest.raises(ValueError, match="dim must be at least 1"):
         secagg.DpEncoding.masked_dim(0)
@@ -239,7 +256,7 @@ def test_bad_parameters_say_what_to_change() -> None:
     # Negative counts are ValueErrors naming the argument (not OverflowError).
     for call, match in [
         (lambda: secagg.DpEncoding.masked_dim(-1), "dim must be ≥ 0, got -1"),
-        (lambda: secagg.DpEncoding(config, **dict(KW, dim=-3)), "dim must be ≥ 0, got -3"),
+        (lambda: _server(5, dim=-3), "dim must be ≥ 0, got -3"),
         (lambda: _server(5, min_clients=-1), "min_clients must be ≥ 0, got -1"),
         (lambda: secagg.Server(clients=-5, dim=8), "clients must be ≥ 0, got -5"),
         (lambda: secagg.Server(clients=5, dim=-8), "dim must be ≥ 0, got -8"),
@@ -253,13 +270,12 @@ def test_bad_parameters_say_what_to_change() -> None:
         with pytest.raises(ValueError, match=match):
             call()
     # 8 bits cannot hold the noise of 200 clients: the message names what to change.
-    crowded = secagg.Server(
-        clients=200, dim=128, bits=8, degree=20, threshold=11, accept_weaker_params=True
-    ).config
     with pytest.raises(ValueError, match="bits="):
-        secagg.DpEncoding(crowded, **KW)
+        secagg.Server(
+            clients=200, dim=128, bits=8, degree=20, threshold=11, accept_weaker_params=True, **DP
+        )
 
-    enc = secagg.DpEncoding(config, **KW)
+    enc = secagg.DpEncoding(config)
     with pytest.raises(ValueError, match="float"):
         enc.encode(np.zeros(D, dtype=np.uint32))
     with pytest.raises(ValueError, match="the round expects 100"):

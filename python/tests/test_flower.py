@@ -398,7 +398,7 @@ def test_a_client_that_refuses_answers_with_an_error_and_keeps_no_secrets() -> N
     # A real client after RoundStart, saved as the mod saves it, then sent garbage.
     server = secagg.Server(clients=3, dim=4, round_seed=bytes(32))
     server.start(0)
-    client = secagg.Client(1, np.arange(4, dtype=np.uint32), seed=1)
+    client = secagg.Client(1, np.arange(4, dtype=np.uint32), seed=1, insecure_test_seed=True)
     client.handle(next(m for cid, m in server.outgoing() if cid == 1))
     saved = {rk.ROUND_KEY: "1:5", rk.STATE_STEP: 1, rk.STATE_TOKEN: b"t" * 16}
     state = RecordDict(

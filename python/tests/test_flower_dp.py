@@ -513,8 +513,10 @@ def test_the_release_keeps_charges_made_while_the_round_ran() -> None:
     # the same cost, under round id 99. The release must add its own cost on top.
     z = 1.0
     dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
-    server = secagg.Server(clients=N, dim=secagg.DpEncoding.masked_dim(DIM), min_clients=5)
-    other = secagg.DpEncoding(server.config, dim=DIM, noise_multiplier=z, clip=CLIP)
+    server = secagg.Server(
+        clients=N, dim=DIM, min_clients=5, dp="ddg", dp_noise_multiplier=z, dp_clip=CLIP
+    )
+    other = secagg.DpEncoding(server.config)
     contexts: list[Context] = []
     charged: list[str] = []
 
@@ -542,8 +544,10 @@ def test_the_release_keeps_charges_made_while_the_round_ran() -> None:
 
 
 def _valid_ledger() -> dict[str, Any]:
-    server = secagg.Server(clients=N, dim=secagg.DpEncoding.masked_dim(DIM), min_clients=5)
-    enc = secagg.DpEncoding(server.config, dim=DIM, noise_multiplier=1.0, clip=CLIP)
+    server = secagg.Server(
+        clients=N, dim=DIM, min_clients=5, dp="ddg", dp_noise_multiplier=1.0, dp_clip=CLIP
+    )
+    enc = secagg.DpEncoding(server.config)
     acc = secagg.dp.Accountant().composed(enc, rounds=3)
     return {
         rk.LEDGER_ORDERS: acc.orders,
@@ -642,7 +646,6 @@ def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:
     fitins = FitIns(ndarrays_to_parameters([np.zeros(4)]), {})
     content = compat.fitins_to_recorddict(fitins, keep_input=True)
     record = ConfigRecord({rk.ROUND_KEY: "1:5", rk.MESSAGES: [b"\x00garbage"], rk.CLIENT_ID: 1})
-    DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9).announce(record, 4)
     content.config_records[rk.RECORD] = record
     msg = Message(content, dst_node_id=5, message_type=MessageType.TRAIN)
     ctxt = Context(run_id=1, node_id=5, node_config={}, state=RecordDict(), run_config={})

@@ -56,7 +56,9 @@ def integer_round(n=6, dim=16, seed=0, **server_kwargs):
     rng = np.random.default_rng(seed)
     xs = [rng.integers(0, 2**20, size=dim, dtype=np.uint32) for _ in range(n)]
     server = secagg.Server(clients=n, dim=dim, stage_timeout_ms=TIMEOUT_MS, **server_kwargs)
-    clients = {i + 1: secagg.Client(i + 1, xs[i], seed=100 + i) for i in range(n)}
+    clients = {
+        i + 1: secagg.Client(i + 1, xs[i], seed=100 + i, insecure_test_seed=True) for i in range(n)
+    }
     return server, clients, xs
 
 
@@ -90,10 +92,12 @@ def test_float_round_gives_the_weighted_mean():
     xs = [rng.uniform(-1, 1, size=dim).astype(np.float32) for _ in range(n)]
     w = [1, 2, 3, 4, 5]
     server = secagg.Server(clients=n, dim=dim, clip=1.0, max_weight=10, stage_timeout_ms=TIMEOUT_MS)
+    # Clip and weight bound come from the round's configuration, not from each client.
     clients = {
-        i + 1: secagg.Client(i + 1, xs[i], weight=w[i], clip=1.0, max_weight=10, seed=i)
+        i + 1: secagg.Client(i + 1, xs[i], weight=w[i], seed=i, insecure_test_seed=True)
         for i in range(n)
     }
+    assert server.config["clip"] == 1.0 and server.config["max_weight"] == 10
     assert server.config["dim"] == dim + 1  # the weight rides inside the masked vector
     drive(server, clients, silent_at={5: "masked-input"})
     s = [i - 1 for i in server.survivors]
@@ -107,16 +111,25 @@ def test_malicious_model_round_with_pki():
     keys = [secagg.keygen() for _ in range(n)]
     roster = [pk for _, pk in keys]
     xs = [np.full(dim, i + 1, dtype=np.uint16) for i in range(n)]
+    # One of six may drop: sized for 30% dropouts, on both sides.
     server = secagg.Server(
-        clients=n, dim=dim, bits=16, threat="malicious", roster=roster, stage_timeout_ms=TIMEOUT_MS
+        clients=n,
+        dim=dim,
+        bits=16,
+        threat="malicious",
+        roster=roster,
+        stage_timeout_ms=TIMEOUT_MS,
+        assumed_dropout=0.3,
     )
     clients = {
         i + 1: secagg.Client(
-            i + 1, xs[i], identity=keys[i][0], roster=roster, require_malicious_model=True
+            i + 1, xs[i], identity=keys[i][0], roster=roster, threat="malicious",
+            assumed_dropout=0.3,
         )
         for i in range(n)
     }
     drive(server, clients, silent_at={4: "consistency"})
+    assert server.config["min_clients"] == 5
     assert server.config["threat"] == "malicious" and server.config["pki"]
     # Client 4 uploaded before going silent, so its input is in the sum.
     np.testing.assert_array_equal(server.result(), np.full(dim, sum(range(1, n + 1)), np.uint16))
@@ -126,7 +139,9 @@ def test_client_requiring_the_malicious_model_refuses_an_honest_but_curious_roun
     server, _, xs = integer_round()
     server.start(0)
     cid, msg = server.outgoing()[0]
-    c = secagg.Client(cid, xs[0], require_malicious_model=True)
+    keys = [secagg.keygen() for _ in range(6)]
+    roster = [pk for _, pk in keys]
+    c = secagg.Client(cid, xs[0], identity=keys[cid - 1][0], roster=roster, threat="malicious")
     with pytest.raises(secagg.ServerRefused) as e:
         c.handle(msg)
     assert "malicious" in e.value.reason and c.failed
@@ -228,8 +243,8 @@ def test_result_before_the_end_is_a_protocol_error():
 
 
 def test_same_seed_same_messages():
-    a = secagg.Client(1, np.arange(6, dtype=np.uint64), seed=9)
-    b = secagg.Client(1, np.arange(6, dtype=np.uint64), seed=9)
+    a = secagg.Client(1, np.arange(6, dtype=np.uint64), seed=9, insecure_test_seed=True)
+    b = secagg.Client(1, np.arange(6, dtype=np.uint64), seed=9, insecure_test_seed=True)
     c = secagg.Client(1, np.arange(6, dtype=np.uint64))  # OS randomness
     server = secagg.Server(clients=3, dim=6, round_seed=bytes(32))
     server.start(0)
@@ -266,7 +281,9 @@ class _SavedBetweenMessages:
 
     def handle(self, msg):
         if self.saved is not None:
-            self.live = secagg.Client.from_state(self.saved, seed=self.seed)
+            self.live = secagg.Client.from_state(
+                self.saved, seed=self.seed, insecure_test_seed=True
+            )
             self.saved = None
         reply = self.live.handle(msg)
         if not (self.live.finished or self.live.failed):
@@ -293,8 +310,12 @@ def test_clients_saved_and_restored_before_every_message_give_the_same_sum(threa
     )
     clients = {}
     for i in range(n):
-        pki = {"identity": keys[i][0], "roster": roster} if roster else {}
-        client = secagg.Client(i + 1, xs[i], seed=i, **pki)
+        pki = (
+            {"identity": keys[i][0], "roster": roster, "threat": threat, "assumed_dropout": 0.3}
+            if roster
+            else {}
+        )
+        client = secagg.Client(i + 1, xs[i], seed=i, insecure_test_seed=True, **pki)
         clients[i + 1] = _SavedBetweenMessages(client, seed=50 + i)
     drive(server, clients, silent_at={3: "masked-input", 6: "unmask"})
     assert server.aborted is None and server.survivors == [1, 2, 4, 5, 6, 7]
@@ -314,8 +335,8 @@ def test_a_restored_client_answers_byte_for_byte_like_the_saved_one():
             c = clients[cid]
             if cid == 1 and stage != "advertise":
                 saved = c.export_state()
-                a = secagg.Client.from_state(saved, seed=7)
-                b = secagg.Client.from_state(saved, seed=7)
+                a = secagg.Client.from_state(saved, seed=7, insecure_test_seed=True)
+                b = secagg.Client.from_state(saved, seed=7, insecure_test_seed=True)
                 assert (a.client_id, a.stage, a.config) == (1, c.stage, c.config)
                 assert a.export_state() == saved  # canonical
                 ra, rb = a.handle(msg), b.handle(msg)

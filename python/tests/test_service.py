@@ -4,8 +4,10 @@ numpy arrays; the server's released aggregate is their sum, or their weighted me
 Needs the binary: $SECAGG_BIN, or target/{release,debug}/secagg under $CARGO_TARGET_DIR or the
 repository. Skipped (with the reason) when it is not built."""
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -44,11 +46,11 @@ def server(tmp_path):
         pytest.skip("no secagg binary: build it with `cargo build -p secagg-cli` or set SECAGG_BIN")
     procs = []
 
-    def start(*args):
+    def start(*args, listen="127.0.0.1:0", data=None):
         p = subprocess.Popen(
-            [str(binary), "server", "--listen", "127.0.0.1:0", "--rounds", "1",
-             "--data-dir", str(tmp_path), "--join-timeout", "60s", "--stage-timeout", "30s",
-             *args],
+            [str(binary), "server", "--listen", listen, "--rounds", "1",
+             "--data-dir", str(data or tmp_path), "--join-timeout", "60s",
+             "--stage-timeout", "30s", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -135,3 +137,105 @@ def test_connect_checks_its_arguments():
         secagg.connect("http://127.0.0.1:7000", connect_retry=-1)
     with pytest.raises(ValueError, match="signed"):
         secagg.connect("http://127.0.0.1:9").submit(np.zeros(4, np.int32))
+
+
+def test_connect_checks_its_threat_model_and_budget():
+    secret, public = secagg.keygen()
+    _, other = secagg.keygen()
+    url = "http://127.0.0.1:9"
+    for kw, match in [
+        ({"threat": "malicious"}, "needs identity="),
+        ({"identity": secret}, "needs roster="),
+        ({"identity": secret, "roster": [public, other, public]}, "same public key"),
+        ({"threat": "byzantine"}, "unknown threat"),
+        ({"assumed_dropout": 1.0}, "assumed_dropout must be a fraction"),
+        ({"dp_budget_epsilon": 0.0}, "budget must be a positive number"),
+        ({"dp_budget_epsilon": 1.0, "dp_budget_delta": 2.0}, "δ must be in"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            secagg.connect(url, **kw)
+    secagg.connect(url, identity=secret, roster=[public, other])  # malicious by default
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port_free(listen, seconds=30):
+    host, port = listen.split(":")
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, int(port)))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
+
+
+def _submit_concurrently(clients, array):
+    """Each client submits ``array`` at once; returns what each returned or raised."""
+    out = [None] * len(clients)
+
+    def one(i):
+        try:
+            out[i] = clients[i].submit(array)
+        except Exception as e:  # returned for the test to check
+            out[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return out
+
+
+def test_a_replayed_round_id_is_refused_by_a_long_lived_client(server, tmp_path):
+    """A server that restarts with a fresh store at the same address hands out round 1 again.
+    A ServiceClient remembers the rounds it took part in (in memory, or in ``state_dir``
+    across processes) and refuses it; the clients without that memory answer it."""
+    start, _ = server
+    listen = f"127.0.0.1:{_free_port()}"
+    args = ("--clients", "3", "--min-clients", "3", "--dim", "4")
+    state = tmp_path / "client-state"
+    x = np.arange(4, dtype=np.uint32)
+
+    def others(url):
+        return [secagg.connect(url, name=f"o{i}", timeout=60) for i in range(2)]
+
+    url = start(*args, listen=listen, data=tmp_path / "a")
+    remembering = secagg.connect(url, name="r", timeout=60, state_dir=state)
+    first = _submit_concurrently([remembering, *others(url)], x)
+    assert [r.round_id for r in first] == [1, 1, 1], first
+    saved = json.loads((state / "secagg-client-state.json").read_text())
+    assert 1 in saved["rounds"][url]
+
+    # The same object, then a new one reading the same state directory (a new process).
+    for data, client in [
+        ("b", lambda: remembering),
+        ("c", lambda: secagg.connect(url, name="r2", timeout=60, state_dir=state)),
+    ]:
+        _wait_port_free(listen)
+        start(*args, listen=listen, data=tmp_path / data)
+        replayed, *rest = _submit_concurrently([client(), *others(url)], x)
+        assert isinstance(replayed, secagg.ServerRefused), replayed
+        assert "round 1 again" in str(replayed)
+        # The others answered round 1 (it then aborts or finishes without this client).
+        assert all(isinstance(r, (secagg.RoundReceipt, secagg.RoundAborted)) for r in rest), rest
+
+
+def test_a_client_with_a_budget_refuses_a_round_without_dp(server):
+    start, _ = server
+    url = start("--clients", "3", "--min-clients", "3", "--dim", "4")
+    budgeted = secagg.connect(url, name="b", timeout=60, dp_budget_epsilon=10.0)
+    refused, *_ = _submit_concurrently(
+        [budgeted, *(secagg.connect(url, name=f"o{i}", timeout=60) for i in range(2))],
+        np.zeros(4, np.uint32),
+    )
+    assert isinstance(refused, secagg.ServerRefused) and "without DP noise" in str(refused)

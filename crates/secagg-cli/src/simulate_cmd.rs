@@ -188,7 +188,12 @@ impl SimulateArgs {
                 self.dropout
             ));
         }
-        let assumptions = self.params.assumptions(self.dropout.max(0.05))?;
+        // The dropouts the simulation injects (round(f·n) clients) must be within the assumed
+        // fraction, or a malicious-model round's min_clients would refuse them.
+        let injected = (self.dropout * n as f64).round() / n.max(1) as f64;
+        let assumptions = self
+            .params
+            .assumptions(self.dropout.max(injected).max(0.05))?;
         if self.dropout_stage_is_consistency_without_it() {
             return Err(String::from(
                 "--dropout-stage consistency needs --threat malicious (the consistency check only runs there)",

@@ -13,9 +13,10 @@ use secagg_dp::accountant::{Accountant, Mechanism, Round};
 use secagg_dp::pipeline::{DEFAULT_BETA, DpEncoding, DpSetup, NoiseKind, NoisePlacement};
 use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
 use secagg_sim::dp::{DpFloor, DpParams};
+use secagg_sim::input_encoding::InputEncoding;
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
-use crate::options::{config_from_dict, count, opt_count, os_random, plan_error};
+use crate::options::{config_from_dict, count, input_encoding, opt_count, os_random, plan_error};
 
 fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -284,17 +285,6 @@ impl PyDpEncoding {
     }
 }
 
-/// The `noise=` name as a kind.
-fn parse_noise(noise: &str) -> PyResult<NoiseKind> {
-    match noise {
-        "ddg" => Ok(NoiseKind::DiscreteGaussian),
-        "skellam" => Ok(NoiseKind::Skellam),
-        _ => Err(PyValueError::new_err(format!(
-            "unknown noise {noise:?}: use 'ddg' (distributed discrete Gaussian) or 'skellam'"
-        ))),
-    }
-}
-
 /// `dim` padded as the encoding pads it, for the Server's `dim=`.
 fn masked_dim_of(dim: usize) -> PyResult<u32> {
     if dim == 0 {
@@ -312,46 +302,37 @@ fn masked_dim_of(dim: usize) -> PyResult<u32> {
     p.masked_dim().map_err(PyValueError::new_err)
 }
 
-#[pymethods]
 impl PyDpEncoding {
-    #[new]
-    #[pyo3(signature = (
-        config, *, dim, noise_multiplier, clip, noise="ddg", central=false, beta=DEFAULT_BETA
-    ))]
-    fn new(
-        config: &Bound<'_, PyAny>,
-        dim: i128,
-        noise_multiplier: f64,
-        clip: f64,
-        noise: &str,
-        central: bool,
-        beta: f64,
-    ) -> PyResult<Self> {
-        let dim = count(dim, "dim")?;
-        let params = DpParams {
-            noise: parse_noise(noise)?,
-            placement: if central {
-                NoisePlacement::Central
-            } else {
-                NoisePlacement::Distributed
-            },
-            noise_multiplier,
-            clip,
-            beta,
-            dim,
+    /// The DP encoding a round's configuration announces, or a `ValueError` saying why there
+    /// is none.
+    pub fn from_config(c: &RoundConfig) -> PyResult<Self> {
+        let params = match input_encoding(c)? {
+            InputEncoding::Dp(p) => p,
+            InputEncoding::Integers | InputEncoding::Float { .. } => {
+                return Err(PyValueError::new_err(
+                    "the round has no DP encoding: its configuration announces a plain sum or a \
+                     weighted mean (the server creates DP rounds with Server(dp='ddg' or \
+                     'skellam', dp_noise_multiplier=..., dp_clip=...))",
+                ));
+            }
         };
-        params.validate().map_err(PyValueError::new_err)?;
-        let c: RoundConfig = config_from_dict(config)?;
         let masked = params.masked_dim().map_err(PyValueError::new_err)?;
         if c.dim != masked {
             return Err(PyValueError::new_err(format!(
-                "the round masks {} values, but {dim} values encode to {masked}: create the \
-                 Server with dim=secagg.DpEncoding.masked_dim({dim})",
-                c.dim
+                "the round masks {} values, but its DP encoding of {} values needs {masked}",
+                c.dim, params.dim
             )));
         }
-        let encoding = params.encoding(&c).map_err(plan_error)?;
+        let encoding = params.encoding(c).map_err(plan_error)?;
         Ok(Self { params, encoding })
+    }
+}
+
+#[pymethods]
+impl PyDpEncoding {
+    #[new]
+    fn new(config: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::from_config(&config_from_dict(config)?)
     }
 
     /// The vector length a DP round masks for `dim` values: `dim` padded to a power of two.
@@ -626,21 +607,12 @@ pub struct PyDpFloor {
     floor: DpFloor,
 }
 
-/// The DP parameters the floor reads (the noise multiplier and the placement); the other
-/// fields are placeholders.
-fn offered(noise_multiplier: f64, central: bool) -> DpParams {
-    DpParams {
-        noise: NoiseKind::DiscreteGaussian,
-        placement: if central {
-            NoisePlacement::Central
-        } else {
-            NoisePlacement::Distributed
-        },
-        noise_multiplier,
-        clip: 1.0,
-        beta: DEFAULT_BETA,
-        dim: 1,
-    }
+/// The round's DP parameters, if its configuration announces a DP encoding.
+fn offered(c: &RoundConfig) -> PyResult<Option<DpParams>> {
+    Ok(match input_encoding(c)? {
+        InputEncoding::Dp(p) => Some(p),
+        _ => None,
+    })
 }
 
 #[pymethods]
@@ -657,33 +629,25 @@ impl PyDpFloor {
     }
 
     /// Refuses (`ValueError` saying why) a round with configuration `config` whose DP noise is
-    /// absent (`noise_multiplier=None`), central, or below the floor once the noise is
-    /// counted over `honest_clients` survivors only.
-    #[pyo3(signature = (config, *, noise_multiplier, central=false))]
-    fn check(
-        &self,
-        config: &Bound<'_, PyAny>,
-        noise_multiplier: Option<f64>,
-        central: bool,
-    ) -> PyResult<()> {
+    /// absent, central, or below the floor once the noise is counted over `honest_clients`
+    /// survivors only. The DP parameters are read from the configuration (the session id
+    /// covers them), never from anything else the server says.
+    fn check(&self, config: &Bound<'_, PyAny>) -> PyResult<()> {
         let c = config_from_dict(config)?;
-        let dp = noise_multiplier.map(|z| offered(z, central));
+        let dp = offered(&c)?;
         self.floor
             .check(dp.as_ref(), &c)
             .map_err(PyValueError::new_err)
     }
 
-    /// The noise multiplier a round with configuration `config` and noise multiplier
-    /// `noise_multiplier` reaches from `honest_clients` survivors alone.
-    fn effective_noise_multiplier(
-        &self,
-        config: &Bound<'_, PyAny>,
-        noise_multiplier: f64,
-    ) -> PyResult<f64> {
+    /// The noise multiplier the round with configuration `config` reaches from
+    /// `honest_clients` survivors alone (its DP encoding's multiplier when none is given).
+    fn effective_noise_multiplier(&self, config: &Bound<'_, PyAny>) -> PyResult<f64> {
         let c = config_from_dict(config)?;
-        Ok(self
-            .floor
-            .effective_noise_multiplier(&offered(noise_multiplier, false), &c))
+        let Some(p) = offered(&c)? else {
+            return Err(PyValueError::new_err("the round has no DP encoding"));
+        };
+        Ok(self.floor.effective_noise_multiplier(&p, &c))
     }
 
     /// The smallest noise multiplier accepted.

@@ -33,6 +33,8 @@ fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dp::epsilon, m)?)?;
     m.add_function(wrap_pyfunction!(dp::plan_noise, m)?)?;
     m.add_function(wrap_pyfunction!(client::round_config, m)?)?;
+    m.add_function(wrap_pyfunction!(client::_round_start_message, m)?)?;
+    m.add_function(wrap_pyfunction!(client::check_round_start, m)?)?;
     m.add_class::<dp::PyDpEncoding>()?;
     m.add_class::<dp::PyAccountant>()?;
     m.add_class::<dp::PyDpFloor>()?;

@@ -6,6 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use secagg_core::params::{Assumptions, ThreatModel};
 use secagg_core::{GraphKind, PrgKind, RoundConfig, Stage};
+use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
+use secagg_sim::input_encoding::InputEncoding;
 use secagg_sim::plan::{GraphChoice, RoundOptions};
 
 fn unknown(what: &str, got: &str, choices: &str) -> PyErr {
@@ -178,8 +180,26 @@ pub fn os_random<const N: usize>() -> PyResult<[u8; N]> {
     Ok(b)
 }
 
-/// The round's parameters as a dict (`Server.config`, `Client.config`).
+/// The name of a DP noise kind, as `dp=` / `noise` take it.
+pub fn noise_name(kind: NoiseKind) -> &'static str {
+    match kind {
+        NoiseKind::DiscreteGaussian => "ddg",
+        NoiseKind::Skellam => "skellam",
+    }
+}
+
+/// The round's input encoding ([`RoundConfig::encoding`]) parsed, or a `ValueError` saying
+/// why it is not one (a client refuses such a round).
+pub fn input_encoding(c: &RoundConfig) -> PyResult<InputEncoding> {
+    InputEncoding::of(c).map_err(PyValueError::new_err)
+}
+
+/// The round's parameters as a dict (`Server.config`, `Client.config`,
+/// `secagg.round_config`). `encoding` holds the canonical bytes the session id covers (the
+/// truth, read back by [`config_from_dict`]); `input`, `clip`, `max_weight` and `dp` are what
+/// they say, derived from those bytes for reading.
 pub fn config_dict<'py>(py: Python<'py>, c: &RoundConfig) -> PyResult<Bound<'py, PyDict>> {
+    let enc = input_encoding(c)?;
     let d = PyDict::new(py);
     d.set_item("round_id", c.round_id)?;
     d.set_item("clients", c.num_clients)?;
@@ -194,12 +214,36 @@ pub fn config_dict<'py>(py: Python<'py>, c: &RoundConfig) -> PyResult<Bound<'py,
     d.set_item("pki", c.pki)?;
     // Public: the DP encoding's rotation signs derive from it (`secagg.DpEncoding`).
     d.set_item("round_seed", PyBytes::new(py, &c.round_seed))?;
+    d.set_item("encoding", PyBytes::new(py, &c.encoding))?;
+    let (input, clip, max_weight) = match enc {
+        InputEncoding::Integers => ("integers", None, None),
+        InputEncoding::Float { clip, max_weight } => ("float", Some(clip), Some(max_weight)),
+        InputEncoding::Dp(_) => ("dp", None, None),
+    };
+    d.set_item("input", input)?;
+    d.set_item("clip", clip)?;
+    d.set_item("max_weight", max_weight)?;
+    let dp = match enc {
+        InputEncoding::Dp(p) => {
+            let dp = PyDict::new(py);
+            dp.set_item("noise", noise_name(p.noise))?;
+            dp.set_item("central", p.placement == NoisePlacement::Central)?;
+            dp.set_item("noise_multiplier", p.noise_multiplier)?;
+            dp.set_item("clip", p.clip)?;
+            dp.set_item("beta", p.beta)?;
+            dp.set_item("dim", p.dim)?;
+            Some(dp)
+        }
+        _ => None,
+    };
+    d.set_item("dp", dp)?;
     Ok(d)
 }
 
 /// The round's parameters back from a dict as [`config_dict`] makes it (`Server.config`,
-/// `Client.config`, `secagg.round_config`), checked as a client checks a RoundStart. Other
-/// keys (`clip`, `warnings`, ...) are ignored.
+/// `Client.config`, `secagg.round_config`), checked as a client checks a RoundStart. The
+/// input encoding is read from the `encoding` bytes only; the keys derived from them for
+/// reading (`input`, `clip`, `max_weight`, `dp`) and others (`warnings`, ...) are ignored.
 pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
     let d = d.cast::<PyDict>().map_err(|_| {
         PyValueError::new_err(
@@ -224,6 +268,7 @@ pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
             seed.len()
         ))
     })?;
+    let encoding: Vec<u8> = get(d, "encoding")?;
     let graph = match get::<String>(d, "graph")?.as_str() {
         "complete" => GraphKind::Complete,
         "harary" => GraphKind::Harary,
@@ -242,8 +287,10 @@ pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
         prg: parse_prg(&get::<String>(d, "prg")?)?,
         model: parse_threat(&get::<String>(d, "threat")?)?,
         pki: get(d, "pki")?,
+        encoding,
     };
     c.validate()
         .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
+    InputEncoding::of(&c).map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
     Ok(c)
 }

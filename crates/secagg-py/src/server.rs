@@ -1,6 +1,8 @@
 //! `secagg.Server`: the sans-IO server round (`secagg_core::server::ServerRound`) for callers
-//! that carry the bytes themselves. Float rounds decode the released sum into the weighted
-//! mean with the round's public `FloatEncoding`.
+//! that carry the bytes themselves. How clients encode their inputs (raw integers, a float
+//! weighted mean, a DP mean) goes into the round's configuration as
+//! `secagg_sim::input_encoding::InputEncoding`, so it is part of the session id; float rounds
+//! decode the released sum into the weighted mean with the `FloatEncoding` derived from it.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -9,7 +11,9 @@ use secagg_core::ThreatModel;
 use secagg_core::client::Roster;
 use secagg_core::encoding::FloatEncoding;
 use secagg_core::server::{DropReason, Handled, Outcome, ServerRound};
-use secagg_sim::dp::require_survivors;
+use secagg_dp::pipeline::{DEFAULT_BETA, NoiseKind, NoisePlacement};
+use secagg_sim::dp::{DpParams, require_survivors};
+use secagg_sim::input_encoding::InputEncoding;
 use secagg_sim::plan::plan;
 
 use crate::arrays::{float_array, sum_array};
@@ -18,9 +22,11 @@ use crate::options::{
     ParamChoice, config_dict, count, opt_count, os_random, plan_error, round_options,
 };
 
-/// Reads a list of 32-byte public keys.
+/// Reads a list of 32-byte public keys, refusing a key listed twice: one party at two ids
+/// could be several neighbours of one client.
 pub fn read_roster(keys: Vec<Vec<u8>>, what: &str) -> PyResult<Roster> {
-    keys.into_iter()
+    let roster: Roster = keys
+        .into_iter()
         .enumerate()
         .map(|(i, k)| {
             <[u8; 32]>::try_from(k.as_slice()).map_err(|_| {
@@ -30,7 +36,55 @@ pub fn read_roster(keys: Vec<Vec<u8>>, what: &str) -> PyResult<Roster> {
                 ))
             })
         })
-        .collect()
+        .collect::<PyResult<_>>()?;
+    for (i, k) in roster.iter().enumerate() {
+        if let Some(j) = roster[..i].iter().position(|other| other == k) {
+            return Err(PyValueError::new_err(format!(
+                "{what}[{j}] and {what}[{i}] are the same public key: one party at two ids \
+                 could be several neighbours of one client; give every client its own key"
+            )));
+        }
+    }
+    Ok(roster)
+}
+
+/// `dp=` and its companions as the round's DP parameters.
+pub fn dp_params(
+    noise: &str,
+    noise_multiplier: Option<f64>,
+    clip: Option<f64>,
+    central: bool,
+    dim: usize,
+) -> PyResult<DpParams> {
+    let noise = match noise {
+        "ddg" => NoiseKind::DiscreteGaussian,
+        "skellam" => NoiseKind::Skellam,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "unknown dp {noise:?}: use 'ddg' (distributed discrete Gaussian) or 'skellam'"
+            )));
+        }
+    };
+    let (Some(noise_multiplier), Some(clip)) = (noise_multiplier, clip) else {
+        return Err(PyValueError::new_err(
+            "dp= needs dp_noise_multiplier= and dp_clip= (the noise stddev of the sum over the \
+             L2 clipping norm, and that norm)",
+        ));
+    };
+    let p = DpParams {
+        noise,
+        placement: if central {
+            NoisePlacement::Central
+        } else {
+            NoisePlacement::Distributed
+        },
+        noise_multiplier,
+        clip,
+        beta: DEFAULT_BETA,
+        dim,
+    };
+    p.validate().map_err(PyValueError::new_err)?;
+    Ok(p)
 }
 
 /// The server's side of one round.
@@ -48,7 +102,8 @@ impl Server {
         *, clients, dim, bits=32, threat="honest-but-curious", degree=None, threshold=None,
         graph="auto", prg="aes", assumed_corrupt=0.05, assumed_dropout=0.05,
         accept_weaker_params=false, round_id=0, round_seed=None, roster=None,
-        stage_timeout_ms=10_000, clip=None, max_weight=1, min_clients=None
+        stage_timeout_ms=10_000, clip=None, max_weight=1, min_clients=None, dp=None,
+        dp_noise_multiplier=None, dp_clip=None, dp_central=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -70,6 +125,10 @@ impl Server {
         clip: Option<f64>,
         max_weight: i128,
         min_clients: Option<i128>,
+        dp: Option<&str>,
+        dp_noise_multiplier: Option<f64>,
+        dp_clip: Option<f64>,
+        dp_central: bool,
     ) -> PyResult<Self> {
         let clients: u32 = count(clients, "clients")?;
         let dim: u32 = count(dim, "dim")?;
@@ -83,18 +142,43 @@ impl Server {
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
         }
-        let float = match clip {
-            Some(c) => Some(
-                FloatEncoding::new(bits, c, clients, max_weight).map_err(|e| plan_error(e.0))?,
-            ),
-            None => None,
+        // How clients encode their inputs: in the round's configuration, hence in the session
+        // id, so that no client can be told another encoding than the others.
+        let input = match (clip, dp) {
+            (None, None) => {
+                if dp_noise_multiplier.is_some() || dp_clip.is_some() || dp_central {
+                    return Err(PyValueError::new_err(
+                        "dp_noise_multiplier=, dp_clip= and dp_central= go with dp='ddg' or \
+                         dp='skellam'",
+                    ));
+                }
+                InputEncoding::Integers
+            }
+            (Some(c), None) => {
+                // Checked here for the message; the clients derive the same from the config.
+                FloatEncoding::new(bits, c, clients, max_weight).map_err(|e| plan_error(e.0))?;
+                InputEncoding::Float {
+                    clip: c,
+                    max_weight,
+                }
+            }
+            (None, Some(noise)) => InputEncoding::Dp(dp_params(
+                noise,
+                dp_noise_multiplier,
+                dp_clip,
+                dp_central,
+                dim as usize,
+            )?),
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "clip= (weighted mean) and dp= (private unweighted mean, clipped to dp_clip in \
+                     L2) exclude each other",
+                ));
+            }
         };
-        let proto_dim = match float {
-            Some(_) => dim
-                .checked_add(1)
-                .ok_or_else(|| PyValueError::new_err("dim is too large"))?,
-            None => dim,
-        };
+        let proto_dim = input
+            .masked_dim(dim as usize)
+            .map_err(PyValueError::new_err)?;
         let round_seed: [u8; 32] = match round_seed {
             Some(s) => <[u8; 32]>::try_from(s.as_slice()).map_err(|_| {
                 PyValueError::new_err(format!("round_seed must be 32 bytes, got {}", s.len()))
@@ -121,8 +205,26 @@ impl Server {
                 "min_clients {m} is more than the round's {clients} clients"
             )));
         }
+        if let Some(m) = min_clients
+            && planned.config.model == ThreatModel::Malicious
+            && m < planned.config.min_clients
+        {
+            // Clients that assume a malicious server refuse fewer (docs/SECURITY.md §3).
+            return Err(PyValueError::new_err(format!(
+                "min_clients {m} is below the {} survivors a malicious-server round of {clients} \
+                 clients needs under the assumed fractions (at least (1 - assumed_dropout)·n, and \
+                 a consistency quorum above (n + corrupt)/2); leave min_clients out or raise it",
+                planned.config.min_clients
+            )));
+        }
         // Never below t: fewer survivors could not unmask anyway.
         require_survivors(&mut planned.config, min_clients).map_err(plan_error)?;
+        planned.config.encoding = input.to_bytes();
+        let float = input.float(&planned.config).map_err(plan_error)?;
+        if let InputEncoding::Dp(p) = &input {
+            // The clients derive this encoding from the config: refuse one they could not.
+            p.encoding(&planned.config).map_err(plan_error)?;
+        }
         let roster = match (roster, planned.config.model) {
             (Some(r), ThreatModel::Malicious) => {
                 let r = read_roster(r, "roster")?;
@@ -219,7 +321,8 @@ impl Server {
         Ok(())
     }
 
-    /// The released aggregate (sum, or weighted mean for float rounds).
+    /// The released aggregate (sum, or weighted mean for float rounds; DP rounds: the unmasked
+    /// sum of the encodings, for `DpEncoding(config).decode`).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.round.outcome() {
             None => Err(protocol_error(
@@ -310,8 +413,6 @@ impl Server {
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = config_dict(py, self.round.config())?;
-        d.set_item("clip", self.float.map(|f| f.clip))?;
-        d.set_item("max_weight", self.float.map(|f| f.max_weight))?;
         d.set_item("warnings", self.warnings.clone())?;
         Ok(d)
     }

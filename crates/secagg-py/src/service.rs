@@ -1,19 +1,27 @@
-//! `secagg.connect`: a client of the gRPC service (`secagg_service::client::participate`),
-//! run on a private tokio runtime with the GIL released.
+//! `secagg.connect`: a client of the gRPC service (`secagg_service::client::participate_with`),
+//! run on a private tokio runtime with the GIL released. A `ServiceClient` keeps one
+//! `ClientGuard` for all its rounds: its policy (threat model and assumptions), the round ids
+//! it took part in (refused a second time) and its own privacy ledger, in memory or in a
+//! state directory.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use secagg_core::ThreatModel;
 use secagg_core::client::Roster;
 use secagg_core::crypto::IdentityKey;
-use secagg_service::client::{ClientInput, ClientOptions, ClientRunError, participate};
+use secagg_service::client::{
+    ClientGuard, ClientInput, ClientOptions, ClientRunError, ClientState, DpBudget,
+    participate_with,
+};
 use zeroize::Zeroizing;
 
 use crate::arrays::{Vector, read_vector};
+use crate::client::client_policy;
 use crate::errors::{from_client_error, round_aborted};
-use crate::options::{opt_count, os_random};
+use crate::options::{count, opt_count, os_random};
 use crate::server::read_roster;
 
 /// A round this client took part in that released its aggregate.
@@ -48,13 +56,17 @@ pub struct ServiceClient {
     tls_ca: Option<PathBuf>,
     min_noise_multiplier: Option<f64>,
     honest_clients: Option<u32>,
+    /// Policy, rounds taken part in and privacy ledger, for every round of this client.
+    guard: ClientGuard,
 }
 
 /// A client for the gRPC service at `url`.
 #[pyfunction]
 #[pyo3(signature = (
     url, *, name=None, identity=None, roster=None, timeout=300.0, tls_ca=None,
-    min_noise_multiplier=None, connect_retry=30.0, honest_clients=None
+    min_noise_multiplier=None, connect_retry=30.0, honest_clients=None, threat=None,
+    assumed_corrupt=None, assumed_dropout=None, min_clients=2, state_dir=None,
+    dp_budget_epsilon=None, dp_budget_delta=1e-5
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 pub fn connect(
@@ -67,6 +79,13 @@ pub fn connect(
     min_noise_multiplier: Option<f64>,
     connect_retry: f64,
     honest_clients: Option<i128>,
+    threat: Option<&str>,
+    assumed_corrupt: Option<f64>,
+    assumed_dropout: Option<f64>,
+    min_clients: i128,
+    state_dir: Option<PathBuf>,
+    dp_budget_epsilon: Option<f64>,
+    dp_budget_delta: f64,
 ) -> PyResult<ServiceClient> {
     let honest_clients: Option<u32> = opt_count(honest_clients, "honest_clients")?;
     if honest_clients.is_some() && min_noise_multiplier.is_none() {
@@ -113,6 +132,51 @@ pub fn connect(
                 })
         })
         .transpose()?;
+    if identity.is_some() && roster.is_none() {
+        return Err(PyValueError::new_err(
+            "identity= needs roster=: a client with an identity never takes the roster from the \
+             server",
+        ));
+    }
+    // The client's own rules: a client with an identity guards against a malicious server
+    // unless told otherwise (and then still refuses rounds without a PKI).
+    let threat = threat.unwrap_or(if identity.is_some() {
+        "malicious"
+    } else {
+        "honest-but-curious"
+    });
+    let policy = client_policy(
+        threat,
+        false,
+        assumed_corrupt,
+        assumed_dropout,
+        count(min_clients, "min_clients")?,
+    )?;
+    if policy.min_model == ThreatModel::Malicious && (identity.is_none() || roster.is_none()) {
+        return Err(PyValueError::new_err(
+            "threat='malicious' needs identity= (this client's secret key from secagg.keygen) \
+             and roster= (every client's public key, held by this client, never taken from the \
+             server)",
+        ));
+    }
+    let dp_budget = dp_budget_epsilon
+        .map(|epsilon| {
+            let b = DpBudget {
+                epsilon,
+                delta: dp_budget_delta,
+            };
+            b.validate().map(|()| b).map_err(PyValueError::new_err)
+        })
+        .transpose()?;
+    let state = match &state_dir {
+        Some(dir) => ClientState::open(dir).map_err(PyValueError::new_err)?,
+        None => ClientState::in_memory(),
+    };
+    let guard = ClientGuard {
+        policy,
+        state,
+        dp_budget,
+    };
     let name = match name {
         Some(n) => n,
         None => {
@@ -130,6 +194,7 @@ pub fn connect(
         tls_ca,
         min_noise_multiplier,
         honest_clients,
+        guard,
     })
 }
 
@@ -170,7 +235,7 @@ impl ServiceClient {
                 .enable_all()
                 .build()
                 .map_err(|e| ClientRunError::Transport(format!("cannot start tokio: {e}")))?;
-            rt.block_on(participate(&opts))
+            rt.block_on(participate_with(&opts, &self.guard))
         });
         match result {
             Ok(r) => Ok(RoundReceipt {

@@ -190,6 +190,13 @@ pub fn require_survivors(c: &mut RoundConfig, min_survivors: Option<u32>) -> Res
             c.num_clients
         ));
     }
+    if c.model == secagg_core::ThreatModel::Malicious && m < c.min_clients {
+        return Err(format!(
+            "--dp-min-survivors {m} is below the {} survivors the malicious-server model needs \
+             (⌈(1 − assumed dropout) · n⌉; raise --assumed-dropout to allow fewer)",
+            c.min_clients
+        ));
+    }
     c.min_clients = m.max(c.threshold);
     c.validate()
 }

@@ -5,7 +5,8 @@ See ``__init__.pyi`` (or ``help(secagg)``) for the documented API.
 
 from . import _secagg, dp
 from ._errors import PeerMisbehaved, ProtocolError, RoundAborted, ServerRefused
-from ._secagg import Client, DpEncoding, Server, keygen, round_config
+from ._history import RoundHistory
+from ._secagg import Client, DpEncoding, Server, check_round_start, keygen, round_config
 from ._simulate import SimulationResult, simulate
 
 __version__: str = _secagg.__version__
@@ -16,9 +17,11 @@ __all__ = [
     "PeerMisbehaved",
     "ProtocolError",
     "RoundAborted",
+    "RoundHistory",
     "Server",
     "ServerRefused",
     "SimulationResult",
+    "check_round_start",
     "dp",
     "keygen",
     "round_config",

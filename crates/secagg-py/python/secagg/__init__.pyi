@@ -11,9 +11,15 @@ the clients' vectors, never one client's vector. Three ways in:
 - :func:`connect`: a client of the ``secagg server`` gRPC service (only in builds with the
   ``service`` feature: ``MATURIN_PEP517_ARGS="--features extension-module,service"
   pip install ./crates/secagg-py``; ``hasattr(secagg, "connect")`` tells).
-- :mod:`secagg.dp`: privacy accounting (``dp.epsilon``, ``dp.Accountant``) and planning
-  (``dp.plan``); :class:`DpEncoding`: one round's differentially private encoding for the
-  sans-IO objects.
+- :mod:`secagg.dp`: privacy accounting (``dp.epsilon``, ``dp.Accountant``), planning
+  (``dp.plan``), a client's noise floor (``dp.Floor``) and its own privacy budget
+  (``dp.ClientLedger``); :class:`DpEncoding`: one round's differentially private encoding.
+
+Protocol version 2: how clients encode their inputs (clipping range, weight bound, DP
+parameters) is part of the round's configuration, which the session id covers, and clients
+read it from there only; each client states its own threat model and assumptions and refuses
+weaker rounds; a client with a :class:`RoundHistory` answers a round id once (see
+docs/SECURITY.md).
 
 Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
 ``"consistency"`` (malicious-server model only), ``"unmask"``.
@@ -259,6 +265,10 @@ class Server:
         clip: Optional[float] = None,
         max_weight: int = 1,
         min_clients: Optional[int] = None,
+        dp: Optional[Literal["ddg", "skellam"]] = None,
+        dp_noise_multiplier: Optional[float] = None,
+        dp_clip: Optional[float] = None,
+        dp_central: bool = False,
     ) -> None:
         """Plan and create a round.
 
@@ -274,10 +284,22 @@ class Server:
             roster: malicious model: the n Ed25519 public keys (32 bytes each) of clients
                 1..=n, from :func:`keygen`.
             stage_timeout_ms: each stage's deadline after it opens.
-            clip, max_weight: float rounds: the public clipping range and largest weight.
+            clip, max_weight: float rounds (weighted mean): the clipping range and largest
+                weight. They go into the round's configuration (``config["encoding"]``), which
+                the session id covers: clients encode with them and nothing else.
             min_clients: the round aborts when fewer clients remain at any stage (default
-                and floor: the threshold t). DP rounds set it to the survivors each client's
-                noise share is sized for (see :class:`DpEncoding`).
+                and floor: the threshold t for an honest-but-curious server; for a malicious
+                one the planner's max(⌈(1 - assumed_dropout)·n⌉, ⌊(n + c)/2⌋ + 1), which
+                a lower value may not undercut). DP rounds: the survivors each client's noise
+                share is sized for.
+            dp: a differentially private, unweighted mean of float updates of ``dim`` values:
+                ``"ddg"`` (distributed discrete Gaussian) or ``"skellam"`` noise, with
+                ``dp_noise_multiplier`` (noise stddev of the sum over the clipping norm) and
+                ``dp_clip`` (L2 clipping norm of one update); ``dp_central``: the server adds
+                the noise (trusted server). In the round's configuration like ``clip``: every
+                client and :class:`DpEncoding` derive the encoding from it. The protocol masks
+                ``DpEncoding.masked_dim(dim)`` values; :meth:`result` is their unmasked sum,
+                which ``DpEncoding(server.config).decode`` turns into the private mean.
 
         Raises:
             ValueError: unsafe or inconsistent parameters; the message says what to change.
@@ -307,7 +329,7 @@ class Server:
         """Your transport lost ``client_id``: it becomes a dropout now, not at the deadline."""
     def result(self) -> np.ndarray:
         """The released aggregate: sum mod 2^bits (uint8/16/32/64 by ``bits``) or, for float
-        rounds, the weighted mean (float64).
+        rounds, the weighted mean (float64); DP rounds: the unmasked sum of the encodings.
 
         Raises:
             RoundAborted: the round aborted (nothing was revealed).
@@ -334,8 +356,12 @@ class Server:
     @property
     def config(self) -> dict[str, Any]:
         """The round's parameters: ``round_id``, ``clients``, ``min_clients``, ``k``, ``t``,
-        ``graph``, ``bits``, ``dim`` (protocol length: +1 for float rounds), ``prg``,
-        ``threat``, ``pki``, ``round_seed`` (32 public bytes), ``clip``, ``max_weight``,
+        ``graph``, ``bits``, ``dim`` (protocol length: +1 for float rounds, padded for DP
+        rounds), ``prg``, ``threat``, ``pki``, ``round_seed`` (32 public bytes),
+        ``encoding`` (the canonical bytes of the input encoding, covered by the session id),
+        and, read from those bytes, ``input`` (``"integers"``, ``"float"`` or ``"dp"``),
+        ``clip`` and ``max_weight`` (float rounds, else ``None``) and ``dp`` (``{"noise",
+        "central", "noise_multiplier", "clip", "beta", "dim"}`` or ``None``); plus
         ``warnings``."""
     @property
     def k(self) -> int: ...
@@ -357,7 +383,9 @@ class Client:
                 break
 
     An honest client checks everything the server sends and refuses (raises and stops) a
-    request that would leak its input.
+    request that would leak its input. How it encodes its input (as is, a weighted mean's
+    clipping and weight bound, a DP mean's clipping, scale and noise) is read from the round's
+    configuration in RoundStart only, never from its own arguments or another field.
     """
 
     def __init__(
@@ -366,38 +394,68 @@ class Client:
         input: np.ndarray,
         *,
         weight: int = 1,
-        clip: Optional[float] = None,
-        max_weight: int = 1,
         identity: Optional[bytes] = None,
         roster: Optional[Sequence[bytes]] = None,
         seed: Optional[Union[int, bytes]] = None,
+        insecure_test_seed: bool = False,
+        threat: Threat = "honest-but-curious",
+        assumed_corrupt: Optional[float] = None,
+        assumed_dropout: Optional[float] = None,
         require_malicious_model: bool = False,
         min_clients: int = 2,
+        history: Optional[RoundHistory] = None,
+        dp_ledger: Optional[dp.ClientLedger] = None,
     ) -> None:
         """Create the client.
 
         Args:
             client_id: 1-based id the server assigned (matches the roster index + 1).
-            input: 1-D unsigned-integer array (sum rounds) or float32/float64 array
-                (weighted-mean rounds, with ``clip`` and ``max_weight`` equal to the
-                server's).
-            weight: float rounds: this client's weight (e.g. its example count).
-            identity: malicious model: this client's secret key from :func:`keygen`.
-            roster: malicious model: all clients' public keys (the PKI), index = id - 1.
-            seed: reproducible randomness (an int, or 32 bytes used as a ChaCha20 seed);
-                default: from the OS. Never reuse a seed in production.
-            require_malicious_model: refuse rounds without the consistency check.
+            input: 1-D unsigned-integer array (sum rounds, or an encoding the caller made
+                with ``DpEncoding(round_config(round_start))``) or float32/float64 array
+                (weighted-mean rounds, and DP rounds, which the client encodes itself with
+                noise from the OS CSPRNG).
+            weight: weighted-mean rounds: this client's weight (e.g. its example count), at
+                most the round's ``max_weight``; 1 for DP rounds (unweighted).
+            identity: malicious model: this client's secret key from :func:`keygen`. A
+                client with an identity refuses rounds without a PKI.
+            roster: malicious model: all clients' public keys (the PKI), index = id - 1,
+                held by this client (never taken from the server); a key listed twice is
+                refused, and ``roster[client_id - 1]`` must be ``identity``'s key.
+            seed: reproducible randomness for tests (an int, or 32 bytes used as a ChaCha20
+                seed): every key and secret of the client is derived from it, so whoever
+                knows it knows them. Refused unless ``insecure_test_seed=True``. Default:
+                the OS CSPRNG. DP noise never comes from it.
+            insecure_test_seed: allow ``seed`` (tests only).
+            threat: the server this client guards against. ``"malicious"`` (needs
+                ``identity`` and ``roster``) refuses rounds without a PKI and the
+                consistency check, and checks the announced (k, t, min_clients) with the
+                planner's own code under ``assumed_corrupt``/``assumed_dropout`` (default
+                0.05 each): e.g. it refuses min_clients below ⌈(1 - assumed_dropout)·n⌉.
+                ``"honest-but-curious"`` follows the server's (k, t) unless assumptions are
+                given.
+            assumed_corrupt, assumed_dropout: this client's own assumptions (fractions).
+            require_malicious_model: the same as ``threat="malicious"``.
             min_clients: refuse rounds whose ``min_clients`` is lower.
+            history: the round ids this client took part in (:class:`RoundHistory`): a round
+                id seen before is refused, a new one recorded before the key advertisement
+                is returned.
+            dp_ledger: this client's own privacy budget (:class:`secagg.dp.ClientLedger`):
+                checked when the round starts, charged before the masked input is returned
+                (after :meth:`from_state`, pass it again).
 
         Raises:
-            ValueError: wrong dtype, shape, NaN/inf, or inconsistent options.
+            ValueError: wrong dtype, shape, NaN/inf, or inconsistent options (including
+                ``clip=``/``max_weight=``, which are the round's now, and a seed without
+                ``insecure_test_seed``).
         """
     def handle(self, message: bytes) -> Optional[bytes]:
         """Handle one server message; returns the reply to send, if any.
 
         Raises:
-            ServerRefused: the server sent something an honest client refuses; the client
-                stops (every later call raises the same error).
+            ServerRefused: the server sent something an honest client refuses (parameters
+                its policy refuses, an encoding it cannot apply, a replayed round id, a
+                round past its DP budget...); the client stops (every later call raises the
+                same error) and the refused reply is never returned.
             PeerMisbehaved: a peer's shares were invalid; the client stops.
             RoundAborted: the server announced the round aborted.
         """
@@ -416,7 +474,13 @@ class Client:
                 arguments), after the client finished, or after it failed.
         """
     @staticmethod
-    def from_state(state: bytes, *, seed: Optional[Union[int, bytes]] = None) -> Client:
+    def from_state(
+        state: bytes,
+        *,
+        seed: Optional[Union[int, bytes]] = None,
+        insecure_test_seed: bool = False,
+        dp_ledger: Optional[dp.ClientLedger] = None,
+    ) -> Client:
         """Restore a client saved by :meth:`export_state`, ready for the round's next message.
 
         It answers exactly as the saved client would have, given the same randomness.
@@ -424,7 +488,10 @@ class Client:
         Args:
             state: what :meth:`export_state` returned.
             seed: randomness for the rest of the round, as in the constructor (only the
-                key-sharing stage draws from it); default: from the OS.
+                key-sharing stage draws from it; tests only, with ``insecure_test_seed``);
+                default: from the OS.
+            dp_ledger: the client's DP ledger, as in the constructor: a client restored
+                before its masked input is charged there.
 
         Raises:
             ValueError: ``state`` is not a complete, consistent saved client state of this
@@ -450,16 +517,69 @@ class Client:
 
 def round_config(message: bytes) -> dict[str, Any]:
     """The round's parameters carried by a RoundStart message (the first message a server
-    sends each client), as :attr:`Client.config` will give them once the client handled it.
+    sends each client), as :attr:`Client.config` will give them once the client handled it
+    (the keys of :attr:`Server.config`, without ``warnings``).
 
-    A client needs them *before* it builds its :class:`Client` to encode a DP update for the
-    round (:class:`DpEncoding`); then it hands the same message to the new client, which
-    checks it as always.
+    A client may read them *before* it builds its :class:`Client`, e.g. to encode a DP
+    update itself (``DpEncoding(config)``) or to check its floor (``secagg.dp.Floor``); then it
+    hands the same message to the new client, which checks it as always.
 
     Raises:
-        ServerRefused: the bytes are not a valid RoundStart.
+        ServerRefused: the bytes are not a valid RoundStart (including an input encoding
+            that is not one).
         RoundAborted: the message is the server's Abort.
     """
+
+def check_round_start(
+    message: bytes,
+    *,
+    client_id: int,
+    identity: Optional[bytes] = None,
+    roster: Optional[Sequence[bytes]] = None,
+    threat: Threat = "honest-but-curious",
+    assumed_corrupt: Optional[float] = None,
+    assumed_dropout: Optional[float] = None,
+    require_malicious_model: bool = False,
+    min_clients: int = 2,
+) -> dict[str, Any]:
+    """Whether a :class:`Client` built with these options would accept the round announced
+    by ``message`` (a RoundStart), before its input exists: the core's own checks of the
+    parameters against the client's threat model, assumptions and PKI. For drivers that
+    refuse a round before computing the input (the Flower mod checks before training).
+
+    Returns:
+        The round's configuration, as :func:`round_config`.
+
+    Raises:
+        ServerRefused: the client would refuse the round; the message says why.
+        ValueError: inconsistent options, as :class:`Client` raises them.
+    """
+
+class RoundHistory:
+    """The round ids a client took part in; a round id seen before is refused.
+
+    ``RoundHistory(path=None, rounds=())``: with ``path`` a JSON file kept across processes
+    (each new round id written durably before :meth:`begin` returns; a corrupt file raises
+    ``ValueError``, never reads as empty). Pass it to every :class:`Client`
+    (``history=``): a server that replays a round (the very same RoundStart) gets no second
+    answer.
+    """
+
+    def __init__(self, path: Optional[Any] = None, rounds: Sequence[int] = ()) -> None: ...
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RoundHistory:
+        """From :meth:`to_record`'s dict (e.g. kept in Flower's ``context.state``)."""
+    def to_record(self) -> dict[str, Any]:
+        """``{"version": 1, "rounds": [decimal strings]}``."""
+    @property
+    def rounds(self) -> list[int]:
+        """The round ids taken part in, sorted."""
+    def check(self, round_id: int) -> None:
+        """Raises :class:`ServerRefused` if ``round_id`` was taken part in before."""
+    def begin(self, round_id: int) -> None:
+        """Records ``round_id``, or raises :class:`ServerRefused` if it was seen before."""
+    def __contains__(self, round_id: object) -> bool: ...
+    def __len__(self) -> int: ...
 
 # --------------------------------------------------------------------------------------------
 # Differential privacy over the sans-IO objects
@@ -479,59 +599,41 @@ class DpEncoding:
     ``central=True`` the clients add no noise and :meth:`decode` adds it all (trusted-server
     model: the server sees the un-noised sum).
 
-    Both sides derive everything (γ, rotation, noise share) from the same public inputs, so
-    no scale travels on the wire: the DP parameters, which the server announces however the
-    transport likes, and the round's configuration::
+    Both sides derive everything (γ, rotation, noise share) from the round's configuration,
+    which carries the DP parameters (``Server(dp=..., dp_noise_multiplier=..., dp_clip=...)``)
+    and which the session id covers, so no scale or noise level travels anywhere else::
 
         # server
-        server = secagg.Server(clients=n, dim=secagg.DpEncoding.masked_dim(d), min_clients=m)
-        enc = secagg.DpEncoding(server.config, dim=d, noise_multiplier=z, clip=c)
+        server = secagg.Server(clients=n, dim=d, dp="ddg", dp_noise_multiplier=z, dp_clip=c,
+                               min_clients=m)
         ...                                                     # run the round
+        enc = secagg.DpEncoding(server.config)
         mean = enc.decode(server.result(), len(server.survivors))
 
-        # client, on receiving RoundStart (its first message)
-        enc = secagg.DpEncoding(secagg.round_config(msg), dim=d, noise_multiplier=z, clip=c)
-        client = secagg.Client(client_id, enc.encode(update))
-        reply = client.handle(msg)
+        # client: a float update of d values; the Client encodes it for the round it is told
+        client = secagg.Client(client_id, update)
+        # (or encode it yourself: secagg.DpEncoding(secagg.round_config(msg)).encode(update))
 
-    The mean is unweighted (a weight would change the sensitivity): build the Client without
-    ``weight``/``clip``. Noise and rounding coins come from the OS CSPRNG, always; there is no
-    seed, so neither a server nor a test can choose them. A client should check the announced
-    ``noise_multiplier`` against its own floor (and refuse ``central``) before encoding:
-    ``secagg.dp.Floor(z, honest_clients=h).check(config, noise_multiplier=...,
-    central=...)`` makes the gRPC client's check. ε is accounted with
+    The mean is unweighted (a weight would change the sensitivity). Noise and rounding coins
+    come from the OS CSPRNG, always; there is no seed, so neither a server nor a test can
+    choose them. A client should check the round against its own floor before encoding:
+    ``secagg.dp.Floor(z, honest_clients=h).check(config)`` makes the gRPC client's check, and
+    ``secagg.dp.ClientLedger`` keeps its own budget. ε is accounted with
     :class:`secagg.dp.Accountant` (``compose(encoding)``).
     """
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        *,
-        dim: int,
-        noise_multiplier: float,
-        clip: float,
-        noise: Literal["ddg", "skellam"] = "ddg",
-        central: bool = False,
-        beta: float = ...,
-    ) -> None:
-        """Derive the round's encoding.
+    def __init__(self, config: dict[str, Any]) -> None:
+        """Derive the round's encoding from its configuration.
 
         Args:
             config: the round's parameters: :attr:`Server.config`, :attr:`Client.config` or
-                :func:`round_config` (``round_seed``, ``clients``, ``min_clients``, ``bits``
-                and ``dim`` are used; the whole configuration is checked).
-            dim: values in a client's update; the round must mask
-                :meth:`masked_dim` (``dim``) values.
-            noise_multiplier: z > 0, the noise stddev of the sum over ``clip``.
-            clip: L2 clipping norm of one update (the sensitivity).
-            noise: ``"ddg"`` (distributed discrete Gaussian) or ``"skellam"``.
-            central: the server adds the noise in :meth:`decode` instead of the clients.
-            beta: conditional rounding's failure probability (default e^-1/2).
+                :func:`round_config` (its ``encoding`` bytes give the DP parameters; its
+                ``round_seed``, ``clients``, ``min_clients``, ``bits`` and ``dim`` the rest;
+                the whole configuration is checked).
 
         Raises:
-            ValueError: a parameter out of range, a config that is not a round's, a round
-                that masks another length, or parameters leaving less than one quantization
-                level per coordinate in ``bits``; the message says what to change.
+            ValueError: a config that is not a round's, a round without a DP encoding, or one
+                that masks another length than its DP encoding needs.
         """
     @staticmethod
     def masked_dim(dim: int) -> int:
@@ -639,13 +741,23 @@ def connect(
     min_noise_multiplier: Optional[float] = None,
     connect_retry: float = 30.0,
     honest_clients: Optional[int] = None,
+    threat: Optional[Threat] = None,
+    assumed_corrupt: Optional[float] = None,
+    assumed_dropout: Optional[float] = None,
+    min_clients: int = 2,
+    state_dir: Optional[str] = None,
+    dp_budget_epsilon: Optional[float] = None,
+    dp_budget_delta: float = 1e-5,
 ) -> ServiceClient:
     """A client for the gRPC service at ``url`` (``http://host:port`` or ``https://...``).
 
     Args:
         name: the name the round's JSON lists (default: a random one).
-        identity: malicious-model rounds: secret key from :func:`keygen`.
-        roster: public keys the client trusts (checked against the server's).
+        identity: malicious-model rounds: secret key from :func:`keygen` (needs
+            ``roster``). A client with an identity refuses rounds without a PKI.
+        roster: the public keys of the round's clients, held by this client and compared
+            with the server's position by position (never taken from the server); a key
+            listed twice is refused.
         timeout: give up when the server sends nothing for this many seconds.
         tls_ca: PEM file of the CA to trust for ``https://`` (default: web PKI roots).
         min_noise_multiplier: take part only in rounds with distributed DP noise of at least
@@ -661,6 +773,15 @@ def connect(
             large m and shrink every honest share while the noise multiplier z still passes
             the floor. With H the client refuses unless z·√(min(H, m)/m) ≥
             ``min_noise_multiplier`` (:class:`secagg.dp.Floor`). ``None``: trust the round's m.
+        threat, assumed_corrupt, assumed_dropout, min_clients: the client's own threat model
+            and assumptions, as for :class:`Client` (``threat`` defaults to ``"malicious"``
+            with an ``identity``, else ``"honest-but-curious"``).
+        state_dir: a directory where the client keeps the round ids it took part in (per
+            server URL) and its privacy ledger across processes; ``None``: in memory, for
+            the life of the returned object. Either way a round id is answered once.
+        dp_budget_epsilon, dp_budget_delta: the client's own privacy budget: every round it
+            adds noise to is charged at sampling rate 1 before its masked input is sent, and
+            rounds past the budget, without DP noise or with central noise are refused.
 
     Nothing is sent until :meth:`ServiceClient.submit`.
 

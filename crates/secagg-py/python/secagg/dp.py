@@ -7,11 +7,14 @@ wrap mod 2^bits), amplified by Poisson sampling of clients, composed over rounds
 to (ε, δ). The same code as ``secagg dp epsilon`` / ``secagg dp plan``.
 """
 
-from typing import Any, Optional
+import math
+import os
+from typing import Any, Optional, Union
 
-from . import _secagg
+from . import _secagg, _state_file
+from ._errors import ServerRefused
 
-__all__ = ["Accountant", "Floor", "epsilon", "plan"]
+__all__ = ["Accountant", "ClientLedger", "Floor", "epsilon", "plan"]
 
 #: The composed Rényi DP of the rounds released so far: the state of a privacy ledger.
 #:
@@ -30,15 +33,14 @@ Accountant = _secagg.DpAccountant
 #: ``secagg.connect(min_noise_multiplier=Z, honest_clients=H)`` make, for clients with their own
 #: transport (``secagg.flower.make_secagg_mod`` uses it).
 #:
-#: ``Floor(min_noise_multiplier, *, honest_clients=None)``; ``check(config, *,
-#: noise_multiplier, central=False)`` raises ``ValueError`` saying why it refuses a round with
-#: configuration ``config`` (:func:`secagg.round_config` of its RoundStart) that offers no DP
-#: (``noise_multiplier=None``), central noise, or a noise multiplier z below the floor, or
-#: whose noise falls below it once counted over ``honest_clients`` = H survivors only: each
-#: client adds 1/m of the noise variance, m being the round's ``min_clients``, and a malicious
-#: server with fake clients can announce a large m, so the round must reach
-#: z·√(min(H, m)/m) ≥ the floor. ``effective_noise_multiplier(config, noise_multiplier)`` is
-#: that z·√(min(H, m)/m).
+#: ``Floor(min_noise_multiplier, *, honest_clients=None)``; ``check(config)`` raises
+#: ``ValueError`` saying why it refuses a round with configuration ``config``
+#: (:func:`secagg.round_config` of its RoundStart, whose DP parameters the session id covers)
+#: that offers no DP, central noise, or a noise multiplier z below the floor, or whose noise
+#: falls below it once counted over ``honest_clients`` = H survivors only: each client adds
+#: 1/m of the noise variance, m being the round's ``min_clients``, and a malicious server with
+#: fake clients can announce a large m, so the round must reach z·√(min(H, m)/m) ≥ the floor.
+#: ``effective_noise_multiplier(config)`` is that z·√(min(H, m)/m).
 Floor = _secagg.DpFloor
 
 DEFAULT_BETA = 0.6065306597126334  # e^-1/2: conditional rounding's failure probability
@@ -142,3 +144,192 @@ def plan(
         central=bool(central),
         beta=float(beta),
     )
+
+
+_LEDGER_VERSION = 1
+
+
+class ClientLedger:
+    """A client's own privacy ledger: the DP rounds it contributed to, and the ε they cost it.
+
+    A server's ledger is the server's word; a client cannot check it, nor that the server
+    really sampled clients. So a client that adds DP noise keeps its own: each round it
+    contributes to is charged at sampling rate 1 (no amplification; the ε that holds against
+    the server), composed in Rényi DP (:class:`Accountant`) with every round before, and a
+    round that would take ε at ``delta`` past ``epsilon_budget`` is refused. A round without
+    DP noise (ε = ∞ for the update) and a round with central noise (the server sees the
+    un-noised sum) are refused too. A malicious server can no longer average the noise of
+    many rounds away: the client stops answering once its budget is spent.
+
+    :class:`secagg.Client` takes one (``Client(..., dp_ledger=ledger)``): it calls
+    :meth:`check` when the round starts (before its keys are advertised) and :meth:`charge`
+    when its masked input is ready, before :meth:`secagg.Client.handle` returns it; either
+    raising :class:`secagg.ServerRefused` stops the client. The Flower mod keeps the same
+    record in ``context.state`` (``make_secagg_mod(dp_budget_epsilon=...)``).
+
+    Args:
+        epsilon_budget: the ε this client's updates may cost in total, at ``delta``.
+        delta: δ of the (ε, δ) guarantee.
+        path: a JSON file to keep the ledger in (created at the first charge, written
+            durably before :meth:`charge` returns). ``None``: in memory only.
+
+    Raises:
+        ValueError: a budget or δ out of range, or a file that is not a consistent ledger
+            (a corrupt ledger is never read as empty).
+    """
+
+    def __init__(
+        self,
+        epsilon_budget: float,
+        delta: float = 1e-5,
+        *,
+        path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    ) -> None:
+        if not _number(epsilon_budget) or not epsilon_budget > 0:
+            raise ValueError(f"epsilon_budget must be a number > 0, got {epsilon_budget!r}")
+        if not _number(delta) or not 0 < delta < 1:
+            raise ValueError(f"delta must be in (0, 1), e.g. 1e-5, got {delta!r}")
+        self.epsilon_budget = float(epsilon_budget)
+        self.delta = float(delta)
+        self._path = path
+        self._spent = Accountant()
+        self._rounds: list[int] = []
+        if path is not None:
+            record = _state_file.load(path, "the DP ledger")
+            if record is not None:
+                self._spent, self._rounds = _read_record(record, f"the DP ledger at {path!r}")
+
+    @classmethod
+    def from_record(
+        cls, record: Optional[dict[str, Any]], epsilon_budget: float, delta: float = 1e-5
+    ) -> "ClientLedger":
+        """A ledger from :meth:`to_record`'s dict (``None``: nothing spent).
+
+        Raises:
+            ValueError: the record is malformed or inconsistent.
+        """
+        ledger = cls(epsilon_budget, delta)
+        if record is not None:
+            ledger._spent, ledger._rounds = _read_record(record, "the client's DP ledger")
+        return ledger
+
+    def to_record(self) -> dict[str, Any]:
+        """The ledger as a plain dict of lists, floats and strings (round ids as decimal
+        strings: they are 64-bit)."""
+        return {
+            "version": _LEDGER_VERSION,
+            "orders": self._spent.orders,
+            "rdp": self._spent.rdp,
+            "rounds": [str(r) for r in self._rounds],
+            "epsilon": self._spent.epsilon(self.delta),
+            "delta": self.delta,
+        }
+
+    @property
+    def epsilon(self) -> float:
+        """ε spent so far at ``delta`` (0 before the first charge)."""
+        return float(self._spent.epsilon(self.delta))
+
+    @property
+    def rounds(self) -> list[int]:
+        """The round ids charged, in order."""
+        return list(self._rounds)
+
+    def check(self, config: dict[str, Any]) -> float:
+        """Refuses (:class:`secagg.ServerRefused`) the round with configuration ``config`` if
+        contributing to it would take ε past the budget; returns ε after it."""
+        return self._after(config)[1]
+
+    def charge(self, config: dict[str, Any]) -> float:
+        """Records the round with configuration ``config`` (durably, with a path), or
+        refuses it as :meth:`check` does; returns ε after it."""
+        after, epsilon, round_id = self._after(config)
+        previous = (self._spent, self._rounds)
+        self._spent, self._rounds = after, [*self._rounds, round_id]
+        if self._path is not None:
+            try:
+                _state_file.save(self._path, self.to_record())
+            except BaseException:
+                self._spent, self._rounds = previous
+                raise
+        return epsilon
+
+    def _after(self, config: dict[str, Any]) -> "tuple[Accountant, float, int]":
+        dp = config.get("dp") if isinstance(config, dict) else None
+        round_id = config.get("round_id") if isinstance(config, dict) else None
+        if not isinstance(config, dict) or "encoding" not in config:
+            raise ValueError(
+                "config must be the round's parameters: secagg.round_config(round_start) or "
+                "Client.config"
+            )
+        if dp is None:
+            raise ServerRefused(
+                "offered a round without DP noise, but this client keeps a privacy budget "
+                f"(ε ≤ {self.epsilon_budget} at δ = {self.delta}): its update would be released "
+                "with no noise at all"
+            )
+        if dp.get("central"):
+            raise ServerRefused(
+                "offered a round with central DP noise, but this client keeps a privacy budget: "
+                "the server would see the un-noised sum, so no ε holds against it"
+            )
+        if round_id in self._rounds:
+            raise ServerRefused(f"round {round_id} was already charged to this client's ledger")
+        encoding = _secagg.DpEncoding(config)
+        after = self._spent.composed(encoding, sampling_rate=1.0)
+        epsilon = float(after.epsilon(self.delta))
+        if epsilon > self.epsilon_budget:
+            raise ServerRefused(
+                f"privacy budget: this client has spent ε = {self.epsilon:.4f} over "
+                f"{len(self._rounds)} rounds; round {round_id} would bring it to {epsilon:.4f} > "
+                f"its budget {self.epsilon_budget} (δ = {self.delta}, every round counted at "
+                "sampling rate 1)"
+            )
+        return after, epsilon, int(round_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientLedger(epsilon={self.epsilon:.4f} of {self.epsilon_budget}, "
+            f"delta={self.delta}, rounds={len(self._rounds)})"
+        )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_record(record: dict[str, Any], where: str) -> "tuple[Any, list[int]]":
+    """The accountant and rounds of a ledger record, checked whole and consistent: ε
+    recomputed from the curve at the stored δ must equal the stored ε, be positive once a round
+    was charged and 0 before (a zeroed or truncated curve is refused, never read as empty)."""
+    if not isinstance(record, dict) or record.get("version") != _LEDGER_VERSION:
+        raise ValueError(f"{where} is not a secagg client ledger (version {_LEDGER_VERSION})")
+    keys = ("orders", "rdp", "rounds", "epsilon", "delta")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(repr(k) for k in missing)}")
+    orders, rdp, rounds, stored_eps, delta = (record[k] for k in keys)
+    for key, value in (("orders", orders), ("rdp", rdp)):
+        if not isinstance(value, list) or not all(_number(v) for v in value):
+            raise ValueError(f"{where}: {key!r} must be a list of floats")
+    if not isinstance(rounds, list) or not all(isinstance(r, str) and r.isdigit() for r in rounds):
+        raise ValueError(f"{where}: 'rounds' must be a list of round ids as decimal strings")
+    if not _number(stored_eps) or not math.isfinite(stored_eps) or stored_eps < 0:
+        raise ValueError(f"{where}: 'epsilon' must be a finite float ≥ 0")
+    if not _number(delta) or not 0 < delta < 1:
+        raise ValueError(f"{where}: 'delta' must be in (0, 1)")
+    try:
+        spent = Accountant([float(o) for o in orders], [float(r) for r in rdp])
+        epsilon = spent.epsilon(float(delta))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} is unreadable: {exc}") from exc
+    if rounds and not epsilon > 0:
+        raise ValueError(f"{where} lists {len(rounds)} charged rounds but its curve spends nothing")
+    if not rounds and epsilon != 0:
+        raise ValueError(f"{where} lists no charged round but its curve spends ε = {epsilon}")
+    if not math.isclose(epsilon, stored_eps, rel_tol=1e-9, abs_tol=0.0):
+        raise ValueError(
+            f"{where} is inconsistent: its curve gives ε = {epsilon} at δ = {delta}, it records "
+            f"ε = {stored_eps}"
+        )
+    return spent, [int(r) for r in rounds]

@@ -1,6 +1,7 @@
 """Differential privacy for :class:`SecAggWorkflow`: its configuration and privacy ledger.
 
-With ``SecAggWorkflow(..., dp=DpConfig(...))`` every client, before masking, clips its update
+With ``SecAggWorkflow(..., dp=DpConfig(...))`` the DP parameters go into each round's
+configuration (the session id covers them), and every client, before masking, clips its update
 (new parameters minus the global ones) to L2 norm ``clipping_norm``, rotates it, quantizes it
 and adds its share of discrete noise (secagg's DP pipeline in Rust); the server unmasks only
 the noisy sum and releases the mean update. The ledger, kept in the ServerApp's
@@ -98,24 +99,17 @@ class DpConfig:  # pylint: disable=too-many-instance-attributes
         if type(self.central) is not bool:
             raise ValueError(f"central must be True or False, got {self.central!r}")
 
-    def encoding(self, config: dict[str, object], dim: int) -> secagg.DpEncoding:
-        """The round's encoding for ``dim`` values, from its configuration (``Server.config``)."""
-        return secagg.DpEncoding(
-            config,
-            dim=dim,
-            noise_multiplier=float(self.noise_multiplier),
-            clip=float(self.clipping_norm),
-            noise=self.noise,
-            central=self.central,
-        )
-
-    def announce(self, record: ConfigRecord, dim: int) -> None:
-        """Put the public parameters clients derive the encoding from into ``record``."""
-        record[rk.DP_NOISE] = self.noise
-        record[rk.DP_NOISE_MULTIPLIER] = float(self.noise_multiplier)
-        record[rk.DP_CLIPPING_NORM] = float(self.clipping_norm)
-        record[rk.DP_CENTRAL] = self.central
-        record[rk.DP_DIM] = dim
+    def server_kwargs(self) -> dict[str, object]:
+        """The DP parameters as :class:`secagg.Server` takes them: they go into the round's
+        configuration, which every client derives its encoding from and the session id
+        covers."""
+        return {
+            "dp": self.noise,
+            "dp_noise_multiplier": float(self.noise_multiplier),
+            "dp_clip": float(self.clipping_norm),
+            "dp_central": self.central,
+            "min_clients": self.min_survivors,
+        }
 
 
 def _number(value: object) -> bool:

@@ -5,26 +5,43 @@ Used like Flower's ``secaggplus_mod``::
     from secagg.flower import secagg_mod
     app = ClientApp(client_fn=client_fn, mods=[secagg_mod])
 
-The first message of a round carries the strategy's ``FitIns``: the mod lets the client train
-(``call_next``), turns the returned parameters and ``num_examples`` into one float vector and
-its weight, and hands both to the Rust client, which clips, quantizes and masks them *here*,
-with the weight inside the masked vector. The reply carries no parameters, no
-``num_examples`` and (by default) no metrics: the server learns only the weighted mean of the
-survivors. Later messages of the round are fed to the same Rust client.
+The first message of a round carries the strategy's ``FitIns`` and the protocol's RoundStart.
+Everything about how the client encodes its parameters (clipping range and weight bound of
+the weighted mean; or the DP mechanism, noise multiplier, clipping norm, placement and length)
+is read from the round's configuration inside that RoundStart (``secagg.round_config``), which
+the session id covers: a server that told one node other values than the others would make
+that node's keys disagree with its neighbours', and the round fail, instead of giving it a
+fine encoding and the others a scale that rounds to zero. No such value is taken from the
+Flower record (a record that still carries one, as protocol version 1 did, is refused).
 
-In a differentially private round (the server's ``SecAggWorkflow(dp=DpConfig(...))``
-announces the noise kind, noise multiplier, clipping norm, placement and length in the first
-message) the mod instead encodes the *update*, returned parameters minus the global ones it
-received, with secagg's DP pipeline: L2 clipping, rotation, quantization and, with
-distributed noise, this client's share of the noise, drawn from the OS CSPRNG. The encoding
-is derived from those public parameters and the round's RoundStart only. The mean is
-unweighted: ``num_examples`` stays on the client and counts for nothing, and the fit metrics
-are never sent, even with ``keep_metrics=True`` (in clear next to the masked vector they would
-fall outside the DP guarantee). A client may set its own floor,
+The mod lets the client train (``call_next``), turns the returned parameters and
+``num_examples`` into one float vector and its weight, and hands both to the Rust client,
+which clips, quantizes and masks them *here*, with the weight inside the masked vector. The
+reply carries no parameters, no ``num_examples`` and (by default) no metrics: the server
+learns only the weighted mean of the survivors. Later messages of the round are fed to the
+same Rust client.
+
+In a differentially private round (the server's ``SecAggWorkflow(dp=DpConfig(...))``) the
+client instead hands the Rust client its *update*, returned parameters minus the global ones
+it received, which it encodes with secagg's DP pipeline: L2 clipping, rotation, quantization
+and, with distributed noise, this client's share of the noise, drawn from the OS CSPRNG. The
+mean is unweighted: ``num_examples`` stays on the client and counts for nothing, and the fit
+metrics are never sent, even with ``keep_metrics=True`` (in clear next to the masked vector
+they would fall outside the DP guarantee). A client may set its own floor,
 ``make_secagg_mod(min_noise_multiplier=z, honest_clients=h)``: it then takes part only in
 rounds with distributed noise of at least z, counted over h honest survivors when h is given,
 and refuses (an error reply, before training) plain rounds, central-noise rounds and weaker
-noise, whatever the server says.
+noise, whatever the server says. With ``dp_budget_epsilon=`` it also keeps its own privacy
+ledger in ``context.state`` (every round at sampling rate 1: it cannot check the server's
+sampling) and refuses, before training, a round that would take it past the budget; the
+round is charged before the masked update leaves the node.
+
+The client states its own threat model: ``make_secagg_mod(threat="malicious",
+assumed_corrupt=..., assumed_dropout=...)`` (the default once it has an ``identity``) refuses
+rounds without the malicious-server defences, rounds whose (k, t, min_clients) fail the
+planner's own check under its assumptions, rosters that list a node or a key twice, and
+rounds without a PKI. Every node refuses a protocol round id it already took part in (the
+ids are kept in ``context.state``).
 
 Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
@@ -45,7 +62,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from logging import WARNING
-from typing import TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
@@ -84,15 +101,22 @@ class SecAggClientError(RuntimeError):
     """The mod cannot go on with the round; the message says why and what to change."""
 
 
-def make_secagg_mod(
+def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-many-statements
     *,
     identity: bytes | Callable[[Context], bytes] | None = None,
     directory: Mapping[int, bytes] | None = None,
+    threat: Literal["honest-but-curious", "malicious"] | None = None,
+    assumed_corrupt: float | None = None,
+    assumed_dropout: float | None = None,
+    min_clients: int = 2,
     keep_metrics: bool = False,
     allow_plain: bool = False,
     seed: int | None = None,
+    insecure_test_seed: bool = False,
     min_noise_multiplier: float | None = None,
     honest_clients: int | None = None,
+    dp_budget_epsilon: float | None = None,
+    dp_budget_delta: float = 1e-5,
 ) -> Mod:
     """A client mod; :data:`secagg_mod` is ``make_secagg_mod()``.
 
@@ -103,16 +127,30 @@ def make_secagg_mod(
             ``context.node_config``). Needs ``directory``.
         directory: malicious-server model: every node's public key by Flower node id, obtained
             out of band. The roster of a round is built from this directory, never from what
-            the server sends, so a server cannot substitute keys.
+            the server sends, so a server cannot substitute keys; a directory that gives two
+            nodes one key is refused, and so is a round whose node list names a node twice.
+        threat: the server this client guards against: ``"malicious"`` (the default with an
+            ``identity``, which it needs) refuses rounds without a PKI and the consistency
+            check, and rounds whose parameters fail the planner's check under
+            ``assumed_corrupt`` and ``assumed_dropout`` (e.g. ``min_clients`` below
+            ⌈(1 - assumed_dropout)·n⌉: a round that could end with one honest client and its
+            colluders); ``"honest-but-curious"`` (the default without one) follows the
+            server's parameters unless assumptions are given.
+        assumed_corrupt, assumed_dropout: this client's own assumptions (fractions of corrupt
+            and dropped clients, default 0.05 each), checked against every round with the
+            planner's own code (``secagg_core::params::check_round``).
+        min_clients: refuse rounds that may finish with fewer survivors.
         keep_metrics: also send the fit metrics back in clear (off: they may leak what the
             masking hides). Never in DP rounds: metrics in clear are outside the DP guarantee,
             so they are dropped there (with a warning, logged once).
         allow_plain: also answer ``train`` messages that do not run secure aggregation (off:
             a server that skips the protocol would get this client's update in clear, so the
             mod refuses, as Flower's ``secaggplus_mod`` does).
-        seed: reproducible client randomness for tests and examples (each node and round
-            derives its own); default: the OS. Never set it in production. DP noise and
-            rounding never use it: they always come from the OS CSPRNG.
+        seed: reproducible client randomness, for tests only: every key a node generates is
+            derived from it, its node id and the round, so whoever knows it knows them. Needs
+            ``insecure_test_seed=True``. DP noise and rounding never use it: they always come
+            from the OS CSPRNG.
+        insecure_test_seed: allow ``seed`` (tests and examples only).
         min_noise_multiplier: this client's DP floor: answer only rounds with distributed DP
             noise of at least this noise multiplier, refusing rounds without DP, with central
             noise (the server would see the un-noised sum) or with less noise. ``None``
@@ -125,6 +163,13 @@ def make_secagg_mod(
             z·√(min(h, m)/m) ≥ ``min_noise_multiplier`` (the check of
             ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`). ``None``: trust
             the round's m.
+        dp_budget_epsilon: this client's own privacy budget (``secagg.dp.ClientLedger``, kept
+            in ``context.state``): every round it contributes to is charged at sampling rate
+            1, composed with the rounds before, before its masked update leaves the node; a
+            round that would take ε at ``dp_budget_delta`` past this budget is refused before
+            training, and so are rounds without DP noise or with central noise. ``None``
+            (default): no client-side budget.
+        dp_budget_delta: δ of the client's budget.
     """
     if min_noise_multiplier is not None and (
         isinstance(min_noise_multiplier, bool)
@@ -150,6 +195,9 @@ def make_secagg_mod(
         if min_noise_multiplier is None
         else secagg.dp.Floor(float(min_noise_multiplier), honest_clients=honest_clients)
     )
+    if dp_budget_epsilon is not None:
+        # Checked now (a ValueError for a bad budget or δ), kept per node in context.state.
+        secagg.dp.ClientLedger(dp_budget_epsilon, dp_budget_delta)
     # DP rounds never send metrics; say so once if the caller asked for them.
     metrics_warned = False
     if (identity is None) != (directory is None):
@@ -157,6 +205,41 @@ def make_secagg_mod(
             "identity and directory go together: give both for the malicious-server model, "
             "or neither"
         )
+    if threat is None:
+        threat = "malicious" if identity is not None else "honest-but-curious"
+    if threat not in ("honest-but-curious", "malicious"):
+        raise ValueError(f"threat must be 'honest-but-curious' or 'malicious', got {threat!r}")
+    if threat == "malicious" and identity is None:
+        raise ValueError(
+            "threat='malicious' needs identity= and directory= (this node's secret key and "
+            "every node's public key, obtained out of band)"
+        )
+    if threat == "honest-but-curious" and identity is not None:
+        raise ValueError(
+            "a node with an identity takes part in malicious-model rounds only (it refuses "
+            "rounds without a PKI): use threat='malicious', the default with an identity"
+        )
+    for name, value in (("assumed_corrupt", assumed_corrupt), ("assumed_dropout", assumed_dropout)):
+        if value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1
+        ):
+            raise ValueError(f"{name} must be a fraction in [0, 1) or None, got {value!r}")
+    if type(min_clients) is not int or min_clients < 2:
+        raise ValueError(f"min_clients must be an int ≥ 2, got {min_clients!r}")
+    if seed is not None and not insecure_test_seed:
+        raise ValueError(
+            "seed= derives every key of every node from it: it is for tests only. Leave it "
+            "out, or pass insecure_test_seed=True in a test"
+        )
+    if directory is not None:
+        directory = dict(directory)
+        _check_directory(directory)
+    policy = {
+        "threat": threat,
+        "assumed_corrupt": None if assumed_corrupt is None else float(assumed_corrupt),
+        "assumed_dropout": None if assumed_dropout is None else float(assumed_dropout),
+        "min_clients": min_clients,
+    }
 
     def secagg_mod_impl(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:
@@ -175,12 +258,15 @@ def make_secagg_mod(
         # Taken out of the cache until the state it leads to is saved: if anything below
         # raises, a later message restores from context.state instead.
         cached = _CLIENTS.pop(key, None)
+        started: int | None = None
         if rk.CLIENT_ID in cfg:
             # A new round: whatever an earlier round left (it aborted unseen) goes now.
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
-            out, client, dp_round = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
+            out, client, config = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
             if client is None:
                 return out
+            started = cast(int, config["round_id"])
+            dp_round = config["dp"] is not None
             step = 0
             content = _stripped_fit_reply(out, keep_metrics and not dp_round)
             if keep_metrics and dp_round:
@@ -189,7 +275,17 @@ def make_secagg_mod(
             client, step = _resume(ctxt, round_key, cached)
             content = RecordDict()
         try:
-            replies = [r for m in messages if (r := client.handle(m)) is not None]
+            replies = []
+            for m in messages:
+                masking = dp_budget_epsilon is not None and client.stage == "masked-input"
+                reply = client.handle(m)
+                if reply is None:
+                    continue
+                if masking:
+                    # Charged before the masked update leaves the node: the reply and the
+                    # ledger reach the SuperNode together, when this call returns.
+                    _charge(ctxt, cast(dict[str, object], client.config))
+                replies.append(reply)
         except secagg.ProtocolError as exc:
             # The client stops for good: keep why, drop the secrets. Answer with an error
             # reply rather than raising: Flower's simulation engine discards the context of
@@ -201,6 +297,11 @@ def make_secagg_mod(
                 Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}"),
                 reply_to=msg,
             )
+        if started is not None:
+            # The round id is kept before the key advertisement leaves: never answered twice.
+            history = _history(ctxt)
+            history.begin(started)
+            ctxt.state.config_records[rk.HISTORY_RECORD] = ConfigRecord(history.to_record())
         if client.finished or client.failed:
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
         else:
@@ -216,6 +317,26 @@ def make_secagg_mod(
             _CLIENTS[key] = _Slot(round_key, token, client)
         content.config_records[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
         return Message(content, reply_to=msg)
+
+    def _ledger(ctxt: Context) -> secagg.dp.ClientLedger:
+        """This node's own privacy ledger, from ``context.state``."""
+        record = ctxt.state.config_records.get(rk.CLIENT_LEDGER_RECORD)
+        try:
+            return secagg.dp.ClientLedger.from_record(
+                None if record is None else dict(record),
+                cast(float, dp_budget_epsilon),
+                dp_budget_delta,
+            )
+        except ValueError as exc:
+            raise SecAggClientError(
+                f"this node's privacy ledger '{rk.CLIENT_LEDGER_RECORD}' in context.state is "
+                f"unreadable (refusing to read it as empty): {exc}"
+            ) from exc
+
+    def _charge(ctxt: Context, config: dict[str, object]) -> None:
+        ledger = _ledger(ctxt)
+        ledger.charge(config)  # ServerRefused over the budget: the client stops
+        ctxt.state.config_records[rk.CLIENT_LEDGER_RECORD] = ConfigRecord(ledger.to_record())
 
     def _warn_metrics_dropped() -> None:
         nonlocal metrics_warned
@@ -264,7 +385,12 @@ def make_secagg_mod(
         label = f"{round_key}:{step}"
         step_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, label)
         try:
-            return secagg.Client.from_state(state, seed=step_seed), step
+            return (
+                secagg.Client.from_state(
+                    state, seed=step_seed, insecure_test_seed=step_seed is not None
+                ),
+                step,
+            )
         except ValueError as exc:
             raise SecAggClientError(
                 f"this node's saved secagg client for round {round_key} is unreadable: {exc}"
@@ -277,41 +403,65 @@ def make_secagg_mod(
         cfg: ConfigRecord,
         round_key: str,
         messages: list[bytes],
-    ) -> tuple[Message, secagg.Client | None, bool]:
+    ) -> tuple[Message, secagg.Client | None, dict[str, object]]:
         client_id = _typed(cfg, rk.CLIENT_ID, int)
-        dp = _dp_params(cfg)
-        # The round's configuration as this client will check it, for the DP encoding and
-        # the floor (which depends on the survivors the noise is sized for).
-        config = _round_start_config(messages) if dp is not None or floor is not None else None
+        legacy = [k for k in rk.LEGACY_ENCODING_KEYS if k in cfg]
+        if legacy:
+            raise SecAggClientError(
+                f"the server's '{rk.RECORD}' record carries {legacy}: this client takes how it "
+                "encodes its parameters only from the round's configuration in the RoundStart "
+                "(which the session id covers), never from per-node fields; upgrade the server "
+                "to secagg's protocol version 2"
+            )
+        # The round's configuration as this client will check it: the only source of the
+        # encoding (clip, weight bound, DP parameters), the round id and the client count.
+        config = _round_start_config(messages)
         # Refused before training: nothing is computed for a round this client will not join.
-        if floor is not None:
-            _check_floor(floor, dp, cast(dict[str, object], config))
-        if dp is None:
-            clip = _typed(cfg, rk.CLIP, float)
-            max_weight = _typed(cfg, rk.MAX_WEIGHT, int)
+        try:
+            _history(ctxt).check(cast(int, config["round_id"]))
+            if floor is not None:
+                floor.check(config)
+            if dp_budget_epsilon is not None:
+                _ledger(ctxt).check(config)
+        except (secagg.ServerRefused, ValueError) as exc:
+            raise SecAggClientError(f"refusing the round: {exc}") from exc
+        dp = cast("dict[str, object] | None", config["dp"])
+        if config["input"] == "integers":
+            raise SecAggClientError(
+                "refusing the round: it sums unsigned integers, but this mod sends float model "
+                "parameters (the server should create the round with a clipping range or DP)"
+            )
         roster = None
         secret = None
         if directory is not None:
-            roster = _roster_from_directory(cfg, ctxt.node_id, client_id, directory)
+            roster = _roster_from_directory(cfg, config, ctxt.node_id, client_id, directory)
             secret = identity(ctxt) if callable(identity) else identity
+        # The core's own checks of the round against this client's threat model, assumptions
+        # and PKI, before training; the client built below makes them again.
+        try:
+            secagg.check_round_start(
+                messages[0], client_id=client_id, identity=secret, roster=roster, **policy
+            )
+        except (secagg.ProtocolError, ValueError) as exc:
+            raise SecAggClientError(f"refusing the round: {exc}") from exc
         out = call_next(msg, ctxt)
         if out.has_error():
-            return out, None, dp is not None
+            return out, None, config
         fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
         vector = _flatten(parameters_to_ndarrays(fitres.parameters))
         client_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, round_key)
+        common = {
+            "identity": secret,
+            "roster": roster,
+            "seed": client_seed,
+            "insecure_test_seed": client_seed is not None,
+            **policy,
+        }
         if dp is not None:
-            encoded = _dp_encode(msg, vector, dp, cast(dict[str, object], config))
-            client = secagg.Client(
-                client_id,
-                encoded,
-                identity=secret,
-                roster=roster,
-                seed=client_seed,
-                require_malicious_model=identity is not None,
-            )
-            return out, client, True
+            update = _dp_update(msg, vector, cast(int, dp["dim"]))
+            return out, secagg.Client(client_id, update, **common), config
         weight = fitres.num_examples
+        max_weight = cast(int, config["max_weight"])
         if not isinstance(weight, int) or weight < 0:
             raise SecAggClientError(f"num_examples must be a non-negative int, got {weight!r}")
         if weight > max_weight:
@@ -319,18 +469,7 @@ def make_secagg_mod(
                 f"num_examples {weight} exceeds the round's max_weight {max_weight}: raise "
                 "max_weight in SecAggWorkflow (or send fewer examples as the weight)"
             )
-        client = secagg.Client(
-            client_id,
-            vector,
-            weight=weight,
-            clip=clip,
-            max_weight=max_weight,
-            identity=secret,
-            roster=roster,
-            seed=client_seed,
-            require_malicious_model=identity is not None,
-        )
-        return out, client, False
+        return out, secagg.Client(client_id, vector, weight=weight, **common), config
 
     return secagg_mod_impl
 
@@ -351,28 +490,36 @@ def _typed(cfg: ConfigRecord, key: str, kind: type[T]) -> T:
     return cast(T, value)
 
 
-@dataclass(frozen=True)
-class _DpParams:
-    """The public DP parameters a server announced for a round."""
+def _history(ctxt: Context) -> secagg.RoundHistory:
+    """The protocol round ids this node took part in, from ``context.state``."""
+    record = ctxt.state.config_records.get(rk.HISTORY_RECORD)
+    if record is None:
+        return secagg.RoundHistory()
+    try:
+        return secagg.RoundHistory.from_record(dict(record))
+    except ValueError as exc:
+        raise SecAggClientError(
+            f"this node's round history '{rk.HISTORY_RECORD}' in context.state is unreadable "
+            f"(refusing to read it as empty): {exc}"
+        ) from exc
 
-    noise: str
-    noise_multiplier: float
-    clipping_norm: float
-    central: bool
-    dim: int
 
-
-def _dp_params(cfg: ConfigRecord) -> _DpParams | None:
-    """The round's DP parameters, or ``None`` for a round without DP."""
-    if rk.DP_NOISE not in cfg:
-        return None
-    return _DpParams(
-        noise=_typed(cfg, rk.DP_NOISE, str),
-        noise_multiplier=_typed(cfg, rk.DP_NOISE_MULTIPLIER, float),
-        clipping_norm=_typed(cfg, rk.DP_CLIPPING_NORM, float),
-        central=_typed(cfg, rk.DP_CENTRAL, bool),
-        dim=_typed(cfg, rk.DP_DIM, int),
-    )
+def _check_directory(directory: dict[int, bytes]) -> None:
+    """Refuses a key directory that gives two nodes one key (one party at two ids could be
+    several neighbours of one client)."""
+    owner: dict[bytes, int] = {}
+    for node, key in directory.items():
+        if type(node) is not int or not isinstance(key, bytes) or len(key) != 32:
+            raise ValueError(
+                "directory must map Flower node ids (int) to 32-byte public keys "
+                f"(secagg.keygen), got {node!r}: {key!r}"
+            )
+        if key in owner:
+            raise ValueError(
+                f"directory gives nodes {owner[key]} and {node} the same public key: one party "
+                "at two ids could be several neighbours of one client"
+            )
+        owner[key] = node
 
 
 def _round_start_config(messages: list[bytes]) -> dict[str, object]:
@@ -387,48 +534,19 @@ def _round_start_config(messages: list[bytes]) -> dict[str, object]:
         ) from exc
 
 
-def _check_floor(floor: secagg.dp.Floor, dp: _DpParams | None, config: dict[str, object]) -> None:
-    """Refuse a round whose DP noise is below the client's own floor (or absent, or central),
-    counted over its honest survivors only (``secagg.dp.Floor``, as the gRPC client checks)."""
-    try:
-        floor.check(
-            config,
-            noise_multiplier=None if dp is None else dp.noise_multiplier,
-            central=dp is not None and dp.central,
-        )
-    except ValueError as exc:
-        raise SecAggClientError(f"refusing the round: {exc}") from exc
-
-
-def _dp_encode(
-    msg: Message, vector: np.ndarray, dp: _DpParams, config: dict[str, object]
-) -> np.ndarray:
-    """The client's DP encoding of its update (returned minus received parameters)."""
+def _dp_update(msg: Message, vector: np.ndarray, dim: int) -> np.ndarray:
+    """The client's update for a DP round: returned minus received parameters."""
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     received = _flatten(parameters_to_ndarrays(fitins.parameters))
     if received.size != vector.size:
         raise SecAggClientError(
             f"the client returned {vector.size} parameters for a model of {received.size}"
         )
-    if vector.size != dp.dim:
+    if vector.size != dim:
         raise SecAggClientError(
-            f"the round averages updates of {dp.dim} values; this client's has {vector.size}"
+            f"the round averages updates of {dim} values; this client's has {vector.size}"
         )
-    update = vector.astype(np.float64) - received.astype(np.float64)
-    # Derived here from the public parameters and the RoundStart this client is about to
-    # answer: never from a scale or noise level the server could tailor to it.
-    try:
-        encoding = secagg.DpEncoding(
-            config,
-            dim=dp.dim,
-            noise_multiplier=dp.noise_multiplier,
-            clip=dp.clipping_norm,
-            noise=dp.noise,
-            central=dp.central,
-        )
-    except ValueError as exc:
-        raise SecAggClientError(f"the server's DP parameters are unusable: {exc}") from exc
-    return encoding.encode(update)
+    return cast(np.ndarray, vector.astype(np.float64) - received.astype(np.float64))
 
 
 def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:
@@ -439,7 +557,11 @@ def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:
 
 
 def _roster_from_directory(
-    cfg: ConfigRecord, node_id: int, client_id: int, directory: Mapping[int, bytes]
+    cfg: ConfigRecord,
+    config: dict[str, object],
+    node_id: int,
+    client_id: int,
+    directory: Mapping[int, bytes],
 ) -> list[bytes]:
     raw = cfg.get(rk.ROSTER_NODES)
     if not isinstance(raw, list) or not all(type(n) is int for n in raw):
@@ -447,6 +569,17 @@ def _roster_from_directory(
             f"a malicious-model round needs '{rk.RECORD}.{rk.ROSTER_NODES}' (list of node ids)"
         )
     nodes = cast(list[int], raw)
+    if len(nodes) != config["clients"]:
+        raise SecAggClientError(
+            f"the round's node list names {len(nodes)} nodes for a round of {config['clients']} "
+            "clients"
+        )
+    repeated = sorted({n for n in nodes if nodes.count(n) > 1})
+    if repeated:
+        raise SecAggClientError(
+            f"refusing the round: its node list names nodes {repeated[:5]} more than once (one "
+            "party at several ids could be several neighbours of one client)"
+        )
     if not 1 <= client_id <= len(nodes) or nodes[client_id - 1] != node_id:
         raise SecAggClientError(
             f"the server gave this node ({node_id}) protocol id {client_id}, which the "
@@ -458,6 +591,7 @@ def _roster_from_directory(
             f"nodes {unknown[:5]} are not in this client's key directory: refusing a roster "
             "it cannot check"
         )
+    # Keys are distinct: the directory was checked when the mod was made.
     return [directory[n] for n in nodes]
 
 

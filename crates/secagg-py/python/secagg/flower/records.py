@@ -30,32 +30,38 @@ MESSAGES = "messages"
 CLIENT_ID = "client_id"
 #: server -> client: identifies the round across stages: "<flower round>:<protocol round id>".
 ROUND_KEY = "round"
-#: server -> client, first message only: the public clipping range of the float encoding.
-CLIP = "clip"
-#: server -> client, first message only: the largest weight (num_examples) a client may send.
-MAX_WEIGHT = "max_weight"
 #: server -> client, first message only, malicious model: the Flower node ids of the round's
 #: clients in protocol-id order; each client builds the roster from its own key directory.
 ROSTER_NODES = "roster_nodes"
 #: client -> server: the protocol replies (list[bytes]).
 REPLIES = "replies"
 
-# Differential privacy (``SecAggWorkflow(dp=DpConfig(...))``): the public parameters ride in
-# the first message of a round, beside the protocol's RoundStart. Clients derive the whole
-# encoding (scale, rotation, noise share) from them and the RoundStart they are about to
-# answer, never from anything else the server says. Their presence makes the round a DP round
-# (then CLIP and MAX_WEIGHT are absent: the mean is unweighted and clipped in L2).
+# How clients encode their parameters (clipping range, weight bound; DP mechanism, noise
+# multiplier, clipping norm, placement, length) is not a field of this record: it is in the
+# protocol's RoundStart (``secagg.round_config(messages[0])``), inside the round's
+# configuration that the session id covers, so the server cannot tell one client other
+# values than the others. Protocol version 1 sent them here; a client refuses a record that
+# still carries any of these keys.
+LEGACY_ENCODING_KEYS = (
+    "clip",
+    "max_weight",
+    "dp.noise",
+    "dp.noise_multiplier",
+    "dp.clipping_norm",
+    "dp.central",
+    "dp.dim",
+)
 
-#: server -> client, first message only: "ddg" (distributed discrete Gaussian) or "skellam".
-DP_NOISE = "dp.noise"
-#: server -> client: noise stddev of the sum over the clipping norm (float).
-DP_NOISE_MULTIPLIER = "dp.noise_multiplier"
-#: server -> client: L2 clipping norm of one client's update (float).
-DP_CLIPPING_NORM = "dp.clipping_norm"
-#: server -> client: True when the server adds the noise (trusted-server model).
-DP_CENTRAL = "dp.central"
-#: server -> client: number of float values in the update (int), before padding.
-DP_DIM = "dp.dim"
+#: ConfigRecord (in a node's ``context.state``) listing the protocol round ids the node took
+#: part in (``secagg.RoundHistory.to_record``: ``version``, ``rounds`` as decimal strings); a
+#: round id in it is refused before training.
+HISTORY_RECORD = "secagg.rounds"
+
+#: ConfigRecord (in a node's ``context.state``) holding the client's own privacy ledger
+#: (``make_secagg_mod(dp_budget_epsilon=...)``; ``secagg.dp.ClientLedger.to_record``:
+#: ``version``, ``orders``, ``rdp``, ``rounds``, ``epsilon``, ``delta``). A round is charged
+#: there before the node's masked input leaves it.
+CLIENT_LEDGER_RECORD = "secagg.dp.client_ledger"
 
 #: ConfigRecord (in the ServerApp's ``context.state``) holding the privacy ledger of
 #: :class:`SecAggWorkflow`'s DP rounds: :data:`LEDGER_ORDERS`, :data:`LEDGER_RDP`,

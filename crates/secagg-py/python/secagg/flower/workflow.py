@@ -192,6 +192,15 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
                 "the malicious-server model needs the nodes' public keys (directory=...), and "
                 "a directory is only used by that model"
             )
+        if directory is not None:
+            owners: dict[bytes, int] = {}
+            for node, key in directory.items():
+                if key in owners:
+                    raise ValueError(
+                        f"directory gives nodes {owners[key]} and {node} the same public key: "
+                        "one party at two ids could be several neighbours of one client"
+                    )
+                owners[key] = node
         self.num_shares = num_shares
         self.reconstruction_threshold = reconstruction_threshold
         self.degree = degree
@@ -240,21 +249,30 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             threshold = min(threshold, degree)
         return degree, threshold
 
+    def _round_id(self, current_round: int) -> int:
+        """The protocol round id of Flower round ``current_round``: fresh random bits (clients
+        refuse a round id they took part in before), or the round number with ``seed``."""
+        if self.seed is not None:
+            return current_round
+        return secrets.randbits(40) << 20 | current_round
+
     def _new_server(self, n: int, dim: int, round_id: int, roster: list[bytes] | None) -> Any:
         degree, threshold = self._k_t(n)
         rng = np.random.default_rng([self.seed, round_id]) if self.seed is not None else None
         round_seed = rng.bytes(32) if rng is not None else secrets.token_bytes(32)
+        # How clients encode their parameters goes into the round's configuration (the
+        # session id covers it): every client derives its encoding from it, never from a
+        # per-node field.
+        encoding: dict[str, Any]
         if self.dp is not None:
             # An unsigned sum of the clients' DP encodings (padded to a power of two); the
             # round aborts below the survivors the noise shares are sized for.
-            encoding: dict[str, Any] = {
-                "dim": secagg.DpEncoding.masked_dim(dim),
-                "min_clients": self.dp.min_survivors,
-            }
+            encoding = self.dp.server_kwargs()
         else:
-            encoding = {"dim": dim, "clip": self.clipping_range, "max_weight": self.max_weight}
+            encoding = {"clip": self.clipping_range, "max_weight": self.max_weight}
         return secagg.Server(
             clients=n,
+            dim=dim,
             bits=self.bits,
             threat=self.threat,
             degree=degree,
@@ -315,10 +333,10 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             missing = [nid for nid in node_ids if nid not in self.directory]
             if missing:
                 raise ValueError(f"nodes {missing[:5]} have no public key in the directory")
+            if len(set(node_ids)) != len(node_ids):
+                raise ValueError(f"configure_fit sampled a node twice: {node_ids}")
             roster = [self.directory[nid] for nid in node_ids]
-        round_id = (
-            (secrets.randbits(40) << 20 | current_round) if self.seed is None else current_round
-        )
+        round_id = self._round_id(current_round)
         server = self._new_server(n, dim, round_id, roster)
         report.k, report.t = server.k, server.t
         dp_round = self._dp_round(context, server, dim, report) if self.dp is not None else None
@@ -360,11 +378,6 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
                 if first:
                     content = compat.fitins_to_recorddict(fitins[nid], keep_input=True)
                     record[rk.CLIENT_ID] = cid
-                    if self.dp is not None:
-                        self.dp.announce(record, dim)
-                    else:
-                        record[rk.CLIP] = self.clipping_range
-                        record[rk.MAX_WEIGHT] = self.max_weight
                     if roster is not None:
                         record[rk.ROSTER_NODES] = list(node_ids)
                 else:
@@ -419,7 +432,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
     ) -> _DpRound | None:
         """The round's encoding and charge; refuses it (``report.aborted``) over budget."""
         dp = cast(DpConfig, self.dp)
-        encoding = dp.encoding(server.config, dim)
+        encoding = secagg.DpEncoding(server.config)
         spent, _ = load_ledger(context.state)
         before = spent.epsilon(dp.delta)
         after = spent.composed(encoding, sampling_rate=dp.sampling_rate)
