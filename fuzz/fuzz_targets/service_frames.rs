@@ -1,7 +1,8 @@
 //! What a client parses from an untrusted server: gRPC frames (protobuf bytes) into RoundStart
-//! (round parameters, float and DP encodings, roster) and the later stage messages. Parsing
-//! never panics; an accepted RoundStart re-encodes to itself; accepted DP parameters build
-//! their encoding and encode a small update without panicking.
+//! (round parameters with the input encoding's bytes, roster) and the later stage messages.
+//! Parsing never panics; an accepted RoundStart re-encodes to itself; an accepted float
+//! encoding derives its scale, and accepted DP parameters build their encoding and encode a
+//! small update, without panicking.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -10,6 +11,7 @@ use rand_core::SeedableRng;
 use secagg_service::convert;
 use secagg_service::proto;
 use secagg_service::proto::server_frame::Body;
+use secagg_sim::input_encoding::InputEncoding;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(frame) = proto::ServerFrame::decode(data) else {
@@ -30,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             prg: secagg_core::PrgKind::Aes128Ctr,
             model: secagg_core::ThreatModel::HonestButCurious,
             pki: false,
+            encoding: Vec::new(),
         };
         let _ = convert::parse_server_frame(frame, &config);
         return;
@@ -37,21 +40,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(info) = convert::parse_round_start(start) else {
         return;
     };
-    let again = convert::round_start(
-        &info.config,
-        info.client_id,
-        info.float.as_ref(),
-        info.dp.as_ref(),
-        &info.roster,
-    );
+    let again = convert::round_start(&info.config, info.client_id, &info.roster);
     let Some(Body::RoundStart(again)) = again.body else {
         panic!("round_start built no RoundStart");
     };
     let back = convert::parse_round_start(again).expect("a re-encoded RoundStart parses");
     assert_eq!(back.config, info.config);
-    assert_eq!(back.dp, info.dp);
+    assert_eq!(back.encoding, info.encoding);
     assert_eq!(back.roster, info.roster);
-    if let Some(dp) = &info.dp
+    let _ = info.encoding.float(&info.config);
+    if let InputEncoding::Dp(dp) = &info.encoding
         && dp.dim <= 1024
         && let Ok(enc) = dp.encoding(&info.config)
     {

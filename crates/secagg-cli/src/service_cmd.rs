@@ -5,17 +5,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secagg_core::params::ThreatModel;
-use secagg_service::client::{ClientInput, ClientOptions, participate};
+use secagg_core::client::Policy;
+use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_service::client::{
+    ClientGuard, ClientInput, ClientOptions, ClientState, DpBudget, participate_with,
+};
 use secagg_service::keys;
 use secagg_service::server::{Limits, ServerOptions};
 use secagg_sim::npy;
 
 use crate::dp_args::DpArgs;
-use crate::simulate_cmd::{ParamArgs, StageArg};
+use crate::simulate_cmd::{ParamArgs, StageArg, ThreatArg};
 
-/// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds).
+/// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds), positive.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_duration_or_zero(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("duration {s:?} must be positive"))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+/// As [`parse_duration`], and `0s` (or `0`) for none.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => (&s[..i], &s[i..]),
@@ -31,10 +45,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => v * 3600.0,
         _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
     };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration {s:?} must be positive"));
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("duration {s:?} must be a non-negative number"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is too long"))
 }
 
 /// Options of `secagg server`.
@@ -67,7 +81,9 @@ pub struct ServerArgs {
     /// Threat model and (k, t).
     #[command(flatten)]
     pub params: ParamArgs,
-    /// PKI roster file (one Ed25519 public key per line); required with --threat malicious.
+    /// PKI roster file (one Ed25519 public key per line, each once); required with --threat
+    /// malicious. A round's clients are the roster's (--clients must be its size), and a
+    /// client's id is its key's line: every client compares the roster with its own copy.
     #[arg(long)]
     pub pki: Option<PathBuf>,
     /// Data directory: the store and rounds/<id>.npy, rounds/<id>.json.
@@ -136,6 +152,17 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     if model == ThreatModel::HonestButCurious && roster.is_some() {
         return Err("--pki is used by --threat malicious; add that flag".into());
     }
+    if let Some(r) = &roster
+        && r.len() != a.clients as usize
+    {
+        return Err(format!(
+            "with --pki a round's clients are the roster's {} (a client's id is its key's line, \
+             as in every client's own copy): --clients must be {}, got {}",
+            r.len(),
+            r.len(),
+            a.clients
+        ));
+    }
     let dp = match a.dp.params(a.dim as usize)? {
         None => None,
         Some(params) => {
@@ -190,35 +217,23 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         },
         tls: a.tls_cert.zip(a.tls_key),
     };
-    // Check the parameters now, not when the first round starts.
-    let check = secagg_sim::plan::plan(&secagg_sim::plan::RoundOptions {
-        clients: opts.clients,
-        dim: match &opts.dp {
-            Some(dp) => dp.params.masked_dim()?,
-            None => opts.dim + opts.float.is_some() as u32,
-        },
-        bits: opts.bits,
-        graph: secagg_sim::plan::GraphChoice::Auto,
-        degree: opts.degree,
-        threshold: opts.threshold,
-        accept_weaker: opts.accept_weaker,
-        assumptions: opts.assumptions,
-        prg: secagg_core::PrgKind::Aes128Ctr,
-        round_id: 0,
-        round_seed: [0; 32],
-    })?;
+    // Check the roster and the parameters now, not when the first round starts.
+    let min_start = secagg_service::server::check_options(&opts)?;
+    let check = secagg_service::server::plan_round(&opts, opts.clients, [0; 32])?;
     for w in check.warnings {
         eprintln!("warning: {w}");
     }
-    if let Some(dp) = &opts.dp {
-        // The encoding for a full round; a smaller one is checked when it starts.
-        let mut full = check.config.clone();
-        secagg_sim::dp::require_survivors(&mut full, dp.min_survivors)?;
-        dp.params.encoding(&full)?;
-    }
-    if let Some((clip, w)) = opts.float {
-        secagg_core::encoding::FloatEncoding::new(opts.bits, clip, opts.clients, w)
-            .map_err(|e| e.0)?;
+    if min_start > opts.min_clients {
+        eprintln!(
+            "warning: a round needs {} survivors (min_clients of the {} model); rounds start \
+             with at least {min_start} clients, not --min-clients {}",
+            check.config.min_clients,
+            match model {
+                ThreatModel::Malicious => "malicious-server",
+                ThreatModel::HonestButCurious => "honest-but-curious",
+            },
+            opts.min_clients
+        );
     }
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -240,12 +255,40 @@ pub struct ClientArgs {
     /// Weight of the input in a weighted-mean round (e.g. its number of examples).
     #[arg(long, default_value_t = 1)]
     pub weight: u64,
-    /// Identity key file (PKI rounds), from `secagg keygen`.
+    /// Identity key file (PKI rounds), from `secagg keygen`; needs --roster. A client with an
+    /// identity refuses rounds without a PKI.
     #[arg(long)]
     pub identity: Option<PathBuf>,
-    /// Roster of identity keys to accept as peers (PKI rounds); without it the server's is trusted.
+    /// This client's own copy of the roster (PKI rounds): a round is refused unless the
+    /// server's roster is the same, line by line. The server's is never used.
     #[arg(long)]
     pub roster: Option<PathBuf>,
+    /// The threat model this client requires. malicious: it refuses honest-but-curious rounds
+    /// and rounds whose (k, t, min_clients) are weaker than its assumptions need, and needs
+    /// --identity and --roster.
+    #[arg(long, value_enum, default_value = "honest-but-curious")]
+    pub threat: ThreatArg,
+    /// Assumed fraction of corrupt clients the round's parameters must withstand [default:
+    /// 0.05; honest-but-curious clients check (k, t) against it only when it is given].
+    #[arg(long)]
+    pub assumed_corrupt: Option<f64>,
+    /// Assumed fraction of dropouts [default: 0.05; see --assumed-corrupt]. In the malicious
+    /// model a round needs min_clients ≥ ⌈(1 − δ)·n⌉.
+    #[arg(long)]
+    pub assumed_dropout: Option<f64>,
+    /// Directory where the client remembers, across runs, the rounds it took part in (a
+    /// replayed round id is refused) and its privacy ledger. Created if missing; one client
+    /// process at a time.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// This client's own privacy budget: it takes part only in rounds with distributed DP
+    /// noise, charges each at sampling rate 1 in the ledger under --state-dir before sending
+    /// its update, and refuses a round that would take its ε past this.
+    #[arg(long, requires = "state_dir")]
+    pub dp_budget_epsilon: Option<f64>,
+    /// δ of the client's privacy budget.
+    #[arg(long, default_value_t = 1e-5, requires = "dp_budget_epsilon")]
+    pub dp_budget_delta: f64,
     /// Rounds to take part in.
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
@@ -255,7 +298,7 @@ pub struct ClientArgs {
     /// Keep retrying to reach the server for this long when the failure may pass (server not
     /// up yet, connection refused, reset or timed out, server at its stream limit); 0s: one
     /// attempt.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration_or_zero)]
     pub connect_retry: Duration,
     /// Testing hook: freeze when this stage's request arrives.
     #[arg(long, value_enum, hide = true)]
@@ -274,6 +317,7 @@ pub struct ClientArgs {
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
+    let guard = client_guard(&a)?;
     let arr = npy::read(&a.input).map_err(|e| format!("{}: {e}", a.input.display()))?;
     let input = if arr.is_float() {
         ClientInput::Float {
@@ -319,10 +363,89 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     for _ in 0..a.rounds.max(1) {
-        let r = rt.block_on(participate(&opts)).map_err(|e| e.to_string())?;
+        let r = rt
+            .block_on(participate_with(&opts, &guard))
+            .map_err(|e| e.to_string())?;
         println!("{}", r.round_id);
     }
     Ok(())
+}
+
+/// The client's policy, memory and budget from its flags; usage errors say what to add.
+fn client_guard(a: &ClientArgs) -> Result<ClientGuard, String> {
+    let malicious = matches!(a.threat, ThreatArg::Malicious);
+    if malicious && (a.identity.is_none() || a.roster.is_none()) {
+        return Err(
+            "--threat malicious needs --identity KEYFILE and --roster ROSTER (this \
+                    client's own copy of the roster; create keys with `secagg keygen`)"
+                .into(),
+        );
+    }
+    match (&a.identity, &a.roster) {
+        (Some(_), None) => {
+            return Err(
+                "--identity needs --roster ROSTER: a client with an identity key takes \
+                        part only in PKI rounds, with its own copy of the roster (it never \
+                        takes the server's)"
+                    .into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                "--roster is for PKI rounds: give this client's --identity KEYFILE too".into(),
+            );
+        }
+        _ => {}
+    }
+    for (flag, v) in [
+        ("--assumed-corrupt", a.assumed_corrupt),
+        ("--assumed-dropout", a.assumed_dropout),
+    ] {
+        if let Some(f) = v
+            && !(0.0..1.0).contains(&f)
+        {
+            return Err(format!("{flag} must be in [0, 1), got {f}"));
+        }
+    }
+    let (corrupt, dropout) = (
+        a.assumed_corrupt.unwrap_or(0.05),
+        a.assumed_dropout.unwrap_or(0.05),
+    );
+    let policy = if malicious {
+        Policy::malicious(corrupt, dropout)
+    } else if a.assumed_corrupt.is_some() || a.assumed_dropout.is_some() {
+        Policy {
+            assumptions: Some(Assumptions {
+                corrupt_fraction: corrupt,
+                dropout_fraction: dropout,
+                model: ThreatModel::HonestButCurious,
+            }),
+            ..Policy::default()
+        }
+    } else {
+        Policy::default()
+    };
+    let state = match &a.state_dir {
+        Some(d) => ClientState::open(d)?,
+        None => ClientState::in_memory(),
+    };
+    let dp_budget = match a.dp_budget_epsilon {
+        Some(epsilon) => {
+            let b = DpBudget {
+                epsilon,
+                delta: a.dp_budget_delta,
+            };
+            b.validate()
+                .map_err(|e| format!("--dp-budget-epsilon/--dp-budget-delta: {e}"))?;
+            Some(b)
+        }
+        None => None,
+    };
+    Ok(ClientGuard {
+        policy,
+        state,
+        dp_budget,
+    })
 }
 
 /// Options of `secagg keygen`.
@@ -340,6 +463,12 @@ pub struct KeygenArgs {
 }
 
 pub fn keygen(a: KeygenArgs) -> Result<(), String> {
+    // Never append to a roster that is already invalid (e.g. one key at two ids).
+    if let Some(r) = &a.roster
+        && r.exists()
+    {
+        keys::check_roster_file(r)?;
+    }
     let key = keys::generate(&a.out)?;
     let line = keys::roster_line(&key.public(), &a.name);
     if let Some(r) = &a.roster {

@@ -436,6 +436,8 @@ fn malicious_model_with_a_pki_roster() {
                 key.to_str().unwrap(),
                 "--roster",
                 roster.to_str().unwrap(),
+                "--threat",
+                "malicious",
             ];
             client_with(
                 &format!("http://{}", server.addr),
@@ -470,11 +472,11 @@ fn malicious_model_with_a_pki_roster() {
             roster.to_str().unwrap(),
         ],
     );
+    // (Its own roster lists it: the server's does not.)
     let stranger = dir.path().join("stranger.key");
-    Command::new(BIN)
-        .args(["keygen", "--out", stranger.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let strangers_roster = dir.path().join("strangers-roster.txt");
+    std::fs::copy(&roster, &strangers_roster).unwrap();
+    keygen(&stranger, &strangers_roster);
     let out = Command::new(BIN)
         .args([
             "client",
@@ -484,11 +486,12 @@ fn malicious_model_with_a_pki_roster() {
             input(dir.path(), 0, 6).to_str().unwrap(),
         ])
         .args(["--identity", stranger.to_str().unwrap(), "--timeout", "5s"])
+        .args(["--roster", strangers_roster.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("roster"),
+        String::from_utf8_lossy(&out.stderr).contains("not in the server's roster"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -649,7 +652,7 @@ fn join(name: &str) -> proto::ClientFrame {
         body: Some(CBody::Join(proto::Join {
             name: name.into(),
             identity_public_key: vec![],
-            wire_version: 1,
+            wire_version: 2,
         })),
     }
 }
@@ -745,6 +748,7 @@ fn malformed_clients_are_dropped_and_the_honest_round_finishes() {
                     offset: 0,
                     data: vec![0; 1000],
                     last: true,
+                    masked_with: None,
                 })),
             })
             .await
@@ -1339,4 +1343,605 @@ fn too_few_clients_for_the_dp_survivors_are_told_and_the_server_keeps_serving() 
         );
     }
     assert!(!data.join("rounds/1.json").exists(), "no round may start");
+}
+
+/// `secagg keygen --out KEY --roster ROSTER`.
+fn keygen(key: &Path, roster: &Path) {
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .args(["--roster", roster.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `n` identity keys `{prefix}{i}.key` and the roster `{prefix}-roster.txt` listing them.
+fn keys_and_roster(dir: &Path, prefix: &str, n: usize) -> (PathBuf, Vec<PathBuf>) {
+    let roster = dir.join(format!("{prefix}-roster.txt"));
+    let keys = (0..n)
+        .map(|i| {
+            let k = dir.join(format!("{prefix}{i}.key"));
+            keygen(&k, &roster);
+            k
+        })
+        .collect();
+    (roster, keys)
+}
+
+/// The key lines of a roster file.
+fn roster_lines(roster: &Path) -> Vec<String> {
+    std::fs::read_to_string(roster)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits for a client that must fail; returns its stderr.
+fn fails(c: Child) -> String {
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "the client should have refused: {err}"
+    );
+    err
+}
+
+/// Finding 5: a PKI round's roster is the client's own, compared position by position. A
+/// server that reorders the roster (so that ids, hence the graph and every signature check,
+/// map to other keys than the clients' copies say) or puts a key of its own at one id is
+/// refused by every client, before any key is advertised.
+#[test]
+fn a_server_roster_that_differs_from_the_clients_own_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (roster, keys) = keys_and_roster(dir.path(), "r", 4);
+    // The server's roster: the same keys, ids 1 and 2 swapped.
+    let mut lines = roster_lines(&roster);
+    lines.swap(0, 1);
+    let swapped = dir.path().join("swapped.txt");
+    std::fs::write(&swapped, lines.join("\n") + "\n").unwrap();
+    let client_flags = |i: usize| {
+        vec![
+            "--identity".to_string(),
+            keys[i].to_str().unwrap().to_string(),
+            "--roster".into(),
+            roster.to_str().unwrap().into(),
+            "--threat".into(),
+            "malicious".into(),
+            "--assumed-dropout".into(),
+            "0.3".into(),
+            "--timeout".into(),
+            "30s".into(),
+        ]
+    };
+    let run = |server_roster: &Path, expect: &str| {
+        let mut server = start_server(
+            &data,
+            &[
+                "--clients",
+                "4",
+                "--min-clients",
+                "3",
+                "--dim",
+                "4",
+                "--rounds",
+                "1",
+                "--threat",
+                "malicious",
+                "--assumed-dropout",
+                "0.3",
+                "--join-timeout",
+                "2s",
+                "--stage-timeout",
+                "3s",
+                "--pki",
+                server_roster.to_str().unwrap(),
+            ],
+        );
+        let url = format!("http://{}", server.addr);
+        let cs: Vec<Child> = (0..4)
+            .map(|i| {
+                let f = client_flags(i);
+                let f: Vec<&str> = f.iter().map(String::as_str).collect();
+                client_with(&url, &input(dir.path(), i, 4), &format!("v{i}"), &f)
+            })
+            .collect();
+        let errs: Vec<String> = cs.into_iter().map(fails).collect();
+        assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+        errs.into_iter().filter(|e| e.contains(expect)).count()
+    };
+    let refused = run(
+        &swapped,
+        "the server sent a roster that differs from this client's own at id 1",
+    );
+    assert_eq!(refused, 4, "every client refuses the reordered roster");
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "aborted", "{j:#}");
+
+    // The server's roster puts a key of its own at id 4: client 3's key is not in it (it is
+    // turned away at Join) and the three others refuse the round.
+    let mut lines = roster_lines(&roster);
+    let mallory = dir.path().join("mallory.key");
+    let mallory_roster = dir.path().join("mallory-roster.txt");
+    keygen(&mallory, &mallory_roster);
+    lines[3] = roster_lines(&mallory_roster)[0].clone();
+    let owned = dir.path().join("owned.txt");
+    std::fs::write(&owned, lines.join("\n") + "\n").unwrap();
+    let refused = run(
+        &owned,
+        "the server sent a roster that differs from this client's own at id 4",
+    );
+    assert_eq!(refused, 3, "the three admitted clients refuse");
+    assert_eq!(round_json(&data, 2)["state"], "aborted");
+}
+
+/// Finding 4: a client that asks for the malicious model refuses an honest-but-curious round,
+/// and malicious rounds whose threshold or min_clients are below what its own assumptions
+/// need (checked with the planner's `params::check_round`), before advertising keys.
+#[test]
+fn a_malicious_client_refuses_weaker_rounds() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (roster, keys) = keys_and_roster(dir.path(), "w", 4);
+    let run = |server_flags: &[&str], client_flags: &[&str]| -> Vec<String> {
+        let mut server = start_server(&data, server_flags);
+        let url = format!("http://{}", server.addr);
+        let cs: Vec<Child> = (0..4)
+            .map(|i| {
+                let mut f = vec![
+                    "--identity",
+                    keys[i].to_str().unwrap(),
+                    "--roster",
+                    roster.to_str().unwrap(),
+                    "--threat",
+                    "malicious",
+                    "--timeout",
+                    "30s",
+                ];
+                f.extend_from_slice(client_flags);
+                client_with(&url, &input(dir.path(), i, 4), &format!("w{i}"), &f)
+            })
+            .collect();
+        let errs = cs.into_iter().map(fails).collect();
+        assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+        errs
+    };
+    // Honest-but-curious round (no PKI, no consistency check).
+    let errs = run(
+        &[
+            "--clients",
+            "4",
+            "--min-clients",
+            "4",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "3s",
+        ],
+        &[],
+    );
+    for e in &errs {
+        assert!(
+            e.contains("honest-but-curious model; this client requires the malicious-server model"),
+            "{e}"
+        );
+    }
+    let pki = roster.to_str().unwrap();
+    let malicious = [
+        "--clients",
+        "4",
+        "--dim",
+        "4",
+        "--rounds",
+        "1",
+        "--stage-timeout",
+        "3s",
+        "--join-timeout",
+        "2s",
+        "--threat",
+        "malicious",
+        "--pki",
+        pki,
+    ];
+    // Clients that assume 30% corrupt clients (one of 4): a threshold of 2 lets a malicious
+    // server with one colluder and two views of the survivors gather both secrets of a
+    // client (t must exceed (k + 1 + 1)/2 = 2.5). The server forces it with
+    // --accept-weaker-params.
+    let mut flags = malicious.to_vec();
+    flags.extend([
+        "--min-clients",
+        "4",
+        "--assumed-corrupt",
+        "0.3",
+        "--threshold",
+        "2",
+        "--accept-weaker-params",
+    ]);
+    for e in run(&flags, &["--assumed-corrupt", "0.3"]) {
+        assert!(e.contains("threshold 2 is too low"), "{e}");
+    }
+    // min_clients planned for 30% dropouts (3 of 4) while the clients assume 5%: a round
+    // that may release a sum of fewer survivors than they accept.
+    let mut flags = malicious.to_vec();
+    flags.extend(["--min-clients", "3", "--assumed-dropout", "0.3"]);
+    for e in run(&flags, &[]) {
+        assert!(
+            e.contains("min_clients 3 is too low for a malicious server"),
+            "{e}"
+        );
+    }
+    for id in 1..=3 {
+        assert_eq!(round_json(&data, id)["state"], "aborted");
+    }
+}
+
+/// Findings 3 and 4: in an honest-but-curious integer round, a client holding an identity key
+/// refuses (no PKI: its peers' keys could be substituted), a float client refuses (it was
+/// asked to send floats; the encoding comes from the round's configuration), and a client
+/// with a privacy budget refuses a round without DP noise; the others finish without them.
+#[test]
+fn clients_refuse_rounds_that_are_not_what_they_were_asked_for() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (roster, keys) = keys_and_roster(dir.path(), "i", 2);
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "6",
+            "--min-clients",
+            "6",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "3s",
+        ],
+    );
+    let url = format!("http://{}", server.addr);
+    let plain: Vec<Child> = (0..3)
+        .map(|i| client_with(&url, &input(dir.path(), i, 4), &format!("p{i}"), &[]))
+        .collect();
+    let with_identity = client_with(
+        &url,
+        &input(dir.path(), 3, 4),
+        "identity",
+        &[
+            "--identity",
+            keys[0].to_str().unwrap(),
+            "--roster",
+            roster.to_str().unwrap(),
+        ],
+    );
+    let f = dir.path().join("floats.npy");
+    npy::write_file(&f, &NpyArray::F32(vec![0.5, 0.25, -0.5])).unwrap();
+    let float_client = client_with(&url, &f, "floats", &[]);
+    let state = dir.path().join("budget-state");
+    let budgeted = client_with(
+        &url,
+        &input(dir.path(), 4, 4),
+        "budgeted",
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--dp-budget-epsilon",
+            "1",
+        ],
+    );
+    let e = fails(with_identity);
+    assert!(
+        e.contains("without a PKI, but this client holds an identity key"),
+        "{e}"
+    );
+    let e = fails(float_client);
+    assert!(
+        e.contains("computing the sum of unsigned integers, but this client's input is floats"),
+        "{e}"
+    );
+    let e = fails(budgeted);
+    assert!(
+        e.contains("without DP noise; this client keeps its own privacy budget"),
+        "{e}"
+    );
+    all_succeed(plain);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished", "{j:#}");
+    let mut survivors = names(&j, "survivors");
+    survivors.sort();
+    assert_eq!(survivors, ["p0", "p1", "p2"]);
+}
+
+/// Usage errors of `secagg client`: the malicious model without the client's own PKI, an
+/// identity without a roster (it would have to trust the server's), a budget without a
+/// place to keep the ledger.
+#[test]
+fn client_usage_errors_say_what_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, keys) = keys_and_roster(dir.path(), "u", 2);
+    let inp = input(dir.path(), 0, 4);
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["client", "--server", "http://127.0.0.1:1"])
+            .args(["--input", inp.to_str().unwrap(), "--connect-retry", "0s"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["--threat", "malicious"]);
+    assert!(
+        e.contains("--threat malicious needs --identity KEYFILE and --roster ROSTER"),
+        "{e}"
+    );
+    let e = run(&["--identity", keys[0].to_str().unwrap()]);
+    assert!(e.contains("--identity needs --roster ROSTER"), "{e}");
+    let e = run(&["--roster", roster.to_str().unwrap()]);
+    assert!(e.contains("give this client's --identity"), "{e}");
+    let e = run(&["--dp-budget-epsilon", "1"]);
+    assert!(e.contains("--state-dir"), "{e}");
+    let e = run(&["--assumed-dropout", "1.5"]);
+    assert!(e.contains("--assumed-dropout must be in [0, 1)"), "{e}");
+}
+
+/// Finding 6: a roster listing one key at two ids (one party as several clients, e.g. all of
+/// a victim's neighbours) is refused by `secagg keygen` (before appending), by the server
+/// (it does not start) and by a client.
+#[test]
+fn a_roster_with_a_repeated_key_is_refused_by_keygen_server_and_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, keys) = keys_and_roster(dir.path(), "d", 3);
+    let mut lines = roster_lines(&roster);
+    lines[2] = lines[0].clone();
+    let dup = dir.path().join("dup.txt");
+    std::fs::write(&dup, lines.join("\n") + "\n").unwrap();
+    let repeated = "line 3: the key of line 1 again";
+    let out = Command::new(BIN)
+        .args([
+            "keygen",
+            "--out",
+            dir.path().join("new.key").to_str().unwrap(),
+        ])
+        .args(["--roster", dup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(repeated));
+    assert!(!dir.path().join("new.key").exists(), "nothing is created");
+    assert_eq!(roster_lines(&dup).len(), 3, "nothing is appended");
+    let out = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--clients", "3"])
+        .args(["--min-clients", "3", "--dim", "4", "--threat", "malicious"])
+        .args(["--pki", dup.to_str().unwrap()])
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(repeated) && !err.contains("listening"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["client", "--server", "http://127.0.0.1:1"])
+        .args(["--input", input(dir.path(), 0, 4).to_str().unwrap()])
+        .args(["--identity", keys[1].to_str().unwrap()])
+        .args(["--roster", dup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(repeated));
+}
+
+/// Finding 8: a client refuses a round id it has already taken part in, remembered in memory
+/// for the process (`--rounds 2`) and, with `--state-dir`, across processes. The server here
+/// lost its store (a new data directory), so it numbers rounds from 1 again: a replay of the
+/// round id to clients who took part in round 1.
+#[test]
+fn a_replayed_round_id_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_server(
+        &dir.path().join("data1"),
+        &["--clients", "3", "--min-clients", "3", "--dim", "4"],
+    );
+    let addr = first.addr.clone();
+    let url = format!("http://{addr}");
+    let states: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("state{i}")))
+        .collect();
+    let with_state = |i: usize| {
+        client_with(
+            &url,
+            &input(dir.path(), i, 4),
+            &format!("s{i}"),
+            &[
+                "--state-dir",
+                states[i].to_str().unwrap(),
+                "--timeout",
+                "30s",
+            ],
+        )
+    };
+    let mut memory = client_with(
+        &url,
+        &input(dir.path(), 2, 4),
+        "memory",
+        &[
+            "--rounds",
+            "2",
+            "--timeout",
+            "60s",
+            "--connect-retry",
+            "60s",
+        ],
+    );
+    let mut cs = vec![with_state(0), with_state(1)];
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let mut line = String::new();
+    BufReader::new(memory.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "1");
+    // The in-process client is waiting for its second round; the server dies and comes back
+    // on the same address with an empty store.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(first);
+    let data2 = dir.path().join("data2");
+    let mut second = start_server_on(
+        &addr,
+        &data2,
+        &[
+            "--clients",
+            "3",
+            "--min-clients",
+            "3",
+            "--dim",
+            "4",
+            "--rounds",
+            "1",
+            "--stage-timeout",
+            "3s",
+        ],
+    );
+    let replayed = "offered round 1 again, which this client already took part in";
+    let cs = vec![with_state(0), with_state(1)];
+    for c in cs {
+        let e = fails(c);
+        assert!(e.contains(replayed), "{e}");
+    }
+    let e = fails(memory);
+    assert!(e.contains(replayed), "{e}");
+    assert!(wait_exit(&mut second.child, Duration::from_secs(60)).success());
+    assert_eq!(round_json(&data2, 1)["state"], "aborted");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(states[0].join("secagg-client-state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["rounds"][&url], serde_json::json!([1]));
+}
+
+/// The client's own privacy ledger: a client with `--dp-budget-epsilon` charges every DP
+/// round it contributes to at sampling rate 1 (whatever the server claims), keeps the ledger
+/// under `--state-dir` across processes and servers, and refuses the round that would take
+/// it past its budget before advertising keys; the round goes on without it.
+#[test]
+fn a_client_dp_budget_refuses_the_round_that_would_exceed_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let state = dir.path().join("state");
+    let state_file = state.join("secagg-client-state.json");
+    let server_args = |rounds: &str| {
+        let mut a = dp_server_args("1000", rounds);
+        a[3] = "2".into(); // --min-clients 2: a round goes on without a refusing client
+        a.extend(["--dp-sampling-rate", "0.01", "--stage-timeout", "3s"].map(String::from));
+        a
+    };
+    let budgeted = |url: &str, budget: &str, rounds: &str| {
+        client_with(
+            url,
+            &float_input(dir.path(), 0),
+            "budgeted",
+            &[
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--dp-budget-epsilon",
+                budget,
+                "--rounds",
+                rounds,
+            ],
+        )
+    };
+    // Round 1, with a large budget: charged once.
+    let a = server_args("1");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut server = start_server(&data, &a);
+    let url = format!("http://{}", server.addr);
+    let mut cs = vec![budgeted(&url, "1000", "1")];
+    cs.extend(
+        (1..3).map(|i| client_with(&url, &float_input(dir.path(), i), &format!("o{i}"), &[])),
+    );
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    let ledger = |path: &Path| -> (Vec<f64>, Vec<f64>, usize) {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let l = &v["dp_ledger"];
+        let f = |k: &str| -> Vec<f64> {
+            l[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        (f("orders"), f("rdp"), l["rounds"].as_array().unwrap().len())
+    };
+    let (orders, rdp, charged) = ledger(&state_file);
+    assert_eq!(charged, 1);
+    // The client charged at sampling rate 1, not the server's claimed 0.01.
+    let e1 = epsilon_of(&orders, &rdp, 1.0);
+    let server_e1 = round_json(&data, 1)["dp_epsilon_spent"].as_f64().unwrap();
+    assert!(
+        e1 > 2.0 * server_e1,
+        "client ε {e1} vs server's {server_e1}"
+    );
+    let (e2, e3) = (
+        epsilon_of(&orders, &rdp, 2.0),
+        epsilon_of(&orders, &rdp, 3.0),
+    );
+    // A budget between two and three rounds: with round 1 already charged, the client takes
+    // part in round 2 and refuses round 3, which finishes with the two others.
+    let budget = format!("{}", (e2 + e3) / 2.0);
+    let a = server_args("2");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut server = start_server(&data, &a);
+    let url = format!("http://{}", server.addr);
+    let b = budgeted(&url, &budget, "2");
+    let mut others: Vec<Child> = (1..3)
+        .map(|i| {
+            client_with(
+                &url,
+                &float_input(dir.path(), i),
+                &format!("q{i}"),
+                &["--rounds", "2"],
+            )
+        })
+        .collect();
+    let out = b.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "{err}");
+    assert!(
+        err.contains("this client's own privacy budget would be exceeded"),
+        "{err}"
+    );
+    for c in &mut others {
+        assert_eq!(c.wait_with_output_ref().trim(), "2\n3");
+    }
+    assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    let j = round_json(&data, 3);
+    assert_eq!(j["state"], "finished");
+    let mut survivors = names(&j, "survivors");
+    survivors.sort();
+    assert_eq!(survivors, ["q1", "q2"]);
+    let (orders2, rdp2, charged) = ledger(&state_file);
+    assert_eq!(charged, 2);
+    assert!((epsilon_of(&orders2, &rdp2, 1.0) - e2).abs() < 1e-9 * e2);
 }

@@ -1,5 +1,15 @@
 //! The async client: joins the server's next round over one gRPC stream and drives the
-//! unchanged secagg-core client state machine with the frames it receives.
+//! secagg-core client state machine with the frames it receives.
+//!
+//! The driver's own rules (docs/SECURITY.md): it derives how to encode its input from the
+//! round's configuration (`RoundConfig::encoding`, part of the session id) and refuses a round
+//! whose encoding is not what it was asked to send; it checks the round against its own
+//! [`Policy`] (threat model and assumptions); in PKI rounds it compares the server's roster
+//! with its own, position by position, and never uses the server's; a client holding an
+//! identity key always hands it and its roster to the core, which then refuses rounds without
+//! a PKI; it refuses a round id it has already taken part in ([`ClientState`]); and a client
+//! with a privacy budget charges every round it adds noise to, at sampling rate 1, in its own
+//! ledger before it sends its masked input.
 
 use std::time::Duration;
 
@@ -7,12 +17,16 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use secagg_core::ClientError;
 use secagg_core::Stage;
-use secagg_core::client::{Client, ClientRound};
+use secagg_core::client::{Client, ClientRound, Policy};
 use secagg_core::crypto::IdentityKey;
 use secagg_core::messages::{ClientMessage, ServerMessage};
+use secagg_dp::accountant::Round;
+use secagg_dp::pipeline::NoisePlacement;
+use secagg_sim::input_encoding::InputEncoding;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub use crate::client_state::{ClientState, DpBudget};
 use crate::convert;
 use crate::proto;
 use crate::proto::secure_aggregation_client::SecureAggregationClient;
@@ -40,10 +54,12 @@ pub struct ClientOptions {
     pub name: String,
     /// The input.
     pub input: ClientInput,
-    /// Identity key (PKI rounds).
+    /// Identity key (PKI rounds). A client with one refuses rounds without a PKI; it needs
+    /// `roster` too.
     pub identity: Option<IdentityKey>,
-    /// Identity keys the client accepts as peers (PKI). Without it, the client trusts the
-    /// roster the server sends, which a malicious server could forge.
+    /// The client's own roster: identity keys of clients 1..=n, in id order, each key once,
+    /// its own among them. A PKI round is refused unless the server's roster is this one,
+    /// position by position; without a roster the client refuses PKI rounds.
     pub roster: Option<Vec<[u8; 32]>>,
     /// Give up when the server sends nothing for this long (waiting to join included).
     pub timeout: Duration,
@@ -90,9 +106,46 @@ pub enum ClientRunError {
     BadInput(String),
 }
 
+/// What a client requires of every round and remembers across rounds. `Default`: the
+/// honest-but-curious policy without assumptions, an in-memory state, no privacy budget.
+#[derive(Debug, Clone, Default)]
+pub struct ClientGuard {
+    /// Threat model and assumptions the round's parameters are checked against
+    /// ([`Policy::malicious`] for a client that requires the malicious-server model).
+    pub policy: Policy,
+    /// Rounds taken part in and the privacy ledger ([`ClientState::open`] to keep them in a
+    /// directory across processes).
+    pub state: ClientState,
+    /// The client's own privacy budget: it then refuses rounds without distributed DP noise,
+    /// and rounds that would take its ledger past the budget.
+    pub dp_budget: Option<DpBudget>,
+}
+
 impl std::fmt::Display for ClientRunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ClientRunError::Refused(ClientError::ServerMisbehaved(m)) => {
+                write!(f, "refused the round: the server {m}")
+            }
+            ClientRunError::Refused(ClientError::BadParameters(m)) => {
+                write!(f, "refused the round the server offered: {m}")
+            }
+            ClientRunError::Refused(ClientError::UnexpectedMessage(m)) => {
+                write!(
+                    f,
+                    "refused the round: the server sent an unexpected message ({m})"
+                )
+            }
+            ClientRunError::Refused(ClientError::Malformed(e)) => {
+                write!(
+                    f,
+                    "refused the round: the server sent a malformed message: {e}"
+                )
+            }
+            ClientRunError::Refused(ClientError::PeerMisbehaved { peer, reason }) => write!(
+                f,
+                "refused the round: peer {peer} (or the server relaying it) misbehaved: {reason}"
+            ),
             ClientRunError::Transport(m) => write!(f, "connection to the server failed: {m}"),
             ClientRunError::ServerSilent(d) => {
                 write!(f, "the server sent nothing for {d:?}; giving up")
@@ -252,7 +305,7 @@ async fn open_once(
                 .as_ref()
                 .map(|k| k.public().to_vec())
                 .unwrap_or_default(),
-            wire_version: 1,
+            wire_version: convert::WIRE_VERSION,
         })),
     })
     .await
@@ -363,8 +416,206 @@ async fn open_stream(
     }
 }
 
-/// Joins one round and takes part in it.
+/// Joins one round and takes part in it, with the default [`ClientGuard`] (honest-but-curious
+/// policy, no memory beyond this call, no privacy budget). Clients that take part in several
+/// rounds should use [`participate_with`] and one [`ClientGuard`], so that a replayed round id
+/// is refused.
 pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunError> {
+    participate_with(opts, &ClientGuard::default()).await
+}
+
+/// Whether the policy requires the malicious-server model (as the core reads it).
+fn requires_malicious(p: &Policy) -> bool {
+    let m = secagg_core::ThreatModel::Malicious;
+    p.min_model == m || p.assumptions.is_some_and(|a| a.model == m)
+}
+
+/// Checks that the options' PKI material is usable before contacting anyone.
+fn check_options(opts: &ClientOptions, guard: &ClientGuard) -> Result<(), ClientRunError> {
+    let bad = |m: &str| Err(ClientRunError::BadInput(m.into()));
+    match (&opts.identity, &opts.roster) {
+        (Some(id), Some(roster)) => {
+            let mut keys = roster.clone();
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return bad(
+                    "the roster lists one identity key at two ids (one party would be several \
+                     neighbours); fix the roster",
+                );
+            }
+            if !roster.contains(&id.public()) {
+                return bad("this client's identity key is not in its roster");
+            }
+        }
+        (Some(_), None) => {
+            return bad(
+                "a client with an identity key needs its own roster (--roster): it never takes \
+                 the roster from the server",
+            );
+        }
+        (None, Some(_)) => {
+            return bad(
+                "a roster is for PKI rounds: give the client's identity key too (--identity)",
+            );
+        }
+        (None, None) => {}
+    }
+    if requires_malicious(&guard.policy) && opts.identity.is_none() {
+        return bad(
+            "the malicious-server model needs this client's identity key and its own roster \
+             (--identity, --roster)",
+        );
+    }
+    if let Some(b) = &guard.dp_budget {
+        b.validate().map_err(ClientRunError::BadInput)?;
+    }
+    Ok(())
+}
+
+/// A round the client accepted at RoundStart.
+struct Accepted {
+    client: Client,
+    info: convert::StartInfo,
+    /// The privacy cost to charge before the masked input is sent (a client with a budget).
+    charge: Option<(Round, DpBudget)>,
+}
+
+fn misbehaved(m: String) -> ClientRunError {
+    ClientRunError::Refused(ClientError::ServerMisbehaved(m))
+}
+
+/// Every check of RoundStart the driver makes (the core makes the rest when it starts).
+fn accept_round_start(
+    opts: &ClientOptions,
+    guard: &ClientGuard,
+    start: proto::RoundStart,
+    rng: &mut ChaCha20Rng,
+) -> Result<Accepted, ClientRunError> {
+    let info = convert::parse_round_start(start)
+        .map_err(|e| misbehaved(format!("sent an invalid RoundStart: {e}")))?;
+    let c = &info.config;
+    if requires_malicious(&guard.policy) && c.model != secagg_core::ThreatModel::Malicious {
+        return Err(misbehaved(format!(
+            "offered round {} in the honest-but-curious model; this client requires the \
+             malicious-server model (consistency check, PKI)",
+            c.round_id
+        )));
+    }
+    if guard.state.took_part(&opts.server, c.round_id) {
+        return Err(misbehaved(format!(
+            "offered round {} again, which this client already took part in (a replayed round \
+             id)",
+            c.round_id
+        )));
+    }
+    check_pki(opts, &info)?;
+    let dp = match info.encoding {
+        InputEncoding::Dp(p) => Some(p),
+        _ => None,
+    };
+    check_dp_floor(opts.dp_floor.as_ref(), dp.as_ref(), c)?;
+    // The round's size is checked against this client's input (in encode_input) before the
+    // DP cost is built from the announced parameters. The encoded input is wiped if refused.
+    let mut input = zeroize::Zeroizing::new(encode_input(&opts.input, &info, rng)?);
+    let charge = match (&guard.dp_budget, dp) {
+        (None, _) => None,
+        (Some(b), Some(p)) if p.placement == NoisePlacement::Distributed => {
+            // The client cannot verify the server's sampling: every round counts in full.
+            let cost = p.round_cost(c, 1.0).map_err(|e| {
+                misbehaved(format!(
+                    "announced DP parameters that cannot be costed: {e}"
+                ))
+            })?;
+            guard
+                .state
+                .dp_check(&cost, b)
+                .map_err(|m| ClientRunError::Refused(ClientError::BadParameters(m)))?;
+            Some((cost, *b))
+        }
+        (Some(b), Some(_)) => {
+            return Err(misbehaved(format!(
+                "offered a round with central DP noise; this client keeps its own privacy budget \
+                 (ε ≤ {}) and adds no noise itself in such a round, so it cannot know its cost",
+                b.epsilon
+            )));
+        }
+        (Some(b), None) => {
+            return Err(misbehaved(format!(
+                "offered a round without DP noise; this client keeps its own privacy budget \
+                 (ε ≤ {}) and a round without noise has no finite cost",
+                b.epsilon
+            )));
+        }
+    };
+    let mut client =
+        Client::new(info.client_id, std::mem::take(&mut *input)).with_policy(guard.policy.clone());
+    if let (Some(id), Some(roster)) = (&opts.identity, &opts.roster) {
+        // Always: the core then refuses rounds without a PKI and checks the roster's size.
+        client = client.with_pki(IdentityKey::from_seed(&id.seed()), roster.clone());
+    }
+    Ok(Accepted {
+        client,
+        info,
+        charge,
+    })
+}
+
+/// PKI rounds need the client's own roster, equal to the server's position by position; a
+/// client with an identity key refuses rounds without a PKI.
+fn check_pki(opts: &ClientOptions, info: &convert::StartInfo) -> Result<(), ClientRunError> {
+    let c = &info.config;
+    match (&opts.identity, &opts.roster, c.pki) {
+        (Some(_), Some(_), false) => Err(misbehaved(format!(
+            "offered round {} without a PKI, but this client holds an identity key: without \
+             signed keys the server could substitute its peers' keys",
+            c.round_id
+        ))),
+        (Some(id), Some(own), true) => {
+            if info.roster.len() != own.len() {
+                return Err(misbehaved(format!(
+                    "sent a roster of {} keys for round {}; this client's own roster has {}",
+                    info.roster.len(),
+                    c.round_id,
+                    own.len()
+                )));
+            }
+            if let Some(i) = (0..own.len()).find(|i| info.roster[*i] != own[*i]) {
+                return Err(misbehaved(format!(
+                    "sent a roster that differs from this client's own at id {} (key {} instead \
+                     of {}): the server's roster is never used",
+                    i + 1,
+                    short_hex(&info.roster[i]),
+                    short_hex(&own[i])
+                )));
+            }
+            if own.get(info.client_id as usize - 1) != Some(&id.public()) {
+                return Err(misbehaved(format!(
+                    "assigned this client id {}, whose key in its own roster is not its own",
+                    info.client_id
+                )));
+            }
+            Ok(())
+        }
+        (_, _, true) => Err(misbehaved(format!(
+            "offered a PKI round ({:?} model), and this client has no identity key and roster of \
+             its own (--identity, --roster): it never takes the roster from the server",
+            c.model
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn short_hex(k: &[u8; 32]) -> String {
+    let h: String = k[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{h}…")
+}
+
+/// Joins one round and takes part in it, with `guard`'s policy, memory and privacy budget.
+pub async fn participate_with(
+    opts: &ClientOptions,
+    guard: &ClientGuard,
+) -> Result<RoundResult, ClientRunError> {
+    check_options(opts, guard)?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| ClientRunError::Transport(format!("no OS randomness: {e}")))?;
@@ -372,6 +623,7 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
     let (tx, mut inbound, first) = open_stream(opts, &mut rng).await?;
     let mut first = Some(first);
     let mut round: Option<(ClientRound, secagg_core::RoundConfig, u32)> = None;
+    let mut charge: Option<(Round, DpBudget)> = None;
     loop {
         let frame = match first.take() {
             Some(f) => f,
@@ -381,42 +633,15 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
         };
         let (bytes, config) = match (frame.body, &mut round) {
             (Some(SBody::RoundStart(start)), None) => {
-                let info = convert::parse_round_start(start)
-                    .map_err(|e| ClientRunError::Refused(ClientError::BadParameters(e.0)))?;
-                check_dp_floor(opts.dp_floor.as_ref(), info.dp.as_ref(), &info.config)?;
-                let input = encode_input(&opts.input, &info, &mut rng)?;
-                let mut client = Client::new(info.client_id, input);
-                if info.config.pki {
-                    let Some(id) = &opts.identity else {
-                        return Err(ClientRunError::BadInput(
-                            "the round needs a PKI: pass --identity".into(),
-                        ));
-                    };
-                    if let Some(trusted) = &opts.roster
-                        && let Some(k) = info.roster.iter().find(|k| !trusted.contains(k))
-                    {
-                        return Err(ClientRunError::Refused(ClientError::ServerMisbehaved(
-                            format!(
-                                "sent a roster key {:02x?}… that is not in my roster",
-                                &k[..4]
-                            ),
-                        )));
-                    }
-                    if info.roster.get(info.client_id as usize - 1) != Some(&id.public()) {
-                        return Err(ClientRunError::Refused(ClientError::ServerMisbehaved(
-                            "assigned me an id whose roster key is not mine".into(),
-                        )));
-                    }
-                    client =
-                        client.with_pki(IdentityKey::from_seed(&id.seed()), info.roster.clone());
-                }
-                let bytes = ServerMessage::RoundStart(info.config.clone()).encode();
+                let a = accept_round_start(opts, guard, start, &mut rng)?;
+                charge = a.charge;
+                let bytes = ServerMessage::RoundStart(a.info.config.clone()).encode();
                 round = Some((
-                    ClientRound::New(client),
-                    info.config.clone(),
-                    info.client_id,
+                    ClientRound::New(a.client),
+                    a.info.config.clone(),
+                    a.info.client_id,
                 ));
-                (bytes, info.config)
+                (bytes, a.info.config)
             }
             (Some(SBody::RoundStart(_)), Some(_)) => {
                 return Err(ClientRunError::Refused(ClientError::UnexpectedMessage(
@@ -443,11 +668,7 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
             }
             (body, Some((_, config, _))) => {
                 let msg = convert::parse_server_frame(proto::ServerFrame { body }, config)
-                    .map_err(|e| {
-                        ClientRunError::Refused(ClientError::ServerMisbehaved(format!(
-                            "sent an invalid frame: {e}"
-                        )))
-                    })?;
+                    .map_err(|e| misbehaved(format!("sent an invalid frame: {e}")))?;
                 (msg.encode(), config.clone())
             }
             (_, None) => {
@@ -459,7 +680,8 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
         let Some((state, _, _)) = round.as_mut() else {
             continue;
         };
-        if opts.pause_at.is_some() && stage_of(state) == opts.pause_at {
+        let stage = stage_of(state);
+        if opts.pause_at.is_some() && stage == opts.pause_at {
             // Testing hook: behave like a device that froze mid-round.
             if let Some(st) = opts.pause_at {
                 eprintln!("secagg-client: paused at stage {st}");
@@ -473,16 +695,34 @@ pub async fn participate(opts: &ClientOptions) -> Result<RoundResult, ClientRunE
             },
             e => ClientRunError::Refused(e),
         })?;
-        if let Some(reply) = reply {
-            // The state machine encodes its own replies: decoding them cannot fail.
-            let msg = ClientMessage::decode(&reply, &config).map_err(|_| {
-                ClientRunError::Refused(ClientError::Misuse("own reply does not decode"))
-            })?;
-            for f in convert::client_frames(msg) {
-                tx.send(f).await.map_err(|_| {
-                    ClientRunError::Transport("the stream to the server closed".into())
-                })?;
+        let Some(reply) = reply else { continue };
+        match stage {
+            // The core accepted the round: remember it (durably) before advertising keys.
+            Some(Stage::AdvertiseKeys) => guard
+                .state
+                .record_round(&opts.server, config.round_id)
+                .map_err(|e| {
+                ClientRunError::BadInput(format!("cannot take part in the round: {e}"))
+            })?,
+            // Charge the privacy ledger (durably) before the noised input leaves.
+            Some(Stage::MaskedInput) => {
+                if let Some((cost, budget)) = charge.take() {
+                    guard
+                        .state
+                        .dp_charge(&opts.server, config.round_id, &cost, &budget)
+                        .map_err(|m| ClientRunError::Refused(ClientError::BadParameters(m)))?;
+                }
             }
+            _ => {}
+        }
+        // The state machine encodes its own replies: decoding them cannot fail.
+        let msg = ClientMessage::decode(&reply, &config).map_err(|_| {
+            ClientRunError::Refused(ClientError::Misuse("own reply does not decode"))
+        })?;
+        for f in convert::client_frames(msg) {
+            tx.send(f)
+                .await
+                .map_err(|_| ClientRunError::Transport("the stream to the server closed".into()))?;
         }
     }
 }
@@ -495,47 +735,36 @@ fn check_dp_floor(
 ) -> Result<(), ClientRunError> {
     match floor {
         None => Ok(()),
-        Some(f) => f
-            .check(dp, config)
-            .map_err(|why| ClientRunError::Refused(ClientError::ServerMisbehaved(why))),
+        Some(f) => f.check(dp, config).map_err(misbehaved),
     }
 }
 
+/// Encodes the input as the round's configuration says; every derived value (the scale, the
+/// noise share) is computed here from the configuration, never read from the wire.
 fn encode_input(
     input: &ClientInput,
     info: &convert::StartInfo,
     rng: &mut ChaCha20Rng,
 ) -> Result<Vec<u64>, ClientRunError> {
     let c = &info.config;
-    if let Some(dp) = &info.dp {
-        return match input {
-            ClientInput::Float { values, weight } => {
-                if *weight != 1 {
-                    return Err(ClientRunError::BadInput(
-                        "DP rounds average unweighted updates (a weight would change the \
-                         sensitivity): drop --weight"
-                            .into(),
-                    ));
-                }
-                if values.len() != dp.dim {
-                    return Err(ClientRunError::BadInput(format!(
-                        "the round averages {} values, the input has {}",
-                        dp.dim,
-                        values.len()
-                    )));
-                }
-                // Derived here from the public parameters, not taken from the server.
-                let enc = dp.encoding(c).map_err(ClientRunError::BadInput)?;
-                enc.encode(values, rng)
-                    .map_err(|e| ClientRunError::BadInput(e.0))
+    let kind = match info.encoding {
+        InputEncoding::Integers => "the sum of unsigned integers",
+        InputEncoding::Float { .. } => "a weighted mean of floats",
+        InputEncoding::Dp(_) => "a differentially private mean of floats",
+    };
+    let mismatch = |mine: &str| {
+        Err(ClientRunError::BadInput(format!(
+            "the server offered round {} computing {kind}, but this client's input is {mine}: \
+             refusing (give {})",
+            c.round_id,
+            match info.encoding {
+                InputEncoding::Integers => "an unsigned integer input",
+                _ => "a float32/float64 input",
             }
-            ClientInput::Unsigned(_) => Err(ClientRunError::BadInput(
-                "the round releases a differentially private mean of floats: give a float32/float64 input".into(),
-            )),
-        };
-    }
-    match (input, &info.float) {
-        (ClientInput::Unsigned(v), None) => {
+        )))
+    };
+    match (&info.encoding, input) {
+        (InputEncoding::Integers, ClientInput::Unsigned(v)) => {
             if v.len() != c.dim as usize {
                 return Err(ClientRunError::BadInput(format!(
                     "the round sums {} values, the input has {}",
@@ -552,7 +781,7 @@ fn encode_input(
             }
             Ok(v.clone())
         }
-        (ClientInput::Float { values, weight }, Some(enc)) => {
+        (InputEncoding::Float { .. }, ClientInput::Float { values, weight }) => {
             if values.len() + 1 != c.dim as usize {
                 return Err(ClientRunError::BadInput(format!(
                     "the round averages {} values, the input has {}",
@@ -560,14 +789,40 @@ fn encode_input(
                     values.len()
                 )));
             }
+            let enc = info
+                .encoding
+                .float(c)
+                .map_err(|e| {
+                    misbehaved(format!(
+                        "announced a float encoding that cannot be used: {e}"
+                    ))
+                })?
+                .ok_or_else(|| ClientRunError::BadInput("no float encoding".into()))?;
             enc.encode(values, *weight, rng)
                 .map_err(|e| ClientRunError::BadInput(e.0))
         }
-        (ClientInput::Unsigned(_), Some(_)) => Err(ClientRunError::BadInput(
-            "the round computes a weighted mean of floats: give a float32/float64 input".into(),
-        )),
-        (ClientInput::Float { .. }, None) => Err(ClientRunError::BadInput(
-            "the round sums unsigned integers: give an unsigned integer input".into(),
-        )),
+        (InputEncoding::Dp(dp), ClientInput::Float { values, weight }) => {
+            if *weight != 1 {
+                return Err(ClientRunError::BadInput(
+                    "DP rounds average unweighted updates (a weight would change the \
+                     sensitivity): drop --weight"
+                        .into(),
+                ));
+            }
+            if values.len() != dp.dim {
+                return Err(ClientRunError::BadInput(format!(
+                    "the round averages {} values, the input has {}",
+                    dp.dim,
+                    values.len()
+                )));
+            }
+            let enc = dp.encoding(c).map_err(|e| {
+                misbehaved(format!("announced a DP encoding that cannot be used: {e}"))
+            })?;
+            enc.encode(values, rng)
+                .map_err(|e| ClientRunError::BadInput(e.0))
+        }
+        (InputEncoding::Integers, ClientInput::Float { .. }) => mismatch("floats"),
+        (_, ClientInput::Unsigned(_)) => mismatch("unsigned integers"),
     }
 }

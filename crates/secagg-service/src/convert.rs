@@ -2,19 +2,23 @@
 //! message only through `TryFrom`, which checks every fixed-size field; the core decoder then
 //! checks everything against the round's parameters.
 
-use secagg_core::config::RoundConfig;
-use secagg_core::encoding::FloatEncoding;
+use secagg_core::config::{MAX_ENCODING_LEN, RoundConfig};
 use secagg_core::idset::IdSet;
-use secagg_core::messages::{ClientMessage, KeyEntry, ServerMessage};
+use secagg_core::merkle::MAX_PATH_LEN;
+use secagg_core::messages::{ClientMessage, KeyEntry, MaskedWith, ServerMessage};
 use secagg_core::params::ThreatModel;
 use secagg_core::shamir::Share;
 use secagg_core::{ClientId, GraphKind, PrgKind};
-use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
-use secagg_sim::dp::DpParams;
+use secagg_sim::input_encoding::InputEncoding;
 
 use crate::proto;
 use crate::proto::client_frame::Body as CBody;
 use crate::proto::server_frame::Body as SBody;
+
+/// The wire version a client announces in Join and the server requires (secagg-core protocol
+/// version 2: the input encoding in the round's configuration, Merkle paths of the advertised
+/// keys, masked-with statements). Version 1 carried a per-client scale and is refused.
+pub const WIRE_VERSION: u32 = 2;
 
 /// A protobuf message that does not map to a protocol message; says which field is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +105,34 @@ fn shares_to_proto(list: &[(ClientId, Share)]) -> Vec<proto::OwnedShare> {
         .collect()
 }
 
-/// The RoundStart a client receives: the round's parameters, its id, and (PKI) the roster.
+fn masked_with_to_proto(m: &MaskedWith) -> proto::MaskedWith {
+    proto::MaskedWith {
+        bitmap: m.bitmap.clone(),
+        signature: m.signature.to_vec(),
+    }
+}
+
+/// A masked-with statement of a round with `degree` neighbours per client; the bitmap's exact
+/// length is checked by the core against the neighbour set.
+fn masked_with_from_proto(p: proto::MaskedWith, degree: u32) -> Result<MaskedWith, ConvertError> {
+    let limit = (degree as usize).div_ceil(8);
+    if p.bitmap.len() > limit {
+        return Err(ConvertError(format!(
+            "masked-with bitmap of {} bytes, at most {limit} for degree {degree}",
+            p.bitmap.len()
+        )));
+    }
+    Ok(MaskedWith {
+        bitmap: p.bitmap,
+        signature: fixed("masked-with signature", &p.signature)?,
+    })
+}
+
+/// The RoundStart a client receives: the round's parameters (with how inputs are encoded), its
+/// id, and (PKI) the server's roster.
 pub fn round_start(
     c: &RoundConfig,
     client_id: ClientId,
-    float: Option<&FloatEncoding>,
-    dp: Option<&DpParams>,
     roster: &[[u8; 32]],
 ) -> proto::ServerFrame {
     proto::ServerFrame {
@@ -133,78 +159,36 @@ pub fn round_start(
             } as i32,
             pki: c.pki,
             client_id,
-            float_encoding: float.map(|f| proto::FloatEncoding {
-                clip: f.clip,
-                scale: f.scale,
-                max_weight: f.max_weight,
-            }),
             roster: roster.iter().map(|k| k.to_vec()).collect(),
-            dp_encoding: dp.map(dp_to_proto),
+            encoding: c.encoding.clone(),
         })),
     }
 }
 
-fn dp_to_proto(p: &DpParams) -> proto::DpEncoding {
-    proto::DpEncoding {
-        noise: match p.noise {
-            NoiseKind::DiscreteGaussian => proto::DpNoise::DiscreteGaussian,
-            NoiseKind::Skellam => proto::DpNoise::Skellam,
-        } as i32,
-        central: p.placement == NoisePlacement::Central,
-        noise_multiplier: p.noise_multiplier,
-        clip: p.clip,
-        beta: p.beta,
-        dim: p.dim as u32,
-    }
-}
-
-fn dp_from_proto(p: proto::DpEncoding, c: &RoundConfig) -> Result<DpParams, ConvertError> {
-    let params = DpParams {
-        noise: match proto::DpNoise::try_from(p.noise) {
-            Ok(proto::DpNoise::DiscreteGaussian) => NoiseKind::DiscreteGaussian,
-            Ok(proto::DpNoise::Skellam) => NoiseKind::Skellam,
-            Err(_) => return Err(ConvertError(format!("unknown DP noise {}", p.noise))),
-        },
-        placement: if p.central {
-            NoisePlacement::Central
-        } else {
-            NoisePlacement::Distributed
-        },
-        noise_multiplier: p.noise_multiplier,
-        clip: p.clip,
-        beta: p.beta,
-        dim: p.dim as usize,
-    };
-    params
-        .validate()
-        .map_err(|e| ConvertError(format!("invalid DP encoding: {e}")))?;
-    if params.masked_dim().map_err(ConvertError)? != c.dim {
-        return Err(ConvertError(format!(
-            "invalid DP encoding: {} values pad to {}, but the round masks {}",
-            params.dim,
-            params.masked_dim().map_err(ConvertError)?,
-            c.dim
-        )));
-    }
-    Ok(params)
-}
-
 /// What a client learns from RoundStart.
+#[derive(Debug, Clone)]
 pub struct StartInfo {
-    /// The round's parameters.
+    /// The round's parameters, with the input encoding's bytes.
     pub config: RoundConfig,
     /// This client's id.
     pub client_id: ClientId,
-    /// Float encoding, for weighted-mean rounds.
-    pub float: Option<FloatEncoding>,
-    /// Differential privacy, for rounds that release a private mean.
-    pub dp: Option<DpParams>,
-    /// PKI roster (identity keys of clients 1..=n).
+    /// How inputs are encoded, parsed from `config.encoding` and checked against the round's
+    /// masked length. Every derived value (the float scale, the DP encoding) is computed from
+    /// it and `config`, never read from the wire.
+    pub encoding: InputEncoding,
+    /// The server's roster (identity keys of clients 1..=n). A client compares it with its
+    /// own and never uses it otherwise.
     pub roster: Vec<[u8; 32]>,
 }
 
 /// Parses and validates a RoundStart.
 pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError> {
+    if p.encoding.len() > MAX_ENCODING_LEN {
+        return Err(ConvertError(format!(
+            "input encoding of {} bytes, at most {MAX_ENCODING_LEN}",
+            p.encoding.len()
+        )));
+    }
     let config = RoundConfig {
         round_id: p.round_id,
         round_seed: fixed("round_seed", &p.round_seed)?,
@@ -231,6 +215,7 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
             Err(_) => return Err(ConvertError(format!("unknown threat model {}", p.model))),
         },
         pki: p.pki,
+        encoding: p.encoding,
     };
     config.validate().map_err(ConvertError)?;
     if p.client_id == 0 || p.client_id > config.num_clients {
@@ -244,34 +229,30 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
         .iter()
         .map(|k| fixed::<32>("roster key", k))
         .collect::<Result<Vec<_>, _>>()?;
-    let float = match p.float_encoding {
-        Some(f) => {
-            if !(f.clip.is_finite() && f.clip > 0.0 && f.scale.is_finite() && f.scale > 0.0) {
-                return Err(ConvertError("invalid float encoding".into()));
-            }
-            Some(FloatEncoding {
-                clip: f.clip,
-                scale: f.scale,
-                bits: config.bits,
-                max_weight: f.max_weight,
-            })
-        }
-        None => None,
+    if roster.len() > config.num_clients as usize {
+        return Err(ConvertError(format!(
+            "a roster of {} keys for {} clients",
+            roster.len(),
+            config.num_clients
+        )));
+    }
+    let encoding = InputEncoding::of(&config).map_err(ConvertError)?;
+    let values = match encoding {
+        InputEncoding::Integers => Some(config.dim as usize),
+        InputEncoding::Float { .. } => (config.dim as usize).checked_sub(1),
+        InputEncoding::Dp(p) => Some(p.dim),
     };
-    let dp = p
-        .dp_encoding
-        .map(|d| dp_from_proto(d, &config))
-        .transpose()?;
-    if dp.is_some() && float.is_some() {
-        return Err(ConvertError(
-            "a round cannot be both a weighted mean and a DP mean".into(),
-        ));
+    let fits = values.is_some_and(|v| v > 0 && encoding.masked_dim(v) == Ok(config.dim));
+    if !fits {
+        return Err(ConvertError(format!(
+            "the input encoding does not fit the round's {} masked values",
+            config.dim
+        )));
     }
     Ok(StartInfo {
         config,
         client_id: p.client_id,
-        float,
-        dp,
+        encoding,
         roster,
     })
 }
@@ -280,12 +261,17 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
 pub fn server_frame(msg: &ServerMessage, round_id: u64) -> proto::ServerFrame {
     let body = match msg {
         ServerMessage::RoundStart(_) => None,
-        ServerMessage::NeighbourKeys { u1, neighbours } => {
-            Some(SBody::NeighbourKeys(proto::NeighbourKeys {
-                u1: Some(idset_to_proto(u1)),
-                neighbours: neighbours.iter().map(entry_to_proto).collect(),
-            }))
-        }
+        ServerMessage::NeighbourKeys {
+            u1,
+            keys_root,
+            key_path,
+            neighbours,
+        } => Some(SBody::NeighbourKeys(proto::NeighbourKeys {
+            u1: Some(idset_to_proto(u1)),
+            neighbours: neighbours.iter().map(entry_to_proto).collect(),
+            keys_root: keys_root.to_vec(),
+            key_path: key_path.iter().map(|h| h.to_vec()).collect(),
+        })),
         ServerMessage::SharesForYou { u2, ciphertexts } => {
             Some(SBody::SharesForYou(proto::SharesForYou {
                 u2: Some(idset_to_proto(u2)),
@@ -303,18 +289,27 @@ pub fn server_frame(msg: &ServerMessage, round_id: u64) -> proto::ServerFrame {
                 u3: Some(idset_to_proto(u3)),
             }))
         }
-        ServerMessage::UnmaskRequest { u3, signatures } => {
-            Some(SBody::UnmaskRequest(proto::UnmaskRequest {
-                u3: Some(idset_to_proto(u3)),
-                signatures: signatures
-                    .iter()
-                    .map(|(id, s)| proto::SignedBy {
-                        id: *id,
-                        signature: s.to_vec(),
-                    })
-                    .collect(),
-            }))
-        }
+        ServerMessage::UnmaskRequest {
+            u3,
+            signatures,
+            statements,
+        } => Some(SBody::UnmaskRequest(proto::UnmaskRequest {
+            u3: Some(idset_to_proto(u3)),
+            signatures: signatures
+                .iter()
+                .map(|(id, s)| proto::SignedBy {
+                    id: *id,
+                    signature: s.to_vec(),
+                })
+                .collect(),
+            statements: statements
+                .iter()
+                .map(|(id, m)| proto::Statement {
+                    id: *id,
+                    masked_with: Some(masked_with_to_proto(m)),
+                })
+                .collect(),
+        })),
         ServerMessage::Abort(reason) => Some(SBody::RoundEnd(proto::RoundEnd {
             round_id,
             released: false,
@@ -338,6 +333,19 @@ pub fn parse_server_frame(
     Ok(match f.body {
         Some(SBody::NeighbourKeys(m)) => ServerMessage::NeighbourKeys {
             u1: idset_from_proto(m.u1, n)?,
+            keys_root: fixed("keys_root", &m.keys_root)?,
+            key_path: {
+                if m.key_path.len() > MAX_PATH_LEN {
+                    return Err(ConvertError(format!(
+                        "a key path of {} hashes, at most {MAX_PATH_LEN}",
+                        m.key_path.len()
+                    )));
+                }
+                m.key_path
+                    .iter()
+                    .map(|h| fixed::<32>("key path hash", h))
+                    .collect::<Result<_, _>>()?
+            },
             neighbours: m
                 .neighbours
                 .into_iter()
@@ -362,6 +370,24 @@ pub fn parse_server_frame(
                 .into_iter()
                 .map(|s| Ok((s.id, fixed::<64>("signature", &s.signature)?)))
                 .collect::<Result<_, ConvertError>>()?,
+            statements: {
+                if m.statements.len() > config.degree as usize {
+                    return Err(ConvertError(format!(
+                        "{} masked-with statements for degree {}",
+                        m.statements.len(),
+                        config.degree
+                    )));
+                }
+                m.statements
+                    .into_iter()
+                    .map(|st| {
+                        let mw = st.masked_with.ok_or_else(|| {
+                            ConvertError(format!("statement of {} without content", st.id))
+                        })?;
+                        Ok((st.id, masked_with_from_proto(mw, config.degree)?))
+                    })
+                    .collect::<Result<_, ConvertError>>()?
+            },
         },
         Some(SBody::RoundEnd(e)) if e.released => ServerMessage::Done,
         Some(SBody::RoundEnd(e)) => ServerMessage::Abort(e.reason),
@@ -394,17 +420,26 @@ pub fn client_frames(msg: ClientMessage) -> Vec<proto::ClientFrame> {
                     .collect(),
             }))
         }
-        ClientMessage::MaskedInput { vector, .. } => {
+        ClientMessage::MaskedInput {
+            vector,
+            masked_with,
+            ..
+        } => {
             let n = vector.len().div_ceil(CHUNK_BYTES).max(1);
             (0..n)
                 .map(|i| {
                     let start = i * CHUNK_BYTES;
                     let end = (start + CHUNK_BYTES).min(vector.len());
+                    let last = i + 1 == n;
                     proto::ClientFrame {
                         body: Some(CBody::MaskedInput(proto::MaskedInputChunk {
                             offset: start as u64,
                             data: vector[start..end].to_vec(),
-                            last: i + 1 == n,
+                            last,
+                            masked_with: masked_with
+                                .as_ref()
+                                .filter(|_| last)
+                                .map(masked_with_to_proto),
                         })),
                     }
                 })
@@ -478,13 +513,24 @@ impl Reassembler {
                         "masked input longer than the {expected} bytes of the round"
                     )));
                 }
-                self.masked.extend_from_slice(&c.data);
                 if !c.last {
+                    if c.masked_with.is_some() {
+                        return Err(ConvertError(
+                            "masked-with statement on a chunk other than the last".into(),
+                        ));
+                    }
+                    self.masked.extend_from_slice(&c.data);
                     return Ok(None);
                 }
+                let masked_with = c
+                    .masked_with
+                    .map(|m| masked_with_from_proto(m, config.degree))
+                    .transpose()?;
+                self.masked.extend_from_slice(&c.data);
                 ClientMessage::MaskedInput {
                     vector: std::mem::take(&mut self.masked),
                     proof: Vec::new(),
+                    masked_with,
                 }
             }
             CBody::ConsistencySignature(s) => {
@@ -501,5 +547,174 @@ impl Reassembler {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use prost::Message;
+
+    fn float_config() -> RoundConfig {
+        RoundConfig {
+            round_id: 3,
+            round_seed: [9; 32],
+            num_clients: 5,
+            min_clients: 3,
+            degree: 4,
+            threshold: 3,
+            graph: GraphKind::Complete,
+            bits: 32,
+            dim: 3,
+            prg: PrgKind::Aes128Ctr,
+            model: ThreatModel::HonestButCurious,
+            pki: false,
+            encoding: InputEncoding::Float {
+                clip: 2.0,
+                max_weight: 10,
+            }
+            .to_bytes(),
+        }
+    }
+
+    fn start_of(frame: proto::ServerFrame) -> proto::RoundStart {
+        match frame.body {
+            Some(SBody::RoundStart(s)) => s,
+            _ => unreachable!("round_start builds a RoundStart"),
+        }
+    }
+
+    /// Finding 3: wire version 1's FloatEncoding (field 14, with a scale) is reserved. A server
+    /// that still sends one, with a scale that rounds every value to zero, is not read: the
+    /// client's scale is the one the configuration's encoding implies for every client.
+    #[test]
+    fn a_scale_on_the_wire_is_never_read() {
+        let c = float_config();
+        let mut bytes = start_of(round_start(&c, 2, &[])).encode_to_vec();
+        let mut old = vec![0x09];
+        old.extend_from_slice(&2.0f64.to_le_bytes());
+        old.push(0x11);
+        old.extend_from_slice(&1e-12f64.to_le_bytes());
+        old.extend_from_slice(&[0x18, 10]);
+        bytes.push(0x72); // field 14, length-delimited
+        bytes.push(old.len() as u8);
+        bytes.extend_from_slice(&old);
+        let info = parse_round_start(proto::RoundStart::decode(bytes.as_slice()).unwrap()).unwrap();
+        assert_eq!(info.config, c);
+        let derived = info.encoding.float(&info.config).unwrap().unwrap();
+        let expected = secagg_core::encoding::FloatEncoding::new(32, 2.0, 5, 10).unwrap();
+        assert_eq!(derived.scale, expected.scale);
+        assert!(derived.scale > 1.0);
+    }
+
+    #[test]
+    fn an_encoding_that_does_not_fit_the_round_is_refused() {
+        let mut c = float_config();
+        c.dim = 1; // no room for a value beside the weight
+        assert!(parse_round_start(start_of(round_start(&c, 1, &[]))).is_err());
+        let mut c = float_config();
+        c.encoding = vec![1, 2, 3];
+        let e = parse_round_start(start_of(round_start(&c, 1, &[]))).unwrap_err();
+        assert!(e.0.contains("input encoding"), "{e}");
+        let mut p = start_of(round_start(&float_config(), 1, &[]));
+        p.encoding = vec![0; MAX_ENCODING_LEN + 1];
+        assert!(parse_round_start(p).is_err());
+        let mut p = start_of(round_start(&float_config(), 1, &[]));
+        p.roster = vec![vec![1; 32]; 6];
+        assert!(
+            parse_round_start(p).is_err(),
+            "more roster keys than clients"
+        );
+    }
+
+    #[test]
+    fn stage_messages_round_trip_and_statements_are_bounded() {
+        let mut c = float_config();
+        c.model = ThreatModel::Malicious;
+        c.pki = true;
+        let st = MaskedWith {
+            bitmap: vec![0b1011],
+            signature: [4; 64],
+        };
+        let msgs = [
+            ServerMessage::NeighbourKeys {
+                u1: IdSet::full(5),
+                keys_root: [7; 32],
+                key_path: vec![[1; 32], [2; 32], [3; 32]],
+                neighbours: vec![KeyEntry {
+                    id: 2,
+                    enc_pk: [1; 32],
+                    mask_pk: [2; 32],
+                    commitment: [3; 32],
+                    signature: Some([5; 64]),
+                }],
+            },
+            ServerMessage::UnmaskRequest {
+                u3: IdSet::full(5),
+                signatures: vec![(1, [6; 64])],
+                statements: vec![(2, st.clone()), (3, st.clone())],
+            },
+        ];
+        for m in msgs {
+            assert_eq!(parse_server_frame(server_frame(&m, 3), &c).unwrap(), m);
+        }
+        let many = ServerMessage::UnmaskRequest {
+            u3: IdSet::full(5),
+            signatures: vec![],
+            statements: (1..=5).map(|i| (i, st.clone())).collect(),
+        };
+        assert!(parse_server_frame(server_frame(&many, 3), &c).is_err());
+        let long = ServerMessage::UnmaskRequest {
+            u3: IdSet::full(5),
+            signatures: vec![],
+            statements: vec![(
+                2,
+                MaskedWith {
+                    bitmap: vec![0; 2],
+                    signature: [0; 64],
+                },
+            )],
+        };
+        assert!(parse_server_frame(server_frame(&long, 3), &c).is_err());
+    }
+
+    #[test]
+    fn a_masked_with_statement_rides_only_on_the_last_chunk() {
+        let c = float_config();
+        let st = MaskedWith {
+            bitmap: vec![0b11],
+            signature: [8; 64],
+        };
+        let msg = ClientMessage::MaskedInput {
+            vector: vec![1; 12],
+            proof: Vec::new(),
+            masked_with: Some(st.clone()),
+        };
+        let frames = client_frames(msg.clone());
+        let mut r = Reassembler::default();
+        let mut out = None;
+        for f in frames {
+            out = r.push(1, f.body.unwrap(), &c).unwrap();
+        }
+        assert_eq!(out, Some(msg));
+        let early = CBody::MaskedInput(proto::MaskedInputChunk {
+            offset: 0,
+            data: vec![1; 4],
+            last: false,
+            masked_with: Some(masked_with_to_proto(&st)),
+        });
+        assert!(Reassembler::default().push(1, early, &c).is_err());
+        let oversized = CBody::MaskedInput(proto::MaskedInputChunk {
+            offset: 0,
+            data: vec![1; 12],
+            last: true,
+            masked_with: Some(proto::MaskedWith {
+                bitmap: vec![0; 100],
+                signature: vec![0; 64],
+            }),
+        });
+        assert!(Reassembler::default().push(1, oversized, &c).is_err());
     }
 }

@@ -72,11 +72,23 @@ pub fn roster_line(public: &[u8; 32], name: &str) -> String {
     format!("{} {name}\n", hex(public)).replace(" \n", "\n")
 }
 
-/// Reads a roster: public keys in file order (duplicates refused).
+/// Reads a roster: public keys in file order, client id i + 1 on the i-th key line. A key
+/// listed twice is refused (one party at two ids would be several clients, e.g. all of a
+/// victim's neighbours), as is a roster without keys.
 pub fn load_roster(path: &Path) -> Result<Vec<[u8; 32]>, String> {
+    let keys = check_roster_file(path)?;
+    if keys.is_empty() {
+        return Err(format!("{} lists no keys", path.display()));
+    }
+    Ok(keys)
+}
+
+/// Reads and checks a roster file that may list no keys yet (`secagg keygen` appends to it).
+pub fn check_roster_file(path: &Path) -> Result<Vec<[u8; 32]>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut keys = Vec::new();
+    let mut keys: Vec<[u8; 32]> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -93,13 +105,19 @@ pub fn load_roster(path: &Path) -> Result<Vec<[u8; 32]>, String> {
                     i + 1
                 )
             })?;
-        if keys.contains(&k) {
-            return Err(format!("{} line {}: duplicate key", path.display(), i + 1));
+        if let Some(j) = keys.iter().position(|x| *x == k) {
+            return Err(format!(
+                "{} line {}: the key of line {} again (ids {} and {}): one identity key at two \
+                 ids would make one party several clients; each key must appear once",
+                path.display(),
+                i + 1,
+                lines[j],
+                j + 1,
+                keys.len() + 1
+            ));
         }
         keys.push(k);
-    }
-    if keys.is_empty() {
-        return Err(format!("{} lists no keys", path.display()));
+        lines.push(i + 1);
     }
     Ok(keys)
 }
@@ -122,6 +140,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load_roster(&r).unwrap(), vec![k.public()]);
+        let twice = format!(
+            "{}{}",
+            roster_line(&k.public(), "alice"),
+            roster_line(&k.public(), "mallory")
+        );
+        std::fs::write(&r, twice).unwrap();
+        let e = load_roster(&r).unwrap_err();
+        assert!(e.contains("line 2: the key of line 1 again"), "{e}");
+        assert!(check_roster_file(&r).is_err());
+        std::fs::write(&r, "# nobody yet\n").unwrap();
+        assert!(load_roster(&r).is_err());
+        assert_eq!(check_roster_file(&r).unwrap(), Vec::<[u8; 32]>::new());
         std::fs::write(&r, "zz\n").unwrap();
         assert!(load_roster(&r).unwrap_err().contains("line 1"));
         std::fs::write(p.with_extension("bad"), "nope").unwrap();

@@ -12,6 +12,7 @@ pub mod proto {
 }
 
 pub mod client;
+pub mod client_state;
 pub mod convert;
 pub mod keys;
 pub mod metrics;

@@ -18,8 +18,9 @@ use secagg_core::{ClientId, PrgKind, ServerError, Stage};
 use secagg_dp::accountant::Accountant;
 use secagg_dp::pipeline::{DpEncoding, NoisePlacement};
 use secagg_sim::dp::DpParams;
+use secagg_sim::input_encoding::InputEncoding;
 use secagg_sim::npy::{self, NpyArray};
-use secagg_sim::plan::{GraphChoice, RoundOptions, plan};
+use secagg_sim::plan::{GraphChoice, Plan, RoundOptions, plan};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -81,7 +82,10 @@ pub struct ServerOptions {
     pub threshold: Option<u32>,
     /// Accept explicit parameters weaker than the model needs.
     pub accept_weaker: bool,
-    /// PKI: identity public keys allowed to join (the roster).
+    /// PKI: the roster, identity public keys of clients 1..=n in id order, each once. Every
+    /// PKI round has n = its length, and a client's id is its key's position: clients compare
+    /// the roster in RoundStart with their own copy, position by position. `clients` must be
+    /// its length.
     pub roster: Option<Vec<[u8; 32]>>,
     /// Data directory (store and round files).
     pub data_dir: PathBuf,
@@ -112,9 +116,49 @@ pub struct ServerDp {
     /// Poisson sampling rate of a round's clients from the population (privacy amplification;
     /// 1 when every member takes part).
     pub sampling_rate: f64,
-    /// Fewest survivors a round accepts (default: the threshold t); each client's noise share
-    /// is sized for them.
+    /// Fewest survivors a round accepts (default: the threshold t, or in the malicious model
+    /// the survivors it needs anyway, never fewer); each client's noise share is sized for them.
     pub min_survivors: Option<u32>,
+}
+
+/// The input encoding of the server's rounds, as it goes into `RoundConfig::encoding`.
+pub fn input_encoding(opts: &ServerOptions) -> InputEncoding {
+    match (&opts.dp, opts.float) {
+        (Some(dp), _) => InputEncoding::Dp(dp.params),
+        (None, Some((clip, max_weight))) => InputEncoding::Float { clip, max_weight },
+        (None, None) => InputEncoding::Integers,
+    }
+}
+
+/// The configuration of a round of `n` clients (round id 0): (k, t, min_clients) planned and
+/// checked for the server's assumptions, the input encoding in `encoding` (so in the session
+/// id), and a DP round's survivors raised to `min_survivors`. Every derived value (the float
+/// scale, the DP encoding) is checked to exist for it.
+pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<Plan, String> {
+    let encoding = input_encoding(opts);
+    let mut p = plan(&RoundOptions {
+        clients: n,
+        dim: encoding.masked_dim(opts.dim as usize)?,
+        bits: opts.bits,
+        graph: GraphChoice::Auto,
+        degree: opts.degree,
+        threshold: opts.threshold,
+        accept_weaker: opts.accept_weaker,
+        assumptions: opts.assumptions,
+        prg: PrgKind::Aes128Ctr,
+        round_id: 0,
+        round_seed,
+    })?;
+    p.config.encoding = encoding.to_bytes();
+    if let Some(dp) = &opts.dp {
+        // Never below what the plan requires (in the malicious model, ⌈(1 − δ)n⌉ and more).
+        let floor = p.config.min_clients;
+        secagg_sim::dp::require_survivors(&mut p.config, dp.min_survivors.map(|m| m.max(floor)))?;
+        dp.params.encoding(&p.config)?;
+    }
+    encoding.float(&p.config)?;
+    p.config.validate()?;
+    Ok(p)
 }
 
 /// What a DP round knows from its start: the encoding, its cost, and the ε it brings the
@@ -176,10 +220,11 @@ impl SecureAggregation for Svc {
             Some(CBody::Join(j)) => j,
             _ => return Err(Status::invalid_argument("the first frame must be Join")),
         };
-        if join.wire_version != 1 {
+        if join.wire_version != convert::WIRE_VERSION {
             return Err(Status::failed_precondition(format!(
-                "wire version {} is not supported (this server speaks 1)",
-                join.wire_version
+                "wire version {} is not supported (this server speaks {})",
+                join.wire_version,
+                convert::WIRE_VERSION
             )));
         }
         if join.name.is_empty() || join.name.len() > 128 || join.name.chars().any(char::is_control)
@@ -284,7 +329,8 @@ struct StageStats {
 struct Round {
     id: u64,
     server: ServerRound,
-    members: Vec<Member>,
+    /// By id - 1; `None` for roster members that did not join (PKI rounds).
+    members: Vec<Option<Member>>,
     by_conn: HashMap<u64, ClientId>,
     float: Option<FloatEncoding>,
     dp: Option<RoundDp>,
@@ -339,6 +385,9 @@ struct Coordinator {
     metrics: Metrics,
     lobby: Vec<Lobbied>,
     lobby_opened: Instant,
+    /// Fewest joined clients a round starts with when the join deadline passes: --min-clients,
+    /// and in PKI rounds (whose n is the roster's size) at least the round's min_clients.
+    min_start: u32,
     round: Option<Round>,
     rounds_done: u64,
     /// Set when the server must stop (the privacy budget is spent).
@@ -355,6 +404,7 @@ impl Coordinator {
             || self.round.as_ref().is_some_and(|r| {
                 r.members
                     .iter()
+                    .flatten()
                     .any(|m| m.name == name && r.by_conn.contains_key(&m.conn))
             })
     }
@@ -415,7 +465,7 @@ impl Coordinator {
         self.lobby.retain(|l| !l.tx.is_closed());
         let n = self.lobby.len() as u32;
         let full = n >= self.opts.clients;
-        let timed_out = Instant::now() >= self.join_deadline() && n >= self.opts.min_clients.max(2);
+        let timed_out = Instant::now() >= self.join_deadline() && n >= self.min_start;
         if !(full || timed_out) {
             if Instant::now() >= self.join_deadline() {
                 // Not enough clients yet: keep waiting another join period.
@@ -443,37 +493,15 @@ impl Coordinator {
     }
 
     fn start_round(&mut self, joined: Vec<Lobbied>) -> Result<(), String> {
-        let n = joined.len() as u32;
-        let float = match self.opts.float {
-            Some((clip, w)) => {
-                Some(FloatEncoding::new(self.opts.bits, clip, n, w).map_err(|e| e.0)?)
-            }
-            None => None,
-        };
-        let dim = match &self.opts.dp {
-            Some(dp) => dp.params.masked_dim()?,
-            None if float.is_some() => self.opts.dim + 1,
-            None => self.opts.dim,
+        // With a PKI the round is the roster's: n is its size and ids are key positions.
+        let n = match &self.opts.roster {
+            Some(r) => r.len() as u32,
+            None => joined.len() as u32,
         };
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
-        let opts = RoundOptions {
-            clients: n,
-            dim,
-            bits: self.opts.bits,
-            graph: GraphChoice::Auto,
-            degree: self.opts.degree,
-            threshold: self.opts.threshold,
-            accept_weaker: self.opts.accept_weaker,
-            assumptions: self.opts.assumptions,
-            prg: PrgKind::Aes128Ctr,
-            round_id: 0,
-            round_seed: seed,
-        };
-        let mut p = plan(&opts)?;
-        if let Some(dp) = &self.opts.dp {
-            secagg_sim::dp::require_survivors(&mut p.config, dp.min_survivors)?;
-        }
+        let mut p = plan_round(&self.opts, n, seed)?;
+        let float = input_encoding(&self.opts).float(&p.config)?;
         let dp = match self.round_dp(&p.config) {
             Ok(dp) => dp,
             Err(e) => {
@@ -495,23 +523,36 @@ impl Coordinator {
             "dp": dp.as_ref().map(|d| self.dp_json(d)),
             "stage_timeout_ms": self.opts.stage_timeout.as_millis() as u64,
         });
+        // Each joined client at its id: its roster position, or its place in the lobby.
+        let mut slots: Vec<Option<Lobbied>> = (0..n).map(|_| None).collect();
+        let roster: Vec<[u8; 32]> = match (&self.opts.roster, p.config.pki) {
+            (Some(roster), true) => {
+                for j in joined {
+                    let pos = <[u8; 32]>::try_from(j.identity.as_slice())
+                        .ok()
+                        .and_then(|k| roster.iter().position(|r| *r == k))
+                        .ok_or("a joined client's identity key is not in the roster")?;
+                    if slots[pos].is_some() {
+                        return Err("two joined clients hold the same identity key".into());
+                    }
+                    slots[pos] = Some(j);
+                }
+                roster.clone()
+            }
+            (None, false) => {
+                for (slot, j) in slots.iter_mut().zip(joined) {
+                    *slot = Some(j);
+                }
+                Vec::new()
+            }
+            _ => return Err("a PKI round needs the roster (--pki) and the malicious model".into()),
+        };
         let started_unix_ms = unix_ms();
         let id = self
             .store
             .begin_round(|id| json!({"round_id": id, "parameters": params, "clients": names, "started_unix_ms": started_unix_ms}))
             .map_err(|e| e.to_string())?;
         p.config.round_id = id;
-        let roster: Vec<[u8; 32]> = if p.config.pki {
-            joined
-                .iter()
-                .map(|j| {
-                    <[u8; 32]>::try_from(j.identity.as_slice())
-                        .map_err(|_| "identity key must be 32 bytes".to_string())
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
         let server = ServerRound::new(
             p.config.clone(),
             if p.config.pki {
@@ -522,19 +563,24 @@ impl Coordinator {
             self.opts.stage_timeout.as_millis() as u64,
         )
         .map_err(|e| e.to_string())?;
-        let members: Vec<Member> = joined
+        let members: Vec<Option<Member>> = slots
             .into_iter()
-            .map(|j| Member {
-                conn: j.conn,
-                name: j.name,
-                tx: j.tx,
-                reasm: Reassembler::default(),
+            .map(|j| {
+                j.map(|j| Member {
+                    conn: j.conn,
+                    name: j.name,
+                    tx: j.tx,
+                    reasm: Reassembler::default(),
+                })
             })
             .collect();
         let by_conn = members
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.conn, i as ClientId + 1))
+            .filter_map(|(i, m)| m.as_ref().map(|m| (m.conn, i as ClientId + 1)))
+            .collect();
+        let absent: Vec<ClientId> = (1..=n)
+            .filter(|id| members[*id as usize - 1].is_none())
             .collect();
         log(format!(
             "round {id}: {n} clients, k = {}, t = {}, {:?}",
@@ -556,6 +602,10 @@ impl Coordinator {
             warnings: p.warnings,
         };
         round.server.start(0);
+        // Roster members that did not join are gone from the start.
+        for id in absent {
+            round.server.client_gone(0, id);
+        }
         self.metrics
             .clients_at(Stage::AdvertiseKeys.name(), n as usize);
         self.round = Some(round);
@@ -576,17 +626,11 @@ impl Coordinator {
         }
         let mut lost = Vec::new();
         while let Some((id, bytes)) = r.server.poll_outgoing() {
-            let Some(m) = r.members.get(id as usize - 1) else {
+            let Some(Some(m)) = r.members.get(id as usize - 1) else {
                 continue;
             };
             let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
-                Ok(ServerMessage::RoundStart(c)) => convert::round_start(
-                    &c,
-                    id,
-                    r.float.as_ref(),
-                    self.opts.dp.as_ref().map(|d| &d.params),
-                    &r.roster,
-                ),
+                Ok(ServerMessage::RoundStart(c)) => convert::round_start(&c, id, &r.roster),
                 Ok(msg) => convert::server_frame(&msg, r.id),
                 Err(_) => continue,
             };
@@ -641,7 +685,9 @@ impl Coordinator {
         self.metrics.bytes(true, size);
         let now = r.now_ms();
         let config = r.server.config().clone();
-        let member = &mut r.members[id as usize - 1];
+        let Some(Some(member)) = r.members.get_mut(id as usize - 1) else {
+            return;
+        };
         let msg = match member.reasm.push(id, body, &config) {
             Ok(Some(m)) => m,
             Ok(None) => return,
@@ -658,11 +704,10 @@ impl Coordinator {
         if let Err(e) = r.server.handle_message(now, id, &bytes)
             && let ServerError::Client { reason, .. } = &e
         {
-            log(format!(
-                "round {}: dropped {:?}: {reason}",
-                r.id,
-                r.members[id as usize - 1].name
-            ));
+            let name = r.members[id as usize - 1]
+                .as_ref()
+                .map_or("", |m| m.name.as_str());
+            log(format!("round {}: dropped {name:?}: {reason}", r.id));
         }
         self.flush();
     }
@@ -705,10 +750,9 @@ impl Coordinator {
         let Some(outcome) = r.server.outcome().cloned() else {
             return;
         };
-        let name = |id: ClientId| {
-            r.members
-                .get(id as usize - 1)
-                .map_or(String::new(), |m| m.name.clone())
+        let name = |id: ClientId| match r.members.get(id as usize - 1) {
+            Some(Some(m)) => m.name.clone(),
+            _ => format!("(roster id {id}, not joined)"),
         };
         let dropouts: Vec<Value> = r
             .server
@@ -746,7 +790,7 @@ impl Coordinator {
                 "dp": r.dp.as_ref().map(|d| self.dp_json(d)),
             },
             "warnings": r.warnings,
-            "clients": r.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+            "clients": r.members.iter().flatten().map(|m| m.name.clone()).collect::<Vec<_>>(),
             "dropouts": dropouts,
             "stages": stages,
             "started_unix_ms": r.started_unix_ms,
@@ -835,7 +879,7 @@ impl Coordinator {
         ));
         // Tell dropped clients why, then close every stream of the round.
         for d in r.server.dropouts() {
-            if let Some(m) = r.members.get(d.id as usize - 1) {
+            if let Some(Some(m)) = r.members.get(d.id as usize - 1) {
                 let reason = format!(
                     "dropped at stage {}: {}",
                     d.stage,
@@ -962,12 +1006,61 @@ impl Coordinator {
     }
 }
 
+/// Checks the options before the server listens: the roster (each key once, `clients` its
+/// size), and that a full round can be planned. Returns the fewest joined clients a round
+/// starts with when the join deadline passes.
+pub fn check_options(opts: &ServerOptions) -> Result<u32, String> {
+    if opts.clients < 2 || opts.min_clients < 2 || opts.min_clients > opts.clients {
+        return Err(format!(
+            "need 2 ≤ min_clients ≤ clients, got {} and {}",
+            opts.min_clients, opts.clients
+        ));
+    }
+    let model = opts.assumptions.model;
+    match (&opts.roster, model) {
+        (Some(roster), secagg_core::ThreatModel::Malicious) => {
+            let mut keys = roster.clone();
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return Err(
+                    "the roster lists one identity key at two ids (one party would be several \
+                     clients): each client's key must appear once"
+                        .into(),
+                );
+            }
+            if roster.len() != opts.clients as usize {
+                return Err(format!(
+                    "with a PKI a round is the roster's {} clients (ids are positions in it, as \
+                     every client's own copy has them): clients must be {}, got {}",
+                    roster.len(),
+                    roster.len(),
+                    opts.clients
+                ));
+            }
+        }
+        (None, secagg_core::ThreatModel::HonestButCurious) => {}
+        (None, secagg_core::ThreatModel::Malicious) => {
+            return Err("the malicious-server model needs a PKI roster".into());
+        }
+        (Some(_), secagg_core::ThreatModel::HonestButCurious) => {
+            return Err("a PKI roster is used by the malicious-server model".into());
+        }
+    }
+    let full = plan_round(opts, opts.clients, [0; 32])?;
+    Ok(if opts.roster.is_some() {
+        opts.min_clients.max(full.config.min_clients)
+    } else {
+        opts.min_clients
+    })
+}
+
 /// Runs the server until `rounds` rounds have ended (or forever). `ready` receives the bound
 /// address once the server listens (useful with port 0).
 pub async fn run(
     opts: ServerOptions,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<(), String> {
+    let min_start = check_options(&opts)?;
     let (store, recovered) = Store::open(&opts.data_dir).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let rounds_dir = opts.data_dir.join("rounds");
@@ -1043,6 +1136,7 @@ pub async fn run(
         metrics,
         lobby: Vec::new(),
         lobby_opened: Instant::now(),
+        min_start,
         round: None,
         rounds_done: 0,
         fatal: None,
