@@ -57,8 +57,9 @@ fn key_agreement(c: &mut Criterion) {
     let shared = [3u8; 32];
     let session = [4u8; 32];
     let pt = [5u8; 88];
+    let binding = [6u8; 32];
     c.bench_function("seal_share_bundle", |bch| {
-        bch.iter(|| crypto::seal_shares(&shared, &session, 1, 2, black_box(&pt)))
+        bch.iter(|| crypto::seal_shares(&shared, &session, 1, 2, &binding, black_box(&pt)))
     });
 }
 

@@ -384,8 +384,7 @@ impl AwaitingNeighbours {
         }
         // The session id covers every advertised key of U1 through the Merkle root; mine must
         // be in it, as I advertised it, at my place.
-        let own_leaf =
-            own_entry(c.id, &c.config, &self.enc, &self.mask, &self.self_seed).leaf();
+        let own_leaf = own_entry(c.id, &c.config, &self.enc, &self.mask, &self.self_seed).leaf();
         let index = u1.iter().take_while(|v| *v < c.id).count();
         if !crate::merkle::verify(&own_leaf, index, u1.len(), &key_path, &keys_root) {
             return refuse(String::from(
@@ -619,7 +618,9 @@ impl AwaitingShares {
                 Some(MaskedWith { bitmap, signature })
             }
             (ThreatModel::Malicious, None) => {
-                return Err(ClientError::Misuse("malicious model without an identity key"));
+                return Err(ClientError::Misuse(
+                    "malicious model without an identity key",
+                ));
             }
             _ => None,
         };
@@ -745,7 +746,11 @@ impl AwaitingUnmask {
         let c = &self.common;
         let t = c.config.threshold as usize;
         let graph = Graph::new(c.config.graph, c.config.degree, &self.u1, &self.session);
-        for h in self.held.iter().filter(|h| h.owner != c.id && u3.contains(h.owner)) {
+        for h in self
+            .held
+            .iter()
+            .filter(|h| h.owner != c.id && u3.contains(h.owner))
+        {
             let v = h.owner;
             let Ok(i) = statements.binary_search_by_key(&v, |(id, _)| *id) else {
                 return refuse(format!(

@@ -157,14 +157,22 @@ fn share_aad(session: &SessionId, from: ClientId, to: ClientId, binding: &[u8; 3
 /// of one party in the other's view (encryption key, mask key or commitment) makes every
 /// ciphertext between them fail to open.
 pub fn pair_binding(a: ClientId, leaf_a: &[u8; 32], b: ClientId, leaf_b: &[u8; 32]) -> [u8; 32] {
-    let (lo, hi) = if a <= b { (leaf_a, leaf_b) } else { (leaf_b, leaf_a) };
+    let (lo, hi) = if a <= b {
+        (leaf_a, leaf_b)
+    } else {
+        (leaf_b, leaf_a)
+    };
     hash(&[PROTOCOL_VERSION, b"pair-binding", lo, hi])
 }
 
 /// Encrypts `plaintext` from `from` to `to` under a key derived from their shared secret,
-/// authenticating the session and the pair's [`pair_binding`]. The nonce is fixed: each
-/// (session, pair, direction) key seals one plaintext, and a client that shares again after a
-/// restore seals the same one (its split randomness is [`share_split_rng`]).
+/// authenticating the session and the pair's [`pair_binding`]. The nonce is fixed: an honest
+/// client seals one plaintext per (session, pair, direction) key, and one that shares again
+/// after a restore seals the same plaintext (its split randomness is [`share_split_rng`]), so
+/// no keystream is reused. The associated data may differ in that case (without a PKI a peer
+/// entry can be shown with another mask key), which reuses the Poly1305 one-time key: it lets
+/// whoever holds both tags forge ciphertexts under that key, i.e. only the two parties to it,
+/// who hold the key anyway.
 pub fn seal_shares(
     shared: &[u8; 32],
     session: &SessionId,
@@ -343,7 +351,10 @@ mod tests {
         assert_eq!(bind, pair_binding(2, &lb, 1, &la));
         let ct = seal_shares(&k, &sess, 1, 2, &bind, b"shares");
         assert_eq!(ct.len(), 6 + TAG_LEN);
-        assert_eq!(&open_shares(&k, &sess, 1, 2, &bind, &ct).unwrap()[..], b"shares");
+        assert_eq!(
+            &open_shares(&k, &sess, 1, 2, &bind, &ct).unwrap()[..],
+            b"shares"
+        );
         assert!(open_shares(&k, &sess, 2, 1, &bind, &ct).is_none());
         assert!(open_shares(&k, &[7u8; 32], 1, 2, &bind, &ct).is_none());
         // A substituted entry on either side (e.g. only the mask key) changes the binding.

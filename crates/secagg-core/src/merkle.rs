@@ -87,7 +87,13 @@ impl Tree {
 
 /// Checks that `leaf` is leaf `index` of a tree of `size` leaves with root `root` (RFC 9162
 /// §2.1.3.2). Any malformed input is just `false`.
-pub fn verify(leaf: &[u8; 32], index: usize, size: usize, path: &[[u8; 32]], root: &[u8; 32]) -> bool {
+pub fn verify(
+    leaf: &[u8; 32],
+    index: usize,
+    size: usize,
+    path: &[[u8; 32]],
+    root: &[u8; 32],
+) -> bool {
     if index >= size || path.len() > MAX_PATH_LEN {
         return false;
     }
@@ -132,7 +138,9 @@ mod tests {
     #[test]
     fn roots_match_the_recursive_definition_and_every_path_verifies() {
         for n in 0..70usize {
-            let leaves: Vec<[u8; 32]> = (0..n).map(|i| leaf_hash(&(i as u32).to_le_bytes())).collect();
+            let leaves: Vec<[u8; 32]> = (0..n)
+                .map(|i| leaf_hash(&(i as u32).to_le_bytes()))
+                .collect();
             let t = Tree::new(leaves.clone());
             let root = t.root();
             assert_eq!(root, mth(&leaves), "n = {n}");

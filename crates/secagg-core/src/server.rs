@@ -23,8 +23,8 @@ use crate::error::{Misbehaviour, RoundAborted, ServerError, Stage};
 use crate::graph::Graph;
 use crate::idset::IdSet;
 use crate::messages::{
-    ClientMessage, KeyEntry, MaskedWith, SHARE_CIPHERTEXT_LEN, ServerMessage,
-    client_message_stage, consistency_signed_bytes,
+    ClientMessage, KeyEntry, MaskedWith, SHARE_CIPHERTEXT_LEN, ServerMessage, client_message_stage,
+    consistency_signed_bytes,
 };
 use crate::params::ThreatModel;
 use crate::prg::{MaskSpec, Sign, apply_mask_specs};
@@ -91,6 +91,8 @@ struct Slot {
     mask_key_shares: Vec<Share>,
     /// Malicious model: its signed statement of whom it masked with.
     masked_with: Option<MaskedWith>,
+    /// Rejected after its masked input was summed: when and why, recorded when it leaves.
+    deferred_drop: Option<(Stage, DropReason)>,
 }
 
 /// The server's state for one round.
@@ -253,7 +255,10 @@ impl ServerRound {
             return;
         }
         for id in gone {
-            self.mark_dropped(id, DropReason::Disconnected);
+            match self.slots[id as usize].deferred_drop.take() {
+                Some((stage, reason)) => self.mark_dropped_at(id, stage, reason),
+                None => self.mark_dropped(id, DropReason::Disconnected),
+            }
         }
         if self.stage_complete() {
             self.close_stage(now);
@@ -364,6 +369,8 @@ impl ServerRound {
                 .is_some_and(|s| s >= Stage::MaskedInput)
         {
             self.gone.insert(id);
+            self.slots[id as usize].deferred_drop =
+                Some((self.stage, DropReason::Misbehaved(reason.clone())));
             return ServerError::Client { id, reason };
         }
         self.mark_dropped(id, DropReason::Misbehaved(reason.clone()));
@@ -374,13 +381,13 @@ impl ServerRound {
     }
 
     fn mark_dropped(&mut self, id: ClientId, reason: DropReason) {
+        self.mark_dropped_at(id, self.stage, reason);
+    }
+
+    fn mark_dropped_at(&mut self, id: ClientId, stage: Stage, reason: DropReason) {
         if self.active.remove(id) {
             self.slots[id as usize].dropped = true;
-            self.dropouts.push(Dropout {
-                id,
-                stage: self.stage,
-                reason,
-            });
+            self.dropouts.push(Dropout { id, stage, reason });
         }
     }
 
@@ -717,12 +724,7 @@ impl ServerRound {
                 .neighbours(id)
                 .into_iter()
                 .filter(|v| u3.contains(*v))
-                .filter_map(|v| {
-                    self.slots[v as usize]
-                        .masked_with
-                        .clone()
-                        .map(|s| (v, s))
-                })
+                .filter_map(|v| self.slots[v as usize].masked_with.clone().map(|s| (v, s)))
                 .collect();
             let msg = ServerMessage::UnmaskRequest {
                 u3: u3.clone(),

@@ -184,8 +184,7 @@ fn wrong_vector_length_or_modulus() {
                 mut vector,
                 proof,
                 masked_with,
-            } =
-                ClientMessage::decode(&b, c).unwrap()
+            } = ClientMessage::decode(&b, c).unwrap()
             else {
                 panic!()
             };
@@ -215,8 +214,7 @@ fn wrong_vector_length_or_modulus() {
                 mut vector,
                 proof,
                 masked_with,
-            } =
-                ClientMessage::decode(&b, c).unwrap()
+            } = ClientMessage::decode(&b, c).unwrap()
             else {
                 panic!()
             };

@@ -34,7 +34,11 @@ fn config(model: ThreatModel, graph: GraphKind) -> RoundConfig {
         num_clients: n,
         // The planner's choice: t for an honest-but-curious server; for a malicious one
         // ⌈(1 − δ)n⌉ with δ = 1/8 (one dropout of 8), as `secagg.Server(assumed_dropout=0.125)`.
-        min_clients: if model == ThreatModel::Malicious { 7 } else { t },
+        min_clients: if model == ThreatModel::Malicious {
+            7
+        } else {
+            t
+        },
         degree: k,
         threshold: t,
         graph,

@@ -24,12 +24,12 @@ use super::{
     AwaitingConsistency, AwaitingNeighbours, AwaitingShares, AwaitingUnmask, Client, ClientRound,
     Common, HeldShares, Peer, Policy,
 };
+use crate::ClientId;
 use crate::codec::{Reader, Writer};
 use crate::config::{MAX_CLIENTS, MAX_DIM, RoundConfig};
 use crate::crypto::{DhKeyPair, IdentityKey};
 use crate::error::{CodecError, StateError};
 use crate::idset::IdSet;
-use crate::ClientId;
 use crate::params::{Assumptions, ThreatModel};
 use crate::shamir::{SHARE_LEN, Share};
 
@@ -399,8 +399,7 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
             dropout_fraction: f64::from_bits(r.u64()?),
             model: model_from_byte(r.u8()?)?,
         };
-        if !((0.0..1.0).contains(&a.corrupt_fraction) && (0.0..1.0).contains(&a.dropout_fraction))
-        {
+        if !((0.0..1.0).contains(&a.corrupt_fraction) && (0.0..1.0).contains(&a.dropout_fraction)) {
             return Err(StateError::Inconsistent(
                 "assumed corrupt or dropout fraction not in [0, 1)",
             ));
@@ -546,7 +545,9 @@ fn decode_unmask(r: &mut Reader<'_>, unmask_stage: bool) -> Result<AwaitingUnmas
     let u1 = decode_u1(r, &common)?;
     let u2 = IdSet::decode(r, num_clients)?;
     if !u2.contains(id) || !u2.is_subset(&u1) {
-        return Err(StateError::Inconsistent("I am not in U2, or U2 is not within U1"));
+        return Err(StateError::Inconsistent(
+            "I am not in U2, or U2 is not within U1",
+        ));
     }
     let m = r.count("masked-with", common.config.degree as usize, 4)?;
     let mut masked_with: Vec<ClientId> = Vec::with_capacity(m);
@@ -990,7 +991,10 @@ mod tests {
                 6 + 73 + 40_000 + 2 * 32 + 7 + 4 + 19 * 100 + 2 * 44,
             ),
             // Session, U1, U2, the 19 neighbours masked with, 20 held shares.
-            ("AwaitingUnmask", 6 + 73 + 32 + 7 + 7 + 4 + 19 * 4 + 4 + 20 * 92),
+            (
+                "AwaitingUnmask",
+                6 + 73 + 32 + 7 + 7 + 4 + 19 * 4 + 4 + 20 * 92,
+            ),
             ("Finished", 6),
         ]
         .into_iter()
