@@ -150,8 +150,9 @@ impl InputEncoding {
                 u32::try_from(values).map_err(|_| format!("dimension {values} is too large"))
             }
             // One more element: the weight rides inside the masked vector.
-            InputEncoding::Float { .. } => u32::try_from(values + 1)
-                .map_err(|_| format!("dimension {values} is too large")),
+            InputEncoding::Float { .. } => {
+                u32::try_from(values + 1).map_err(|_| format!("dimension {values} is too large"))
+            }
             InputEncoding::Dp(p) => p.masked_dim(),
         }
     }

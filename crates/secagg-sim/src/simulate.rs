@@ -8,8 +8,8 @@ use secagg_core::server::{Dropout, Outcome};
 use secagg_core::{ClientId, Stage};
 
 use crate::dp::DpParams;
-use crate::input_encoding::InputEncoding;
 use crate::harness::{self, Report, Scenario};
+use crate::input_encoding::InputEncoding;
 use crate::plan::{Plan, RoundOptions, plan};
 
 /// Client inputs.
@@ -505,7 +505,6 @@ fn simulate_dp(
 /// malicious-model simulation exercises every client-side check.
 fn client_policy(o: &RoundOptions) -> Option<secagg_core::client::Policy> {
     let a = o.assumptions;
-    (a.model == secagg_core::ThreatModel::Malicious && !o.accept_weaker).then(|| {
-        secagg_core::client::Policy::malicious(a.corrupt_fraction, a.dropout_fraction)
-    })
+    (a.model == secagg_core::ThreatModel::Malicious && !o.accept_weaker)
+        .then(|| secagg_core::client::Policy::malicious(a.corrupt_fraction, a.dropout_fraction))
 }
