@@ -316,33 +316,39 @@ fn garbage_share_ciphertexts_abort_the_round_cleanly() {
     }
 }
 
+/// An UnmaskShares message with `delta` added to field element `chunk` of every share: valid
+/// field elements, wrong values.
+fn corrupt_unmask_shares(bytes: &[u8], cfg: &RoundConfig, chunk: usize, delta: u64) -> Vec<u8> {
+    let ClientMessage::UnmaskShares {
+        self_mask,
+        mask_key,
+    } = ClientMessage::decode(bytes, cfg).unwrap()
+    else {
+        panic!("not an UnmaskShares message")
+    };
+    let bump = |v: Vec<(ClientId, Share)>| {
+        v.into_iter()
+            .map(|(o, s)| {
+                let mut y = s.y;
+                y[chunk] = (y[chunk] + delta) % secagg_core::shamir::MODULUS;
+                (o, Share { x: s.x, y })
+            })
+            .collect()
+    };
+    ClientMessage::UnmaskShares {
+        self_mask: bump(self_mask),
+        mask_key: bump(mask_key),
+    }
+    .encode()
+}
+
 #[test]
 fn shares_that_do_not_reconstruct_are_detected_and_routed_around() {
     // In unmasking, the attacker corrupts every share it reveals (valid field elements, wrong
     // values). Each secret still has a consistent t-subset among the others' shares; the server
     // checks reconstructions against the owners' commitments and finds it.
     let r = attack(ThreatModel::HonestButCurious, 32, Stage::Unmask, |b, c| {
-        let ClientMessage::UnmaskShares {
-            self_mask,
-            mask_key,
-        } = ClientMessage::decode(&b, c).unwrap()
-        else {
-            panic!()
-        };
-        let bump = |v: Vec<(ClientId, Share)>| {
-            v.into_iter()
-                .map(|(o, s)| {
-                    let mut y = s.y;
-                    y[0] = (y[0] + 1) % secagg_core::shamir::MODULUS;
-                    (o, Share { x: s.x, y })
-                })
-                .collect()
-        };
-        ClientMessage::UnmaskShares {
-            self_mask: bump(self_mask),
-            mask_key: bump(mask_key),
-        }
-        .encode()
+        corrupt_unmask_shares(&b, c, 0, 1)
     });
     let Outcome::Released {
         aggregate,
@@ -379,27 +385,7 @@ fn two_bad_share_holders_are_corrected_not_an_abort() {
         if st != Stage::Unmask || (id != 2 && id != 5) {
             return bytes;
         }
-        let ClientMessage::UnmaskShares {
-            self_mask,
-            mask_key,
-        } = ClientMessage::decode(&bytes, &cfg).unwrap()
-        else {
-            panic!()
-        };
-        let bump = |v: Vec<(ClientId, Share)>| {
-            v.into_iter()
-                .map(|(o, s)| {
-                    let mut y = s.y;
-                    y[1] = (y[1] + 7) % secagg_core::shamir::MODULUS;
-                    (o, Share { x: s.x, y })
-                })
-                .collect()
-        };
-        ClientMessage::UnmaskShares {
-            self_mask: bump(self_mask),
-            mask_key: bump(mask_key),
-        }
-        .encode()
+        corrupt_unmask_shares(&bytes, &cfg, 1, 7)
     }));
     let r = run(sc, inputs.clone()).unwrap();
     let Outcome::Released {
