@@ -284,7 +284,9 @@ pub struct ClientArgs {
     /// This client's own privacy budget: it takes part only in rounds with distributed DP
     /// noise, charges each at sampling rate 1 in the ledger under --state-dir before sending
     /// its update, and refuses a round that would take its ε past this.
-    #[arg(long, requires = "state_dir")]
+    /// Needs --dp-honest-clients: each round is charged at the noise that many honest
+    /// survivors add, not at the announced multiplier (fake clients would shrink it).
+    #[arg(long, requires = "state_dir", requires = "dp_honest_clients")]
     pub dp_budget_epsilon: Option<f64>,
     /// δ of the client's privacy budget.
     #[arg(long, default_value_t = 1e-5, requires = "dp_budget_epsilon")]
@@ -309,10 +311,11 @@ pub struct ClientArgs {
     /// Take part only in rounds with distributed DP noise of at least this noise multiplier.
     #[arg(long)]
     pub dp_min_noise_multiplier: Option<f64>,
-    /// With --dp-min-noise-multiplier: count only on this many honest survivors' noise (a
-    /// malicious server with fake clients could otherwise split the noise over many of them
-    /// and shrink each honest share).
-    #[arg(long, requires = "dp_min_noise_multiplier")]
+    /// With --dp-min-noise-multiplier or --dp-budget-epsilon: count only on this many honest
+    /// survivors' noise (a malicious server with fake clients could otherwise split the noise
+    /// over many of them and shrink each honest share); the floor is checked and the budget
+    /// charged at the multiplier they reach.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub dp_honest_clients: Option<u32>,
 }
 
@@ -429,11 +432,21 @@ fn client_guard(a: &ClientArgs) -> Result<ClientGuard, String> {
         Some(d) => ClientState::open(d)?,
         None => ClientState::in_memory(),
     };
+    if a.dp_honest_clients.is_some()
+        && a.dp_min_noise_multiplier.is_none()
+        && a.dp_budget_epsilon.is_none()
+    {
+        return Err(String::from(
+            "--dp-honest-clients needs --dp-min-noise-multiplier or --dp-budget-epsilon",
+        ));
+    }
     let dp_budget = match a.dp_budget_epsilon {
         Some(epsilon) => {
             let b = DpBudget {
                 epsilon,
                 delta: a.dp_budget_delta,
+                // clap requires --dp-honest-clients with --dp-budget-epsilon.
+                honest_clients: a.dp_honest_clients.unwrap_or(1),
             };
             b.validate()
                 .map_err(|e| format!("--dp-budget-epsilon/--dp-budget-delta: {e}"))?;

@@ -1638,6 +1638,8 @@ fn clients_refuse_rounds_that_are_not_what_they_were_asked_for() {
             state.to_str().unwrap(),
             "--dp-budget-epsilon",
             "1",
+            "--dp-honest-clients",
+            "1000",
         ],
     );
     let e = fails(with_identity);
@@ -1692,7 +1694,10 @@ fn client_usage_errors_say_what_to_add() {
     let e = run(&["--roster", roster.to_str().unwrap()]);
     assert!(e.contains("give this client's --identity"), "{e}");
     let e = run(&["--dp-budget-epsilon", "1"]);
-    assert!(e.contains("--state-dir"), "{e}");
+    assert!(
+        e.contains("--state-dir") && e.contains("--dp-honest-clients"),
+        "{e}"
+    );
     let e = run(&["--assumed-dropout", "1.5"]);
     assert!(e.contains("--assumed-dropout must be in [0, 1)"), "{e}");
 }
@@ -1863,6 +1868,9 @@ fn a_client_dp_budget_refuses_the_round_that_would_exceed_it() {
                 state.to_str().unwrap(),
                 "--dp-budget-epsilon",
                 budget,
+                // At least the round's min_clients: charged at the announced multiplier.
+                "--dp-honest-clients",
+                "1000",
                 "--rounds",
                 rounds,
             ],

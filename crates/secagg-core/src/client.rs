@@ -295,6 +295,13 @@ impl Client {
                     c.num_clients
                 ));
             }
+            (Some(_), Some(_), true) if c.model != ThreatModel::Malicious => {
+                return bad(String::from(
+                    "the round uses my identity key but is honest-but-curious: without the \
+                     consistency check a deviating server could collect both secrets of a peer, \
+                     so a client with an identity takes part only in malicious-model rounds",
+                ));
+            }
             (Some(_), Some(_), true) => {}
             (None, _, true) | (_, None, true) => {
                 return bad(String::from(

@@ -521,7 +521,7 @@ fn accept_round_start(
         (None, _) => None,
         (Some(b), Some(p)) if p.placement == NoisePlacement::Distributed => {
             // The client cannot verify the server's sampling: every round counts in full.
-            let cost = p.round_cost(c, 1.0).map_err(|e| {
+            let cost = p.client_charge(c, b.honest_clients).map_err(|e| {
                 misbehaved(format!(
                     "announced DP parameters that cannot be costed: {e}"
                 ))

@@ -38,6 +38,9 @@ pub struct DpBudget {
     pub epsilon: f64,
     /// δ at which ε is computed.
     pub delta: f64,
+    /// The honest survivors whose noise the client counts on: rounds are charged at the
+    /// noise multiplier h of them reach (`DpParams::client_charge`), not the announced one.
+    pub honest_clients: u32,
 }
 
 impl DpBudget {
@@ -358,6 +361,7 @@ mod tests {
         let budget = DpBudget {
             epsilon: (one + two) / 2.0,
             delta: 1e-5,
+            honest_clients: 1,
         };
         let after = s.dp_charge("http://a", 1, &cost(), &budget).unwrap();
         assert!((after - one).abs() < 1e-12);
@@ -391,6 +395,7 @@ mod tests {
             &DpBudget {
                 epsilon: 100.0,
                 delta: 1e-5,
+                honest_clients: 1,
             },
         )
         .unwrap();

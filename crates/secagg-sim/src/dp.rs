@@ -103,6 +103,22 @@ impl DpParams {
         let enc = self.encoding(c)?;
         pipeline_round(&self.setup(c), &enc, sampling_rate, 1).map_err(|e| e.0)
     }
+
+    /// What a round costs a client that counts only on `honest_clients` honest survivors'
+    /// noise: the round at the effective multiplier z·√(min(h, m)/m) (m = `min_clients`) and
+    /// sampling rate 1. A server that invites fake clients shrinks every honest share of the
+    /// noise; charging at the announced z would let it spend far more than the ledger says.
+    pub fn client_charge(&self, c: &RoundConfig, honest_clients: u32) -> Result<Round, String> {
+        let floor = DpFloor {
+            min_noise_multiplier: f64::MIN_POSITIVE,
+            honest_clients: Some(honest_clients.max(1)),
+        };
+        let effective = DpParams {
+            noise_multiplier: floor.effective_noise_multiplier(self, c),
+            ..*self
+        };
+        effective.round_cost(c, 1.0)
+    }
 }
 
 /// A client's own floor on the DP noise of the rounds it joins: a server cannot talk it into
@@ -218,6 +234,33 @@ pub fn epsilon_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_charge_counts_only_on_its_honest_clients() {
+        let p = DpParams {
+            noise: secagg_dp::pipeline::NoiseKind::DiscreteGaussian,
+            placement: secagg_dp::pipeline::NoisePlacement::Distributed,
+            noise_multiplier: 1.0,
+            clip: 1.0,
+            beta: DEFAULT_BETA,
+            dim: 8,
+        };
+        let c = config(100);
+        let eps = |r: Round| {
+            Accountant::new()
+                .composed(&r)
+                .epsilon(1e-5)
+                .unwrap()
+                .epsilon
+        };
+        let announced = eps(p.round_cost(&c, 1.0).unwrap());
+        // h ≥ m: the announced multiplier.
+        assert!((eps(p.client_charge(&c, 100).unwrap()) - announced).abs() < 1e-9);
+        assert!((eps(p.client_charge(&c, 5000).unwrap()) - announced).abs() < 1e-9);
+        // 10 honest of 100: z·√0.1, a much larger ε.
+        let ten = eps(p.client_charge(&c, 10).unwrap());
+        assert!(ten > 3.0 * announced, "{ten} vs {announced}");
+    }
 
     fn config(min_clients: u32) -> RoundConfig {
         RoundConfig {

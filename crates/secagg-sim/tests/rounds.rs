@@ -191,3 +191,22 @@ fn a_rolled_back_client_shares_the_same_ciphertexts_again() {
     };
     assert_eq!(share_with(1), share_with(99));
 }
+
+/// A client that holds an identity key refuses a round that uses the PKI but runs the
+/// honest-but-curious model (no consistency check): a downgrade a malicious server could use to
+/// collect both secrets of a peer from split survivor sets.
+#[test]
+fn a_client_with_an_identity_refuses_an_honest_but_curious_round_with_a_pki() {
+    let mut cfg = config(6, 5, 3, ThreatModel::HonestButCurious);
+    cfg.pki = true;
+    let r = run(Scenario::new(cfg, 3), inputs(6, 50, 32)).unwrap();
+    assert!(matches!(r.outcome, Outcome::Aborted(_)), "{:?}", r.outcome);
+    assert_eq!(r.client_errors.len(), 6, "{:?}", r.client_errors);
+    assert!(
+        r.client_errors
+            .iter()
+            .all(|(_, e)| e.to_string().contains("honest-but-curious")),
+        "{:?}",
+        r.client_errors
+    );
+}
