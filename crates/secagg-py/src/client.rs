@@ -483,14 +483,21 @@ impl Client {
         }
     }
 
-    /// Restores a client saved by `export_state`, ready for the round's next message.
+    /// Restores a client saved by `export_state`, ready for the round's next message. A DP
+    /// round saved before its masked input was sent needs `dp_ledger=` (charged when the
+    /// masked input is ready) or `no_dp_ledger=True` (a client that keeps no budget): the
+    /// state does not record whether the client had a ledger, and a restore that silently
+    /// skipped the charge would release an update the budget never counted.
     #[staticmethod]
-    #[pyo3(signature = (state, *, seed=None, insecure_test_seed=false, dp_ledger=None))]
+    #[pyo3(signature = (
+        state, *, seed=None, insecure_test_seed=false, dp_ledger=None, no_dp_ledger=false
+    ))]
     fn from_state(
         state: &[u8],
         seed: Option<&Bound<'_, PyAny>>,
         insecure_test_seed: bool,
         dp_ledger: Option<Py<PyAny>>,
+        no_dp_ledger: bool,
     ) -> PyResult<Self> {
         let round = ClientRound::import_state(state)
             .map_err(|e| PyValueError::new_err(format!("Client.from_state: {e}")))?;
@@ -500,6 +507,30 @@ impl Client {
                  restore",
             ));
         };
+        if dp_ledger.is_some() && no_dp_ledger {
+            return Err(PyValueError::new_err(
+                "Client.from_state: dp_ledger= and no_dp_ledger=True contradict each other",
+            ));
+        }
+        let before_upload = matches!(
+            round,
+            ClientRound::New(_)
+                | ClientRound::AwaitingNeighbours(_)
+                | ClientRound::AwaitingShares(_)
+        );
+        let dp_round = round
+            .config()
+            .map(|c| matches!(InputEncoding::of(c), Ok(InputEncoding::Dp(_))))
+            .unwrap_or(false);
+        if dp_round && before_upload && dp_ledger.is_none() && !no_dp_ledger {
+            return Err(PyValueError::new_err(
+                "Client.from_state: the state is a DP round whose masked input is not sent yet; \
+                 give dp_ledger= (the client's secagg.dp.ClientLedger, charged before the masked \
+                 input leaves) or, for a client that keeps no privacy budget, no_dp_ledger=True. \
+                 Restored without either, a client with a budget would release its update \
+                 uncharged",
+            ));
+        }
         Ok(Self {
             id,
             config: round.config().cloned(),

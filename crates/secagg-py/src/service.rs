@@ -88,9 +88,9 @@ pub fn connect(
     dp_budget_delta: f64,
 ) -> PyResult<ServiceClient> {
     let honest_clients: Option<u32> = opt_count(honest_clients, "honest_clients")?;
-    if honest_clients.is_some() && min_noise_multiplier.is_none() {
+    if honest_clients.is_some() && min_noise_multiplier.is_none() && dp_budget_epsilon.is_none() {
         return Err(PyValueError::new_err(
-            "honest_clients goes with min_noise_multiplier: give both, or neither",
+            "honest_clients goes with min_noise_multiplier or dp_budget_epsilon",
         ));
     }
     if honest_clients == Some(0) {
@@ -161,9 +161,30 @@ pub fn connect(
     }
     let dp_budget = dp_budget_epsilon
         .map(|epsilon| {
+            // As `secagg client --dp-budget-epsilon` requires: a ledger kept in memory is
+            // gone with the process (a restart would reset the budget), and a round is
+            // charged at the noise the client's own honest survivors reach, not at what a
+            // server with fake clients announces.
+            if state_dir.is_none() {
+                return Err(PyValueError::new_err(
+                    "dp_budget_epsilon needs state_dir=: the privacy ledger must outlive this \
+                     process (kept in memory only, a restarted client would start its budget \
+                     again, and a server could average its noise away over many rounds)",
+                ));
+            }
+            let Some(h) = honest_clients else {
+                return Err(PyValueError::new_err(
+                    "dp_budget_epsilon needs honest_clients=: the honest survivors whose noise \
+                     this client counts on. Each client adds 1/m of the noise, m the round's \
+                     min_clients; a server with fake clients can announce a large m, so every \
+                     round is charged at the noise multiplier z*sqrt(min(h, m)/m) that h honest \
+                     clients reach, not at the z the server announces",
+                ));
+            };
             let b = DpBudget {
                 epsilon,
                 delta: dp_budget_delta,
+                honest_clients: h,
             };
             b.validate().map(|()| b).map_err(PyValueError::new_err)
         })

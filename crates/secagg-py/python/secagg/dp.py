@@ -7,8 +7,10 @@ wrap mod 2^bits), amplified by Poisson sampling of clients, composed over rounds
 to (ε, δ). The same code as ``secagg dp epsilon`` / ``secagg dp plan``.
 """
 
+import copy
 import math
 import os
+import sys
 from typing import Any, Optional, Union
 
 from . import _secagg, _state_file
@@ -153,10 +155,15 @@ class ClientLedger:
     """A client's own privacy ledger: the DP rounds it contributed to, and the ε they cost it.
 
     A server's ledger is the server's word; a client cannot check it, nor that the server
-    really sampled clients. So a client that adds DP noise keeps its own: each round it
-    contributes to is charged at sampling rate 1 (no amplification; the ε that holds against
-    the server), composed in Rényi DP (:class:`Accountant`) with every round before, and a
-    round that would take ε at ``delta`` past ``epsilon_budget`` is refused. A round without
+    really sampled clients, nor how many of the round's clients are real. So a client that
+    adds DP noise keeps its own: each round it contributes to is charged at sampling rate 1 (no
+    amplification; the ε that holds against the server) and at the noise its
+    ``honest_clients`` = h honest survivors alone add: each client adds 1/m of the noise
+    variance (m the round's ``min_clients``), so a server with fake clients leaves
+    z·√(min(h, m)/m) of the announced multiplier z (:meth:`Floor.effective_noise_multiplier`,
+    the charge ``secagg client --dp-budget-epsilon --dp-honest-clients`` makes). The charge is
+    composed in Rényi DP (:class:`Accountant`) with every round before, and a round that would
+    take ε at ``delta`` past ``epsilon_budget`` is refused. A round without
     DP noise (ε = ∞ for the update) and a round with central noise (the server sees the
     un-noised sum) are refused too. A malicious server can no longer average the noise of
     many rounds away: the client stops answering once its budget is spent.
@@ -164,18 +171,22 @@ class ClientLedger:
     :class:`secagg.Client` takes one (``Client(..., dp_ledger=ledger)``): it calls
     :meth:`check` when the round starts (before its keys are advertised) and :meth:`charge`
     when its masked input is ready, before :meth:`secagg.Client.handle` returns it; either
-    raising :class:`secagg.ServerRefused` stops the client. The Flower mod keeps the same
-    record in ``context.state`` (``make_secagg_mod(dp_budget_epsilon=...)``).
+    raising :class:`secagg.ServerRefused` stops the client. The Flower mod keeps one in a
+    file under its ``state_dir`` (``make_secagg_mod(dp_budget_epsilon=..., state_dir=...)``).
 
     Args:
         epsilon_budget: the ε this client's updates may cost in total, at ``delta``.
         delta: δ of the (ε, δ) guarantee.
+        honest_clients: h ≥ 1, the honest survivors whose noise this client counts on
+            (required: without it a server that adds fake clients would spend far more than
+            the ledger records). h ≥ every round's ``min_clients`` charges the announced z.
         path: a JSON file to keep the ledger in (created at the first charge, written
-            durably before :meth:`charge` returns). ``None``: in memory only.
+            durably before :meth:`charge` returns). ``None``: in memory only, gone with the
+            process: a budget that must hold across restarts needs a path.
 
     Raises:
-        ValueError: a budget or δ out of range, or a file that is not a consistent ledger
-            (a corrupt ledger is never read as empty).
+        ValueError: a budget, δ or ``honest_clients`` out of range or missing, or a file that
+            is not a consistent ledger (a corrupt ledger is never read as empty).
     """
 
     def __init__(
@@ -183,14 +194,18 @@ class ClientLedger:
         epsilon_budget: float,
         delta: float = 1e-5,
         *,
+        honest_clients: Optional[int] = None,
         path: Optional[Union[str, "os.PathLike[str]"]] = None,
     ) -> None:
         if not _number(epsilon_budget) or not epsilon_budget > 0:
             raise ValueError(f"epsilon_budget must be a number > 0, got {epsilon_budget!r}")
         if not _number(delta) or not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), e.g. 1e-5, got {delta!r}")
+        self.honest_clients = _honest_clients(honest_clients)
         self.epsilon_budget = float(epsilon_budget)
         self.delta = float(delta)
+        # Counts only h honest survivors' noise; the floor itself (tiny) never refuses.
+        self._honest = Floor(sys.float_info.min, honest_clients=self.honest_clients)
         self._path = path
         self._spent = Accountant()
         self._rounds: list[int] = []
@@ -201,14 +216,20 @@ class ClientLedger:
 
     @classmethod
     def from_record(
-        cls, record: Optional[dict[str, Any]], epsilon_budget: float, delta: float = 1e-5
+        cls,
+        record: Optional[dict[str, Any]],
+        epsilon_budget: float,
+        delta: float = 1e-5,
+        *,
+        honest_clients: Optional[int] = None,
     ) -> "ClientLedger":
-        """A ledger from :meth:`to_record`'s dict (``None``: nothing spent).
+        """A ledger from :meth:`to_record`'s dict (``None``: nothing spent), in memory.
 
         Raises:
-            ValueError: the record is malformed or inconsistent.
+            ValueError: the record is malformed or inconsistent, or ``honest_clients`` is
+                missing.
         """
-        ledger = cls(epsilon_budget, delta)
+        ledger = cls(epsilon_budget, delta, honest_clients=honest_clients)
         if record is not None:
             ledger._spent, ledger._rounds = _read_record(record, "the client's DP ledger")
         return ledger
@@ -275,23 +296,51 @@ class ClientLedger:
             )
         if round_id in self._rounds:
             raise ServerRefused(f"round {round_id} was already charged to this client's ledger")
-        encoding = _secagg.DpEncoding(config)
-        after = self._spent.composed(encoding, sampling_rate=1.0)
+        after = self._spent.composed(self._charged_encoding(config), sampling_rate=1.0)
         epsilon = float(after.epsilon(self.delta))
         if epsilon > self.epsilon_budget:
             raise ServerRefused(
                 f"privacy budget: this client has spent ε = {self.epsilon:.4f} over "
                 f"{len(self._rounds)} rounds; round {round_id} would bring it to {epsilon:.4f} > "
                 f"its budget {self.epsilon_budget} (δ = {self.delta}, every round counted at "
-                "sampling rate 1)"
+                f"sampling rate 1 and at the noise of {self.honest_clients} honest clients)"
             )
         return after, epsilon, int(round_id)
+
+    def effective_noise_multiplier(self, config: dict[str, Any]) -> float:
+        """The noise multiplier this ledger charges the round with configuration ``config``
+        at: z·√(min(h, m)/m), z the announced multiplier, m its ``min_clients``, h
+        ``honest_clients`` (:meth:`Floor.effective_noise_multiplier`)."""
+        return float(self._honest.effective_noise_multiplier(config))
+
+    def _charged_encoding(self, config: dict[str, Any]) -> Any:
+        """The round's DP encoding at the effective multiplier: what the accountant charges
+        (as ``DpParams::client_charge`` does for the gRPC client)."""
+        _secagg.DpEncoding(config)  # the round as announced must be a valid DP round
+        charged = copy.deepcopy(config)
+        charged["dp"]["noise_multiplier"] = self.effective_noise_multiplier(config)
+        return _secagg.DpEncoding(charged)
 
     def __repr__(self) -> str:
         return (
             f"ClientLedger(epsilon={self.epsilon:.4f} of {self.epsilon_budget}, "
-            f"delta={self.delta}, rounds={len(self._rounds)})"
+            f"delta={self.delta}, honest_clients={self.honest_clients}, "
+            f"rounds={len(self._rounds)})"
         )
+
+
+def _honest_clients(value: object) -> int:
+    if value is None:
+        raise ValueError(
+            "a DP budget needs honest_clients=h: the honest survivors whose noise this client "
+            "counts on. Each client adds 1/m of the noise variance, m the round's min_clients; "
+            "a server with fake clients can announce a large m, so the round is charged at the "
+            "noise multiplier z·√(min(h, m)/m) that h honest clients reach, not at the z the "
+            "server announces"
+        )
+    if type(value) is not int or value < 1:  # pylint: disable=unidiomatic-typecheck
+        raise ValueError(f"honest_clients must be an int ≥ 1, got {value!r}")
+    return value
 
 
 def _number(value: object) -> bool:
