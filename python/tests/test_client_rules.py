@@ -351,7 +351,7 @@ def test_a_client_ledger_refuses_the_round_that_would_exceed_its_budget(tmp_path
     masked input."""
     path = tmp_path / "ledger.json"
     budget = (_epsilon(2) + _epsilon(3)) / 2
-    ledger = _Watched(budget, 1e-5, path=path)
+    ledger = _Watched(budget, 1e-5, honest_clients=3, path=path)
     rng = np.random.default_rng(3)
     for round_id in (1, 2, 3):
         server = _dp_server(round_id)
@@ -375,7 +375,7 @@ def test_a_client_ledger_refuses_the_round_that_would_exceed_its_budget(tmp_path
             assert clients[1].failed
     assert ledger.rounds == [1, 2] and len(ledger.at_charge) == 2
     # The ledger on disk is the same, and a fresh process reading it refuses round 3 as well.
-    again = secagg.dp.ClientLedger(budget, 1e-5, path=path)
+    again = secagg.dp.ClientLedger(budget, 1e-5, honest_clients=3, path=path)
     assert again.rounds == [1, 2] and again.epsilon == pytest.approx(_epsilon(2), rel=1e-9)
     with pytest.raises(secagg.ServerRefused, match="privacy budget"):
         again.check(_dp_server(3).config)
@@ -387,7 +387,7 @@ def test_a_client_ledger_refuses_the_round_that_would_exceed_its_budget(tmp_path
 
 
 def test_a_client_ledger_refuses_rounds_it_cannot_charge(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ledger = secagg.dp.ClientLedger(100.0)
+    ledger = secagg.dp.ClientLedger(100.0, honest_clients=3)
     for server, why in [
         (secagg.Server(clients=3, dim=8, clip=1.0, max_weight=1), "without DP noise"),
         (_dp_server(4, dp_central=True), "central DP noise"),
@@ -411,7 +411,106 @@ def test_a_client_ledger_refuses_rounds_it_cannot_charge(tmp_path) -> None:  # t
     ):
         path.write_text(json.dumps({**record, **change}))
         with pytest.raises(ValueError):
-            secagg.dp.ClientLedger(100.0, path=path)
-    for bad in ({"epsilon_budget": 0.0}, {"epsilon_budget": 1.0, "delta": 1.0}):
+            secagg.dp.ClientLedger(100.0, honest_clients=3, path=path)
+    for bad in (
+        {"epsilon_budget": 0.0, "honest_clients": 3},
+        {"epsilon_budget": 1.0, "delta": 1.0, "honest_clients": 3},
+        {"epsilon_budget": 1.0, "honest_clients": 0},
+        {"epsilon_budget": 1.0, "honest_clients": True},
+    ):
         with pytest.raises(ValueError):
             secagg.dp.ClientLedger(**bad)
+
+
+def test_a_client_ledger_needs_its_honest_clients() -> None:
+    """Without h the ledger would charge at the z the server announces, which a server with
+    fake clients inflates: refused, saying why."""
+    with pytest.raises(ValueError, match="honest_clients=h.*fake clients"):
+        secagg.dp.ClientLedger(10.0)
+    with pytest.raises(ValueError, match="honest_clients=h"):
+        secagg.dp.ClientLedger.from_record(None, 10.0)
+
+
+def test_a_client_ledger_charges_the_noise_of_its_honest_clients() -> None:
+    """A round sized for m = 3 survivors, charged by clients counting on h = 3, 2, 1 honest
+    ones: the charge is the accountant's cost at z·√(h/m), larger the fewer h."""
+    config = _dp_server(1).config
+    z, m = config["dp"]["noise_multiplier"], config["min_clients"]
+    charged = {}
+    for h in (1, 2, 3, 10):
+        ledger = secagg.dp.ClientLedger(1e6, honest_clients=h)
+        assert ledger.effective_noise_multiplier(config) == pytest.approx(
+            z * (min(h, m) / m) ** 0.5
+        )
+        charged[h] = ledger.charge(config)
+    assert charged[1] > charged[2] > charged[3] == pytest.approx(_epsilon(1), rel=1e-9)
+    assert charged[10] == charged[3]
+    # The cost at the effective multiplier is that of a round announcing it.
+    low = _dp_server(1, dp_noise_multiplier=z * (1 / m) ** 0.5).config
+    expected = secagg.dp.Accountant().composed(secagg.DpEncoding(low)).epsilon(1e-5)
+    assert charged[1] == pytest.approx(expected, rel=1e-9)
+    # A budget that one round at z fits but one at z·√(1/3) does not.
+    budget = (charged[1] + charged[3]) / 2
+    secagg.dp.ClientLedger(budget, honest_clients=3).check(config)
+    with pytest.raises(secagg.ServerRefused, match="privacy budget"):
+        secagg.dp.ClientLedger(budget, honest_clients=1).check(config)
+
+
+def _dp_client_saved_before_upload(round_id: int):  # type: ignore[no-untyped-def]
+    server = _dp_server(round_id)
+    server.start(0)
+    ledger = secagg.dp.ClientLedger(100.0, honest_clients=3)
+    client = secagg.Client(1, np.zeros(8), dp_ledger=ledger)
+    client.handle(dict(server.outgoing())[1])
+    return client.export_state(), ledger
+
+
+def test_restoring_a_dp_round_before_its_upload_needs_the_ledger() -> None:
+    """A DP client saved before its masked input and restored without its ledger would
+    release its update uncharged: refused unless dp_ledger= or no_dp_ledger=True is given."""
+    saved, ledger = _dp_client_saved_before_upload(7)
+    with pytest.raises(ValueError, match="dp_ledger=.*no_dp_ledger=True"):
+        secagg.Client.from_state(saved)
+    with pytest.raises(ValueError, match="contradict"):
+        secagg.Client.from_state(saved, dp_ledger=ledger, no_dp_ledger=True)
+    restored = secagg.Client.from_state(saved, dp_ledger=ledger)
+    assert restored.stage == "share"
+    secagg.Client.from_state(saved, no_dp_ledger=True)  # a client that keeps no budget
+    # A non-DP round restores as before.
+    server = secagg.Server(clients=3, dim=4)
+    server.start(0)
+    client = secagg.Client(1, np.zeros(4, np.uint32))
+    client.handle(dict(server.outgoing())[1])
+    secagg.Client.from_state(client.export_state())
+
+
+def test_a_dp_client_restored_with_its_ledger_is_charged() -> None:
+    """Saved and restored before every message, the client with its ledger still charges
+    the round before the masked input leaves."""
+    rng = np.random.default_rng(11)
+    server = _dp_server(12)
+    ledger = secagg.dp.ClientLedger(100.0, honest_clients=3)
+
+    class Restored:
+        def __init__(self) -> None:
+            self.client = secagg.Client(1, rng.normal(0, 0.1, 8), dp_ledger=ledger)
+
+        def handle(self, msg):  # type: ignore[no-untyped-def]
+            reply = self.client.handle(msg)
+            if not (self.client.finished or self.client.failed):
+                self.client = secagg.Client.from_state(
+                    self.client.export_state(), dp_ledger=ledger
+                )
+            return reply
+
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(self.client, name)
+
+    clients = {
+        1: Restored(),
+        2: secagg.Client(2, rng.normal(0, 0.1, 8)),
+        3: secagg.Client(3, rng.normal(0, 0.1, 8)),
+    }
+    _, stopped = _drive(server, clients)
+    assert not stopped and server.aborted is None
+    assert ledger.rounds == [12]

@@ -9,6 +9,7 @@ server sent one node (the bytes a node receives are all the server controls), or
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -317,6 +318,9 @@ def test_bad_threat_options_say_what_to_change() -> None:
         ({"min_clients": 1}, "min_clients must be an int ≥ 2"),
         ({"seed": 1}, "tests only"),
         ({"dp_budget_epsilon": 0.0}, "epsilon_budget must be"),
+        ({"dp_budget_epsilon": 1.0, "honest_clients": 3}, "needs state_dir="),
+        ({"dp_budget_epsilon": 1.0, "state_dir": "/tmp/x"}, "needs honest_clients=h"),
+        ({"honest_clients": 3}, "honest_clients goes with"),
     ]:
         with pytest.raises(ValueError, match=match):
             make_secagg_mod(**kw)
@@ -334,21 +338,35 @@ def _dp_epsilon(z: float, rounds: int) -> float:
     )
 
 
-def test_a_node_budget_refuses_the_round_that_would_exceed_it() -> None:
+def _node_dirs(tmp_path):  # type: ignore[no-untyped-def]
+    """Each node's own state directory, by partition (stable across runs, as a SuperNode's
+    local disk is)."""
+    return lambda ctx: tmp_path / f"node-{ctx.node_config['partition-id']}"
+
+
+def _node_ledger(tmp_path, partition: int):  # type: ignore[no-untyped-def]
+    path = tmp_path / f"node-{partition}" / "secagg-dp-ledger.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_a_node_budget_refuses_the_round_that_would_exceed_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The server's ledger allows any number of rounds (a malicious server's would); each
-    node keeps its own in context.state, charges each round before its masked update leaves,
-    and refuses, before training, the round that would take it past its budget."""
+    node keeps its own in a file under its state_dir, charges each round before its masked
+    update leaves, and refuses, before training, the round that would take it past its
+    budget."""
     z = 1.0
     dp = DpConfig(noise_multiplier=z, clipping_norm=1.0, epsilon_budget=float("inf"),
                   min_survivors=5)
     budget = (_dp_epsilon(z, 2) + _dp_epsilon(z, 3)) / 2
-    mod = make_secagg_mod(dp_budget_epsilon=budget)
+    mod = make_secagg_mod(
+        dp_budget_epsilon=budget, honest_clients=5, state_dir=_node_dirs(tmp_path)
+    )
     charged_at: list[tuple[str, list[str]]] = []
 
     def tap(partition: int, msg: Message, reply: Message | None) -> None:
         if partition != 0 or reply is None or reply.has_error():
             return
-        ledger = grid.node_state(0).config_records.get(rk.CLIENT_LEDGER_RECORD)
+        ledger = _node_ledger(tmp_path, 0)
         charged_at.append((msg.metadata.group_id, [] if ledger is None else ledger["rounds"]))
 
     grid = InProcessGrid(_client_app([mod]), N, seed=8, observe=tap)
@@ -368,8 +386,10 @@ def test_a_node_budget_refuses_the_round_that_would_exceed_it() -> None:
     assert all("privacy budget" in e for e in r3.errors) and len(r3.errors) == N
     assert sorted(TRAINED) == sorted((p, "?") for p in range(N) for _ in range(2))
     for p in range(N):
-        ledger = grid.node_state(p).config_records[rk.CLIENT_LEDGER_RECORD]
+        ledger = _node_ledger(tmp_path, p)
         assert ledger["rounds"] == ["1", "2"]
+        # Never kept in context.state (Flower empties it for every run).
+        assert rk.CLIENT_LEDGER_RECORD not in grid.node_state(p).config_records
         assert ledger["epsilon"] == pytest.approx(_dp_epsilon(z, 2), rel=1e-9)
     # The charge was in the node's state in the same answer as its masked update (the third
     # exchange), never after: advertise, share -> nothing charged; masked input -> charged.
@@ -377,10 +397,72 @@ def test_a_node_budget_refuses_the_round_that_would_exceed_it() -> None:
     assert charged_at[4:6] == [("2", ["1"]), ("2", ["1"])] and charged_at[6][1] == ["1", "2"]
 
 
-def test_a_node_with_a_budget_refuses_a_round_without_dp() -> None:
+def test_review_a_new_run_does_not_reset_a_nodes_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Flower creates context.state empty for every run. A server that starts a second run
+    (a new ServerApp run: fresh contexts, fresh round ids) against the same nodes finds their
+    ledgers on their own disks: with a budget for 2 DP rounds, no node releases a third
+    update, whatever the run."""
+    z = 1.0
+    dp = DpConfig(noise_multiplier=z, clipping_norm=1.0, epsilon_budget=float("inf"),
+                  min_survivors=5)
+    budget = (_dp_epsilon(z, 2) + _dp_epsilon(z, 3)) / 2
+    mod = make_secagg_mod(
+        dp_budget_epsilon=budget, honest_clients=5, state_dir=_node_dirs(tmp_path)
+    )
+    released = 0
+    for run in range(2):
+        grid = InProcessGrid(_client_app([mod]), N, seed=20 + run)  # a new run: empty state
+        # No workflow seed: every run draws fresh round ids, as a real server does.
+        workflow = SecAggWorkflow(num_shares=5, reconstruction_threshold=3,
+                                  accept_weaker_params=True, dp=dp)
+        run_server_app(
+            fedavg_server_app(workflow, lambda p: None, rounds=2, shapes=[(DIM,)], clients=N),
+            grid,
+        )
+        released += sum(1 for r in workflow.reports if r.aborted is None)
+        if run == 1:
+            assert all(r.aborted is not None and not r.survivors for r in workflow.reports)
+            assert all("privacy budget" in e for r in workflow.reports for e in r.errors)
+    assert released == 2
+    for p in range(N):
+        ledger = _node_ledger(tmp_path, p)
+        assert len(ledger["rounds"]) == 2
+        assert ledger["epsilon"] == pytest.approx(_dp_epsilon(z, 2), rel=1e-9)
+        assert ledger["epsilon"] <= budget
+
+
+def test_a_node_budget_charges_the_noise_of_its_honest_clients(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A round sized for 5 survivors is charged at z·√(h/5) by a node that counts on h = 2
+    honest clients: more ε per round than at the announced z, so fewer rounds fit."""
+    z = 1.0
+    dp = DpConfig(noise_multiplier=z, clipping_norm=1.0, epsilon_budget=float("inf"),
+                  min_survivors=5)
+    effective = z * (2 / 5) ** 0.5
+    budget = _dp_epsilon(z, 1) * 1.5  # one round at z fits; one at z·√(2/5) does not
+    assert _dp_epsilon(effective, 1) > budget
+    for h, answered in ((5, True), (2, False)):
+        mod = make_secagg_mod(
+            dp_budget_epsilon=budget, honest_clients=h, state_dir=_node_dirs(tmp_path / f"h{h}")
+        )
+        grid = InProcessGrid(_client_app([mod]), N, seed=30 + h)
+        workflow = SecAggWorkflow(num_shares=5, reconstruction_threshold=3,
+                                  accept_weaker_params=True, dp=dp)
+        run_server_app(
+            fedavg_server_app(workflow, lambda p: None, rounds=1, shapes=[(DIM,)], clients=N),
+            grid,
+        )
+        assert (workflow.reports[0].aborted is None) is answered, h
+        if not answered:
+            assert all("privacy budget" in e for e in workflow.reports[0].errors)
+
+
+def test_a_node_with_a_budget_refuses_a_round_without_dp(tmp_path) -> None:  # type: ignore[no-untyped-def]
     log: list[tuple[int, Message, Message | None]] = []
     grid = InProcessGrid(
-        _client_app([make_secagg_mod(dp_budget_epsilon=10.0)]),
+        _client_app(
+            [make_secagg_mod(dp_budget_epsilon=10.0, honest_clients=3,
+                             state_dir=_node_dirs(tmp_path))]
+        ),
         N,
         seed=9,
         observe=lambda p, m, r: log.append((p, m, r)),

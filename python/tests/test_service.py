@@ -157,6 +157,17 @@ def test_connect_checks_its_threat_model_and_budget():
     secagg.connect(url, identity=secret, roster=[public, other])  # malicious by default
 
 
+def test_connect_with_a_budget_needs_a_state_dir_and_honest_clients(tmp_path):
+    """As `secagg client --dp-budget-epsilon` requires: a ledger in memory would be reset by
+    a restart; a charge at the announced z would let a server with fake clients spend more."""
+    url = "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="needs state_dir=.*outlive this process"):
+        secagg.connect(url, dp_budget_epsilon=1.0, honest_clients=3)
+    with pytest.raises(ValueError, match="needs honest_clients=.*fake clients"):
+        secagg.connect(url, dp_budget_epsilon=1.0, state_dir=tmp_path)
+    secagg.connect(url, dp_budget_epsilon=1.0, honest_clients=3, state_dir=tmp_path)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -230,10 +241,13 @@ def test_a_replayed_round_id_is_refused_by_a_long_lived_client(server, tmp_path)
         assert all(isinstance(r, (secagg.RoundReceipt, secagg.RoundAborted)) for r in rest), rest
 
 
-def test_a_client_with_a_budget_refuses_a_round_without_dp(server):
+def test_a_client_with_a_budget_refuses_a_round_without_dp(server, tmp_path):
     start, _ = server
     url = start("--clients", "3", "--min-clients", "3", "--dim", "4")
-    budgeted = secagg.connect(url, name="b", timeout=60, dp_budget_epsilon=10.0)
+    budgeted = secagg.connect(
+        url, name="b", timeout=60, dp_budget_epsilon=10.0, honest_clients=3,
+        state_dir=tmp_path / "client-state",
+    )
     refused, *_ = _submit_concurrently(
         [budgeted, *(secagg.connect(url, name=f"o{i}", timeout=60) for i in range(2))],
         np.zeros(4, np.uint32),

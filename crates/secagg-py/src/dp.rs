@@ -568,6 +568,26 @@ impl PyAccountant {
         Ok(next)
     }
 
+    /// A copy with the cost a client that counts on `honest_clients` honest survivors pays
+    /// for the round with configuration `config` (`DpParams::client_charge`, the gRPC
+    /// client's charge): the round at the effective multiplier z·√(min(h, m)/m), m its
+    /// `min_clients`, and sampling rate 1.
+    #[pyo3(signature = (config, *, honest_clients))]
+    fn client_charged(&self, config: &Bound<'_, PyAny>, honest_clients: i128) -> PyResult<Self> {
+        let h: u32 = count(honest_clients, "honest_clients")?;
+        if h == 0 {
+            return Err(PyValueError::new_err("honest_clients must be at least 1"));
+        }
+        let c = config_from_dict(config)?;
+        let Some(p) = offered(&c)? else {
+            return Err(PyValueError::new_err("the round has no DP encoding"));
+        };
+        let round = p.client_charge(&c, h).map_err(value_error)?;
+        let mut next = self.clone();
+        next.acc.compose(&round);
+        Ok(next)
+    }
+
     /// ε of everything composed so far at `delta` (0 when nothing was spent).
     fn epsilon(&self, delta: f64) -> PyResult<f64> {
         Ok(self.spent(delta)?.0)

@@ -161,6 +161,12 @@ pub fn connect(
     }
     let dp_budget = dp_budget_epsilon
         .map(|epsilon| {
+            let mut b = DpBudget {
+                epsilon,
+                delta: dp_budget_delta,
+                honest_clients: honest_clients.unwrap_or(1),
+            };
+            b.validate().map_err(PyValueError::new_err)?;
             // As `secagg client --dp-budget-epsilon` requires: a ledger kept in memory is
             // gone with the process (a restart would reset the budget), and a round is
             // charged at the noise the client's own honest survivors reach, not at what a
@@ -181,12 +187,8 @@ pub fn connect(
                      clients reach, not at the z the server announces",
                 ));
             };
-            let b = DpBudget {
-                epsilon,
-                delta: dp_budget_delta,
-                honest_clients: h,
-            };
-            b.validate().map(|()| b).map_err(PyValueError::new_err)
+            b.honest_clients = h;
+            Ok(b)
         })
         .transpose()?;
     let state = match &state_dir {

@@ -439,9 +439,11 @@ class Client:
             history: the round ids this client took part in (:class:`RoundHistory`): a round
                 id seen before is refused, a new one recorded before the key advertisement
                 is returned.
-            dp_ledger: this client's own privacy budget (:class:`secagg.dp.ClientLedger`):
-                checked when the round starts, charged before the masked input is returned
-                (after :meth:`from_state`, pass it again).
+            dp_ledger: this client's own privacy budget (:class:`secagg.dp.ClientLedger`,
+                with its ``honest_clients``): checked when the round starts, charged (at
+                z·√(min(h, m)/m)) before the masked input is returned (after
+                :meth:`from_state`, pass it again: a DP round restored before its upload is
+                refused without it).
 
         Raises:
             ValueError: wrong dtype, shape, NaN/inf, or inconsistent options (including
@@ -480,6 +482,7 @@ class Client:
         seed: Optional[Union[int, bytes]] = None,
         insecure_test_seed: bool = False,
         dp_ledger: Optional[dp.ClientLedger] = None,
+        no_dp_ledger: bool = False,
     ) -> Client:
         """Restore a client saved by :meth:`export_state`, ready for the round's next message.
 
@@ -492,11 +495,18 @@ class Client:
                 default: from the OS.
             dp_ledger: the client's DP ledger, as in the constructor: a client restored
                 before its masked input is charged there.
+            no_dp_ledger: this client keeps no privacy budget. The saved state does not
+                record whether the client had a ledger, so a DP round saved before its
+                masked input was sent is refused unless one of ``dp_ledger=`` or
+                ``no_dp_ledger=True`` says which: restored silently without its ledger, a
+                client with a budget would release its update uncharged. Other states
+                (non-DP rounds, DP rounds past their upload) need neither.
 
         Raises:
             ValueError: ``state`` is not a complete, consistent saved client state of this
                 format version; the message says what is wrong (truncated, trailing bytes,
-                wrong magic or version, an invalid field).
+                wrong magic or version, an invalid field); a DP round before its upload
+                without ``dp_ledger=`` or ``no_dp_ledger=True``; both given.
         """
     @property
     def finished(self) -> bool:
@@ -766,26 +776,32 @@ def connect(
         connect_retry: keep retrying to reach the server for this many seconds when the
             failure may pass (server not up yet, connection refused, reset or timed out,
             server at its stream limit), with jittered exponential backoff; 0: one attempt.
-        honest_clients: with ``min_noise_multiplier``: the honest survivors H this client
-            counts on (``secagg client --dp-honest-clients``). Each client adds 1/m of the
+        honest_clients: with ``min_noise_multiplier`` or ``dp_budget_epsilon`` (which
+            requires it): the honest survivors H this client counts on
+            (``secagg client --dp-honest-clients``). Each client adds 1/m of the
             noise variance, m being the survivors the round sizes the noise for (its
             ``min_clients``); a malicious server that invites fake clients can announce a
             large m and shrink every honest share while the noise multiplier z still passes
             the floor. With H the client refuses unless z·√(min(H, m)/m) ≥
-            ``min_noise_multiplier`` (:class:`secagg.dp.Floor`). ``None``: trust the round's m.
+            ``min_noise_multiplier`` (:class:`secagg.dp.Floor`), and a budget charges every
+            round at z·√(min(H, m)/m). ``None``: trust the round's m (floor only).
         threat, assumed_corrupt, assumed_dropout, min_clients: the client's own threat model
             and assumptions, as for :class:`Client` (``threat`` defaults to ``"malicious"``
             with an ``identity``, else ``"honest-but-curious"``).
         state_dir: a directory where the client keeps the round ids it took part in (per
             server URL) and its privacy ledger across processes; ``None``: in memory, for
-            the life of the returned object. Either way a round id is answered once.
-        dp_budget_epsilon, dp_budget_delta: the client's own privacy budget: every round it
-            adds noise to is charged at sampling rate 1 before its masked input is sent, and
+            the life of the returned object (not allowed with a budget). Either way a round
+            id is answered once.
+        dp_budget_epsilon, dp_budget_delta: the client's own privacy budget (needs
+            ``state_dir`` and ``honest_clients``, as ``secagg client --dp-budget-epsilon``
+            does): every round it adds noise to is charged at sampling rate 1 and at the
+            effective multiplier z·√(min(H, m)/m) before its masked input is sent, and
             rounds past the budget, without DP noise or with central noise are refused.
 
     Nothing is sent until :meth:`ServiceClient.submit`.
 
     Raises:
         ValueError: a parameter out of range (e.g. ``honest_clients`` without
-            ``min_noise_multiplier``, or below 1).
+            ``min_noise_multiplier`` or ``dp_budget_epsilon``, or below 1), or a budget
+            without ``state_dir`` or ``honest_clients``.
     """

@@ -7,7 +7,6 @@ wrap mod 2^bits), amplified by Poisson sampling of clients, composed over rounds
 to (ε, δ). The same code as ``secagg dp epsilon`` / ``secagg dp plan``.
 """
 
-import copy
 import math
 import os
 import sys
@@ -25,7 +24,9 @@ __all__ = ["Accountant", "ClientLedger", "Floor", "epsilon", "plan"]
 #: lists of floats). ``compose(encoding, *, sampling_rate=1.0, rounds=1)`` adds the cost of
 #: ``rounds`` rounds released with a :class:`secagg.DpEncoding` (clients Poisson-sampled at
 #: ``sampling_rate``), ``composed(...)`` returns a copy with it added (what a budget check
-#: before a round asks), ``epsilon(delta)`` is ε so far (0 when nothing was spent) and
+#: before a round asks), ``client_charged(config, *, honest_clients)`` returns a copy with
+#: what :class:`ClientLedger` charges for a round (at z·√(min(h, m)/m), sampling rate 1),
+#: ``epsilon(delta)`` is ε so far (0 when nothing was spent) and
 #: ``epsilon_order(delta)`` is ``(ε, the Rényi order that gave it)``. Bad states or
 #: parameters raise ``ValueError`` saying what is wrong.
 Accountant = _secagg.DpAccountant
@@ -296,7 +297,10 @@ class ClientLedger:
             )
         if round_id in self._rounds:
             raise ServerRefused(f"round {round_id} was already charged to this client's ledger")
-        after = self._spent.composed(self._charged_encoding(config), sampling_rate=1.0)
+        _secagg.DpEncoding(config)  # the round as announced must be a valid DP round
+        # The round at z·√(min(h, m)/m) and sampling rate 1: DpParams::client_charge, the
+        # gRPC client's charge.
+        after = self._spent.client_charged(config, honest_clients=self.honest_clients)
         epsilon = float(after.epsilon(self.delta))
         if epsilon > self.epsilon_budget:
             raise ServerRefused(
@@ -312,14 +316,6 @@ class ClientLedger:
         at: z·√(min(h, m)/m), z the announced multiplier, m its ``min_clients``, h
         ``honest_clients`` (:meth:`Floor.effective_noise_multiplier`)."""
         return float(self._honest.effective_noise_multiplier(config))
-
-    def _charged_encoding(self, config: dict[str, Any]) -> Any:
-        """The round's DP encoding at the effective multiplier: what the accountant charges
-        (as ``DpParams::client_charge`` does for the gRPC client)."""
-        _secagg.DpEncoding(config)  # the round as announced must be a valid DP round
-        charged = copy.deepcopy(config)
-        charged["dp"]["noise_multiplier"] = self.effective_noise_multiplier(config)
-        return _secagg.DpEncoding(charged)
 
     def __repr__(self) -> str:
         return (

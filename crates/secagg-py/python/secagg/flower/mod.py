@@ -31,17 +31,21 @@ they would fall outside the DP guarantee). A client may set its own floor,
 ``make_secagg_mod(min_noise_multiplier=z, honest_clients=h)``: it then takes part only in
 rounds with distributed noise of at least z, counted over h honest survivors when h is given,
 and refuses (an error reply, before training) plain rounds, central-noise rounds and weaker
-noise, whatever the server says. With ``dp_budget_epsilon=`` it also keeps its own privacy
-ledger in ``context.state`` (every round at sampling rate 1: it cannot check the server's
-sampling) and refuses, before training, a round that would take it past the budget; the
-round is charged before the masked update leaves the node.
+noise, whatever the server says. With ``dp_budget_epsilon=`` (which needs ``state_dir=`` and
+``honest_clients=``) it also keeps its own privacy ledger in a file under ``state_dir`` (every
+round at sampling rate 1, since it cannot check the server's sampling, and at the noise its
+``honest_clients`` alone add) and refuses, before training, a round that would take it past
+the budget; the round is charged before the masked update leaves the node. The ledger is never
+kept in ``context.state``: Flower creates that empty for every run, so a server that started a
+new run would have reset the budget.
 
 The client states its own threat model: ``make_secagg_mod(threat="malicious",
 assumed_corrupt=..., assumed_dropout=...)`` (the default once it has an ``identity``) refuses
 rounds without the malicious-server defences, rounds whose (k, t, min_clients) fail the
 planner's own check under its assumptions, rosters that list a node or a key twice, and
 rounds without a PKI. Every node refuses a protocol round id it already took part in (the
-ids are kept in ``context.state``).
+ids are kept in a file under ``state_dir`` when given, across runs; otherwise in
+``context.state``, which lasts one run).
 
 Between messages the Rust client lives in ``context.state`` (the ``secagg.state``
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
@@ -58,6 +62,7 @@ the one that saved the state (same round and save token).
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -117,6 +122,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
     honest_clients: int | None = None,
     dp_budget_epsilon: float | None = None,
     dp_budget_delta: float = 1e-5,
+    state_dir: str | os.PathLike[str] | Callable[[Context], str | os.PathLike[str]] | None = None,
 ) -> Mod:
     """A client mod; :data:`secagg_mod` is ``make_secagg_mod()``.
 
@@ -155,21 +161,31 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             noise of at least this noise multiplier, refusing rounds without DP, with central
             noise (the server would see the un-noised sum) or with less noise. ``None``
             (default): follow the server (DP rounds when it announces them).
-        honest_clients: with ``min_noise_multiplier``: the honest survivors h this client
-            counts on. Each client adds 1/m of the noise variance, m being the survivors the
+        honest_clients: with ``min_noise_multiplier`` or ``dp_budget_epsilon`` (which requires
+            it): the honest survivors h this client counts on. Each client adds 1/m of the noise variance, m being the survivors the
             round sizes the noise for (``DpConfig.min_survivors``); a malicious server that
             adds fake clients can announce a large m and shrink every honest share while the
             noise multiplier z still looks fine. With h the client refuses rounds unless
             z·√(min(h, m)/m) ≥ ``min_noise_multiplier`` (the check of
-            ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`). ``None``: trust
-            the round's m.
+            ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`), and charges
+            its budget at that multiplier. ``None``: trust the round's m (floor only).
         dp_budget_epsilon: this client's own privacy budget (``secagg.dp.ClientLedger``, kept
-            in ``context.state``): every round it contributes to is charged at sampling rate
-            1, composed with the rounds before, before its masked update leaves the node; a
-            round that would take ε at ``dp_budget_delta`` past this budget is refused before
-            training, and so are rounds without DP noise or with central noise. ``None``
-            (default): no client-side budget.
+            in ``state_dir``, which it requires, with ``honest_clients``): every round it
+            contributes to is charged at sampling rate 1 and at the effective multiplier
+            z·√(min(h, m)/m), composed with the rounds before, before its masked update leaves
+            the node; a round that would take ε at ``dp_budget_delta`` past this budget is
+            refused before training, and so are rounds without DP noise or with central
+            noise. ``None`` (default): no client-side budget.
         dp_budget_delta: δ of the client's budget.
+        state_dir: this node's own directory for what must outlive a Flower run (created if
+            missing): its DP ledger (``secagg-dp-ledger.json``) and the protocol round ids it
+            took part in (``secagg-round-history.json``), written atomically; a corrupt file
+            is refused, never read as empty. A path, or a function of the node's ``Context``
+            that returns one (one ClientApp serves many nodes in a simulation: give each
+            node its own directory, e.g. from ``context.node_config``). Required with
+            ``dp_budget_epsilon``: ``context.state`` starts empty in every run, so a ledger
+            kept there would let a server reset the budget by starting a new run. ``None``:
+            the round history lives in ``context.state`` (one run).
     """
     if min_noise_multiplier is not None and (
         isinstance(min_noise_multiplier, bool)
@@ -186,9 +202,9 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             raise ValueError(
                 f"honest_clients must be an int ≥ 1 or None, got {honest_clients!r}"
             )
-        if min_noise_multiplier is None:
+        if min_noise_multiplier is None and dp_budget_epsilon is None:
             raise ValueError(
-                "honest_clients goes with min_noise_multiplier: give both, or neither"
+                "honest_clients goes with min_noise_multiplier or dp_budget_epsilon"
             )
     floor = (
         None
@@ -196,8 +212,17 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         else secagg.dp.Floor(float(min_noise_multiplier), honest_clients=honest_clients)
     )
     if dp_budget_epsilon is not None:
-        # Checked now (a ValueError for a bad budget or δ), kept per node in context.state.
-        secagg.dp.ClientLedger(dp_budget_epsilon, dp_budget_delta)
+        # Checked now: a ValueError for a bad budget or δ, or without honest_clients.
+        secagg.dp.ClientLedger(dp_budget_epsilon, dp_budget_delta, honest_clients=honest_clients)
+        if state_dir is None:
+            raise ValueError(
+                "dp_budget_epsilon needs state_dir=: this node's privacy ledger must live in a "
+                "node-local file. Flower creates context.state empty for every run, so a "
+                "ledger kept there would let a server reset the budget by starting a new run "
+                "and average the noise away"
+            )
+    if state_dir is not None and not callable(state_dir):
+        os.fspath(state_dir)  # a TypeError now for something that is not a path
     # DP rounds never send metrics; say so once if the caller asked for them.
     metrics_warned = False
     if (identity is None) != (directory is None):
@@ -277,14 +302,11 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         try:
             replies = []
             for m in messages:
-                masking = dp_budget_epsilon is not None and client.stage == "masked-input"
+                # With a budget the client charges its ledger (a file under state_dir) before
+                # handle() returns the masked update.
                 reply = client.handle(m)
                 if reply is None:
                     continue
-                if masking:
-                    # Charged before the masked update leaves the node: the reply and the
-                    # ledger reach the SuperNode together, when this call returns.
-                    _charge(ctxt, cast(dict[str, object], client.config))
                 replies.append(reply)
         except secagg.ProtocolError as exc:
             # The client stops for good: keep why, drop the secrets. Answer with an error
@@ -300,7 +322,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         if started is not None:
             # The round id is kept before the key advertisement leaves: never answered twice.
             history = _history(ctxt)
-            history.begin(started)
+            history.begin(started)  # written to its file first, with a state_dir
             ctxt.state.config_records[rk.HISTORY_RECORD] = ConfigRecord(history.to_record())
         if client.finished or client.failed:
             ctxt.state.config_records.pop(rk.STATE_RECORD, None)
@@ -318,25 +340,45 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         content.config_records[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
         return Message(content, reply_to=msg)
 
-    def _ledger(ctxt: Context) -> secagg.dp.ClientLedger:
-        """This node's own privacy ledger, from ``context.state``."""
-        record = ctxt.state.config_records.get(rk.CLIENT_LEDGER_RECORD)
+    def _node_dir(ctxt: Context) -> str | None:
+        """This node's state directory (created if missing), or None without one."""
+        if state_dir is None:
+            return None
+        where = state_dir(ctxt) if callable(state_dir) else state_dir
+        path = os.fspath(where)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _ledger(ctxt: Context) -> secagg.dp.ClientLedger | None:
+        """This node's own privacy ledger, read from its file under ``state_dir`` (None
+        without a budget)."""
+        if dp_budget_epsilon is None:
+            return None
+        path = os.path.join(cast(str, _node_dir(ctxt)), LEDGER_FILE)
         try:
-            return secagg.dp.ClientLedger.from_record(
-                None if record is None else dict(record),
-                cast(float, dp_budget_epsilon),
-                dp_budget_delta,
+            return secagg.dp.ClientLedger(
+                dp_budget_epsilon, dp_budget_delta, honest_clients=honest_clients, path=path
             )
         except ValueError as exc:
             raise SecAggClientError(
-                f"this node's privacy ledger '{rk.CLIENT_LEDGER_RECORD}' in context.state is "
-                f"unreadable (refusing to read it as empty): {exc}"
+                f"this node's privacy ledger {path!r} is unreadable (refusing to read it as "
+                f"empty): {exc}"
             ) from exc
 
-    def _charge(ctxt: Context, config: dict[str, object]) -> None:
-        ledger = _ledger(ctxt)
-        ledger.charge(config)  # ServerRefused over the budget: the client stops
-        ctxt.state.config_records[rk.CLIENT_LEDGER_RECORD] = ConfigRecord(ledger.to_record())
+    def _history(ctxt: Context) -> secagg.RoundHistory:
+        """The protocol round ids this node took part in: from its file under ``state_dir``,
+        or from ``context.state`` without one."""
+        directory = _node_dir(ctxt)
+        if directory is None:
+            return _context_history(ctxt)
+        path = os.path.join(directory, HISTORY_FILE)
+        try:
+            return secagg.RoundHistory(path=path)
+        except ValueError as exc:
+            raise SecAggClientError(
+                f"this node's round history {path!r} is unreadable (refusing to read it as "
+                f"empty): {exc}"
+            ) from exc
 
     def _warn_metrics_dropped() -> None:
         nonlocal metrics_warned
@@ -384,10 +426,15 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         # Only the key-sharing stage still draws randomness; a test seed stays reproducible.
         label = f"{round_key}:{step}"
         step_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, label)
+        ledger = _ledger(ctxt)
         try:
             return (
                 secagg.Client.from_state(
-                    state, seed=step_seed, insecure_test_seed=step_seed is not None
+                    state,
+                    seed=step_seed,
+                    insecure_test_seed=step_seed is not None,
+                    dp_ledger=ledger,
+                    no_dp_ledger=ledger is None,
                 ),
                 step,
             )
@@ -421,8 +468,9 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             _history(ctxt).check(cast(int, config["round_id"]))
             if floor is not None:
                 floor.check(config)
-            if dp_budget_epsilon is not None:
-                _ledger(ctxt).check(config)
+            ledger = _ledger(ctxt)
+            if ledger is not None:
+                ledger.check(config)
         except (secagg.ServerRefused, ValueError) as exc:
             raise SecAggClientError(f"refusing the round: {exc}") from exc
         dp = cast("dict[str, object] | None", config["dp"])
@@ -459,7 +507,8 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         }
         if dp is not None:
             update = _dp_update(msg, vector, cast(int, dp["dim"]))
-            return out, secagg.Client(client_id, update, **common), config
+            client = secagg.Client(client_id, update, dp_ledger=ledger, **common)
+            return out, client, config
         weight = fitres.num_examples
         max_weight = cast(int, config["max_weight"])
         if not isinstance(weight, int) or weight < 0:
@@ -490,8 +539,13 @@ def _typed(cfg: ConfigRecord, key: str, kind: type[T]) -> T:
     return cast(T, value)
 
 
-def _history(ctxt: Context) -> secagg.RoundHistory:
-    """The protocol round ids this node took part in, from ``context.state``."""
+#: The files a node keeps under ``make_secagg_mod(state_dir=...)``.
+LEDGER_FILE = "secagg-dp-ledger.json"
+HISTORY_FILE = "secagg-round-history.json"
+
+
+def _context_history(ctxt: Context) -> secagg.RoundHistory:
+    """The protocol round ids this node took part in, from ``context.state`` (one run)."""
     record = ctxt.state.config_records.get(rk.HISTORY_RECORD)
     if record is None:
         return secagg.RoundHistory()

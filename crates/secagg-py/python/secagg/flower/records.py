@@ -54,13 +54,14 @@ LEGACY_ENCODING_KEYS = (
 
 #: ConfigRecord (in a node's ``context.state``) listing the protocol round ids the node took
 #: part in (``secagg.RoundHistory.to_record``: ``version``, ``rounds`` as decimal strings); a
-#: round id in it is refused before training.
+#: round id in it is refused before training. With ``make_secagg_mod(state_dir=...)`` the
+#: node's file there is the truth (this record is only a copy: it starts empty every run).
 HISTORY_RECORD = "secagg.rounds"
 
-#: ConfigRecord (in a node's ``context.state``) holding the client's own privacy ledger
-#: (``make_secagg_mod(dp_budget_epsilon=...)``; ``secagg.dp.ClientLedger.to_record``:
-#: ``version``, ``orders``, ``rdp``, ``rounds``, ``epsilon``, ``delta``). A round is charged
-#: there before the node's masked input leaves it.
+#: No longer written: the mod keeps a node's privacy ledger in ``secagg-dp-ledger.json``
+#: under its ``state_dir`` (``make_secagg_mod(dp_budget_epsilon=..., state_dir=...)``), since
+#: Flower creates ``context.state`` empty for every run and a ledger there would be reset by a
+#: new run. The name stays so that tests can check nothing is kept here.
 CLIENT_LEDGER_RECORD = "secagg.dp.client_ledger"
 
 #: ConfigRecord (in the ServerApp's ``context.state``) holding the privacy ledger of
