@@ -38,6 +38,14 @@ pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION};
 /// Identity public keys of all clients, indexed by id - 1 (the PKI).
 pub type Roster = Vec<[u8; 32]>;
 
+/// Whether a roster lists one identity key at two ids (one party would be several clients,
+/// e.g. every neighbour of a victim). Both the client and the server refuse such a roster.
+pub fn roster_repeats_a_key(roster: &[[u8; 32]]) -> bool {
+    let mut keys = roster.to_vec();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
 /// What a client accepts. Anything else makes it refuse before revealing anything.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -277,15 +285,11 @@ impl Client {
                 }
             }
         }
-        if let Some(roster) = &self.roster {
-            let mut keys = roster.clone();
-            keys.sort_unstable();
-            if keys.windows(2).any(|w| w[0] == w[1]) {
-                return bad(String::from(
-                    "my roster lists one identity key at two ids (one party would be several \
-                     neighbours)",
-                ));
-            }
+        if self.roster.as_deref().is_some_and(roster_repeats_a_key) {
+            return bad(String::from(
+                "my roster lists one identity key at two ids (one party would be several \
+                 neighbours)",
+            ));
         }
         match (&self.identity, &self.roster, c.pki) {
             (Some(_), Some(roster), true) if roster.len() != c.num_clients as usize => {

@@ -143,9 +143,7 @@ impl ServerRound {
             .map_err(|_| ServerError::Misuse("invalid round config"))?;
         match (&roster, config.pki) {
             (Some(r), true) if r.len() == config.num_clients as usize => {
-                let mut keys = r.clone();
-                keys.sort_unstable();
-                if keys.windows(2).any(|w| w[0] == w[1]) {
+                if crate::client::roster_repeats_a_key(r) {
                     return Err(ServerError::Misuse(
                         "the roster lists one identity key at two ids",
                     ));
