@@ -36,7 +36,9 @@ def secagg_epsilon(z, q, rounds, delta):
         capture_output=True, text=True, check=True,
     )
     v = json.loads(out.stdout)
-    return v["epsilon"], v["order"]
+    # dp-accounting's number is the amplified one: it holds against observers of the
+    # released model only (against the server, which sees who took part, it is "epsilon").
+    return v["epsilon_release_only"], v["order_release_only"]
 
 
 def reference_epsilon(z, q, rounds, delta):

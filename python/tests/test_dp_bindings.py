@@ -11,20 +11,24 @@ from secagg import dp
 PIPE = dict(clients=100, dim=1000, bits=32, clip=1.0)
 
 
-def eps(**kw):
+def eps(key="epsilon_release_only", **kw):
     args = dict(mechanism="gaussian", noise_multiplier=1.0, sampling_rate=0.01, rounds=100,
                 delta=1e-5)
     args.update(kw)
-    return dp.epsilon(**args)["epsilon"]
+    return dp.epsilon(**args)[key]
 
 
 def test_gaussian_epsilon_is_monotone():
-    base = eps()
-    assert 0 < base < float("inf")
-    assert eps(noise_multiplier=2.0) < base
-    assert eps(rounds=1000) > base
-    assert eps(sampling_rate=0.1) > base
-    assert eps(delta=1e-8) > base
+    for key in ("epsilon_release_only", "epsilon_against_server"):
+        base = eps(key)
+        assert 0 < base < float("inf")
+        assert eps(key, noise_multiplier=2.0) < base
+        assert eps(key, rounds=1000) > base
+        assert eps(key, delta=1e-8) > base
+    # Sampling amplifies only against observers of the release: the server sees who took part.
+    assert eps(sampling_rate=0.1) > eps()
+    assert eps("epsilon_against_server", sampling_rate=0.1) == eps("epsilon_against_server")
+    assert eps("epsilon_against_server") > eps()
 
 
 @pytest.mark.parametrize("mechanism", ["ddg", "skellam"])
@@ -33,19 +37,26 @@ def test_pipeline_mechanisms_report_their_encoding(mechanism):
     assert r["padded_dim"] == 1024 and r["scale"] > 0 and r["min_survivors"] == 100
     assert r["l2_sensitivity"] > 0 and r["order"] > 1
     # Quantization only adds to the sensitivity: never cheaper than the continuous Gaussian.
-    assert r["epsilon"] >= eps() * 0.999
-    fewer = dp.epsilon(mechanism, 1.0, 0.01, 100, 1e-5, min_survivors=50, **PIPE)
-    assert fewer["epsilon"] >= r["epsilon"] * 0.999  # less noise is summed when many drop
+    for key in ("epsilon_release_only", "epsilon_against_server"):
+        assert r[key] >= eps(key) * 0.999
+        fewer = dp.epsilon(mechanism, 1.0, 0.01, 100, 1e-5, min_survivors=50, **PIPE)
+        assert fewer[key] >= r[key] * 0.999  # less noise is summed when many drop
 
 
 @pytest.mark.parametrize("mechanism", ["gaussian", "ddg", "skellam"])
 def test_plan_is_within_budget_and_tight(mechanism):
     p = dp.plan(2.0, 1e-5, 200, 0.02, mechanism=mechanism, **PIPE)
     z = p["noise_multiplier"]
-    assert p["epsilon"] <= 2.0 and p["target_epsilon"] == 2.0
-    again = dp.epsilon(mechanism, z, 0.02, 200, 1e-5, **PIPE)["epsilon"]
-    assert again == pytest.approx(p["epsilon"], rel=1e-9) and again <= 2.0
-    assert dp.epsilon(mechanism, z * 0.97, 0.02, 200, 1e-5, **PIPE)["epsilon"] > 2.0
+    # The budget is met against observers of the release (amplified at q = 0.02).
+    assert p["epsilon_release_only"] <= 2.0 and p["target_epsilon"] == 2.0
+    again = dp.epsilon(mechanism, z, 0.02, 200, 1e-5, **PIPE)
+    assert again["epsilon_release_only"] == pytest.approx(p["epsilon_release_only"], rel=1e-9)
+    assert again["order_release_only"] == p["order_release_only"]
+    assert dp.epsilon(mechanism, z * 0.97, 0.02, 200, 1e-5, **PIPE)["epsilon_release_only"] > 2.0
+    # Against the server the same noise costs what it costs at q = 1, far above the target.
+    assert p["epsilon"] == p["epsilon_against_server"]
+    assert p["epsilon_against_server"] == pytest.approx(again["epsilon_against_server"], rel=1e-9)
+    assert p["epsilon_against_server"] > 2.0
     assert p["rmse_per_coordinate"] > 0 and (p["scale"] is None) == (mechanism == "gaussian")
 
 
@@ -67,6 +78,56 @@ def test_bad_dp_parameters(call, hint):
     assert hint in str(e.value), str(e.value)
 
 
+ISSUE_14 = dict(clients=100, dim=100_000, bits=32, clip=1.0)
+
+
+def test_epsilon_reports_both_the_against_server_and_the_release_only_values():
+    # Issue 14's numbers: DDG with z = 1.1, 100 clients, 10^5 values, 1,000 rounds,
+    # δ = 1e-5, sampling rate 0.01. Amplified by sampling: ε ≈ 2.02, which holds only against
+    # observers of the released model of a deployment that really Poisson-samples and hides
+    # who took part; against the server (it sees who took part), q = 1: ε ≈ 836.6.
+    r = dp.epsilon("ddg", 1.1, 0.01, 1000, 1e-5, **ISSUE_14)
+    assert r["epsilon_release_only"] == pytest.approx(2.02, rel=0.01)
+    assert r["epsilon_against_server"] == pytest.approx(836.6, rel=0.01)
+    # "epsilon" is the against-server value (it used to be the amplified one).
+    assert r["epsilon"] == r["epsilon_against_server"]
+    assert r["sampling_rate"] == 0.01
+    at_1 = dp.epsilon("ddg", 1.1, 1.0, 1000, 1e-5, **ISSUE_14)
+    assert r["epsilon_against_server"] == at_1["epsilon_release_only"] == at_1["epsilon"]
+    assert r["order"] == at_1["order"] == at_1["order_release_only"]
+
+
+@pytest.mark.parametrize(
+    "mechanism,central",
+    [("gaussian", False), ("ddg", False), ("skellam", False), ("ddg", True), ("skellam", True)],
+)
+def test_the_two_epsilons_agree_at_rate_1_and_split_below(mechanism, central):
+    pipe = {} if mechanism == "gaussian" else dict(PIPE, central=central)
+    full = dp.epsilon(mechanism, 1.0, 1.0, 50, 1e-5, **pipe)
+    assert full["epsilon"] == full["epsilon_against_server"] == full["epsilon_release_only"]
+    sampled = dp.epsilon(mechanism, 1.0, 0.05, 50, 1e-5, **pipe)
+    assert sampled["epsilon_against_server"] == full["epsilon_against_server"]
+    assert sampled["epsilon"] == full["epsilon"]
+    assert sampled["epsilon_release_only"] < sampled["epsilon_against_server"] / 2
+
+
+def test_plan_carries_both_epsilons():
+    # Planned for ε = 3 against observers of the release at q = 0.01 (as before); the same
+    # noise against the server is reported beside it.
+    p = dp.plan(3.0, 1e-5, 1000, 0.01, **ISSUE_14)
+    z = p["noise_multiplier"]
+    assert p["epsilon_release_only"] <= 3.0
+    assert p["epsilon_release_only"] == pytest.approx(3.0, rel=1e-3)
+    server = dp.epsilon("ddg", z, 1.0, 1000, 1e-5, **ISSUE_14)["epsilon"]
+    assert p["epsilon_against_server"] == pytest.approx(server, rel=1e-9) and server > 100
+    assert p["epsilon"] == p["epsilon_against_server"]
+    assert p["target_applies_to"] == "release_only"
+    # At q = 1 there is one ε, within the budget.
+    p1 = dp.plan(3.0, 1e-5, 1000, 1.0, **ISSUE_14)
+    assert p1["epsilon"] == p1["epsilon_against_server"] == p1["epsilon_release_only"] <= 3.0
+    assert p1["target_applies_to"] == "server"
+
+
 def test_dp_is_exposed_on_the_package():
     assert secagg.dp is dp and callable(secagg.dp.epsilon)
 
@@ -86,10 +147,13 @@ def test_simulate_with_dp_reports_epsilon_and_a_noisy_mean(noise):
     assert r.aborted is None and r.dp is not None
     d = r.dp
     assert d["noise"] == noise and d["padded_dim"] == 256 and d["rounds"] == 10
-    # The same accounting as secagg.dp.epsilon for this round's parameters.
+    # The same accounting as secagg.dp.epsilon for this round's parameters, both ε: against
+    # the server (sampling rate 1, "epsilon") and amplified by dp_sampling_rate.
     want = dp.epsilon(noise, z, 0.1, 10, 1e-5, clients=n, dim=dim, bits=32, clip=1.0,
                       min_survivors=r.min_clients)
-    assert d["epsilon"] == pytest.approx(want["epsilon"], rel=1e-9)
+    for key in ("epsilon", "epsilon_against_server", "epsilon_release_only"):
+        assert d[key] == pytest.approx(want[key], rel=1e-9), key
+    assert d["epsilon_release_only"] < d["epsilon"]
     assert d["scale"] == pytest.approx(want["scale"], rel=1e-9)
     # The released mean is noisy but close to the survivors' mean, as predicted.
     true = np.mean([xs[i] for i in r.survivors], axis=0)

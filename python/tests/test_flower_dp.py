@@ -325,7 +325,9 @@ def test_a_client_floor_refuses_weaker_rounds_before_training(
 def test_a_client_floor_accepts_enough_distributed_noise() -> None:
     dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
     workflow = _workflow(dp)
-    mod = make_secagg_mod(min_noise_multiplier=1.0)
+    # Just below z: the floor compares the noise with the sensitivity the encoding
+    # guarantees, which rounding puts a little above γ·clip (z = 1 is worth ≈ 0.9999 here).
+    mod = make_secagg_mod(min_noise_multiplier=0.999)
     seen: list[np.ndarray] = []
     run_server_app(_server_app(workflow, seen, 1), InProcessGrid(_client_app([mod]), N, seed=4))
     assert workflow.reports[0].aborted is None and len(workflow.reports[0].survivors) == N
@@ -342,6 +344,8 @@ def test_too_few_survivors_for_the_noise_abort_uncharged() -> None:
     run_server_app(_server_app(workflow, seen, 1, final=final), grid)
     report = workflow.reports[0]
     assert report.aborted is not None and report.epsilon_spent == 0.0
+    # It aborted at the masked-input stage, before any unmask request: never charged.
+    assert not report.charged and "stays charged" not in report.aborted
     assert rk.LEDGER_RECORD not in final[0].state.config_records
     np.testing.assert_array_equal(seen[1], seen[0])
 
@@ -354,7 +358,7 @@ def test_bad_dp_configs_say_what_to_change() -> None:
         ({"epsilon_budget": 0.0}, "epsilon_budget must be > 0"),
         ({"delta": 1.0}, "delta must be in"),
         ({"noise": "laplace"}, "noise must be 'ddg'"),
-        ({"sampling_rate": 0.0}, "sampling_rate must be in"),
+        ({"sampling_rate": 0.0}, "does not Poisson-sample nodes"),
         ({"min_survivors": 1}, "min_survivors must be an int"),
         ({"central": "yes"}, "central must be True or False"),
     ]:
@@ -463,8 +467,7 @@ def test_a_client_floor_counts_only_on_its_honest_clients() -> None:
     report = workflow.reports[0]
     assert report.aborted is not None and not report.survivors
     assert len(report.errors) == N, report.errors
-    why = "1 honest ones would reach a noise multiplier of only 0.89"
-    assert all(why in e for e in report.errors), report.errors
+    assert all("1 honest" in e and "only 0.89" in e for e in report.errors), report.errors
     assert TRAINED == []  # refused before training
     np.testing.assert_array_equal(seen[1], seen[0])
     assert rk.LEDGER_RECORD not in final[0].state.config_records
@@ -508,39 +511,270 @@ def test_dp_rounds_never_send_metrics(caplog: pytest.LogCaptureFixture) -> None:
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
 
 
-def test_the_release_keeps_charges_made_while_the_round_ran() -> None:
-    # Something else charges the same ledger (same population) while round 1 runs: a round of
-    # the same cost, under round id 99. The release must add its own cost on top.
-    z = 1.0
-    dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+def _other_encoding(z: float = 1.0) -> secagg.DpEncoding:
+    """A round of this file's setup and cost, as another run sharing the ledger charges it."""
     server = secagg.Server(
         clients=N, dim=DIM, min_clients=5, dp="ddg", dp_noise_multiplier=z, dp_clip=CLIP
     )
-    other = secagg.DpEncoding(server.config)
+    return secagg.DpEncoding(server.config)
+
+
+def _charge_elsewhere(state: RecordDict, encoding: secagg.DpEncoding, round_id: int) -> None:
+    spent, rounds = load_ledger(state)
+    after = spent.composed(encoding)
+    save_ledger(state, after, [*rounds, round_id], after.epsilon(DELTA), DELTA)
+
+
+# Exchange index of each request in an honest-but-curious round: RoundStart, NeighbourKeys,
+# SharesForYou, then the UnmaskRequest, with whose replies the server computes the sum.
+UNMASK = 3
+
+
+class _Sent:
+    """Counts the messages the server sends each node per round (vanished ones included), and
+    can run a callback just after a node received the message with a given index."""
+
+    def __init__(self, at: dict[int, Callable[[], None]] | None = None) -> None:
+        self.count: dict[tuple[str, int], int] = {}
+        self.at = at or {}
+
+    def __call__(self, partition: int, msg: Message, reply: Message | None) -> None:
+        key = (msg.metadata.group_id, partition)
+        index = self.count.get(key, 0)
+        self.count[key] = index + 1
+        if index in self.at:
+            self.at[index]()
+
+    def most(self, group: str) -> int:
+        """The most messages any node got in round ``group``."""
+        return max((c for (g, _), c in self.count.items() if g == group), default=0)
+
+
+def test_the_charge_keeps_charges_made_while_the_round_ran() -> None:
+    # Something else charges the same ledger (same population) while round 1 runs: a round of
+    # the same cost, under round id 99. The charge must add this round's cost on top, and it
+    # is written before the first unmask request leaves (old code: after unmasking).
+    z = 1.0
+    dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    other = _other_encoding(z)
     contexts: list[Context] = []
-    charged: list[str] = []
+    at_unmask: list[list[int]] = []
 
-    def charge_once(partition: int, msg: Message, reply: Message | None) -> None:
-        if charged:
-            return
-        charged.append(msg.metadata.group_id)
-        state = contexts[0].state
-        spent, rounds = load_ledger(state)
-        after = spent.composed(other)
-        save_ledger(state, after, [*rounds, 99], after.epsilon(DELTA), DELTA)
+    def charge_once() -> None:
+        if not at_unmask and len(contexts) == 1 and not load_ledger(contexts[0].state)[1]:
+            _charge_elsewhere(contexts[0].state, other, 99)
 
+    sent = _Sent(
+        {
+            0: charge_once,
+            UNMASK: lambda: at_unmask.append(load_ledger(contexts[0].state)[1]),
+        }
+    )
     workflow = _workflow(dp)
     final: list[Context] = []
-    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=5, observe=charge_once)
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=5, observe=sent)
     run_server_app(_server_app(workflow, [], 1, final=final, started=contexts.append), grid)
-    assert charged == ["1"]
     report = workflow.reports[0]
-    assert report.aborted is None
+    assert report.aborted is None and report.charged
+    # When the nodes received their unmask requests, the round was already charged.
+    assert at_unmask and all(rounds == [99, 1] for rounds in at_unmask), at_unmask
     ledger = final[0].state.config_records[rk.LEDGER_RECORD]
     assert ledger[rk.LEDGER_ROUNDS] == [99, 1]
     assert ledger[rk.LEDGER_EPSILON] == pytest.approx(_epsilon(z, 2), rel=1e-9)
     assert report.epsilon_spent == pytest.approx(_epsilon(z, 2), rel=1e-9)
     assert load_ledger(final[0].state)[0].epsilon(DELTA) == pytest.approx(_epsilon(z, 2), rel=1e-9)
+    assert report.dp is not None
+    assert report.dp["epsilon_before_round"] == pytest.approx(_epsilon(z, 1), rel=1e-9)
+    assert report.dp["epsilon_after_round"] == pytest.approx(_epsilon(z, 2), rel=1e-9)
+
+
+def test_a_round_the_ledger_no_longer_affords_is_refused_before_unmasking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One round fits the budget, two do not. The round passes the check before it starts;
+    # then another run charges the same ledger with a round of the same cost. Charging this
+    # round at the unmask stage would exceed the budget: it is refused there, before any
+    # unmask request (the server never computes its sum), nothing is released, and the
+    # over-budget charge is not written. (Old code: released it with a warning, over budget.)
+    z = 1.0
+    eps = [_epsilon(z, r) for r in (1, 2)]
+    dp = DpConfig(
+        noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=sum(eps) / 2, min_survivors=5
+    )
+    other = _other_encoding(z)
+    contexts: list[Context] = []
+
+    def charge_once() -> None:
+        if not load_ledger(contexts[0].state)[1]:
+            _charge_elsewhere(contexts[0].state, other, 99)
+
+    sent = _Sent({0: charge_once})
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    caplog.set_level(logging.ERROR, logger="flwr")
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=8, observe=sent)
+    run_server_app(
+        _server_app(workflow, seen, 1, final=final, started=contexts.append), grid
+    )
+    report = workflow.reports[0]
+    assert report.aborted is not None, report
+    assert "privacy budget exhausted while the round ran" in report.aborted
+    assert "before its unmask requests" in report.aborted
+    assert not report.charged and not report.survivors
+    # Three exchanges (keys, shares, masked inputs); no node got a fourth message.
+    assert report.exchanges == UNMASK and sent.most("1") == UNMASK, sent.count
+    np.testing.assert_array_equal(seen[1], seen[0])
+    ledger = final[0].state.config_records[rk.LEDGER_RECORD]
+    assert ledger[rk.LEDGER_ROUNDS] == [99]
+    assert ledger[rk.LEDGER_EPSILON] == pytest.approx(eps[0], rel=1e-9)
+    assert report.epsilon_spent == pytest.approx(eps[0], rel=1e-9)
+    assert report.dp is not None
+    assert report.dp["epsilon_after_round"] == pytest.approx(eps[1], rel=1e-9)
+    assert any(
+        r.levelno == logging.ERROR and "refused" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_round_that_aborts_after_its_charge_stays_charged() -> None:
+    # 4 of 6 nodes vanish when asked for their unmask shares: 2 answer, below the 5 the round
+    # needs, so it aborts at the unmask stage. Its unmask requests had gone out, so the
+    # server could have computed its sum: it stays charged. (Old code: only released rounds
+    # were charged.)
+    z = 1.0
+    dp = DpConfig(noise_multiplier=z, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    vanish = _vanish_at({(1, p): UNMASK for p in range(4)})
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=9, vanish=vanish)
+    run_server_app(_server_app(workflow, seen, 1, final=final), grid)
+    report = workflow.reports[0]
+    assert report.aborted is not None and "stays charged" in report.aborted, report.aborted
+    assert report.charged and not report.survivors
+    assert sorted(d["stage"] for d in report.dropouts) == ["unmask"] * 4, report.dropouts
+    np.testing.assert_array_equal(seen[1], seen[0])
+    ledger = final[0].state.config_records[rk.LEDGER_RECORD]
+    assert ledger[rk.LEDGER_ROUNDS] == [1]
+    assert ledger[rk.LEDGER_EPSILON] == pytest.approx(_epsilon(z, 1), rel=1e-9)
+    assert report.epsilon_spent == pytest.approx(_epsilon(z, 1), rel=1e-9)
+
+
+def test_a_sum_that_cannot_be_decoded_aborts_charged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A decode failure after unmasking: nothing is released, the round stays charged.
+    # (Old code: the error escaped the workflow.)
+    def undecodable(*args: Any) -> np.ndarray:
+        raise ValueError("injected decode failure")
+
+    monkeypatch.setattr(SecAggWorkflow, "_release_dp", staticmethod(undecodable))
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    final: list[Context] = []
+    run_server_app(
+        _server_app(workflow, seen, 1, final=final),
+        InProcessGrid(_client_app([secagg_mod]), N, seed=10),
+    )
+    report = workflow.reports[0]
+    assert report.aborted is not None and "injected decode failure" in report.aborted
+    assert "stays charged" in report.aborted and report.charged and not report.survivors
+    np.testing.assert_array_equal(seen[1], seen[0])
+    assert final[0].state.config_records[rk.LEDGER_RECORD][rk.LEDGER_ROUNDS] == [1]
+
+
+@pytest.mark.parametrize("failure", ["write-raises", "ledger-corrupted-meanwhile"])
+def test_a_failing_charge_stops_the_round_before_any_unmask_request(
+    failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The charge fails (the ledger cannot be written, or was corrupted while the round ran):
+    # the error stops the ServerApp before any unmask request, nothing is released and
+    # nothing charged. (Old code: the charge came after unmasking.)
+    from secagg.flower import workflow as workflow_module
+
+    contexts: list[Context] = []
+    at: dict[int, Callable[[], None]] = {}
+    if failure == "write-raises":
+
+        def cannot_write(*args: Any) -> None:
+            raise OSError("injected: the ledger cannot be written")
+
+        monkeypatch.setattr(workflow_module, "save_ledger", cannot_write)
+        error, match = OSError, "cannot be written"
+    else:
+
+        def corrupt() -> None:
+            bad = _valid_ledger()
+            _zeroed(bad)
+            contexts[0].state.config_records[rk.LEDGER_RECORD] = ConfigRecord(bad)
+
+        at[0] = corrupt
+        error, match = ValueError, "spends nothing"
+    sent = _Sent(at)
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=5)
+    workflow = _workflow(dp)
+    seen: list[np.ndarray] = []
+    grid = InProcessGrid(_client_app([secagg_mod]), N, seed=11, observe=sent)
+    with pytest.raises(error, match=match):
+        run_server_app(_server_app(workflow, seen, 1, started=contexts.append), grid)
+    report = workflow.reports[0]
+    assert report.aborted is not None and "could not be charged" in report.aborted
+    assert not report.charged and report.exchanges == UNMASK
+    assert sent.most("1") == UNMASK, sent.count  # no unmask request reached any node
+    assert len(seen) == 1  # only the initial model was evaluated: nothing released
+    if failure == "write-raises":
+        assert rk.LEDGER_RECORD not in contexts[0].state.config_records
+
+
+def test_a_sampling_rate_other_than_1_is_refused() -> None:
+    # The workflow does not Poisson-sample (Flower's strategy picks the nodes) and the server
+    # sees who takes part: amplification never holds against it. (Old code: accepted q < 1
+    # and charged the amplified ε.)
+    base: dict[str, Any] = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "epsilon_budget": 3.0}
+    why = (
+        "secagg's Flower workflow does not Poisson-sample nodes and the server sees who takes "
+        "part: the ledger charges every round at rate 1"
+    )
+    for q in (0.5, 0.01, 0.999999, 0.0, 1.5, -1.0, float("nan"), "1", True, None):
+        with pytest.raises(ValueError) as exc:
+            DpConfig(**base, sampling_rate=q)  # type: ignore[arg-type]
+        assert why in str(exc.value) and "secagg.dp.epsilon(" in str(exc.value), exc.value
+        assert "against observers of the released model only" in str(exc.value)
+    for q in (1.0, 1):
+        assert DpConfig(**base, sampling_rate=q).sampling_rate == 1
+    # A DpConfig altered behind its back is refused by the workflow too.
+    forced = DpConfig(**base)
+    object.__setattr__(forced, "sampling_rate", 0.01)
+    with pytest.raises(ValueError, match="does not Poisson-sample nodes"):
+        SecAggWorkflow(dp=forced)
+
+
+@pytest.mark.parametrize("central", [False, True])
+def test_the_report_names_whom_its_epsilon_holds_against(
+    central: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    dp = DpConfig(
+        noise_multiplier=1.0,
+        clipping_norm=CLIP,
+        epsilon_budget=1e9,
+        min_survivors=5,
+        central=central,
+    )
+    workflow = _workflow(dp)
+    caplog.set_level(logging.INFO, logger="flwr")
+    run_server_app(
+        _server_app(workflow, [], 1), InProcessGrid(_client_app([secagg_mod]), N, seed=12)
+    )
+    report = workflow.reports[0]
+    assert report.aborted is None and report.dp is not None
+    assert report.dp["sampling_rate"] == 1.0
+    against = report.dp["epsilon_holds_against"]
+    if central:
+        assert against.startswith("those who see the model only") and "un-noised" in against
+    else:
+        assert against.startswith("the server") and "sampling rate 1" in against
+    assert report.epsilon_spent == pytest.approx(_epsilon(1.0, 1, central=central), rel=1e-9)
+    logged = [r.getMessage() for r in caplog.records if "ε" in r.getMessage()]
+    assert logged and all(f"against {against}" in m for m in logged), logged
 
 
 def _valid_ledger() -> dict[str, Any]:
@@ -652,3 +886,37 @@ def test_a_dp_round_start_the_client_cannot_read_is_a_client_error() -> None:
     for mod in (secagg_mod, make_secagg_mod(min_noise_multiplier=0.5)):
         with pytest.raises(SecAggClientError, match="not a usable RoundStart"):
             mod(msg, ctxt, lambda m, c: pytest.fail("no training for an unreadable round"))
+
+
+def test_a_malicious_model_round_is_charged_between_consistency_and_unmask() -> None:
+    # Malicious-server model: RoundStart, NeighbourKeys, SharesForYou, ConsistencyRequest,
+    # then the UnmaskRequest (exchange 4). The charge comes between the last two: no sum can
+    # be computed before the unmask replies.
+    ids = InProcessGrid(_client_app([]), N, seed=13).get_node_ids()
+    keys = {nid: secagg.keygen(bytes([i + 1]) * 32) for i, nid in enumerate(ids)}
+    directory = {nid: pub for nid, (_, pub) in keys.items()}
+    mod = make_secagg_mod(identity=lambda ctx: keys[ctx.node_id][0], directory=directory)
+    dp = DpConfig(noise_multiplier=1.0, clipping_norm=CLIP, epsilon_budget=1e9, min_survivors=6)
+    workflow = _workflow(dp, threat="malicious", directory=directory)
+    contexts: list[Context] = []
+    ledger_at: dict[int, list[list[int]]] = {3: [], 4: []}
+
+    def snapshot(index: int) -> Callable[[], None]:
+        return lambda: ledger_at[index].append(load_ledger(contexts[0].state)[1])
+
+    sent = _Sent({3: snapshot(3), 4: snapshot(4)})
+    final: list[Context] = []
+    grid = InProcessGrid(_client_app([mod]), N, seed=13, observe=sent)
+    run_server_app(_server_app(workflow, [], 1, final=final, started=contexts.append), grid)
+    report = workflow.reports[0]
+    assert report.aborted is None and report.charged and report.exchanges == 5
+    assert ledger_at[3] == [[]] * N and ledger_at[4] == [[1]] * N, ledger_at
+    assert final[0].state.config_records[rk.LEDGER_RECORD][rk.LEDGER_ROUNDS] == [1]
+    assert report.epsilon_spent == pytest.approx(
+        float(
+            secagg.dp.epsilon(
+                "ddg", 1.0, 1.0, 1, DELTA, clients=N, dim=DIM, bits=32, clip=CLIP, min_survivors=6
+            )["epsilon"]
+        ),
+        rel=1e-9,
+    )

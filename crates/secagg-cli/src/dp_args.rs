@@ -40,6 +40,7 @@ pub struct DpArgs {
     #[arg(long, default_value_t = 1e-5, requires = "dp")]
     pub dp_delta: f64,
     /// Poisson sampling rate of a round's clients from their population (amplification).
+    /// `secagg server` refuses any value but 1: it does not sample clients.
     #[arg(long, default_value_t = 1.0, requires = "dp")]
     pub dp_sampling_rate: f64,
     /// The server adds all the noise to the unmasked sum (central DP: the server is trusted

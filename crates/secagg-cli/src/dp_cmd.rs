@@ -176,6 +176,24 @@ fn mechanism_name(m: MechanismArg) -> &'static str {
     }
 }
 
+/// What the server sees: it knows who took part, so subsampling amplifies nothing against it.
+const AGAINST_SERVER: &str = "against the server (it sees who took part: sampling rate 1)";
+/// What the amplified number assumes.
+const RELEASE_ONLY: &str = "against observers of the released model only (if clients are \
+    really Poisson-sampled at this rate and who took part stays hidden from them)";
+
+/// ε after `rounds` rounds at sampling rate `q`, for a mechanism whose one round costs
+/// `round(q)`.
+fn epsilon_at(
+    round: &dyn Fn(f64) -> Result<Round, String>,
+    q: f64,
+    delta: f64,
+) -> Result<secagg_dp::accountant::Epsilon, String> {
+    let mut acc = Accountant::new();
+    acc.compose(&round(q)?);
+    acc.epsilon(delta).map_err(|e| e.to_string())
+}
+
 fn epsilon(a: EpsilonArgs) -> Result<(), String> {
     let mut out = json!({
         "mechanism": mechanism_name(a.mechanism),
@@ -184,14 +202,8 @@ fn epsilon(a: EpsilonArgs) -> Result<(), String> {
         "rounds": a.rounds,
         "delta": a.delta,
     });
-    let round = if a.mechanism == MechanismArg::Gaussian {
-        Round::new(
-            Mechanism::Gaussian {
-                noise_multiplier: a.noise_multiplier,
-            },
-            a.sampling_rate,
-            a.rounds,
-        )
+    let pipeline = if a.mechanism == MechanismArg::Gaussian {
+        None
     } else {
         let setup = setup(
             &a.pipeline,
@@ -206,27 +218,47 @@ fn epsilon(a: EpsilonArgs) -> Result<(), String> {
         out["l1_sensitivity"] = json!(enc.l1_sensitivity());
         out["local_variance"] = json!(enc.local_variance());
         out["min_survivors"] = json!(setup.min_survivors);
-        pipeline_round(&setup, &enc, a.sampling_rate, a.rounds)
-    }
-    .map_err(|e| e.to_string())?;
-    let mut acc = Accountant::new();
-    acc.compose(&round);
-    let spent = acc.epsilon(a.delta).map_err(|e| e.to_string())?;
-    out["epsilon"] = json!(spent.epsilon);
-    out["order"] = json!(spent.order);
+        Some((setup, enc))
+    };
+    let round = |q: f64| -> Result<Round, String> {
+        match &pipeline {
+            None => Round::new(
+                Mechanism::Gaussian {
+                    noise_multiplier: a.noise_multiplier,
+                },
+                q,
+                a.rounds,
+            ),
+            Some((setup, enc)) => pipeline_round(setup, enc, q, a.rounds),
+        }
+        .map_err(|e| e.to_string())
+    };
+    let server = epsilon_at(&round, 1.0, a.delta)?;
+    let release = epsilon_at(&round, a.sampling_rate, a.delta)?;
+    // "epsilon" is the number that holds against everyone, the server included.
+    out["epsilon"] = json!(server.epsilon);
+    out["order"] = json!(server.order);
+    out["epsilon_against_server"] = json!(server.epsilon);
+    out["epsilon_release_only"] = json!(release.epsilon);
+    out["order_release_only"] = json!(release.order);
     if a.json {
         println!("{out}");
-    } else {
+        return Ok(());
+    }
+    let what = format!(
+        "after {} round(s) of {} with noise multiplier {}",
+        a.rounds,
+        mechanism_name(a.mechanism),
+        a.noise_multiplier
+    );
+    println!(
+        "epsilon = {:.4} at delta = {:e} (Rényi order {}) {AGAINST_SERVER}, {what}",
+        server.epsilon, a.delta, server.order
+    );
+    if a.sampling_rate < 1.0 {
         println!(
-            "epsilon = {:.4} at delta = {:e} (Rényi order {}) after {} round(s) of {} with \
-             noise multiplier {} and sampling rate {}",
-            spent.epsilon,
-            a.delta,
-            spent.order,
-            a.rounds,
-            mechanism_name(a.mechanism),
-            a.noise_multiplier,
-            a.sampling_rate
+            "epsilon = {:.4} at delta = {:e} (Rényi order {}) {RELEASE_ONLY}: sampling rate {}",
+            release.epsilon, a.delta, release.order, a.sampling_rate
         );
     }
     Ok(())
@@ -254,9 +286,13 @@ fn plan_cmd(a: PlanArgs) -> Result<(), String> {
             "mechanism": mechanism_name(a.mechanism),
             "noise_multiplier": p.noise_multiplier,
             "scale": p.scale,
-            "epsilon": p.spent.epsilon,
-            "order": p.spent.order,
+            "epsilon": p.spent_against_server.epsilon,
+            "epsilon_against_server": p.spent_against_server.epsilon,
+            "epsilon_release_only": p.spent.epsilon,
+            "order": p.spent_against_server.order,
+            "order_release_only": p.spent.order,
             "target_epsilon": a.epsilon,
+            "target_applies_to": if a.sampling_rate < 1.0 { "release_only" } else { "server" },
             "delta": a.delta,
             "rounds": a.rounds,
             "sampling_rate": a.sampling_rate,
@@ -271,6 +307,13 @@ fn plan_cmd(a: PlanArgs) -> Result<(), String> {
              sampling rate {})",
             p.noise_multiplier, p.spent.epsilon, a.epsilon, a.delta, a.rounds, a.sampling_rate
         );
+        if a.sampling_rate < 1.0 {
+            println!(
+                "that epsilon holds {RELEASE_ONLY}; {AGAINST_SERVER} the same rounds give \
+                 epsilon {:.4}",
+                p.spent_against_server.epsilon
+            );
+        }
         match p.scale {
             Some(s) => println!("scale gamma = {s:.6e} integer steps per input unit"),
             None => println!("scale: none (continuous Gaussian, no quantization)"),

@@ -163,6 +163,17 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
             a.clients
         ));
     }
+    // The server does not sample: every client that joins takes part and the server sees who
+    // does, so no sampling amplification holds against it and the ledger charges at rate 1.
+    if a.dp.dp_sampling_rate != 1.0 {
+        return Err(format!(
+            "--dp-sampling-rate {} refused: secagg server does not sample clients: every client \
+             that joins takes part, so the ledger charges at rate 1; `secagg dp epsilon \
+             --sampling-rate` gives the ε a Poisson-sampled deployment would have against \
+             observers of the released model only",
+            a.dp.dp_sampling_rate
+        ));
+    }
     let dp = match a.dp.params(a.dim as usize)? {
         None => None,
         Some(params) => {
@@ -187,7 +198,6 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
                 delta: a.dp.dp_delta,
                 epsilon_budget: budget,
                 population: a.dp_population.clone(),
-                sampling_rate: a.dp.dp_sampling_rate,
                 min_survivors: a.dp.dp_min_survivors,
             })
         }
@@ -216,6 +226,7 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
             join_frame_timeout: a.join_frame_timeout,
         },
         tls: a.tls_cert.zip(a.tls_key),
+        fault: server_fault()?,
     };
     // Check the roster and the parameters now, not when the first round starts.
     let min_start = secagg_service::server::check_options(&opts)?;
@@ -238,6 +249,20 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(secagg_service::server::run(opts, None))
+}
+
+/// A fault the service tests inject into the server, from `SECAGG_SERVER_FAULT`
+/// (`crash-after-charge`, `charge-write-fails`); read in debug builds only, never a flag.
+fn server_fault() -> Result<Option<secagg_service::server::Fault>, String> {
+    if !cfg!(debug_assertions) {
+        return Ok(None);
+    }
+    match std::env::var("SECAGG_SERVER_FAULT") {
+        Ok(v) => secagg_service::server::Fault::parse(&v)
+            .map(Some)
+            .ok_or_else(|| format!("unknown SECAGG_SERVER_FAULT {v:?}")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Options of `secagg client`.

@@ -459,6 +459,8 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
             "noise_multiplier": a.dp.dp_noise_multiplier,
             "clip": a.dp.dp_clip,
             "epsilon": d.epsilon,
+            "epsilon_against_server": d.epsilon,
+            "epsilon_release_only": d.epsilon_release_only,
             "order": d.order,
             "delta": d.delta,
             "rounds": d.rounds,
@@ -581,7 +583,7 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
             }
             if let Some(d) = &r.dp {
                 println!(
-                    "  DP: ε = {:.4} (δ = {:e}, {} round{}, order {}); scale {:.4}, {} values padded to {}",
+                    "  DP: ε = {:.4} against the server (δ = {:e}, {} round{}, order {}); scale {:.4}, {} values padded to {}",
                     d.epsilon,
                     d.delta,
                     d.rounds,
@@ -594,6 +596,12 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
                     },
                     d.padded_dim
                 );
+                if a.dp.dp_sampling_rate < 1.0 {
+                    println!(
+                        "  DP: ε = {:.4} against observers of the released model only, if clients are really Poisson-sampled at rate {} and who took part stays hidden from them",
+                        d.epsilon_release_only, a.dp.dp_sampling_rate
+                    );
+                }
                 println!(
                     "  error of the private mean (RMSE per value): {:.3e} vs the clipped mean (predicted {:.3e}), {:.3e} vs the raw mean",
                     d.rmse_vs_clipped, d.expected_rmse, d.rmse_vs_raw

@@ -407,6 +407,27 @@ fn simulate_with_dp_reports_epsilon_and_the_error_of_the_private_mean() {
     // One round costs less than ten.
     let out = secagg(&[&base[..], &["--dp", "ddg"]].concat());
     assert!(json(&out)["dp"]["epsilon"].as_f64().unwrap() < eps10);
+    // Issue 14, finding 1: a sampling rate amplifies only the release-only ε; "epsilon" is the
+    // one against the server, which sees who took part.
+    assert_eq!(dp["epsilon_release_only"], dp["epsilon"]);
+    let sampled = &[
+        &base[..],
+        &[
+            "--dp",
+            "ddg",
+            "--dp-rounds",
+            "10",
+            "--dp-sampling-rate",
+            "0.1",
+        ],
+    ];
+    let v = json(&secagg(&sampled.concat()))["dp"].clone();
+    assert_eq!(v["epsilon"].as_f64().unwrap(), eps10, "{v}");
+    assert_eq!(v["epsilon_against_server"].as_f64().unwrap(), eps10, "{v}");
+    assert!(
+        v["epsilon_release_only"].as_f64().unwrap() < 0.5 * eps10,
+        "{v}"
+    );
 }
 
 #[test]

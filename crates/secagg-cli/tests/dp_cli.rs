@@ -63,9 +63,13 @@ fn gaussian_epsilon_is_dp_accountings() {
         "1e-5",
         "--json",
     ]);
-    let e = v["epsilon"].as_f64().unwrap();
+    let e = v["epsilon_release_only"].as_f64().unwrap();
     assert!((e - 1.7117701662429012).abs() < 1e-6, "{v}");
-    assert_eq!(v["order"].as_f64().unwrap(), 9.6);
+    assert_eq!(v["order_release_only"].as_f64().unwrap(), 9.6);
+    // Against the server (rate 1) the same rounds cost far more, and that is "epsilon".
+    let server = v["epsilon_against_server"].as_f64().unwrap();
+    assert!(server > 100.0 * e, "{v}");
+    assert_eq!(v["epsilon"].as_f64().unwrap(), server);
     // Human output.
     let out = secagg(&[
         "dp",
@@ -77,7 +81,46 @@ fn gaussian_epsilon_is_dp_accountings() {
         "--rounds",
         "1000",
     ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("epsilon = 1.7118"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("epsilon = 1.7118"), "{text}");
+    assert!(
+        text.contains("against observers of the released model only"),
+        "{text}"
+    );
+    assert!(text.contains("against the server"), "{text}");
+}
+
+/// Issue 14, finding 1: the example of the review, DDG z = 1.1, 100 clients, d = 10^5, 1,000
+/// rounds at q = 0.01: ε = 2.02 against observers of the released model, 836.6 against the
+/// server, which sees who took part.
+#[test]
+fn epsilon_says_against_whom_it_holds() {
+    let v = json(&[
+        "dp",
+        "epsilon",
+        "--mechanism",
+        "ddg",
+        "--noise-multiplier",
+        "1.1",
+        "--sampling-rate",
+        "0.01",
+        "--rounds",
+        "1000",
+        "--clients",
+        "100",
+        "--dim",
+        "100000",
+        "--bits",
+        "32",
+        "--clip",
+        "1",
+        "--json",
+    ]);
+    let release = v["epsilon_release_only"].as_f64().unwrap();
+    let server = v["epsilon_against_server"].as_f64().unwrap();
+    assert!((release - 2.02).abs() < 0.01, "{v}");
+    assert!((server - 836.6).abs() < 0.1, "{v}");
+    assert_eq!(v["epsilon"].as_f64().unwrap(), server, "{v}");
 }
 
 #[test]
@@ -93,13 +136,13 @@ fn ddg_and_skellam_epsilons_need_the_pipeline_and_cost_a_little_more() {
         "1000",
         "--json",
     ];
-    let g = json(&base)["epsilon"].as_f64().unwrap();
+    let g = json(&base)["epsilon_release_only"].as_f64().unwrap();
     for m in ["ddg", "skellam"] {
         let mut args: Vec<&str> = base.to_vec();
         args.extend(["--mechanism", m]);
         args.extend(PIPELINE);
         let v = json(&args);
-        let e = v["epsilon"].as_f64().unwrap();
+        let e = v["epsilon_release_only"].as_f64().unwrap();
         assert!(e > g && e < 1.5 * g, "{m}: {e} vs gaussian {g}: {v}");
         assert!(v["order"].as_f64().unwrap() > 1.0);
         assert!(v["scale"].as_f64().unwrap() > 0.0);
@@ -131,8 +174,11 @@ fn plan_meets_the_budget_it_was_given() {
         args.extend(PIPELINE);
         let v = json(&args);
         let z = v["noise_multiplier"].as_f64().unwrap();
-        let e = v["epsilon"].as_f64().unwrap();
+        // At q < 1 the budget is the release-only ε; against the server it is larger.
+        assert_eq!(v["target_applies_to"], "release_only", "{v}");
+        let e = v["epsilon_release_only"].as_f64().unwrap();
         assert!(e <= 3.0 && e > 2.9, "{m}: {v}");
+        assert!(v["epsilon_against_server"].as_f64().unwrap() > e, "{v}");
         assert!(v["rmse_per_coordinate"].as_f64().unwrap() > 0.0);
         // Feeding z back into `epsilon` gives the same ε.
         let z = format!("{z}");
@@ -150,7 +196,7 @@ fn plan_meets_the_budget_it_was_given() {
             "--json",
         ];
         back.extend(PIPELINE);
-        let e2 = json(&back)["epsilon"].as_f64().unwrap();
+        let e2 = json(&back)["epsilon_release_only"].as_f64().unwrap();
         assert!((e2 - e).abs() < 1e-9 * e, "{m}: plan {e} vs epsilon {e2}");
         if m != "gaussian" {
             assert!(v["scale"].as_f64().unwrap() > 0.0, "{v}");

@@ -81,8 +81,12 @@ pub struct PlanRequest {
 pub struct Plan {
     /// The noise multiplier z: noise stddev of the sum over the clip norm.
     pub noise_multiplier: f64,
-    /// ε reached with z over all rounds (≤ the target) and the order that gave it.
+    /// ε reached with z over all rounds (≤ the target) and the order that gave it, at the
+    /// request's sampling rate: against observers of the released model only, when q < 1.
     pub spent: Epsilon,
+    /// ε of the same rounds at sampling rate 1: what holds against a server, which sees who
+    /// took part (equal to `spent` when q = 1).
+    pub spent_against_server: Epsilon,
     /// The scale γ (scaled units per unit of input); `None` for the continuous Gaussian.
     pub scale: Option<f64>,
     /// Expected RMSE of one coordinate of the released mean with the minimum survivors: noise
@@ -230,9 +234,19 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, DpError> {
             )
         }
     };
+    let spent_against_server = if req.sampling_rate < 1.0 {
+        let full = PlanRequest {
+            sampling_rate: 1.0,
+            ..req.clone()
+        };
+        evaluate(&full, z)?.0
+    } else {
+        spent
+    };
     Ok(Plan {
         noise_multiplier: z,
         spent,
+        spent_against_server,
         scale,
         rmse_per_coordinate: rmse,
         l2_error: l2,

@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use secagg_core::RoundConfig;
-use secagg_dp::accountant::{Accountant, Mechanism, Round};
+use secagg_dp::accountant::{Accountant, Epsilon, Mechanism, Round};
 use secagg_dp::pipeline::{DEFAULT_BETA, DpEncoding, DpSetup, NoiseKind, NoisePlacement};
 use secagg_dp::plan::{PlanMechanism, PlanRequest, pipeline_round, plan};
 use secagg_sim::dp::{DpFloor, DpParams};
@@ -84,6 +84,32 @@ fn noise_of(mechanism: &str) -> PyResult<Option<NoiseKind>> {
     }
 }
 
+/// ε of `round` alone, composed from nothing spent.
+fn epsilon_of(round: &Round, delta: f64) -> PyResult<Epsilon> {
+    let mut acc = Accountant::new();
+    acc.compose(round);
+    acc.epsilon(delta).map_err(value_error)
+}
+
+/// Both ε of a run into `out`. `against_server` is the run at sampling rate 1: whoever sees
+/// who took part (the server always does: it sees which clients answer) gets no
+/// amplification. `release_only` is the run amplified by Poisson sampling at the rate asked
+/// for, which holds only against observers of the released result, and only if the clients
+/// really are Poisson-sampled and who took part stays hidden. `epsilon`/`order` are the
+/// against-server values (until issue 14 they were the amplified ones).
+fn set_epsilons(
+    out: &Bound<'_, PyDict>,
+    against_server: &Epsilon,
+    release_only: &Epsilon,
+) -> PyResult<()> {
+    out.set_item("epsilon", against_server.epsilon)?;
+    out.set_item("order", against_server.order)?;
+    out.set_item("epsilon_against_server", against_server.epsilon)?;
+    out.set_item("epsilon_release_only", release_only.epsilon)?;
+    out.set_item("order_release_only", release_only.order)?;
+    Ok(())
+}
+
 /// ε after `rounds` rounds; see `secagg/dp.py`.
 #[pyfunction]
 #[pyo3(name = "dp_epsilon", signature = (
@@ -119,13 +145,15 @@ pub fn epsilon<'py>(
     out.set_item("sampling_rate", sampling_rate)?;
     out.set_item("rounds", rounds)?;
     out.set_item("delta", delta)?;
-    let round = match noise_of(mechanism)? {
-        None => Round::new(
-            Mechanism::Gaussian { noise_multiplier },
-            sampling_rate,
-            rounds,
-        )
-        .map_err(value_error)?,
+    // The run as asked (amplified at `sampling_rate`) and at sampling rate 1 (against the
+    // server, which sees who takes part).
+    let (release_round, server_round) = match noise_of(mechanism)? {
+        None => {
+            let gaussian = |q: f64| {
+                Round::new(Mechanism::Gaussian { noise_multiplier }, q, rounds).map_err(value_error)
+            };
+            (gaussian(sampling_rate)?, gaussian(1.0)?)
+        }
         Some(noise) => {
             let p = Pipeline {
                 clients,
@@ -144,14 +172,15 @@ pub fn epsilon<'py>(
             out.set_item("l1_sensitivity", enc.l1_sensitivity())?;
             out.set_item("local_variance", enc.local_variance())?;
             out.set_item("min_survivors", setup.min_survivors)?;
-            pipeline_round(&setup, &enc, sampling_rate, rounds).map_err(value_error)?
+            (
+                pipeline_round(&setup, &enc, sampling_rate, rounds).map_err(value_error)?,
+                pipeline_round(&setup, &enc, 1.0, rounds).map_err(value_error)?,
+            )
         }
     };
-    let mut acc = Accountant::new();
-    acc.compose(&round);
-    let spent = acc.epsilon(delta).map_err(value_error)?;
-    out.set_item("epsilon", spent.epsilon)?;
-    out.set_item("order", spent.order)?;
+    let release_only = epsilon_of(&release_round, delta)?;
+    let against_server = epsilon_of(&server_round, delta)?;
+    set_epsilons(&out, &against_server, &release_only)?;
     Ok(out)
 }
 
@@ -214,15 +243,23 @@ pub fn plan_noise<'py>(
         mechanism: kind,
         setup,
     };
-    // The search evaluates the accountant many times: release the GIL.
+    // The search evaluates the accountant many times: release the GIL. The budget is met at
+    // the sampling rate asked for (against observers of the release only when it is below
+    // 1); the plan also gives ε at rate 1, what the same noise costs against the server.
     let found = py.detach(|| plan(&req)).map_err(value_error)?;
     let out = PyDict::new(py);
     out.set_item("mechanism", mechanism)?;
     out.set_item("noise_multiplier", found.noise_multiplier)?;
     out.set_item("scale", found.scale)?;
-    out.set_item("epsilon", found.spent.epsilon)?;
-    out.set_item("order", found.spent.order)?;
+    set_epsilons(&out, &found.spent_against_server, &found.spent)?;
     out.set_item("target_epsilon", epsilon)?;
+    // Which of the two ε the target bounds (as `secagg dp plan --json` says it).
+    let applies_to = if sampling_rate < 1.0 {
+        "release_only"
+    } else {
+        "server"
+    };
+    out.set_item("target_applies_to", applies_to)?;
     out.set_item("delta", delta)?;
     out.set_item("rounds", rounds)?;
     out.set_item("sampling_rate", sampling_rate)?;
@@ -540,7 +577,11 @@ impl PyAccountant {
     }
 
     /// Adds the cost of `rounds` rounds released with `encoding`, clients Poisson-sampled at
-    /// `sampling_rate`.
+    /// `sampling_rate`. Below 1 the cost is amplified: the ε that follows holds only against
+    /// observers of the released results, and only if the clients really are Poisson-sampled
+    /// and who took part stays hidden; never against the server, which sees who answers. A
+    /// ledger that must hold against the server composes at 1 (the default), as
+    /// `secagg.dp.ClientLedger` and the Flower workflow do.
     #[pyo3(signature = (encoding, *, sampling_rate=1.0, rounds=1))]
     fn compose(
         &mut self,
@@ -668,6 +709,19 @@ impl PyDpFloor {
             return Err(PyValueError::new_err("the round has no DP encoding"));
         };
         Ok(self.floor.effective_noise_multiplier(&p, &c))
+    }
+
+    /// The multiplier the floor is checked against: the stddev of the noise min(H, m) honest
+    /// survivors add over the L2 sensitivity this client's encoding guarantees (a little below
+    /// `effective_noise_multiplier`, far below it at few bits).
+    fn real_noise_multiplier(&self, config: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let c = config_from_dict(config)?;
+        let Some(p) = offered(&c)? else {
+            return Err(PyValueError::new_err("the round has no DP encoding"));
+        };
+        self.floor
+            .real_noise_multiplier(&p, &c)
+            .map_err(PyValueError::new_err)
     }
 
     /// The smallest noise multiplier accepted.

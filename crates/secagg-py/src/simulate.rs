@@ -289,6 +289,8 @@ impl DpChoice<'_> {
         out.set_item("noise_multiplier", self.noise_multiplier)?;
         out.set_item("clip", self.clip)?;
         out.set_item("epsilon", d.epsilon)?;
+        out.set_item("epsilon_against_server", d.epsilon)?;
+        out.set_item("epsilon_release_only", d.epsilon_release_only)?;
         out.set_item("order", d.order)?;
         out.set_item("delta", d.delta)?;
         out.set_item("rounds", d.rounds)?;

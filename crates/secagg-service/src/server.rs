@@ -99,10 +99,42 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Serve TLS directly with this PEM certificate chain and private key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Fault injection for tests; `None` in production.
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
+}
+
+/// A fault a test injects into the server. Not a CLI flag: `secagg server` reads it from the
+/// `SECAGG_SERVER_FAULT` environment variable (`crash-after-charge`, `charge-write-fails`) in
+/// debug builds only.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The process aborts right after a DP round's charge is committed, before any unmask
+    /// request is sent (a crash between the charge and the unmask stage).
+    CrashAfterCharge,
+    /// Writing a DP round's charge fails (a full or read-only disk).
+    ChargeWriteFails,
+}
+
+impl Fault {
+    /// Parses the `SECAGG_SERVER_FAULT` value.
+    pub fn parse(s: &str) -> Option<Fault> {
+        match s {
+            "crash-after-charge" => Some(Fault::CrashAfterCharge),
+            "charge-write-fails" => Some(Fault::ChargeWriteFails),
+            _ => None,
+        }
+    }
 }
 
 /// Differential privacy of a server's rounds: each releases the mean of the survivors' clipped
-/// updates with noise, and its privacy cost is charged to the population's ledger in the store.
+/// updates with noise, and its privacy cost is charged to the population's ledger in the store
+/// before the round unmasks.
+///
+/// There is no sampling rate: the server does not sample clients (every client that joins takes
+/// part, and the server sees who does), so the ledger charges every round at rate 1, and the ε
+/// it reports holds against the server itself, not only against those who see the mean.
 #[derive(Debug, Clone)]
 pub struct ServerDp {
     /// Noise kind and placement, noise multiplier, L2 clip and β (its `dim` is the server's).
@@ -113,9 +145,6 @@ pub struct ServerDp {
     pub epsilon_budget: f64,
     /// Whose ledger the rounds are charged to.
     pub population: String,
-    /// Poisson sampling rate of a round's clients from the population (privacy amplification;
-    /// 1 when every member takes part).
-    pub sampling_rate: f64,
     /// Fewest survivors a round accepts (default: the threshold t, or in the malicious model
     /// the survivors it needs anyway, never fewer); each client's noise share is sized for them.
     pub min_survivors: Option<u32>,
@@ -162,7 +191,7 @@ pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<
 }
 
 /// What a DP round knows from its start: the encoding, its cost, and the ε it brings the
-/// population to.
+/// population to; and whether it has been charged (once its unmask stage is about to start).
 struct RoundDp {
     encoding: DpEncoding,
     charge: Charge,
@@ -170,6 +199,23 @@ struct RoundDp {
     epsilon_before: f64,
     epsilon_after: f64,
     order: f64,
+    /// The ledger's rounds after this round's charge; `None` until it is charged.
+    charged: Option<Vec<u64>>,
+}
+
+/// Against whom a DP round's ε holds: the server charges at sampling rate 1 (it does not
+/// sample, and it sees who took part), so there is no amplification by sampling.
+fn epsilon_holds_against(placement: NoisePlacement) -> &'static str {
+    match placement {
+        NoisePlacement::Distributed => {
+            "the server and anyone who sees the released mean (sampling rate 1: every client \
+             that joins takes part, no amplification by sampling)"
+        }
+        NoisePlacement::Central => {
+            "anyone who sees the released mean, not the server (central noise: it sees the \
+             exact sum); sampling rate 1, no amplification by sampling"
+        }
+    }
 }
 
 enum Event {
@@ -335,6 +381,10 @@ struct Round {
     float: Option<FloatEncoding>,
     dp: Option<RoundDp>,
     roster: Vec<[u8; 32]>,
+    /// The record stored when the round began (its charge rewrites it with `dp_charged`).
+    record: Value,
+    /// Why the driver ended the round itself (the privacy ledger could not be written).
+    failed: Option<String>,
     start: Instant,
     started_unix_ms: u64,
     stage: Stage,
@@ -548,10 +598,9 @@ impl Coordinator {
             _ => return Err("a PKI round needs the roster (--pki) and the malicious model".into()),
         };
         let started_unix_ms = unix_ms();
-        let id = self
-            .store
-            .begin_round(|id| json!({"round_id": id, "parameters": params, "clients": names, "started_unix_ms": started_unix_ms}))
-            .map_err(|e| e.to_string())?;
+        let record = |id: u64| json!({"round_id": id, "parameters": params, "clients": names, "started_unix_ms": started_unix_ms});
+        let id = self.store.begin_round(record).map_err(|e| e.to_string())?;
+        let record = record(id);
         p.config.round_id = id;
         let server = ServerRound::new(
             p.config.clone(),
@@ -594,6 +643,8 @@ impl Coordinator {
             float,
             dp,
             roster,
+            record,
+            failed: None,
             start: Instant::now(),
             started_unix_ms,
             stage: Stage::AdvertiseKeys,
@@ -613,9 +664,15 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Sends what the state machine queued and notes stage changes.
+    /// Sends what the state machine queued and notes stage changes. A DP round is charged
+    /// before its unmask requests go out ([`Coordinator::charge_before_unmask`]).
     fn flush(&mut self) {
+        self.charge_before_unmask();
         let Some(r) = self.round.as_mut() else { return };
+        if r.failed.is_some() {
+            self.finish_round();
+            return;
+        }
         let stage = r.server.stage();
         if stage != r.stage {
             let secs = r.stage_start.elapsed().as_secs_f64();
@@ -654,6 +711,77 @@ impl Coordinator {
                 stage.name(),
                 r.server.config().num_clients as usize - r.server.dropouts().len(),
             );
+        }
+    }
+
+    /// Charges a DP round's privacy cost to the population's ledger, durably and in its own
+    /// transaction, once its unmask requests are queued and before any of them is sent: from
+    /// the first unmask share on, the server could learn the sum, so a round that then aborts
+    /// (too few shares), fails to decode or is cut by a crash stays charged (its record says
+    /// `dp_charged`). The store charges a round id once, and only while the round is in flight.
+    ///
+    /// If the ledger cannot be written (a full or read-only disk), the round is aborted here:
+    /// its queued unmask requests are discarded unsent, so the sum is never learned and nothing
+    /// is charged; its clients are told why, and the server stops (exits non-zero with the
+    /// reason), as it does for an exhausted budget: every later DP round would reach the same
+    /// write, so the operator must fix the store before rounds resume.
+    fn charge_before_unmask(&mut self) {
+        let Some(r) = self.round.as_mut() else { return };
+        if r.server.stage() != Stage::Unmask || r.failed.is_some() {
+            return;
+        }
+        let Some(dp) = r.dp.as_mut() else { return };
+        if dp.charged.is_some() {
+            return;
+        }
+        let mut record = r.record.clone();
+        record["dp_charged"] = json!(true);
+        record["dp_epsilon_spent"] = json!(dp.epsilon_after);
+        let written = if self.opts.fault == Some(Fault::ChargeWriteFails) {
+            Err(crate::store::StoreError(
+                "injected fault: the ledger write failed".into(),
+            ))
+        } else {
+            self.store.charge_round(r.id, record.clone(), &dp.charge)
+        };
+        match written {
+            Ok(ledger) => {
+                dp.charged = Some(ledger.rounds);
+                r.record = record;
+                let against = self
+                    .opts
+                    .dp
+                    .as_ref()
+                    .map_or("", |o| epsilon_holds_against(o.params.placement));
+                log(format!(
+                    "round {}: charged to population {:?} before unmasking: ε = {:.4} after it \
+                     (δ = {}), against {against}",
+                    r.id,
+                    dp.charge.population,
+                    dp.epsilon_after,
+                    self.opts.dp.as_ref().map_or(0.0, |o| o.delta),
+                ));
+                if self.opts.fault == Some(Fault::CrashAfterCharge) {
+                    log("injected fault: crashing after the charge, before the unmask stage");
+                    std::process::abort();
+                }
+            }
+            Err(e) => {
+                // Nothing queued for this round may leave: the unmask requests above all.
+                while r.server.poll_outgoing().is_some() {}
+                let why = format!(
+                    "the privacy ledger could not be written, so the round was aborted before \
+                     unmasking (no unmask request was sent: nothing revealed, so nothing to charge): \
+                     {e}"
+                );
+                log(format!("round {}: {why}", r.id));
+                self.fatal = Some(format!(
+                    "round {}: {why}; the server stops: no DP round may unmask until its charge \
+                     can be written",
+                    r.id
+                ));
+                r.failed = Some(why);
+            }
         }
     }
 
@@ -747,8 +875,17 @@ impl Coordinator {
         };
         let secs = r.stage_start.elapsed().as_secs_f64();
         r.stats.entry(r.stage).or_default().seconds += secs;
-        let Some(outcome) = r.server.outcome().cloned() else {
-            return;
+        let outcome = match (&r.failed, r.server.outcome()) {
+            (Some(why), _) => Err(why.clone()),
+            (None, Some(Outcome::Aborted(a))) => Err(a.to_string()),
+            (
+                None,
+                Some(Outcome::Released {
+                    aggregate,
+                    survivors,
+                }),
+            ) => Ok((aggregate.clone(), survivors.clone())),
+            (None, None) => return,
         };
         let name = |id: ClientId| match r.members.get(id as usize - 1) {
             Some(Some(m)) => m.name.clone(),
@@ -798,18 +935,33 @@ impl Coordinator {
             "wall_seconds": r.start.elapsed().as_secs_f64(),
             "server_peak_rss_bytes": peak_rss_bytes(),
         });
+        // A DP round is charged once its unmask stage is about to start, whatever follows.
+        if let Some(dp) = &r.dp {
+            summary["dp_charged"] = json!(dp.charged.is_some());
+            match &dp.charged {
+                Some(rounds) => {
+                    summary["dp_epsilon_spent"] = json!(dp.epsilon_after);
+                    summary["dp_ledger_rounds"] = json!(rounds);
+                }
+                None => summary["dp_epsilon_spent"] = json!(dp.epsilon_before),
+            }
+        }
+        let charged = r.dp.as_ref().is_some_and(|d| d.charged.is_some());
+        let stays_charged = |reason: String| {
+            if charged {
+                let note = "its privacy cost was charged before unmasking and stays charged";
+                format!("{reason}; {note}")
+            } else {
+                reason
+            }
+        };
         let dir = self.rounds_dir();
         let _ = std::fs::create_dir_all(&dir);
         let released = match &outcome {
-            Outcome::Released {
-                aggregate,
-                survivors,
-            } => {
+            Ok((aggregate, survivors)) => {
                 summary["survivors"] = json!(survivors.iter().map(name).collect::<Vec<_>>());
                 let arr = match (&r.dp, r.float) {
-                    (Some(dp), _) => {
-                        self.release_dp(r.id, dp, aggregate, survivors.len(), &mut summary)
-                    }
+                    (Some(dp), _) => self.release_dp(dp, aggregate, survivors.len()),
                     (None, float) => match float {
                         Some(f) => match f.decode(aggregate) {
                             Ok((mean, total)) => {
@@ -832,20 +984,15 @@ impl Coordinator {
                         true
                     }
                     Err(e) => {
-                        if let Some(dp) = &r.dp {
-                            summary["dp_epsilon_spent"] = json!(dp.epsilon_before);
-                        }
-                        summary["reason"] =
-                            json!(format!("the aggregate could not be released: {e}"));
+                        summary["reason"] = json!(stays_charged(format!(
+                            "the aggregate could not be released: {e}"
+                        )));
                         false
                     }
                 }
             }
-            Outcome::Aborted(a) => {
-                if let Some(dp) = &r.dp {
-                    summary["dp_epsilon_spent"] = json!(dp.epsilon_before);
-                }
-                summary["reason"] = json!(a.to_string());
+            Err(why) => {
+                summary["reason"] = json!(stays_charged(why.clone()));
                 summary["survivors"] = json!([]);
                 false
             }
@@ -862,10 +1009,7 @@ impl Coordinator {
         ) {
             log(format!("round {}: cannot write its JSON: {e}", r.id));
         }
-        // A DP round was recorded with its charge, before its aggregate was written.
-        if !(released && r.dp.is_some())
-            && let Err(e) = self.store.end_round(r.id, state, summary.clone())
-        {
+        if let Err(e) = self.store.end_round(r.id, state, summary.clone()) {
             log(format!("round {}: cannot record its end: {e}", r.id));
         }
         self.metrics.round_ended(released);
@@ -877,6 +1021,24 @@ impl Coordinator {
             summary["dropouts"].as_array().map_or(0, Vec::len),
             r.start.elapsed().as_secs_f64()
         ));
+        // A round the driver ended itself: tell the clients still in it why (the state
+        // machine queued nothing for them).
+        if let Some(why) = &r.failed {
+            let dropped: Vec<ClientId> = r.server.dropouts().iter().map(|d| d.id).collect();
+            for (i, m) in r.members.iter().enumerate() {
+                if let Some(m) = m
+                    && !dropped.contains(&(i as ClientId + 1))
+                {
+                    let _ = m.tx.try_send(Ok(proto::ServerFrame {
+                        body: Some(proto::server_frame::Body::RoundEnd(proto::RoundEnd {
+                            round_id: r.id,
+                            released: false,
+                            reason: why.clone(),
+                        })),
+                    }));
+                }
+            }
+        }
         // Tell dropped clients why, then close every stream of the round.
         for d in r.server.dropouts() {
             if let Some(Some(m)) = r.members.get(d.id as usize - 1) {
@@ -906,7 +1068,8 @@ impl Coordinator {
             return Ok(None);
         };
         let encoding = dp.params.encoding(c)?;
-        let cost = dp.params.round_cost(c, dp.sampling_rate)?;
+        // Sampling rate 1: the server does not sample, and it sees who takes part.
+        let cost = dp.params.round_cost(c, 1.0)?;
         let spent = match self
             .store
             .ledger(&dp.population)
@@ -941,6 +1104,7 @@ impl Coordinator {
             epsilon_before: before,
             epsilon_after: after.epsilon,
             order: after.order,
+            charged: None,
         }))
     }
 
@@ -958,24 +1122,22 @@ impl Coordinator {
             "delta": o.delta,
             "epsilon_budget": o.epsilon_budget,
             "population": o.population,
-            "sampling_rate": o.sampling_rate,
+            "sampling_rate": 1.0,
             "epsilon_before_round": d.epsilon_before,
             "epsilon_after_round": d.epsilon_after,
+            "epsilon_holds_against": epsilon_holds_against(o.params.placement),
             "order": d.order,
             "expected_mean_rmse": d.encoding.expected_mean_error(d.min_survivors),
         })
     }
 
-    /// Decodes a DP round's sum into the private mean and charges the round to the ledger,
-    /// durably and before anything is written: an aggregate may be lost in a crash, a charge
-    /// never.
+    /// Decodes a DP round's sum into the private mean (with central noise, adds it first). The
+    /// round was charged before it unmasked ([`Coordinator::charge_before_unmask`]).
     fn release_dp(
         &self,
-        id: u64,
         dp: &RoundDp,
         aggregate: &[u64],
         survivors: usize,
-        summary: &mut Value,
     ) -> Result<NpyArray, String> {
         let mut sum = aggregate.to_vec();
         if self
@@ -994,14 +1156,6 @@ impl Coordinator {
         let total = dp.encoding.decode_sum(&sum).map_err(|e| e.0)?;
         let n = survivors.max(1) as f64;
         let mean: Vec<f64> = total.iter().map(|v| v / n).collect();
-        summary["dp_epsilon_spent"] = json!(dp.epsilon_after);
-        let ledger = self
-            .store
-            .finish_round_charged(id, summary.clone(), &dp.charge)
-            .map_err(|e| {
-                format!("the privacy ledger could not be updated, nothing released: {e}")
-            })?;
-        summary["dp_ledger_rounds"] = json!(ledger.rounds);
         Ok(NpyArray::F64(mean))
     }
 }
@@ -1068,8 +1222,14 @@ pub async fn run(
         .map_err(|e| format!("cannot create {}: {e}", rounds_dir.display()))?;
     for r in recovered {
         eprintln!(
-            "secagg-server: round {} was in flight when the server stopped: recorded as aborted",
-            r.id
+            "secagg-server: round {} was in flight when the server stopped: recorded as \
+             aborted{}",
+            r.id,
+            if r.summary["dp_charged"] == json!(true) {
+                " (charged before unmasking: it stays charged)"
+            } else {
+                ""
+            }
         );
         let _ = write_atomic(
             &rounds_dir.join(format!("{}.json", r.id)),
@@ -1161,9 +1321,11 @@ pub async fn run(
     // lobby, then stop (graceful shutdown waits for open streams, so bound it).
     tokio::time::sleep(Duration::from_millis(200)).await;
     for l in co.lobby.drain(..) {
-        let _ = l.tx.try_send(Err(Status::unavailable(
-            "the server is shutting down: no further rounds",
-        )));
+        let st = match &co.fatal {
+            Some(why) => Status::failed_precondition(why.clone()),
+            None => Status::unavailable("the server is shutting down: no further rounds"),
+        };
+        let _ = l.tx.try_send(Err(st));
     }
     let fatal = co.fatal.take();
     drop(co);

@@ -3,9 +3,10 @@
 //! round is recorded as aborted on restart, and ids are never reused.
 //!
 //! It also holds the **privacy ledger**: per population, the Rényi-DP curve composed over every
-//! round that released a result, and the ids of those rounds. A round's charge is committed in
-//! the same transaction that records it as finished, before its aggregate is written anywhere,
-//! so a crash can lose an aggregate but never a charge, and a round is never charged twice.
+//! charged round, and the ids of those rounds. A DP round is charged, in its own transaction
+//! that also marks its record `dp_charged`, before the server asks for the first unmask share
+//! (the moment it could learn the sum): a round that aborts or crashes after that stays charged,
+//! so a crash can lose an aggregate but never a charge, and a round id is never charged twice.
 
 use std::path::Path;
 
@@ -100,7 +101,7 @@ impl LedgerEntry {
     }
 }
 
-/// A released round's privacy cost, charged to a population's ledger.
+/// A round's privacy cost, charged to a population's ledger before the round unmasks.
 #[derive(Debug, Clone)]
 pub struct Charge {
     /// The population (one ledger per population).
@@ -142,7 +143,12 @@ impl Store {
         let mut recovered = Vec::new();
         for mut r in interrupted {
             r.summary["state"] = json!("aborted");
-            r.summary["reason"] = json!("the server stopped while the round was in flight");
+            r.summary["reason"] = json!(if r.summary["dp_charged"] == json!(true) {
+                "the server stopped while the round was in flight, after its privacy cost was \
+                 charged (before unmasking): it stays charged"
+            } else {
+                "the server stopped while the round was in flight"
+            });
             r.state = RoundState::Aborted;
             store.put(&r)?;
             recovered.push(r);
@@ -188,10 +194,13 @@ impl Store {
         self.put(&RoundRecord { id, state, summary })
     }
 
-    /// Records a round that released its aggregate and, in the same transaction, charges its
-    /// privacy cost to the population's ledger. A round already in the ledger is not charged
-    /// again. Returns the ledger after the charge.
-    pub fn finish_round_charged(
+    /// Charges round `id`'s privacy cost to the population's ledger and, in the same
+    /// transaction, stores `summary` as its record, still in flight (the caller marks it
+    /// `dp_charged`). Called before the round's unmask stage starts, so a round the server may
+    /// have learned the sum of is always charged, whatever happens to it afterwards. Only a
+    /// round in flight is charged (an ended one is refused), and a round already in the ledger
+    /// is not charged again. Returns the ledger after the charge.
+    pub fn charge_round(
         &self,
         id: u64,
         mut summary: Value,
@@ -204,12 +213,22 @@ impl Store {
                 "a privacy charge needs one finite, non-negative ε per order",
             )));
         }
-        summary["state"] = json!(RoundState::Finished.name());
+        summary["state"] = json!(RoundState::InFlight.name());
         let tx = self
             .db
             .begin_write()
             .map_err(err("starting a transaction"))?;
         let entry = {
+            let mut rounds = tx.open_table(ROUNDS).map_err(err("opening rounds"))?;
+            let state = rounds
+                .get(id)
+                .map_err(err("reading a round"))?
+                .map(|v| record(id, v.value()).state);
+            if state != Some(RoundState::InFlight) {
+                return Err(StoreError(format!(
+                    "round {id} is not in flight: only a round that has not ended is charged"
+                )));
+            }
             let mut ledger = tx.open_table(LEDGER).map_err(err("opening the ledger"))?;
             let old = ledger
                 .get(charge.population.as_str())
@@ -242,14 +261,13 @@ impl Store {
                     )
                     .map_err(err("charging the ledger"))?;
             }
-            let mut rounds = tx.open_table(ROUNDS).map_err(err("opening rounds"))?;
             rounds
                 .insert(id, summary.to_string().as_str())
                 .map_err(err("recording the round"))?;
             entry
         };
         tx.commit()
-            .map_err(err("committing the round and its charge"))?;
+            .map_err(err("committing the round's privacy charge"))?;
         Ok(entry)
     }
 
@@ -356,23 +374,32 @@ mod tests {
         };
         let a = s.begin_round(|id| json!({"round_id": id})).unwrap();
         let e = s
-            .finish_round_charged(a, json!({"round_id": a}), &charge)
+            .charge_round(a, json!({"round_id": a, "dp_charged": true}), &charge)
             .unwrap();
         assert_eq!((e.rdp.clone(), e.rounds.clone()), (vec![0.5, 2.0], vec![a]));
+        // Charged before unmasking: still in flight until the round ends.
+        assert_eq!(s.round(a).unwrap().unwrap().state, RoundState::InFlight);
         // The same round again (a retried write): not counted twice.
-        let e2 = s
-            .finish_round_charged(a, json!({"round_id": a}), &charge)
-            .unwrap();
+        let e2 = s.charge_round(a, json!({"round_id": a}), &charge).unwrap();
         assert_eq!(e2, e);
-        let b = s.begin_round(|id| json!({"round_id": id})).unwrap();
-        s.finish_round_charged(b, json!({"round_id": b}), &charge)
+        s.end_round(a, RoundState::Finished, json!({"round_id": a}))
             .unwrap();
-        assert_eq!(s.round(b).unwrap().unwrap().state, RoundState::Finished);
-        // A round in flight when the process dies is not charged.
+        let b = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        s.charge_round(b, json!({"round_id": b}), &charge).unwrap();
+        s.end_round(b, RoundState::Aborted, json!({"round_id": b}))
+            .unwrap();
+        assert_eq!(s.round(b).unwrap().unwrap().state, RoundState::Aborted);
+        // A round in flight when the process dies, before its charge, is not charged.
         let c = s.begin_round(|id| json!({"round_id": id})).unwrap();
         drop(s);
         let (s, rec) = Store::open(dir.path()).unwrap();
         assert_eq!(rec[0].id, c);
+        assert!(
+            !rec[0].summary["reason"]
+                .as_str()
+                .unwrap()
+                .contains("charged")
+        );
         let e = s.ledger("p").unwrap().unwrap();
         assert_eq!((e.rdp, e.rounds), (vec![1.0, 4.0], vec![a, b]));
         assert!(s.ledger("other").unwrap().is_none());
@@ -382,13 +409,52 @@ mod tests {
             orders: vec![3.0, 8.0],
             ..charge.clone()
         };
-        assert!(s.finish_round_charged(d, json!({}), &other).is_err());
+        assert!(s.charge_round(d, json!({}), &other).is_err());
         let nan = Charge {
             rdp: vec![f64::NAN, 1.0],
             ..charge
         };
-        assert!(s.finish_round_charged(d, json!({}), &nan).is_err());
+        assert!(s.charge_round(d, json!({}), &nan).is_err());
         assert_eq!(s.ledger("p").unwrap().unwrap().rounds, vec![a, b]);
         assert_eq!(s.round(d).unwrap().unwrap().state, RoundState::InFlight);
+    }
+
+    /// Issue 14, finding 3: a round charged before unmasking and interrupted by a crash stays
+    /// charged, exactly once, and its record says so after the restart.
+    #[test]
+    fn a_round_charged_before_a_crash_stays_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(dir.path()).unwrap();
+        let charge = Charge {
+            population: "p".into(),
+            orders: vec![2.0, 8.0],
+            rdp: vec![0.5, 2.0],
+        };
+        let a = s.begin_round(|id| json!({"round_id": id})).unwrap();
+        s.charge_round(a, json!({"round_id": a, "dp_charged": true}), &charge)
+            .unwrap();
+        drop(s); // crash before the unmask stage
+        let (s, rec) = Store::open(dir.path()).unwrap();
+        assert_eq!(rec.len(), 1);
+        let r = s.round(a).unwrap().unwrap();
+        assert_eq!(r.state, RoundState::Aborted);
+        assert_eq!(r.summary["dp_charged"], true);
+        let reason = r.summary["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("in flight") && reason.contains("stays charged"),
+            "{reason}"
+        );
+        // A replayed charge of the same id after the restart is refused and counts nothing.
+        let e = s
+            .charge_round(a, json!({"round_id": a}), &charge)
+            .unwrap_err();
+        assert!(e.0.contains("not in flight"), "{e}");
+        assert!(s.charge_round(99, json!({}), &charge).is_err());
+        drop(s);
+        let (s, rec) = Store::open(dir.path()).unwrap();
+        assert!(rec.is_empty());
+        assert_eq!(s.round(a).unwrap().unwrap().state, RoundState::Aborted);
+        let e = s.ledger("p").unwrap().unwrap();
+        assert_eq!((e.rdp, e.rounds), (vec![0.5, 2.0], vec![a]));
     }
 }

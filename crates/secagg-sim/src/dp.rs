@@ -160,7 +160,20 @@ impl DpFloor {
         dp.noise_multiplier * (h / m).sqrt()
     }
 
-    /// Refuses a round without DP, with central noise, or whose noise is below the floor.
+    /// The noise multiplier this client can count on for real: the stddev of the noise that
+    /// min(h, m) honest survivors add (each the exact sampler's variance) over the L2
+    /// sensitivity this client's encoding guarantees (the conditional-rounding bound, which
+    /// the bit width and β can make much larger than γ·clip). This, not the announced z, is
+    /// what the privacy of the client's update depends on.
+    pub fn real_noise_multiplier(&self, dp: &DpParams, c: &RoundConfig) -> Result<f64, String> {
+        let enc = dp.encoding(c)?;
+        let m = c.min_clients.max(1);
+        let h = self.honest_clients.map_or(m, |h| h.min(m));
+        Ok(enc.noise_variance(h).sqrt() / enc.l2_sensitivity())
+    }
+
+    /// Refuses a round without DP, with central noise, or whose real noise (see
+    /// [`Self::real_noise_multiplier`]) is below the floor.
     pub fn check(&self, dp: Option<&DpParams>, c: &RoundConfig) -> Result<(), String> {
         let min = self.min_noise_multiplier;
         let Some(p) = dp else {
@@ -179,14 +192,17 @@ impl DpFloor {
                 p.noise_multiplier
             ));
         }
-        let z = self.effective_noise_multiplier(p, c);
-        if let Some(h) = self.honest_clients
-            && z < min
-        {
+        let z = self.real_noise_multiplier(p, c)?;
+        if z < min {
+            let whose = match self.honest_clients {
+                Some(h) => format!("the noise of {} honest survivors", h.min(c.min_clients)),
+                None => format!("the noise of the round's {} survivors", c.min_clients),
+            };
             return Err(format!(
-                "offered noise split over {} clients: {h} honest ones would reach a noise \
-                 multiplier of only {z:.4}, below this client's floor {min}",
-                c.min_clients
+                "offered noise multiplier {} over the clip, but {whose} over the sensitivity \
+                 this client's {}-bit encoding guarantees is only {z:.4}, below this \
+                 client's floor {min}",
+                p.noise_multiplier, c.bits
             ));
         }
         Ok(())
@@ -287,6 +303,45 @@ mod tests {
         }
     }
 
+    /// Issue 14, finding 2: the floor compares the noise with the sensitivity the encoding
+    /// guarantees, not the announced z: 8 bits, 16 values and a tiny β make the rounded
+    /// sensitivity far larger than γ·clip, and z = 2 is worth ≈ 1.14.
+    #[test]
+    fn a_client_floor_checks_the_noise_over_the_real_sensitivity() {
+        let dp = DpParams {
+            noise: NoiseKind::DiscreteGaussian,
+            placement: NoisePlacement::Distributed,
+            noise_multiplier: 2.0,
+            clip: 1.0,
+            beta: 1e-300,
+            dim: 16,
+        };
+        let c = RoundConfig {
+            bits: 8,
+            dim: 16,
+            num_clients: 4,
+            ..config(2)
+        };
+        let real = floor(2.0, None).real_noise_multiplier(&dp, &c).unwrap();
+        assert!(real > 1.0 && real < 1.3, "{real}");
+        let e = floor(2.0, None).check(Some(&dp), &c).unwrap_err();
+        assert!(e.contains("only 1.1"), "{e}");
+        assert!(floor(real * 0.999, None).check(Some(&dp), &c).is_ok());
+        // One honest survivor of two: √(1/2) of that.
+        let one = floor(1.0, Some(1)).real_noise_multiplier(&dp, &c).unwrap();
+        assert!((one - real * 0.5f64.sqrt()).abs() < 1e-9, "{one} vs {real}");
+        // At 32 bits and the default β the real multiplier is the announced one to 1e-3.
+        let wide = DpParams {
+            beta: DEFAULT_BETA,
+            dim: 8,
+            ..dp
+        };
+        let r = floor(2.0, None)
+            .real_noise_multiplier(&wide, &config(50))
+            .unwrap();
+        assert!((r - 2.0).abs() < 2e-3, "{r}");
+    }
+
     #[test]
     fn a_client_floor_counts_only_on_its_honest_clients() {
         let dp = DpParams {
@@ -297,13 +352,16 @@ mod tests {
             beta: DEFAULT_BETA,
             dim: 8,
         };
-        assert!(floor(2.0, None).check(Some(&dp), &config(50)).is_ok());
+        // The real multiplier is a little below the announced one (rounding adds to the
+        // sensitivity): a floor of exactly z refuses, one just below accepts.
+        assert!(floor(1.999, None).check(Some(&dp), &config(50)).is_ok());
+        assert!(floor(2.0, None).check(Some(&dp), &config(50)).is_err());
         assert!(floor(2.1, None).check(Some(&dp), &config(50)).is_err());
         // 25 honest of 100 announced survivors: 2·√(25/100) = 1.
-        let f = floor(1.0, Some(25));
+        let f = floor(0.999, Some(25));
         assert!((f.effective_noise_multiplier(&dp, &config(100)) - 1.0).abs() < 1e-12);
         assert!(f.check(Some(&dp), &config(100)).is_ok());
-        let e = f.check(Some(&dp), &config(101)).unwrap_err();
+        let e = f.check(Some(&dp), &config(110)).unwrap_err();
         assert!(e.contains("25 honest"), "{e}");
         // More honest clients than the noise is sized for add nothing to count on.
         let many = floor(1.0, Some(500)).effective_noise_multiplier(&dp, &config(50));

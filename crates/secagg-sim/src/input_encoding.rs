@@ -16,12 +16,17 @@
 //! DP mean:       0x02 ‖ noise (0 = discrete Gaussian, 1 = Skellam) ‖ central (0/1)
 //!                     ‖ noise_multiplier (f64) ‖ clip (f64) ‖ beta (f64) ‖ dim (u32)
 //! ```
+//!
+//! β (conditional rounding's failure probability) sets how far the rounded sensitivity may
+//! exceed γ·clip, so a server choosing it could shrink every client's real noise multiplier
+//! (a tiny β at 8 bits makes z = 2 worth 1.2). It is a protocol constant: a round whose β is
+//! not [`DEFAULT_BETA`] is refused. The field stays for the canonical form's stability.
 
 use secagg_core::RoundConfig;
 use secagg_core::encoding::FloatEncoding;
 use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
 
-use crate::dp::DpParams;
+use crate::dp::{DEFAULT_BETA, DpParams};
 
 /// The encoding of a round's inputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,6 +123,14 @@ impl InputEncoding {
                     dim: u32::from_le_bytes(d) as usize,
                 };
                 p.validate()?;
+                if p.beta.to_bits() != DEFAULT_BETA.to_bits() {
+                    return Err(format!(
+                        "the round announces a conditional rounding β of {}; β is a protocol \
+                         constant ({DEFAULT_BETA}): a server-chosen β could inflate the \
+                         sensitivity and shrink every client's real noise",
+                        p.beta
+                    ));
+                }
                 InputEncoding::Dp(p)
             }
             _ => return bad("unknown kind or wrong length"),
@@ -168,7 +181,7 @@ mod tests {
             placement: NoisePlacement::Distributed,
             noise_multiplier: 1.1,
             clip: 0.5,
-            beta: (-0.5f64).exp(),
+            beta: DEFAULT_BETA,
             dim: 1000,
         }
     }
@@ -208,5 +221,15 @@ mod tests {
         let mut b = InputEncoding::Dp(dp()).to_bytes();
         b[1] = 9;
         assert!(InputEncoding::from_bytes(&b).is_err());
+    }
+
+    /// Issue 14, finding 2: β is not the server's to choose.
+    #[test]
+    fn a_server_chosen_beta_is_refused() {
+        for beta in [1e-300, 0.5, 0.9] {
+            let p = DpParams { beta, ..dp() };
+            let e = InputEncoding::from_bytes(&InputEncoding::Dp(p).to_bytes()).unwrap_err();
+            assert!(e.contains("protocol constant"), "{e}");
+        }
     }
 }

@@ -103,7 +103,8 @@ pub struct SimulateDp {
     pub params: DpParams,
     /// δ of the reported (ε, δ).
     pub delta: f64,
-    /// Poisson sampling rate of a round's clients from their population.
+    /// Poisson sampling rate of a round's clients from their population: it amplifies only
+    /// the ε against observers of the released model ([`DpReport::epsilon_release_only`]).
     pub sampling_rate: f64,
     /// Rounds of this kind composed in the reported ε (a training run's length).
     pub rounds: u64,
@@ -115,10 +116,15 @@ pub struct SimulateDp {
 /// What a DP round released and what it cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DpReport {
-    /// ε of `rounds` such rounds at `delta`.
+    /// ε of `rounds` such rounds at `delta` against the server (sampling rate 1: it sees who
+    /// took part).
     pub epsilon: f64,
     /// The Rényi order that gave it.
     pub order: f64,
+    /// ε of the same rounds against observers of the released model only, amplified by the
+    /// sampling rate (valid only if clients really are Poisson-sampled and who took part stays
+    /// hidden from those observers; equal to `epsilon` at rate 1).
+    pub epsilon_release_only: f64,
     /// δ.
     pub delta: f64,
     /// Rounds composed.
@@ -422,8 +428,10 @@ fn simulate_dp(
     crate::dp::require_survivors(&mut plan.config, dp.min_survivors)?;
     plan.config.encoding = InputEncoding::Dp(params).to_bytes();
     let enc = params.encoding(&plan.config)?;
-    let cost = params.round_cost(&plan.config, dp.sampling_rate)?;
+    let cost = params.round_cost(&plan.config, 1.0)?;
     let eps = crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?;
+    let sampled = params.round_cost(&plan.config, dp.sampling_rate)?;
+    let eps_release = crate::dp::epsilon_after(None, &sampled, dp.rounds, dp.delta)?;
     // One sampler (a table for Skellam) serves every simulated client.
     let noise = enc.client_noise().map_err(|e| e.0)?;
     let encoded: Vec<Vec<u64>> = values
@@ -483,6 +491,7 @@ fn simulate_dp(
     result.dp = Some(DpReport {
         epsilon: eps.epsilon,
         order: eps.order,
+        epsilon_release_only: eps_release.epsilon,
         delta: dp.delta,
         rounds: dp.rounds,
         scale: enc.scale(),

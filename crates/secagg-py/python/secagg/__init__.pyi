@@ -138,7 +138,10 @@ class SimulationResult:
     seed, assumed_corrupt, ...)."""
     dp: Optional[dict[str, Any]]
     """DP rounds (``dp=`` given): ``noise``, ``central``, ``noise_multiplier``, ``clip``,
-    ``epsilon`` and ``order`` (of ``rounds`` such rounds at ``delta``), ``delta``, ``rounds``,
+    ``epsilon`` and ``order`` (of ``rounds`` such rounds at ``delta``, at sampling rate 1: the
+    ε against the server, which sees who took part; also ``epsilon_against_server``),
+    ``epsilon_release_only`` (amplified by ``sampling_rate``: against observers of the
+    released mean only; see :func:`secagg.dp.epsilon`), ``delta``, ``rounds``,
     ``sampling_rate``, ``scale``, ``padded_dim``, ``rmse_vs_clipped``, ``rmse_vs_raw`` (the
     error of the private mean against the survivors' clipped / raw mean) and
     ``expected_rmse``; ``None`` otherwise."""
@@ -197,8 +200,9 @@ def simulate(
             its share of ``"ddg"`` (distributed discrete Gaussian) or ``"skellam"`` noise,
             sized for the round's ``min_clients`` survivors (``dp_central``: the server adds
             it all, trusted-server model). ``dp_noise_multiplier`` is the noise stddev of the
-            sum over ``dp_clip``; ε is reported for ``dp_rounds`` such rounds at ``dp_delta``
-            with clients Poisson-sampled at ``dp_sampling_rate`` (see ``.dp``).
+            sum over ``dp_clip``; ε is reported for ``dp_rounds`` such rounds at ``dp_delta``,
+            against the server and, with clients Poisson-sampled at ``dp_sampling_rate``,
+            against observers of the released mean only (see ``.dp``).
 
     Returns:
         A :class:`SimulationResult`. An aborted round is returned (``.aborted`` says why),
@@ -629,7 +633,9 @@ class DpEncoding:
     choose them. A client should check the round against its own floor before encoding:
     ``secagg.dp.Floor(z, honest_clients=h).check(config)`` makes the gRPC client's check, and
     ``secagg.dp.ClientLedger`` keeps its own budget. ε is accounted with
-    :class:`secagg.dp.Accountant` (``compose(encoding)``).
+    :class:`secagg.dp.Accountant` (``compose(encoding)``, at sampling rate 1 by default: the
+    ε that holds against the server, which sees who takes part; a rate below 1 gives the ε
+    against observers of the released results only).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:

@@ -5,6 +5,14 @@ distributed discrete Gaussian (``"ddg"``, Kairouz, Liu, Steinke 2021) and of Ske
 (Agarwal, Kairouz, Liu 2021) through the client pipeline (clip, rotate, scale, round, noise,
 wrap mod 2^bits), amplified by Poisson sampling of clients, composed over rounds and converted
 to (ε, δ). The same code as ``secagg dp epsilon`` / ``secagg dp plan``.
+
+Two ε, whenever a sampling rate q < 1 is given. Amplification by sampling holds only against
+someone who does not know who took part: the server always knows (it sees which clients
+answer), so against it a round costs what it costs at q = 1. :func:`epsilon` and :func:`plan`
+report both: ``"epsilon_against_server"`` (at q = 1) and ``"epsilon_release_only"`` (amplified
+at q: against observers of the released results only, and only if the deployment really
+Poisson-samples its clients and keeps who took part hidden). ``"epsilon"`` is the
+against-server value; before this distinction it was the amplified one.
 """
 
 import math
@@ -23,7 +31,11 @@ __all__ = ["Accountant", "ClientLedger", "Floor", "epsilon", "plan"]
 #: ``Accountant(orders, rdp)`` restores a state saved from ``.orders`` and ``.rdp`` (plain
 #: lists of floats). ``compose(encoding, *, sampling_rate=1.0, rounds=1)`` adds the cost of
 #: ``rounds`` rounds released with a :class:`secagg.DpEncoding` (clients Poisson-sampled at
-#: ``sampling_rate``), ``composed(...)`` returns a copy with it added (what a budget check
+#: ``sampling_rate``; below 1 the cost is amplified and the ledger's ε then holds only against
+#: observers of the released results, never against the server, which sees who took part: a
+#: ledger that must hold against the server, as :class:`ClientLedger`'s and the Flower
+#: workflow's do, composes at 1), ``composed(...)`` returns a copy with it added (what a
+#: budget check
 #: before a round asks), ``client_charged(config, *, honest_clients)`` returns a copy with
 #: what :class:`ClientLedger` charges for a round (at z·√(min(h, m)/m), sampling rate 1),
 #: ``epsilon(delta)`` is ε so far (0 when nothing was spent) and
@@ -39,11 +51,14 @@ Accountant = _secagg.DpAccountant
 #: ``Floor(min_noise_multiplier, *, honest_clients=None)``; ``check(config)`` raises
 #: ``ValueError`` saying why it refuses a round with configuration ``config``
 #: (:func:`secagg.round_config` of its RoundStart, whose DP parameters the session id covers)
-#: that offers no DP, central noise, or a noise multiplier z below the floor, or whose noise
-#: falls below it once counted over ``honest_clients`` = H survivors only: each client adds
-#: 1/m of the noise variance, m being the round's ``min_clients``, and a malicious server with
-#: fake clients can announce a large m, so the round must reach z·√(min(H, m)/m) ≥ the floor.
-#: ``effective_noise_multiplier(config)`` is that z·√(min(H, m)/m).
+#: that offers no DP, central noise, or a noise multiplier z below the floor, or whose real
+#: noise falls below it: the stddev of the noise ``honest_clients`` = H survivors add (each
+#: adds 1/m of the variance, m being the round's ``min_clients``; a malicious server with fake
+#: clients can announce a large m), over the L2 sensitivity the client's own encoding
+#: guarantees (conditional rounding makes it larger than γ·clip: a little at 32 bits, much at
+#: 8), must be ≥ the floor. ``real_noise_multiplier(config)`` is that value;
+#: ``effective_noise_multiplier(config)`` is the nominal z·√(min(H, m)/m). Set a floor a little
+#: below the server's z.
 Floor = _secagg.DpFloor
 
 DEFAULT_BETA = 0.6065306597126334  # e^-1/2: conditional rounding's failure probability
@@ -64,15 +79,16 @@ def epsilon(
     central: bool = False,
     beta: float = DEFAULT_BETA,
 ) -> "dict[str, Any]":
-    """ε of ``rounds`` rounds, each over a Poisson sample of clients with rate
-    ``sampling_rate``, at ``delta``.
+    """ε of ``rounds`` rounds at ``delta``, against the server and, for a Poisson sample of
+    clients with rate ``sampling_rate``, against observers of the released results only.
 
     Args:
         mechanism: ``"gaussian"`` (continuous Gaussian with stddev ``noise_multiplier`` × the
             L2 sensitivity), ``"ddg"`` or ``"skellam"`` (the client pipeline: also give
             ``clients``, ``dim``, ``bits`` and ``clip``).
         noise_multiplier: noise stddev of the sum over the L2 clipping norm (z > 0).
-        sampling_rate: in (0, 1].
+        sampling_rate: in (0, 1]: the Poisson sampling rate of each round's clients. It
+            amplifies only ``"epsilon_release_only"``; ``"epsilon"`` is always at rate 1.
         rounds: ≥ 1.
         delta: in (0, 1).
         clients, dim, bits, clip: ddg/skellam: clients per round, values per client, modulus
@@ -83,10 +99,23 @@ def epsilon(
         beta: conditional rounding's failure probability.
 
     Returns:
-        ``{"epsilon", "order", "mechanism", "noise_multiplier", "sampling_rate", "rounds",
+        ``{"epsilon", "order", "epsilon_against_server", "epsilon_release_only",
+        "order_release_only", "mechanism", "noise_multiplier", "sampling_rate", "rounds",
         "delta"}`` plus, for ddg/skellam, ``"scale"``, ``"padded_dim"``,
         ``"l2_sensitivity"``, ``"l1_sensitivity"``, ``"local_variance"``,
         ``"min_survivors"``.
+
+        - ``"epsilon_against_server"``: ε at sampling rate 1, whatever ``sampling_rate`` is:
+          the server sees who takes part in each round, so sampling does not amplify against
+          it. With distributed noise this is the ε that holds against the server and everyone
+          else; with ``central=True`` the server sees the un-noised sum (it is trusted) and
+          this is the ε against observers of the model who know who took part.
+        - ``"epsilon_release_only"`` (``"order_release_only"``): ε amplified by Poisson
+          sampling at ``sampling_rate``; it holds only against observers of the released
+          results, and only if the clients really are Poisson-sampled and who took part stays
+          hidden from them. Equal to the other when ``sampling_rate`` is 1.
+        - ``"epsilon"`` (``"order"``): the against-server value. **Changed**: it used to be
+          the amplified value, now ``"epsilon_release_only"``.
 
     Raises:
         ValueError: a parameter out of range; the message says which.
@@ -125,10 +154,22 @@ def plan(
     """The smallest noise multiplier that keeps ``rounds`` rounds within (``epsilon``,
     ``delta``), with the scale it implies and the expected error of the released mean.
 
+    The budget is met at ``sampling_rate``: below 1, that is against observers of the
+    released results only (see :func:`epsilon`); the result also gives the ε the same noise
+    reaches against the server (sampling rate 1), which can be far larger. To plan for a
+    budget that holds against the server, pass ``sampling_rate=1.0``.
+
     Returns:
-        ``{"noise_multiplier", "scale" (None for "gaussian"), "epsilon" (reached, ≤ the
-        target), "order", "target_epsilon", "delta", "rounds", "sampling_rate",
-        "min_survivors", "rmse_per_coordinate", "l2_error", "mechanism"}``.
+        ``{"noise_multiplier", "scale" (None for "gaussian"), "epsilon_release_only"
+        (reached at ``sampling_rate``, ≤ the target), "order_release_only",
+        "epsilon_against_server" (the same noise at sampling rate 1), "epsilon" and "order"
+        (the against-server values), "target_epsilon", "target_applies_to"
+        (``"release_only"`` when ``sampling_rate`` < 1, else ``"server"``), "delta",
+        "rounds", "sampling_rate",
+        "min_survivors", "rmse_per_coordinate", "l2_error", "mechanism"}``. **Changed**:
+        ``"epsilon"`` used to be the reached (amplified) value, now
+        ``"epsilon_release_only"``; it is above the target whenever ``sampling_rate`` < 1
+        amplifies.
 
     Raises:
         ValueError: a parameter out of range, or no noise multiplier meets the budget.

@@ -5,9 +5,12 @@ configuration (the session id covers them), and every client, before masking, cl
 (new parameters minus the global ones) to L2 norm ``clipping_norm``, rotates it, quantizes it
 and adds its share of discrete noise (secagg's DP pipeline in Rust); the server unmasks only
 the noisy sum and releases the mean update. The ledger, kept in the ServerApp's
-``context.state``, composes the Rényi DP of every released round; a round that would take ε
-past ``epsilon_budget`` is refused before any message is sent. The ledger record is checked
-whenever it is read (:func:`load_ledger`): a corrupt one raises, it never reads as empty.
+``context.state``, composes the Rényi DP of every round whose sum the server could compute:
+a round is charged before its unmask requests go out, at sampling rate 1 (the server sees who
+takes part, so sampling amplifies nothing against it). A round that would take ε past
+``epsilon_budget`` is refused before any message is sent, or, when the ledger was charged
+elsewhere while it ran, before its unmask requests. The ledger record is checked whenever it
+is read (:func:`load_ledger`): a corrupt one raises, it never reads as empty.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ from . import records as rk
 
 __all__ = ["DpConfig"]
 
+#: Why :class:`DpConfig` refuses a sampling rate other than 1.
+SAMPLING_RATE_REFUSED = (
+    "secagg's Flower workflow does not Poisson-sample nodes and the server sees who takes "
+    "part: the ledger charges every round at rate 1, so DpConfig.sampling_rate must be 1.0. "
+    "secagg.dp.epsilon(..., sampling_rate=q) gives the ε a Poisson-sampled deployment would "
+    "have against observers of the released model only"
+)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DpConfig:  # pylint: disable=too-many-instance-attributes
@@ -36,15 +47,20 @@ class DpConfig:  # pylint: disable=too-many-instance-attributes
         noise_multiplier: z > 0: the noise of the released sum has stddev z ×
             ``clipping_norm`` (with at least ``min_survivors`` survivors).
         clipping_norm: L2 norm each client clips its update to (the sensitivity).
-        epsilon_budget: total ε the ledger may reach at ``delta``; a round that would exceed
-            it is refused before it starts (``float("inf")``: account without a limit).
+        epsilon_budget: total ε the ledger may reach at ``delta`` (each round counted at
+            sampling rate 1); a round that would exceed it is refused before it starts, or
+            before its unmask requests when the ledger was charged elsewhere while it ran
+            (``float("inf")``: account without a limit).
         delta: δ of the (ε, δ) guarantee.
         noise: ``"ddg"`` (distributed discrete Gaussian, Kairouz et al. 2021) or
             ``"skellam"`` (Agarwal et al. 2021).
-        sampling_rate: Poisson sampling rate of a round's clients from the population, for
-            privacy amplification. Keep 1.0 (no amplification) unless the clients really are
-            Poisson-sampled from a larger population: Flower's ``fraction_fit`` samples a
-            fixed number, which this bound does not cover.
+        sampling_rate: must be 1.0 (the default); any other value is refused. The workflow
+            does not Poisson-sample nodes (Flower's strategy chooses them) and the server sees
+            who takes part, so amplification by sampling never holds against it: the ledger
+            charges every round at rate 1. ``secagg.dp.epsilon(..., sampling_rate=q)`` gives
+            the ε a Poisson-sampled deployment would have against observers of the released
+            model only (its ``"epsilon_release_only"``). Earlier versions accepted q < 1 and
+            charged the amplified ε.
         min_survivors: the fewest survivors a round accepts; each client's noise share is
             sized so that this many already reach the target noise, and the round aborts
             below it. ``None``: the Shamir threshold t (safe for any dropout pattern, but noisy
@@ -84,11 +100,8 @@ class DpConfig:  # pylint: disable=too-many-instance-attributes
             )
         if not _number(self.delta) or not 0 < self.delta < 1:
             raise ValueError(f"delta must be in (0, 1), e.g. 1e-5, got {self.delta!r}")
-        if not _number(self.sampling_rate) or not 0 < self.sampling_rate <= 1:
-            raise ValueError(
-                f"sampling_rate must be in (0, 1] (1.0: no amplification), got "
-                f"{self.sampling_rate!r}"
-            )
+        if not _number(self.sampling_rate) or self.sampling_rate != 1:
+            raise ValueError(SAMPLING_RATE_REFUSED + f" (got sampling_rate={self.sampling_rate!r})")
         if self.min_survivors is not None and (
             type(self.min_survivors) is not int or self.min_survivors < 2
         ):

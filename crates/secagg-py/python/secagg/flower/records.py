@@ -71,7 +71,8 @@ CLIENT_LEDGER_RECORD = "secagg.dp.client_ledger"
 LEDGER_RECORD = "secagg.dp.ledger"
 #: ledger: the Rényi orders (list[float]).
 LEDGER_ORDERS = "orders"
-#: ledger: the composed RDP of every released round, one value per order (list[float]).
+#: ledger: the composed RDP of every charged round (charged before its unmask requests, at
+#: sampling rate 1), one value per order (list[float]).
 LEDGER_RDP = "rdp"
 #: ledger: the server rounds charged, in order (list[int]).
 LEDGER_ROUNDS = "rounds"

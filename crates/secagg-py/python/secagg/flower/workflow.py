@@ -15,7 +15,8 @@ as every survivor's parameters (as ``SecAggPlusWorkflow`` does).
 
 With ``dp=DpConfig(...)`` the rounds release a differentially private *unweighted* mean
 update instead (see :mod:`secagg.flower.dp`): the global parameters plus that mean are passed
-to ``aggregate_fit``, and each round is charged to the privacy ledger in ``context.state``.
+to ``aggregate_fit``, and each round is charged to the privacy ledger in ``context.state``
+before its unmask requests go out, at sampling rate 1.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from flwr.supercore import log
 import secagg
 
 from . import records as rk
-from .dp import DpConfig, load_ledger, save_ledger
+from .dp import SAMPLING_RATE_REFUSED, DpConfig, load_ledger, save_ledger
 
 __all__ = ["DpConfig", "RoundReport", "SecAggWorkflow"]
 
@@ -74,21 +75,48 @@ class RoundReport:
     seconds: float = 0.0
     exchanges: int = 0
     epsilon_spent: float | None = None
-    """DP rounds: the ledger's ε after this round (unchanged from before it when the round
-    was refused or aborted: only released rounds are charged); ``None`` without DP."""
+    """DP rounds: the ledger's ε after this round, at sampling rate 1 (against the server
+    with distributed noise; see ``dp["epsilon_holds_against"]``). A round is charged before
+    its unmask requests go out (``charged``) and stays charged if it aborts after that; a
+    round refused or aborted before it leaves the ledger as it found it. ``None`` without
+    DP."""
+    charged: bool = False
+    """DP rounds: whether this round was charged to the ledger. The charge is written before
+    the unmask requests are sent, i.e. before the server could compute the sum, so a round
+    that aborts later (too few unmask replies, a sum that cannot be decoded) stays
+    charged; ``aborted`` then says so."""
     dp: dict[str, Any] | None = None
     """DP rounds: the parameters (``noise``, ``central``, ``noise_multiplier``,
-    ``clipping_norm``, ``delta``, ``epsilon_budget``, ``sampling_rate``, ``min_survivors``,
-    ``dim``, ``padded_dim``, ``scale``), ``epsilon_before_round``, ``epsilon_after_round``
-    (what releasing it costs or would have cost), ``order`` and, once released,
-    ``expected_rmse`` (predicted error per coordinate of the mean update)."""
+    ``clipping_norm``, ``delta``, ``epsilon_budget``, ``sampling_rate`` (always 1.0: every
+    round is charged at rate 1), ``min_survivors``, ``dim``, ``padded_dim``, ``scale``),
+    ``epsilon_before_round``, ``epsilon_after_round`` (what the round costs or would have
+    cost; updated from the ledger as read again at the charge), ``order``,
+    ``epsilon_holds_against`` (whom these ε hold against: with distributed noise the server
+    and everyone who sees the model, at sampling rate 1 since the server sees who takes part;
+    with central noise only those who see the model) and, once released, ``expected_rmse``
+    (predicted error per coordinate of the mean update)."""
 
 
 @dataclass
 class _DpRound:
-    """A DP round allowed by the budget: its encoding (which fixes its privacy cost)."""
+    """A DP round allowed by the budget: its encoding (which fixes its privacy cost) and
+    whether it has been charged."""
 
     encoding: secagg.DpEncoding
+    charged: bool = False
+
+
+def _epsilon_holds_against(dp: DpConfig) -> str:
+    """Whom the ε of the workflow's ledger holds against (every round charged at rate 1)."""
+    if dp.central:
+        return (
+            "those who see the model only (central noise: the server sees the un-noised sum), "
+            "at sampling rate 1"
+        )
+    return (
+        "the server and everyone who sees the model, at sampling rate 1 (the server sees who "
+        "takes part)"
+    )
 
 
 class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
@@ -125,14 +153,22 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             ever unmasks a noisy sum. The released mean is *unweighted* (``num_examples`` is
             ignored: a weight would change the sensitivity); ``clipping_range`` and
             ``max_weight`` do not apply. ε is accounted in a privacy ledger in
-            ``context.state`` (record ``secagg.dp.ledger``); a round that would take it past
-            ``epsilon_budget`` is refused before any message is sent: it is skipped (logged
-            at ERROR, the model stays as it is, ``RoundReport.aborted`` says why), as
-            Flower skips a fit round without clients, and so is every later round that
-            would not fit; so is a round that sampled fewer clients than ``min_survivors``.
-            The ledger is read again when the round is charged and only its cost added
-            (other charges made meanwhile stay); a malformed or inconsistent ledger raises
-            ``ValueError``. Pair it with ``secagg_mod`` (or ``make_secagg_mod(
+            ``context.state`` (record ``secagg.dp.ledger``), every round at sampling rate 1
+            (the server sees who takes part: ``DpConfig`` refuses any other rate); a round
+            that would take it past ``epsilon_budget`` is refused before any message is
+            sent: it is skipped (logged at ERROR, the model stays as it is,
+            ``RoundReport.aborted`` says why), as Flower skips a fit round without
+            clients, and so is every later round that would not fit; so is a round that
+            sampled fewer clients than ``min_survivors``. The round is charged before its
+            unmask requests are sent (before the server could compute the sum): the ledger
+            is read again then and only this round's cost added (other charges made
+            meanwhile stay). If that would now exceed the budget (the ledger was charged
+            elsewhere while the round ran) the round is refused there: no unmask request
+            is sent, nothing is released or charged. A round that aborts after its charge
+            stays charged (``RoundReport.charged``). A malformed or inconsistent ledger,
+            or one that cannot be written, raises (``ValueError`` for the former) and
+            stops the round before any unmask request. Pair it with ``secagg_mod`` (or
+            ``make_secagg_mod(
             min_noise_multiplier=..., honest_clients=...)`` for clients that set their own
             floor); clients never send fit metrics in DP rounds.
 
@@ -219,6 +255,8 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             raise ValueError(
                 f"dp must be a secagg.flower.DpConfig or None, got {type(dp).__name__}"
             )
+        if dp is not None and dp.sampling_rate != 1:  # DpConfig refuses it already
+            raise ValueError(SAMPLING_RATE_REFUSED + f" (got sampling_rate={dp.sampling_rate!r})")
         self.seed = seed
         self.dp = dp
         #: One report per round this workflow ran.
@@ -357,10 +395,21 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         round_key = f"{current_round}:{round_id}"
         first_reply: dict[int, RecordDict] = {}
         failures: list[BaseException] = []
+        refused = False
         server.start(0)
         for _ in range(_MAX_STEPS):
             if server.finished:
                 break
+            if dp_round is not None and not dp_round.charged and server.stage == "unmask":
+                # The queued messages are the unmask requests: with the replies the server can
+                # compute the sum. Charge the round now, or refuse it without sending them.
+                try:
+                    refused = not self._charge_dp(context, dp_round, report)
+                except Exception:
+                    self._settle(report, server, node_ids, failures, started)
+                    raise
+                if refused:
+                    break
             outbox: dict[int, list[bytes]] = defaultdict(list)
             for cid, payload in server.outgoing():
                 outbox[cid].append(payload)
@@ -397,25 +446,23 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
                 if cid not in answered and not server.finished:
                     server.client_gone(0, cid)
 
-        report.dropouts = [
-            {"node_id": node_ids[d["client_id"] - 1], "stage": d["stage"], "reason": d["reason"]}
-            for d in server.dropouts
-        ]
-        report.errors = [str(f) for f in failures]
-        report.seconds = time.perf_counter() - started
+        self._settle(report, server, node_ids, failures, started)
+        if refused:
+            return  # refused at the charge: logged there, no unmask request was sent
         if not server.finished or server.aborted is not None:
             report.aborted = server.aborted or "the round did not finish"
-            log(
-                ERROR,
-                "secagg: round %s aborted, nothing released: %s",
-                current_round,
-                report.aborted,
-            )
+            self._abort_after_charge(report, dp_round)
             return
         mean = server.result()
         report.survivors = [node_ids[cid - 1] for cid in server.survivors]
         if dp_round is not None:
-            mean = self._release_dp(context, dp_round, mean, global_arrays, report)
+            try:
+                mean = self._release_dp(dp_round, mean, global_arrays, report)
+            except ValueError as exc:
+                report.survivors = []
+                report.aborted = f"the unmasked sum could not be decoded: {exc}"
+                self._abort_after_charge(report, dp_round)
+                return
         log(
             INFO,
             "secagg: released the mean of %s clients (%s dropped) in %.2f s",
@@ -435,7 +482,9 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         encoding = secagg.DpEncoding(server.config)
         spent, _ = load_ledger(context.state)
         before = spent.epsilon(dp.delta)
-        after = spent.composed(encoding, sampling_rate=dp.sampling_rate)
+        # Sampling rate 1: the server sees who takes part, so sampling amplifies nothing
+        # against it (and nothing here Poisson-samples).
+        after = spent.composed(encoding, sampling_rate=1.0)
         after_eps, order = after.epsilon_order(dp.delta)
         report.epsilon_spent = before
         report.dp = {
@@ -445,7 +494,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             "clipping_norm": dp.clipping_norm,
             "delta": dp.delta,
             "epsilon_budget": dp.epsilon_budget,
-            "sampling_rate": dp.sampling_rate,
+            "sampling_rate": 1.0,
             "min_survivors": encoding.min_survivors,
             "dim": dim,
             "padded_dim": encoding.padded_dim,
@@ -453,6 +502,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             "epsilon_before_round": before,
             "epsilon_after_round": after_eps,
             "order": order,
+            "epsilon_holds_against": _epsilon_holds_against(dp),
         }
         if after_eps > dp.epsilon_budget:
             report.aborted = (
@@ -465,7 +515,7 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
         log(
             INFO,
             "secagg: DP round (%s%s, z = %s, clip %s, noise sized for %s survivors): "
-            "ε %.4f -> %.4f of %s",
+            "ε %.4f -> %.4f of %s, against %s",
             dp.noise,
             ", central" if dp.central else "",
             dp.noise_multiplier,
@@ -474,38 +524,103 @@ class SecAggWorkflow:  # pylint: disable=too-many-instance-attributes
             before,
             after_eps,
             dp.epsilon_budget,
+            _epsilon_holds_against(dp),
         )
         return _DpRound(encoding)
 
-    def _release_dp(  # pylint: disable=too-many-arguments
-        self,
-        context: LegacyContext,
+    def _charge_dp(self, context: LegacyContext, dp_round: _DpRound, report: RoundReport) -> bool:
+        """Charge the round before its unmask requests go out, i.e. before the server could
+        compute its sum, so that no sum the server could see escapes the ledger. The ledger
+        is read again now and only this round's cost (sampling rate 1) is added, as the
+        service adds it in one transaction: whatever else charged it while the round ran
+        (another workflow, a strategy sharing the population) stays charged. Returns
+        ``False`` (``report.aborted`` says why) if that would take ε past the budget: then
+        nothing is written and the caller sends no unmask request. A ledger that cannot be
+        read or written raises, after ``report.aborted`` was set."""
+        dp = cast(DpConfig, self.dp)
+        try:
+            spent, rounds = load_ledger(context.state)
+            before = spent.epsilon(dp.delta)
+            after = spent.composed(dp_round.encoding, sampling_rate=1.0)
+            epsilon, order = after.epsilon_order(dp.delta)
+            if report.dp is not None:
+                report.dp.update(
+                    epsilon_before_round=before, epsilon_after_round=epsilon, order=order
+                )
+            if epsilon > dp.epsilon_budget:
+                report.epsilon_spent = before
+                report.aborted = (
+                    f"privacy budget exhausted while the round ran: the ledger now holds ε = "
+                    f"{before:.4f} (charged elsewhere meanwhile), this round would bring it to "
+                    f"{epsilon:.4f} > the budget {dp.epsilon_budget} (δ = {dp.delta}); refused "
+                    "before its unmask requests: the server never computed its sum, nothing "
+                    "was released or charged"
+                )
+                log(ERROR, "secagg: round %s refused: %s", report.server_round, report.aborted)
+                return False
+            save_ledger(context.state, after, [*rounds, report.server_round], epsilon, dp.delta)
+        except Exception as exc:
+            report.aborted = (
+                f"the privacy ledger could not be charged ({type(exc).__name__}: {exc}); "
+                "stopped before the unmask requests: nothing released or charged"
+            )
+            log(ERROR, "secagg: round %s: %s", report.server_round, report.aborted)
+            raise
+        dp_round.charged = True
+        report.charged = True
+        report.epsilon_spent = epsilon
+        log(
+            INFO,
+            "secagg: round %s charged before unmasking: ε %.4f -> %.4f of %s, against %s",
+            report.server_round,
+            before,
+            epsilon,
+            dp.epsilon_budget,
+            _epsilon_holds_against(dp),
+        )
+        return True
+
+    @staticmethod
+    def _abort_after_charge(report: RoundReport, dp_round: _DpRound | None) -> None:
+        """Log an aborted round; one already charged says it stays charged."""
+        if dp_round is not None and dp_round.charged:
+            report.aborted = (
+                f"{report.aborted}; the round stays charged (ε = {report.epsilon_spent:.4f}): "
+                "its unmask requests had gone out, so the server could have computed its sum"
+            )
+        log(
+            ERROR,
+            "secagg: round %s aborted, nothing released: %s",
+            report.server_round,
+            report.aborted,
+        )
+
+    @staticmethod
+    def _settle(  # pylint: disable=too-many-arguments
+        report: RoundReport,
+        server: Any,
+        node_ids: list[int],
+        failures: list[BaseException],
+        started: float,
+    ) -> None:
+        """Record who dropped, the failures and the time once the exchanges are over."""
+        report.dropouts = [
+            {"node_id": node_ids[d["client_id"] - 1], "stage": d["stage"], "reason": d["reason"]}
+            for d in server.dropouts
+        ]
+        report.errors = [str(f) for f in failures]
+        report.seconds = time.perf_counter() - started
+
+    @staticmethod
+    def _release_dp(
         dp_round: _DpRound,
         aggregate: np.ndarray,
         global_arrays: list[np.ndarray],
         report: RoundReport,
     ) -> np.ndarray:
-        """Charge the round, then decode the noisy sum: the global parameters + mean update."""
-        dp = cast(DpConfig, self.dp)
-        # The sum is unmasked: charge before anything is released, so a failure below can
-        # lose the round's result but never its charge. The ledger is read again now and only
-        # this round's cost is added (as the service adds it in one transaction): whatever
-        # else charged it while the round ran (another workflow, a strategy sharing the
-        # population) stays charged.
-        spent, rounds = load_ledger(context.state)
-        after = spent.composed(dp_round.encoding, sampling_rate=dp.sampling_rate)
-        epsilon = after.epsilon(dp.delta)
-        save_ledger(context.state, after, [*rounds, report.server_round], epsilon, dp.delta)
-        report.epsilon_spent = epsilon
-        if epsilon > dp.epsilon_budget:
-            log(
-                WARNING,
-                "secagg: round %s brought ε to %.4f > the budget %s: the ledger was charged "
-                "elsewhere while it ran",
-                report.server_round,
-                epsilon,
-                dp.epsilon_budget,
-            )
+        """Decode the noisy sum of the round (charged before its unmask requests) into the
+        global parameters + the mean update. Raises ``ValueError`` if it cannot be decoded
+        (the round then aborts, charged)."""
         survivors = len(report.survivors)
         update = dp_round.encoding.decode(aggregate, survivors)
         if report.dp is not None:
