@@ -1,13 +1,62 @@
-//! `secagg bench`: whole rounds at the sizes of the peer comparison, medians over repeats.
+//! `secagg bench`: whole rounds at the sizes of the peer comparison, medians over repeats, each
+//! set against this machine's limits measured in the same run.
+//!
+//! Before the rows, the bench measures on one core ([`MachineLimits`]): the mask PRG's key
+//! stream (R_ks bytes/s, through `secagg_core::prg::apply_masks`), memory bandwidth (B bytes
+//! read + written/s by a u64 wrapping-add loop over buffers far larger than cache) and X25519
+//! (R_x agreements/s, `DhKeyPair::agree`); P is the number of cores. Each is reported as the
+//! median of its samples, and the bounds use the fastest sample (noise only slows a core, so
+//! that is the closest estimate of the limit). No figure from another machine or another day
+//! enters the output.
+//!
+//! # The lower-bound model
+//!
+//! For a row with n clients, d values, k neighbours, b bits (w = 4 key-stream bytes per value
+//! for b ≤ 32, else 8), S survivors and D dropouts (who drop after computing their masked
+//! input, so every client masks with all k neighbours):
+//!
+//! - masked input, per client (a client runs on one core): ≥ (k + 1)·d·w / R_ks, its self mask
+//!   and k pairwise masks;
+//! - whole client: ≥ that + 2k / R_x (an encryption key and a mask key agreed per neighbour);
+//! - server, on P cores: ≥ [S·⌈d·b/8⌉ / B + (S + m)·d·w / R_ks + m / R_x] / P: each
+//!   survivor's masked vector read once, the key streams unmasking regenerates (survivors'
+//!   self masks, and the pairwise masks between each dropout and its m live neighbours) and
+//!   the m agreements behind the latter, where m ≥ D·k − min(D·(D − 1), D·k) (the graph is
+//!   random, so only this bound is known);
+//! - round, all n clients and the server in this one process: ≥ max(n·client / P + server,
+//!   client + the server's unmasking terms), i.e. all the work spread over P cores, and the
+//!   unmasking waiting for the last masked input.
+//!
+//! Work the model leaves out (hashing, AEAD, Shamir, message encoding, scheduling) only makes
+//! a round slower, so each `ratio_*` = measured / limit is ≥ 1; 1 would be a round at this
+//! machine's limit.
 
 use std::time::Duration;
 
 use clap::Args;
-use secagg_core::Stage;
+use secagg_core::{PrgKind, Stage};
 use secagg_sim::simulate::{random_inputs, simulate};
 use serde_json::json;
 
+use crate::machine_limits::{MachineLimits, median};
 use crate::simulate_cmd::{GraphArg, ParamArgs, PrgArg, SimulateArgs, StageArg, ThreatArg};
+
+/// The model of [the module documentation](self), as the JSON output states it.
+const MODEL: &str = "Lower bounds from this machine's limits measured in this run \
+    (R_ks key-stream bytes/s, B memory bytes read+written/s, R_x X25519 agreements/s, each on \
+    one core, the fastest sample of each ('best'); P cores) and the row's shape (n clients, \
+    d values, k neighbours, b bits, w = 4 key-stream bytes per value for b <= 32 else 8, \
+    S survivors, D dropouts after masking). Masked input per client (one core) >= \
+    (k+1)*d*w/R_ks; client >= that + 2k/R_x; server >= [S*ceil(d*b/8)/B + (S+m)*d*w/R_ks + \
+    m/R_x]/P, where m >= D*k - min(D*(D-1), D*k) pairwise masks of dropouts' live neighbours \
+    are regenerated; round (all clients and the server in one process) >= \
+    max(n*client/P + server, client + the server's unmasking terms). Uncounted work \
+    (hashing, AEAD, Shamir, encoding) only adds time: ratio = measured/limit >= 1.";
+
+/// Modulus bits of every row.
+const BITS: u8 = 32;
+/// The mask PRG of every row ([`PrgArg::Aes`]); its key stream is what gets measured.
+const PRG: PrgKind = PrgKind::Aes128Ctr;
 
 /// Options of `secagg bench`.
 #[derive(Args)]
@@ -21,6 +70,9 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Only these rows, numbered from 1 in table order (for tests); overrides --quick.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub rows: Vec<usize>,
 }
 
 struct Row {
@@ -29,8 +81,6 @@ struct Row {
     dropout: f64,
     complete: bool,
     t: u32,
-    flower_s: f64,
-    budget_s: f64,
 }
 
 const ROWS: [Row; 6] = [
@@ -40,8 +90,6 @@ const ROWS: [Row; 6] = [
         dropout: 0.0,
         complete: false,
         t: 11,
-        flower_s: 9.7,
-        budget_s: 0.3,
     },
     Row {
         n: 100,
@@ -49,8 +97,6 @@ const ROWS: [Row; 6] = [
         dropout: 0.1,
         complete: false,
         t: 11,
-        flower_s: 10.9,
-        budget_s: 0.35,
     },
     Row {
         n: 500,
@@ -58,8 +104,6 @@ const ROWS: [Row; 6] = [
         dropout: 0.0,
         complete: false,
         t: 11,
-        flower_s: 44.0,
-        budget_s: 1.0,
     },
     Row {
         n: 1000,
@@ -67,8 +111,6 @@ const ROWS: [Row; 6] = [
         dropout: 0.0,
         complete: false,
         t: 11,
-        flower_s: 88.0,
-        budget_s: 2.0,
     },
     Row {
         n: 100,
@@ -76,8 +118,6 @@ const ROWS: [Row; 6] = [
         dropout: 0.0,
         complete: false,
         t: 11,
-        flower_s: 23.7,
-        budget_s: 1.5,
     },
     Row {
         n: 100,
@@ -85,19 +125,8 @@ const ROWS: [Row; 6] = [
         dropout: 0.0,
         complete: true,
         t: 51,
-        flower_s: 159.0,
-        budget_s: 1.5,
     },
 ];
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
 
 fn args_for(r: &Row, seed: u64) -> SimulateArgs {
     SimulateArgs {
@@ -116,7 +145,7 @@ fn args_for(r: &Row, seed: u64) -> SimulateArgs {
             threshold: Some(r.t),
             accept_weaker_params: true,
         },
-        bits: 32,
+        bits: BITS,
         dropout: r.dropout,
         dropout_stage: StageArg::MaskedInput,
         prg: PrgArg::Aes,
@@ -131,111 +160,298 @@ fn args_for(r: &Row, seed: u64) -> SimulateArgs {
     }
 }
 
-pub fn run(a: BenchArgs) -> Result<(), String> {
-    let rows: Vec<&Row> = ROWS
-        .iter()
-        .filter(|r| !a.quick || r.n as u64 * r.d as u64 <= 1_000_000)
-        .collect();
-    let mut out = Vec::new();
-    if !a.json {
-        println!(
-            "{:>5} {:>8} {:>8} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9} {:>8} {:>7}",
-            "n",
-            "d",
-            "dropout",
-            "graph",
-            "round s",
-            "server s",
-            "client ms",
-            "up KB/cli",
-            "Flower s",
-            "speedup",
-            "budget"
-        );
+/// The work a row's shape implies (see the module documentation).
+struct Work {
+    /// Key-stream bytes one client expands: (k + 1)·d·w.
+    client_keystream_bytes: f64,
+    /// X25519 agreements of one client: 2k.
+    client_x25519: f64,
+    /// Masked-input bytes the server reads: S·⌈d·b/8⌉.
+    server_masked_bytes: f64,
+    /// Key-stream bytes the server regenerates: (S + m)·d·w.
+    server_keystream_bytes: f64,
+    /// X25519 agreements the server redoes for dropouts: m (a lower bound).
+    server_x25519: f64,
+}
+
+impl Work {
+    fn of(d: u32, k: u32, bits: u8, survivors: usize, dropped: usize) -> Result<Self, String> {
+        let modulus = secagg_core::ring::Modulus::new(bits)
+            .ok_or_else(|| format!("bits must be 1..=64, got {bits}"))?;
+        let w = modulus.stream_bytes_per_element() as f64;
+        let (d_f, k_f) = (d as f64, k as f64);
+        let (s, dr) = (survivors as f64, dropped as f64);
+        // Each dropout has k neighbours; at most min(D − 1, k) of them dropped too.
+        let live_pairs = (dr * k_f - (dr * (dr - 1.0)).min(dr * k_f)).max(0.0);
+        Ok(Self {
+            client_keystream_bytes: (k_f + 1.0) * d_f * w,
+            client_x25519: 2.0 * k_f,
+            server_masked_bytes: s * modulus.packed_len(d as usize) as f64,
+            server_keystream_bytes: (s + live_pairs) * d_f * w,
+            server_x25519: live_pairs,
+        })
     }
-    for r in rows {
-        let mut wall = Vec::new();
-        let mut server = Vec::new();
-        let mut client = Vec::new();
-        let mut mask_ms = Vec::new();
-        let mut up = 0;
-        for rep in 0..a.repeat.max(1) {
-            let sa = args_for(r, rep as u64 + 1);
-            let opts = sa.options(r.n, r.d as usize)?;
-            let inputs = random_inputs(r.n, r.d, 32, rep as u64 + 1);
-            let res = simulate(inputs, opts)?;
-            if !res.aggregate_ok {
-                return Err(format!(
-                    "bench round n={} d={} produced a wrong aggregate",
-                    r.n, r.d
-                ));
-            }
-            let st = &res.report.stages;
-            wall.push(res.report.wall.as_secs_f64());
-            server.push(
-                st.values()
-                    .map(|s| s.server)
-                    .sum::<Duration>()
-                    .as_secs_f64(),
-            );
-            let senders = st
-                .get(&Stage::AdvertiseKeys)
-                .map_or(1, |s| s.senders.max(1));
-            client.push(
-                st.values()
-                    .map(|s| s.clients_total)
-                    .sum::<Duration>()
-                    .as_secs_f64()
-                    * 1e3
-                    / senders as f64,
-            );
-            if let Some(m) = st.get(&Stage::MaskedInput) {
-                mask_ms.push(m.clients_total.as_secs_f64() * 1e3 / m.senders.max(1) as f64);
-            }
-            up = st.values().map(|s| s.bytes_up).sum::<u64>() / r.n as u64;
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "client_keystream_bytes": self.client_keystream_bytes,
+            "client_x25519": self.client_x25519,
+            "server_masked_input_bytes": self.server_masked_bytes,
+            "server_keystream_bytes": self.server_keystream_bytes,
+            "server_x25519_at_least": self.server_x25519,
+        })
+    }
+}
+
+/// Lower bounds in seconds.
+struct Bounds {
+    masked_input_client: f64,
+    client: f64,
+    server: f64,
+    round: f64,
+}
+
+fn bounds(w: &Work, m: &MachineLimits, n: u32) -> Bounds {
+    let p = m.cores.max(1) as f64;
+    let (ks, mem, x) = (
+        m.keystream_bytes_per_s.best,
+        m.memory_bytes_per_s.best,
+        m.x25519_per_s.best,
+    );
+    let masked_input_client = w.client_keystream_bytes / ks;
+    let client = masked_input_client + w.client_x25519 / x;
+    let unmask = (w.server_keystream_bytes / ks + w.server_x25519 / x) / p;
+    let server = w.server_masked_bytes / mem / p + unmask;
+    let round = (n as f64 * client / p + server).max(client + unmask);
+    Bounds {
+        masked_input_client,
+        client,
+        server,
+        round,
+    }
+}
+
+/// Medians of one row's runs and the counts the model needs.
+struct Measured {
+    round_s: f64,
+    server_s: f64,
+    client_ms: f64,
+    masked_input_client_ms: f64,
+    bytes_up_per_client: u64,
+    k: u32,
+    bits: u8,
+    survivors: usize,
+    dropped: usize,
+}
+
+fn measure_row(r: &Row, repeat: usize) -> Result<Measured, String> {
+    let mut wall = Vec::new();
+    let mut server = Vec::new();
+    let mut client = Vec::new();
+    let mut mask_ms = Vec::new();
+    let mut up = 0;
+    let (mut k, mut bits, mut survivors, mut dropped) = (0, BITS, 0, 0);
+    for rep in 0..repeat {
+        let sa = args_for(r, rep as u64 + 1);
+        let opts = sa.options(r.n, r.d as usize)?;
+        let inputs = random_inputs(r.n, r.d, BITS, rep as u64 + 1);
+        let res = simulate(inputs, opts)?;
+        if !res.aggregate_ok {
+            return Err(format!(
+                "bench round n={} d={} produced a wrong aggregate",
+                r.n, r.d
+            ));
         }
-        let (w, s, c, m) = (
-            median(wall),
-            median(server),
-            median(client),
-            median(mask_ms),
+        if res.plan.config.prg != PRG {
+            return Err(String::from(
+                "bench round used another PRG than the one measured",
+            ));
+        }
+        (k, bits) = (res.plan.config.degree, res.plan.config.bits);
+        (survivors, dropped) = (res.survivors.len(), res.dropped.len());
+        let st = &res.report.stages;
+        wall.push(res.report.wall.as_secs_f64());
+        server.push(
+            st.values()
+                .map(|s| s.server)
+                .sum::<Duration>()
+                .as_secs_f64(),
         );
+        // Every client advertises keys and (dropouts included: they drop after computing)
+        // computes its masked input, so both per-client figures divide by that count.
+        let clients = st
+            .get(&Stage::AdvertiseKeys)
+            .map_or(1, |s| s.senders.max(1)) as f64;
+        client.push(
+            st.values()
+                .map(|s| s.clients_total)
+                .sum::<Duration>()
+                .as_secs_f64()
+                * 1e3
+                / clients,
+        );
+        if let Some(m) = st.get(&Stage::MaskedInput) {
+            mask_ms.push(m.clients_total.as_secs_f64() * 1e3 / clients);
+        }
+        up = st.values().map(|s| s.bytes_up).sum::<u64>() / r.n as u64;
+    }
+    Ok(Measured {
+        round_s: median(wall),
+        server_s: median(server),
+        client_ms: median(client),
+        masked_input_client_ms: median(mask_ms),
+        bytes_up_per_client: up,
+        k,
+        bits,
+        survivors,
+        dropped,
+    })
+}
+
+fn selected_rows(a: &BenchArgs) -> Result<Vec<&'static Row>, String> {
+    if a.rows.is_empty() {
+        return Ok(ROWS
+            .iter()
+            .filter(|r| !a.quick || r.n as u64 * r.d as u64 <= 1_000_000)
+            .collect());
+    }
+    a.rows
+        .iter()
+        .map(|&i| {
+            i.checked_sub(1)
+                .and_then(|i| ROWS.get(i))
+                .ok_or_else(|| format!("--rows: rows are numbered 1..={}, got {i}", ROWS.len()))
+        })
+        .collect()
+}
+
+/// The machine section of the table, then its column headings.
+fn print_machine_and_header(m: &MachineLimits) {
+    println!(
+        "This machine, measured now on one core ({} cores available); median of {} samples, \
+         fastest in brackets (bounds use the fastest):",
+        m.cores,
+        crate::machine_limits::SAMPLES
+    );
+    let ks = m.keystream_bytes_per_s;
+    let mem = m.memory_bytes_per_s;
+    let x = m.x25519_per_s;
+    println!(
+        "  {:<58} {:>8.2} GB/s   ({:.2})",
+        format!(
+            "key stream, {} through the masks' code path (b = {})",
+            crate::machine_limits::prg_name(m.prg),
+            m.bits
+        ),
+        ks.median / 1e9,
+        ks.best / 1e9
+    );
+    println!(
+        "  {:<58} {:>8.2} GB/s   ({:.2})",
+        "memory bandwidth, u64 wrapping add (bytes read + written)",
+        mem.median / 1e9,
+        mem.best / 1e9
+    );
+    println!(
+        "  {:<58} {:>8.0} /s     ({:.0})",
+        "X25519 key agreements", x.median, x.best
+    );
+    println!();
+    println!(
+        "{:>5} {:>8} {:>4} {:>8} | {:>8} {:>8} {:>5} | {:>8} {:>8} {:>5} | {:>9} {:>8} {:>5} | {:>7} {:>8} {:>5} | {:>9}",
+        "n",
+        "d",
+        "drop",
+        "graph",
+        "round s",
+        "limit s",
+        "×",
+        "server s",
+        "limit s",
+        "×",
+        "client ms",
+        "limit ms",
+        "×",
+        "mask ms",
+        "limit ms",
+        "×",
+        "up KB/cli"
+    );
+}
+
+pub fn run(a: BenchArgs) -> Result<(), String> {
+    let rows = selected_rows(&a)?;
+    let repeat = a.repeat.max(1);
+    let machine = MachineLimits::measure(PRG, BITS)?;
+    if !a.json {
+        print_machine_and_header(&machine);
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let m = measure_row(r, repeat)?;
+        let work = Work::of(r.d, m.k, m.bits, m.survivors, m.dropped)?;
+        let b = bounds(&work, &machine, r.n);
         let graph = if r.complete {
             format!("K{}/t{}", r.n, r.t)
         } else {
-            format!("k20/t{}", r.t)
+            format!("k{}/t{}", m.k, r.t)
         };
+        let mask_limit_ms = b.masked_input_client * 1e3;
+        let client_limit_ms = b.client * 1e3;
         if a.json {
             out.push(json!({
-                "n": r.n, "d": r.d, "dropout": r.dropout, "graph": graph,
-                "round_s": w, "server_s": s, "client_ms": c, "masked_input_client_ms": m,
-                "bytes_up_per_client": up, "flower_s": r.flower_s, "speedup": r.flower_s / w,
-                "budget_s": r.budget_s, "within_budget": w <= r.budget_s, "repeats": a.repeat,
+                "n": r.n, "d": r.d, "dropout": r.dropout, "graph": graph, "k": m.k, "t": r.t,
+                "bits": m.bits, "survivors": m.survivors, "dropped": m.dropped,
+                "round_s": m.round_s, "server_s": m.server_s, "client_ms": m.client_ms,
+                "masked_input_client_ms": m.masked_input_client_ms,
+                "bytes_up_per_client": m.bytes_up_per_client,
+                "limit_round_s": b.round, "limit_server_s": b.server,
+                "limit_client_ms": client_limit_ms,
+                "limit_masked_input_client_ms": mask_limit_ms,
+                "ratio_round": m.round_s / b.round, "ratio_server": m.server_s / b.server,
+                "ratio_client": m.client_ms / client_limit_ms,
+                "ratio_masked_input_client": m.masked_input_client_ms / mask_limit_ms,
+                "work": work.to_json(), "repeats": repeat,
             }));
         } else {
             println!(
-                "{:>5} {:>8} {:>7.0}% {:>9} {:>9.3} {:>10.3} {:>11.2} {:>12.1} {:>9.1} {:>7.0}× {:>6.2}{}",
+                "{:>5} {:>8} {:>3.0}% {:>8} | {:>8.3} {:>8.3} {:>5.1} | {:>8.3} {:>8.4} {:>5.1} | {:>9.2} {:>8.2} {:>5.1} | {:>7.2} {:>8.2} {:>5.1} | {:>9.1}",
                 r.n,
                 r.d,
                 r.dropout * 100.0,
                 graph,
-                w,
-                s,
-                c,
-                up as f64 / 1e3,
-                r.flower_s,
-                r.flower_s / w,
-                r.budget_s,
-                if w <= r.budget_s { " ok" } else { " OVER" }
+                m.round_s,
+                b.round,
+                m.round_s / b.round,
+                m.server_s,
+                b.server,
+                m.server_s / b.server,
+                m.client_ms,
+                client_limit_ms,
+                m.client_ms / client_limit_ms,
+                m.masked_input_client_ms,
+                mask_limit_ms,
+                m.masked_input_client_ms / mask_limit_ms,
+                m.bytes_up_per_client as f64 / 1e3,
             );
         }
     }
     if a.json {
-        println!("{}", json!({ "rows": out }));
+        println!(
+            "{}",
+            json!({
+                "machine": machine.to_json(),
+                "model": MODEL,
+                "repeats": repeat,
+                "rows": out,
+            })
+        );
     } else {
         println!(
-            "(medians of {} runs; round s = wall time of the whole in-process round on this machine)",
-            a.repeat
+            "(medians of {repeat} runs, all clients and the server in one process on this machine; \
+             limit = a lower bound from the limits above and the row's shape, × = measured / limit, \
+             1 = at this machine's limit; mask = a client's masked-input stage; the model is in \
+             `secagg bench --json`)"
         );
     }
     Ok(())

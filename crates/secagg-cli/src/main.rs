@@ -3,6 +3,7 @@
 mod bench;
 mod dp_args;
 mod dp_cmd;
+mod machine_limits;
 mod service_cmd;
 mod simulate_cmd;
 
