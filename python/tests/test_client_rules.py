@@ -445,10 +445,13 @@ def test_a_client_ledger_charges_the_noise_of_its_honest_clients() -> None:
         charged[h] = ledger.charge(config)
     assert charged[1] > charged[2] > charged[3] == pytest.approx(_epsilon(1), rel=1e-9)
     assert charged[10] == charged[3]
-    # The cost at the effective multiplier is that of a round announcing it.
+    # About the cost of a round announcing the effective multiplier: the charge is the
+    # round's own encoding with one honest noise share (review of issue 14, F2: a round
+    # rebuilt at the smaller z has a larger scale and undercharges a little).
     low = _dp_server(1, dp_noise_multiplier=z * (1 / m) ** 0.5).config
     expected = secagg.dp.Accountant().composed(secagg.DpEncoding(low)).epsilon(1e-5)
-    assert charged[1] == pytest.approx(expected, rel=1e-9)
+    assert charged[1] == pytest.approx(expected, rel=1e-3)
+    assert charged[1] >= expected
     # A budget that one round at z fits but one at z·√(1/3) does not.
     budget = (charged[1] + charged[3]) / 2
     secagg.dp.ClientLedger(budget, honest_clients=3).check(config)

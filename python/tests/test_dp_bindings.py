@@ -19,7 +19,7 @@ def eps(key="epsilon_release_only", **kw):
 
 
 def test_gaussian_epsilon_is_monotone():
-    for key in ("epsilon_release_only", "epsilon_against_server"):
+    for key in ("epsilon_release_only", "epsilon"):
         base = eps(key)
         assert 0 < base < float("inf")
         assert eps(key, noise_multiplier=2.0) < base
@@ -27,8 +27,11 @@ def test_gaussian_epsilon_is_monotone():
         assert eps(key, delta=1e-8) > base
     # Sampling amplifies only against observers of the release: the server sees who took part.
     assert eps(sampling_rate=0.1) > eps()
-    assert eps("epsilon_against_server", sampling_rate=0.1) == eps("epsilon_against_server")
-    assert eps("epsilon_against_server") > eps()
+    assert eps("epsilon", sampling_rate=0.1) == eps("epsilon")
+    assert eps("epsilon") > eps()
+    # A continuous Gaussian is central noise: nothing holds against the server, which adds it.
+    assert eps("epsilon_against_server") is None
+    assert "central" in eps("epsilon_holds_against")
 
 
 @pytest.mark.parametrize("mechanism", ["ddg", "skellam"])
@@ -37,7 +40,8 @@ def test_pipeline_mechanisms_report_their_encoding(mechanism):
     assert r["padded_dim"] == 1024 and r["scale"] > 0 and r["min_survivors"] == 100
     assert r["l2_sensitivity"] > 0 and r["order"] > 1
     # Quantization only adds to the sensitivity: never cheaper than the continuous Gaussian.
-    for key in ("epsilon_release_only", "epsilon_against_server"):
+    assert r["epsilon_against_server"] == r["epsilon"]
+    for key in ("epsilon_release_only", "epsilon"):
         assert r[key] >= eps(key) * 0.999
         fewer = dp.epsilon(mechanism, 1.0, 0.01, 100, 1e-5, min_survivors=50, **PIPE)
         assert fewer[key] >= r[key] * 0.999  # less noise is summed when many drop
@@ -54,9 +58,12 @@ def test_plan_is_within_budget_and_tight(mechanism):
     assert again["order_release_only"] == p["order_release_only"]
     assert dp.epsilon(mechanism, z * 0.97, 0.02, 200, 1e-5, **PIPE)["epsilon_release_only"] > 2.0
     # Against the server the same noise costs what it costs at q = 1, far above the target.
-    assert p["epsilon"] == p["epsilon_against_server"]
-    assert p["epsilon_against_server"] == pytest.approx(again["epsilon_against_server"], rel=1e-9)
-    assert p["epsilon_against_server"] > 2.0
+    assert p["epsilon"] == pytest.approx(again["epsilon"], rel=1e-9)
+    assert p["epsilon"] > 2.0
+    if mechanism == "gaussian":  # central noise: nothing holds against the server
+        assert p["epsilon_against_server"] is None
+    else:
+        assert p["epsilon"] == p["epsilon_against_server"]
     assert p["rmse_per_coordinate"] > 0 and (p["scale"] is None) == (mechanism == "gaussian")
 
 
@@ -104,11 +111,19 @@ def test_epsilon_reports_both_the_against_server_and_the_release_only_values():
 def test_the_two_epsilons_agree_at_rate_1_and_split_below(mechanism, central):
     pipe = {} if mechanism == "gaussian" else dict(PIPE, central=central)
     full = dp.epsilon(mechanism, 1.0, 1.0, 50, 1e-5, **pipe)
-    assert full["epsilon"] == full["epsilon_against_server"] == full["epsilon_release_only"]
+    assert full["epsilon"] == full["epsilon_release_only"]
     sampled = dp.epsilon(mechanism, 1.0, 0.05, 50, 1e-5, **pipe)
-    assert sampled["epsilon_against_server"] == full["epsilon_against_server"]
     assert sampled["epsilon"] == full["epsilon"]
-    assert sampled["epsilon_release_only"] < sampled["epsilon_against_server"] / 2
+    assert sampled["epsilon_release_only"] < sampled["epsilon"] / 2
+    # Adversarial review, F3: central noise (and the continuous Gaussian, which only a server
+    # adds) leaves the server the exact sum: no ε is said to hold against it.
+    if central or mechanism == "gaussian":
+        assert full["epsilon_against_server"] is None and sampled["epsilon_against_server"] is None
+        assert "no ε holds against it" in full["epsilon_holds_against"]
+    else:
+        assert full["epsilon_against_server"] == full["epsilon"]
+        assert sampled["epsilon_against_server"] == full["epsilon"]
+        assert "the server" in full["epsilon_holds_against"]
 
 
 def test_plan_carries_both_epsilons():

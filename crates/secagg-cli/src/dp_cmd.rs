@@ -178,6 +178,10 @@ fn mechanism_name(m: MechanismArg) -> &'static str {
 
 /// What the server sees: it knows who took part, so subsampling amplifies nothing against it.
 const AGAINST_SERVER: &str = "against the server (it sees who took part: sampling rate 1)";
+/// With central noise (and the continuous Gaussian, which only a server adds) the server sees
+/// the exact sum: the rate-1 ε holds only against observers of the model.
+const CENTRAL: &str = "against observers of the released model who know who took part, not \
+    the server (central noise: it sees the exact sum)";
 /// What the amplified number assumes.
 const RELEASE_ONLY: &str = "against observers of the released model only (if clients are \
     really Poisson-sampled at this rate and who took part stays hidden from them)";
@@ -235,10 +239,18 @@ fn epsilon(a: EpsilonArgs) -> Result<(), String> {
     };
     let server = epsilon_at(&round, 1.0, a.delta)?;
     let release = epsilon_at(&round, a.sampling_rate, a.delta)?;
-    // "epsilon" is the number that holds against everyone, the server included.
+    // "epsilon" is the number at rate 1: with distributed noise it holds against the server.
+    let central = pipeline
+        .as_ref()
+        .is_none_or(|(s, _)| s.placement == NoisePlacement::Central);
     out["epsilon"] = json!(server.epsilon);
     out["order"] = json!(server.order);
-    out["epsilon_against_server"] = json!(server.epsilon);
+    out["epsilon_against_server"] = if central {
+        Value::Null
+    } else {
+        json!(server.epsilon)
+    };
+    out["epsilon_holds_against"] = json!(secagg_sim::dp::epsilon_holds_against(central));
     out["epsilon_release_only"] = json!(release.epsilon);
     out["order_release_only"] = json!(release.order);
     if a.json {
@@ -251,8 +263,9 @@ fn epsilon(a: EpsilonArgs) -> Result<(), String> {
         mechanism_name(a.mechanism),
         a.noise_multiplier
     );
+    let whom = if central { CENTRAL } else { AGAINST_SERVER };
     println!(
-        "epsilon = {:.4} at delta = {:e} (Rényi order {}) {AGAINST_SERVER}, {what}",
+        "epsilon = {:.4} at delta = {:e} (Rényi order {}) {whom}, {what}",
         server.epsilon, a.delta, server.order
     );
     if a.sampling_rate < 1.0 {
@@ -281,13 +294,17 @@ fn plan_cmd(a: PlanArgs) -> Result<(), String> {
         setup,
     };
     let p = plan(&req).map_err(|e| e.to_string())?;
+    let central =
+        a.mechanism == MechanismArg::Gaussian || req.setup.placement == NoisePlacement::Central;
+    let whom = if central { CENTRAL } else { AGAINST_SERVER };
     if a.json {
         let out: Value = json!({
             "mechanism": mechanism_name(a.mechanism),
             "noise_multiplier": p.noise_multiplier,
             "scale": p.scale,
             "epsilon": p.spent_against_server.epsilon,
-            "epsilon_against_server": p.spent_against_server.epsilon,
+            "epsilon_against_server": (!central).then_some(p.spent_against_server.epsilon),
+            "epsilon_holds_against": secagg_sim::dp::epsilon_holds_against(central),
             "epsilon_release_only": p.spent.epsilon,
             "order": p.spent_against_server.order,
             "order_release_only": p.spent.order,
@@ -309,8 +326,7 @@ fn plan_cmd(a: PlanArgs) -> Result<(), String> {
         );
         if a.sampling_rate < 1.0 {
             println!(
-                "that epsilon holds {RELEASE_ONLY}; {AGAINST_SERVER} the same rounds give \
-                 epsilon {:.4}",
+                "that epsilon holds {RELEASE_ONLY}; {whom} the same rounds give epsilon {:.4}",
                 p.spent_against_server.epsilon
             );
         }

@@ -459,7 +459,8 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
             "noise_multiplier": a.dp.dp_noise_multiplier,
             "clip": a.dp.dp_clip,
             "epsilon": d.epsilon,
-            "epsilon_against_server": d.epsilon,
+            "epsilon_against_server": (!a.dp.dp_central).then_some(d.epsilon),
+            "epsilon_holds_against": secagg_sim::dp::epsilon_holds_against(a.dp.dp_central),
             "epsilon_release_only": d.epsilon_release_only,
             "order": d.order,
             "delta": d.delta,
@@ -583,8 +584,9 @@ fn print_summary(a: &SimulateArgs, r: &SimulateResult) {
             }
             if let Some(d) = &r.dp {
                 println!(
-                    "  DP: ε = {:.4} against the server (δ = {:e}, {} round{}, order {}); scale {:.4}, {} values padded to {}",
+                    "  DP: ε = {:.4} against {} (δ = {:e}, {} round{}, order {}); scale {:.4}, {} values padded to {}",
                     d.epsilon,
+                    secagg_sim::dp::epsilon_holds_against(a.dp.dp_central),
                     d.delta,
                     d.rounds,
                     if d.rounds == 1 { "" } else { "s" },

@@ -66,10 +66,17 @@ fn gaussian_epsilon_is_dp_accountings() {
     let e = v["epsilon_release_only"].as_f64().unwrap();
     assert!((e - 1.7117701662429012).abs() < 1e-6, "{v}");
     assert_eq!(v["order_release_only"].as_f64().unwrap(), 9.6);
-    // Against the server (rate 1) the same rounds cost far more, and that is "epsilon".
-    let server = v["epsilon_against_server"].as_f64().unwrap();
-    assert!(server > 100.0 * e, "{v}");
-    assert_eq!(v["epsilon"].as_f64().unwrap(), server);
+    // At rate 1 (whoever knows who took part) the same rounds cost far more, and that is
+    // "epsilon"; a continuous Gaussian is central noise, so nothing holds against the server.
+    assert!(v["epsilon"].as_f64().unwrap() > 100.0 * e, "{v}");
+    assert!(v["epsilon_against_server"].is_null(), "{v}");
+    assert!(
+        v["epsilon_holds_against"]
+            .as_str()
+            .unwrap()
+            .contains("central"),
+        "{v}"
+    );
     // Human output.
     let out = secagg(&[
         "dp",
@@ -87,7 +94,7 @@ fn gaussian_epsilon_is_dp_accountings() {
         text.contains("against observers of the released model only"),
         "{text}"
     );
-    assert!(text.contains("against the server"), "{text}");
+    assert!(text.contains("not the server"), "{text}");
 }
 
 /// Issue 14, finding 1: the example of the review, DDG z = 1.1, 100 clients, d = 10^5, 1,000
@@ -121,6 +128,32 @@ fn epsilon_says_against_whom_it_holds() {
     assert!((release - 2.02).abs() < 0.01, "{v}");
     assert!((server - 836.6).abs() < 0.1, "{v}");
     assert_eq!(v["epsilon"].as_f64().unwrap(), server, "{v}");
+    // Adversarial review, F3: with central noise the server sees the exact sum, and no ε is
+    // said to hold against it.
+    let central = json(&[
+        "dp",
+        "epsilon",
+        "--mechanism",
+        "ddg",
+        "--placement",
+        "central",
+        "--noise-multiplier",
+        "1.1",
+        "--rounds",
+        "100",
+        "--clients",
+        "100",
+        "--dim",
+        "1000",
+        "--bits",
+        "32",
+        "--clip",
+        "1",
+        "--json",
+    ]);
+    assert!(central["epsilon_against_server"].is_null(), "{central}");
+    let whom = central["epsilon_holds_against"].as_str().unwrap();
+    assert!(whom.contains("no ε holds against it"), "{central}");
 }
 
 #[test]
@@ -178,7 +211,13 @@ fn plan_meets_the_budget_it_was_given() {
         assert_eq!(v["target_applies_to"], "release_only", "{v}");
         let e = v["epsilon_release_only"].as_f64().unwrap();
         assert!(e <= 3.0 && e > 2.9, "{m}: {v}");
-        assert!(v["epsilon_against_server"].as_f64().unwrap() > e, "{v}");
+        assert!(v["epsilon"].as_f64().unwrap() > e, "{v}");
+        // The continuous Gaussian is central noise: nothing holds against the server.
+        assert_eq!(
+            v["epsilon_against_server"].is_null(),
+            m == "gaussian",
+            "{v}"
+        );
         assert!(v["rmse_per_coordinate"].as_f64().unwrap() > 0.0);
         // Feeding z back into `epsilon` gives the same ε.
         let z = format!("{z}");

@@ -34,10 +34,24 @@ pub fn pipeline_round(
     sampling_rate: f64,
     rounds: u64,
 ) -> Result<Round, DpError> {
-    // Distributed: min_survivors clients each add local_variance. Central: one draw of the
-    // full variance, i.e. a "sum" of one (τ = 0).
+    pipeline_round_over(setup, encoding, setup.min_survivors, sampling_rate, rounds)
+}
+
+/// [`pipeline_round`] counting the noise of `noisy_clients` clients only (distributed noise):
+/// what a client that counts on that many honest survivors can rely on. The encoding (scale,
+/// sensitivity, each client's exact noise variance) is the round's own: only the number of
+/// noise shares changes.
+pub fn pipeline_round_over(
+    setup: &DpSetup,
+    encoding: &DpEncoding,
+    noisy_clients: u32,
+    sampling_rate: f64,
+    rounds: u64,
+) -> Result<Round, DpError> {
+    // Distributed: the clients each add local_variance. Central: one draw of the full
+    // variance, i.e. a "sum" of one (τ = 0).
     let (clients, per_client) = match setup.placement {
-        NoisePlacement::Distributed => (setup.min_survivors, encoding.local_variance()),
+        NoisePlacement::Distributed => (noisy_clients, encoding.local_variance()),
         NoisePlacement::Central => (1, encoding.noise_variance(setup.min_survivors)),
     };
     let mechanism = match setup.noise {
@@ -51,7 +65,7 @@ pub fn pipeline_round(
         NoiseKind::Skellam => Mechanism::Skellam {
             l2_sensitivity: encoding.l2_sensitivity(),
             l1_sensitivity: encoding.l1_sensitivity(),
-            variance: encoding.noise_variance(setup.min_survivors),
+            variance: f64::from(clients) * per_client,
         },
     };
     Round::new(mechanism, sampling_rate, rounds)

@@ -97,14 +97,25 @@ fn epsilon_of(round: &Round, delta: f64) -> PyResult<Epsilon> {
 /// for, which holds only against observers of the released result, and only if the clients
 /// really are Poisson-sampled and who took part stays hidden. `epsilon`/`order` are the
 /// against-server values (until issue 14 they were the amplified ones).
+/// With central noise (or the continuous Gaussian, which only a server adds) no ε holds
+/// against the server: `epsilon_against_server` is then None and `epsilon` holds against
+/// observers of the model who know who took part (`epsilon_holds_against` says which).
 fn set_epsilons(
     out: &Bound<'_, PyDict>,
     against_server: &Epsilon,
     release_only: &Epsilon,
+    central: bool,
 ) -> PyResult<()> {
     out.set_item("epsilon", against_server.epsilon)?;
     out.set_item("order", against_server.order)?;
-    out.set_item("epsilon_against_server", against_server.epsilon)?;
+    out.set_item(
+        "epsilon_against_server",
+        (!central).then_some(against_server.epsilon),
+    )?;
+    out.set_item(
+        "epsilon_holds_against",
+        secagg_sim::dp::epsilon_holds_against(central),
+    )?;
     out.set_item("epsilon_release_only", release_only.epsilon)?;
     out.set_item("order_release_only", release_only.order)?;
     Ok(())
@@ -180,7 +191,12 @@ pub fn epsilon<'py>(
     };
     let release_only = epsilon_of(&release_round, delta)?;
     let against_server = epsilon_of(&server_round, delta)?;
-    set_epsilons(&out, &against_server, &release_only)?;
+    set_epsilons(
+        &out,
+        &against_server,
+        &release_only,
+        central || mechanism == "gaussian",
+    )?;
     Ok(out)
 }
 
@@ -251,7 +267,12 @@ pub fn plan_noise<'py>(
     out.set_item("mechanism", mechanism)?;
     out.set_item("noise_multiplier", found.noise_multiplier)?;
     out.set_item("scale", found.scale)?;
-    set_epsilons(&out, &found.spent_against_server, &found.spent)?;
+    set_epsilons(
+        &out,
+        &found.spent_against_server,
+        &found.spent,
+        central || mechanism == "gaussian",
+    )?;
     out.set_item("target_epsilon", epsilon)?;
     // Which of the two ε the target bounds (as `secagg dp plan --json` says it).
     let applies_to = if sampling_rate < 1.0 {
@@ -611,8 +632,8 @@ impl PyAccountant {
 
     /// A copy with the cost a client that counts on `honest_clients` honest survivors pays
     /// for the round with configuration `config` (`DpParams::client_charge`, the gRPC
-    /// client's charge): the round at the effective multiplier z·√(min(h, m)/m), m its
-    /// `min_clients`, and sampling rate 1.
+    /// client's charge): the round's own encoding with the noise of min(h, m) honest clients
+    /// only (about the multiplier z·√(min(h, m)/m)), m its `min_clients`, at sampling rate 1.
     #[pyo3(signature = (config, *, honest_clients))]
     fn client_charged(&self, config: &Bound<'_, PyAny>, honest_clients: i128) -> PyResult<Self> {
         let h: u32 = count(honest_clients, "honest_clients")?;

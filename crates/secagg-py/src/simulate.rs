@@ -289,7 +289,14 @@ impl DpChoice<'_> {
         out.set_item("noise_multiplier", self.noise_multiplier)?;
         out.set_item("clip", self.clip)?;
         out.set_item("epsilon", d.epsilon)?;
-        out.set_item("epsilon_against_server", d.epsilon)?;
+        out.set_item(
+            "epsilon_against_server",
+            (!self.central).then_some(d.epsilon),
+        )?;
+        out.set_item(
+            "epsilon_holds_against",
+            secagg_sim::dp::epsilon_holds_against(self.central),
+        )?;
         out.set_item("epsilon_release_only", d.epsilon_release_only)?;
         out.set_item("order", d.order)?;
         out.set_item("delta", d.delta)?;

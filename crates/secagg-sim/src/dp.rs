@@ -8,12 +8,12 @@
 //! `min_clients` survivors, and the vector is padded to a power of two.
 
 use secagg_core::RoundConfig;
-use secagg_dp::accountant::{Accountant, Epsilon, Round};
+use secagg_dp::accountant::{Accountant, Epsilon, Mechanism, Round};
 pub use secagg_dp::pipeline::DEFAULT_BETA;
 use secagg_dp::pipeline::{
     DEFAULT_OVERFLOW_PROBABILITY, DpEncoding, DpSetup, NoiseKind, NoisePlacement,
 };
-use secagg_dp::plan::pipeline_round;
+use secagg_dp::plan::{pipeline_round, pipeline_round_over};
 
 /// The public DP parameters of a round (what the server announces; every client derives the
 /// encoding from them and the round's configuration).
@@ -105,21 +105,35 @@ impl DpParams {
     }
 
     /// What a round costs a client that counts only on `honest_clients` honest survivors'
-    /// noise: the round at the effective multiplier z·√(min(h, m)/m) (m = `min_clients`) and
-    /// sampling rate 1. A server that invites fake clients shrinks every honest share of the
-    /// noise; charging at the announced z would let it spend far more than the ledger says.
+    /// noise: the round's own encoding (its scale, sensitivity and each client's exact noise
+    /// variance) with the noise of min(h, m) clients (m = `min_clients`), at sampling rate 1.
+    /// A server that invites fake clients shrinks every honest share of the noise; charging
+    /// the announced round would let it spend far more than the ledger says.
     pub fn client_charge(&self, c: &RoundConfig, honest_clients: u32) -> Result<Round, String> {
-        let floor = DpFloor {
-            min_noise_multiplier: f64::MIN_POSITIVE,
-            honest_clients: Some(honest_clients.max(1)),
-        };
-        let effective = DpParams {
-            noise_multiplier: floor.effective_noise_multiplier(self, c),
-            ..*self
-        };
-        effective.round_cost(c, 1.0)
+        let enc = self.encoding(c)?;
+        let h = honest_clients.clamp(1, c.min_clients.max(1));
+        pipeline_round_over(&self.setup(c), &enc, h, 1.0, 1).map_err(|e| e.0)
     }
 }
+
+/// Against whom an ε computed at sampling rate 1 holds: with distributed noise, the server
+/// too (it sees who took part, hence rate 1); with central noise (or the continuous Gaussian,
+/// which only a server adds) nothing holds against the server, which sees the exact sum.
+pub fn epsilon_holds_against(central: bool) -> &'static str {
+    if central {
+        "observers of the released model only (central noise: the server adds it and sees the \
+         exact sum, so no ε holds against it); sampling rate 1"
+    } else {
+        "the server and observers of the released model (sampling rate 1: the server sees who \
+         took part)"
+    }
+}
+
+/// The δ at which a floor compares a round with the Gaussian mechanism.
+pub const FLOOR_DELTA: f64 = 1e-5;
+/// Multipliers a floor resolves: below, a round counts as noiseless; above, as fully private.
+const Z_LOW: f64 = 1e-3;
+const Z_HIGH: f64 = 1e4;
 
 /// A client's own floor on the DP noise of the rounds it joins: a server cannot talk it into
 /// sending a barely noised update.
@@ -127,7 +141,9 @@ impl DpParams {
 /// Each client adds a share (zγc)²/m of the noise, m being the survivors the round sizes the
 /// noise for (`min_clients`). A malicious server that invites fake clients can announce a
 /// large m and shrink every honest share; `honest_clients` = h makes the client count only on
-/// h honest survivors, so it requires z·√(min(h, m)/m) ≥ `min_noise_multiplier`.
+/// h honest survivors. The check is on the round's privacy, not on the announced z: one round
+/// with h honest shares must have an ε at δ = 10^-5 no larger than the Gaussian mechanism's at
+/// `min_noise_multiplier` ([`DpFloor::real_noise_multiplier`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DpFloor {
     /// The smallest noise multiplier accepted.
@@ -160,16 +176,51 @@ impl DpFloor {
         dp.noise_multiplier * (h / m).sqrt()
     }
 
-    /// The noise multiplier this client can count on for real: the stddev of the noise that
-    /// min(h, m) honest survivors add (each the exact sampler's variance) over the L2
-    /// sensitivity this client's encoding guarantees (the conditional-rounding bound, which
-    /// the bit width and β can make much larger than γ·clip). This, not the announced z, is
-    /// what the privacy of the client's update depends on.
+    /// The noise multiplier this client can count on for real: that of the Gaussian mechanism
+    /// with the same ε at δ = [`FLOOR_DELTA`] as one round of the round's own encoding (scale,
+    /// conditional-rounding sensitivity, each client's exact noise variance) with the noise of
+    /// min(h, m) honest survivors only. The announced z is over γ·clip and the sampler's noise
+    /// parameter; this is what the privacy of the client's update rests on: a rounded
+    /// sensitivity larger than γ·clip, or a discrete Gaussian whose σ² is so small that its
+    /// draws are almost always 0, both bring it down.
     pub fn real_noise_multiplier(&self, dp: &DpParams, c: &RoundConfig) -> Result<f64, String> {
-        let enc = dp.encoding(c)?;
-        let m = c.min_clients.max(1);
-        let h = self.honest_clients.map_or(m, |h| h.min(m));
-        Ok(enc.noise_variance(h).sqrt() / enc.l2_sensitivity())
+        let h = self.honest_clients.unwrap_or(c.min_clients);
+        let round = dp.client_charge(c, h)?;
+        let eps = |r: &Round| -> Result<f64, String> {
+            Ok(Accountant::new()
+                .composed(r)
+                .epsilon(FLOOR_DELTA)
+                .map_err(|e| e.0)?
+                .epsilon)
+        };
+        let target = eps(&round)?;
+        let gaussian = |z: f64| -> Result<f64, String> {
+            eps(&Round::new(
+                Mechanism::Gaussian {
+                    noise_multiplier: z,
+                },
+                1.0,
+                1,
+            )
+            .map_err(|e| e.0)?)
+        };
+        if !(target.is_finite()) || target > gaussian(Z_LOW)? {
+            return Ok(0.0);
+        }
+        if target <= gaussian(Z_HIGH)? {
+            return Ok(Z_HIGH);
+        }
+        // ε of the Gaussian falls as z grows: bisect on log z for the z with the same ε.
+        let (mut lo, mut hi) = (Z_LOW.ln(), Z_HIGH.ln());
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if gaussian(mid.exp())? > target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo.exp())
     }
 
     /// Refuses a round without DP, with central noise, or whose real noise (see
@@ -199,9 +250,10 @@ impl DpFloor {
                 None => format!("the noise of the round's {} survivors", c.min_clients),
             };
             return Err(format!(
-                "offered noise multiplier {} over the clip, but {whose} over the sensitivity \
-                 this client's {}-bit encoding guarantees is only {z:.4}, below this \
-                 client's floor {min}",
+                "offered noise multiplier {} over the clip, but with {whose} and the \
+                 sensitivity this client's {}-bit encoding guarantees, one round is only as \
+                 private as the Gaussian mechanism at multiplier {z:.4} (ε at δ = \
+                 {FLOOR_DELTA}), below this client's floor {min}",
                 p.noise_multiplier, c.bits
             ));
         }
@@ -325,12 +377,15 @@ mod tests {
         let real = floor(2.0, None).real_noise_multiplier(&dp, &c).unwrap();
         assert!(real > 1.0 && real < 1.3, "{real}");
         let e = floor(2.0, None).check(Some(&dp), &c).unwrap_err();
-        assert!(e.contains("only 1.1"), "{e}");
+        assert!(e.contains("multiplier 1.1"), "{e}");
         assert!(floor(real * 0.999, None).check(Some(&dp), &c).is_ok());
-        // One honest survivor of two: √(1/2) of that.
+        // One honest survivor of two: about √(1/2) of that.
         let one = floor(1.0, Some(1)).real_noise_multiplier(&dp, &c).unwrap();
-        assert!((one - real * 0.5f64.sqrt()).abs() < 1e-9, "{one} vs {real}");
-        // At 32 bits and the default β the real multiplier is the announced one to 1e-3.
+        assert!(
+            (one / (real * 0.5f64.sqrt()) - 1.0).abs() < 0.02,
+            "{one} vs {real}"
+        );
+        // At 32 bits and the default β the real multiplier is the announced one to 1 %.
         let wide = DpParams {
             beta: DEFAULT_BETA,
             dim: 8,
@@ -339,7 +394,87 @@ mod tests {
         let r = floor(2.0, None)
             .real_noise_multiplier(&wide, &config(50))
             .unwrap();
-        assert!((r - 2.0).abs() < 2e-3, "{r}");
+        assert!(r < 2.0 && r > 1.98, "{r}");
+    }
+
+    /// Adversarial review of issue 14, F2: the client's charge is the round it really takes
+    /// part in (its encoding, h honest noise shares), not a round rebuilt at a smaller z,
+    /// whose larger scale would shrink the rounding's share of the sensitivity and undercharge
+    /// (Skellam, z = 8, 10 clients, 1 honest, 9 bits, 16 values: 1.82 charged for 2.17).
+    #[test]
+    fn a_client_charge_is_the_round_it_takes_part_in() {
+        let dp = DpParams {
+            noise: NoiseKind::Skellam,
+            placement: NoisePlacement::Distributed,
+            noise_multiplier: 8.0,
+            clip: 1.0,
+            beta: DEFAULT_BETA,
+            dim: 16,
+        };
+        let c = RoundConfig {
+            num_clients: 10,
+            min_clients: 10,
+            bits: 9,
+            dim: 16,
+            ..config(10)
+        };
+        let enc = dp.encoding(&c).unwrap();
+        let truth = Round::new(
+            Mechanism::Skellam {
+                l2_sensitivity: enc.l2_sensitivity(),
+                l1_sensitivity: enc.l1_sensitivity(),
+                variance: enc.noise_variance(1),
+            },
+            1.0,
+            1,
+        )
+        .unwrap();
+        let eps = |r: &Round| Accountant::new().composed(r).epsilon(1e-5).unwrap().epsilon;
+        let charged = eps(&dp.client_charge(&c, 1).unwrap());
+        assert!(
+            (charged / eps(&truth) - 1.0).abs() < 1e-12,
+            "{charged} vs {}",
+            eps(&truth)
+        );
+        assert!(charged > 2.1, "{charged}");
+    }
+
+    /// Adversarial review of issue 14, F1: a server picks 14 bits for 1,000 clients of one
+    /// value, so the pipeline's scale is tiny and each client's discrete Gaussian has σ² =
+    /// 0.019: its draws are almost always 0 and the clients send their updates unnoised, while
+    /// z·√(noise parameter)/sensitivity still reads 2.5. The floor counts privacy, not the
+    /// parameter, and refuses.
+    #[test]
+    fn a_floor_refuses_a_discrete_gaussian_too_small_to_draw_noise() {
+        let dp = DpParams {
+            noise: NoiseKind::DiscreteGaussian,
+            placement: NoisePlacement::Distributed,
+            noise_multiplier: 4.0,
+            clip: 1.0,
+            beta: DEFAULT_BETA,
+            dim: 1,
+        };
+        let c = RoundConfig {
+            num_clients: 1000,
+            min_clients: 1000,
+            bits: 14,
+            dim: 1,
+            ..config(1000)
+        };
+        let enc = dp.encoding(&c).unwrap();
+        assert!(enc.local_variance() < 0.02, "{}", enc.local_variance());
+        let nominal = enc.noise_variance(1000).sqrt() / enc.l2_sensitivity();
+        assert!(nominal > 2.5, "{nominal}");
+        let real = floor(2.0, None).real_noise_multiplier(&dp, &c).unwrap();
+        assert!(real < 0.05, "{real}");
+        let e = floor(2.0, None).check(Some(&dp), &c).unwrap_err();
+        assert!(e.contains("below this client's floor"), "{e}");
+        // Skellam noise of the same variance adds up across clients and keeps its privacy.
+        let skellam = DpParams {
+            noise: NoiseKind::Skellam,
+            ..dp
+        };
+        assert!(floor(2.0, None).check(Some(&skellam), &c).is_ok());
     }
 
     #[test]
@@ -354,11 +489,11 @@ mod tests {
         };
         // The real multiplier is a little below the announced one (rounding adds to the
         // sensitivity): a floor of exactly z refuses, one just below accepts.
-        assert!(floor(1.999, None).check(Some(&dp), &config(50)).is_ok());
+        assert!(floor(1.99, None).check(Some(&dp), &config(50)).is_ok());
         assert!(floor(2.0, None).check(Some(&dp), &config(50)).is_err());
         assert!(floor(2.1, None).check(Some(&dp), &config(50)).is_err());
         // 25 honest of 100 announced survivors: 2·√(25/100) = 1.
-        let f = floor(0.999, Some(25));
+        let f = floor(0.99, Some(25));
         assert!((f.effective_noise_multiplier(&dp, &config(100)) - 1.0).abs() < 1e-12);
         assert!(f.check(Some(&dp), &config(100)).is_ok());
         let e = f.check(Some(&dp), &config(110)).unwrap_err();

@@ -165,14 +165,16 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             it): the honest survivors h this client counts on. Each client adds 1/m of the noise variance, m being the survivors the
             round sizes the noise for (``DpConfig.min_survivors``); a malicious server that
             adds fake clients can announce a large m and shrink every honest share while the
-            noise multiplier z still looks fine. With h the client refuses rounds unless
-            z·√(min(h, m)/m) ≥ ``min_noise_multiplier`` (the check of
-            ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`), and charges
-            its budget at that multiplier. ``None``: trust the round's m (floor only).
+            noise multiplier z still looks fine. With h the client refuses rounds unless one
+            round with the noise of min(h, m) honest survivors, over the sensitivity its
+            encoding guarantees, is as private as the Gaussian mechanism at
+            ``min_noise_multiplier`` (ε at δ = 10^-5; about z·√(min(h, m)/m), a little less;
+            the check of ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`), and
+            charges its budget for that round. ``None``: trust the round's m (floor only).
         dp_budget_epsilon: this client's own privacy budget (``secagg.dp.ClientLedger``, kept
             in ``state_dir``, which it requires, with ``honest_clients``): every round it
-            contributes to is charged at sampling rate 1 and at the effective multiplier
-            z·√(min(h, m)/m), composed with the rounds before, before its masked update leaves
+            contributes to is charged at sampling rate 1 with the noise of min(h, m) honest
+            survivors only, composed with the rounds before, before its masked update leaves
             the node; a round that would take ε at ``dp_budget_delta`` past this budget is
             refused before training, and so are rounds without DP noise or with central
             noise. ``None`` (default): no client-side budget.
