@@ -732,8 +732,9 @@ impl PyDpFloor {
         Ok(self.floor.effective_noise_multiplier(&p, &c))
     }
 
-    /// The multiplier the floor is checked against: the stddev of the noise min(H, m) honest
-    /// survivors add over the L2 sensitivity this client's encoding guarantees (a little below
+    /// The multiplier the floor is checked against (`DpFloor::real_noise_multiplier`): the
+    /// largest Z whose Gaussian Rényi-DP curve bounds, at every integer order, the round's own
+    /// encoding with the noise of min(H, m) honest survivors only (a little below
     /// `effective_noise_multiplier`, far below it at few bits).
     fn real_noise_multiplier(&self, config: &Bound<'_, PyAny>) -> PyResult<f64> {
         let c = config_from_dict(config)?;

@@ -209,7 +209,8 @@ fn epsilon_holds_against(placement: NoisePlacement) -> &'static str {
     match placement {
         NoisePlacement::Distributed => {
             "the server and anyone who sees the released mean (sampling rate 1: every client \
-             that joins takes part, no amplification by sampling)"
+             that joins takes part, no amplification by sampling), if the min_clients \
+             survivors the noise is sized for are honest"
         }
         NoisePlacement::Central => {
             "anyone who sees the released mean, not the server (central noise: it sees the \

@@ -8,6 +8,9 @@ use super::gaussian::poisson_gaussian_rdp;
 use super::subsample::poisson_subsampled;
 use crate::DpError;
 
+/// KLS Theorem 1 (the τ bound of a sum of discrete Gaussians) assumes σ ≥ 1/2.
+const KLS_MIN_LOCAL_VARIANCE: f64 = 0.25;
+
 /// The noise mechanism of a round. Sensitivities and variances of the integer mechanisms are
 /// in the scaled integer domain (the pipeline's `DpEncoding` gives them).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,8 +153,19 @@ impl Round {
             } => {
                 let sigma = libm::sqrt(f64::from(clients) * local_variance);
                 let tau = ddg_tau(local_variance, clients);
+                // One client's discrete Gaussian alone is α·Δ₂²/(2σ²)-RDP (Canonne, Kamath,
+                // Steinke 2020), and the others' independent noise only adds privacy: a bound
+                // for any σ². KLS Theorem 1 needs σ ≥ 1/2, so below that only this one holds.
+                let one_client =
+                    |a: f64| a * l2_sensitivity * l2_sensitivity / (2.0 * local_variance);
+                let kls_holds = local_variance >= KLS_MIN_LOCAL_VARIANCE;
                 self.integer_curve(orders, |a| {
-                    ddg_rdp(a, l2_sensitivity, l1_sensitivity, sigma, tau, dim as f64)
+                    let kls = ddg_rdp(a, l2_sensitivity, l1_sensitivity, sigma, tau, dim as f64);
+                    if kls_holds {
+                        kls.min(one_client(a))
+                    } else {
+                        one_client(a)
+                    }
                 })
             }
             Mechanism::Skellam {
@@ -191,5 +205,34 @@ impl Round {
                 poisson_subsampled(alpha, self.sampling_rate, &table).min(table[alpha])
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ddg(local_variance: f64, clients: u32) -> Round {
+        let m = Mechanism::DistributedDiscreteGaussian {
+            l2_sensitivity: 1.0,
+            l1_sensitivity: 1.0,
+            local_variance,
+            clients,
+            dim: 1,
+        };
+        Round::new(m, 1.0, 1).unwrap()
+    }
+
+    /// Review of issue 14, N2: two clients with σ² = 0.02 and a unit shift have an exact
+    /// Rényi divergence ≥ 49.31 at order 3, but the KLS bound (which needs σ ≥ 1/2) gave
+    /// 45.7. Below σ² = 1/4 one client's own bound, α·Δ²/(2σ²), is charged instead.
+    #[test]
+    fn a_discrete_gaussian_below_the_kls_range_charges_one_clients_bound() {
+        let r = ddg(0.02, 2).rdp(&[3.0])[0];
+        assert!(r >= 49.31, "{r}");
+        assert!((r - 3.0 / (2.0 * 0.02)).abs() < 1e-9, "{r}");
+        // In KLS's range with many clients, KLS is far tighter and stays the charge.
+        let many = ddg(100.0, 50).rdp(&[3.0])[0];
+        assert!(many < 3.0 / (2.0 * 100.0) / 10.0, "{many}");
     }
 }

@@ -37,7 +37,8 @@ __all__ = ["Accountant", "ClientLedger", "Floor", "epsilon", "plan"]
 #: workflow's do, composes at 1), ``composed(...)`` returns a copy with it added (what a
 #: budget check
 #: before a round asks), ``client_charged(config, *, honest_clients)`` returns a copy with
-#: what :class:`ClientLedger` charges for a round (at z·√(min(h, m)/m), sampling rate 1),
+#: what :class:`ClientLedger` charges for a round (the round's own encoding with the noise
+#: of min(h, m) honest clients only, sampling rate 1),
 #: ``epsilon(delta)`` is ε so far (0 when nothing was spent) and
 #: ``epsilon_order(delta)`` is ``(ε, the Rényi order that gave it)``. Bad states or
 #: parameters raise ``ValueError`` saying what is wrong.
@@ -52,11 +53,12 @@ Accountant = _secagg.DpAccountant
 #: ``ValueError`` saying why it refuses a round with configuration ``config``
 #: (:func:`secagg.round_config` of its RoundStart, whose DP parameters the session id covers)
 #: that offers no DP, central noise, or a noise multiplier z below the floor, or whose real
-#: noise falls below it: the stddev of the noise ``honest_clients`` = H survivors add (each
-#: adds 1/m of the variance, m being the round's ``min_clients``; a malicious server with fake
-#: clients can announce a large m), over the L2 sensitivity the client's own encoding
-#: guarantees (conditional rounding makes it larger than γ·clip: a little at 32 bits, much at
-#: 8), must be ≥ the floor. ``real_noise_multiplier(config)`` is that value;
+#: multiplier falls below it: the largest Z whose Gaussian Rényi-DP curve α/(2Z²) bounds, at
+#: every integer order up to 1024, that of the round's own encoding (the L2 sensitivity
+#: conditional rounding guarantees, each client's exact noise) with the noise of
+#: ``honest_clients`` = H survivors only (each adds 1/m of the variance, m being the round's
+#: ``min_clients``; a malicious server with fake clients can announce a large m).
+#: ``real_noise_multiplier(config)`` is that value;
 #: ``effective_noise_multiplier(config)`` is the nominal z·√(min(H, m)/m). Set a floor a little
 #: below the server's z.
 Floor = _secagg.DpFloor
@@ -201,9 +203,10 @@ class ClientLedger:
     adds DP noise keeps its own: each round it contributes to is charged at sampling rate 1 (no
     amplification; the ε that holds against the server) and at the noise its
     ``honest_clients`` = h honest survivors alone add: each client adds 1/m of the noise
-    variance (m the round's ``min_clients``), so a server with fake clients leaves
-    z·√(min(h, m)/m) of the announced multiplier z (:meth:`Floor.effective_noise_multiplier`,
-    the charge ``secagg client --dp-budget-epsilon --dp-honest-clients`` makes). The charge is
+    variance (m the round's ``min_clients``), so a server with fake clients leaves about
+    z·√(min(h, m)/m) of the announced multiplier z: the charge is the round's own encoding with
+    the noise of min(h, m) clients only (the charge ``secagg client --dp-budget-epsilon
+    --dp-honest-clients`` makes). The charge is
     composed in Rényi DP (:class:`Accountant`) with every round before, and a round that would
     take ε at ``delta`` past ``epsilon_budget`` is refused. A round without
     DP noise (ε = ∞ for the update) and a round with central noise (the server sees the
@@ -339,8 +342,8 @@ class ClientLedger:
         if round_id in self._rounds:
             raise ServerRefused(f"round {round_id} was already charged to this client's ledger")
         _secagg.DpEncoding(config)  # the round as announced must be a valid DP round
-        # The round at z·√(min(h, m)/m) and sampling rate 1: DpParams::client_charge, the
-        # gRPC client's charge.
+        # The round's own encoding with h honest noise shares, at sampling rate 1:
+        # DpParams::client_charge, the gRPC client's charge.
         after = self._spent.client_charged(config, honest_clients=self.honest_clients)
         epsilon = float(after.epsilon(self.delta))
         if epsilon > self.epsilon_budget:
@@ -353,9 +356,9 @@ class ClientLedger:
         return after, epsilon, int(round_id)
 
     def effective_noise_multiplier(self, config: dict[str, Any]) -> float:
-        """The noise multiplier this ledger charges the round with configuration ``config``
-        at: z·√(min(h, m)/m), z the announced multiplier, m its ``min_clients``, h
-        ``honest_clients`` (:meth:`Floor.effective_noise_multiplier`)."""
+        """The nominal multiplier z·√(min(h, m)/m) of the round with configuration ``config``
+        (z the announced multiplier, m its ``min_clients``, h ``honest_clients``): about what
+        this ledger charges, which is the round's own encoding with h honest noise shares."""
         return float(self._honest.effective_noise_multiplier(config))
 
     def __repr__(self) -> str:
@@ -371,9 +374,9 @@ def _honest_clients(value: object) -> int:
         raise ValueError(
             "a DP budget needs honest_clients=h: the honest survivors whose noise this client "
             "counts on. Each client adds 1/m of the noise variance, m the round's min_clients; "
-            "a server with fake clients can announce a large m, so the round is charged at the "
-            "noise multiplier z·√(min(h, m)/m) that h honest clients reach, not at the z the "
-            "server announces"
+            "a server with fake clients can announce a large m, so the round is charged with the "
+            "noise of h honest clients only (about z·√(min(h, m)/m)), not at the z the server "
+            "announces"
         )
     if type(value) is not int or value < 1:  # pylint: disable=unidiomatic-typecheck
         raise ValueError(f"honest_clients must be an int ≥ 1, got {value!r}")

@@ -168,7 +168,8 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             noise multiplier z still looks fine. With h the client refuses rounds unless one
             round with the noise of min(h, m) honest survivors, over the sensitivity its
             encoding guarantees, is as private as the Gaussian mechanism at
-            ``min_noise_multiplier`` (ε at δ = 10^-5; about z·√(min(h, m)/m), a little less;
+            ``min_noise_multiplier`` (at every integer Rényi order; about z·√(min(h, m)/m), a
+            little less;
             the check of ``secagg client --dp-honest-clients``, :class:`secagg.dp.Floor`), and
             charges its budget for that round. ``None``: trust the round's m (floor only).
         dp_budget_epsilon: this client's own privacy budget (``secagg.dp.ClientLedger``, kept

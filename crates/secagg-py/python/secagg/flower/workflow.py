@@ -115,7 +115,7 @@ def _epsilon_holds_against(dp: DpConfig) -> str:
         )
     return (
         "the server and everyone who sees the model, at sampling rate 1 (the server sees who "
-        "takes part)"
+        "takes part), if the min_survivors the noise is sized for are honest"
     )
 
 
