@@ -1395,6 +1395,30 @@ fn wait_log(server: &Server, needle: &str) -> String {
     }
 }
 
+/// A DP server with an injected fault (`SECAGG_SERVER_FAULT`) and three clients that would
+/// freeze on an unmask request, so a test can tell whether one was sent.
+fn faulty_dp_round(
+    dir: &Path,
+    data: &Path,
+    args: &[&str],
+    fault: &str,
+    prefix: &str,
+) -> (Server, Vec<Child>) {
+    let server = start_server_env("127.0.0.1:0", data, args, &[("SECAGG_SERVER_FAULT", fault)]);
+    let clients = (0..3)
+        .map(|i| {
+            spawn_client_with(
+                &server.addr,
+                &format!("{prefix}{i}"),
+                &float_input(dir, i),
+                Some("unmask"),
+                false,
+            )
+        })
+        .collect();
+    (server, clients)
+}
+
 /// Issue 14, finding 3: a DP round is charged before the server asks for the first unmask
 /// share. A crash right after the charge (injected: the process aborts before any unmask
 /// request goes out) leaves the round charged exactly once, recorded as aborted with the
@@ -1411,24 +1435,7 @@ fn a_crash_between_the_dp_charge_and_the_unmask_stage_keeps_the_charge_once() {
     let data = dir.path().join("data");
     let args = dp_server_args("1000", "1");
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = start_server_env(
-        "127.0.0.1:0",
-        &data,
-        &a,
-        &[("SECAGG_SERVER_FAULT", "crash-after-charge")],
-    );
-    // Clients that would freeze on an unmask request: none may arrive.
-    let mut cs: Vec<Child> = (0..3)
-        .map(|i| {
-            spawn_client_with(
-                &server.addr,
-                &format!("a{i}"),
-                &float_input(dir.path(), i),
-                Some("unmask"),
-                false,
-            )
-        })
-        .collect();
+    let (mut server, mut cs) = faulty_dp_round(dir.path(), &data, &a, "crash-after-charge", "a");
     let st = wait_exit(&mut server.child, Duration::from_secs(60));
     assert!(!st.success(), "the injected crash must kill the server");
     let log = wait_log(&server, "crashing after the charge");
@@ -1499,24 +1506,7 @@ fn a_dp_charge_that_cannot_be_written_aborts_the_round_before_unmasking() {
     let data = dir.path().join("data");
     let args = dp_server_args("1000", "2");
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = start_server_env(
-        "127.0.0.1:0",
-        &data,
-        &a,
-        &[("SECAGG_SERVER_FAULT", "charge-write-fails")],
-    );
-    // A client frozen by an unmask request would never exit: none may be sent.
-    let cs: Vec<Child> = (0..3)
-        .map(|i| {
-            spawn_client_with(
-                &server.addr,
-                &format!("w{i}"),
-                &float_input(dir.path(), i),
-                Some("unmask"),
-                false,
-            )
-        })
-        .collect();
+    let (mut server, cs) = faulty_dp_round(dir.path(), &data, &a, "charge-write-fails", "w");
     for mut c in cs {
         assert!(!wait_exit(&mut c, Duration::from_secs(60)).success());
         let out = c.wait_with_output().unwrap();
