@@ -1,6 +1,7 @@
 //! `secagg`: simulate and benchmark secure-aggregation rounds.
 
 mod bench;
+mod combine_cmd;
 mod dp_args;
 mod dp_cmd;
 mod machine_limits;
@@ -31,6 +32,8 @@ enum Command {
     Keygen(service_cmd::KeygenArgs),
     /// Differential privacy: the (ε, δ) of a schedule of rounds, or the noise for a budget.
     Dp(dp_cmd::DpArgs),
+    /// Combine cohort results of `secagg server` into one global aggregate.
+    Combine(combine_cmd::CombineArgs),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
         Command::Client(a) => service_cmd::client(a),
         Command::Keygen(a) => service_cmd::keygen(a),
         Command::Dp(a) => dp_cmd::run(a),
+        Command::Combine(a) => combine_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
