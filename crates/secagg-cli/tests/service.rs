@@ -379,16 +379,7 @@ fn a_round_in_flight_when_the_server_dies_is_recorded_as_aborted() {
     assert!(j["reason"].as_str().unwrap().contains("in flight"));
     assert!(!data.join("rounds/1.npy").exists());
     // Its clients learn it when they ask.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
-        let mut c = SecureAggregationClient::connect(format!("http://{}", server.addr))
-            .await
-            .unwrap();
-        c.get_round(proto::GetRoundRequest { round_id: 1 })
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let status = get_round(&server.addr, 1);
     assert_eq!(status.state, proto::RoundState::Aborted as i32);
     assert!(status.reason.contains("in flight"));
 }
@@ -1395,6 +1386,20 @@ fn wait_log(server: &Server, needle: &str) -> String {
     }
 }
 
+/// What `GetRound` says about round `id` on the server at `addr`.
+fn get_round(addr: &str, id: u64) -> proto::RoundStatus {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = SecureAggregationClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        c.get_round(proto::GetRoundRequest { round_id: id })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
 /// A DP server with an injected fault (`SECAGG_SERVER_FAULT`) and three clients that would
 /// freeze on an unmask request, so a test can tell whether one was sent.
 fn faulty_dp_round(
@@ -1461,16 +1466,7 @@ fn a_crash_between_the_dp_charge_and_the_unmask_stage_keeps_the_charge_once() {
     let e1 = j["dp_epsilon_spent"].as_f64().unwrap();
     assert!(e1 > 0.0);
     assert!(!data.join("rounds/1.npy").exists());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
-        let mut c = SecureAggregationClient::connect(format!("http://{}", server.addr))
-            .await
-            .unwrap();
-        c.get_round(proto::GetRoundRequest { round_id: 1 })
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let status = get_round(&server.addr, 1);
     assert_eq!(status.state, proto::RoundState::Aborted as i32);
     assert!(status.reason.contains("stays charged"), "{}", status.reason);
     // The next round is charged on top of it, and round 1 is not counted again.
