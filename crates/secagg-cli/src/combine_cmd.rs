@@ -47,7 +47,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -742,40 +741,12 @@ fn combine(included: &[Cohort]) -> Result<Combined, CombineError> {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path` and
-/// syncs the directory: a reader sees the old file or the whole new one. A `path` that exists
-/// and is not a regular file (`/dev/stdout`, a pipe) is written in place: renaming over it
-/// would replace the device node.
+/// [`secagg_service::durable::write_durable`], with the path in the error.
 fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), CombineError> {
-    let io = |error| CombineError::Io {
+    secagg_service::durable::write_durable(path, bytes).map_err(|error| CombineError::Io {
         path: path.to_path_buf(),
         error,
-    };
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        return f.write_all(bytes).map_err(io);
-    }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Syncing a directory is not supported everywhere; the rename has happened either way.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 fn cohort_json(c: &Cohort) -> Value {

@@ -303,22 +303,9 @@ fn save(inner: &Inner) -> Result<(), String> {
         return Ok(());
     };
     let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     let text = format!("{:#}\n", to_json(inner));
-    let write = || -> std::io::Result<()> {
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        // The rename itself must survive a crash.
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    };
-    write().map_err(|e| format!("cannot write the client state {}: {e}", path.display()))
+    crate::durable::write_durable(&path, text.as_bytes())
+        .map_err(|e| format!("cannot write the client state {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod proto {
 pub mod client;
 pub mod client_state;
 pub mod convert;
+pub mod durable;
 pub mod keys;
 pub mod metrics;
 pub mod server;

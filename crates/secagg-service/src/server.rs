@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -421,13 +421,6 @@ fn peak_rss_bytes() -> Option<u64> {
 
 fn log(msg: impl AsRef<str>) {
     eprintln!("secagg-server: {}", msg.as_ref());
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 struct Coordinator {
@@ -977,8 +970,9 @@ impl Coordinator {
                 match arr {
                     Ok(arr) => {
                         let mut buf = Vec::new();
-                        let written = npy::write(&mut buf, &arr)
-                            .and_then(|_| write_atomic(&dir.join(format!("{}.npy", r.id)), &buf));
+                        let written = npy::write(&mut buf, &arr).and_then(|_| {
+                            crate::durable::write_durable(&dir.join(format!("{}.npy", r.id)), &buf)
+                        });
                         if let Err(e) = written {
                             log(format!("round {}: cannot write the aggregate: {e}", r.id));
                         }
@@ -1004,7 +998,7 @@ impl Coordinator {
             RoundState::Aborted
         };
         summary["state"] = json!(if released { "finished" } else { "aborted" });
-        if let Err(e) = write_atomic(
+        if let Err(e) = crate::durable::write_durable(
             &dir.join(format!("{}.json", r.id)),
             format!("{summary:#}\n").as_bytes(),
         ) {
@@ -1232,7 +1226,7 @@ pub async fn run(
                 ""
             }
         );
-        let _ = write_atomic(
+        let _ = crate::durable::write_durable(
             &rounds_dir.join(format!("{}.json", r.id)),
             format!("{:#}\n", r.summary).as_bytes(),
         );
