@@ -419,6 +419,40 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Encodes what the round's state machine queued, counting its bytes; [`deliver`] sends it.
+fn take_queued(r: &mut Round, metrics: &Metrics) -> Vec<(ClientId, proto::ServerFrame)> {
+    let stage = r.server.stage();
+    let mut frames = Vec::new();
+    while let Some((id, bytes)) = r.server.poll_outgoing() {
+        if !matches!(r.members.get(id as usize - 1), Some(Some(_))) {
+            continue;
+        }
+        let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
+            Ok(ServerMessage::RoundStart(c)) => convert::round_start(&c, id, &r.roster),
+            Ok(msg) => convert::server_frame(&msg, r.id),
+            Err(_) => continue,
+        };
+        let size = prost::Message::encoded_len(&frame);
+        r.stats.entry(stage).or_default().bytes_out += size as u64;
+        metrics.bytes(false, size);
+        frames.push((id, frame));
+    }
+    frames
+}
+
+/// Sends frames to the round's members; returns the clients whose stream is gone.
+fn deliver(r: &Round, frames: Vec<(ClientId, proto::ServerFrame)>) -> Vec<ClientId> {
+    let mut lost = Vec::new();
+    for (id, frame) in frames {
+        if let Some(Some(m)) = r.members.get(id as usize - 1)
+            && m.tx.try_send(Ok(frame)).is_err()
+        {
+            lost.push(id);
+        }
+    }
+    lost
+}
+
 fn log(msg: impl AsRef<str>) {
     eprintln!("secagg-server: {}", msg.as_ref());
 }
@@ -675,23 +709,14 @@ impl Coordinator {
             r.stage = stage;
             r.stage_start = Instant::now();
         }
-        let mut lost = Vec::new();
-        while let Some((id, bytes)) = r.server.poll_outgoing() {
-            let Some(Some(m)) = r.members.get(id as usize - 1) else {
-                continue;
-            };
-            let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
-                Ok(ServerMessage::RoundStart(c)) => convert::round_start(&c, id, &r.roster),
-                Ok(msg) => convert::server_frame(&msg, r.id),
-                Err(_) => continue,
-            };
-            let size = prost::Message::encoded_len(&frame);
-            r.stats.entry(stage).or_default().bytes_out += size as u64;
-            self.metrics.bytes(false, size);
-            if m.tx.try_send(Ok(frame)).is_err() {
-                lost.push(id);
-            }
+        // The round's end: its results are written before the clients hear of it (they may
+        // read them right away); finish_round sends what is queued.
+        if r.server.outcome().is_some() {
+            self.finish_round();
+            return;
         }
+        let frames = take_queued(r, &self.metrics);
+        let lost = deliver(r, frames);
         let now = r.now_ms();
         for id in lost {
             r.server.client_gone(now, id);
@@ -867,6 +892,9 @@ impl Coordinator {
         let Some(mut r) = self.round.take() else {
             return;
         };
+        // The state machine's last messages (the release), counted now, sent once the results
+        // are written.
+        let last = take_queued(&mut r, &self.metrics);
         let secs = r.stage_start.elapsed().as_secs_f64();
         r.stats.entry(r.stage).or_default().seconds += secs;
         let outcome = match (&r.failed, r.server.outcome()) {
@@ -1016,6 +1044,8 @@ impl Coordinator {
             summary["dropouts"].as_array().map_or(0, Vec::len),
             r.start.elapsed().as_secs_f64()
         ));
+        // Now that the results are on disk, the state machine's last messages go out.
+        deliver(&r, last);
         // A round the driver ended itself: tell the clients still in it why (the state
         // machine queued nothing for them).
         if let Some(why) = &r.failed {
