@@ -85,7 +85,9 @@ pub struct CombineArgs {
 ///
 /// - `clients`, `k`, `t`, `min_clients`, `graph`: the cohort's size and its masking graph
 ///   (planned from n); the minimum size is checked separately (`--min-cohort-size`).
-/// - `round_id`, `seed`, `cohort`, `cohort_index`, `global_round_id`: identifiers.
+/// - `round_id`, `seed`, `cohort`, `cohort_index`: identifiers of one cohort. The
+///   `global_round_id` (`secagg server --global-round-id`) *is* compared: a cohort of another
+///   global round is a mix-up, and is excluded like any other mismatch.
 ///
 /// Every other key is compared, including keys this version does not know (a key added later
 /// may change the meaning of the aggregate, so an unknown difference excludes rather than
@@ -94,7 +96,7 @@ pub struct CombineArgs {
 /// placement, noise multiplier, clip, δ, sampling rate, the budget and population it was
 /// accounted against: what the private mean's guarantee is), and `min_cohort_size` if a
 /// round records the size its clients were promised.
-pub const PER_ROUND_KEYS: [&str; 10] = [
+pub const PER_ROUND_KEYS: [&str; 9] = [
     "clients",
     "k",
     "t",
@@ -104,7 +106,6 @@ pub const PER_ROUND_KEYS: [&str; 10] = [
     "seed",
     "cohort",
     "cohort_index",
-    "global_round_id",
 ];
 
 /// Keys inside `parameters.float` not compared: the fixed-point `scale` is the finest for the
@@ -825,7 +826,59 @@ pub fn run(a: CombineArgs) -> Result<(), String> {
     run_inner(&a).map_err(|e| e.to_string())
 }
 
+/// What [`combine_and_report`] did: the selection, the combined aggregate (written), the
+/// error found after the cohorts were read (the report, written too, says it), the report.
+struct Done {
+    sel: Selection,
+    combined: Option<Combined>,
+    error: Option<CombineError>,
+    report: Value,
+}
+
+/// For library callers (the Python package's `secagg.combine`): writes what `secagg combine`
+/// writes (the global aggregate, the report if `a.report` names a file), prints nothing, and
+/// returns the report, or the error (the report file, when written, also says it).
+pub fn combine_files(a: &CombineArgs) -> Result<Value, CombineError> {
+    let done = combine_and_report(a)?;
+    match done.error {
+        Some(e) => Err(e),
+        None => Ok(done.report),
+    }
+}
+
 fn run_inner(a: &CombineArgs) -> Result<(), CombineError> {
+    let Done {
+        sel,
+        combined,
+        error,
+        report,
+    } = combine_and_report(a)?;
+    if a.json {
+        println!("{report}");
+    } else if let Some(c) = &combined {
+        let survivors: usize = sel.included.iter().map(|c| c.survivors.len()).sum();
+        print!(
+            "combined {} cohort(s), {survivors} survivors, into {} ({}",
+            sel.included.len(),
+            a.output.display(),
+            c.array.dtype_name()
+        );
+        match (c.bits_needed, c.total_weight) {
+            (Some(b), _) => println!(", sum of up to {b} bits)"),
+            (None, Some(w)) => println!(", mean over total weight {w})"),
+            (None, None) => println!(")"),
+        }
+        for (c, why) in &sel.excluded {
+            println!("excluded {}: {why}", c.label());
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn combine_and_report(a: &CombineArgs) -> Result<Done, CombineError> {
     let mut cohorts = Vec::new();
     let mut seen: HashMap<PathBuf, PathBuf> = HashMap::new();
     for p in &a.cohorts {
@@ -874,29 +927,12 @@ fn run_inner(a: &CombineArgs) -> Result<(), CombineError> {
     if let Some(p) = &a.report {
         write_durable(p, format!("{report:#}\n").as_bytes())?;
     }
-    if a.json {
-        println!("{report}");
-    } else if let Some(c) = &combined {
-        let survivors: usize = sel.included.iter().map(|c| c.survivors.len()).sum();
-        print!(
-            "combined {} cohort(s), {survivors} survivors, into {} ({}",
-            sel.included.len(),
-            a.output.display(),
-            c.array.dtype_name()
-        );
-        match (c.bits_needed, c.total_weight) {
-            (Some(b), _) => println!(", sum of up to {b} bits)"),
-            (None, Some(w)) => println!(", mean over total weight {w})"),
-            (None, None) => println!(")"),
-        }
-        for (c, why) in &sel.excluded {
-            println!("excluded {}: {why}", c.label());
-        }
-    }
-    match error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(Done {
+        sel,
+        combined,
+        error,
+        report,
+    })
 }
 
 #[cfg(test)]

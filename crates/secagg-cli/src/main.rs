@@ -1,14 +1,15 @@
 //! `secagg`: simulate and benchmark secure-aggregation rounds.
 
 mod bench;
-mod combine_cmd;
 mod dp_args;
 mod dp_cmd;
+mod gateway_cmd;
 mod machine_limits;
 mod service_cmd;
 mod simulate_cmd;
 
 use clap::{Parser, Subcommand};
+use secagg_cli::{combine_cmd, logging};
 
 /// Secure aggregation for federated learning: the server learns only the sum.
 #[derive(Parser)]
@@ -16,6 +17,13 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text or as JSON objects, one per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
+    /// Which log lines: a level (error, warn, info, debug, trace, off) or target=level
+    /// directives, e.g. warn,secagg_service=debug.
+    #[arg(long, global = true, default_value = "info", value_parser = logging::parse_filter)]
+    log_level: tracing_subscriber::filter::Targets,
 }
 
 #[derive(Subcommand)]
@@ -34,10 +42,14 @@ enum Command {
     Dp(dp_cmd::DpArgs),
     /// Combine cohort results of `secagg server` into one global aggregate.
     Combine(combine_cmd::CombineArgs),
+    /// Relay one device on a serial line to a server, as that device's client.
+    Gateway(gateway_cmd::GatewayArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
+    logging::init(cli.log_format, cli.log_level.clone());
+    let cli_format = cli.log_format;
     let result = match cli.command {
         Command::Simulate(a) => simulate_cmd::run(a),
         Command::Bench(a) => bench::run(a),
@@ -46,9 +58,13 @@ fn main() {
         Command::Keygen(a) => service_cmd::keygen(a),
         Command::Dp(a) => dp_cmd::run(a),
         Command::Combine(a) => combine_cmd::run(a),
+        Command::Gateway(a) => gateway_cmd::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e}");
+        match cli_format {
+            logging::LogFormat::Text => eprintln!("error: {e}"),
+            logging::LogFormat::Json => tracing::error!("{e}"),
+        }
         std::process::exit(2);
     }
 }

@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use secagg_core::PrgKind;
 use secagg_core::client::Policy;
 use secagg_core::params::{Assumptions, ThreatModel};
 use secagg_service::client::{
     ClientGuard, ClientInput, ClientOptions, ClientState, DpBudget, participate_with,
 };
 use secagg_service::keys;
-use secagg_service::server::{Limits, ServerOptions};
+use secagg_service::server::{Cohort, Limits, ServerOptions};
 use secagg_sim::npy;
 
 use crate::dp_args::DpArgs;
-use crate::simulate_cmd::{ParamArgs, StageArg, ThreatArg};
+use crate::simulate_cmd::{ParamArgs, PrgArg, StageArg, ThreatArg};
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a bare number is seconds), positive.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -123,6 +124,26 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mask PRG of every round: aes (AES-128-CTR, for hardware AES) or chacha (ChaCha20, for
+    /// rounds with devices without AES instructions).
+    #[arg(long, value_enum, default_value = "aes")]
+    pub prg: PrgArg,
+    /// Cohorts: the id of the global round this server's rounds belong to (the same on every
+    /// shard), written into each round's results for `secagg combine`.
+    #[arg(long, requires = "cohort_index")]
+    pub global_round_id: Option<String>,
+    /// Cohorts: this server's cohort index in the global round (from 0).
+    #[arg(long, requires = "global_round_id")]
+    pub cohort_index: Option<u32>,
+    /// The fewest clients whose inputs a released sum may hold (the operator's promise, as
+    /// in Google's federated compute): each round's min_clients is raised to it, clients see
+    /// it in the configuration they check, and a round never unmasks with fewer survivors.
+    #[arg(long)]
+    pub min_cohort_size: Option<u32>,
+    /// Once listening, write {"address": "IP:PORT", "pid": …, "cohort": …} to this file
+    /// (atomically): with --listen 127.0.0.1:0 it tells a driver the port picked.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 pub fn server(a: ServerArgs) -> Result<(), String> {
@@ -226,17 +247,30 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
             join_frame_timeout: a.join_frame_timeout,
         },
         tls: a.tls_cert.zip(a.tls_key),
+        cohort: a
+            .global_round_id
+            .zip(a.cohort_index)
+            .map(|(global_round_id, index)| Cohort {
+                global_round_id,
+                index,
+            }),
+        min_cohort_size: a.min_cohort_size,
+        ready_file: a.ready_file,
+        prg: match a.prg {
+            PrgArg::Aes => PrgKind::Aes128Ctr,
+            PrgArg::Chacha => PrgKind::ChaCha20,
+        },
         fault: server_fault()?,
     };
     // Check the roster and the parameters now, not when the first round starts.
     let min_start = secagg_service::server::check_options(&opts)?;
     let check = secagg_service::server::plan_round(&opts, opts.clients, [0; 32])?;
     for w in check.warnings {
-        eprintln!("warning: {w}");
+        tracing::warn!("{w}");
     }
     if min_start > opts.min_clients {
-        eprintln!(
-            "warning: a round needs {} survivors (min_clients of the {} model); rounds start \
+        tracing::warn!(
+            "a round needs {} survivors (min_clients of the {} model); rounds start \
              with at least {min_start} clients, not --min-clients {}",
             check.config.min_clients,
             match model {
@@ -342,6 +376,10 @@ pub struct ClientArgs {
     /// charged at the multiplier they reach.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub dp_honest_clients: Option<u32>,
+    /// Refuse rounds whose sum may be released with fewer than this many clients' inputs
+    /// (the round's announced min_clients, which the client also enforces at every stage).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+    pub min_cohort_size: u32,
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
@@ -439,7 +477,7 @@ fn client_guard(a: &ClientArgs) -> Result<ClientGuard, String> {
         a.assumed_corrupt.unwrap_or(0.05),
         a.assumed_dropout.unwrap_or(0.05),
     );
-    let policy = if malicious {
+    let mut policy = if malicious {
         Policy::malicious(corrupt, dropout)
     } else if a.assumed_corrupt.is_some() || a.assumed_dropout.is_some() {
         Policy {
@@ -453,6 +491,7 @@ fn client_guard(a: &ClientArgs) -> Result<ClientGuard, String> {
     } else {
         Policy::default()
     };
+    policy.min_clients = a.min_cohort_size;
     let state = match &a.state_dir {
         Some(d) => ClientState::open(d)?,
         None => ClientState::in_memory(),

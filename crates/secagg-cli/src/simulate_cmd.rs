@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use secagg_core::params::{Assumptions, ThreatModel};
+use secagg_core::ring::{Modulus, RingVec};
 use secagg_core::server::{DropReason, describe_dropout};
 use secagg_core::{PrgKind, Stage};
 use secagg_sim::npy::{self, NpyArray};
@@ -368,8 +369,17 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
                 "--weights and --clip apply to float inputs only",
             ));
         }
-        Ok(Inputs::Unsigned(
-            arrays.into_iter().map(NpyArray::into_u64).collect(),
+        // Each array goes to the round's word (u32 for b ≤ 32) as it is read out, so the
+        // inputs are never held twice.
+        let modulus = Modulus::new(a.bits).ok_or_else(|| format!("--bits {}", a.bits))?;
+        Ok(Inputs::Words(
+            arrays
+                .into_iter()
+                .map(|arr| match arr {
+                    NpyArray::U32(v) if modulus.fits_u32() => RingVec::U32(v),
+                    other => RingVec::from_u64(modulus, other.into_u64()),
+                })
+                .collect(),
         ))
     }
 }
@@ -505,10 +515,12 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
     let inputs = load_inputs(&a)?;
     let n = match &inputs {
         Inputs::Unsigned(v) => v.len(),
+        Inputs::Words(v) => v.len(),
         Inputs::Float { values, .. } => values.len(),
     } as u32;
     let dim = match &inputs {
         Inputs::Unsigned(v) => v[0].len(),
+        Inputs::Words(v) => v[0].len(),
         Inputs::Float { values, .. } => values[0].len(),
     };
     let mut opts = a.options(n, dim)?;

@@ -340,6 +340,22 @@ fn mismatched_parameters_are_excluded_with_the_key_that_differs() {
     assert_eq!(ex[0].0, paths[0].display().to_string());
     assert!(ex[0].1.contains("parameters differ") && ex[0].1.contains("threat"));
     assert!(ex[1].1.contains("bits is 32 here but 16"), "{}", ex[1].1);
+    // A cohort of another global round is a mix-up; its cohort index is an identifier.
+    let gdir = tmp.path().join("global");
+    let mut cohorts = Vec::new();
+    for (i, g) in ["g-1", "g-1", "g-2"].iter().enumerate() {
+        let mut c = Cohort::sum(16, names(&format!("g{i}"), 3), vec![1, 1, 1]);
+        c.overrides.push(("global_round_id", json!(g)));
+        c.overrides.push(("cohort_index", json!(i)));
+        cohorts.push(c);
+    }
+    let paths = write_all(&gdir, &cohorts);
+    let r = combine_ok(&paths, &gdir.join("g.npy"), &[]);
+    assert_eq!(r["cohorts_included"].as_array().unwrap().len(), 2);
+    assert_eq!(r["parameters"]["global_round_id"], "g-1");
+    let ex = excluded(&r);
+    assert_eq!(ex.len(), 1);
+    assert!(ex[0].1.contains("global_round_id"), "{}", ex[0].1);
     // Per-round keys (n, k, t, the float scale) differ between these cohorts and do not count.
     let mut f1 = Cohort::sum(32, names("f1", 2), vec![0; 2]);
     f1.release = Release::Mean {

@@ -1,5 +1,7 @@
 //! Criterion benches of the protocol's hot operations: mask expansion (the limit a client
-//! runs at), X25519 key agreement, AEAD share encryption, and the server's unmasking.
+//! runs at), X25519 key agreement, AEAD share encryption, the server's aggregation of masked
+//! vectors and its unmasking; `_u32` variants hold the vector in `u32` words (b ≤ 32), as the
+//! server and the simulator do.
 
 use std::hint::black_box;
 
@@ -9,7 +11,7 @@ use rand_core::SeedableRng;
 use secagg_core::PrgKind;
 use secagg_core::crypto::{self, DhKeyPair};
 use secagg_core::prg::{MaskSpec, MaskStream, Sign, apply_mask_specs, apply_masks};
-use secagg_core::ring::Modulus;
+use secagg_core::ring::{Modulus, RingVec};
 
 fn mask_expansion(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask_add");
@@ -29,6 +31,15 @@ fn mask_expansion(c: &mut Criterion) {
                 apply_masks(black_box(&mut v), m, &mut s);
             })
         });
+        if m.fits_u32() {
+            let mut w = vec![0u32; d];
+            g.bench_function(BenchmarkId::new(format!("{name}_u32"), d), |b| {
+                b.iter(|| {
+                    let mut s = [MaskStream::new(kind, &[7u8; 32], Sign::Plus)];
+                    apply_masks(black_box(&mut w), m, &mut s);
+                })
+            });
+        }
     }
     // A client with k = 20 neighbours plus its self mask, d = 100,000: one masked input.
     let m = Modulus::new(32).unwrap_or_else(|| unreachable!());
@@ -42,6 +53,39 @@ fn mask_expansion(c: &mut Criterion) {
             apply_masks(black_box(&mut v), m, &mut s);
         })
     });
+    let mut w = vec![0u32; 100_000];
+    g.bench_function("client_k20_d1e5_u32", |b| {
+        b.iter(|| {
+            let mut s: Vec<MaskStream> = (0..21u8)
+                .map(|i| MaskStream::new(PrgKind::Aes128Ctr, &[i; 32], Sign::Plus))
+                .collect();
+            apply_masks(black_box(&mut w), m, &mut s);
+        })
+    });
+    g.finish();
+}
+
+fn server_aggregate(c: &mut Criterion) {
+    // Adding one packed masked vector (d = 10^6) into the server's sum: 32- and 20-bit
+    // moduli, in u64 words and in the u32 words a b ≤ 32 round now uses.
+    let d = 1_000_000usize;
+    let mut g = c.benchmark_group("server_add");
+    for bits in [32u8, 20] {
+        let m = Modulus::new(bits).unwrap_or_else(|| unreachable!());
+        let x: Vec<u64> = (0..d as u64)
+            .map(|i| (i * 2_654_435_761) & m.mask())
+            .collect();
+        let packed = m.pack(&x);
+        g.throughput(Throughput::Bytes(packed.len() as u64));
+        let mut wide = vec![0u64; d];
+        g.bench_function(BenchmarkId::new(format!("b{bits}_u64"), d), |b| {
+            b.iter(|| m.unpack_add(black_box(&packed), &mut wide))
+        });
+        let mut narrow = RingVec::zeros(m, d);
+        g.bench_function(BenchmarkId::new(format!("b{bits}_u32"), d), |b| {
+            b.iter(|| narrow.unpack_add(m, black_box(&packed)))
+        });
+    }
     g.finish();
 }
 
@@ -78,8 +122,18 @@ fn server_unmask(c: &mut Criterion) {
     g.bench_function("remove_100_masks_d1e5", |b| {
         b.iter(|| apply_mask_specs(black_box(&mut acc), m, PrgKind::Aes128Ctr, &specs))
     });
+    let mut acc32 = vec![0u32; 100_000];
+    g.bench_function("remove_100_masks_d1e5_u32", |b| {
+        b.iter(|| apply_mask_specs(black_box(&mut acc32), m, PrgKind::Aes128Ctr, &specs))
+    });
     g.finish();
 }
 
-criterion_group!(benches, mask_expansion, key_agreement, server_unmask);
+criterion_group!(
+    benches,
+    mask_expansion,
+    key_agreement,
+    server_aggregate,
+    server_unmask
+);
 criterion_main!(benches);

@@ -34,6 +34,8 @@ use crate::shamir::{self, SHARE_LEN, Share};
 
 mod state;
 pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION};
+mod stream;
+pub use stream::{MaskedInputStream, StreamedClient};
 
 /// Identity public keys of all clients, indexed by id - 1 (the PKI).
 pub type Roster = Vec<[u8; 32]>;

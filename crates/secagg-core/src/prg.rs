@@ -6,6 +6,9 @@
 //! element takes 4 bytes of key stream when b ≤ 32 and 8 otherwise; reducing a uniform 32/64-bit
 //! word mod 2^b is exactly uniform because 2^b divides 2^32 / 2^64.
 //!
+//! The vector may be held in `u32` words when b ≤ 32 ([`crate::ring::RingVec`]): the masks
+//! are the same elements, with half the memory traffic.
+//!
 //! Speed comes from the loop order: the vector is walked in L1-sized chunks and *all* masks
 //! are applied to a chunk before moving on, so the vector crosses the memory bus once however
 //! many neighbours a client has.
@@ -17,7 +20,7 @@ use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use zeroize::Zeroize;
 
 use crate::config::PrgKind;
-use crate::ring::Modulus;
+use crate::ring::{Modulus, Word};
 
 /// Elements per chunk: 1,024 × 8 B of vector plus at most 8 KiB of key stream stay in L1.
 pub const CHUNK_ELEMS: usize = 1024;
@@ -90,7 +93,7 @@ impl MaskStream {
         }
     }
 
-    fn apply_chunk(&mut self, chunk: &mut [u64], modulus: Modulus, buf: &mut [u8]) {
+    fn apply_chunk<W: Word>(&mut self, chunk: &mut [W], modulus: Modulus, buf: &mut [u8]) {
         let width = modulus.stream_bytes_per_element();
         let ks = &mut buf[..chunk.len() * width];
         self.keystream(ks);
@@ -105,28 +108,29 @@ impl MaskStream {
 }
 
 /// Adds (or subtracts) key-stream words of `width` bytes into `chunk`. `as_chunks` gives
-/// fixed-size arrays, which the compiler turns into vector loads.
+/// fixed-size arrays, which the compiler turns into vector loads. A `u32` word only ever
+/// meets 4-byte key-stream words (b ≤ 32).
 #[inline(always)]
-fn add_keystream(chunk: &mut [u64], ks: &[u8], width: usize, sign: Sign) {
+fn add_keystream<W: Word>(chunk: &mut [W], ks: &[u8], width: usize, sign: Sign) {
     match (width, sign) {
         (4, Sign::Plus) => {
             for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<4>().0) {
-                *x = x.wrapping_add(u32::from_le_bytes(*w) as u64);
+                *x = x.wrapping_add(W::truncate(u32::from_le_bytes(*w) as u64));
             }
         }
         (4, Sign::Minus) => {
             for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<4>().0) {
-                *x = x.wrapping_sub(u32::from_le_bytes(*w) as u64);
+                *x = x.wrapping_sub(W::truncate(u32::from_le_bytes(*w) as u64));
             }
         }
         (_, Sign::Plus) => {
             for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<8>().0) {
-                *x = x.wrapping_add(u64::from_le_bytes(*w));
+                *x = x.wrapping_add(W::truncate(u64::from_le_bytes(*w)));
             }
         }
         (_, Sign::Minus) => {
             for (x, w) in chunk.iter_mut().zip(ks.as_chunks::<8>().0) {
-                *x = x.wrapping_sub(u64::from_le_bytes(*w));
+                *x = x.wrapping_sub(W::truncate(u64::from_le_bytes(*w)));
             }
         }
     }
@@ -135,13 +139,16 @@ fn add_keystream(chunk: &mut [u64], ks: &[u8], width: usize, sign: Sign) {
 /// [`add_keystream`] compiled for AVX2 (chosen at run time; the build stays generic x86-64).
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
-fn add_keystream_avx2(chunk: &mut [u64], ks: &[u8], width: usize, sign: Sign) {
+fn add_keystream_avx2<W: Word>(chunk: &mut [W], ks: &[u8], width: usize, sign: Sign) {
     add_keystream(chunk, ks, width, sign)
 }
 
 /// Adds (or subtracts) every stream's mask into `vec`, then reduces mod 2^b.
-/// The streams must be positioned at `vec[0]` (fresh, or seeked).
-pub fn apply_masks(vec: &mut [u64], modulus: Modulus, streams: &mut [MaskStream]) {
+/// The streams must be positioned at `vec[0]` (fresh, or seeked). `W` must hold b bits
+/// (`u32` only for b ≤ 32, see [`Modulus::fits_u32`]); a `u32` vector with b > 32 would get
+/// the low halves of the masks, which still cancel but are not the `u64` round's masks.
+pub fn apply_masks<W: Word>(vec: &mut [W], modulus: Modulus, streams: &mut [MaskStream]) {
+    debug_assert!(u32::from(modulus.bits()) <= W::BITS, "word narrower than b");
     let mut buf = [0u8; CHUNK_ELEMS * 8];
     for chunk in vec.chunks_mut(CHUNK_ELEMS) {
         for s in streams.iter_mut() {
@@ -164,7 +171,12 @@ pub struct MaskSpec {
 
 /// [`apply_masks`] for seeds, splitting the vector across threads when the `parallel`
 /// feature is on: each thread seeks every stream to its slice.
-pub fn apply_mask_specs(vec: &mut [u64], modulus: Modulus, kind: PrgKind, specs: &[MaskSpec]) {
+pub fn apply_mask_specs<W: Word>(
+    vec: &mut [W],
+    modulus: Modulus,
+    kind: PrgKind,
+    specs: &[MaskSpec],
+) {
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
@@ -183,8 +195,8 @@ pub fn apply_mask_specs(vec: &mut [u64], modulus: Modulus, kind: PrgKind, specs:
     apply_specs_at(vec, 0, modulus, kind, specs);
 }
 
-fn apply_specs_at(
-    part: &mut [u64],
+fn apply_specs_at<W: Word>(
+    part: &mut [W],
     offset: usize,
     modulus: Modulus,
     kind: PrgKind,
@@ -259,6 +271,28 @@ mod tests {
             let mut par = vec![0u64; 5000];
             apply_mask_specs(&mut par, m(bits), PrgKind::Aes128Ctr, &[spec]);
             assert_eq!(par, whole);
+        }
+    }
+
+    #[test]
+    fn u32_words_get_the_same_masks_as_u64_words() {
+        // A round's b ≤ 32 vector may live in u32 words (server, simulator): same elements.
+        for kind in [PrgKind::Aes128Ctr, PrgKind::ChaCha20] {
+            for bits in [1u8, 13, 31, 32] {
+                let specs: Vec<MaskSpec> = (0..3u8)
+                    .map(|i| MaskSpec {
+                        seed: zeroize::Zeroizing::new([i + 1; 32]),
+                        sign: if i == 1 { Sign::Minus } else { Sign::Plus },
+                    })
+                    .collect();
+                let wide: Vec<u64> = (0..5000u64).map(|i| (i * 7919) & m(bits).mask()).collect();
+                let mut narrow: Vec<u32> = wide.iter().map(|x| *x as u32).collect();
+                let mut wide = wide;
+                apply_mask_specs(&mut wide, m(bits), kind, &specs);
+                apply_mask_specs(&mut narrow, m(bits), kind, &specs);
+                let widened: Vec<u64> = narrow.iter().map(|x| u64::from(*x)).collect();
+                assert_eq!(widened, wide, "{kind:?} b = {bits}");
+            }
         }
     }
 

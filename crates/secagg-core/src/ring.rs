@@ -1,12 +1,62 @@
 //! Vectors in Z_2^b (1 ≤ b ≤ 64) and their wire packing at exactly b bits per element.
 //!
-//! Elements are held in `u64` whatever b is: wrapping `u64` arithmetic followed by a mask is
-//! arithmetic mod 2^b because 2^b divides 2^64. Only the wire format is narrow.
+//! Elements are held in a machine [`Word`]: `u64` works for every b, `u32` for b ≤ 32 (half
+//! the memory and memory traffic). Wrapping word arithmetic followed by a mask is arithmetic
+//! mod 2^b because 2^b divides 2^32 and 2^64. [`RingVec`] picks the narrowest word for a
+//! round's b. The wire format is b bits per element whatever the word.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::CodecError;
+
+/// A machine word holding elements of Z_2^b: `u32` (for b ≤ 32) or `u64` (any b).
+pub trait Word:
+    Copy + Default + Eq + Send + Sync + core::fmt::Debug + zeroize::Zeroize + 'static
+{
+    /// Bits in the word; a modulus of more bits does not fit.
+    const BITS: u32;
+    /// The low `Self::BITS` bits of `x`.
+    fn truncate(x: u64) -> Self;
+    /// The value, widened.
+    fn widen(self) -> u64;
+    /// Wrapping addition.
+    fn wrapping_add(self, o: Self) -> Self;
+    /// Wrapping subtraction.
+    fn wrapping_sub(self, o: Self) -> Self;
+    /// Bitwise and.
+    fn and(self, m: Self) -> Self;
+}
+
+macro_rules! word {
+    ($t:ty) => {
+        impl Word for $t {
+            const BITS: u32 = <$t>::BITS;
+            #[inline(always)]
+            fn truncate(x: u64) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn widen(self) -> u64 {
+                self as u64
+            }
+            #[inline(always)]
+            fn wrapping_add(self, o: Self) -> Self {
+                <$t>::wrapping_add(self, o)
+            }
+            #[inline(always)]
+            fn wrapping_sub(self, o: Self) -> Self {
+                <$t>::wrapping_sub(self, o)
+            }
+            #[inline(always)]
+            fn and(self, m: Self) -> Self {
+                self & m
+            }
+        }
+    };
+}
+word!(u32);
+word!(u64);
 
 /// The modulus 2^b of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,51 +99,66 @@ impl Modulus {
         ((len as u128 * self.bits as u128).div_ceil(8)) as usize
     }
 
+    /// Whether elements mod 2^b fit in a `u32` (b ≤ 32), the word [`RingVec`] then uses.
+    pub const fn fits_u32(self) -> bool {
+        self.bits <= 32
+    }
+
+    /// 2^b - 1 in the word `W` (all ones when b exceeds the word; such a word cannot hold
+    /// the modulus and callers choose the word with [`Modulus::fits_u32`]).
+    #[inline(always)]
+    fn word_mask<W: Word>(self) -> W {
+        W::truncate(self.mask())
+    }
+
     /// Reduces every element mod 2^b.
-    pub fn reduce(self, v: &mut [u64]) {
-        let m = self.mask();
-        if m != u64::MAX {
-            v.iter_mut().for_each(|x| *x &= m);
+    pub fn reduce<W: Word>(self, v: &mut [W]) {
+        if (self.bits as u32) < W::BITS {
+            let m = self.word_mask::<W>();
+            v.iter_mut().for_each(|x| *x = x.and(m));
         }
     }
 
     /// `acc += x` element-wise mod 2^b (both already reduced, or reduced later).
-    pub fn add_assign(self, acc: &mut [u64], x: &[u64]) {
-        let m = self.mask();
+    pub fn add_assign<W: Word>(self, acc: &mut [W], x: &[W]) {
+        let m = self.word_mask::<W>();
         acc.iter_mut()
             .zip(x)
-            .for_each(|(a, b)| *a = a.wrapping_add(*b) & m);
+            .for_each(|(a, b)| *a = a.wrapping_add(*b).and(m));
     }
 
     /// `acc -= x` element-wise mod 2^b.
-    pub fn sub_assign(self, acc: &mut [u64], x: &[u64]) {
-        let m = self.mask();
+    pub fn sub_assign<W: Word>(self, acc: &mut [W], x: &[W]) {
+        let m = self.word_mask::<W>();
         acc.iter_mut()
             .zip(x)
-            .for_each(|(a, b)| *a = a.wrapping_sub(*b) & m);
+            .for_each(|(a, b)| *a = a.wrapping_sub(*b).and(m));
     }
 
     /// Packs `values` (each < 2^b; higher bits are dropped) little-endian at b bits each.
-    pub fn pack(self, values: &[u64]) -> Vec<u8> {
+    pub fn pack<W: Word>(self, values: &[W]) -> Vec<u8> {
         let mut out = vec![0u8; self.packed_len(values.len())];
         self.pack_into(values, &mut out);
         out
     }
 
     /// Packs into `out`, which must be exactly `packed_len(values.len())` bytes.
-    pub fn pack_into(self, values: &[u64], out: &mut [u8]) {
+    pub fn pack_into<W: Word>(self, values: &[W], out: &mut [u8]) {
         let m = self.mask();
         match self.bits {
-            8 => out.iter_mut().zip(values).for_each(|(o, v)| *o = *v as u8),
-            16 => pack_bytes::<2>(values, out),
-            32 => pack_bytes::<4>(values, out),
-            64 => pack_bytes::<8>(values, out),
+            8 => out
+                .iter_mut()
+                .zip(values)
+                .for_each(|(o, v)| *o = v.widen() as u8),
+            16 => pack_bytes::<2, W>(values, out),
+            32 => pack_bytes::<4, W>(values, out),
+            64 => pack_bytes::<8, W>(values, out),
             b => {
                 let mut acc: u128 = 0;
                 let mut nbits: u32 = 0;
                 let mut pos = 0;
                 for v in values {
-                    acc |= ((v & m) as u128) << nbits;
+                    acc |= ((v.widen() & m) as u128) << nbits;
                     nbits += b as u32;
                     while nbits >= 8 {
                         if let Some(o) = out.get_mut(pos) {
@@ -121,13 +186,26 @@ impl Modulus {
     }
 
     /// Adds a packed vector of `acc.len()` elements into `acc` mod 2^b without materialising
-    /// it: the server's streaming accumulator.
-    pub fn unpack_add(self, bytes: &[u8], acc: &mut [u64]) -> Result<(), CodecError> {
-        let m = self.mask();
+    /// it: the server's streaming accumulator. `W` must hold b bits (see [`RingVec`]).
+    pub fn unpack_add<W: Word>(self, bytes: &[u8], acc: &mut [W]) -> Result<(), CodecError> {
+        let m = self.word_mask::<W>();
         // Validate first so that a malformed vector leaves the accumulator untouched.
         self.check_packed(bytes, acc.len())?;
-        let len = acc.len();
-        self.unpack_with(bytes, len, |i, v| acc[i] = acc[i].wrapping_add(v) & m)
+        // Byte-aligned widths: one pass over both slices, which the compiler vectorises.
+        match self.bits {
+            8 => add_bytes::<1, W>(bytes, acc, m),
+            16 => add_bytes::<2, W>(bytes, acc, m),
+            32 => add_bytes::<4, W>(bytes, acc, m),
+            64 => add_bytes::<8, W>(bytes, acc, m),
+            b @ ..=56 => add_bits(bytes, acc, b.into(), m),
+            _ => {
+                let len = acc.len();
+                return self.unpack_with(bytes, len, |i, v| {
+                    acc[i] = acc[i].wrapping_add(W::truncate(v)).and(m)
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_packed(self, bytes: &[u8], len: usize) -> Result<(), CodecError> {
@@ -186,9 +264,173 @@ impl Modulus {
     }
 }
 
-fn pack_bytes<const N: usize>(values: &[u64], out: &mut [u8]) {
-    for (o, v) in out.chunks_exact_mut(N).zip(values) {
-        o.copy_from_slice(&v.to_le_bytes()[..N]);
+fn pack_bytes<const N: usize, W: Word>(values: &[W], out: &mut [u8]) {
+    for (o, v) in out.as_chunks_mut::<N>().0.iter_mut().zip(values) {
+        o.copy_from_slice(&v.widen().to_le_bytes()[..N]);
+    }
+}
+
+/// `acc[i] += (element i of bytes, N bytes little-endian)` mod 2^b; the lengths were checked.
+#[inline(always)]
+fn add_bytes<const N: usize, W: Word>(bytes: &[u8], acc: &mut [W], m: W) {
+    for (a, c) in acc.iter_mut().zip(bytes.as_chunks::<N>().0) {
+        let mut w = [0u8; 8];
+        w[..N].copy_from_slice(c);
+        *a = a.wrapping_add(W::truncate(u64::from_le_bytes(w))).and(m);
+    }
+}
+
+/// `acc[i] += (bits i·b .. (i+1)·b of bytes)` mod 2^b for b ≤ 56: one unaligned 8-byte read
+/// per element (its bit offset within the first byte is ≤ 7, so b + 7 ≤ 63 bits fit), zero-padded
+/// past the end of `bytes`. The length was checked.
+#[inline(always)]
+fn add_bits<W: Word>(bytes: &[u8], acc: &mut [W], b: usize, m: W) {
+    let field = (1u64 << b) - 1;
+    for (i, a) in acc.iter_mut().enumerate() {
+        let bit = i * b;
+        let off = bit / 8;
+        let word = match bytes.get(off..).and_then(|r| r.first_chunk::<8>()) {
+            Some(w) => u64::from_le_bytes(*w),
+            None => {
+                let rest = bytes.get(off..).unwrap_or(&[]);
+                let mut w = [0u8; 8];
+                w[..rest.len().min(8)].copy_from_slice(&rest[..rest.len().min(8)]);
+                u64::from_le_bytes(w)
+            }
+        };
+        *a = a
+            .wrapping_add(W::truncate((word >> (bit % 8)) & field))
+            .and(m);
+    }
+}
+
+/// A vector in Z_2^b in the narrowest word that holds b bits: `u32` for b ≤ 32 (4 bytes per
+/// element instead of 8), `u64` otherwise. What the server accumulates into and what the
+/// simulator keeps its clients' inputs in.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RingVec {
+    /// b ≤ 32.
+    U32(Vec<u32>),
+    /// Any b (the only choice for b > 32).
+    U64(Vec<u64>),
+}
+
+impl core::fmt::Debug for RingVec {
+    /// The word and length only: the elements may be a client's input or a partial sum.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let word = if matches!(self, RingVec::U32(_)) {
+            "u32"
+        } else {
+            "u64"
+        };
+        write!(f, "RingVec<{word}>(len {})", self.len())
+    }
+}
+
+impl RingVec {
+    /// `len` zeros in the word `modulus` calls for.
+    pub fn zeros(modulus: Modulus, len: usize) -> Self {
+        if modulus.fits_u32() {
+            RingVec::U32(vec![0; len])
+        } else {
+            RingVec::U64(vec![0; len])
+        }
+    }
+
+    /// `values` in the narrowest word for `modulus`. Values that do not fit a `u32` keep the
+    /// `u64` word (so that a check against 2^b still sees them, rather than a truncation).
+    pub fn from_u64(modulus: Modulus, values: Vec<u64>) -> Self {
+        if modulus.fits_u32() && values.iter().all(|x| *x <= u64::from(u32::MAX)) {
+            RingVec::U32(values.into_iter().map(|x| x as u32).collect())
+        } else {
+            RingVec::U64(values)
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            RingVec::U32(v) => v.len(),
+            RingVec::U64(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per element of the storage (4 or 8).
+    pub fn word_bytes(&self) -> usize {
+        match self {
+            RingVec::U32(_) => 4,
+            RingVec::U64(_) => 8,
+        }
+    }
+
+    /// Element `i` (0 when out of range).
+    pub fn get(&self, i: usize) -> u64 {
+        match self {
+            RingVec::U32(v) => v.get(i).map_or(0, |x| u64::from(*x)),
+            RingVec::U64(v) => v.get(i).copied().unwrap_or(0),
+        }
+    }
+
+    /// The largest element (0 when empty).
+    pub fn max(&self) -> u64 {
+        match self {
+            RingVec::U32(v) => v.iter().copied().max().map_or(0, u64::from),
+            RingVec::U64(v) => v.iter().copied().max().unwrap_or(0),
+        }
+    }
+
+    /// The elements widened to `u64`.
+    pub fn to_u64(&self) -> Vec<u64> {
+        match self {
+            RingVec::U32(v) => v.iter().map(|x| u64::from(*x)).collect(),
+            RingVec::U64(v) => v.clone(),
+        }
+    }
+
+    /// The elements as `u64`, without a copy when they already are.
+    pub fn into_u64(self) -> Vec<u64> {
+        match self {
+            RingVec::U32(v) => v.into_iter().map(u64::from).collect(),
+            RingVec::U64(v) => v,
+        }
+    }
+
+    /// `self += x` mod 2^b, element-wise (`x` as long as `self`; a shorter one adds a prefix).
+    pub fn add_assign(&mut self, modulus: Modulus, x: &RingVec) {
+        match (self, x) {
+            (RingVec::U32(a), RingVec::U32(b)) => modulus.add_assign(a, b),
+            (RingVec::U64(a), RingVec::U64(b)) => modulus.add_assign(a, b),
+            (RingVec::U32(a), RingVec::U64(b)) => a
+                .iter_mut()
+                .zip(b)
+                .for_each(|(a, b)| *a = a.wrapping_add(*b as u32) & modulus.mask() as u32),
+            (RingVec::U64(a), RingVec::U32(b)) => a
+                .iter_mut()
+                .zip(b)
+                .for_each(|(a, b)| *a = a.wrapping_add(u64::from(*b)) & modulus.mask()),
+        }
+    }
+
+    /// Adds a packed vector into `self` mod 2^b ([`Modulus::unpack_add`]).
+    pub fn unpack_add(&mut self, modulus: Modulus, bytes: &[u8]) -> Result<(), CodecError> {
+        match self {
+            RingVec::U32(v) => modulus.unpack_add(bytes, v),
+            RingVec::U64(v) => modulus.unpack_add(bytes, v),
+        }
+    }
+}
+
+impl zeroize::Zeroize for RingVec {
+    fn zeroize(&mut self) {
+        match self {
+            RingVec::U32(v) => v.zeroize(),
+            RingVec::U64(v) => v.zeroize(),
+        }
     }
 }
 
@@ -236,6 +478,44 @@ mod tests {
             let m = Modulus::new(bits).unwrap();
             let _ = m.unpack(&bytes, len);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn u32_words_agree_with_u64_words(bits in 1u8..=32, raw in proptest::collection::vec(any::<u64>(), 0..70)) {
+            let m = Modulus::new(bits).unwrap();
+            let mut wide = raw.clone();
+            m.reduce(&mut wide);
+            let narrow: Vec<u32> = wide.iter().map(|x| *x as u32).collect();
+            prop_assert_eq!(m.pack(&narrow), m.pack(&wide));
+            let packed = m.pack(&wide);
+            let mut acc = RingVec::zeros(m, wide.len());
+            prop_assert_eq!(acc.word_bytes(), 4);
+            acc.unpack_add(m, &packed).unwrap();
+            acc.unpack_add(m, &packed).unwrap();
+            let mut want = wide.clone();
+            m.add_assign(&mut want, &wide);
+            prop_assert_eq!(acc.to_u64(), want.clone());
+            let mut again = RingVec::from_u64(m, wide.clone());
+            again.add_assign(m, &RingVec::U64(wide.clone()));
+            prop_assert_eq!(again.into_u64(), want);
+        }
+    }
+
+    #[test]
+    fn ring_vec_word_follows_the_modulus() {
+        let m32 = Modulus::new(32).unwrap();
+        let m33 = Modulus::new(33).unwrap();
+        assert_eq!(RingVec::zeros(m32, 3).word_bytes(), 4);
+        assert_eq!(RingVec::zeros(m33, 3).word_bytes(), 8);
+        assert_eq!(RingVec::from_u64(m32, vec![1, 2]), RingVec::U32(vec![1, 2]));
+        // A value ≥ 2^32 is kept whole for the check that refuses it, not truncated.
+        let big = vec![1u64 << 32];
+        assert_eq!(RingVec::from_u64(m32, big.clone()), RingVec::U64(big));
+        assert_eq!(
+            alloc::format!("{:?}", RingVec::U32(vec![7; 5])),
+            "RingVec<u32>(len 5)"
+        );
     }
 
     #[test]

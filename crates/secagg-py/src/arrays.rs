@@ -137,3 +137,225 @@ pub fn sum_array(py: Python<'_>, sum: Vec<u64>, bits: u8) -> Bound<'_, PyAny> {
 pub fn float_array(py: Python<'_>, v: Vec<f64>) -> Bound<'_, PyAny> {
     PyArray1::from_vec(py, v).into_any()
 }
+
+/// Values per chunk when an input is read piece by piece (512 KiB of u64s; a multiple of 8,
+/// as the core's streamed masking needs).
+pub const CHUNK: usize = 1 << 16;
+
+/// The element types an input may have.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dtype {
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+impl Dtype {
+    /// Floats (means) rather than unsigned integers (sums).
+    pub fn is_float(self) -> bool {
+        matches!(self, Dtype::F32 | Dtype::F64)
+    }
+
+    /// The dtype family, for messages.
+    pub fn kind(self) -> &'static str {
+        if self.is_float() {
+            "floats"
+        } else {
+            "unsigned integers"
+        }
+    }
+}
+
+/// `obj` as a 1-D numpy array and its element type, with `read_vector`'s messages.
+fn checked_array<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<(Bound<'py, PyUntypedArray>, Dtype)> {
+    let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a 1-D numpy array, got {}: wrap it with np.asarray(x, dtype=np.uint32) \
+             (sums) or np.asarray(x, dtype=np.float32) (means)",
+            type_name(obj)
+        ))
+    })?;
+    if arr.ndim() != 1 {
+        return Err(PyValueError::new_err(format!(
+            "{what} has shape {:?}: pass a 1-D array (e.g. x.ravel())",
+            arr.shape()
+        )));
+    }
+    let dtype = arr.dtype();
+    let dname = dtype.str().map(|s| s.to_string()).unwrap_or_default();
+    let t = match (dtype.kind(), dtype.itemsize()) {
+        (b'u', 1) => Dtype::U8,
+        (b'u', 2) => Dtype::U16,
+        (b'u', 4) => Dtype::U32,
+        (b'u', 8) => Dtype::U64,
+        (b'f', 4) => Dtype::F32,
+        (b'f', 8) => Dtype::F64,
+        _ => {
+            // The same message as a whole input would get.
+            return match read_vector(obj, what) {
+                Err(e) => Err(e),
+                Ok(_) => Err(PyValueError::new_err(format!("{what} has dtype {dname}"))),
+            };
+        }
+    };
+    Ok((arr.clone(), t))
+}
+
+/// Appends `arr[lo..hi]` (a 1-D array of `T`) to `out` as `U`, through a read-only view.
+fn extend_from<T, U>(
+    arr: &Bound<'_, PyUntypedArray>,
+    lo: usize,
+    hi: usize,
+    out: &mut Vec<U>,
+    f: impl Fn(T) -> U,
+) -> PyResult<()>
+where
+    T: Element + Copy,
+{
+    let typed = arr.cast::<PyArray1<T>>().map_err(|_| {
+        PyValueError::new_err(
+            "array has a non-native byte order: convert it with x.astype(x.dtype.newbyteorder('='))",
+        )
+    })?;
+    let view = typed.readonly();
+    match view.as_slice() {
+        Ok(s) => out.extend(s[lo..hi].iter().map(|x| f(*x))),
+        Err(_) => out.extend(view.as_array().iter().skip(lo).take(hi - lo).map(|x| f(*x))),
+    }
+    Ok(())
+}
+
+/// An input read piece by piece: a 1-D numpy array (borrowed read-only, never copied whole)
+/// or an iterable of 1-D arrays whose concatenation is the input (e.g. a generator that
+/// encodes a model array by array). Every piece is checked as `read_vector` checks a whole
+/// input, and all must be of one family (unsigned integers or floats).
+pub struct Chunks<'py> {
+    source: Source<'py>,
+    what: String,
+    kind: Option<Dtype>,
+    pieces: usize,
+}
+
+enum Source<'py> {
+    Array {
+        arr: Bound<'py, PyUntypedArray>,
+        dtype: Dtype,
+        at: usize,
+        len: usize,
+    },
+    Iter(Bound<'py, pyo3::types::PyIterator>),
+}
+
+impl<'py> Chunks<'py> {
+    /// Reads `obj`; `what` names it in messages.
+    pub fn new(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        let source = if obj.cast::<PyUntypedArray>().is_ok() {
+            let (arr, dtype) = checked_array(obj, what)?;
+            let len = arr.len();
+            Source::Array {
+                arr,
+                dtype,
+                at: 0,
+                len,
+            }
+        } else {
+            let it = obj.try_iter().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{what} must be a 1-D numpy array or an iterable of them (chunks), got {}",
+                    type_name(obj)
+                ))
+            })?;
+            Source::Iter(it)
+        };
+        let kind = match &source {
+            Source::Array { dtype, .. } => Some(*dtype),
+            Source::Iter(_) => None,
+        };
+        Ok(Self {
+            source,
+            what: what.to_owned(),
+            kind,
+            pieces: 0,
+        })
+    }
+
+    /// The array's length and element type, when the input is one array (known before any
+    /// value is read); `None` for an iterable.
+    pub fn known(&self) -> Option<(usize, Dtype)> {
+        match &self.source {
+            Source::Array { len, dtype, .. } => Some((*len, *dtype)),
+            Source::Iter(_) => None,
+        }
+    }
+
+    /// The next piece (at most `CHUNK` values of an array), or `None` at the end.
+    pub fn next_piece(&mut self) -> PyResult<Option<Vector>> {
+        match &mut self.source {
+            Source::Array {
+                arr,
+                dtype,
+                at,
+                len,
+            } => {
+                if *at >= *len {
+                    return Ok(None);
+                }
+                let (lo, hi) = (*at, (*at + CHUNK).min(*len));
+                *at = hi;
+                let n = hi - lo;
+                if dtype.is_float() {
+                    let mut v = Zeroizing::new(Vec::with_capacity(n));
+                    match dtype {
+                        Dtype::F32 => extend_from(arr, lo, hi, &mut v, |x: f32| f64::from(x))?,
+                        _ => extend_from(arr, lo, hi, &mut v, |x: f64| x)?,
+                    }
+                    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                        return Err(PyValueError::new_err(format!(
+                            "{} has a non-finite value {x} at index {}: remove NaN/inf before \
+                             aggregating (e.g. np.nan_to_num)",
+                            self.what,
+                            lo + i
+                        )));
+                    }
+                    Ok(Some(Vector::Float(v)))
+                } else {
+                    let mut v = Zeroizing::new(Vec::with_capacity(n));
+                    match dtype {
+                        Dtype::U8 => extend_from(arr, lo, hi, &mut v, |x: u8| u64::from(x))?,
+                        Dtype::U16 => extend_from(arr, lo, hi, &mut v, |x: u16| u64::from(x))?,
+                        Dtype::U32 => extend_from(arr, lo, hi, &mut v, |x: u32| u64::from(x))?,
+                        _ => extend_from(arr, lo, hi, &mut v, |x: u64| x)?,
+                    }
+                    Ok(Some(Vector::Unsigned(v)))
+                }
+            }
+            Source::Iter(it) => {
+                let Some(item) = it.next() else {
+                    return Ok(None);
+                };
+                let item = item?;
+                let what = format!("{} (chunk {})", self.what, self.pieces);
+                self.pieces += 1;
+                let (_, dtype) = checked_array(&item, &what)?;
+                if let Some(k) = self.kind
+                    && k.is_float() != dtype.is_float()
+                {
+                    return Err(PyValueError::new_err(format!(
+                        "{what} holds {}, the chunks before it {}: give every chunk one dtype \
+                         family",
+                        dtype.kind(),
+                        k.kind()
+                    )));
+                }
+                self.kind = Some(dtype);
+                read_vector(&item, &what).map(Some)
+            }
+        }
+    }
+}

@@ -15,7 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use secagg_core::client::{Client as CoreClient, ClientRound, Policy, Roster};
+use secagg_core::client::{
+    AfterMaskedInput, Client as CoreClient, ClientRound, MaskedInputStream, Policy, Roster,
+};
 use secagg_core::crypto::IdentityKey;
 use secagg_core::messages::ServerMessage;
 use secagg_core::params::Assumptions;
@@ -23,14 +25,21 @@ use secagg_core::{ClientError, RoundConfig, ThreatModel};
 use secagg_sim::input_encoding::InputEncoding;
 use zeroize::Zeroizing;
 
-use crate::arrays::{Vector, read_vector};
+use crate::arrays::{CHUNK, Chunks, Vector, read_vector};
 use crate::errors::{from_client_error, protocol_error, server_refused};
 use crate::options::{config_dict, count, os_random, parse_threat};
 use crate::server::read_roster;
 
+/// The client's input: given at construction, or only its length, with the values given
+/// at the masked-input stage (`handle(message, input=...)`).
+enum Input {
+    Held(Vector),
+    Later(usize),
+}
+
 /// What the client brings before the round starts.
 struct Pending {
-    input: Vector,
+    input: Input,
     weight: u64,
     identity: Option<IdentityKey>,
     roster: Option<Roster>,
@@ -58,7 +67,12 @@ impl Pending {
     fn encode(&self, config: &RoundConfig, rng: &mut ChaCha20Rng) -> Result<Vec<u64>, ClientError> {
         let bad = |m: String| Err(ClientError::BadParameters(m));
         let encoding = InputEncoding::of(config).map_err(ClientError::BadParameters)?;
-        match (&self.input, encoding) {
+        let Input::Held(input) = &self.input else {
+            return Err(ClientError::Misuse(
+                "encode is for a client given its input",
+            ));
+        };
+        match (input, encoding) {
             (Vector::Unsigned(v), InputEncoding::Integers) => Ok(v.to_vec()),
             // Already encoded by the caller, with `DpEncoding(round_config(round_start))`.
             (Vector::Unsigned(v), InputEncoding::Dp(_)) => Ok(v.to_vec()),
@@ -121,6 +135,163 @@ impl Pending {
         }
         Ok(c)
     }
+
+    /// A client without its input starts the round announced in `round_start`: the core's
+    /// streamed client, for the masked length its `values` values take in this round, with
+    /// the weight checked against the round now (the values come at the masked-input stage).
+    fn start_streamed(
+        self,
+        id: u32,
+        values: usize,
+        round_start: &[u8],
+        rng: &mut ChaCha20Rng,
+    ) -> Result<(ClientRound, Vec<u8>), ClientError> {
+        let config = match ServerMessage::decode(round_start, None)? {
+            ServerMessage::RoundStart(c) => c,
+            ServerMessage::Abort(r) => return Err(ClientError::RoundAborted(r)),
+            _ => return Err(ClientError::UnexpectedMessage("expected RoundStart")),
+        };
+        let encoding = InputEncoding::of(&config).map_err(ClientError::BadParameters)?;
+        check_weight(&encoding, self.weight)?;
+        let masked = masked_len(&encoding, &config, values)?;
+        if masked != config.dim as usize {
+            return Err(ClientError::BadParameters(format!(
+                "the round sums vectors of length {}, my input of {values} values takes {masked}",
+                config.dim
+            )));
+        }
+        let mut c = CoreClient::streamed(id, config.dim).with_policy(self.policy);
+        if let (Some(k), Some(r)) = (self.identity, self.roster) {
+            c = c.with_pki(k, r);
+        }
+        let (next, advert) = c.start(round_start, rng)?;
+        Ok((ClientRound::AwaitingNeighbours(next), advert))
+    }
+}
+
+/// A weight the round cannot take, refused when it starts: the same checks as encoding a
+/// held input makes.
+fn check_weight(encoding: &InputEncoding, weight: u64) -> Result<(), ClientError> {
+    let bad = |m: String| Err(ClientError::BadParameters(m));
+    match encoding {
+        InputEncoding::Float { max_weight, .. } if weight > *max_weight => bad(format!(
+            "my weight {weight} exceeds the round's max_weight {max_weight}"
+        )),
+        InputEncoding::Dp(_) if weight != 1 => bad(format!(
+            "the round releases an unweighted DP mean (a weight would change the \
+             sensitivity), but my weight is {weight}"
+        )),
+        InputEncoding::Integers if weight != 1 => bad(format!(
+            "the round sums unsigned integers, but my weight is {weight} (weights are for \
+             float means)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The masked vector's length for `values` input values in a round of this encoding: the
+/// weight rides as one more element of a float mean; a DP round takes the update's values
+/// (encoded here) or its already-encoded vector.
+fn masked_len(
+    encoding: &InputEncoding,
+    config: &RoundConfig,
+    values: usize,
+) -> Result<usize, ClientError> {
+    match encoding {
+        InputEncoding::Integers => Ok(values),
+        InputEncoding::Float { .. } => Ok(values + 1),
+        InputEncoding::Dp(p) if values == p.dim => Ok(config.dim as usize),
+        InputEncoding::Dp(p) if values == config.dim as usize => Ok(values),
+        InputEncoding::Dp(p) => Err(ClientError::BadParameters(format!(
+            "the round releases a DP mean of {} values (encoded: {}), my input has {values}",
+            p.dim, config.dim
+        ))),
+    }
+}
+
+/// Writes a streamed masked input into the reply's bytes: values are gathered into
+/// `CHUNK`-sized blocks (the core masks whole bytes: every block but the last a multiple of
+/// 8), masked with the GIL released, and copied to their place.
+struct Writer {
+    stream: MaskedInputStream,
+    block: Zeroizing<Vec<u64>>,
+    packed: Vec<u8>,
+    at: usize,
+}
+
+impl Writer {
+    fn new(stream: MaskedInputStream) -> Self {
+        Self {
+            stream,
+            block: Zeroizing::new(Vec::with_capacity(CHUNK)),
+            packed: Vec::new(),
+            at: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8], buf: &mut [u8]) -> PyResult<()> {
+        let end = self.at + bytes.len();
+        let Some(dst) = buf.get_mut(self.at..end) else {
+            return Err(PyValueError::new_err(
+                "the masked input outgrew its message (a bug: please report it)",
+            ));
+        };
+        dst.copy_from_slice(bytes);
+        self.at = end;
+        Ok(())
+    }
+
+    fn header(&mut self, buf: &mut [u8]) -> PyResult<()> {
+        let header = self.stream.header().to_vec();
+        self.put(&header, buf)
+    }
+
+    fn push(&mut self, py: Python<'_>, values: &[u64], buf: &mut [u8]) -> PyResult<()> {
+        let mut rest = values;
+        while !rest.is_empty() {
+            let take = (CHUNK - self.block.len()).min(rest.len());
+            self.block.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.block.len() == CHUNK {
+                self.flush(py, buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, py: Python<'_>, buf: &mut [u8]) -> PyResult<()> {
+        let (stream, block, packed) = (&mut self.stream, &mut self.block, &mut self.packed);
+        packed.clear();
+        py.detach(|| stream.mask_chunk(block, packed))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        block.clear();
+        let packed = std::mem::take(&mut self.packed);
+        self.put(&packed, buf)?;
+        self.packed = packed;
+        Ok(())
+    }
+
+    /// The last block and the message's trailer.
+    fn finish(mut self, py: Python<'_>, buf: &mut [u8]) -> PyResult<()> {
+        if !self.block.is_empty() {
+            self.flush(py, buf)?;
+        }
+        let trailer = self
+            .stream
+            .finish()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let end = self.at + trailer.len();
+        match buf.get_mut(self.at..) {
+            Some(dst) if dst.len() == trailer.len() => dst.copy_from_slice(&trailer),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "the masked input takes {end} bytes, its message {} (a bug: please report it)",
+                    buf.len()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One client's side of one round.
@@ -136,6 +307,9 @@ pub struct Client {
     /// `dp_ledger=`: `check(config)` when the round starts, `charge(config)` before the
     /// masked input leaves; either raises to refuse.
     dp_ledger: Option<Py<PyAny>>,
+    /// The weight of an input given at the masked-input stage (`weight=` of the
+    /// constructor; unknown in a client restored with `from_state`).
+    weight: Option<u64>,
 }
 
 /// The client's randomness: the OS CSPRNG, or a seed when a test asks for one explicitly.
@@ -316,6 +490,187 @@ impl Client {
         Ok(())
     }
 
+    /// The masked-input stage of a client made with `dim=`: the input is read piece by
+    /// piece, encoded as the round says, masked and packed straight into the reply's bytes,
+    /// so the client holds one chunk besides the reply, whatever d is. The array's dtype,
+    /// family and length are checked before anything changes (the client can be given a
+    /// right input after a ValueError); a bad value or piece found while streaming stops the
+    /// client (its half-masked reply cannot be resumed).
+    fn mask_streamed<'py>(
+        &mut self,
+        py: Python<'py>,
+        message: &[u8],
+        input: &Bound<'py, PyAny>,
+        weight: Option<i128>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(config) = self.config.clone() else {
+            return Err(protocol_error(
+                py,
+                String::from("a client at the masked-input stage without its round"),
+            ));
+        };
+        let encoding = InputEncoding::of(&config).map_err(|e| server_refused(py, e))?;
+        let float_round = matches!(encoding, InputEncoding::Float { .. });
+        let weight: u64 = match (weight, self.weight) {
+            (Some(w), _) => count(w, "weight")?,
+            (None, Some(w)) => w,
+            (None, None) if !float_round => 1,
+            (None, None) => {
+                return Err(PyValueError::new_err(
+                    "a client restored with from_state does not know its weight: give it with \
+                     the input, handle(message, input=..., weight=w)",
+                ));
+            }
+        };
+        check_weight(&encoding, weight).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let dim = config.dim as usize;
+        let wanted = |float: bool| -> Result<usize, String> {
+            match (&encoding, float) {
+                (InputEncoding::Integers, false) => Ok(dim),
+                (InputEncoding::Float { .. }, true) => Ok(dim - 1),
+                (InputEncoding::Dp(p), true) => Ok(p.dim),
+                (InputEncoding::Dp(_), false) => Ok(dim),
+                (InputEncoding::Integers, true) => Err(String::from(
+                    "the round sums unsigned integers, but the input is floats",
+                )),
+                (_, false) => Err(String::from(
+                    "the round averages float vectors, but the input is unsigned integers",
+                )),
+            }
+        };
+        let mut chunks = Chunks::new(input, "input")?;
+        if let Some((len, dtype)) = chunks.known() {
+            let want = wanted(dtype.is_float()).map_err(PyValueError::new_err)?;
+            if len != want {
+                return Err(PyValueError::new_err(format!(
+                    "input has {len} values, but the round takes {want} from this client (the \
+                     dim= it was made with)"
+                )));
+            }
+        }
+        let round = match std::mem::replace(
+            &mut self.state,
+            State::Running(Box::new(ClientRound::Finished)),
+        ) {
+            State::Running(r) => *r,
+            other => {
+                self.state = other;
+                return Err(protocol_error(py, String::from("no round to mask for")));
+            }
+        };
+        let ClientRound::AwaitingShares(shares) = round else {
+            self.state = State::Running(Box::new(round));
+            return Err(protocol_error(
+                py,
+                String::from("not at the masked-input stage"),
+            ));
+        };
+        let (next, stream) = match py.detach(move || shares.handle_streamed(message)) {
+            Ok(x) => x,
+            Err(e) => {
+                self.state = State::Running(Box::new(ClientRound::Failed(e.clone())));
+                return Err(from_client_error(py, &e));
+            }
+        };
+        let mut writer = Writer::new(stream);
+        let len = writer.stream.message_len();
+        let rng = &mut self.rng;
+        let written = PyBytes::new_with(py, len, |buf| {
+            writer.header(buf)?;
+            let mut seen = 0usize;
+            let mut want = None;
+            // A DP update is encoded whole: its rotation mixes every coordinate.
+            let mut dp_update: Zeroizing<Vec<f64>> = Zeroizing::new(Vec::new());
+            let mask = config.modulus().mask();
+            let float_enc = encoding
+                .float(&config)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            while let Some(piece) = chunks.next_piece()? {
+                let (float, n) = (matches!(piece, Vector::Float(_)), piece.len());
+                let w = match want {
+                    Some(w) => w,
+                    None => *want.insert(wanted(float).map_err(PyValueError::new_err)?),
+                };
+                if seen + n > w {
+                    return Err(PyValueError::new_err(format!(
+                        "input has more than the {w} values the round takes from this client \
+                         (the dim= it was made with)"
+                    )));
+                }
+                match (piece, &float_enc, &encoding) {
+                    (Vector::Unsigned(v), _, _) => {
+                        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x > mask) {
+                            return Err(PyValueError::new_err(format!(
+                                "input has value {x} at index {}, not below 2^{} (the round's \
+                                 modulus)",
+                                seen + i,
+                                config.bits
+                            )));
+                        }
+                        writer.push(py, &v, buf)?;
+                    }
+                    (Vector::Float(v), Some(enc), _) => {
+                        // Rounding coins from the client's generator, in order: the chunks
+                        // encode as the whole vector would.
+                        let e = Zeroizing::new(
+                            enc.encode(&v, weight, rng)
+                                .map_err(|e| PyValueError::new_err(e.0))?,
+                        );
+                        writer.push(py, &e[..e.len() - 1], buf)?;
+                    }
+                    (Vector::Float(v), None, _) => dp_update.extend_from_slice(&v),
+                }
+                seen += n;
+            }
+            let w = want.unwrap_or(0);
+            if seen != w || want.is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "input has {seen} values, but the round takes {} from this client (the \
+                     dim= it was made with)",
+                    wanted(float_round || matches!(encoding, InputEncoding::Dp(_))).unwrap_or(dim)
+                )));
+            }
+            if float_round {
+                writer.push(py, &[weight & mask], buf)?;
+            }
+            if let InputEncoding::Dp(p) = &encoding
+                && !dp_update.is_empty()
+            {
+                let enc = p
+                    .encoding(&config)
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                // Noise and rounding from the OS CSPRNG, always.
+                let mut os = ChaCha20Rng::from_seed(
+                    os_seed().map_err(|e| PyValueError::new_err(e.to_string()))?,
+                );
+                let e = Zeroizing::new(
+                    enc.encode(&dp_update, &mut os)
+                        .map_err(|e| PyValueError::new_err(e.0))?,
+                );
+                writer.push(py, &e, buf)?;
+            }
+            writer.finish(py, buf)
+        });
+        match written {
+            Ok(bytes) => {
+                self.state = State::Running(Box::new(match next {
+                    AfterMaskedInput::Consistency(s) => ClientRound::AwaitingConsistency(s),
+                    AfterMaskedInput::Unmask(s) => ClientRound::AwaitingUnmask(s),
+                }));
+                if let Err(e) = self.masked(py) {
+                    self.fail(py, &e);
+                    return Err(e);
+                }
+                Ok(Some(bytes))
+            }
+            Err(e) => {
+                // The stream cannot resume: the client stops, saying why.
+                self.fail(py, &e);
+                Err(e)
+            }
+        }
+    }
+
     /// The masked input is ready: the DP ledger is charged before it leaves.
     fn masked(&mut self, py: Python<'_>) -> PyResult<()> {
         match (&self.dp_ledger, &self.config) {
@@ -331,7 +686,7 @@ impl Client {
 impl Client {
     #[new]
     #[pyo3(signature = (
-        client_id, input, *, weight=1, identity=None, roster=None, seed=None,
+        client_id, input=None, *, dim=None, weight=1, identity=None, roster=None, seed=None,
         insecure_test_seed=false, threat="honest-but-curious", assumed_corrupt=None,
         assumed_dropout=None, require_malicious_model=false, min_clients=2, history=None,
         dp_ledger=None, clip=None, max_weight=None
@@ -339,7 +694,8 @@ impl Client {
     #[allow(clippy::too_many_arguments)]
     fn new(
         client_id: i128,
-        input: &Bound<'_, PyAny>,
+        input: Option<&Bound<'_, PyAny>>,
+        dim: Option<i128>,
         weight: i128,
         identity: Option<Vec<u8>>,
         roster: Option<Vec<Vec<u8>>>,
@@ -364,8 +720,29 @@ impl Client {
         }
         let client_id = read_client_id(client_id)?;
         let weight: u64 = count(weight, "weight")?;
-        let input = read_vector(input, "input")?;
-        if matches!(input, Vector::Unsigned(_)) && weight != 1 {
+        let input = match (input, dim) {
+            (Some(x), None) => Input::Held(read_vector(x, "input")?),
+            (None, Some(d)) => {
+                let d: u32 = count(d, "dim")?;
+                if d == 0 {
+                    return Err(PyValueError::new_err("dim must be at least 1"));
+                }
+                Input::Later(d as usize)
+            }
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "give input= (the input now) or dim= (its length now, the values at the \
+                     masked-input stage with handle(message, input=...)), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(PyValueError::new_err(
+                    "a client needs its input (Client(client_id, input)) or its length \
+                     (Client(client_id, dim=d), the values given at the masked-input stage)",
+                ));
+            }
+        };
+        if matches!(input, Input::Held(Vector::Unsigned(_))) && weight != 1 {
             return Err(PyValueError::new_err(
                 "weight= is for float inputs (weighted-mean rounds); unsigned inputs are summed",
             ));
@@ -393,15 +770,54 @@ impl Client {
             config: None,
             history,
             dp_ledger,
+            weight: Some(weight),
         })
     }
 
-    /// Handles one server message; returns the reply to send, if any.
+    /// Handles one server message; returns the reply to send, if any. A client made with
+    /// `dim=` instead of an input takes it here, with the masked-input request (`stage ==
+    /// "masked-input"`): `input=` a 1-D array (read in chunks, never copied whole) or an
+    /// iterable of 1-D arrays whose concatenation is the input; `weight=` replaces the
+    /// constructor's (needed by a float-mean client restored with `from_state`).
+    #[pyo3(signature = (message, *, input=None, weight=None))]
     fn handle<'py>(
         &mut self,
         py: Python<'py>,
         message: &[u8],
+        input: Option<&Bound<'py, PyAny>>,
+        weight: Option<i128>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let streaming = matches!(
+            &self.state,
+            State::Running(r) if r.is_streamed() && matches!(**r, ClientRound::AwaitingShares(_))
+        );
+        if streaming {
+            let Some(input) = input else {
+                return Err(PyValueError::new_err(
+                    "this client was made without its input (dim=): give it with the \
+                     masked-input request, handle(message, input=...)",
+                ));
+            };
+            return self.mask_streamed(py, message, input, weight);
+        }
+        if input.is_some() || weight.is_some() {
+            let why = match &self.state {
+                State::Pending(p) if matches!(p.input, Input::Later(_)) => {
+                    "comes with the masked-input request, not before"
+                }
+                State::Running(r) if r.is_streamed() => {
+                    "comes with the masked-input request, not before"
+                }
+                _ if self.stage() == "masked-input" || self.stage() == "advertise" => {
+                    "was given at construction (Client(client_id, input))"
+                }
+                _ => "is no longer needed: the masked input was sent",
+            };
+            return Err(PyValueError::new_err(format!(
+                "handle(input=..., weight=...) at stage {:?}: this client's input {why}",
+                self.stage()
+            )));
+        }
         let starting = matches!(self.state, State::Pending(_));
         let masking = matches!(
             &self.state,
@@ -414,16 +830,25 @@ impl Client {
         );
         // Encoding and masking the input are the expensive part: release the GIL.
         let (state, result) = py.detach(move || match state {
-            State::Pending(p) => match p.into_client(id, message, rng) {
-                Ok(c) => {
-                    let mut round = ClientRound::New(c);
-                    let r = round.handle(message, rng);
-                    (State::Running(Box::new(round)), r)
-                }
-                Err(e) => (
-                    State::Running(Box::new(ClientRound::Failed(e.clone()))),
-                    Err(e),
-                ),
+            State::Pending(p) => match p.input {
+                Input::Later(values) => match p.start_streamed(id, values, message, rng) {
+                    Ok((round, advert)) => (State::Running(Box::new(round)), Ok(Some(advert))),
+                    Err(e) => (
+                        State::Running(Box::new(ClientRound::Failed(e.clone()))),
+                        Err(e),
+                    ),
+                },
+                Input::Held(_) => match p.into_client(id, message, rng) {
+                    Ok(c) => {
+                        let mut round = ClientRound::New(c);
+                        let r = round.handle(message, rng);
+                        (State::Running(Box::new(round)), r)
+                    }
+                    Err(e) => (
+                        State::Running(Box::new(ClientRound::Failed(e.clone()))),
+                        Err(e),
+                    ),
+                },
             },
             State::Running(mut round) => {
                 let r = round.handle(message, rng);
@@ -538,6 +963,7 @@ impl Client {
             rng: rng_from(seed, insecure_test_seed)?,
             history: None,
             dp_ledger,
+            weight: None,
         })
     }
 
@@ -623,8 +1049,8 @@ pub fn _round_start_message<'py>(
 
 /// Whether a `Client` built with these options would accept the round announced by
 /// `message` (a RoundStart): the core's own checks (parameters against the client's policy
-/// and assumptions, its PKI), run on a throwaway client with a zero input of the round's
-/// length. Returns the round's configuration; raises `ServerRefused` saying why not. For
+/// and assumptions, its PKI), run on a throwaway streamed client (`Client::streamed`: the
+/// round's length only, no input allocated, whatever d is). Returns the round's configuration; raises `ServerRefused` saying why not. For
 /// drivers that refuse a round before computing the input (the Flower mod, before training).
 #[pyfunction]
 #[pyo3(signature = (
@@ -657,7 +1083,7 @@ pub fn check_round_start<'py>(
     .parse(client_id)?;
     let config = round_config(py, message)?;
     let c = crate::options::config_from_dict(config.as_any())?;
-    let mut client = CoreClient::new(client_id, vec![0; c.dim as usize]).with_policy(policy);
+    let mut client = CoreClient::streamed(client_id, c.dim).with_policy(policy);
     if let (Some(k), Some(r)) = (identity, roster) {
         client = client.with_pki(k, r);
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`simulate`]: a whole round in one process.
 //! - [`server`] and [`client`]: the sans-IO round objects, bytes in and bytes out.
-//! - [`service`]: a client of the gRPC service (feature `service`).
+//! - [`service`]: a client of the gRPC service (feature `service`); [`serve`]: the server
+//!   and `secagg combine` (same feature).
 //! - [`dp`]: privacy accounting and planning (`secagg.dp`), and one round's DP encoding
 //!   (`secagg.DpEncoding`).
 //! - [`keys`]: identity keys for malicious-model rounds.
@@ -17,6 +18,8 @@ mod dp;
 mod errors;
 mod keys;
 mod options;
+#[cfg(feature = "service")]
+mod serve;
 mod server;
 #[cfg(feature = "service")]
 mod service;
@@ -40,9 +43,23 @@ fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dp::PyDpFloor>()?;
     #[cfg(feature = "service")]
     {
+        // The service's log lines (server rounds, client retries) go to stderr, as the
+        // `secagg` command writes them; SECAGG_LOG sets the level (default warn), and
+        // SECAGG_LOG_FORMAT=json gives JSON lines.
+        let filter = std::env::var("SECAGG_LOG").unwrap_or_else(|_| "warn".into());
+        let filter = secagg_cli::logging::parse_filter(&filter)
+            .map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let format = match std::env::var("SECAGG_LOG_FORMAT").as_deref() {
+            Ok("json") => secagg_cli::logging::LogFormat::Json,
+            _ => secagg_cli::logging::LogFormat::Text,
+        };
+        secagg_cli::logging::init(format, filter);
         m.add_function(wrap_pyfunction!(service::connect, m)?)?;
         m.add_class::<service::ServiceClient>()?;
         m.add_class::<service::RoundReceipt>()?;
+        m.add_class::<serve::ServeOptions>()?;
+        m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
+        m.add_function(wrap_pyfunction!(serve::combine, m)?)?;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! state directory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError, PyValueError};
@@ -21,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::arrays::{Vector, read_vector};
 use crate::client::client_policy;
 use crate::errors::{from_client_error, round_aborted};
-use crate::options::{count, opt_count, os_random};
+use crate::options::{count, opt_count, os_random, parse_stage};
 use crate::server::read_roster;
 
 /// A round this client took part in that released its aggregate.
@@ -58,6 +60,8 @@ pub struct ServiceClient {
     honest_clients: Option<u32>,
     /// Policy, rounds taken part in and privacy ledger, for every round of this client.
     guard: ClientGuard,
+    /// Set by `cancel()`: the submit in progress stops.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// A client for the gRPC service at `url`.
@@ -218,19 +222,24 @@ pub fn connect(
         min_noise_multiplier,
         honest_clients,
         guard,
+        cancelled: Arc::new(AtomicBool::new(false)),
     })
 }
 
 #[pymethods]
 impl ServiceClient {
-    /// Joins the server's next round with `array` and takes part until it ends.
-    #[pyo3(signature = (array, *, weight=1))]
+    /// Joins the server's next round with `array` and takes part until it ends. `_pause_at`
+    /// (a stage name) is a testing hook: the client stops answering when that stage's request
+    /// arrives, like a device that froze mid-round, until `cancel()`.
+    #[pyo3(signature = (array, *, weight=1, _pause_at=None))]
     fn submit(
         &self,
         py: Python<'_>,
         array: &Bound<'_, PyAny>,
         weight: u64,
+        _pause_at: Option<&str>,
     ) -> PyResult<RoundReceipt> {
+        let pause_at = _pause_at.map(parse_stage).transpose()?;
         let input = match read_vector(array, "array")? {
             Vector::Unsigned(v) => ClientInput::Unsigned(v.to_vec()),
             Vector::Float(v) => ClientInput::Float {
@@ -246,19 +255,29 @@ impl ServiceClient {
             roster: self.roster.clone(),
             timeout: self.timeout,
             connect_retry: self.connect_retry,
-            pause_at: None,
+            pause_at,
             tls_ca: self.tls_ca.clone(),
             dp_floor: self.min_noise_multiplier.map(|z| secagg_sim::dp::DpFloor {
                 min_noise_multiplier: z,
                 honest_clients: self.honest_clients,
             }),
         };
+        self.cancelled.store(false, Ordering::SeqCst);
+        let cancelled = self.cancelled.clone();
         let result = py.detach(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| ClientRunError::Transport(format!("cannot start tokio: {e}")))?;
-            rt.block_on(participate_with(&opts, &self.guard))
+            rt.block_on(async {
+                tokio::select! {
+                    r = participate_with(&opts, &self.guard) => r,
+                    () = watch_cancel(&cancelled) => Err(ClientRunError::RoundAborted {
+                        round_id: 0,
+                        reason: "cancelled: ServiceClient.cancel() was called".into(),
+                    }),
+                }
+            })
         });
         match result {
             Ok(r) => Ok(RoundReceipt {
@@ -280,7 +299,21 @@ impl ServiceClient {
         }
     }
 
+    /// Stops the `submit` in progress (from another thread): it drops its connection (the
+    /// server counts this client as a dropout) and raises `RoundAborted`. No effect on a later
+    /// `submit`.
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
     fn __repr__(&self) -> String {
         format!("ServiceClient(url={:?}, name={:?})", self.url, self.name)
+    }
+}
+
+/// Resolves once `cancelled` is set (checked every 50 ms: a cancel is a rare, slow event).
+async fn watch_cancel(cancelled: &AtomicBool) {
+    while !cancelled.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

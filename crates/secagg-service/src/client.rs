@@ -403,8 +403,8 @@ async fn open_stream(
             return Err(ClientRunError::Transport(format!("{why}{tail}")));
         }
         if attempts == 1 {
-            eprintln!(
-                "secagg-client: cannot reach the server ({why}); retrying for up to {:.0} s",
+            tracing::warn!(
+                "cannot reach the server ({why}); retrying for up to {:.0} s",
                 left.as_secs_f64()
             );
         }
@@ -684,7 +684,7 @@ pub async fn participate_with(
         if opts.pause_at.is_some() && stage == opts.pause_at {
             // Testing hook: behave like a device that froze mid-round.
             if let Some(st) = opts.pause_at {
-                eprintln!("secagg-client: paused at stage {st}");
+                tracing::warn!("paused at stage {st}");
             }
             std::future::pending::<()>().await;
         }

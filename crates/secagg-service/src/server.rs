@@ -1,7 +1,7 @@
 //! The tokio server: one coordinator task owns the lobby, the current round's sans-IO state
 //! machine and the store; connection tasks only move frames. Rounds run one after another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -99,9 +99,40 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Serve TLS directly with this PEM certificate chain and private key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The mask PRG every round announces: AES-128-CTR (hardware AES), or ChaCha20 for
+    /// rounds with devices that have no AES instructions (5.4× fewer instructions per byte on
+    /// a Cortex-M4, README "Devices").
+    pub prg: PrgKind,
+    /// This server serves one cohort of a larger round: labels written into each round's
+    /// results (and the ready file), which `secagg combine` reads. Clients do not check them.
+    pub cohort: Option<Cohort>,
+    /// The fewest clients whose inputs a released sum may hold, as the operator promises it
+    /// (Google's `minimum_clients_in_server_visible_aggregate`): every round's `min_clients`
+    /// is raised to it, so it is in the configuration the clients check (a client's policy
+    /// floor refuses a smaller one) and no stage goes on, nor unmasking starts, with fewer.
+    pub min_cohort_size: Option<u32>,
+    /// Once listening, write `{"address": …, "pid": …, "cohort": …}` here (atomically), so a
+    /// driver that asked for port 0 learns the port.
+    pub ready_file: Option<PathBuf>,
     /// Fault injection for tests; `None` in production.
     #[doc(hidden)]
     pub fault: Option<Fault>,
+}
+
+/// One cohort of a round run as several, each on its own server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cohort {
+    /// The global round this cohort belongs to (the same on every shard).
+    pub global_round_id: String,
+    /// This cohort's index in the global round, from 0.
+    pub index: u32,
+}
+
+impl Cohort {
+    /// The labels as they appear in a round's `parameters`.
+    fn json(&self) -> Value {
+        json!({"global_round_id": self.global_round_id, "cohort_index": self.index})
+    }
 }
 
 /// A fault a test injects into the server. Not a CLI flag: `secagg server` reads it from the
@@ -174,11 +205,20 @@ pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<
         threshold: opts.threshold,
         accept_weaker: opts.accept_weaker,
         assumptions: opts.assumptions,
-        prg: PrgKind::Aes128Ctr,
+        prg: opts.prg,
         round_id: 0,
         round_seed,
     })?;
     p.config.encoding = encoding.to_bytes();
+    if let Some(m) = opts.min_cohort_size {
+        if m > n {
+            return Err(format!(
+                "the minimum cohort size {m} is more than the round's {n} clients"
+            ));
+        }
+        // Raised, never lowered: the model's own floor (and the threshold) still hold.
+        p.config.min_clients = p.config.min_clients.max(m);
+    }
     if let Some(dp) = &opts.dp {
         // Never below what the plan requires (in the malicious model, ⌈(1 − δ)n⌉ and more).
         let floor = p.config.min_clients;
@@ -379,6 +419,8 @@ struct Round {
     /// By id - 1; `None` for roster members that did not join (PKI rounds).
     members: Vec<Option<Member>>,
     by_conn: HashMap<u64, ClientId>,
+    /// The members' names (a name in a round cannot join the lobby: O(1) per Join).
+    names: HashSet<String>,
     float: Option<FloatEncoding>,
     dp: Option<RoundDp>,
     roster: Vec<[u8; 32]>,
@@ -453,15 +495,14 @@ fn deliver(r: &Round, frames: Vec<(ClientId, proto::ServerFrame)>) -> Vec<Client
     lost
 }
 
-fn log(msg: impl AsRef<str>) {
-    eprintln!("secagg-server: {}", msg.as_ref());
-}
-
 struct Coordinator {
     opts: ServerOptions,
     store: Arc<Store>,
     metrics: Metrics,
     lobby: Vec<Lobbied>,
+    /// Every name in the lobby (and perhaps some that left it since the last round started):
+    /// a filter, so that a Join costs O(1) rather than a scan of up to 10^4 names.
+    lobby_names: HashSet<String>,
     lobby_opened: Instant,
     /// Fewest joined clients a round starts with when the join deadline passes: --min-clients,
     /// and in PKI rounds (whose n is the roster's size) at least the round's min_clients.
@@ -478,13 +519,8 @@ impl Coordinator {
     }
 
     fn name_taken(&self, name: &str) -> bool {
-        self.lobby.iter().any(|l| l.name == name)
-            || self.round.as_ref().is_some_and(|r| {
-                r.members
-                    .iter()
-                    .flatten()
-                    .any(|m| m.name == name && r.by_conn.contains_key(&m.conn))
-            })
+        (self.lobby_names.contains(name) && self.lobby.iter().any(|l| l.name == name))
+            || self.round.as_ref().is_some_and(|r| r.names.contains(name))
     }
 
     fn on_joined(
@@ -498,7 +534,7 @@ impl Coordinator {
             let _ = tx.try_send(Err(st));
         };
         if self.name_taken(&name) {
-            log(format!("refused a second client named {name:?}"));
+            tracing::warn!(client = %name, "refused a second client named {name:?}");
             return refuse(
                 &tx,
                 Status::already_exists(format!("a client named {name:?} already joined")),
@@ -507,7 +543,7 @@ impl Coordinator {
         if let Some(roster) = &self.opts.roster {
             let ok = <[u8; 32]>::try_from(identity.as_slice()).is_ok_and(|k| roster.contains(&k));
             if !ok {
-                log(format!("refused {name:?}: identity key not in the roster"));
+                tracing::warn!(client = %name, "refused {name:?}: identity key not in the roster");
                 return refuse(
                     &tx,
                     Status::permission_denied("identity public key not in the server's roster"),
@@ -520,6 +556,7 @@ impl Coordinator {
         if self.lobby.is_empty() && self.round.is_none() {
             self.lobby_opened = Instant::now();
         }
+        self.lobby_names.insert(name.clone());
         self.lobby.push(Lobbied {
             conn,
             name,
@@ -539,6 +576,11 @@ impl Coordinator {
         {
             return;
         }
+        // Nothing to decide before the lobby could be full or the join deadline has passed
+        // (this runs after every event: a scan of the lobby here made 10^4 joins quadratic).
+        if (self.lobby.len() as u32) < self.opts.clients && Instant::now() < self.join_deadline() {
+            return;
+        }
         // Drop lobby entries whose stream is gone.
         self.lobby.retain(|l| !l.tx.is_closed());
         let n = self.lobby.len() as u32;
@@ -553,9 +595,10 @@ impl Coordinator {
         }
         let take = (n.min(self.opts.clients)) as usize;
         let joined: Vec<Lobbied> = self.lobby.drain(..take).collect();
+        self.lobby_names = self.lobby.iter().map(|l| l.name.clone()).collect();
         let told: Vec<_> = joined.iter().map(|j| j.tx.clone()).collect();
         if let Err(e) = self.start_round(joined) {
-            log(format!("could not start a round: {e}"));
+            tracing::warn!("could not start a round: {e}");
             // Tell the clients why instead of just closing their streams (a refusal for the
             // budget has already told them, and the first error is what they see).
             for tx in &told {
@@ -601,6 +644,7 @@ impl Coordinator {
             "dp": dp.as_ref().map(|d| self.dp_json(d)),
             "stage_timeout_ms": self.opts.stage_timeout.as_millis() as u64,
         });
+        let params = self.with_cohort(params);
         // Each joined client at its id: its roster position, or its place in the lobby.
         let mut slots: Vec<Option<Lobbied>> = (0..n).map(|_| None).collect();
         let roster: Vec<[u8; 32]> = match (&self.opts.roster, p.config.pki) {
@@ -656,18 +700,24 @@ impl Coordinator {
             .enumerate()
             .filter_map(|(i, m)| m.as_ref().map(|m| (m.conn, i as ClientId + 1)))
             .collect();
+        let names = members.iter().flatten().map(|m| m.name.clone()).collect();
         let absent: Vec<ClientId> = (1..=n)
             .filter(|id| members[*id as usize - 1].is_none())
             .collect();
-        log(format!(
+        tracing::info!(
+            round = id,
+            clients = n,
             "round {id}: {n} clients, k = {}, t = {}, {:?}",
-            p.config.degree, p.config.threshold, p.config.model
-        ));
+            p.config.degree,
+            p.config.threshold,
+            p.config.model
+        );
         let mut round = Round {
             id,
             server,
             members,
             by_conn,
+            names,
             float,
             dp,
             roster,
@@ -772,16 +822,20 @@ impl Coordinator {
                     .dp
                     .as_ref()
                     .map_or("", |o| epsilon_holds_against(o.params.placement));
-                log(format!(
+                tracing::info!(
+                    round = r.id,
+                    epsilon = dp.epsilon_after,
                     "round {}: charged to population {:?} before unmasking: ε = {:.4} after it \
                      (δ = {}), against {against}",
                     r.id,
                     dp.charge.population,
                     dp.epsilon_after,
                     self.opts.dp.as_ref().map_or(0.0, |o| o.delta),
-                ));
+                );
                 if self.opts.fault == Some(Fault::CrashAfterCharge) {
-                    log("injected fault: crashing after the charge, before the unmask stage");
+                    tracing::error!(
+                        "injected fault: crashing after the charge, before the unmask stage"
+                    );
                     std::process::abort();
                 }
             }
@@ -793,7 +847,7 @@ impl Coordinator {
                      unmasking (no unmask request was sent: nothing revealed, so nothing to charge): \
                      {e}"
                 );
-                log(format!("round {}: {why}", r.id));
+                tracing::error!(round = r.id, "round {}: {why}", r.id);
                 self.fatal = Some(format!(
                     "round {}: {why}; the server stops: no DP round may unmask until its charge \
                      can be written",
@@ -809,10 +863,11 @@ impl Coordinator {
             // Frames from lobby clients (other than Join) are not expected.
             if let Some(pos) = self.lobby.iter().position(|l| l.conn == conn) {
                 let l = self.lobby.remove(pos);
-                log(format!(
+                tracing::warn!(
+                    client = %l.name,
                     "dropped {:?} from the lobby: it sent a protocol message before its round",
                     l.name
-                ));
+                );
                 let _ = l.tx.try_send(Err(Status::failed_precondition(
                     "no round in progress for this client",
                 )));
@@ -842,7 +897,7 @@ impl Coordinator {
                 let name = member.name.clone();
                 r.server
                     .reject(now, id, Misbehaviour::InvalidFrame(e.to_string()));
-                log(format!("round {}: dropped {name:?}: {e}", r.id));
+                tracing::warn!(round = r.id, client = %name, "round {}: dropped {name:?}: {e}", r.id);
                 self.flush();
                 return;
             }
@@ -854,7 +909,7 @@ impl Coordinator {
             let name = r.members[id as usize - 1]
                 .as_ref()
                 .map_or("", |m| m.name.as_str());
-            log(format!("round {}: dropped {name:?}: {reason}", r.id));
+            tracing::warn!(round = r.id, client = %name, "round {}: dropped {name:?}: {reason}", r.id);
         }
         self.flush();
     }
@@ -957,6 +1012,7 @@ impl Coordinator {
             "wall_seconds": r.start.elapsed().as_secs_f64(),
             "server_peak_rss_bytes": peak_rss_bytes(),
         });
+        summary["parameters"] = self.with_cohort(summary["parameters"].take());
         // A DP round is charged once its unmask stage is about to start, whatever follows.
         if let Some(dp) = &r.dp {
             summary["dp_charged"] = json!(dp.charged.is_some());
@@ -1002,7 +1058,11 @@ impl Coordinator {
                             crate::durable::write_durable(&dir.join(format!("{}.npy", r.id)), &buf)
                         });
                         if let Err(e) = written {
-                            log(format!("round {}: cannot write the aggregate: {e}", r.id));
+                            tracing::error!(
+                                round = r.id,
+                                "round {}: cannot write the aggregate: {e}",
+                                r.id
+                            );
                         }
                         true
                     }
@@ -1030,20 +1090,25 @@ impl Coordinator {
             &dir.join(format!("{}.json", r.id)),
             format!("{summary:#}\n").as_bytes(),
         ) {
-            log(format!("round {}: cannot write its JSON: {e}", r.id));
+            tracing::error!(round = r.id, "round {}: cannot write its JSON: {e}", r.id);
         }
         if let Err(e) = self.store.end_round(r.id, state, summary.clone()) {
-            log(format!("round {}: cannot record its end: {e}", r.id));
+            tracing::error!(round = r.id, "round {}: cannot record its end: {e}", r.id);
         }
         self.metrics.round_ended(released);
-        log(format!(
-            "round {} {}: {} survivors, {} dropouts, {:.3} s",
-            r.id,
-            if released { "finished" } else { "aborted" },
-            summary["survivors"].as_array().map_or(0, Vec::len),
-            summary["dropouts"].as_array().map_or(0, Vec::len),
-            r.start.elapsed().as_secs_f64()
-        ));
+        let survivors = summary["survivors"].as_array().map_or(0, Vec::len);
+        let dropouts = summary["dropouts"].as_array().map_or(0, Vec::len);
+        let seconds = r.start.elapsed().as_secs_f64();
+        let outcome = if released { "finished" } else { "aborted" };
+        tracing::info!(
+            round = r.id,
+            outcome,
+            survivors,
+            dropouts,
+            seconds,
+            "round {} {outcome}: {survivors} survivors, {dropouts} dropouts, {seconds:.3} s",
+            r.id
+        );
         // Now that the results are on disk, the state machine's last messages go out.
         deliver(&r, last);
         // A round the driver ended itself: tell the clients still in it why (the state
@@ -1131,6 +1196,20 @@ impl Coordinator {
             order: after.order,
             charged: None,
         }))
+    }
+
+    /// A round's `parameters` with the cohort labels and the promised minimum cohort size
+    /// (what `secagg combine` reads), when the server has them.
+    fn with_cohort(&self, mut params: Value) -> Value {
+        if let Some(c) = &self.opts.cohort
+            && let (Some(p), Value::Object(labels)) = (params.as_object_mut(), c.json())
+        {
+            p.extend(labels);
+        }
+        if let Some(m) = self.opts.min_cohort_size {
+            params["min_cohort_size"] = json!(m);
+        }
+        params
     }
 
     fn dp_json(&self, d: &RoundDp) -> Value {
@@ -1225,12 +1304,41 @@ pub fn check_options(opts: &ServerOptions) -> Result<u32, String> {
             return Err("a PKI roster is used by the malicious-server model".into());
         }
     }
+    if let Some(m) = opts.min_cohort_size
+        && !(2..=opts.clients).contains(&m)
+    {
+        return Err(format!(
+            "the minimum cohort size must be in 2..={} (the clients per round), got {m}",
+            opts.clients
+        ));
+    }
     let full = plan_round(opts, opts.clients, [0; 32])?;
-    Ok(if opts.roster.is_some() {
+    let min_start = if opts.roster.is_some() {
         opts.min_clients.max(full.config.min_clients)
     } else {
         opts.min_clients
-    })
+    };
+    // A round that starts below the promised cohort size could never release a sum.
+    Ok(min_start.max(opts.min_cohort_size.unwrap_or(0)))
+}
+
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`, 4096 on
+/// current Linux). Tokio's default of 1024 overflowed when 10^4 clients joined at once: the
+/// dropped SYNs were retried by the clients' kernels after 1, 3, 7 s, stretching the join.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket as `tokio::net::TcpListener::bind` makes it (`SO_REUSEADDR` on Unix),
+/// with a deeper accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Runs the server until `rounds` rounds have ended (or forever). `ready` receives the bound
@@ -1246,9 +1354,9 @@ pub async fn run(
     std::fs::create_dir_all(&rounds_dir)
         .map_err(|e| format!("cannot create {}: {e}", rounds_dir.display()))?;
     for r in recovered {
-        eprintln!(
-            "secagg-server: round {} was in flight when the server stopped: recorded as \
-             aborted{}",
+        tracing::warn!(
+            round = r.id,
+            "round {} was in flight when the server stopped: recorded as aborted{}",
             r.id,
             if r.summary["dp_charged"] == json!(true) {
                 " (charged before unmasking: it stays charged)"
@@ -1266,7 +1374,7 @@ pub async fn run(
         let m = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = metrics::serve(addr, m).await {
-                eprintln!("secagg-server: metrics endpoint on {addr} failed: {e}");
+                tracing::error!("metrics endpoint on {addr} failed: {e}");
             }
         });
     }
@@ -1279,14 +1387,22 @@ pub async fn run(
         limits: opts.limits.clone(),
         metrics: metrics.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let listener =
+        listen(opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    eprintln!(
-        "secagg-server: listening on {addr}, data in {}",
+    tracing::info!(
+        address = %addr,
+        "listening on {addr}, data in {}",
         opts.data_dir.display()
     );
+    if let Some(path) = &opts.ready_file {
+        let mut ready = json!({"address": addr.to_string(), "pid": std::process::id()});
+        if let Some(c) = &opts.cohort {
+            ready["cohort"] = c.json();
+        }
+        crate::durable::write_durable(path, format!("{ready}\n").as_bytes())
+            .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))?;
+    }
     if let Some(r) = ready {
         let _ = r.send(addr);
     }
@@ -1320,6 +1436,7 @@ pub async fn run(
         store,
         metrics,
         lobby: Vec::new(),
+        lobby_names: HashSet::new(),
         lobby_opened: Instant::now(),
         min_start,
         round: None,

@@ -2,6 +2,14 @@
 //! seeded randomness, a simulated clock, and dropouts, duplicates, reordering and server-side
 //! tampering injected at any stage. Clients run in parallel (rayon); every client has its own
 //! RNG derived from the scenario seed, so results do not depend on scheduling.
+//!
+//! Memory: the harness borrows the inputs ([`run_rows`]); each client is a
+//! [`Client::streamed`] client that holds no copy of its input and masks it chunk by chunk
+//! from the borrowed vector at the masking stage. Inputs are [`RingVec`]s (`u32` words when
+//! b ≤ 32), and clients' messages reach the server in batches of about 64 MiB, so a stage
+//! never holds every masked vector at once (except with `reorder`, which shuffles a whole
+//! stage). 100 clients × 10^6 values at b = 32 thus need the 400 MB of inputs plus 16
+//! masked vectors in flight.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,8 +17,11 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
-use secagg_core::client::{Client, ClientRound, Policy, Roster};
+use secagg_core::client::{
+    AfterMaskedInput, AwaitingShares, Client, ClientRound, Policy, Roster, StreamedClient,
+};
 use secagg_core::crypto::IdentityKey;
+use secagg_core::ring::{Modulus, RingVec};
 use secagg_core::server::{Dropout, Outcome, ServerRound};
 use secagg_core::{ClientError, ClientId, RoundConfig, ServerError, Stage};
 
@@ -45,6 +56,9 @@ pub struct Scenario {
     /// What every client accepts (its threat model and assumptions); the core's default
     /// policy when `None`.
     pub policy: Option<Policy>,
+    /// Bytes of client messages a stage may hold before the server takes them (at least one
+    /// message per core is always allowed): 64 MiB by default.
+    pub max_in_flight_bytes: usize,
 }
 
 /// Observer of messages: `(stage, from_server, client, bytes)`.
@@ -64,6 +78,7 @@ impl Scenario {
             on_stage: None,
             observe: None,
             policy: None,
+            max_in_flight_bytes: IN_FLIGHT_BYTES,
         }
     }
 }
@@ -87,6 +102,9 @@ pub struct StageStats {
     pub max_up_per_client: u64,
     /// Largest single client download.
     pub max_down_per_client: u64,
+    /// Most bytes of client messages held at once before the server took them (the bound
+    /// [`Scenario::max_in_flight_bytes`] keeps).
+    pub max_in_flight: u64,
 }
 
 /// The result of a simulated round.
@@ -118,15 +136,129 @@ pub fn make_pki(n: u32, seed: u64) -> (Vec<IdentityKey>, Roster) {
 /// One client's turn in a stage: who, how long, what it sent, whether it failed.
 type ClientTurn = (ClientId, Duration, Vec<Vec<u8>>, Option<ClientError>);
 
-struct SimClient {
+/// Default [`Scenario::max_in_flight_bytes`]: large enough that a batch rarely waits long on
+/// its slowest client, small next to the inputs.
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// Elements masked per call into the client's stream: 64 KiB of `u64` words, a multiple of 8
+/// (the stream's packing boundary).
+const MASK_CHUNK: usize = 8192;
+
+// One per client, as `ClientRound` itself: boxing the started states would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum SimState {
+    /// Before RoundStart.
+    New(StreamedClient),
+    /// Started: the core's client in any state.
+    Round(ClientRound),
+}
+
+struct SimClient<'a> {
     id: ClientId,
-    round: ClientRound,
+    state: SimState,
+    /// Lent to the client at the masking stage, never copied whole.
+    input: &'a RingVec,
     rng: ChaCha20Rng,
     silent: bool,
 }
 
-/// Runs one round. `inputs[i]` is client i+1's input, already in Z_2^b.
-pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
+impl SimClient<'_> {
+    /// Feeds one server message, as [`ClientRound::handle`] does: after an error the client is
+    /// `Failed` and answers nothing.
+    fn handle(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+        let state = std::mem::replace(&mut self.state, SimState::Round(ClientRound::Finished));
+        let result = match state {
+            SimState::New(client) => self.start(client, bytes),
+            SimState::Round(ClientRound::AwaitingShares(s)) => self.mask(s, bytes),
+            SimState::Round(mut round) => {
+                let reply = round.handle(bytes, &mut self.rng);
+                self.state = SimState::Round(round);
+                return reply;
+            }
+        };
+        match result {
+            Ok((next, reply)) => {
+                self.state = SimState::Round(next);
+                Ok(Some(reply))
+            }
+            Err(e) => {
+                self.state = SimState::Round(ClientRound::Failed(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// RoundStart: the streamed client's checks, plus the one [`Client::new`] makes on the
+    /// input's values (the streamed client has seen only its length).
+    fn start(
+        &mut self,
+        client: StreamedClient,
+        bytes: &[u8],
+    ) -> Result<(ClientRound, Vec<u8>), ClientError> {
+        let (next, reply) = client.start(bytes, &mut self.rng)?;
+        let bits = next.config().bits;
+        if self.input.max() > next.config().modulus().mask() {
+            return Err(ClientError::BadParameters(format!(
+                "my input has elements ≥ 2^{bits}"
+            )));
+        }
+        Ok((ClientRound::AwaitingNeighbours(next), reply))
+    }
+
+    /// SharesForYou: every check of [`AwaitingShares::handle`], then the masked input,
+    /// masked and packed from the borrowed input in chunks.
+    fn mask(
+        &mut self,
+        state: AwaitingShares,
+        bytes: &[u8],
+    ) -> Result<(ClientRound, Vec<u8>), ClientError> {
+        let (next, mut stream) = state.handle_streamed(bytes)?;
+        let mut out = Vec::with_capacity(stream.message_len());
+        out.extend_from_slice(stream.header());
+        let mut buf = vec![0u64; MASK_CHUNK];
+        let mut feed = |chunk: &mut [u64]| stream.mask_chunk(chunk, &mut out);
+        let fed = match self.input {
+            RingVec::U32(v) => v.chunks(MASK_CHUNK).try_for_each(|c| {
+                let b = &mut buf[..c.len()];
+                b.iter_mut().zip(c).for_each(|(b, x)| *b = u64::from(*x));
+                feed(b)
+            }),
+            RingVec::U64(v) => v.chunks(MASK_CHUNK).try_for_each(|c| {
+                let b = &mut buf[..c.len()];
+                b.copy_from_slice(c);
+                feed(b)
+            }),
+        };
+        // `buf` is not wiped: the whole input stays in the caller's memory anyway.
+        fed?;
+        out.extend_from_slice(&stream.finish()?);
+        let next = match next {
+            AfterMaskedInput::Consistency(s) => ClientRound::AwaitingConsistency(s),
+            AfterMaskedInput::Unmask(s) => ClientRound::AwaitingUnmask(s),
+        };
+        Ok((next, out))
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(&self.state, SimState::Round(r) if r.is_finished())
+    }
+}
+
+/// Runs one round. `inputs[i]` is client i+1's input, already in Z_2^b; it is stored in the
+/// round's word ([`RingVec`]) before the round starts. See [`run_rows`].
+pub fn run(sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
+    let modulus = sc.config.modulus();
+    let rows: Vec<RingVec> = inputs
+        .into_iter()
+        .map(|v| RingVec::from_u64(modulus, v))
+        .collect();
+    run_rows(sc, &rows)
+}
+
+/// Runs one round on borrowed inputs: `inputs[i]` is client i+1's input, already in Z_2^b.
+/// Clients read their input while masking it and hold no copy, so the caller can check the
+/// aggregate against the same vectors afterwards.
+pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> {
     let cfg = sc.config.clone();
     if inputs.len() != cfg.num_clients as usize {
         return Err(format!(
@@ -144,34 +276,35 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
     let mut server = ServerRound::new(cfg.clone(), roster.clone(), STAGE_TIMEOUT_MS)
         .map_err(|e| e.to_string())?;
     let mut keys = keys.map(|k| k.into_iter());
-    let mut clients: Vec<SimClient> = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let id = i as ClientId + 1;
-            let mut c = Client::new(id, x);
-            if let (Some(k), Some(r)) = (keys.as_mut().and_then(|k| k.next()), &roster) {
-                c = c.with_pki(k, r.clone());
-            }
-            if let Some(p) = &sc.policy {
-                c = c.with_policy(p.clone());
-            }
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&sc.seed.to_le_bytes());
-            seed[8..12].copy_from_slice(&id.to_le_bytes());
-            SimClient {
-                id,
-                round: ClientRound::New(c),
-                rng: ChaCha20Rng::from_seed(seed),
-                silent: false,
-            }
-        })
-        .collect();
+    let mut clients: Vec<SimClient> = Vec::with_capacity(inputs.len());
+    for (i, x) in inputs.iter().enumerate() {
+        let id = i as ClientId + 1;
+        let dim = u32::try_from(x.len())
+            .map_err(|_| format!("input {i} has {} values, too many", x.len()))?;
+        let mut c = Client::streamed(id, dim);
+        if let (Some(k), Some(r)) = (keys.as_mut().and_then(|k| k.next()), &roster) {
+            c = c.with_pki(k, r.clone());
+        }
+        if let Some(p) = &sc.policy {
+            c = c.with_policy(p.clone());
+        }
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&sc.seed.to_le_bytes());
+        seed[8..12].copy_from_slice(&id.to_le_bytes());
+        clients.push(SimClient {
+            id,
+            state: SimState::New(c),
+            input: x,
+            rng: ChaCha20Rng::from_seed(seed),
+            silent: false,
+        });
+    }
     let drop_at: BTreeMap<ClientId, Stage> = sc
         .dropouts
         .iter()
         .flat_map(|(st, ids)| ids.iter().map(move |id| (*id, *st)))
         .collect();
+    let packed_input = cfg.modulus().packed_len(cfg.dim as usize);
     let mut order_rng = ChaCha20Rng::seed_from_u64(sc.seed.wrapping_add(1));
     let mut stages: BTreeMap<Stage, StageStats> = BTreeMap::new();
     let mut client_errors = Vec::new();
@@ -211,77 +344,101 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
             // Deliver the final Done/Abort so clients learn the end.
             clients.par_iter_mut().zip(inbox).for_each(|(c, msgs)| {
                 for m in msgs {
-                    let _ = c.round.handle(&m, &mut c.rng);
+                    let _ = c.handle(&m);
                 }
             });
             break;
         }
-        // Clients compute in parallel.
-        let wall = Instant::now();
-        let results: Vec<ClientTurn> = clients
-            .par_iter_mut()
+        // Clients compute in parallel, a batch at a time; each batch's messages go to the
+        // server before the next batch computes (same order as one big batch: a stage's
+        // inbox is fixed before any client runs). `reorder` shuffles the whole stage.
+        let mut turns: Vec<(&mut SimClient, Vec<Vec<u8>>)> = clients
+            .iter_mut()
             .zip(inbox)
             .filter(|(c, msgs)| !c.silent && !msgs.is_empty())
-            .map(|(c, msgs)| {
-                let t = Instant::now();
-                let mut replies = Vec::new();
-                let mut err = None;
-                for m in msgs {
-                    match c.round.handle(&m, &mut c.rng) {
-                        Ok(Some(r)) => replies.push(r),
-                        Ok(None) => {}
-                        Err(e) => {
-                            err = Some(e);
-                            break;
+            .collect();
+        let batch = if sc.reorder {
+            turns.len().max(1)
+        } else {
+            (sc.max_in_flight_bytes / packed_input.max(1)).max(rayon::current_num_threads().max(1))
+        };
+        let mut held: Vec<(ClientId, Vec<u8>)> = Vec::new();
+        for group in turns.chunks_mut(batch) {
+            let wall = Instant::now();
+            let results: Vec<ClientTurn> = group
+                .par_iter_mut()
+                .map(|(c, msgs)| {
+                    let t = Instant::now();
+                    let mut replies = Vec::new();
+                    let mut err = None;
+                    for m in std::mem::take(msgs) {
+                        match c.handle(&m) {
+                            Ok(Some(r)) => replies.push(r),
+                            Ok(None) => {}
+                            Err(e) => {
+                                err = Some(e);
+                                break;
+                            }
                         }
                     }
+                    if drop_at.get(&c.id).is_some_and(|s| *s <= stage) {
+                        c.silent = true;
+                        replies.clear();
+                    }
+                    (c.id, t.elapsed(), replies, err)
+                })
+                .collect();
+            let st = stages.entry(stage).or_default();
+            st.clients_wall += wall.elapsed();
+            let held_now: u64 = held.iter().map(|(_, r)| r.len() as u64).sum();
+            let batch_bytes: u64 = results
+                .iter()
+                .flat_map(|(_, _, replies, _)| replies)
+                .map(|r| r.len() as u64)
+                .sum();
+            st.max_in_flight = st.max_in_flight.max(held_now + batch_bytes);
+            let mut deliveries = Vec::new();
+            for (id, dt, replies, err) in results {
+                st.clients_total += dt;
+                if let Some(e) = err {
+                    client_errors.push((id, e));
                 }
-                if drop_at.get(&c.id).is_some_and(|s| *s <= stage) {
-                    c.silent = true;
-                    replies.clear();
+                if !replies.is_empty() {
+                    st.senders += 1;
                 }
-                (c.id, t.elapsed(), replies, err)
-            })
-            .collect();
-        let st = stages.entry(stage).or_default();
-        st.clients_wall += wall.elapsed();
-        let mut deliveries = Vec::new();
-        for (id, dt, replies, err) in results {
-            st.clients_total += dt;
-            if let Some(e) = err {
-                client_errors.push((id, e));
-            }
-            if !replies.is_empty() {
-                st.senders += 1;
-            }
-            let up: u64 = replies.iter().map(|r| r.len() as u64).sum();
-            st.bytes_up += up;
-            st.max_up_per_client = st.max_up_per_client.max(up);
-            for r in replies {
-                if sc.duplicate {
-                    deliveries.push((id, r.clone()));
+                let up: u64 = replies.iter().map(|r| r.len() as u64).sum();
+                st.bytes_up += up;
+                st.max_up_per_client = st.max_up_per_client.max(up);
+                for r in replies {
+                    if sc.duplicate {
+                        deliveries.push((id, r.clone()));
+                    }
+                    deliveries.push((id, r));
                 }
-                deliveries.push((id, r));
             }
+            if sc.reorder {
+                held.extend(deliveries);
+                continue;
+            }
+            let t = Instant::now();
+            deliver(
+                &mut sc,
+                &mut server,
+                stage,
+                now,
+                deliveries,
+                &mut server_errors,
+            );
+            stages.entry(stage).or_default().server += t.elapsed();
         }
-        if sc.reorder {
-            for i in (1..deliveries.len()).rev() {
-                let j = (order_rng.next_u64() % (i as u64 + 1)) as usize;
-                deliveries.swap(i, j);
-            }
-        }
-        // Clients → server.
+        drop(turns);
         let t = Instant::now();
-        for (id, mut bytes) in deliveries {
-            if let Some(t) = sc.client_tamper.as_mut() {
-                bytes = t(stage, id, bytes);
+        if sc.reorder {
+            for i in (1..held.len()).rev() {
+                let j = (order_rng.next_u64() % (i as u64 + 1)) as usize;
+                held.swap(i, j);
             }
-            if let Some(o) = sc.observe.as_mut() {
-                o(stage, false, id, &bytes);
-            }
-            if let Err(e) = server.handle_message(now, id, &bytes) {
-                server_errors.push(e);
-            }
+            deliver(&mut sc, &mut server, stage, now, held, &mut server_errors);
         }
         if server.stage() == stage && server.outcome().is_none() {
             // Someone stayed silent: let the deadline pass.
@@ -291,7 +448,7 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
         stages.entry(stage).or_default().server += t.elapsed();
         now += 1;
     }
-    let finished_clients = clients.iter().filter(|c| c.round.is_finished()).count();
+    let finished_clients = clients.iter().filter(|c| c.is_finished()).count();
     Ok(Report {
         outcome: server.outcome().cloned().ok_or("round did not end")?,
         dropouts: server.dropouts().to_vec(),
@@ -301,6 +458,29 @@ pub fn run(mut sc: Scenario, inputs: Vec<Vec<u64>>) -> Result<Report, String> {
         wall: start.elapsed(),
         finished_clients,
     })
+}
+
+/// Hands a batch of client messages to the server, through the scenario's tampering and
+/// observer.
+fn deliver(
+    sc: &mut Scenario,
+    server: &mut ServerRound,
+    stage: Stage,
+    now: u64,
+    deliveries: Vec<(ClientId, Vec<u8>)>,
+    server_errors: &mut Vec<ServerError>,
+) {
+    for (id, mut bytes) in deliveries {
+        if let Some(t) = sc.client_tamper.as_mut() {
+            bytes = t(stage, id, bytes);
+        }
+        if let Some(o) = sc.observe.as_mut() {
+            o(stage, false, id, &bytes);
+        }
+        if let Err(e) = server.handle_message(now, id, &bytes) {
+            server_errors.push(e);
+        }
+    }
 }
 
 /// The plaintext sum mod 2^b of the inputs of `survivors` (ids), for checking.
@@ -322,4 +502,20 @@ pub fn plain_sum(
         }
     }
     sum
+}
+
+/// [`plain_sum`] over inputs stored as [`RingVec`]s (ids of `survivors` index `inputs` from 1).
+pub fn plain_sum_rows(
+    inputs: &[RingVec],
+    survivors: impl Iterator<Item = ClientId>,
+    modulus: Modulus,
+) -> Vec<u64> {
+    let dim = inputs.first().map_or(0, RingVec::len);
+    let mut sum = RingVec::zeros(modulus, dim);
+    for id in survivors {
+        if let Some(x) = inputs.get((id as usize).wrapping_sub(1)) {
+            sum.add_assign(modulus, x);
+        }
+    }
+    sum.into_u64()
 }

@@ -4,6 +4,7 @@
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use secagg_core::encoding::{FloatEncoding, check_integer_sum};
+use secagg_core::ring::{Modulus, RingVec};
 use secagg_core::server::{Dropout, Outcome};
 use secagg_core::{ClientId, Stage};
 
@@ -17,6 +18,9 @@ use crate::plan::{Plan, RoundOptions, plan};
 pub enum Inputs {
     /// Unsigned integers: the sum mod 2^b is computed.
     Unsigned(Vec<Vec<u64>>),
+    /// Unsigned integers already in a compact word ([`RingVec`], `u32` when they fit): the
+    /// same round as [`Inputs::Unsigned`] with half its memory at b ≤ 32.
+    Words(Vec<RingVec>),
     /// Floats with weights: the weighted mean is computed.
     Float {
         /// One vector per client.
@@ -32,27 +36,34 @@ impl Inputs {
     fn len(&self) -> usize {
         match self {
             Inputs::Unsigned(v) => v.len(),
+            Inputs::Words(v) => v.len(),
             Inputs::Float { values, .. } => values.len(),
         }
     }
     fn dims(&self) -> Vec<usize> {
         match self {
             Inputs::Unsigned(v) => v.iter().map(Vec::len).collect(),
+            Inputs::Words(v) => v.iter().map(RingVec::len).collect(),
             Inputs::Float { values, .. } => values.iter().map(Vec::len).collect(),
         }
     }
 }
 
-/// Random unsigned inputs that cannot wrap: each value below 2^b / n.
+/// Random unsigned inputs that cannot wrap: each value below 2^b / n, in `u32` words when
+/// b ≤ 32 ([`Inputs::Words`]).
 pub fn random_inputs(n: u32, dim: u32, bits: u8, seed: u64) -> Inputs {
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x05ee_d1a9_u64);
     let max = (((1u128 << bits) - 1) / n.max(1) as u128).max(1) as u64;
-    Inputs::Unsigned(
+    let mut draw = move || rng.next_u64() % (max + 1).max(1);
+    Inputs::Words(
         (0..n)
             .map(|_| {
-                (0..dim)
-                    .map(|_| rng.next_u64() % (max + 1).max(1))
-                    .collect()
+                if bits <= 32 {
+                    // draw() ≤ max < 2^32.
+                    RingVec::U32((0..dim).map(|_| draw() as u32).collect())
+                } else {
+                    RingVec::U64((0..dim).map(|_| draw()).collect())
+                }
             })
             .collect(),
     )
@@ -223,13 +234,23 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
     if let Some(dp) = opts.dp {
         return simulate_dp(inputs, opts, dp, rng);
     }
-    // Encode into Z_2^b.
-    // Unsigned inputs are moved, not copied; float rounds keep their values and weights to
-    // check the released mean.
+    // Encode into Z_2^b, in the round's word (u32 for b ≤ 32). Unsigned inputs are moved,
+    // not copied; the clients borrow them and the aggregate is checked against them. Float
+    // rounds keep their values and weights to check the released mean.
     type FloatRound = (FloatEncoding, Vec<Vec<f64>>, Vec<u64>);
-    let (encoded, float): (Vec<Vec<u64>>, Option<FloatRound>) = match inputs {
+    let modulus = Modulus::new(bits).ok_or_else(|| format!("b = {bits} is not in 1..=64"))?;
+    let (encoded, float): (Vec<RingVec>, Option<FloatRound>) = match inputs {
         Inputs::Unsigned(v) => {
             let max = v.iter().flat_map(|x| x.iter()).copied().max().unwrap_or(0);
+            check_integer_sum(bits, n32, max).map_err(|e| e.0)?;
+            let rows = v
+                .into_iter()
+                .map(|x| RingVec::from_u64(modulus, x))
+                .collect();
+            (rows, None)
+        }
+        Inputs::Words(v) => {
+            let max = v.iter().map(RingVec::max).max().unwrap_or(0);
             check_integer_sum(bits, n32, max).map_err(|e| e.0)?;
             (v, None)
         }
@@ -260,7 +281,8 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
             let enc = FloatEncoding::new(bits, clip, n32, max_w).map_err(|e| e.0)?;
             let mut out = Vec::with_capacity(n);
             for (v, w) in values.iter().zip(&weights) {
-                out.push(enc.encode(v, *w, &mut rng).map_err(|e| e.0)?);
+                let x = enc.encode(v, *w, &mut rng).map_err(|e| e.0)?;
+                out.push(RingVec::from_u64(modulus, x));
             }
             (out, Some((enc, values, weights)))
         }
@@ -284,14 +306,14 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
         sc.dropouts.push((opts.dropout_stage, drop_ids));
     }
     sc.on_stage = opts.on_stage.take();
-    let report = harness::run(sc, encoded.clone())?;
+    let report = harness::run_rows(sc, &encoded)?;
     let (aggregate, aborted, survivors, aggregate_ok, mean_error) = match &report.outcome {
         Outcome::Aborted(r) => (None, Some(r.to_string()), Vec::new(), false, None),
         Outcome::Released {
             aggregate,
             survivors,
         } => {
-            let expect = harness::plain_sum(&encoded, survivors.iter(), bits);
+            let expect = harness::plain_sum_rows(&encoded, survivors.iter(), modulus);
             let exact = *aggregate == expect;
             let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
             match float {
@@ -434,11 +456,13 @@ fn simulate_dp(
     let eps_release = crate::dp::epsilon_after(None, &sampled, dp.rounds, dp.delta)?;
     // One sampler (a table for Skellam) serves every simulated client.
     let noise = enc.client_noise().map_err(|e| e.0)?;
-    let encoded: Vec<Vec<u64>> = values
+    let modulus = plan.config.modulus();
+    let encoded: Vec<RingVec> = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             enc.encode_with(&noise, v, &mut rng)
+                .map(|x| RingVec::from_u64(modulus, x))
                 .map_err(|e| format!("input {i}: {}", e.0))
         })
         .collect::<Result<_, _>>()?;
@@ -449,7 +473,7 @@ fn simulate_dp(
         sc.dropouts.push((opts.dropout_stage, drop_ids));
     }
     sc.on_stage = opts.on_stage.take();
-    let report = harness::run(sc, encoded.clone())?;
+    let report = harness::run_rows(sc, &encoded)?;
     let mut result = SimulateResult {
         plan,
         aggregate: None,
@@ -474,7 +498,7 @@ fn simulate_dp(
     };
     let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
     // The protocol's part is exact: the unmasked sum equals the sum of what clients sent.
-    let exact = aggregate == harness::plain_sum(&encoded, survivors.iter(), ro.bits);
+    let exact = aggregate == harness::plain_sum_rows(&encoded, survivors.iter(), modulus);
     let mut sum = aggregate;
     if params.placement == secagg_dp::pipeline::NoisePlacement::Central {
         enc.add_central_noise(&mut sum, &mut rng).map_err(|e| e.0)?;

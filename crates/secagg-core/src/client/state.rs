@@ -45,6 +45,10 @@ mod tag {
     pub const AWAITING_CONSISTENCY: u8 = 4;
     pub const AWAITING_UNMASK: u8 = 5;
     pub const FINISHED: u8 = 6;
+    /// The two stages before the upload, for a [`Client::streamed`](super::Client::streamed)
+    /// client: the same fields without the input, which it does not hold.
+    pub const STREAMED_AWAITING_NEIGHBOURS: u8 = 7;
+    pub const STREAMED_AWAITING_SHARES: u8 = 8;
 }
 
 const HEADER_LEN: usize = STATE_MAGIC.len() + 2;
@@ -102,11 +106,11 @@ impl ClientRound {
             + match self {
                 ClientRound::New(c) => new_len(c),
                 ClientRound::AwaitingNeighbours(s) => {
-                    common_len(&s.common) + input_len(&s.common) + 3 * KEY_LEN
+                    common_len(&s.common) + held_input_len(&s.common, &s.input) + 3 * KEY_LEN
                 }
                 ClientRound::AwaitingShares(s) => {
                     common_len(&s.common)
-                        + input_len(&s.common)
+                        + held_input_len(&s.common, &s.input)
                         + 2 * KEY_LEN
                         + s.u1.encoded_len()
                         + 4
@@ -126,7 +130,11 @@ impl ClientRound {
                 encode_new(c, &mut w);
             }
             ClientRound::AwaitingNeighbours(s) => {
-                w.u8(tag::AWAITING_NEIGHBOURS);
+                w.u8(if s.input.is_empty() {
+                    tag::STREAMED_AWAITING_NEIGHBOURS
+                } else {
+                    tag::AWAITING_NEIGHBOURS
+                });
                 encode_common(&s.common, &mut w);
                 encode_input(&s.common, &s.input, &mut w);
                 w.fixed(&*s.enc.secret_bytes())
@@ -134,7 +142,11 @@ impl ClientRound {
                     .fixed(&*s.self_seed);
             }
             ClientRound::AwaitingShares(s) => {
-                w.u8(tag::AWAITING_SHARES);
+                w.u8(if s.input.is_empty() {
+                    tag::STREAMED_AWAITING_SHARES
+                } else {
+                    tag::AWAITING_SHARES
+                });
                 encode_common(&s.common, &mut w);
                 encode_input(&s.common, &s.input, &mut w);
                 w.fixed(&*s.self_seed).fixed(&s.session);
@@ -186,9 +198,13 @@ impl ClientRound {
         }
         let round = match r.u8()? {
             tag::NEW => ClientRound::New(decode_new(&mut r)?),
-            tag::AWAITING_NEIGHBOURS => {
+            t @ (tag::AWAITING_NEIGHBOURS | tag::STREAMED_AWAITING_NEIGHBOURS) => {
                 let common = decode_common(&mut r)?;
-                let input = decode_input(&common, &mut r)?;
+                let input = if t == tag::STREAMED_AWAITING_NEIGHBOURS {
+                    Zeroizing::new(Vec::new())
+                } else {
+                    decode_input(&common, &mut r)?
+                };
                 let enc = DhKeyPair::from_secret_bytes(&*secret(&mut r)?);
                 let mask = DhKeyPair::from_secret_bytes(&*secret(&mut r)?);
                 let self_seed = secret(&mut r)?;
@@ -200,7 +216,10 @@ impl ClientRound {
                     self_seed,
                 })
             }
-            tag::AWAITING_SHARES => ClientRound::AwaitingShares(decode_shares(&mut r)?),
+            tag::AWAITING_SHARES => ClientRound::AwaitingShares(decode_shares(&mut r, false)?),
+            tag::STREAMED_AWAITING_SHARES => {
+                ClientRound::AwaitingShares(decode_shares(&mut r, true)?)
+            }
             tag::AWAITING_CONSISTENCY => {
                 let inner = decode_unmask(&mut r, false)?;
                 if inner.common.config.model != ThreatModel::Malicious {
@@ -297,7 +316,15 @@ fn input_len(c: &Common) -> usize {
     c.config.modulus().packed_len(c.config.dim as usize)
 }
 
+/// The saved input's length: none for a streamed client (its input is empty).
+fn held_input_len(c: &Common, input: &[u64]) -> usize {
+    if input.is_empty() { 0 } else { input_len(c) }
+}
+
 fn encode_input(c: &Common, input: &[u64], w: &mut Writer) {
+    if input.is_empty() {
+        return; // a streamed client: the tag says so
+    }
     let m = c.config.modulus();
     w.fill(input_len(c), |out| m.pack_into(input, out));
 }
@@ -474,9 +501,13 @@ fn decode_share(r: &mut Reader<'_>) -> Result<Share, CodecError> {
     Share::from_bytes(r.take(SHARE_LEN)?).map_err(|_| CodecError::NonCanonical("share"))
 }
 
-fn decode_shares(r: &mut Reader<'_>) -> Result<AwaitingShares, StateError> {
+fn decode_shares(r: &mut Reader<'_>, streamed: bool) -> Result<AwaitingShares, StateError> {
     let common = decode_common(r)?;
-    let input = decode_input(&common, r)?;
+    let input = if streamed {
+        Zeroizing::new(Vec::new())
+    } else {
+        decode_input(&common, r)?
+    };
     let self_seed = secret(r)?;
     let session = r.array()?;
     let u1 = decode_u1(r, &common)?;
@@ -1010,7 +1041,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn arbitrary_bytes_after_a_valid_header_never_panic(
-            tag in 0u8..8,
+            tag in 0u8..10,
             body in proptest::collection::vec(any::<u8>(), 0..600),
         ) {
             let mut b = STATE_MAGIC.to_vec();

@@ -32,3 +32,8 @@ if hasattr(_secagg, "connect"):
     from ._secagg import RoundReceipt, ServiceClient, connect
 
     __all__ += ["RoundReceipt", "ServiceClient", "connect"]
+
+if hasattr(_secagg, "serve"):
+    from ._secagg import ServeOptions, combine, serve
+
+    __all__ += ["ServeOptions", "combine", "serve"]

@@ -10,7 +10,10 @@ the clients' vectors, never one client's vector. Three ways in:
   milliseconds; randomness comes from the OS unless a ``seed`` is given.
 - :func:`connect`: a client of the ``secagg server`` gRPC service (only in builds with the
   ``service`` feature: ``MATURIN_PEP517_ARGS="--features extension-module,service"
-  pip install ./crates/secagg-py``; ``hasattr(secagg, "connect")`` tells).
+  pip install ./crates/secagg-py``; ``hasattr(secagg, "connect")`` tells); in the same
+  builds, :func:`serve` runs the server (:class:`ServeOptions`), :func:`combine` adds cohort
+  results, and :mod:`secagg.cluster` runs a round as cohorts on Ray
+  (``python -m secagg.cluster run``).
 - :mod:`secagg.dp`: privacy accounting (``dp.epsilon``, ``dp.Accountant``), planning
   (``dp.plan``), a client's noise floor (``dp.Floor``) and its own privacy budget
   (``dp.ClientLedger``); :class:`DpEncoding`: one round's differentially private encoding.
@@ -25,7 +28,7 @@ Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
 ``"consistency"`` (malicious-server model only), ``"unmask"``.
 """
 
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -390,13 +393,23 @@ class Client:
     request that would leak its input. How it encodes its input (as is, a weighted mean's
     clipping and weight bound, a DP mean's clipping, scale and noise) is read from the round's
     configuration in RoundStart only, never from its own arguments or another field.
+
+    A client can also take its input only when the masked-input request arrives, so that
+    nothing is computed for a round that ends before it, and its saved state holds no vector
+    whatever d is (see :meth:`handle`)::
+
+        client = secagg.Client(client_id, dim=len(update))
+        ...
+        if client.stage == "masked-input":
+            reply = client.handle(msg, input=update)  # or an iterable of chunks
     """
 
     def __init__(
         self,
         client_id: int,
-        input: np.ndarray,
+        input: Optional[np.ndarray] = None,
         *,
+        dim: Optional[int] = None,
         weight: int = 1,
         identity: Optional[bytes] = None,
         roster: Optional[Sequence[bytes]] = None,
@@ -417,7 +430,12 @@ class Client:
             input: 1-D unsigned-integer array (sum rounds, or an encoding the caller made
                 with ``DpEncoding(round_config(round_start))``) or float32/float64 array
                 (weighted-mean rounds, and DP rounds, which the client encodes itself with
-                noise from the OS CSPRNG).
+                noise from the OS CSPRNG). Copied (8 bytes a value) and kept until the upload.
+            dim: instead of ``input``: its length (the values of a float mean, the length of
+                a DP update, or of an unsigned vector); the values are given to
+                :meth:`handle` with the masked-input request and never held whole. The round
+                must take ``dim`` values from this client (its RoundStart is refused
+                otherwise, before any key is sent).
             weight: weighted-mean rounds: this client's weight (e.g. its example count), at
                 most the round's ``max_weight``; 1 for DP rounds (unweighted).
             identity: malicious model: this client's secret key from :func:`keygen`. A
@@ -454,10 +472,35 @@ class Client:
                 ``clip=``/``max_weight=``, which are the round's now, and a seed without
                 ``insecure_test_seed``).
         """
-    def handle(self, message: bytes) -> Optional[bytes]:
+    def handle(
+        self,
+        message: bytes,
+        *,
+        input: Union[np.ndarray, Iterable[np.ndarray], None] = None,
+        weight: Optional[int] = None,
+    ) -> Optional[bytes]:
         """Handle one server message; returns the reply to send, if any.
 
+        Args:
+            message: the server's message.
+            input: for a client made with ``dim=``, at the masked-input stage
+                (``stage == "masked-input"``) only: its input, as a 1-D array (u8/16/32/64
+                or float32/64; borrowed read-only and read in chunks of 65,536 values,
+                never copied whole) or an iterable of 1-D arrays whose concatenation is the
+                input (e.g. a generator that encodes a model array by array). It is encoded
+                as the round says (a DP update whole: its rotation mixes every coordinate),
+                masked and packed straight into the reply, so the client holds one chunk
+                besides the reply.
+            weight: with ``input``: the weight of a float mean (default: the constructor's;
+                required by a float-mean client restored with :meth:`from_state`).
+
         Raises:
+            ValueError: ``input`` missing at the masked-input stage of a client made with
+                ``dim=``, given at another stage or to a client made with its input, of the
+                wrong dtype, family (floats for a sum, integers for a mean) or length (the
+                client is unchanged: call again with the right one); a NaN/inf, a value ≥
+                2^bits, or a chunk of the wrong family met while streaming (the client
+                stops: a half-masked reply cannot resume).
             ServerRefused: the server sent something an honest client refuses (parameters
                 its policy refuses, an encoding it cannot apply, a replayed round id, a
                 round past its DP budget...); the client stops (every later call raises the
@@ -470,8 +513,8 @@ class Client:
 
         For drivers that cannot keep the object alive between messages, e.g. a Flower
         ``ClientApp`` run in a fresh process per message. The bytes (a versioned binary format:
-        the packed input and ~100 bytes per neighbour until the upload, then ~100 bytes per
-        neighbour) hold the client's secrets for the rest of the round: key material, its
+        the packed input (none for a client made with ``dim=``) and ~100 bytes per neighbour
+        until the upload, then ~100 bytes per neighbour) hold the client's secrets for the rest of the round: key material, its
         encoded input until it uploads, the shares its neighbours sent it. Store them like a
         private key and delete them when the round ends; Python cannot wipe this copy.
 
@@ -558,7 +601,8 @@ def check_round_start(
 ) -> dict[str, Any]:
     """Whether a :class:`Client` built with these options would accept the round announced
     by ``message`` (a RoundStart), before its input exists: the core's own checks of the
-    parameters against the client's threat model, assumptions and PKI. For drivers that
+    parameters against the client's threat model, assumptions and PKI, on a throwaway client
+    that holds no input (nothing of the round's length is allocated). For drivers that
     refuse a round before computing the input (the Flower mod checks before training).
 
     Returns:
@@ -731,9 +775,13 @@ class ServiceClient:
     """A connection profile for a ``secagg server``; see :func:`connect`."""
 
     url: str
-    def submit(self, array: np.ndarray, *, weight: int = 1) -> RoundReceipt:
+    def submit(
+        self, array: np.ndarray, *, weight: int = 1, _pause_at: Optional[StageName] = None
+    ) -> RoundReceipt:
         """Join the server's next round with ``array`` and take part until it ends (blocks,
-        GIL released).
+        GIL released). ``_pause_at`` is a testing hook (``secagg client --pause-at``): the
+        client stops answering when that stage's request arrives, like a frozen device, until
+        :meth:`cancel`.
 
         Unsigned-integer arrays for sum rounds; float32/float64 with ``weight`` for
         weighted-mean rounds (the server's ``--clip``).
@@ -745,6 +793,10 @@ class ServiceClient:
             TimeoutError: the server sent nothing for ``timeout`` seconds.
             ValueError: the array does not fit the round.
         """
+    def cancel(self) -> None:
+        """Stop the :meth:`submit` in progress (call it from another thread): it drops its
+        stream (the server counts this client as a dropout) and raises :class:`RoundAborted`.
+        No effect on a later ``submit``."""
 
 def connect(
     url: str,
@@ -810,4 +862,117 @@ def connect(
         ValueError: a parameter out of range (e.g. ``honest_clients`` without
             ``min_noise_multiplier`` or ``dp_budget_epsilon``, or below 1), or a budget
             without ``state_dir`` or ``honest_clients``.
+    """
+
+# --------------------------------------------------------------------------------------------
+# gRPC service server and cohorts (builds with the ``service`` feature)
+# --------------------------------------------------------------------------------------------
+
+class ServeOptions:
+    """The checked options of a ``secagg server`` run from Python (:func:`serve`), keyword
+    for keyword the flags of ``secagg server`` (durations in seconds, addresses as
+    ``"IP:PORT"``).
+
+    ``clients`` per round, ``dim``, ``data_dir`` (the store and ``rounds/<id>.{json,npy}``)
+    are required. ``min_clients`` (start with at least this many when ``join_timeout``
+    passes) defaults to ``min_cohort_size`` or ``clients``. Cohorts of a larger round:
+    ``global_round_id`` and ``cohort_index`` (written into each round's results for
+    :func:`combine`), ``min_cohort_size`` (the fewest clients whose inputs a released sum may
+    hold: each round's ``min_clients`` is raised to it, so clients see and check it), and
+    ``ready_file`` (once listening, ``{"address": "IP:PORT", "pid", "cohort"}`` is written
+    there atomically: with ``listen="127.0.0.1:0"`` it tells the caller the port). DP rounds:
+    ``dp="ddg"|"skellam"`` with ``dp_epsilon_budget`` (the population's ledger is in the
+    store), as ``secagg server --dp``.
+
+    Raises:
+        ValueError: an option out of range, or a round the planner refuses (the message says
+            what to change).
+    """
+
+    def __init__(
+        self,
+        *,
+        clients: int,
+        dim: int,
+        data_dir: str,
+        min_clients: Optional[int] = None,
+        listen: str = "127.0.0.1:0",
+        bits: int = 32,
+        rounds: Optional[int] = 1,
+        join_timeout: float = 30.0,
+        stage_timeout: float = 30.0,
+        threat: Threat = "honest-but-curious",
+        assumed_corrupt: float = 0.05,
+        assumed_dropout: float = 0.05,
+        degree: Optional[int] = None,
+        threshold: Optional[int] = None,
+        accept_weaker_params: bool = False,
+        roster: Optional[Sequence[bytes]] = None,
+        clip: Optional[float] = None,
+        max_weight: int = 1,
+        dp: Optional[Literal["ddg", "skellam"]] = None,
+        dp_noise_multiplier: float = 1.0,
+        dp_clip: float = 1.0,
+        dp_delta: float = 1e-5,
+        dp_central: bool = False,
+        dp_min_survivors: Optional[int] = None,
+        dp_epsilon_budget: Optional[float] = None,
+        dp_population: str = "default",
+        global_round_id: Optional[str] = None,
+        cohort_index: Optional[int] = None,
+        min_cohort_size: Optional[int] = None,
+        ready_file: Optional[str] = None,
+        metrics: Optional[str] = None,
+        max_message_bytes: int = 4194304,
+        max_connections: int = 10000,
+        join_frame_timeout: float = 10.0,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
+    ) -> None: ...
+    def config(self, clients: Optional[int] = None) -> dict[str, Any]:
+        """The configuration (as :attr:`Server.config`, plus ``"warnings"``) a round of
+        ``clients`` clients (default: :attr:`clients`) gets from this server: (k, t), its
+        ``min_clients`` (raised to the minimum cohort size, and for DP to the survivors the
+        noise is sized for), its input encoding; round id 0 and a zero round seed (each round
+        draws its own). ``secagg.DpEncoding(options.config())`` is a DP round's encoding."""
+    @property
+    def clients(self) -> int: ...
+    @property
+    def data_dir(self) -> str: ...
+
+def serve(options: ServeOptions) -> None:
+    """Run the gRPC server (what ``secagg server`` runs) until its ``rounds`` are done
+    (forever with ``rounds=None``). Blocks with the GIL released; in the main thread Ctrl-C
+    stops it with ``KeyboardInterrupt``. :mod:`secagg.cluster` runs one per cohort in a Ray
+    actor.
+
+    Raises:
+        ValueError: the server could not start (address in use, unreadable store...) or
+            stopped on an error (e.g. a DP budget exhausted).
+    """
+
+def combine(
+    cohorts: Sequence[str],
+    output: str,
+    *,
+    report: Optional[str] = None,
+    min_cohort_size: Optional[int] = None,
+    min_cohorts: int = 1,
+) -> dict[str, Any]:
+    """``secagg combine`` without the binary: the global aggregate of cohort results (round
+    JSONs written by ``secagg server`` / :func:`serve`, or directories of them) written to
+    ``output`` (.npy: uint64 sums added without wrapping, b + ⌈log2 C⌉ bits; float64 means
+    weighted by total weight or survivors). A cohort that did not release, has fewer than
+    ``min_cohort_size`` survivors (default: its announced minimum) or other public
+    parameters than most is excluded, with the reason in the report.
+
+    Returns:
+        The report (also written to ``report`` when given): ``"cohorts_included"``,
+        ``"cohorts_excluded"`` (with ``"reason"``), ``"survivors"``, ``"kind"``, ``"dtype"``,
+        ``"bits_needed"``...
+
+    Raises:
+        ValueError: unreadable results, cohorts of different kinds, a client among the
+            survivors of two cohorts, fewer than ``min_cohorts`` cohorts left (the report file,
+            when asked for, is still written and says why).
     """

@@ -10,6 +10,11 @@ Adopting it in a Flower app that uses SecAgg+ means changing one import and the 
     fit = SecAggWorkflow(num_shares=21, reconstruction_threshold=11)
     workflow = DefaultWorkflow(fit_workflow=fit)
 
+On Flower's Message API (``flwr.serverapp.strategy``), wrap the strategy instead::
+
+    strategy = SecAggStrategy(FedAdam(), num_shares=21, reconstruction_threshold=11)
+    client_app = ClientApp(mods=[secagg_mod])  # @client_app.train() handlers unchanged
+
 Flower carries the bytes; the key agreement, masks, dropout recovery and malicious-server
 checks are secagg's Rust core. ``SecAggWorkflow(..., dp=DpConfig(...))`` makes the rounds
 release a differentially private mean update, with the noise added by the clients before
@@ -27,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .dp import DpConfig
 from .in_process import InProcessGrid, NodeStats, run_server_app
 from .mod import SecAggClientError, make_secagg_mod, secagg_mod
+from .strategy import SecAggStrategy, StrategyRefused
 from .workflow import RoundReport, SecAggWorkflow
 
 __all__ = [
@@ -35,8 +41,10 @@ __all__ = [
     "NodeStats",
     "RoundReport",
     "SecAggClientError",
+    "SecAggStrategy",
     "SecAggWorkflow",
     "make_secagg_mod",
     "run_server_app",
+    "StrategyRefused",
     "secagg_mod",
 ]

@@ -14,7 +14,15 @@ that node's keys disagree with its neighbours', and the round fail, instead of g
 fine encoding and the others a scale that rounds to zero. No such value is taken from the
 Flower record (a record that still carries one, as protocol version 1 did, is refused).
 
-The mod lets the client train (``call_next``), turns the returned parameters and
+In a :class:`SecAggStrategy` round (Flower's Message API) the strategy's instructions come
+with the protocol's masked-input request, not with its first message: the mod joins the key
+exchange with a ``secagg.Client`` made without its input (``dim=``), and runs the train
+handler only when the masked update is asked for; the update is encoded piece by piece from
+views of the arrays' bytes and masked straight into the reply (``handle(message,
+input=pieces)``), so neither the encoded update nor a copy of the model is held between
+messages or whole.
+
+In legacy rounds the mod lets the client train (``call_next``), turns the returned parameters and
 ``num_examples`` into one float vector and its weight, and hands both to the Rust client,
 which clips, quantizes and masks them *here*, with the weight inside the masked vector. The
 reply carries no parameters, no ``num_examples`` and (by default) no metrics: the server
@@ -51,8 +59,8 @@ Between messages the Rust client lives in ``context.state`` (the ``secagg.state`
 ConfigRecord), saved with :meth:`secagg.Client.export_state` after every message and restored
 from there, so a SuperNode may run the ClientApp in a fresh process per message, as with
 Flower's ``secaggplus_mod`` (which also keeps its state there). Like Flower's, that state holds
-the client's secrets for the rest of the round (key material, its encoded update until it is
-masked, the shares its neighbours sent it): it is deleted when the client finishes or fails,
+the client's secrets for the rest of the round (key material, the shares its neighbours sent
+it, and in legacy rounds its encoded update until it is masked): it is deleted when the client finishes or fails,
 and replaced when the node's next round starts (a round the server aborted without telling the
 client keeps its state until then). A process that handles a node's messages one after the
 other also keeps the client in memory and skips the restore, but only while that client is
@@ -64,13 +72,13 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from logging import WARNING
+from logging import INFO, WARNING
 from typing import Literal, TypeVar, cast
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.common.constant import ErrorCode
 from flwr.common import FitRes, Parameters, parameters_to_ndarrays
@@ -80,6 +88,10 @@ from flwr.supercore import log
 import secagg
 
 from . import records as rk
+from .encoding import CHUNK, Encoding, EncodingError, array_view, check_binding
+
+#: The protocol stage whose request carries a SecAggStrategy round's instructions.
+MASKED_INPUT = "masked-input"
 
 __all__ = ["make_secagg_mod", "secagg_mod"]
 
@@ -271,7 +283,13 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
 
     def secagg_mod_impl(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:
-            return call_next(msg, ctxt)
+            # Evaluate messages go through the protocol only when a SecAggStrategy asks
+            # (secure_evaluate); otherwise they are Flower's own, in clear.
+            if (
+                msg.metadata.message_type != MessageType.EVALUATE
+                or rk.RECORD not in msg.content.config_records
+            ):
+                return call_next(msg, ctxt)
         if rk.RECORD not in msg.content.config_records:
             if allow_plain:
                 return call_next(msg, ctxt)
@@ -296,22 +314,41 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             started = cast(int, config["round_id"])
             dp_round = config["dp"] is not None
             step = 0
-            content = _stripped_fit_reply(out, keep_metrics and not dp_round)
-            if keep_metrics and dp_round:
-                _warn_metrics_dropped()
+            if _message_api(cfg):
+                # Nothing of the handler's reply travels in clear: its arrays and announced
+                # metrics are inside the masked vector, anything else stays here.
+                content = RecordDict()
+            else:
+                content = _stripped_fit_reply(out, keep_metrics and not dp_round)
+                if keep_metrics and dp_round:
+                    _warn_metrics_dropped()
         else:
             client, step = _resume(ctxt, round_key, cached)
             content = RecordDict()
+        deferred: Callable[[], object] | None = None
+        if started is None and client.stage == "masked-input" and rk.CONTENT_AT not in cfg:
+            if _message_api(cfg):
+                # The instructions arrived with the masked-input request: train now.
+                out, deferred = _deferred_input(msg, ctxt, call_next, cfg, client)
+                if out is not None:
+                    ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+                        {rk.ROUND_KEY: round_key, rk.STATE_FAILED: "the train handler failed"}
+                    )
+                    return out
         try:
             replies = []
             for m in messages:
                 # With a budget the client charges its ledger (a file under state_dir) before
                 # handle() returns the masked update.
-                reply = client.handle(m)
+                if deferred is not None and client.stage == "masked-input":
+                    reply = client.handle(m, input=deferred())
+                    deferred = None
+                else:
+                    reply = client.handle(m)
                 if reply is None:
                     continue
                 replies.append(reply)
-        except secagg.ProtocolError as exc:
+        except (secagg.ProtocolError, ValueError) as exc:
             # The client stops for good: keep why, drop the secrets. Answer with an error
             # reply rather than raising: Flower's simulation engine discards the context of
             # a ClientApp that raises, which would bring the saved secrets back.
@@ -477,7 +514,18 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         except (secagg.ServerRefused, ValueError) as exc:
             raise SecAggClientError(f"refusing the round: {exc}") from exc
         dp = cast("dict[str, object] | None", config["dp"])
-        if config["input"] == "integers":
+        encoding = None
+        if rk.ENCODING in cfg:
+            try:
+                encoding = check_binding(_typed(cfg, rk.ENCODING, bytes), config)
+            except EncodingError as exc:
+                raise SecAggClientError(f"refusing the round: {exc}") from exc
+            if encoding.message_type != msg.metadata.message_type:
+                raise SecAggClientError(
+                    f"refusing the round: its encoding is for {encoding.message_type} messages, "
+                    f"this is a {msg.metadata.message_type} message"
+                )
+        elif config["input"] == "integers":
             raise SecAggClientError(
                 "refusing the round: it sums unsigned integers, but this mod sends float model "
                 "parameters (the server should create the round with a clipping range or DP)"
@@ -495,11 +543,6 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             )
         except (secagg.ProtocolError, ValueError) as exc:
             raise SecAggClientError(f"refusing the round: {exc}") from exc
-        out = call_next(msg, ctxt)
-        if out.has_error():
-            return out, None, config
-        fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
-        vector = _flatten(parameters_to_ndarrays(fitres.parameters))
         client_seed = None if seed is None else _derived_seed(seed, ctxt.node_id, round_key)
         common = {
             "identity": secret,
@@ -508,6 +551,60 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             "insecure_test_seed": client_seed is not None,
             **policy,
         }
+        if _message_api(cfg) and rk.CONTENT_AT in cfg:
+            # The instructions come with the masked-input request: join the key exchange
+            # with a client that takes its vector then (nothing of the model is computed or
+            # kept before).
+            if cfg[rk.CONTENT_AT] != MASKED_INPUT:
+                raise SecAggClientError(
+                    f"refusing the round: its instructions come at stage {cfg[rk.CONTENT_AT]!r}; "
+                    f"this client takes them at {MASKED_INPUT!r}"
+                )
+            if encoding is not None:
+                values = encoding.dim
+            elif dp is not None:
+                values = cast(int, dp["dim"])
+            else:
+                raise SecAggClientError(
+                    f"refusing the round: '{rk.RECORD}.{rk.ARRAYS}' without DP or an encoding"
+                )
+            deferred = secagg.Client(
+                client_id, dim=values, dp_ledger=ledger if dp is not None else None, **common
+            )
+            return Message(RecordDict(), reply_to=msg), deferred, config
+        if _message_api(cfg):
+            # A SecAggStrategy round: the handler sees the strategy's instructions only.
+            del msg.content[rk.RECORD]
+            out = call_next(msg, ctxt)
+            if out.has_error():
+                return out, None, config
+            # The handler's reply is encoded, then dropped: only the masked vector leaves, and
+            # a large model is not held twice while the Rust client works.
+            done = Message(RecordDict(), reply_to=msg)
+            try:
+                if encoding is not None:
+                    vector = _message_api_vector(encoding, msg, out)
+                    del out
+                    return done, secagg.Client(client_id, vector, **common), config
+                if dp is None:
+                    raise SecAggClientError(
+                        f"refusing the round: '{rk.RECORD}.{rk.ARRAYS}' without DP or an encoding"
+                    )
+                update = _message_api_dp_update(_typed(cfg, rk.ARRAYS, str), msg, out)
+                del out
+            except EncodingError as exc:
+                raise SecAggClientError(str(exc)) from exc
+            if update.size != dp["dim"]:
+                raise SecAggClientError(
+                    f"the round averages updates of {dp['dim']} values; this client's has "
+                    f"{update.size}"
+                )
+            return done, secagg.Client(client_id, update, dp_ledger=ledger, **common), config
+        out = call_next(msg, ctxt)
+        if out.has_error():
+            return out, None, config
+        fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
+        vector = _flatten(parameters_to_ndarrays(fitres.parameters))
         if dp is not None:
             update = _dp_update(msg, vector, cast(int, dp["dim"]))
             client = secagg.Client(client_id, update, dp_ledger=ledger, **common)
@@ -604,6 +701,143 @@ def _dp_update(msg: Message, vector: np.ndarray, dim: int) -> np.ndarray:
             f"the round averages updates of {dim} values; this client's has {vector.size}"
         )
     return cast(np.ndarray, vector.astype(np.float64) - received.astype(np.float64))
+
+
+def _message_api(cfg: ConfigRecord) -> bool:
+    """Whether a round comes from :class:`SecAggStrategy` (Flower's Message API)."""
+    return rk.ENCODING in cfg or rk.ARRAYS in cfg
+
+
+def _message_api_vector(encoding: Encoding, msg: Message, out: Message) -> np.ndarray:
+    """The integer vector of a Message-API round: the handler's update, metrics and weight."""
+    key = encoding.arrays_key
+    received = msg.content.array_records.get(key) if key is not None else None
+    returned = out.content.array_records.get(key) if key is not None else None
+    if key is not None and returned is None and len(out.content.array_records) == 1:
+        returned = next(iter(out.content.array_records.values()))
+    metrics = next(iter(out.content.metric_records.values()), MetricRecord())
+    vector, clipped, _ = encoding.encode(received, returned, metrics)
+    if clipped:
+        # Only this node learns its own count; the server sees the total over the survivors.
+        log(INFO, "secagg: %s values of this node's update were clipped", clipped)
+    return vector
+
+
+def _deferred_input(
+    msg: Message,
+    ctxt: Context,
+    call_next: ClientAppCallable,
+    cfg: ConfigRecord,
+    client: secagg.Client,
+) -> tuple[Message | None, Callable[[], object] | None]:
+    """A deferred Message-API round at its masked-input request: runs the train handler on
+    the strategy's instructions and returns (its error reply, None) or (None, a function
+    giving the client's input as pieces: the encoded update never exists whole)."""
+    if client.config is None:
+        raise SecAggClientError("a client at the masked-input stage without its round")
+    try:
+        encoding = (
+            check_binding(_typed(cfg, rk.ENCODING, bytes), client.config)
+            if rk.ENCODING in cfg
+            else None
+        )
+    except EncodingError as exc:
+        raise SecAggClientError(f"refusing the round: {exc}") from exc
+    if encoding is not None and encoding.message_type != msg.metadata.message_type:
+        raise SecAggClientError(
+            f"refusing the round: its encoding is for {encoding.message_type} messages, "
+            f"this is a {msg.metadata.message_type} message"
+        )
+    arrays_key = None if encoding is not None else _typed(cfg, rk.ARRAYS, str)
+    del msg.content[rk.RECORD]
+    out = call_next(msg, ctxt)
+    if out.has_error():
+        return out, None
+    try:
+        if encoding is not None:
+            chunks = _message_api_chunks(encoding, msg, out)
+        else:
+            chunks = _message_api_dp_chunks(cast(str, arrays_key), msg, out)
+    except EncodingError as exc:
+        raise SecAggClientError(str(exc)) from exc
+    return None, lambda: chunks
+
+
+def _message_api_chunks(encoding: Encoding, msg: Message, out: Message) -> Iterator[np.ndarray]:
+    """The encoded vector of a Message-API round, in pieces (see ``Encoding.encode_chunks``)."""
+    key = encoding.arrays_key
+    received = msg.content.array_records.get(key) if key is not None else None
+    returned = out.content.array_records.get(key) if key is not None else None
+    if key is not None and returned is None and len(out.content.array_records) == 1:
+        returned = next(iter(out.content.array_records.values()))
+    metrics = next(iter(out.content.metric_records.values()), MetricRecord())
+    chunks, clipped, _ = encoding.encode_chunks(received, returned, metrics)
+    if clipped:
+        # Only this node learns its own count; the server sees the total over the survivors.
+        log(INFO, "secagg: %s values of this node's update were clipped", clipped)
+    return chunks
+
+
+def _message_api_dp_chunks(key: str, msg: Message, out: Message) -> Iterator[np.ndarray]:
+    """A DP round's update (returned minus received float arrays, in the order of the
+    received ArrayRecord) in float64 pieces, read through views of the arrays' bytes."""
+    received = msg.content.array_records.get(key)
+    returned = out.content.array_records.get(key)
+    if returned is None and len(out.content.array_records) == 1:
+        returned = next(iter(out.content.array_records.values()))
+    if received is None or returned is None:
+        raise EncodingError(f"a DP round averages the arrays of '{key}': the message has none")
+    if list(returned.keys()) != list(received.keys()):
+        raise EncodingError(
+            f"the returned arrays {list(returned.keys())} are not the received "
+            f"{list(received.keys())}"
+        )
+    pairs = []
+    for name in received.keys():
+        old, new = array_view(received[name]), array_view(returned[name])
+        if old.dtype.kind != "f":
+            raise EncodingError(
+                f"a DP round averages float arrays only; {name!r} is {old.dtype} (its update "
+                "would need its own sensitivity)"
+            )
+        if old.shape != new.shape:
+            raise EncodingError(f"array {name!r}: received {old.shape}, returned {new.shape}")
+        pairs.append((new.reshape(-1), old.reshape(-1)))
+
+    def pieces() -> Iterator[np.ndarray]:
+        for new, old in pairs:
+            for lo in range(0, new.size, CHUNK):
+                yield np.subtract(new[lo : lo + CHUNK], old[lo : lo + CHUNK], dtype=np.float64)
+
+    return pieces()
+
+
+def _message_api_dp_update(key: str, msg: Message, out: Message) -> np.ndarray:
+    """A DP round of the Message API: returned minus received float arrays, flattened in the
+    order of the ArrayRecord the strategy sent."""
+    received = msg.content.array_records.get(key)
+    returned = out.content.array_records.get(key)
+    if returned is None and len(out.content.array_records) == 1:
+        returned = next(iter(out.content.array_records.values()))
+    if received is None or returned is None:
+        raise EncodingError(f"a DP round averages the arrays of '{key}': the message has none")
+    if list(returned.keys()) != list(received.keys()):
+        raise EncodingError(
+            f"the returned arrays {list(returned.keys())} are not the received "
+            f"{list(received.keys())}"
+        )
+    parts = []
+    for name in received.keys():
+        old, new = received[name].numpy(), returned[name].numpy()
+        if old.dtype.kind != "f":
+            raise EncodingError(
+                f"a DP round averages float arrays only; {name!r} is {old.dtype} (its update "
+                "would need its own sensitivity)"
+            )
+        if old.shape != new.shape:
+            raise EncodingError(f"array {name!r}: received {old.shape}, returned {new.shape}")
+        parts.append(new.astype(np.float64).ravel() - old.astype(np.float64).ravel())
+    return np.concatenate(parts)
 
 
 def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:

@@ -33,6 +33,19 @@ ROUND_KEY = "round"
 #: server -> client, first message only, malicious model: the Flower node ids of the round's
 #: clients in protocol-id order; each client builds the roster from its own key directory.
 ROSTER_NODES = "roster_nodes"
+#: server -> client, first message only, :class:`SecAggStrategy` rounds without DP: the round's
+#: encoding (:class:`secagg.flower.encoding.Encoding`, canonical JSON bytes), whose hash is the
+#: round seed (so the session id covers it).
+ENCODING = "encoding"
+#: server -> client, first message only, :class:`SecAggStrategy` DP rounds: the key of the
+#: ArrayRecord whose float arrays' update is averaged (str).
+ARRAYS = "arrays"
+#: server -> client, first message only, :class:`SecAggStrategy` rounds: the protocol stage
+#: whose request carries the strategy's instructions ("masked-input"), with :data:`ENCODING`
+#: or :data:`ARRAYS` again. The client joins the key exchange without them and trains only
+#: when its masked update is asked for: nothing of the model is kept between messages, and a
+#: client that drops out before never trains (str).
+CONTENT_AT = "content_at"
 #: client -> server: the protocol replies (list[bytes]).
 REPLIES = "replies"
 
