@@ -20,6 +20,12 @@
 //! need about N descriptors. The bench raises its soft `RLIMIT_NOFILE` to the hard limit (the
 //! server inherits it) and says so when the hard limit is too low for N.
 //!
+//! Each run also reports its floor on this machine: every client agrees an X25519 secret with
+//! each of its k neighbours for both of its key pairs (2·k·N agreements), and the clients share
+//! this machine's cores with the server, so the round cannot end sooner than 2·k·N divided by
+//! (cores × X25519 agreements per second per core). The rate is measured at the start of the
+//! same run ([`MachineLimits`], fastest sample), never taken from another machine.
+//!
 //! `--perf DIR` records the server and this process with `perf record` (software clock, call
 //! graphs) into `DIR/server.data` and `DIR/clients.data`, for `perf report -i`.
 
@@ -32,6 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use secagg_cli::machine_limits::MachineLimits;
+use secagg_core::PrgKind;
 use secagg_service::client::{ClientInput, ClientOptions, participate};
 use secagg_sim::npy::{self, NpyArray};
 use serde_json::{Value, json};
@@ -343,6 +351,7 @@ fn listen_overflows() -> u64 {
 fn run_round(
     rt: &tokio::runtime::Runtime,
     o: &Opts,
+    limits: &MachineLimits,
     data: &Path,
     first: usize,
     tag: &str,
@@ -462,13 +471,17 @@ fn run_round(
         })
         .collect();
     let started = j["started_unix_ms"].as_u64().unwrap_or(spawned_ms);
+    let floor = x25519_floor(limits, n, j["parameters"]["k"].as_u64().unwrap_or(0));
+    let round_seconds = j["wall_seconds"].as_f64().unwrap_or(f64::NAN);
     json!({
         "clients": n,
         "dim": dim,
         "survivors": survivors.len(),
         "client_failures": failures.len(),
         "listen_overflows": overflows,
-        "round_seconds": j["wall_seconds"],
+        "round_seconds": round_seconds,
+        "x25519_floor": floor,
+        "round_over_floor": round_seconds / floor["seconds"].as_f64().unwrap_or(f64::NAN),
         "join_seconds": started.saturating_sub(spawned_ms) as f64 / 1000.0,
         "stages": stages,
         "server_peak_rss_bytes": j["server_peak_rss_bytes"],
@@ -482,16 +495,31 @@ fn run_round(
     })
 }
 
+/// The round's lower bound on this machine from the clients' X25519 agreements alone (see the
+/// module comment): `clients` clients with `k` neighbours each, at the fastest sampled rate.
+fn x25519_floor(limits: &MachineLimits, clients: usize, k: u64) -> Value {
+    let agreements = 2 * k * clients as u64;
+    let rate = limits.x25519_per_s.best * limits.cores as f64;
+    json!({
+        "agreements": agreements,
+        "agreements_per_s_per_core": limits.x25519_per_s.best,
+        "cores": limits.cores,
+        "seconds": agreements as f64 / rate,
+    })
+}
+
 fn line(r: &Value) -> String {
     let st: Vec<String> = STAGES
         .iter()
         .filter_map(|s| r["stages"][s].as_f64().map(|x| format!("{s} {x:.2}")))
         .collect();
     format!(
-        "round {:.2} s ({}); join {:.2} s; server peak RSS {} MB, CPU {:.1} s; clients CPU {:.1} s, \
+        "round {:.2} s ({}); floor {:.2} s ({}x); join {:.2} s; server peak RSS {} MB, CPU {:.1} s; clients CPU {:.1} s, \
          wall {:.2} s; survivors {}/{}; listen overflows {}",
         r["round_seconds"].as_f64().unwrap_or(f64::NAN),
         st.join(", "),
+        r["x25519_floor"]["seconds"].as_f64().unwrap_or(f64::NAN),
+        (r["round_over_floor"].as_f64().unwrap_or(f64::NAN) * 100.0).round() / 100.0,
         r["join_seconds"].as_f64().unwrap_or(f64::NAN),
         r["server_vmhwm_bytes"].as_f64().unwrap_or(0.0) as u64 >> 20,
         r["server_cpu_seconds"].as_f64().unwrap_or(f64::NAN),
@@ -517,6 +545,7 @@ fn medians(runs: &[Value]) -> Value {
     let mut m = json!({"stages": stages});
     for k in [
         "round_seconds",
+        "round_over_floor",
         "join_seconds",
         "server_peak_rss_bytes",
         "server_vmhwm_bytes",
@@ -528,6 +557,7 @@ fn medians(runs: &[Value]) -> Value {
     ] {
         m[k] = pick(&|r| r[k].as_f64());
     }
+    m["x25519_floor"] = runs[0]["x25519_floor"].clone();
     m["survivors"] = runs[0]["survivors"].clone();
     m["clients"] = runs[0]["clients"].clone();
     m
@@ -556,6 +586,14 @@ fn main() {
         .clone()
         .unwrap_or_else(|| scratch.as_ref().unwrap().path().to_path_buf());
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // Measured before any round, while this process is otherwise idle.
+    let limits = MachineLimits::measure(PrgKind::Aes128Ctr, o.bits).unwrap();
+    eprintln!(
+        "this machine: {:.0} X25519 agreements/s per core (fastest of {} samples), {} cores",
+        limits.x25519_per_s.best,
+        secagg_cli::machine_limits::SAMPLES,
+        limits.cores
+    );
     eprintln!(
         "load: {} clients x d = {} ({} bits), open-file limit {soft}, server {}",
         o.clients,
@@ -563,27 +601,36 @@ fn main() {
         o.bits,
         o.bin.display()
     );
-    let mut runs = Vec::new();
-    for r in 0..o.runs {
+    // With --cohorts, the lone runs are spread between the cohorts (one before the first, the
+    // others evenly after), so that the reference and the cohorts see the same shared machine.
+    let lone = |r: usize| {
         let res = run_round(
             &rt,
             &o,
+            &limits,
             &base.join(format!("run{r}")),
             0,
             &format!("run{r}"),
         );
         eprintln!("run {}: {}", r + 1, line(&res));
-        runs.push(res);
-    }
+        res
+    };
+    let mut runs = Vec::new();
+    let cohort_report = if o.cohorts > 0 {
+        Some(cohorts(&rt, &o, &limits, &base, &mut runs, &lone))
+    } else {
+        runs.extend((0..o.runs).map(lone));
+        None
+    };
     let mut report = json!({
         "clients": o.clients, "dim": o.dim, "bits": o.bits,
-        "nofile_soft_limit": soft, "runs": runs, "median": medians(&runs),
+        "nofile_soft_limit": soft, "machine": limits.to_json(), "runs": runs, "median": medians(&runs),
     });
     if o.runs > 1 {
         eprintln!("median of {}: {}", o.runs, line(&report["median"]));
     }
-    if o.cohorts > 0 {
-        report["cohorts"] = cohorts(&rt, &o, &base, &report["median"]);
+    if let Some(c) = cohort_report {
+        report["cohorts"] = c;
     }
     if o.json {
         println!("{report}");
@@ -591,15 +638,33 @@ fn main() {
 }
 
 /// A round of C·N clients as C cohorts of N, one server each, one after another, combined with
-/// `secagg combine`; `alone` holds the medians of the lone runs, the reference for each
-/// cohort's time.
-fn cohorts(rt: &tokio::runtime::Runtime, o: &Opts, base: &Path, alone: &Value) -> Value {
-    let t0 = Instant::now();
+/// `secagg combine`. The lone runs (`lone`, pushed onto `runs`), whose medians are the reference
+/// for each cohort's time, are interleaved with the cohorts: run r goes before cohort
+/// ⌈r·C/R⌉ (the last ones after the last cohort).
+fn cohorts(
+    rt: &tokio::runtime::Runtime,
+    o: &Opts,
+    limits: &MachineLimits,
+    base: &Path,
+    runs: &mut Vec<Value>,
+    lone: &dyn Fn(usize) -> Value,
+) -> Value {
+    // Time in the cohorts and combine only, not in the interleaved lone runs.
+    let mut cohort_time = Duration::ZERO;
     let mut per = Vec::new();
     let mut args: Vec<String> = vec!["combine".into()];
-    for c in 0..o.cohorts {
+    let lone_before = |r: usize| (r * o.cohorts).div_ceil(o.runs.max(1));
+    for c in 0..=o.cohorts {
+        while runs.len() < o.runs && lone_before(runs.len()) <= c {
+            runs.push(lone(runs.len()));
+        }
+        if c == o.cohorts {
+            break;
+        }
         let dir = base.join(format!("cohort{c}"));
-        let res = run_round(rt, o, &dir, c * o.clients, &format!("cohort{c}"));
+        let tc = Instant::now();
+        let res = run_round(rt, o, limits, &dir, c * o.clients, &format!("cohort{c}"));
+        cohort_time += tc.elapsed();
         eprintln!("cohort {}/{}: {}", c + 1, o.cohorts, line(&res));
         args.extend([
             "--cohort".into(),
@@ -623,7 +688,7 @@ fn cohorts(rt: &tokio::runtime::Runtime, o: &Opts, base: &Path, alone: &Value) -
         .expect("cannot run secagg combine");
     let combine_seconds = tc.elapsed().as_secs_f64();
     assert!(st.success(), "secagg combine failed: {st}");
-    let total = t0.elapsed().as_secs_f64();
+    let total = cohort_time.as_secs_f64() + combine_seconds;
     // The global sum (no wrapping across cohorts) equals the sum over every cohort's survivors.
     let mut want = vec![0u64; o.dim];
     for res in &per {
@@ -659,6 +724,7 @@ fn cohorts(rt: &tokio::runtime::Runtime, o: &Opts, base: &Path, alone: &Value) -
         .iter()
         .filter_map(|r| r["clients_wall_seconds"].as_f64())
         .collect();
+    let alone = &medians(runs);
     let alone_round = alone["round_seconds"].as_f64().unwrap_or(f64::NAN);
     let alone_wall = alone["clients_wall_seconds"].as_f64().unwrap_or(f64::NAN);
     // CPU seconds (server + clients) do not depend on what else the machine runs.

@@ -38,8 +38,8 @@ use secagg_core::{PrgKind, Stage};
 use secagg_sim::simulate::{random_inputs, simulate};
 use serde_json::json;
 
-use crate::machine_limits::{MachineLimits, median};
 use crate::simulate_cmd::{GraphArg, ParamArgs, PrgArg, SimulateArgs, StageArg, ThreatArg};
+use secagg_cli::machine_limits::{MachineLimits, median};
 
 /// The model of [the module documentation](self), as the JSON output states it.
 const MODEL: &str = "Lower bounds from this machine's limits measured in this run \
@@ -331,7 +331,7 @@ fn print_machine_and_header(m: &MachineLimits) {
         "This machine, measured now on one core ({} cores available); median of {} samples, \
          fastest in brackets (bounds use the fastest):",
         m.cores,
-        crate::machine_limits::SAMPLES
+        secagg_cli::machine_limits::SAMPLES
     );
     let ks = m.keystream_bytes_per_s;
     let mem = m.memory_bytes_per_s;
@@ -340,7 +340,7 @@ fn print_machine_and_header(m: &MachineLimits) {
         "  {:<58} {:>8.2} GB/s   ({:.2})",
         format!(
             "key stream, {} through the masks' code path (b = {})",
-            crate::machine_limits::prg_name(m.prg),
+            secagg_cli::machine_limits::prg_name(m.prg),
             m.bits
         ),
         ks.median / 1e9,

@@ -4,7 +4,6 @@ mod bench;
 mod dp_args;
 mod dp_cmd;
 mod gateway_cmd;
-mod machine_limits;
 mod service_cmd;
 mod simulate_cmd;
 

@@ -129,11 +129,39 @@ fn server_unmask(c: &mut Criterion) {
     g.finish();
 }
 
+/// The neighbour graph: every client builds it once per round (and looks up its own
+/// neighbours), the server looks up every client's.
+fn neighbour_graph(c: &mut Criterion) {
+    use secagg_core::GraphKind;
+    use secagg_core::graph::Graph;
+    use secagg_core::idset::IdSet;
+    let mut g = c.benchmark_group("graph_harary_k20");
+    for n in [1_000u32, 10_000] {
+        let u1 = IdSet::from_ids(n, (1..=n).filter(|i| i % 20 != 0));
+        g.bench_function(BenchmarkId::new("client_build", n), |b| {
+            b.iter(|| {
+                let graph = Graph::new(GraphKind::Harary, 20, black_box(&u1), &[9; 32]);
+                graph.neighbours(1)
+            })
+        });
+        let graph = Graph::new(GraphKind::Harary, 20, &u1, &[9; 32]);
+        g.bench_function(BenchmarkId::new("server_all_neighbours", n), |b| {
+            b.iter(|| {
+                u1.iter()
+                    .map(|id| graph.neighbours(id).len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     mask_expansion,
     key_agreement,
     server_aggregate,
-    server_unmask
+    server_unmask,
+    neighbour_graph
 );
 criterion_main!(benches);

@@ -405,7 +405,13 @@ impl AwaitingNeighbours {
             ));
         }
         let session = c.config.session_id(&u1, &keys_root);
-        let graph = Graph::new(c.config.graph, c.config.degree, &u1, &session);
+        let graph =
+            Graph::try_new(c.config.graph, c.config.degree, &u1, &session).map_err(|_| {
+                ClientError::BadParameters(format!(
+                    "U1 of {} clients does not fit in my memory",
+                    u1.len()
+                ))
+            })?;
         let expected = graph.neighbours(c.id);
         let t = c.config.threshold as usize;
         if c.config.model == ThreatModel::Malicious && expected.len() < t {
@@ -545,6 +551,18 @@ impl AwaitingShares {
     /// Handles SharesForYou: decrypts the neighbours' shares and uploads the masked input
     /// y = x + PRG(b_u) + Σ_{v ∈ N(u) ∩ U2} ±PRG(s_uv) mod 2^b.
     pub fn handle(self, bytes: &[u8]) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
+        // d ≥ 1 in every valid round: an empty input is a streamed client's, which would
+        // otherwise upload an empty vector.
+        if self.input.is_empty() {
+            return Err(ClientError::Misuse(
+                "a Client::streamed client uploads through handle_streamed",
+            ));
+        }
+        self.check_and_mask(bytes)
+    }
+
+    /// [`AwaitingShares::handle`]'s checks and upload (an empty vector for a streamed client).
+    fn check_and_mask(self, bytes: &[u8]) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
         let c = &self.common;
         let (u2, cts) = match expect_message(bytes, &c.config)? {
             ServerMessage::SharesForYou { u2, ciphertexts } => (u2, ciphertexts),

@@ -11,7 +11,9 @@
 //!
 //! Speed comes from the loop order: the vector is walked in L1-sized chunks and *all* masks
 //! are applied to a chunk before moving on, so the vector crosses the memory bus once however
-//! many neighbours a client has.
+//! many neighbours a client has. When b ≤ 32 the masks of a chunk are first summed in `u32`
+//! words (sixteen to a 512-bit register, whatever the vector's word) and the sum is added
+//! once: the same result mod 2^b, since 2^b divides 2^32.
 
 use aes::Aes128;
 use chacha20::ChaCha20;
@@ -44,10 +46,17 @@ impl Sign {
     }
 }
 
+// Rust ≥ 1.89 only (build.rs): VAES and AVX-512 target features are stable from there.
+#[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+mod aes_wide;
+
 // A client holds about k + 1 streams at once; boxing the larger one would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Cipher {
     Aes(Ctr64LE<Aes128>),
+    /// The same key stream as `Aes`, two blocks per instruction (CPUs with VAES).
+    #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+    AesWide(aes_wide::AesCtrWide),
     ChaCha(ChaCha20),
 }
 
@@ -67,10 +76,20 @@ impl MaskStream {
                 let mut iv = [0u8; 16];
                 key.copy_from_slice(&seed[..16]);
                 iv.copy_from_slice(&seed[16..]);
-                let c = Ctr64LE::<Aes128>::new(&key.into(), &iv.into());
+                #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+                let wide = aes_wide::AesCtrWide::new(&key, &iv);
+                #[cfg(not(all(feature = "std", target_arch = "x86_64", secagg_avx512)))]
+                let wide: Option<core::convert::Infallible> = None;
+                let c = match wide {
+                    #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+                    Some(w) => Cipher::AesWide(w),
+                    #[cfg(not(all(feature = "std", target_arch = "x86_64", secagg_avx512)))]
+                    Some(never) => match never {},
+                    None => Cipher::Aes(Ctr64LE::<Aes128>::new(&key.into(), &iv.into())),
+                };
                 key.zeroize();
                 iv.zeroize();
-                Cipher::Aes(c)
+                c
             }
             PrgKind::ChaCha20 => Cipher::ChaCha(ChaCha20::new(&(*seed).into(), &[0u8; 12].into())),
         };
@@ -82,6 +101,8 @@ impl MaskStream {
         let pos = index as u64 * modulus.stream_bytes_per_element() as u64;
         match &mut self.cipher {
             Cipher::Aes(c) => c.seek(pos),
+            #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+            Cipher::AesWide(c) => c.seek(pos),
             Cipher::ChaCha(c) => c.seek(pos),
         }
     }
@@ -89,8 +110,41 @@ impl MaskStream {
     fn keystream(&mut self, buf: &mut [u8]) {
         match &mut self.cipher {
             Cipher::Aes(c) => c.write_keystream(buf),
+            #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+            Cipher::AesWide(c) => c.write_keystream(buf),
             Cipher::ChaCha(c) => c.write_keystream(buf),
         }
+    }
+
+    /// Adds (or subtracts) this stream's next `acc.len()` 4-byte words into `acc` (b ≤ 32).
+    fn accumulate_u32(&mut self, acc: &mut [u32], buf: &mut [u8]) {
+        #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+        let acc = match &mut self.cipher {
+            // Straight from the cipher's registers into the sum, for as much as it can.
+            Cipher::AesWide(c) => {
+                let took = c.accumulate_u32(acc, self.sign == Sign::Minus);
+                &mut acc[took..]
+            }
+            _ => acc,
+        };
+        if acc.is_empty() {
+            return;
+        }
+        let ks = &mut buf[..acc.len() * 4];
+        self.keystream(ks);
+        #[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { add_words_u32_avx512(acc, ks, self.sign) };
+            return;
+        }
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { add_words_u32_avx2(acc, ks, self.sign) };
+            return;
+        }
+        add_words_u32(acc, ks, self.sign);
     }
 
     fn apply_chunk<W: Word>(&mut self, chunk: &mut [W], modulus: Modulus, buf: &mut [u8]) {
@@ -136,6 +190,54 @@ fn add_keystream<W: Word>(chunk: &mut [W], ks: &[u8], width: usize, sign: Sign) 
     }
 }
 
+/// Adds (or subtracts) little-endian `u32` key-stream words into `acc`, wrapping mod 2^32.
+#[inline(always)]
+fn add_words_u32(acc: &mut [u32], ks: &[u8], sign: Sign) {
+    let words = ks.as_chunks::<4>().0;
+    match sign {
+        Sign::Plus => {
+            for (a, w) in acc.iter_mut().zip(words) {
+                *a = a.wrapping_add(u32::from_le_bytes(*w));
+            }
+        }
+        Sign::Minus => {
+            for (a, w) in acc.iter_mut().zip(words) {
+                *a = a.wrapping_sub(u32::from_le_bytes(*w));
+            }
+        }
+    }
+}
+
+/// [`add_words_u32`] compiled for AVX-512 (chosen at run time; Rust ≥ 1.89, see build.rs).
+#[cfg(all(feature = "std", target_arch = "x86_64", secagg_avx512))]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f")]
+fn add_words_u32_avx512(acc: &mut [u32], ks: &[u8], sign: Sign) {
+    add_words_u32(acc, ks, sign)
+}
+
+/// [`add_words_u32`] compiled for AVX2 (chosen at run time).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+fn add_words_u32_avx2(acc: &mut [u32], ks: &[u8], sign: Sign) {
+    add_words_u32(acc, ks, sign)
+}
+
+/// `chunk[i] += sum[i]` (wrapping in the word; the caller reduces mod 2^b).
+#[inline(always)]
+fn add_sum<W: Word>(chunk: &mut [W], sum: &[u32]) {
+    for (x, s) in chunk.iter_mut().zip(sum) {
+        *x = x.wrapping_add(W::truncate(u64::from(*s)));
+    }
+}
+
+/// [`add_sum`] compiled for AVX2 (chosen at run time).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+fn add_sum_avx2<W: Word>(chunk: &mut [W], sum: &[u32]) {
+    add_sum(chunk, sum)
+}
+
 /// [`add_keystream`] compiled for AVX2 (chosen at run time; the build stays generic x86-64).
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
@@ -150,6 +252,31 @@ fn add_keystream_avx2<W: Word>(chunk: &mut [W], ks: &[u8], width: usize, sign: S
 pub fn apply_masks<W: Word>(vec: &mut [W], modulus: Modulus, streams: &mut [MaskStream]) {
     debug_assert!(u32::from(modulus.bits()) <= W::BITS, "word narrower than b");
     let mut buf = [0u8; CHUNK_ELEMS * 8];
+    if modulus.stream_bytes_per_element() == 4 && streams.len() > 1 {
+        // b ≤ 32: Σ ±mask mod 2^32, added once, equals the masks added one by one mod 2^b.
+        let mut sum = [0u32; CHUNK_ELEMS];
+        for chunk in vec.chunks_mut(CHUNK_ELEMS) {
+            let sum = &mut sum[..chunk.len()];
+            sum.fill(0);
+            for s in streams.iter_mut() {
+                s.accumulate_u32(sum, &mut buf);
+            }
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { add_sum_avx2(chunk, sum) };
+            } else {
+                add_sum(chunk, sum);
+            }
+            #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+            add_sum(chunk, sum);
+            modulus.reduce(chunk);
+        }
+        // Both held mask material.
+        sum.zeroize();
+        buf.zeroize();
+        return;
+    }
     for chunk in vec.chunks_mut(CHUNK_ELEMS) {
         for s in streams.iter_mut() {
             s.apply_chunk(chunk, modulus, &mut buf);
@@ -245,6 +372,41 @@ mod tests {
                     &mut [MaskStream::new(kind, &seed, Sign::Minus)],
                 );
                 assert_eq!(v, orig);
+            }
+        }
+    }
+
+    #[test]
+    fn many_streams_at_once_equal_one_at_a_time() {
+        // b ≤ 32 sums the masks in u32 first; every width must match applying them singly.
+        for kind in [PrgKind::Aes128Ctr, PrgKind::ChaCha20] {
+            for bits in [1u8, 13, 32, 33, 64] {
+                let seeds: Vec<[u8; 32]> = (0..5u8).map(|i| [i.wrapping_mul(37); 32]).collect();
+                let sign = |i: usize| {
+                    if i.is_multiple_of(2) {
+                        Sign::Plus
+                    } else {
+                        Sign::Minus
+                    }
+                };
+                let orig: Vec<u64> = (0..2500u64).map(|i| (i * 7919) & m(bits).mask()).collect();
+                let mut together = orig.clone();
+                let mut streams: Vec<MaskStream> = seeds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| MaskStream::new(kind, s, sign(i)))
+                    .collect();
+                apply_masks(&mut together, m(bits), &mut streams);
+                let mut singly = orig.clone();
+                for (i, s) in seeds.iter().enumerate() {
+                    apply_masks(
+                        &mut singly,
+                        m(bits),
+                        &mut [MaskStream::new(kind, s, sign(i))],
+                    );
+                }
+                assert_eq!(together, singly, "{kind:?} b = {bits}");
+                assert_ne!(together, orig);
             }
         }
     }

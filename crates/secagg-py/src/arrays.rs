@@ -35,23 +35,6 @@ impl Vector {
     }
 }
 
-/// Copies a 1-D array of `T` into a vector of `U`, reading contiguous arrays as one slice.
-fn collect<T, U>(arr: &Bound<'_, PyUntypedArray>, f: impl Fn(T) -> U) -> PyResult<Vec<U>>
-where
-    T: Element + Copy,
-{
-    let typed = arr.cast::<PyArray1<T>>().map_err(|_| {
-        PyValueError::new_err(
-            "array has a non-native byte order: convert it with x.astype(x.dtype.newbyteorder('='))",
-        )
-    })?;
-    let view = typed.readonly();
-    Ok(match view.as_slice() {
-        Ok(s) => s.iter().map(|x| f(*x)).collect(),
-        Err(_) => view.as_array().iter().map(|x| f(*x)).collect(),
-    })
-}
-
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -62,64 +45,8 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// Reads `obj` as a 1-D unsigned-integer or float array. `what` names it in messages
 /// (e.g. "input 3").
 pub fn read_vector(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vector> {
-    let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyValueError::new_err(format!(
-            "{what} must be a 1-D numpy array, got {}: wrap it with np.asarray(x, dtype=np.uint32) \
-             (sums) or np.asarray(x, dtype=np.float32) (means)",
-            type_name(obj)
-        ))
-    })?;
-    if arr.ndim() != 1 {
-        return Err(PyValueError::new_err(format!(
-            "{what} has shape {:?}: pass a 1-D array (e.g. x.ravel())",
-            arr.shape()
-        )));
-    }
-    let dtype = arr.dtype();
-    let size = dtype.itemsize();
-    let dname = dtype.str().map(|s| s.to_string()).unwrap_or_default();
-    let float = |v: Vec<f64>| -> PyResult<Vector> {
-        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "{what} has a non-finite value {x} at index {i}: remove NaN/inf before aggregating \
-                 (e.g. np.nan_to_num)"
-            )));
-        }
-        Ok(Vector::Float(Zeroizing::new(v)))
-    };
-    match (dtype.kind(), size) {
-        (b'u', 1) => Ok(Vector::Unsigned(Zeroizing::new(collect(arr, |x: u8| {
-            u64::from(x)
-        })?))),
-        (b'u', 2) => Ok(Vector::Unsigned(Zeroizing::new(collect(arr, |x: u16| {
-            u64::from(x)
-        })?))),
-        (b'u', 4) => Ok(Vector::Unsigned(Zeroizing::new(collect(arr, |x: u32| {
-            u64::from(x)
-        })?))),
-        (b'u', 8) => Ok(Vector::Unsigned(Zeroizing::new(collect(arr, |x: u64| x)?))),
-        (b'f', 4) => float(collect(arr, |x: f32| f64::from(x))?),
-        (b'f', 8) => float(collect(arr, |x: f64| x)?),
-        (b'f', _) => Err(PyValueError::new_err(format!(
-            "{what} has dtype {dname}: use float32 or float64 (x.astype(np.float32))"
-        ))),
-        (b'i', _) => Err(PyValueError::new_err(format!(
-            "{what} has signed integer dtype {dname}: sums are taken mod 2^bits over unsigned \
-             integers; convert with x.astype(np.uint32) if the values are non-negative, or pass \
-             floats to get a weighted mean"
-        ))),
-        (b'b', _) => Err(PyValueError::new_err(format!(
-            "{what} has dtype bool: convert with x.astype(np.uint8) to count"
-        ))),
-        (b'c', _) => Err(PyValueError::new_err(format!(
-            "{what} has complex dtype {dname}: aggregate the real and imaginary parts as two \
-             float arrays"
-        ))),
-        _ => Err(PyValueError::new_err(format!(
-            "{what} has dtype {dname}: use an unsigned integer dtype (uint8/16/32/64) for sums or \
-             float32/float64 for weighted means"
-        ))),
-    }
+    let (arr, dtype) = checked_array(obj, what)?;
+    read_range(&arr, dtype, 0, arr.len(), what)
 }
 
 /// A sum mod 2^bits as the smallest unsigned dtype holding `bits` bits (no copy for uint64).
@@ -169,7 +96,8 @@ impl Dtype {
     }
 }
 
-/// `obj` as a 1-D numpy array and its element type, with `read_vector`'s messages.
+/// `obj` as a 1-D numpy array of a dtype secagg aggregates, and that dtype; every check of an
+/// input (type, shape, dtype) is here, with messages that say what to change.
 fn checked_array<'py>(
     obj: &Bound<'py, PyAny>,
     what: &str,
@@ -196,15 +124,73 @@ fn checked_array<'py>(
         (b'u', 8) => Dtype::U64,
         (b'f', 4) => Dtype::F32,
         (b'f', 8) => Dtype::F64,
+        (b'f', _) => {
+            return Err(PyValueError::new_err(format!(
+                "{what} has dtype {dname}: use float32 or float64 (x.astype(np.float32))"
+            )));
+        }
+        (b'i', _) => {
+            return Err(PyValueError::new_err(format!(
+                "{what} has signed integer dtype {dname}: sums are taken mod 2^bits over \
+                 unsigned integers; convert with x.astype(np.uint32) if the values are \
+                 non-negative, or pass floats to get a weighted mean"
+            )));
+        }
+        (b'b', _) => {
+            return Err(PyValueError::new_err(format!(
+                "{what} has dtype bool: convert with x.astype(np.uint8) to count"
+            )));
+        }
+        (b'c', _) => {
+            return Err(PyValueError::new_err(format!(
+                "{what} has complex dtype {dname}: aggregate the real and imaginary parts as two \
+                 float arrays"
+            )));
+        }
         _ => {
-            // The same message as a whole input would get.
-            return match read_vector(obj, what) {
-                Err(e) => Err(e),
-                Ok(_) => Err(PyValueError::new_err(format!("{what} has dtype {dname}"))),
-            };
+            return Err(PyValueError::new_err(format!(
+                "{what} has dtype {dname}: use an unsigned integer dtype (uint8/16/32/64) for \
+                 sums or float32/float64 for weighted means"
+            )));
         }
     };
     Ok((arr.clone(), t))
+}
+
+/// Values `[lo, hi)` of an array `checked_array` accepted as `dtype`, widened to a `Vector`
+/// (floats checked finite; a message gives the index in `arr`).
+fn read_range(
+    arr: &Bound<'_, PyUntypedArray>,
+    dtype: Dtype,
+    lo: usize,
+    hi: usize,
+    what: &str,
+) -> PyResult<Vector> {
+    let n = hi - lo;
+    if dtype.is_float() {
+        let mut v = Zeroizing::new(Vec::with_capacity(n));
+        match dtype {
+            Dtype::F32 => extend_from(arr, lo, hi, &mut v, |x: f32| f64::from(x))?,
+            _ => extend_from(arr, lo, hi, &mut v, |x: f64| x)?,
+        }
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "{what} has a non-finite value {x} at index {}: remove NaN/inf before \
+                 aggregating (e.g. np.nan_to_num)",
+                lo + i
+            )));
+        }
+        Ok(Vector::Float(v))
+    } else {
+        let mut v = Zeroizing::new(Vec::with_capacity(n));
+        match dtype {
+            Dtype::U8 => extend_from(arr, lo, hi, &mut v, |x: u8| u64::from(x))?,
+            Dtype::U16 => extend_from(arr, lo, hi, &mut v, |x: u16| u64::from(x))?,
+            Dtype::U32 => extend_from(arr, lo, hi, &mut v, |x: u32| u64::from(x))?,
+            _ => extend_from(arr, lo, hi, &mut v, |x: u64| x)?,
+        }
+        Ok(Vector::Unsigned(v))
+    }
 }
 
 /// Appends `arr[lo..hi]` (a 1-D array of `T`) to `out` as `U`, through a read-only view.
@@ -233,8 +219,8 @@ where
 
 /// An input read piece by piece: a 1-D numpy array (borrowed read-only, never copied whole)
 /// or an iterable of 1-D arrays whose concatenation is the input (e.g. a generator that
-/// encodes a model array by array). Every piece is checked as `read_vector` checks a whole
-/// input, and all must be of one family (unsigned integers or floats).
+/// encodes a model array by array). Every piece is checked as a whole input is
+/// (`checked_array`), and all must be of one family (unsigned integers or floats).
 pub struct Chunks<'py> {
     source: Source<'py>,
     what: String,
@@ -308,32 +294,7 @@ impl<'py> Chunks<'py> {
                 }
                 let (lo, hi) = (*at, (*at + CHUNK).min(*len));
                 *at = hi;
-                let n = hi - lo;
-                if dtype.is_float() {
-                    let mut v = Zeroizing::new(Vec::with_capacity(n));
-                    match dtype {
-                        Dtype::F32 => extend_from(arr, lo, hi, &mut v, |x: f32| f64::from(x))?,
-                        _ => extend_from(arr, lo, hi, &mut v, |x: f64| x)?,
-                    }
-                    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-                        return Err(PyValueError::new_err(format!(
-                            "{} has a non-finite value {x} at index {}: remove NaN/inf before \
-                             aggregating (e.g. np.nan_to_num)",
-                            self.what,
-                            lo + i
-                        )));
-                    }
-                    Ok(Some(Vector::Float(v)))
-                } else {
-                    let mut v = Zeroizing::new(Vec::with_capacity(n));
-                    match dtype {
-                        Dtype::U8 => extend_from(arr, lo, hi, &mut v, |x: u8| u64::from(x))?,
-                        Dtype::U16 => extend_from(arr, lo, hi, &mut v, |x: u16| u64::from(x))?,
-                        Dtype::U32 => extend_from(arr, lo, hi, &mut v, |x: u32| u64::from(x))?,
-                        _ => extend_from(arr, lo, hi, &mut v, |x: u64| x)?,
-                    }
-                    Ok(Some(Vector::Unsigned(v)))
-                }
+                read_range(arr, *dtype, lo, hi, &self.what).map(Some)
             }
             Source::Iter(it) => {
                 let Some(item) = it.next() else {
@@ -342,7 +303,7 @@ impl<'py> Chunks<'py> {
                 let item = item?;
                 let what = format!("{} (chunk {})", self.what, self.pieces);
                 self.pieces += 1;
-                let (_, dtype) = checked_array(&item, &what)?;
+                let (arr, dtype) = checked_array(&item, &what)?;
                 if let Some(k) = self.kind
                     && k.is_float() != dtype.is_float()
                 {
@@ -354,7 +315,7 @@ impl<'py> Chunks<'py> {
                     )));
                 }
                 self.kind = Some(dtype);
-                read_vector(&item, &what).map(Some)
+                read_range(&arr, dtype, 0, arr.len(), &what).map(Some)
             }
         }
     }

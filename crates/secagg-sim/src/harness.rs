@@ -12,6 +12,7 @@
 //! masked vectors in flight.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -158,8 +159,39 @@ struct SimClient<'a> {
     state: SimState,
     /// Lent to the client at the masking stage, never copied whole.
     input: &'a RingVec,
+    /// Where the masked-input message is written: a buffer the server is done with.
+    pool: &'a MessagePool,
     rng: ChaCha20Rng,
     silent: bool,
+}
+
+/// Masked-input messages the server has consumed, kept for the next clients to write into.
+/// A fresh multi-megabyte buffer per client costs a page fault per 4 KiB page, as much time
+/// as masking it; the pool never holds more buffers than one batch had in flight.
+#[derive(Default)]
+struct MessagePool(Mutex<Vec<Vec<u8>>>);
+
+/// Messages below this size are not worth keeping.
+const POOLED_MIN_BYTES: usize = 1 << 20;
+
+impl MessagePool {
+    /// An empty buffer with room for `len` bytes.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut p| p.pop());
+        let mut buf = reused.unwrap_or_default();
+        buf.clear();
+        buf.reserve(len);
+        buf
+    }
+
+    /// Keeps `buf` if it is large (it held a masked vector: public once sent, no wipe needed).
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() >= POOLED_MIN_BYTES
+            && let Ok(mut p) = self.0.lock()
+        {
+            p.push(buf);
+        }
+    }
 }
 
 impl SimClient<'_> {
@@ -213,7 +245,7 @@ impl SimClient<'_> {
         bytes: &[u8],
     ) -> Result<(ClientRound, Vec<u8>), ClientError> {
         let (next, mut stream) = state.handle_streamed(bytes)?;
-        let mut out = Vec::with_capacity(stream.message_len());
+        let mut out = self.pool.take(stream.message_len());
         out.extend_from_slice(stream.header());
         let mut buf = vec![0u64; MASK_CHUNK];
         let mut feed = |chunk: &mut [u64]| stream.mask_chunk(chunk, &mut out);
@@ -276,6 +308,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
     let mut server = ServerRound::new(cfg.clone(), roster.clone(), STAGE_TIMEOUT_MS)
         .map_err(|e| e.to_string())?;
     let mut keys = keys.map(|k| k.into_iter());
+    let pool = MessagePool::default();
     let mut clients: Vec<SimClient> = Vec::with_capacity(inputs.len());
     for (i, x) in inputs.iter().enumerate() {
         let id = i as ClientId + 1;
@@ -295,6 +328,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
             id,
             state: SimState::New(c),
             input: x,
+            pool: &pool,
             rng: ChaCha20Rng::from_seed(seed),
             silent: false,
         });
@@ -428,6 +462,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
                 now,
                 deliveries,
                 &mut server_errors,
+                &pool,
             );
             stages.entry(stage).or_default().server += t.elapsed();
         }
@@ -438,7 +473,15 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
                 let j = (order_rng.next_u64() % (i as u64 + 1)) as usize;
                 held.swap(i, j);
             }
-            deliver(&mut sc, &mut server, stage, now, held, &mut server_errors);
+            deliver(
+                &mut sc,
+                &mut server,
+                stage,
+                now,
+                held,
+                &mut server_errors,
+                &pool,
+            );
         }
         if server.stage() == stage && server.outcome().is_none() {
             // Someone stayed silent: let the deadline pass.
@@ -461,7 +504,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
 }
 
 /// Hands a batch of client messages to the server, through the scenario's tampering and
-/// observer.
+/// observer; their buffers go back to `pool`.
 fn deliver(
     sc: &mut Scenario,
     server: &mut ServerRound,
@@ -469,6 +512,7 @@ fn deliver(
     now: u64,
     deliveries: Vec<(ClientId, Vec<u8>)>,
     server_errors: &mut Vec<ServerError>,
+    pool: &MessagePool,
 ) {
     for (id, mut bytes) in deliveries {
         if let Some(t) = sc.client_tamper.as_mut() {
@@ -480,6 +524,7 @@ fn deliver(
         if let Err(e) = server.handle_message(now, id, &bytes) {
             server_errors.push(e);
         }
+        pool.give(bytes);
     }
 }
 

@@ -2,21 +2,24 @@
 //! (the gateway includes this file). No dependencies beyond `alloc`.
 //!
 //! ```text
-//! frame = 0x00 | COBS(type u8 | payload (≤ MAX_PAYLOAD) | CRC-32 LE) | 0x00
+//! frame   = COBS(type u8 | payload (≤ MAX_PAYLOAD) | CRC-32 LE) | 0x00
+//! message = 0x00 | frame | frame | …        (PART frames, then one END frame)
 //! ```
 //! COBS (consistent overhead byte stuffing) removes every zero byte from the frame, so 0x00
 //! only ever delimits: a reader resynchronises at the next delimiter whatever came before.
-//! Garbage, a truncated frame or a flipped bit costs only the frame it hits (its CRC fails, or
-//! it decodes to nothing), never the next one, and a reader never waits for bytes a corrupted
-//! length promised. The CRC (IEEE, as in Ethernet and zlib) covers type and payload. Protocol
-//! messages longer than one frame go as `PART` frames closed by an `END` frame; the framing
-//! never looks inside them.
+//! Every frame ends with a delimiter, and every message (and every lone frame) also starts
+//! with one, which flushes whatever noise the line carried since the last message: so a
+//! frame costs one delimiter, not two, and garbage, a truncated frame or a flipped bit still
+//! costs only the frame it hits (its CRC fails, or it decodes to nothing), never the next
+//! message, and a reader never waits for bytes a corrupted length promised. The CRC (IEEE, as
+//! in Ethernet and zlib) covers type and payload. Protocol messages longer than one frame go
+//! as `PART` frames closed by an `END` frame; the framing never looks inside them.
 
 // Declared here too so that the gateway (a std crate) can include this file as a module.
 extern crate alloc;
 use alloc::vec::Vec;
 
-/// The delimiter that opens and closes every frame.
+/// The delimiter that closes every frame and opens every message.
 pub const DELIMITER: u8 = 0x00;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: usize = 1024;
@@ -38,22 +41,39 @@ pub mod kind {
     pub const REFUSED: u8 = 0x11;
 }
 
-/// Most bytes a frame with `payload_len` bytes of payload takes on the line (fewer when the
-/// frame holds zero bytes, which COBS replaces rather than adds to).
+/// Most bytes a frame with `payload_len` bytes of payload takes on the line, opening
+/// delimiter included (fewer when the frame holds zero bytes, which COBS replaces rather than
+/// adds to).
 pub const fn max_frame_len(payload_len: usize) -> usize {
     let body = 1 + payload_len + 4;
     2 + body + body / 254 + 1
 }
 
-/// CRC-32 (IEEE 802.3, reflected, init and final xor 0xFFFFFFFF), bitwise: small in flash.
+/// CRC-32 lookup table (reflected polynomial 0xEDB88320), built at compile time: 1 KiB of
+/// flash for about 5× fewer instructions per byte than the bitwise loop, which made the CRC
+/// most of the framing's cost on the device.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg());
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// CRC-32 (IEEE 802.3, reflected, init and final xor 0xFFFFFFFF), table-driven.
 pub fn crc32(parts: &[&[u8]]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for part in parts {
         for b in part.iter() {
-            crc ^= u32::from(*b);
-            for _ in 0..8 {
-                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-            }
+            crc = (crc >> 8) ^ CRC_TABLE[((crc ^ u32::from(*b)) & 0xFF) as usize];
         }
     }
     !crc
@@ -104,24 +124,32 @@ fn cobs_decode(src: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Appends one frame to `out`. `payload` must be at most [`MAX_PAYLOAD`] bytes (longer is
-/// cut there: callers split with [`encode_message`]).
-pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+/// Appends one frame to `out`, closed by a delimiter but not opened by one: for the frames
+/// of a message after its opening delimiter. `payload` must be at most [`MAX_PAYLOAD`] bytes
+/// (longer is cut there: callers split with [`encode_message`]).
+pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
     let payload = &payload[..payload.len().min(MAX_PAYLOAD)];
     let mut body = Vec::with_capacity(payload.len() + 5);
     body.push(kind);
     body.extend_from_slice(payload);
     body.extend_from_slice(&crc32(&[&[kind], payload]).to_le_bytes());
-    out.push(DELIMITER);
     cobs_encode(&body, out);
     out.push(DELIMITER);
 }
 
-/// Appends a whole protocol message as `PART` frames and a closing `END` frame.
+/// Appends one frame that stands alone (opening delimiter, frame).
+pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.push(DELIMITER);
+    encode_frame(kind, payload, out);
+}
+
+/// Appends a whole protocol message: an opening delimiter, `PART` frames and a closing `END`
+/// frame.
 pub fn encode_message(msg: &[u8], out: &mut Vec<u8>) {
+    out.push(DELIMITER);
     let mut chunks = msg.chunks(MAX_PAYLOAD).peekable();
     if chunks.peek().is_none() {
-        encode(kind::END, &[], out);
+        encode_frame(kind::END, &[], out);
     }
     while let Some(c) = chunks.next() {
         let k = if chunks.peek().is_some() {
@@ -129,7 +157,7 @@ pub fn encode_message(msg: &[u8], out: &mut Vec<u8>) {
         } else {
             kind::END
         };
-        encode(k, c, out);
+        encode_frame(k, c, out);
     }
 }
 
@@ -149,6 +177,8 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// Inside a run too long to be a frame: drop up to the next delimiter.
     overlong: bool,
+    /// `buf[..scanned]` holds no delimiter: a byte-by-byte feed scans each byte once.
+    scanned: usize,
     /// Bytes dropped as not belonging to a valid frame (garbage, bad CRC, truncation).
     pub skipped: u64,
 }
@@ -162,10 +192,15 @@ impl Decoder {
     /// The next complete valid frame, if the bytes so far hold one.
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
-            let Some(end) = self.buf.iter().position(|b| *b == DELIMITER) else {
+            let found = self.buf[self.scanned..]
+                .iter()
+                .position(|b| *b == DELIMITER);
+            let Some(end) = found.map(|i| self.scanned + i) else {
+                self.scanned = self.buf.len();
                 if self.buf.len() > MAX_ENCODED {
                     self.skipped += self.buf.len() as u64;
                     self.buf.clear();
+                    self.scanned = 0;
                     self.overlong = true;
                 }
                 return None;
@@ -175,6 +210,7 @@ impl Decoder {
                 self.skipped += end as u64 + 1;
             }
             self.buf.drain(..=end);
+            self.scanned = 0;
             if let Some(f) = body {
                 return Some(f);
             }

@@ -2,7 +2,6 @@
 //! high-water mark (what the RAM figure reports).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use embedded_alloc::LlffHeap;
@@ -11,7 +10,9 @@ use embedded_alloc::LlffHeap;
 /// stack for k ≤ 32; the arena is larger so that a run over the goal is measured, not killed).
 pub const ARENA_BYTES: usize = 96 * 1024;
 
-static mut ARENA: [MaybeUninit<u8>; ARENA_BYTES] = [MaybeUninit::uninit(); ARENA_BYTES];
+#[cfg(target_os = "none")]
+static mut ARENA: [core::mem::MaybeUninit<u8>; ARENA_BYTES] =
+    [core::mem::MaybeUninit::uninit(); ARENA_BYTES];
 static INNER: LlffHeap = LlffHeap::empty();
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -31,9 +32,12 @@ unsafe impl GlobalAlloc for Tracking {
     }
 }
 
-#[global_allocator]
+// The firmware's allocator; host builds (unit tests) keep the system's.
+#[cfg_attr(target_os = "none", global_allocator)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 static HEAP: Tracking = Tracking;
 
+#[cfg(target_os = "none")]
 pub(crate) fn init() {
     // SAFETY: called once, before the first allocation; the arena is used by nothing else.
     unsafe { INNER.init(core::ptr::addr_of_mut!(ARENA) as usize, ARENA_BYTES) }

@@ -34,6 +34,11 @@ pub struct StreamedClient {
     /// the input's length (checked here against `dim`).
     client: Client,
     dim: u32,
+    /// The input's elements are < 2^input_bits (0: not declared, checked per chunk only).
+    input_bits: u8,
+    /// The largest round the client's memory holds ([`StreamedClient::with_capacity`]).
+    max_num_clients: u32,
+    max_degree: u32,
 }
 
 impl core::fmt::Debug for StreamedClient {
@@ -41,6 +46,9 @@ impl core::fmt::Debug for StreamedClient {
         f.debug_struct("StreamedClient")
             .field("id", &self.client.id)
             .field("dim", &self.dim)
+            .field("input_bits", &self.input_bits)
+            .field("max_num_clients", &self.max_num_clients)
+            .field("max_degree", &self.max_degree)
             .finish()
     }
 }
@@ -52,6 +60,9 @@ impl Client {
         StreamedClient {
             client: Client::new(id, vec![0]),
             dim,
+            input_bits: 0,
+            max_num_clients: u32::MAX,
+            max_degree: u32::MAX,
         }
     }
 }
@@ -66,6 +77,24 @@ impl StreamedClient {
     /// Sets what the client accepts.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.client = self.client.with_policy(policy);
+        self
+    }
+
+    /// Declares that every input element is < 2^`bits` (a device knows its value range).
+    /// A round with a smaller modulus is then refused at RoundStart, as a host client holding
+    /// such an element refuses it, instead of in the middle of the upload.
+    pub fn with_input_bits(mut self, bits: u8) -> Self {
+        self.input_bits = bits;
+        self
+    }
+
+    /// The largest round the client's memory holds: at most `max_num_clients` clients (the
+    /// id sets and the graph grow with n and |U1|) and `max_degree` neighbours (keys, shares
+    /// and PRG states grow with k). A larger round, honest or forged, is refused at
+    /// RoundStart instead of running the heap out later.
+    pub fn with_capacity(mut self, max_num_clients: u32, max_degree: u32) -> Self {
+        self.max_num_clients = max_num_clients;
+        self.max_degree = max_degree;
         self
     }
 
@@ -87,6 +116,23 @@ impl StreamedClient {
                 "the round sums vectors of length {}, my input has {}",
                 config.dim,
                 self.dim
+            )));
+        }
+        if config.bits < self.input_bits {
+            // The host client's words for the same refusal.
+            return Err(ClientError::BadParameters(alloc::format!(
+                "my input has elements ≥ 2^{}",
+                config.bits
+            )));
+        }
+        if config.num_clients > self.max_num_clients || config.degree > self.max_degree {
+            return Err(ClientError::BadParameters(alloc::format!(
+                "the round has {} clients and degree {}; my memory holds at most {} clients \
+                 and degree {}",
+                config.num_clients,
+                config.degree,
+                self.max_num_clients,
+                self.max_degree
             )));
         }
         // Every other check of the host client, on the announced round with the length
@@ -162,7 +208,7 @@ impl AwaitingShares {
             })
             .collect();
         // The same checks and next state; the message carries an empty vector.
-        let (next, empty) = self.handle(bytes)?;
+        let (next, empty) = self.check_and_mask(bytes)?;
         let live = match &next {
             AfterMaskedInput::Consistency(s) => &s.inner.masked_with,
             AfterMaskedInput::Unmask(s) => &s.masked_with,
@@ -414,7 +460,12 @@ mod tests {
         };
         let m = Modulus::new(bits).unwrap().mask();
         let want: Vec<u64> = (0..dim as usize)
-            .map(|j| (1..=4).map(|id| input(id, dim, bits)[j]).sum::<u64>() & m)
+            .map(|j| {
+                (1..=4)
+                    .map(|id| input(id, dim, bits)[j])
+                    .fold(0u64, u64::wrapping_add)
+                    & m
+            })
             .collect();
         assert_eq!(aggregate, want);
     }
@@ -425,6 +476,147 @@ mod tests {
         round(100, 16, PrgKind::Aes128Ctr, 64);
         round(37, 20, PrgKind::ChaCha20, 16);
         round(1500, 32, PrgKind::Aes128Ctr, 1024);
+    }
+
+    #[test]
+    fn streamed_messages_equal_the_host_clients_for_wide_and_narrow_moduli() {
+        // b > 32: 8-byte key-stream words per element.
+        round(100, 40, PrgKind::ChaCha20, 16);
+        round(37, 33, PrgKind::Aes128Ctr, 8);
+        // b = 64: no reduction, the sum wraps.
+        round(29, 64, PrgKind::ChaCha20, 8);
+        round(64, 64, PrgKind::Aes128Ctr, 24);
+        // b < 8: several elements per byte, a short last chunk.
+        round(37, 5, PrgKind::ChaCha20, 8);
+        round(100, 1, PrgKind::Aes128Ctr, 32);
+        round(21, 7, PrgKind::ChaCha20, 16);
+    }
+
+    /// A streamed client that declares its value range refuses a smaller modulus at
+    /// RoundStart, with the host client's error, before advertising anything.
+    #[test]
+    fn a_declared_value_range_is_checked_at_round_start() {
+        let start = ServerMessage::RoundStart(config(10, 8, PrgKind::ChaCha20)).encode();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut x = vec![0u64; 10];
+        x[3] = 0xFFFF; // a 16-bit value
+        let Err(host) = Client::new(1, x).start(&start, &mut rng) else {
+            panic!("the host client accepted b = 8 for a 16-bit input");
+        };
+        let Err(device) = Client::streamed(1, 10)
+            .with_input_bits(16)
+            .start(&start, &mut rng)
+        else {
+            panic!("the streamed client accepted b = 8 for 16-bit values");
+        };
+        assert_eq!(device, host);
+        for bits in [16, 17, 64] {
+            let start = ServerMessage::RoundStart(config(10, bits, PrgKind::ChaCha20)).encode();
+            let ok = Client::streamed(1, 10)
+                .with_input_bits(16)
+                .start(&start, &mut rng);
+            assert!(ok.is_ok(), "b = {bits}: {:?}", ok.err());
+        }
+        // Undeclared, the range is checked per chunk only (the round is accepted).
+        assert!(Client::streamed(1, 10).start(&start, &mut rng).is_ok());
+    }
+
+    /// A round larger than the client's declared memory, honest or forged, is refused at
+    /// RoundStart with a typed error (never an allocation failure later).
+    #[test]
+    fn a_round_over_the_declared_capacity_is_refused_at_round_start() {
+        let limited = || Client::streamed(1, 10).with_capacity(1_000, 32);
+        let mut huge = config(10, 16, PrgKind::ChaCha20);
+        huge.num_clients = crate::config::MAX_CLIENTS;
+        huge.graph = GraphKind::Harary;
+        huge.degree = 20;
+        huge.threshold = 11;
+        huge.min_clients = 100;
+        let mut wide = config(10, 16, PrgKind::ChaCha20);
+        wide.num_clients = 200;
+        wide.degree = 199;
+        wide.threshold = 100;
+        wide.min_clients = 150;
+        for cfg in [huge, wide] {
+            cfg.validate().unwrap();
+            let start = ServerMessage::RoundStart(cfg.clone()).encode();
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            assert!(Client::streamed(1, 10).start(&start, &mut rng).is_ok());
+            let Err(err) = limited().start(&start, &mut rng) else {
+                panic!("n = {}, k = {} accepted", cfg.num_clients, cfg.degree);
+            };
+            assert!(
+                matches!(&err, ClientError::BadParameters(m) if m.contains("my memory")),
+                "{err:?}"
+            );
+        }
+        let mut fits = config(10, 16, PrgKind::ChaCha20);
+        fits.num_clients = 1_000;
+        fits.graph = GraphKind::Harary;
+        fits.degree = 32;
+        fits.threshold = 17;
+        fits.min_clients = 500;
+        let start = ServerMessage::RoundStart(fits).encode();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        assert!(limited().start(&start, &mut rng).is_ok());
+    }
+
+    /// The whole-input handler refuses a streamed state (it would upload an empty vector),
+    /// directly and through a saved and restored [`ClientRound`](crate::client::ClientRound).
+    #[test]
+    fn the_whole_input_handler_refuses_a_streamed_state() {
+        use crate::client::ClientRound as R;
+        let cfg = config(16, 16, PrgKind::ChaCha20);
+        let mut server = ServerRound::new(cfg, None, 1000).unwrap();
+        server.start(0);
+        let mut clients: Vec<(u32, R, ChaCha20Rng)> = (2..=4)
+            .map(|id| {
+                let c = R::New(Client::new(id, input(id, 16, 16)));
+                (id, c, ChaCha20Rng::seed_from_u64(u64::from(id)))
+            })
+            .collect();
+        let mut rng1 = ChaCha20Rng::seed_from_u64(1);
+        let mut streamed = Some(Client::streamed(1, 16));
+        let mut neighbours = None;
+        let mut shares = None;
+        let mut checked = false;
+        for now in 0..10 {
+            let mut out = Vec::new();
+            while let Some(m) = server.poll_outgoing() {
+                out.push(m);
+            }
+            for (to, bytes) in out {
+                if to != 1 {
+                    let (_, c, rng) = clients.iter_mut().find(|(i, _, _)| *i == to).unwrap();
+                    if let Some(m) = c.handle(&bytes, rng).unwrap() {
+                        server.handle_message(now, to, &m).unwrap();
+                    }
+                } else if let Some(c) = streamed.take() {
+                    let (s, m) = c.start(&bytes, &mut rng1).unwrap();
+                    neighbours = Some(s);
+                    server.handle_message(now, 1, &m).unwrap();
+                } else if let Some(s) = neighbours.take() {
+                    let (s, m) = s.handle(&bytes, &mut rng1).unwrap();
+                    server.handle_message(now, 1, &m).unwrap();
+                    shares = Some(s);
+                } else if let Some(s) = shares.take() {
+                    // Through ClientRound after a save and restore (as the simulator or
+                    // Python would), then directly.
+                    let saved = R::AwaitingShares(s).export_state().unwrap();
+                    let mut restored = R::import_state(saved.as_bytes()).unwrap();
+                    let err = restored.handle(&bytes, &mut rng1).unwrap_err();
+                    assert!(matches!(err, ClientError::Misuse(_)), "{err:?}");
+                    let R::AwaitingShares(direct) = R::import_state(saved.as_bytes()).unwrap()
+                    else {
+                        panic!("stage changed");
+                    };
+                    let err = direct.handle(&bytes).map(|_| ()).unwrap_err();
+                    assert!(matches!(err, ClientError::Misuse(_)), "{err:?}");
+                    checked = true;
+                }
+            }
+        }
+        assert!(checked, "the streamed client never reached SharesForYou");
     }
 
     #[test]
@@ -442,6 +634,16 @@ mod tests {
                 .len()
         };
         assert_eq!(size(10), size(100_000));
+    }
+
+    /// The ciphers keyed by mask seeds and share keys wipe their key state on drop (their
+    /// `zeroize` features): a streamed upload holds k + 1 of them for the whole upload.
+    #[test]
+    fn mask_and_share_cipher_states_are_zeroized_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<chacha20::ChaCha20>();
+        wiped_on_drop::<ctr::Ctr64LE<aes::Aes128>>();
+        wiped_on_drop::<chacha20poly1305::ChaCha20Poly1305>();
     }
 
     fn stream_for(dim: u32, bits: u8) -> MaskedInputStream {

@@ -1,6 +1,8 @@
 //! Micro-benchmarks on the device, in instructions (QEMU `-icount`): X25519, Ed25519, share
 //! encryption, Shamir splitting, and the mask PRG per key-stream byte (AES-128-CTR against
-//! ChaCha20). Prints one JSON object on the semihosting console.
+//! ChaCha20), and the serial framing per byte (an 8 KiB message encoded, then decoded a byte
+//! at a time as the client's UART loop feeds it). Prints one JSON object on the semihosting
+//! console.
 #![no_std]
 #![no_main]
 
@@ -20,6 +22,7 @@ use secagg_core::prg::{MaskStream, Sign, apply_masks};
 use secagg_core::ring::Modulus;
 use secagg_core::shamir;
 use secagg_device::clock::instructions;
+use secagg_device::frame::{self, Decoder, Reassembler};
 
 /// Median instructions of `reps` runs of `f`.
 fn median(reps: usize, mut f: impl FnMut()) -> u64 {
@@ -50,6 +53,32 @@ fn prg_per_byte(kind: PrgKind, bits: u8, d: usize) -> (u64, u64) {
         one.saturating_sub(base),
         (d * m.stream_bytes_per_element()) as u64,
     )
+}
+
+/// Instructions per message byte to frame an 8 KiB message, and to decode and reassemble it
+/// fed one byte at a time.
+fn framing_per_byte() -> (u64, u64, usize) {
+    let msg: Vec<u8> = (0..8 * 1024u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mut wire = Vec::new();
+    let encode = median(3, || {
+        wire.clear();
+        frame::encode_message(black_box(&msg), &mut wire);
+    });
+    let decode = median(3, || {
+        let mut dec = Decoder::default();
+        let mut re = Reassembler::new(msg.len());
+        let mut got = None;
+        for b in &wire {
+            dec.push(core::slice::from_ref(b));
+            while let Some(f) = dec.next_frame() {
+                if let Ok(Some(m)) = re.push(f.kind, &f.payload) {
+                    got = Some(m);
+                }
+            }
+        }
+        assert!(got.as_deref() == Some(&msg[..]));
+    });
+    (encode, decode, msg.len())
 }
 
 #[entry]
@@ -85,10 +114,12 @@ fn main() -> ! {
     let d = 4096;
     let (aes, aes_bytes) = prg_per_byte(PrgKind::Aes128Ctr, 16, d);
     let (chacha, chacha_bytes) = prg_per_byte(PrgKind::ChaCha20, 16, d);
+    let (frame_enc, frame_dec, frame_bytes) = framing_per_byte();
     hprintln!(
         "{{\"x25519_agree\":{},\"x25519_keygen\":{},\"ed25519_sign\":{},\"ed25519_verify\":{},\
          \"seal_share_bundle\":{},\"shamir_split_32B_n21_t11\":{},\
          \"prg_aes128ctr_insn_per_byte\":{:.2},\"prg_chacha20_insn_per_byte\":{:.2},\
+         \"frame_encode_insn_per_byte\":{:.2},\"frame_decode_insn_per_byte\":{:.2},\
          \"heap_peak_bytes\":{},\"stack_peak_bytes\":{},\"counter_calibration\":{}}}",
         agree,
         keygen,
@@ -98,6 +129,8 @@ fn main() -> ! {
         split,
         aes as f64 / aes_bytes as f64,
         chacha as f64 / chacha_bytes as f64,
+        frame_enc as f64 / frame_bytes as f64,
+        frame_dec as f64 / frame_bytes as f64,
         secagg_device::heap::peak(),
         secagg_device::stack::peak(),
         secagg_device::clock::calibration() as f64 / 1000.0

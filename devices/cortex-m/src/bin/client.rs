@@ -2,9 +2,11 @@
 //! which relays its messages to `secagg server`. Per stage it logs one JSON line (instructions,
 //! bytes, RAM) on the semihosting console; it exits when its round ends.
 //!
-//! Its CSPRNG (ChaCha20) is seeded once at boot from the entropy source ([`host::entropy`]:
-//! the host's /dev/urandom through semihosting under QEMU, the TRNG on a board), never from
-//! the gateway.
+//! Its CSPRNG ([`DeviceRng`], fast-key-erasure ChaCha20) is seeded once at boot from the
+//! entropy source (`trng::seed`: the RNG peripheral on a board, the host's /dev/urandom through
+//! semihosting under QEMU with the `qemu` feature), never from the gateway. Its identity key and roster are built in (`build.rs`, [`provision`]): it takes
+//! part only in malicious-model PKI rounds, at its own line of its own roster, and in one
+//! round per boot.
 #![no_std]
 #![no_main]
 
@@ -14,12 +16,19 @@ use alloc::vec::Vec;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
-use secagg_core::client::Client;
+use secagg_core::crypto::IdentityKey;
 use secagg_device::driver::DeviceClient;
 use secagg_device::frame::{self, Decoder, Reassembler, kind};
+use secagg_device::rng::DeviceRng;
 use secagg_device::{heap, host, input, stack, uart};
+
+#[path = "../provision.rs"]
+mod provision;
+
+/// The identity key, roster and min_clients floor built in by `build.rs`.
+mod provisioned {
+    include!(concat!(env!("OUT_DIR"), "/provisioned.rs"));
+}
 
 /// Largest server message the device accepts (NeighbourKeys or UnmaskRequest of a large
 /// malicious-model round fit with room to spare).
@@ -31,12 +40,25 @@ fn send_frame(k: u8, payload: &[u8]) {
     uart::write(&out);
 }
 
-/// Sends a reply's pieces as PART frames of at most MAX_PAYLOAD bytes; `end` closes it.
+/// Sends a reply's pieces as PART frames of at most MAX_PAYLOAD bytes; `end` closes it. The
+/// first frame of a reply opens with a delimiter, the others follow it back to back.
 struct Sender {
     pending: Vec<u8>,
+    opened: bool,
 }
 
 impl Sender {
+    fn frame(&mut self, k: u8) {
+        let mut out = Vec::with_capacity(frame::max_frame_len(self.pending.len()));
+        if !self.opened {
+            out.push(frame::DELIMITER);
+            self.opened = true;
+        }
+        frame::encode_frame(k, &self.pending, &mut out);
+        uart::write(&out);
+        self.pending.clear();
+    }
+
     fn piece(&mut self, mut b: &[u8]) {
         while !b.is_empty() {
             let room = frame::MAX_PAYLOAD - self.pending.len();
@@ -44,34 +66,63 @@ impl Sender {
             self.pending.extend_from_slice(&b[..n]);
             b = &b[n..];
             if self.pending.len() == frame::MAX_PAYLOAD {
-                send_frame(kind::PART, &self.pending);
-                self.pending.clear();
+                self.frame(kind::PART);
             }
         }
     }
 
     fn end(&mut self) {
-        send_frame(kind::END, &self.pending);
-        self.pending.clear();
+        self.frame(kind::END);
+        self.opened = false;
     }
+}
+
+/// Ends this boot: logs and sends the reason (the gateway reports it), then exits.
+fn refuse(kind_name: &str, reason: &str) -> ! {
+    hprintln!(
+        "{{\"event\":\"refused\",\"kind\":\"{}\",\"reason\":{:?}}}",
+        kind_name,
+        reason
+    );
+    send_frame(kind::REFUSED, reason.as_bytes());
+    host::exit(false)
 }
 
 #[entry]
 fn main() -> ! {
     secagg_device::init();
     uart::init();
-    let Some(seed) = host::entropy() else {
-        hprintln!("{{\"event\":\"error\",\"reason\":\"no entropy\"}}");
-        host::exit(false)
+    let mut rng = match DeviceRng::from_entropy() {
+        Ok(r) => r,
+        Err(e) => {
+            hprintln!("{{\"event\":\"error\",\"reason\":{:?}}}", e.reason());
+            host::exit(false)
+        }
     };
-    let mut rng = ChaCha20Rng::from_seed(seed);
-    send_frame(kind::HELLO, &input::DIM.to_le_bytes());
+    let Some(identity_seed) = provisioned::IDENTITY_SEED else {
+        refuse(
+            "not-provisioned",
+            provision::ProvisionError::NotProvisioned.reason(),
+        )
+    };
+    let identity_public = IdentityKey::from_seed(&identity_seed).public();
+    if let Err(e) = provision::own_id(&IdentityKey::from_seed(&identity_seed), provisioned::ROSTER)
+    {
+        refuse("not-provisioned", e.reason())
+    }
+    // HELLO: the input length and the identity public key the gateway joins with (the
+    // private key never leaves the device).
+    let mut hello = Vec::with_capacity(36);
+    hello.extend_from_slice(&input::DIM.to_le_bytes());
+    hello.extend_from_slice(&identity_public);
+    send_frame(kind::HELLO, &hello);
     hprintln!("{{\"event\":\"boot\",\"dim\":{}}}", input::DIM);
     let mut dec = Decoder::default();
     let mut re = Reassembler::new(MAX_MESSAGE);
     let mut client: Option<DeviceClient> = None;
     let mut sender = Sender {
         pending: Vec::with_capacity(frame::MAX_PAYLOAD),
+        opened: false,
     };
     loop {
         dec.push(&[uart::read_byte()]);
@@ -81,21 +132,28 @@ fn main() -> ! {
                     let Ok(id) = <[u8; 4]>::try_from(f.payload.as_slice()) else {
                         continue;
                     };
-                    re.reset();
-                    client = Some(DeviceClient::new(Client::streamed(
+                    // One round per boot: a second assignment (a gateway re-running the
+                    // device's input, or hiding a round it made up) ends the boot.
+                    if client.is_some() {
+                        refuse("reassigned", "a second ASSIGN in one boot");
+                    }
+                    let c = provision::device_client(
                         u32::from_le_bytes(id),
                         input::DIM,
-                    )));
+                        IdentityKey::from_seed(&identity_seed),
+                        provisioned::ROSTER,
+                        provisioned::MIN_CLIENTS,
+                    )
+                    .unwrap_or_else(|e| refuse("wrong-id", e.reason()));
+                    // The device's own bounds (its value range, the largest round its RAM
+                    // holds): refused at RoundStart rather than a panic later.
+                    client = Some(DeviceClient::new(secagg_device::capacity::bounded(c)));
                 }
                 kind::PART | kind::END => {
                     let msg = match re.push(f.kind, &f.payload) {
                         Ok(Some(m)) => m,
                         Ok(None) => continue,
-                        Err(_) => {
-                            send_frame(kind::REFUSED, b"server message over the device's limit");
-                            client = None;
-                            continue;
-                        }
+                        Err(_) => refuse("oversized", "server message over the device's limit"),
                     };
                     let Some(c) = client.as_mut() else { continue };
                     let r = c.handle(&msg, &mut rng, &mut input::fill, &mut |b| match b {
@@ -125,13 +183,8 @@ fn main() -> ! {
                                 host::exit(true);
                             }
                         }
-                        Err(e) => {
-                            let reason = alloc::format!("{e}");
-                            hprintln!("{{\"event\":\"refused\",\"reason\":{:?}}}", reason);
-                            send_frame(kind::REFUSED, reason.as_bytes());
-                            // One round per boot: a refused or aborted round ends the run.
-                            host::exit(false);
-                        }
+                        // One round per boot: a refused or aborted round ends the run.
+                        Err(e) => refuse(provision::error_kind(&e), &alloc::format!("{e}")),
                     }
                 }
                 _ => {}

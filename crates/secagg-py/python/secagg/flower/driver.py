@@ -108,6 +108,32 @@ def _epsilon_holds_against(dp: DpConfig) -> str:
     )
 
 
+#: The protocol options both front ends take and hand to :class:`ProtocolDriver`, which checks
+#: them: one list, so that a new option is forwarded (and checked) in one place.
+PROTOCOL_ARGS = (
+    "num_shares",
+    "reconstruction_threshold",
+    "degree",
+    "max_weight",
+    "bits",
+    "timeout",
+    "threat",
+    "directory",
+    "assumed_corrupt",
+    "assumed_dropout",
+    "accept_weaker_params",
+    "graph",
+    "prg",
+    "seed",
+    "dp",
+)
+
+
+def protocol_args(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`PROTOCOL_ARGS` of a front end's constructor, from its ``locals()``."""
+    return {name: scope[name] for name in PROTOCOL_ARGS}
+
+
 class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
     """The round machinery and the protocol parameters both Flower front ends share (see
     :class:`SecAggWorkflow` for the meaning of each argument)."""
@@ -118,6 +144,7 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         reconstruction_threshold: int | float | None = None,
         *,
         degree: int | None = None,
+        max_weight: int = 1000,
         bits: int = 32,
         timeout: float | None = None,
         threat: Threat = "honest-but-curious",
@@ -130,6 +157,8 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         seed: int | None = None,
         dp: DpConfig | None = None,
     ) -> None:
+        if type(max_weight) is not int or max_weight < 1:
+            raise ValueError(f"max_weight must be a positive int, got {max_weight!r}")
         if isinstance(num_shares, bool) or (
             num_shares is not None and not isinstance(num_shares, (int, float))
         ):
@@ -169,6 +198,7 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         self.num_shares = num_shares
         self.reconstruction_threshold = reconstruction_threshold
         self.degree = degree
+        self.max_weight = max_weight
         self.bits = bits
         self.timeout = timeout
         self.threat = threat
@@ -194,6 +224,67 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         """Writes the ledger (:func:`secagg.flower.dp.save_ledger`); a front end may look it up
         in its own module, where tests replace it to make the write fail."""
         save_ledger(*args)
+
+    # -- a round's start and end, as both front ends run them --------------------------------
+
+    def _skipped(self, report: RoundReport, sampling_option: str) -> bool:
+        """Whether a round of ``report.sampled`` clients cannot start (too few for the
+        protocol, or for the survivors DP noise is sized for); logged, ``report.aborted``
+        says why. ``sampling_option`` names the strategy's option that samples more."""
+        n = report.sampled
+        if n < 2:
+            report.aborted = "fewer than 2 clients sampled"
+            log(ERROR, "secagg: %s; skipping the %s round", report.aborted, report.message_type)
+            return True
+        if self.dp is not None and self.dp.min_survivors is not None and self.dp.min_survivors > n:
+            report.aborted = (
+                f"DpConfig.min_survivors = {self.dp.min_survivors} is more than the {n} clients "
+                "sampled for this round: the noise could never be complete (sample more "
+                f"clients, e.g. {sampling_option}, or lower min_survivors); no round was started"
+            )
+            log(ERROR, "secagg: round %s skipped: %s", report.server_round, report.aborted)
+            return True
+        return False
+
+    @staticmethod
+    def _announce(server: Any, report: RoundReport, dim: int) -> None:
+        """Log the round about to start (and the planner's warnings)."""
+        for warning in server.config.get("warnings", []):
+            log(WARNING, "secagg: %s", warning)
+        log(
+            INFO,
+            "secagg: %s round %s with %s clients, k = %s, t = %s, %s values",
+            report.message_type,
+            report.server_round,
+            report.sampled,
+            server.k,
+            server.t,
+            dim,
+        )
+
+    def _released_sum(
+        self, server: Any, node_ids: list[int], report: RoundReport, dp_round: _DpRound | None
+    ) -> np.ndarray | None:
+        """The round's unmasked result once the exchanges are over, with ``report.survivors``;
+        ``None`` if it aborted (logged; one already charged says it stays charged)."""
+        if not server.finished or server.aborted is not None:
+            report.aborted = server.aborted or "the round did not finish"
+            self._abort_after_charge(report, dp_round)
+            return None
+        total = cast(np.ndarray, server.result())
+        report.survivors = [node_ids[cid - 1] for cid in server.survivors]
+        return total
+
+    @staticmethod
+    def _log_released(report: RoundReport, what: str = "mean") -> None:
+        log(
+            INFO,
+            "secagg: released the %s of %s clients (%s dropped) in %.2f s",
+            what,
+            len(report.survivors),
+            len(report.dropouts),
+            report.seconds,
+        )
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -343,7 +434,7 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
                     if content_at is not None:
                         record[rk.CONTENT_AT] = content_at
                 content = first_content(nid) if with_content else RecordDict()
-                content.config_records[rk.RECORD] = record
+                content[rk.RECORD] = record
                 msgs.append(
                     Message(
                         content=content,
@@ -497,6 +588,23 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         report.errors = [str(f) for f in failures]
         report.seconds = time.perf_counter() - started
 
+    def _dp_release(
+        self,
+        dp_round: _DpRound,
+        aggregate: np.ndarray,
+        global_arrays: list[np.ndarray],
+        report: RoundReport,
+    ) -> np.ndarray | None:
+        """:meth:`_release_dp`, or ``None`` if the sum cannot be decoded: the round aborts,
+        charged (logged, ``report.aborted`` says why)."""
+        try:
+            return self._release_dp(dp_round, aggregate, global_arrays, report)
+        except ValueError as exc:
+            report.survivors = []
+            report.aborted = f"the unmasked sum could not be decoded: {exc}"
+            self._abort_after_charge(report, dp_round)
+            return None
+
     @staticmethod
     def _release_dp(
         dp_round: _DpRound,
@@ -505,8 +613,7 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
         report: RoundReport,
     ) -> np.ndarray:
         """Decode the noisy sum of the round (charged before its unmask requests) into the
-        global parameters + the mean update. Raises ``ValueError`` if it cannot be decoded
-        (the round then aborts, charged)."""
+        global parameters + the mean update. Raises ``ValueError`` if it cannot be decoded."""
         survivors = len(report.survivors)
         update = dp_round.encoding.decode(aggregate, survivors)
         if report.dp is not None:
@@ -533,7 +640,7 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
             if reply.has_error():
                 failures.append(RuntimeError(f"node {node_ids[cid - 1]}: {reply.error.reason}"))
                 continue
-            record = reply.content.config_records.get(rk.RECORD)
+            record = rk.config_record(reply.content, rk.RECORD)
             payloads = record.get(rk.REPLIES) if record is not None else None
             if not isinstance(payloads, list) or not all(isinstance(p, bytes) for p in payloads):
                 failures.append(RuntimeError(f"node {node_ids[cid - 1]}: no secagg replies"))

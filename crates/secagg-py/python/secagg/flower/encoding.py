@@ -308,12 +308,16 @@ class Encoding:  # pylint: disable=too-many-instance-attributes
             EncodingError: as :meth:`encode_chunks`.
         """
         chunks, clipped_arrays, clipped_metrics = self.encode_chunks(received, returned, metrics)
+        return self.join(chunks), clipped_arrays, clipped_metrics
+
+    def join(self, chunks: Iterator[np.ndarray]) -> np.ndarray:
+        """The pieces of :meth:`encode_chunks` as one vector of ``vector_dtype``."""
         out = np.empty(self.dim, dtype=self.vector_dtype)
         at = 0
         for chunk in chunks:
             out[at : at + chunk.size] = chunk
             at += chunk.size
-        return out, clipped_arrays, clipped_metrics
+        return out
 
     def encode_chunks(  # pylint: disable=too-many-locals
         self,
@@ -357,6 +361,8 @@ class Encoding:  # pylint: disable=too-many-instance-attributes
         # Metrics, checked and encoded now (one value each); arrays as flat views.
         metric_values: dict[str, np.ndarray] = {}
         flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        encoded: dict[tuple[str, int], np.ndarray] = {}
+        kept = 0
         clipped_arrays = clipped_metrics = 0
         for seg in self.segments:
             if seg.kind == "metric":
@@ -385,10 +391,16 @@ class Encoding:  # pylint: disable=too-many-instance-attributes
                 raise EncodingError(f"array {seg.name!r} came back as {new.dtype}")
             flat_new, flat_old = new.reshape(-1), old.reshape(-1)
             flat[seg.name] = (flat_new, flat_old)
-            # A first pass counts the clipped values (they lead the vector) and finds NaN.
+            # A first pass counts the clipped values (they lead the vector) and finds NaN. Its
+            # first CHUNK values encoded are kept for the pieces below: a model of up to CHUNK
+            # values is quantized once, a larger one holds one chunk more.
             for lo in range(0, seg.size, CHUNK):
                 hi = min(lo + CHUNK, seg.size)
-                clipped_arrays += _quantize(seg, flat_new[lo:hi], flat_old[lo:hi])[1]
+                q, clipped = _quantize(seg, flat_new[lo:hi], flat_old[lo:hi])
+                clipped_arrays += clipped
+                if kept + q.size <= CHUNK:
+                    encoded[(seg.name, lo)] = _weighted(q, weight, mask)
+                    kept += q.size
         cap = (2 ** (self.bits - 1) - 1) // self.clients
         head = np.array(
             [weight, min(clipped_arrays, cap), min(clipped_metrics, cap)], dtype=np.uint64
@@ -402,8 +414,11 @@ class Encoding:  # pylint: disable=too-many-instance-attributes
                     continue
                 new, old = flat[seg.name]
                 for lo in range(0, seg.size, CHUNK):
-                    hi = min(lo + CHUNK, seg.size)
-                    yield _encode_chunk(seg, new[lo:hi], old[lo:hi], weight, mask)
+                    piece = encoded.pop((seg.name, lo), None)
+                    if piece is None:
+                        hi = min(lo + CHUNK, seg.size)
+                        piece = _weighted(_quantize(seg, new[lo:hi], old[lo:hi])[0], weight, mask)
+                    yield piece
 
         return pieces(), clipped_arrays, clipped_metrics
 
@@ -508,11 +523,9 @@ def _quantize(seg: Segment, new: np.ndarray, old: np.ndarray) -> tuple[np.ndarra
     return q, clipped
 
 
-def _encode_chunk(
-    seg: Segment, new: np.ndarray, old: np.ndarray, weight: int, mask: np.uint64
-) -> np.ndarray:
-    """Values [lo, hi) of one array's update, encoded (uint64, each < 2^bits)."""
-    q, _ = _quantize(seg, new, old)
+def _weighted(q: np.ndarray, weight: int, mask: np.uint64) -> np.ndarray:
+    """Quantized values (int64, from :func:`_quantize`, which it reuses) times the weight,
+    encoded (uint64, each < 2^bits)."""
     q *= weight
     # Two's complement: the int64 bits read as uint64, reduced mod 2^bits.
     out = q.view(np.uint64)

@@ -78,7 +78,7 @@ from logging import INFO, WARNING
 from typing import Literal, TypeVar, cast
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.common.constant import ErrorCode
 from flwr.common import FitRes, Parameters, parameters_to_ndarrays
@@ -287,17 +287,17 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             # (secure_evaluate); otherwise they are Flower's own, in clear.
             if (
                 msg.metadata.message_type != MessageType.EVALUATE
-                or rk.RECORD not in msg.content.config_records
+                or rk.config_record(msg.content, rk.RECORD) is None
             ):
                 return call_next(msg, ctxt)
-        if rk.RECORD not in msg.content.config_records:
+        cfg = rk.config_record(msg.content, rk.RECORD)
+        if cfg is None:
             if allow_plain:
                 return call_next(msg, ctxt)
             raise SecAggClientError(
                 "a train message without secure aggregation: this client sends its update only "
                 "masked (use SecAggWorkflow on the server, or make_secagg_mod(allow_plain=True))"
             )
-        cfg = msg.content.config_records[rk.RECORD]
         round_key = _typed(cfg, rk.ROUND_KEY, str)
         messages = _bytes_list(cfg, rk.MESSAGES)
         key = (ctxt.run_id, ctxt.node_id)
@@ -307,7 +307,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
         started: int | None = None
         if rk.CLIENT_ID in cfg:
             # A new round: whatever an earlier round left (it aborted unseen) goes now.
-            ctxt.state.config_records.pop(rk.STATE_RECORD, None)
+            ctxt.state.pop(rk.STATE_RECORD, None)
             out, client, config = _start_round(msg, ctxt, call_next, cfg, round_key, messages)
             if client is None:
                 return out
@@ -331,7 +331,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
                 # The instructions arrived with the masked-input request: train now.
                 out, deferred = _deferred_input(msg, ctxt, call_next, cfg, client)
                 if out is not None:
-                    ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+                    ctxt.state[rk.STATE_RECORD] = ConfigRecord(
                         {rk.ROUND_KEY: round_key, rk.STATE_FAILED: "the train handler failed"}
                     )
                     return out
@@ -352,7 +352,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             # The client stops for good: keep why, drop the secrets. Answer with an error
             # reply rather than raising: Flower's simulation engine discards the context of
             # a ClientApp that raises, which would bring the saved secrets back.
-            ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+            ctxt.state[rk.STATE_RECORD] = ConfigRecord(
                 {rk.ROUND_KEY: round_key, rk.STATE_FAILED: str(exc)}
             )
             return Message(
@@ -363,12 +363,12 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
             # The round id is kept before the key advertisement leaves: never answered twice.
             history = _history(ctxt)
             history.begin(started)  # written to its file first, with a state_dir
-            ctxt.state.config_records[rk.HISTORY_RECORD] = ConfigRecord(history.to_record())
+            ctxt.state[rk.HISTORY_RECORD] = ConfigRecord(history.to_record())
         if client.finished or client.failed:
-            ctxt.state.config_records.pop(rk.STATE_RECORD, None)
+            ctxt.state.pop(rk.STATE_RECORD, None)
         else:
             token = secrets.token_bytes(16)
-            ctxt.state.config_records[rk.STATE_RECORD] = ConfigRecord(
+            ctxt.state[rk.STATE_RECORD] = ConfigRecord(
                 {
                     rk.ROUND_KEY: round_key,
                     rk.STATE_STEP: step + 1,
@@ -377,7 +377,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
                 }
             )
             _CLIENTS[key] = _Slot(round_key, token, client)
-        content.config_records[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
+        content[rk.RECORD] = ConfigRecord({rk.REPLIES: replies})
         return Message(content, reply_to=msg)
 
     def _node_dir(ctxt: Context) -> str | None:
@@ -432,7 +432,7 @@ def make_secagg_mod(  # pylint: disable=too-many-arguments,too-many-locals,too-m
 
     def _resume(ctxt: Context, round_key: str, cached: _Slot | None) -> tuple[secagg.Client, int]:
         """The node's client for ``round_key`` as saved in ``context.state``, and its step."""
-        saved = ctxt.state.config_records.get(rk.STATE_RECORD)
+        saved = rk.config_record(ctxt.state, rk.STATE_RECORD)
         saved_round = saved.get(rk.ROUND_KEY) if saved is not None else None
         if saved is None or saved_round is None:
             raise SecAggClientError(
@@ -646,7 +646,7 @@ HISTORY_FILE = "secagg-round-history.json"
 
 def _context_history(ctxt: Context) -> secagg.RoundHistory:
     """The protocol round ids this node took part in, from ``context.state`` (one run)."""
-    record = ctxt.state.config_records.get(rk.HISTORY_RECORD)
+    record = rk.config_record(ctxt.state, rk.HISTORY_RECORD)
     if record is None:
         return secagg.RoundHistory()
     try:
@@ -709,18 +709,23 @@ def _message_api(cfg: ConfigRecord) -> bool:
 
 
 def _message_api_vector(encoding: Encoding, msg: Message, out: Message) -> np.ndarray:
-    """The integer vector of a Message-API round: the handler's update, metrics and weight."""
-    key = encoding.arrays_key
-    received = msg.content.array_records.get(key) if key is not None else None
-    returned = out.content.array_records.get(key) if key is not None else None
-    if key is not None and returned is None and len(out.content.array_records) == 1:
+    """The whole integer vector of a Message-API round (a client that holds it until its
+    masked input is asked for): :func:`_message_api_chunks` joined."""
+    return encoding.join(_message_api_chunks(encoding, msg, out))
+
+
+def _replied_arrays(
+    key: str | None, msg: Message, out: Message
+) -> tuple[ArrayRecord | None, ArrayRecord | None]:
+    """The ArrayRecord the strategy sent under ``key`` and the handler's (under ``key``, or
+    its only one)."""
+    if key is None:
+        return None, None
+    received = msg.content.array_records.get(key)
+    returned = out.content.array_records.get(key)
+    if returned is None and len(out.content.array_records) == 1:
         returned = next(iter(out.content.array_records.values()))
-    metrics = next(iter(out.content.metric_records.values()), MetricRecord())
-    vector, clipped, _ = encoding.encode(received, returned, metrics)
-    if clipped:
-        # Only this node learns its own count; the server sees the total over the survivors.
-        log(INFO, "secagg: %s values of this node's update were clipped", clipped)
-    return vector
+    return received, returned
 
 
 def _deferred_input(
@@ -765,11 +770,7 @@ def _deferred_input(
 
 def _message_api_chunks(encoding: Encoding, msg: Message, out: Message) -> Iterator[np.ndarray]:
     """The encoded vector of a Message-API round, in pieces (see ``Encoding.encode_chunks``)."""
-    key = encoding.arrays_key
-    received = msg.content.array_records.get(key) if key is not None else None
-    returned = out.content.array_records.get(key) if key is not None else None
-    if key is not None and returned is None and len(out.content.array_records) == 1:
-        returned = next(iter(out.content.array_records.values()))
+    received, returned = _replied_arrays(encoding.arrays_key, msg, out)
     metrics = next(iter(out.content.metric_records.values()), MetricRecord())
     chunks, clipped, _ = encoding.encode_chunks(received, returned, metrics)
     if clipped:
@@ -781,10 +782,7 @@ def _message_api_chunks(encoding: Encoding, msg: Message, out: Message) -> Itera
 def _message_api_dp_chunks(key: str, msg: Message, out: Message) -> Iterator[np.ndarray]:
     """A DP round's update (returned minus received float arrays, in the order of the
     received ArrayRecord) in float64 pieces, read through views of the arrays' bytes."""
-    received = msg.content.array_records.get(key)
-    returned = out.content.array_records.get(key)
-    if returned is None and len(out.content.array_records) == 1:
-        returned = next(iter(out.content.array_records.values()))
+    received, returned = _replied_arrays(key, msg, out)
     if received is None or returned is None:
         raise EncodingError(f"a DP round averages the arrays of '{key}': the message has none")
     if list(returned.keys()) != list(received.keys()):
@@ -813,31 +811,10 @@ def _message_api_dp_chunks(key: str, msg: Message, out: Message) -> Iterator[np.
 
 
 def _message_api_dp_update(key: str, msg: Message, out: Message) -> np.ndarray:
-    """A DP round of the Message API: returned minus received float arrays, flattened in the
-    order of the ArrayRecord the strategy sent."""
-    received = msg.content.array_records.get(key)
-    returned = out.content.array_records.get(key)
-    if returned is None and len(out.content.array_records) == 1:
-        returned = next(iter(out.content.array_records.values()))
-    if received is None or returned is None:
-        raise EncodingError(f"a DP round averages the arrays of '{key}': the message has none")
-    if list(returned.keys()) != list(received.keys()):
-        raise EncodingError(
-            f"the returned arrays {list(returned.keys())} are not the received "
-            f"{list(received.keys())}"
-        )
-    parts = []
-    for name in received.keys():
-        old, new = received[name].numpy(), returned[name].numpy()
-        if old.dtype.kind != "f":
-            raise EncodingError(
-                f"a DP round averages float arrays only; {name!r} is {old.dtype} (its update "
-                "would need its own sensitivity)"
-            )
-        if old.shape != new.shape:
-            raise EncodingError(f"array {name!r}: received {old.shape}, returned {new.shape}")
-        parts.append(new.astype(np.float64).ravel() - old.astype(np.float64).ravel())
-    return np.concatenate(parts)
+    """A DP round's whole update (:func:`_message_api_dp_chunks` joined), for a client that
+    holds it until its masked input is asked for."""
+    pieces = list(_message_api_dp_chunks(key, msg, out))
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.float64)
 
 
 def _bytes_list(cfg: ConfigRecord, key: str) -> list[bytes]:

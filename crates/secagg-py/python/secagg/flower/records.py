@@ -9,6 +9,8 @@ Flower records only carry them.
 
 from __future__ import annotations
 
+from flwr.app import ConfigRecord, RecordDict
+
 #: ConfigRecord that carries secagg's protocol messages in both directions.
 RECORD = "secagg"
 #: ConfigRecord (in ``context.state``) where the client mod keeps its round between messages:
@@ -94,3 +96,10 @@ LEDGER_ROUNDS = "rounds"
 LEDGER_EPSILON = "epsilon"
 #: ledger: the δ of :data:`LEDGER_EPSILON` (float).
 LEDGER_DELTA = "delta"
+
+
+def config_record(records: RecordDict, key: str) -> ConfigRecord | None:
+    """The ConfigRecord under ``key``, or ``None``: one lookup, where Flower's
+    ``records.config_records`` builds a checked copy of every ConfigRecord at each access."""
+    record = records.get(key)
+    return record if isinstance(record, ConfigRecord) else None

@@ -64,7 +64,7 @@ from flwr.supercore import log
 
 from . import records as rk
 from .dp import DpConfig
-from .driver import ProtocolDriver, RoundReport, Threat
+from .driver import ProtocolDriver, RoundReport, Threat, protocol_args
 from .encoding import Encoding, EncodingError, round_seed
 
 #: The protocol stage whose request carries the strategy's instructions to the clients.
@@ -220,8 +220,6 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
                 "right for rules that are a weighted mean plus a server step. Pass "
                 "allow_custom=True if yours is one"
             )
-        if type(max_weight) is not int or max_weight < 1:
-            raise ValueError(f"max_weight must be a positive int, got {max_weight!r}")
         if type(int_bound) is not int or int_bound < 1:
             raise ValueError(f"int_bound must be a positive int, got {int_bound!r}")
         if not (np.isfinite(min_update_bound) and min_update_bound > 0):
@@ -235,24 +233,8 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
                 "DP rounds send no metrics (they would fall outside the DP guarantee): leave "
                 "train_metrics and evaluate_metrics out with dp="
             )
-        super().__init__(
-            num_shares,
-            reconstruction_threshold,
-            degree=degree,
-            bits=bits,
-            timeout=timeout,
-            threat=threat,
-            directory=directory,
-            assumed_corrupt=assumed_corrupt,
-            assumed_dropout=assumed_dropout,
-            accept_weaker_params=accept_weaker_params,
-            graph=graph,
-            prg=prg,
-            seed=seed,
-            dp=dp,
-        )
+        super().__init__(**protocol_args(locals()))
         self.strategy = strategy
-        self.max_weight = max_weight
         self.update_bound = update_bound
         self.min_update_bound = float(min_update_bound)
         self.int_bound = int_bound
@@ -346,17 +328,7 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
         current_round = _server_round(messages[0], self._rounds)
         report = RoundReport(server_round=current_round, sampled=n, message_type=message_type)
         self.reports.append(report)
-        if n < 2:
-            report.aborted = "fewer than 2 clients sampled"
-            log(ERROR, "secagg: %s; skipping the %s round", report.aborted, message_type)
-            return []
-        if self.dp is not None and self.dp.min_survivors is not None and self.dp.min_survivors > n:
-            report.aborted = (
-                f"DpConfig.min_survivors = {self.dp.min_survivors} is more than the {n} clients "
-                "sampled for this round: the noise could never be complete (sample more "
-                "clients, e.g. min_train_nodes, or lower min_survivors); no round was started"
-            )
-            log(ERROR, "secagg: round %s skipped: %s", current_round, report.aborted)
+        if self._skipped(report, "min_train_nodes"):
             return []
         arrays_key, announced = _announced_arrays(messages, training)
         roster = self._roster(node_ids)
@@ -397,18 +369,7 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
         dp_round = self._dp_round(self.state, server, dim, report) if self.dp is not None else None
         if report.aborted is not None:
             return []
-        for warning in server.config.get("warnings", []):
-            log(WARNING, "secagg: %s", warning)
-        log(
-            INFO,
-            "secagg: %s round %s with %s clients, k = %s, t = %s, %s values",
-            message_type,
-            current_round,
-            n,
-            server.k,
-            server.t,
-            dim,
-        )
+        self._announce(server, report, dim)
 
         def first_content(nid: int) -> RecordDict:
             # A new RecordDict per node (the strategy's is shared) for the protocol record.
@@ -434,12 +395,9 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
         )
         if refused:
             return []
-        if not server.finished or server.aborted is not None:
-            report.aborted = server.aborted or "the round did not finish"
-            self._abort_after_charge(report, dp_round)
+        total = self._released_sum(server, node_ids, report, dp_round)
+        if total is None:
             return []
-        total = server.result()
-        report.survivors = [node_ids[cid - 1] for cid in server.survivors]
         first = by_node[report.survivors[0]]
         if dp_round is not None:
             return self._dp_reply(dp_round, total, cast(str, arrays_key), announced, report, first)
@@ -488,13 +446,7 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
             )
             log(ERROR, "secagg: round %s refused: %s", report.server_round, report.aborted)
             return []
-        log(
-            INFO,
-            "secagg: released the mean of %s clients (%s dropped) in %.2f s",
-            len(report.survivors),
-            len(report.dropouts),
-            report.seconds,
-        )
+        self._log_released(report)
         content = RecordDict()
         if encoding.arrays_key is not None:
             content[encoding.arrays_key] = ArrayRecord(
@@ -514,25 +466,15 @@ class SecAggStrategy(ProtocolDriver, Strategy):  # pylint: disable=too-many-inst
     ) -> list[Message]:
         record = cast(ArrayRecord, announced)
         float_arrays = _dp_arrays(record)
-        try:
-            flat = self._release_dp(dp_round, total, float_arrays, report)
-        except ValueError as exc:
-            report.survivors = []
-            report.aborted = f"the unmasked sum could not be decoded: {exc}"
-            self._abort_after_charge(report, dp_round)
+        flat = self._dp_release(dp_round, total, float_arrays, report)
+        if flat is None:
             return []
         arrays, offset = {}, 0
         for name, a in zip(record.keys(), float_arrays):
             part = flat[offset : offset + a.size].reshape(a.shape)
             arrays[name] = Array(np.asarray(part, dtype=a.dtype, order="C"))
             offset += a.size
-        log(
-            INFO,
-            "secagg: released the DP mean of %s clients (%s dropped) in %.2f s",
-            len(report.survivors),
-            len(report.dropouts),
-            report.seconds,
-        )
+        self._log_released(report, "DP mean")
         content = RecordDict()
         content[arrays_key] = ArrayRecord(arrays)
         # Unweighted: every survivor counts once.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from logging import ERROR, INFO, WARNING
+from logging import INFO
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -39,7 +39,7 @@ from flwr.serverapp.grid import Grid
 from flwr.supercore import log
 
 from .dp import DpConfig, save_ledger
-from .driver import ProtocolDriver, RoundReport, Threat
+from .driver import ProtocolDriver, RoundReport, Threat, protocol_args
 
 __all__ = ["DpConfig", "RoundReport", "SecAggWorkflow"]
 
@@ -122,27 +122,9 @@ class SecAggWorkflow(ProtocolDriver):
         seed: int | None = None,
         dp: DpConfig | None = None,
     ) -> None:
-        if not isinstance(max_weight, int) or isinstance(max_weight, bool) or max_weight < 1:
-            raise ValueError(f"max_weight must be a positive int, got {max_weight!r}")
         if not np.isfinite(clipping_range) or clipping_range <= 0:
             raise ValueError(f"clipping_range must be a positive number, got {clipping_range}")
-        super().__init__(
-            num_shares,
-            reconstruction_threshold,
-            degree=degree,
-            bits=bits,
-            timeout=timeout,
-            threat=threat,
-            directory=directory,
-            assumed_corrupt=assumed_corrupt,
-            assumed_dropout=assumed_dropout,
-            accept_weaker_params=accept_weaker_params,
-            graph=graph,
-            prg=prg,
-            seed=seed,
-            dp=dp,
-        )
-        self.max_weight = max_weight
+        super().__init__(**protocol_args(locals()))
         self.clipping_range = float(clipping_range)
 
     @staticmethod
@@ -182,17 +164,7 @@ class SecAggWorkflow(ProtocolDriver):
         n = len(node_ids)
         report = RoundReport(server_round=current_round, sampled=n)
         self.reports.append(report)
-        if n < 2:
-            report.aborted = "fewer than 2 clients sampled"
-            log(ERROR, "secagg: %s; skipping the fit round", report.aborted)
-            return
-        if self.dp is not None and self.dp.min_survivors is not None and self.dp.min_survivors > n:
-            report.aborted = (
-                f"DpConfig.min_survivors = {self.dp.min_survivors} is more than the {n} clients "
-                "sampled for this round: the noise could never be complete (sample more clients, "
-                "e.g. min_fit_clients, or lower min_survivors); no round was started"
-            )
-            log(ERROR, "secagg: round %s skipped: %s", current_round, report.aborted)
+        if self._skipped(report, "min_fit_clients"):
             return
 
         global_arrays = parameters_to_ndarrays(parameters)
@@ -206,17 +178,7 @@ class SecAggWorkflow(ProtocolDriver):
         )
         if report.aborted is not None:
             return
-        for warning in server.config.get("warnings", []):
-            log(WARNING, "secagg: %s", warning)
-        log(
-            INFO,
-            "secagg: round %s with %s clients, k = %s, t = %s, %s values",
-            current_round,
-            n,
-            server.k,
-            server.t,
-            dim,
-        )
+        self._announce(server, report, dim)
         refused, first_reply, failures = self._exchange(
             grid,
             context.state,
@@ -233,27 +195,12 @@ class SecAggWorkflow(ProtocolDriver):
         )
         if refused:
             return  # refused at the charge: logged there, no unmask request was sent
-        if not server.finished or server.aborted is not None:
-            report.aborted = server.aborted or "the round did not finish"
-            self._abort_after_charge(report, dp_round)
+        mean = self._released_sum(server, node_ids, report, dp_round)
+        if mean is not None and dp_round is not None:
+            mean = self._dp_release(dp_round, mean, global_arrays, report)
+        if mean is None:
             return
-        mean = server.result()
-        report.survivors = [node_ids[cid - 1] for cid in server.survivors]
-        if dp_round is not None:
-            try:
-                mean = self._release_dp(dp_round, mean, global_arrays, report)
-            except ValueError as exc:
-                report.survivors = []
-                report.aborted = f"the unmasked sum could not be decoded: {exc}"
-                self._abort_after_charge(report, dp_round)
-                return
-        log(
-            INFO,
-            "secagg: released the mean of %s clients (%s dropped) in %.2f s",
-            len(report.survivors),
-            len(report.dropouts),
-            report.seconds,
-        )
+        self._log_released(report)
         self._aggregate(
             context, current_round, mean, global_arrays, report, proxies, first_reply, failures
         )

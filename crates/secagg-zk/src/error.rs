@@ -1,0 +1,86 @@
+//! Typed errors. Untrusted input (proof bytes) and malformed statements end here, never in a
+//! panic; the caller maps them to the client that sent the proof.
+
+use core::fmt;
+
+/// Everything that can go wrong while proving, decoding or verifying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The argument runs only on power-of-two lengths (≥ 1); the caller pads (VALIDATION.md F1).
+    NotPowerOfTwo { n: usize },
+    /// Two vectors of the statement or witness that must have the same length do not.
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A size beyond what validated rounds allow (VALIDATION.md §5.3), refused before allocating.
+    TooLarge {
+        what: &'static str,
+        max: u64,
+        got: u64,
+    },
+    /// The statement needs more generators than the set provides.
+    GeneratorsTooShort { needed: usize, have: usize },
+    /// Proof bytes of the wrong length for the statement's size.
+    ProofLength { expected: usize, got: usize },
+    /// The point encoding at this index (in encoding order) does not decompress.
+    InvalidPoint { index: usize },
+    /// The scalar at this index (in encoding order) is not canonical (not < ℓ).
+    NonCanonicalScalar { index: usize },
+    /// The WIP weight y must be nonzero (it is inverted).
+    ZeroWeight,
+    /// A GHL response entry outside ‖z‖_∞ ≤ Z_max (verifier), or a prover vector whose row
+    /// product exceeds M (prover refuses).
+    GhlBound { row: usize },
+    /// The proof does not verify.
+    VerificationFailed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotPowerOfTwo { n } => write!(f, "length {n} is not a power of two"),
+            Error::LengthMismatch {
+                what,
+                expected,
+                got,
+            } => {
+                write!(f, "{what}: expected length {expected}, got {got}")
+            }
+            Error::TooLarge { what, max, got } => write!(f, "{what} = {got} exceeds {max}"),
+            Error::GeneratorsTooShort { needed, have } => {
+                write!(f, "need {needed} generators, have {have}")
+            }
+            Error::ProofLength { expected, got } => {
+                write!(f, "proof is {got} bytes, expected {expected}")
+            }
+            Error::InvalidPoint { index } => write!(f, "point {index} does not decompress"),
+            Error::NonCanonicalScalar { index } => write!(f, "scalar {index} is not canonical"),
+            Error::ZeroWeight => write!(f, "weight y is zero"),
+            Error::GhlBound { row } => write!(f, "GHL row {row} out of bound"),
+            Error::VerificationFailed => write!(f, "proof does not verify"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// A batch that did not verify: the first proof that fails on its own, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchError {
+    /// Index of the proof in the batch.
+    pub proof: usize,
+    pub error: Error,
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "proof {} of the batch: {}", self.proof, self.error)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for BatchError {}

@@ -1,0 +1,479 @@
+//! The linear-form argument of Gentry, Halevi and Lyubashevsky (Eurocrypt 2022, ePrint
+//! 2021/1397, App. E.3), the protocol of dalek's `bulletproofs::LinearProof`, on power-of-two
+//! lengths, made non-interactive with [`Transcript`] (VALIDATION.md §3, §7.2).
+//!
+//! **Relation:** public generators G ∈ 𝔾^n, value generator F, blinding generator B, public
+//! vector b ∈ Z_ℓ^n and point C; witness a ∈ Z_ℓ^n, r with
+//!
+//!   C = ⟨a, G⟩ + ⟨a, b⟩·F + r·B.
+//!
+//! **Protocol** (GHL'21 App. E.3): while n > 1, with n̂ = n/2 and halves (a₁, a₂), (b₁, b₂),
+//! (G₁, G₂): s, t random,
+//!   L = ⟨a₁, G₂⟩ + s·B + ⟨a₁, b₂⟩·F,  R = ⟨a₂, G₁⟩ + t·B + ⟨a₂, b₁⟩·F,
+//!   challenge x; a′ = a₁ + x^-1·a₂, b′ = b₁ + x·b₂, G′ = G₁ + x·G₂, r′ = r + x·s + x^-1·t
+//!   (so C′ = C + x·L + x^-1·R). At n = 1 a Schnorr proof of C′ = a·(G + b·F) + r·B:
+//!   s*, t* random, S = s*·(G + b·F) + t*·B, challenge x*, a* = s* + x*·a, r* = t* + x*·r;
+//!   the verifier checks S + x*·C′ = a*·(G′ + b′·F) + r*·B.
+//! The x_j / x_j^-1 weights on L_j, R_j follow the algebra above (dalek's code notes that the
+//! paper's verification equation, as of May 2022, has them swapped).
+//!
+//! **Verification as one MSM:** G′ = Σ_i s_i·G_i with s_i = Π_j x_j^bit (the subset products
+//! of GHL'21; round j owns bit k − 1 − j of i); b′ is folded directly (O(n) scalar work).
+//!
+//! **Timing:** L, R and S involve the secret a, r: constant-time MSMs (dalek's reference uses
+//! variable-time ones here; VALIDATION.md §15 asks for constant time). Generator folds and
+//! verification are variable-time on public data.
+//!
+//! **Fiat–Shamir:** absorbs n, each (L, R) before its challenge, S before the last. The caller
+//! absorbs the statement (C or its parts, b's inputs) first, as for [`crate::wip`].
+//!
+//! **Padding** (arguments.md §B.1, F1): the binding statement has N′ = d + 2J + 130 slots; it is
+//! padded to a power of two with [`pad_generators`] (the `lpad` set, never the WIP's G, H),
+//! [`pad_coefficients`] and [`LinearWitness::padded`]; prove and verify then run on the padded
+//! length, exactly as published.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
+use rand_core::CryptoRng;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::wip::MAX_ROUNDS;
+use crate::{BatchError, Error, Transcript};
+
+/// Bytes of a proof for length n (a power of two): 2·log₂ n points (L, R), S, a*, r*.
+pub fn proof_len(n: usize) -> Result<usize, Error> {
+    Ok(32 * (2 * rounds(n)? + 3))
+}
+
+fn rounds(n: usize) -> Result<usize, Error> {
+    if !n.is_power_of_two() {
+        return Err(Error::NotPowerOfTwo { n });
+    }
+    let k = n.trailing_zeros() as usize;
+    if k > MAX_ROUNDS {
+        return Err(Error::TooLarge {
+            what: "linear rounds",
+            max: MAX_ROUNDS as u64,
+            got: k as u64,
+        });
+    }
+    Ok(k)
+}
+
+/// N′_pad = 2^⌈log₂ N′⌉ (arguments.md §B.1; 1 for N′ = 0).
+pub fn padded_len(n: usize) -> Result<usize, Error> {
+    let padded = n.checked_next_power_of_two().ok_or(Error::TooLarge {
+        what: "linear length",
+        max: 1 << MAX_ROUNDS,
+        got: n as u64,
+    })?;
+    rounds(padded)?;
+    Ok(padded)
+}
+
+/// The statement's generators padded to a power of two with the linear proof's own padding
+/// generators (`lpad`, arguments.md §B.1, F1: disjoint from the WIP's G and H, coefficient 0
+/// in b, zero in honest witnesses).
+pub fn pad_generators(
+    base: &[RistrettoPoint],
+    lpad: &[RistrettoPoint],
+) -> Result<Vec<RistrettoPoint>, Error> {
+    let padded = padded_len(base.len())?;
+    let extra = padded - base.len();
+    if lpad.len() < extra {
+        return Err(Error::GeneratorsTooShort {
+            needed: extra,
+            have: lpad.len(),
+        });
+    }
+    Ok(base.iter().chain(&lpad[..extra]).copied().collect())
+}
+
+/// A public vector padded with zeros to [`padded_len`] (the coefficient 0 of every `lpad` slot).
+pub fn pad_coefficients(b: &[Scalar]) -> Result<Vec<Scalar>, Error> {
+    let mut out = b.to_vec();
+    out.resize(padded_len(b.len())?, Scalar::ZERO);
+    Ok(out)
+}
+
+fn inner_product(a: &[Scalar], b: &[Scalar]) -> Scalar {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Everything public about a statement except C.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearInstance<'a> {
+    /// The public vector b; its length n is the statement's (a power of two).
+    pub b: &'a [Scalar],
+    /// F, the value generator.
+    pub value_gen: RistrettoPoint,
+    /// B, the blinding generator.
+    pub blinding_gen: RistrettoPoint,
+}
+
+impl LinearInstance<'_> {
+    fn check(&self, gens: &[RistrettoPoint]) -> Result<usize, Error> {
+        let n = self.b.len();
+        let k = rounds(n)?;
+        if gens.len() < n {
+            return Err(Error::GeneratorsTooShort {
+                needed: n,
+                have: gens.len(),
+            });
+        }
+        Ok(k)
+    }
+}
+
+/// The witness (a, r). Zeroized on drop; Debug shows only the length.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct LinearWitness {
+    a: Vec<Scalar>,
+    r: Scalar,
+}
+
+impl fmt::Debug for LinearWitness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinearWitness")
+            .field("n", &self.a.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinearWitness {
+    pub fn new(a: Vec<Scalar>, r: Scalar) -> Self {
+        LinearWitness { a, r }
+    }
+
+    /// The witness padded with zeros to [`padded_len`] (honest values on `lpad` slots).
+    pub fn padded(mut self) -> Result<Self, Error> {
+        let n = padded_len(self.a.len())?;
+        self.a.resize(n, Scalar::ZERO);
+        Ok(self)
+    }
+
+    /// C = ⟨a, G⟩ + ⟨a, b⟩·F + r·B for this witness (constant-time MSM).
+    pub fn statement_point(
+        &self,
+        gens: &[RistrettoPoint],
+        inst: &LinearInstance<'_>,
+    ) -> Result<RistrettoPoint, Error> {
+        inst.check(gens)?;
+        self.check_len(inst.b.len())?;
+        let n = inst.b.len();
+        let value = Zeroizing::new(inner_product(&self.a, inst.b));
+        let scalars: Zeroizing<Vec<Scalar>> =
+            Zeroizing::new(self.a.iter().copied().chain([*value, self.r]).collect());
+        let points = gens[..n]
+            .iter()
+            .chain([&inst.value_gen, &inst.blinding_gen]);
+        Ok(RistrettoPoint::multiscalar_mul(scalars.iter(), points))
+    }
+
+    fn check_len(&self, n: usize) -> Result<(), Error> {
+        if self.a.len() != n {
+            return Err(Error::LengthMismatch {
+                what: "witness",
+                expected: n,
+                got: self.a.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A linear proof: (L_j, R_j) per folding round, then S, a*, r* (GHL'21 App. E.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinearProof {
+    l: Vec<RistrettoPoint>,
+    r: Vec<RistrettoPoint>,
+    s: RistrettoPoint,
+    a_star: Scalar,
+    r_star: Scalar,
+}
+
+impl LinearProof {
+    /// L₀ ‖ R₀ ‖ … ‖ S ‖ a* ‖ r*, 32 bytes each.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 * (2 * self.l.len() + 3));
+        for (l, r) in self.l.iter().zip(&self.r) {
+            out.extend_from_slice(l.compress().as_bytes());
+            out.extend_from_slice(r.compress().as_bytes());
+        }
+        out.extend_from_slice(self.s.compress().as_bytes());
+        out.extend_from_slice(self.a_star.as_bytes());
+        out.extend_from_slice(self.r_star.as_bytes());
+        out
+    }
+
+    /// Decodes a proof for a statement of length n (untrusted bytes): exact length, points that
+    /// decompress, canonical scalars.
+    pub fn from_bytes(bytes: &[u8], n: usize) -> Result<Self, Error> {
+        let k = rounds(n)?;
+        let expected = proof_len(n)?;
+        if bytes.len() != expected {
+            return Err(Error::ProofLength {
+                expected,
+                got: bytes.len(),
+            });
+        }
+        let word = |index: usize| -> [u8; 32] {
+            let mut buf = [0u8; 32];
+            buf.copy_from_slice(&bytes[32 * index..32 * index + 32]);
+            buf
+        };
+        let point = |index: usize| -> Result<RistrettoPoint, Error> {
+            CompressedRistretto(word(index))
+                .decompress()
+                .ok_or(Error::InvalidPoint { index })
+        };
+        let scalar = |index: usize| -> Result<Scalar, Error> {
+            Option::from(Scalar::from_canonical_bytes(word(2 * k + 1 + index)))
+                .ok_or(Error::NonCanonicalScalar { index })
+        };
+        let mut l = Vec::with_capacity(k);
+        let mut r = Vec::with_capacity(k);
+        for j in 0..k {
+            l.push(point(2 * j)?);
+            r.push(point(2 * j + 1)?);
+        }
+        Ok(LinearProof {
+            l,
+            r,
+            s: point(2 * k)?,
+            a_star: scalar(0)?,
+            r_star: scalar(1)?,
+        })
+    }
+
+    /// Folding rounds (log₂ n).
+    pub fn rounds(&self) -> usize {
+        self.l.len()
+    }
+}
+
+/// Proves knowledge of `witness` for `inst` (C implied), GHL'21 App. E.3.
+pub fn prove<R: CryptoRng + ?Sized>(
+    transcript: &mut Transcript,
+    gens: &[RistrettoPoint],
+    inst: &LinearInstance<'_>,
+    witness: &LinearWitness,
+    rng: &mut R,
+) -> Result<LinearProof, Error> {
+    let k = inst.check(gens)?;
+    let mut n = inst.b.len();
+    witness.check_len(n)?;
+    transcript.append_u64(b"linear/n", n as u64);
+    let mut g: Vec<RistrettoPoint> = gens[..n].to_vec();
+    let mut b: Vec<Scalar> = inst.b.to_vec();
+    let mut a = Zeroizing::new(witness.a.clone());
+    let mut r = Zeroizing::new(witness.r);
+    let (f_gen, b_gen) = (inst.value_gen, inst.blinding_gen);
+    let mut l_vec = Vec::with_capacity(k);
+    let mut r_vec = Vec::with_capacity(k);
+
+    while n > 1 {
+        let half = n / 2;
+        let (a1, a2) = a.split_at(half);
+        let (b1, b2) = b.split_at(half);
+        let s = Zeroizing::new(Scalar::random(rng));
+        let t = Zeroizing::new(Scalar::random(rng));
+        let c_l = Zeroizing::new(inner_product(a1, b2));
+        let c_r = Zeroizing::new(inner_product(a2, b1));
+        let l_point = RistrettoPoint::multiscalar_mul(
+            a1.iter().chain([&*s, &*c_l]),
+            g[half..].iter().chain([&b_gen, &f_gen]),
+        );
+        let r_point = RistrettoPoint::multiscalar_mul(
+            a2.iter().chain([&*t, &*c_r]),
+            g[..half].iter().chain([&b_gen, &f_gen]),
+        );
+        transcript.append_point(b"linear/L", &l_point.compress());
+        transcript.append_point(b"linear/R", &r_point.compress());
+        let x = transcript.challenge_scalar(b"linear/x");
+        let x_inv = x.invert();
+        l_vec.push(l_point);
+        r_vec.push(r_point);
+
+        let g_next: Vec<RistrettoPoint> = (0..half)
+            .map(|i| RistrettoPoint::vartime_multiscalar_mul([Scalar::ONE, x], [g[i], g[half + i]]))
+            .collect();
+        let a_next: Vec<Scalar> = a1.iter().zip(a2).map(|(p, q)| p + x_inv * q).collect();
+        let b_next: Vec<Scalar> = b1.iter().zip(b2).map(|(p, q)| p + x * q).collect();
+        r = Zeroizing::new(*r + x * *s + x_inv * *t);
+        a = Zeroizing::new(a_next);
+        b = b_next;
+        g = g_next;
+        n = half;
+    }
+
+    let s_star = Zeroizing::new(Scalar::random(rng));
+    let t_star = Zeroizing::new(Scalar::random(rng));
+    let sb = Zeroizing::new(*s_star * b[0]);
+    let s_point = RistrettoPoint::multiscalar_mul([*s_star, *sb, *t_star], [g[0], f_gen, b_gen]);
+    transcript.append_point(b"linear/S", &s_point.compress());
+    let x_star = transcript.challenge_scalar(b"linear/x_last");
+    Ok(LinearProof {
+        l: l_vec,
+        r: r_vec,
+        s: s_point,
+        a_star: *s_star + x_star * a[0],
+        r_star: *t_star + x_star * *r,
+    })
+}
+
+/// The verification equation of one proof as an MSM that must vanish:
+/// `c_coeff·C + Σ g_coeffs_i·G_i + Σ points = 0` (`points`: L_j, R_j, S, F, B with scalars).
+#[derive(Clone, Debug)]
+pub struct LinearTerms {
+    pub c_coeff: Scalar,
+    pub g_coeffs: Vec<Scalar>,
+    pub points: Vec<(Scalar, RistrettoPoint)>,
+}
+
+impl LinearTerms {
+    /// Checks the equation for C alone (one variable-time MSM).
+    pub fn check(&self, gens: &[RistrettoPoint], c: &RistrettoPoint) -> bool {
+        let n = self.g_coeffs.len();
+        let scalars = core::iter::once(&self.c_coeff)
+            .chain(&self.g_coeffs)
+            .chain(self.points.iter().map(|(s, _)| s));
+        let points = core::iter::once(c)
+            .chain(&gens[..n])
+            .chain(self.points.iter().map(|(_, p)| p));
+        RistrettoPoint::vartime_multiscalar_mul(scalars, points).is_identity()
+    }
+}
+
+/// Replays the transcript and returns the verification equation (GHL'21 App. E.3, unrolled).
+pub fn verification_terms(
+    transcript: &mut Transcript,
+    gens: &[RistrettoPoint],
+    inst: &LinearInstance<'_>,
+    proof: &LinearProof,
+) -> Result<LinearTerms, Error> {
+    let k = inst.check(gens)?;
+    let n = inst.b.len();
+    if proof.l.len() != k || proof.r.len() != k {
+        let got = 32 * (proof.l.len() + proof.r.len() + 3);
+        return Err(Error::ProofLength {
+            expected: proof_len(n)?,
+            got,
+        });
+    }
+    transcript.append_u64(b"linear/n", n as u64);
+    let mut xs = Vec::with_capacity(k);
+    let mut b: Vec<Scalar> = inst.b.to_vec();
+    let mut m = n;
+    for (l, r) in proof.l.iter().zip(&proof.r) {
+        transcript.append_point(b"linear/L", &l.compress());
+        transcript.append_point(b"linear/R", &r.compress());
+        let x = transcript.challenge_scalar(b"linear/x");
+        m /= 2;
+        let (b1, b2) = b.split_at_mut(m);
+        for (p, q) in b1.iter_mut().zip(b2.iter()) {
+            *p += x * q;
+        }
+        b.truncate(m);
+        xs.push(x);
+    }
+    transcript.append_point(b"linear/S", &proof.s.compress());
+    let x_star = transcript.challenge_scalar(b"linear/x_last");
+
+    // Challenges are nonzero (Transcript redraws zero).
+    let x_inv: Vec<Scalar> = xs.iter().map(Scalar::invert).collect();
+    let mut subset = Vec::with_capacity(n);
+    subset.push(Scalar::ONE);
+    for i in 1..n {
+        let bit = usize::BITS as usize - 1 - i.leading_zeros() as usize;
+        subset.push(subset[i - (1 << bit)] * xs[k - 1 - bit]);
+    }
+    let g_coeffs: Vec<Scalar> = subset.iter().map(|s| -(proof.a_star * s)).collect();
+    let mut points = Vec::with_capacity(2 * k + 3);
+    for j in 0..k {
+        points.push((x_star * xs[j], proof.l[j]));
+        points.push((x_star * x_inv[j], proof.r[j]));
+    }
+    points.push((Scalar::ONE, proof.s));
+    points.push((-(proof.a_star * b[0]), inst.value_gen));
+    points.push((-proof.r_star, inst.blinding_gen));
+    Ok(LinearTerms {
+        c_coeff: x_star,
+        g_coeffs,
+        points,
+    })
+}
+
+/// Verifies one proof for the statement (inst, C).
+pub fn verify(
+    transcript: &mut Transcript,
+    gens: &[RistrettoPoint],
+    inst: &LinearInstance<'_>,
+    c: &RistrettoPoint,
+    proof: &LinearProof,
+) -> Result<(), Error> {
+    let terms = verification_terms(transcript, gens, inst, proof)?;
+    if terms.check(gens, c) {
+        Ok(())
+    } else {
+        Err(Error::VerificationFailed)
+    }
+}
+
+/// One proof of a batch: its transcript (positioned where the prover started), statement, proof.
+#[derive(Debug)]
+pub struct LinearBatchItem<'a> {
+    pub transcript: Transcript,
+    pub inst: LinearInstance<'a>,
+    pub c: RistrettoPoint,
+    pub proof: &'a LinearProof,
+}
+
+/// Verifies several proofs over the same generators with one MSM (random weights from `rng`);
+/// on failure names the first proof that fails alone.
+pub fn batch_verify<R: CryptoRng + ?Sized>(
+    gens: &[RistrettoPoint],
+    items: Vec<LinearBatchItem<'_>>,
+    rng: &mut R,
+) -> Result<(), BatchError> {
+    let mut all = Vec::with_capacity(items.len());
+    for (proof, mut item) in items.into_iter().enumerate() {
+        let terms = verification_terms(&mut item.transcript, gens, &item.inst, item.proof)
+            .map_err(|error| BatchError { proof, error })?;
+        all.push((terms, item.c));
+    }
+    let n_max = all.iter().map(|(t, _)| t.g_coeffs.len()).max().unwrap_or(0);
+    let mut g_coeffs = alloc::vec![Scalar::ZERO; n_max];
+    let mut scalars = Vec::new();
+    let mut points = Vec::new();
+    for (terms, c) in &all {
+        let w = Scalar::random(rng);
+        for (acc, x) in g_coeffs.iter_mut().zip(&terms.g_coeffs) {
+            *acc += w * x;
+        }
+        scalars.push(w * terms.c_coeff);
+        points.push(*c);
+        for (s, q) in &terms.points {
+            scalars.push(w * s);
+            points.push(*q);
+        }
+    }
+    let ok = RistrettoPoint::vartime_multiscalar_mul(
+        g_coeffs.iter().chain(&scalars),
+        gens[..n_max].iter().chain(&points),
+    )
+    .is_identity();
+    if ok {
+        return Ok(());
+    }
+    let first_bad = all.iter().position(|(terms, c)| !terms.check(gens, c));
+    // A weighted sum of vanishing equations vanishes, so a bad one exists; never accept.
+    Err(BatchError {
+        proof: first_bad.unwrap_or(0),
+        error: Error::VerificationFailed,
+    })
+}
