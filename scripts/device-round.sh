@@ -256,6 +256,8 @@ out = {
     'gateway_outcome': gw.get('outcome'), 'gateway_reason': gw.get('reason', ''),
     'serial_bytes_skipped': gw.get('serial_bytes_skipped'),
     'ram_peak_bytes': ram,
+    'heap_peak_bytes': max((e['heap_peak_bytes'] for e in peaks), default=None),
+    'stack_peak_bytes': max((e['stack_peak_bytes'] for e in peaks), default=None),
     'flash_bytes': flash,
     'instructions_total': sum(s['instructions'] for s in stages.values()),
     'stages': stages,

@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
+# Validated rounds' derivations (issue 11, feature `validate`, not in the default build yet).
+cargo test -p secagg-core --features validate --lib -- validate
 bash .ci/python.sh

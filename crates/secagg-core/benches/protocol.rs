@@ -1,7 +1,7 @@
 //! Criterion benches of the protocol's hot operations: mask expansion (the limit a client
-//! runs at), X25519 key agreement, AEAD share encryption, the server's aggregation of masked
-//! vectors and its unmasking; `_u32` variants hold the vector in `u32` words (b ≤ 32), as the
-//! server and the simulator do.
+//! runs at), X25519 key agreement, AEAD share encryption, Ed25519 checks one by one and
+//! batched, the server's aggregation of masked vectors and its unmasking; `_u32` variants hold
+//! the vector in `u32` words (b ≤ 32), as the server and the simulator do.
 
 use std::hint::black_box;
 
@@ -107,6 +107,30 @@ fn key_agreement(c: &mut Criterion) {
     });
 }
 
+/// 20 signatures (a neighbourhood's signed keys at k = 20): one by one with the strict check
+/// against `crypto::verify_all`'s batches.
+fn signature_checks(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let keys: Vec<crypto::IdentityKey> = (0..20)
+        .map(|_| crypto::IdentityKey::generate(&mut rng))
+        .collect();
+    let pubs: Vec<[u8; 32]> = keys.iter().map(crypto::IdentityKey::public).collect();
+    let msgs: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 120]).collect();
+    let sigs: Vec<[u8; 64]> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+    let checks: Vec<crypto::SignatureCheck<'_>> = pubs
+        .iter()
+        .zip(&msgs)
+        .zip(&sigs)
+        .map(|((p, m), s)| (p, &m[..], s))
+        .collect();
+    c.bench_function("ed25519_verify_20_strict", |bch| {
+        bch.iter(|| checks.iter().all(|(p, m, s)| crypto::verify(p, m, s)))
+    });
+    c.bench_function("ed25519_verify_20_verify_all", |bch| {
+        bch.iter(|| crypto::verify_all(black_box(&checks)))
+    });
+}
+
 fn server_unmask(c: &mut Criterion) {
     // Removing 100 self masks from a d = 100,000 sum (no dropouts, n = 100), in parallel.
     let m = Modulus::new(32).unwrap_or_else(|| unreachable!());
@@ -160,6 +184,7 @@ criterion_group!(
     benches,
     mask_expansion,
     key_agreement,
+    signature_checks,
     server_aggregate,
     server_unmask,
     neighbour_graph

@@ -430,20 +430,33 @@ impl AwaitingNeighbours {
         let digest = c.config.digest();
         let mut seen_keys: Vec<[u8; 32]> = Vec::with_capacity(2 * entries.len() + 2);
         seen_keys.extend([self.enc.public(), self.mask.public()]);
-        let mut peers = Vec::with_capacity(entries.len());
-        for e in &entries {
-            if let Some(roster) = &c.roster {
-                let ok = match (&e.signature, roster.get(e.id as usize - 1)) {
-                    (Some(sig), Some(pk)) => crypto::verify(pk, &e.signed_bytes(&digest), sig),
-                    _ => false,
-                };
-                if !ok {
-                    return refuse(format!(
-                        "sent keys for client {} without a valid signature",
-                        e.id
-                    ));
+        if let Some(roster) = &c.roster {
+            // Every neighbour's signed keys, verified in batches (crypto::verify_all).
+            let mut signed = Vec::with_capacity(entries.len());
+            for e in &entries {
+                match (&e.signature, roster.get(e.id as usize - 1)) {
+                    (Some(sig), Some(pk)) => signed.push((pk, e.signed_bytes(&digest), sig)),
+                    _ => {
+                        return refuse(format!(
+                            "sent keys for client {} without a valid signature",
+                            e.id
+                        ));
+                    }
                 }
             }
+            let checks: Vec<crypto::SignatureCheck<'_>> = signed
+                .iter()
+                .map(|(pk, msg, sig)| (*pk, &msg[..], *sig))
+                .collect();
+            if let Err(i) = crypto::verify_all(&checks) {
+                return refuse(format!(
+                    "sent keys for client {} without a valid signature",
+                    entries[i].id
+                ));
+            }
+        }
+        let mut peers = Vec::with_capacity(entries.len());
+        for e in &entries {
             if seen_keys.contains(&e.enc_pk) || seen_keys.contains(&e.mask_pk) {
                 return refuse(format!("sent a copied public key for client {}", e.id));
             }
@@ -777,6 +790,12 @@ impl AwaitingUnmask {
         let c = &self.common;
         let t = c.config.threshold as usize;
         let graph = Graph::new(c.config.graph, c.config.degree, &self.u1, &self.session);
+        let invalid = |v: ClientId| {
+            format!("presented an invalid masked-with statement for my neighbour {v}")
+        };
+        // The statements to check, in the order of `held`; their signatures are verified in
+        // batches before any is used.
+        let mut wanted = Vec::new();
         for h in self
             .held
             .iter()
@@ -788,14 +807,28 @@ impl AwaitingUnmask {
                     "did not present the masked-with statement of my neighbour {v}"
                 ));
             };
+            let Some(pk) = roster.get(v as usize - 1) else {
+                return refuse(invalid(v));
+            };
             let st = &statements[i].1;
-            let signed = MaskedWith::signed_bytes(&self.session, v, &st.bitmap);
-            let valid = roster
-                .get(v as usize - 1)
-                .is_some_and(|pk| crypto::verify(pk, &signed, &st.signature));
+            wanted.push((
+                v,
+                st,
+                pk,
+                MaskedWith::signed_bytes(&self.session, v, &st.bitmap),
+            ));
+        }
+        let checks: Vec<crypto::SignatureCheck<'_>> = wanted
+            .iter()
+            .map(|(_, st, pk, signed)| (*pk, &signed[..], &st.signature))
+            .collect();
+        if let Err(i) = crypto::verify_all(&checks) {
+            return refuse(invalid(wanted[i].0));
+        }
+        for (v, st, _, _) in wanted {
             let members = st.members(&graph.neighbours(v));
-            match (valid, members) {
-                (true, Some(m)) => {
+            match members {
+                Some(m) => {
                     let kept = m.iter().filter(|w| u3.contains(**w)).count();
                     if kept < t {
                         return refuse(format!(
@@ -804,11 +837,7 @@ impl AwaitingUnmask {
                         ));
                     }
                 }
-                _ => {
-                    return refuse(format!(
-                        "presented an invalid masked-with statement for my neighbour {v}"
-                    ));
-                }
+                None => return refuse(invalid(v)),
             }
         }
         Ok(())
@@ -843,17 +872,30 @@ impl AwaitingUnmask {
                 .ok_or(ClientError::Misuse("malicious model without a roster"))?;
             let msg = consistency_signed_bytes(&self.session, &u3);
             let mut signers = IdSet::empty(c.config.num_clients);
+            let mut checks = Vec::with_capacity(sigs.len());
             for (id, sig) in &sigs {
-                let valid = u3.contains(*id)
-                    && roster
-                        .get(*id as usize - 1)
-                        .is_some_and(|pk| crypto::verify(pk, &msg, sig));
-                if !valid {
-                    return refuse(format!(
-                        "presented an invalid consistency signature for {id}"
-                    ));
+                // Membership first: an id outside U3 (0 included) is refused before it indexes
+                // the roster.
+                let pk = if u3.contains(*id) {
+                    roster.get(*id as usize - 1)
+                } else {
+                    None
+                };
+                match pk {
+                    Some(pk) => checks.push((pk, &msg[..], sig)),
+                    _ => {
+                        return refuse(format!(
+                            "presented an invalid consistency signature for {id}"
+                        ));
+                    }
                 }
                 signers.insert(*id);
+            }
+            if let Err(i) = crypto::verify_all(&checks) {
+                return refuse(format!(
+                    "presented an invalid consistency signature for {}",
+                    sigs[i].0
+                ));
             }
             if (signers.len() as u32) < c.config.min_clients {
                 return refuse(format!(

@@ -279,6 +279,61 @@ pub fn verify(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     }
 }
 
+/// Signatures verified together by [`verify_all`]: at most this many per multiscalar
+/// multiplication. On a 32-bit target (the device) Straus' tables take 1.3 KiB per point and
+/// the vector that collects them doubles as it grows (24 tables during the copy from the 9th
+/// point on), so batches stay at 3 signatures (7 points, ≈ 15 KiB at the peak; 7 signatures
+/// would save 0.24 M instructions each but peak near 31 KiB). Hosts take larger batches.
+#[cfg(target_pointer_width = "32")]
+pub const VERIFY_BATCH: usize = 3;
+/// See the 32-bit constant.
+#[cfg(not(target_pointer_width = "32"))]
+pub const VERIFY_BATCH: usize = 64;
+
+/// One signature to check: the signer's public key, the signed bytes and the signature.
+pub type SignatureCheck<'a> = (&'a [u8; 32], &'a [u8], &'a [u8; 64]);
+
+/// Verifies every signature of `checks`; `Err(i)` names the first invalid one.
+///
+/// Accepts exactly what [`verify`] accepts on each, with one documented widening
+/// (docs/SECURITY.md §4a): the signatures are checked in batches of [`VERIFY_BATCH`] with the
+/// random-linear-combination batch equation (ed25519-dalek's `verify_batch`), after each key
+/// was parsed and refused if weak and each s refused if not canonical. A batch that fails is checked one by one with [`verify`] to
+/// name the culprit. A batch can accept a signature that [`verify`] refuses only if it has a
+/// small-order component or a non-canonical R, which only the key's holder can produce (a
+/// signature on an honest, prime-order key still needs its secret), so the widening gives a
+/// signer nothing it could not sign anyway.
+pub fn verify_all(checks: &[SignatureCheck<'_>]) -> Result<(), usize> {
+    for (chunk_no, chunk) in checks.chunks(VERIFY_BATCH).enumerate() {
+        let batch_ok = chunk.len() > 1 && batch_passes(chunk);
+        // A failed batch is checked one by one to name the culprit (SECURITY.md §4a: if every
+        // strict check passes, the batch equation holds, so this always finds one).
+        if let Some(i) = chunk
+            .iter()
+            .position(|(public, msg, sig)| !batch_ok && !verify(public, msg, sig))
+        {
+            return Err(chunk_no * VERIFY_BATCH + i);
+        }
+    }
+    Ok(())
+}
+
+/// The batch equation over one chunk: weak or unparsable keys fail it.
+fn batch_passes(chunk: &[SignatureCheck<'_>]) -> bool {
+    let mut keys = Vec::with_capacity(chunk.len());
+    let mut msgs: Vec<&[u8]> = Vec::with_capacity(chunk.len());
+    let mut sigs = Vec::with_capacity(chunk.len());
+    for (public, msg, sig) in chunk {
+        match VerifyingKey::from_bytes(public) {
+            Ok(vk) if !vk.is_weak() => keys.push(vk),
+            _ => return false,
+        }
+        msgs.push(msg);
+        sigs.push(Signature::from_bytes(sig));
+    }
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+}
+
 /// SHA-256 of the concatenation of `parts`.
 pub fn hash(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -385,5 +440,96 @@ mod tests {
         assert!(!verify(&id.public(), b"msh", &sig));
         assert!(!verify(&[0u8; 32], b"msg", &sig));
         assert_eq!(IdentityKey::from_seed(&id.seed()).public(), id.public());
+    }
+
+    type Signed = (Vec<[u8; 32]>, Vec<Vec<u8>>, Vec<[u8; 64]>);
+
+    fn signed(n: usize) -> Signed {
+        use alloc::format;
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let keys: Vec<IdentityKey> = (0..n).map(|_| IdentityKey::generate(&mut rng)).collect();
+        let msgs: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("message {i}").into_bytes())
+            .collect();
+        let sigs = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+        (keys.iter().map(IdentityKey::public).collect(), msgs, sigs)
+    }
+
+    fn checks<'a>(
+        pks: &'a [[u8; 32]],
+        msgs: &'a [Vec<u8>],
+        sigs: &'a [[u8; 64]],
+    ) -> Vec<SignatureCheck<'a>> {
+        pks.iter()
+            .zip(msgs)
+            .zip(sigs)
+            .map(|((p, m), s)| (p, &m[..], s))
+            .collect()
+    }
+
+    #[test]
+    fn verify_all_accepts_valid_batches_and_names_the_first_invalid() {
+        let n = 2 * VERIFY_BATCH + 3;
+        let (pks, msgs, sigs) = signed(n);
+        assert_eq!(verify_all(&checks(&pks, &msgs, &sigs)), Ok(()));
+        assert_eq!(verify_all(&[]), Ok(()));
+        for bad in [
+            0,
+            1,
+            VERIFY_BATCH - 1,
+            VERIFY_BATCH,
+            2 * VERIFY_BATCH,
+            n - 1,
+        ] {
+            // Another message, a flipped bit of R, of s, a swapped key.
+            let mut m = msgs.clone();
+            m[bad].push(b'!');
+            assert_eq!(verify_all(&checks(&pks, &m, &sigs)), Err(bad));
+            for byte in [3, 40] {
+                let mut s = sigs.clone();
+                s[bad][byte] ^= 1;
+                assert_eq!(
+                    verify_all(&checks(&pks, &msgs, &s)),
+                    Err(bad),
+                    "byte {byte}"
+                );
+            }
+            let mut p = pks.clone();
+            p[bad] = pks[(bad + 1) % n];
+            assert_eq!(verify_all(&checks(&p, &msgs, &sigs)), Err(bad));
+        }
+        // Two invalid: the first is named.
+        let mut m = msgs.clone();
+        m[n - 2].push(1);
+        m[VERIFY_BATCH + 1].push(1);
+        assert_eq!(verify_all(&checks(&pks, &m, &sigs)), Err(VERIFY_BATCH + 1));
+    }
+
+    #[test]
+    fn verify_all_refuses_weak_keys_and_non_canonical_s_as_verify_does() {
+        let (mut pks, msgs, mut sigs) = signed(VERIFY_BATCH + 2);
+        // The identity point (a weak, small-order key) signs anything under the cofactorless
+        // batch equation with s = 0 and R = identity; it must be refused before batching.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        pks[2] = identity;
+        sigs[2] = [0u8; 64];
+        sigs[2][0] = 1;
+        assert!(!verify(&pks[2], &msgs[2], &sigs[2]));
+        assert_eq!(verify_all(&checks(&pks, &msgs, &sigs)), Err(2));
+        // s + l (the same scalar, non-canonical) is malleable: refused.
+        let (pks, msgs, mut sigs) = signed(VERIFY_BATCH + 2);
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (b, l) in sigs[4][32..].iter_mut().zip(L) {
+            let v = *b as u16 + l as u16 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+        assert!(!verify(&pks[4], &msgs[4], &sigs[4]));
+        assert_eq!(verify_all(&checks(&pks, &msgs, &sigs)), Err(4));
     }
 }

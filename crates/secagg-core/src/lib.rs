@@ -42,6 +42,8 @@ pub mod prg;
 pub mod ring;
 pub mod server;
 pub mod shamir;
+#[cfg(feature = "validate")]
+pub mod validate;
 
 pub use config::{GraphKind, PrgKind, RoundConfig};
 pub use error::{ClientError, CodecError, RoundAborted, ServerError, Stage, StateError};

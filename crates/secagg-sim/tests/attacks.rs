@@ -285,7 +285,7 @@ fn control_split_survivor_sets_recover_an_honest_but_curious_clients_input() {
 fn forged_duplicated_or_missing_consistency_signatures_are_refused() {
     let cfg = complete(MAL, 6, 7);
     type Pad = fn(&[(ClientId, Sig)], &[(ClientId, Sig)]) -> [Vec<(ClientId, Sig)>; 2];
-    let cases: [(&str, Pad, &str); 5] = [
+    let cases: [(&str, Pad, &str); 6] = [
         (
             "forged signatures for the other side's ids",
             |a, b| {
@@ -334,6 +334,20 @@ fn forged_duplicated_or_missing_consistency_signatures_are_refused() {
             "missing signatures",
             |a, b| [a[..3].to_vec(), b[..3].to_vec()],
             "presented 3 consistency signatures, 7 needed",
+        ),
+        (
+            // Ids no roster has: 0 first (it must not index the roster), then one past n.
+            "signatures under id 0 and an id beyond the roster",
+            |a, b| {
+                let odd = |own: &[(ClientId, Sig)]| {
+                    let mut v = vec![(0, own[0].1)];
+                    v.extend_from_slice(own);
+                    v.push((ClientId::MAX, own[0].1));
+                    v
+                };
+                [odd(a), odd(b)]
+            },
+            "invalid consistency signature for 0",
         ),
     ];
     for (what, pad, why) in cases {

@@ -36,6 +36,14 @@ pub enum Error {
     GhlBound { row: usize },
     /// The proof does not verify.
     VerificationFailed,
+    /// The prover's ‖x‖² exceeds B_enc² (a local refusal, VALIDATION.md §5.4; never sent).
+    AboveBound { norm_sq: u128, bound_sq: u64 },
+    /// The prover's weight coordinate exceeds W (a local refusal).
+    WeightAboveBound { weight: u64, max: u64 },
+    /// Bytes or a statement that do not parse as what they claim to be.
+    Malformed { what: &'static str },
+    /// A wire version this build does not speak.
+    Version { expected: u8, got: u8 },
 }
 
 impl fmt::Display for Error {
@@ -61,6 +69,17 @@ impl fmt::Display for Error {
             Error::ZeroWeight => write!(f, "weight y is zero"),
             Error::GhlBound { row } => write!(f, "GHL row {row} out of bound"),
             Error::VerificationFailed => write!(f, "proof does not verify"),
+            Error::AboveBound { norm_sq, bound_sq } => write!(
+                f,
+                "squared norm {norm_sq} of the encoded update exceeds the bound {bound_sq}"
+            ),
+            Error::WeightAboveBound { weight, max } => {
+                write!(f, "weight {weight} exceeds the bound {max}")
+            }
+            Error::Malformed { what } => write!(f, "malformed {what}"),
+            Error::Version { expected, got } => {
+                write!(f, "wire version {got}, expected {expected}")
+            }
         }
     }
 }

@@ -242,6 +242,12 @@ impl GhlMask {
         GhlMask { g }
     }
 
+    /// The entries (tests of the verifier's bound build responses the prover would refuse).
+    #[cfg(feature = "std")]
+    pub(crate) fn values(&self) -> &[i128] {
+        &self.g
+    }
+
     /// The entries, as scalars, for committing to them (g_k on its generator).
     pub fn scalars(&self) -> Vec<Scalar> {
         self.g.iter().map(|v| int_to_scalar(*v)).collect()

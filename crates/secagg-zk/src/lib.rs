@@ -2,7 +2,7 @@
 //! docs/VALIDATION.md). Self-contained cryptography on ristretto255 with no knowledge of rounds;
 //! the round glue lives in `secagg-core` (feature `validate`, not built yet).
 //!
-//! Built so far (VALIDATION.md §21, steps 1–3):
+//! Built so far (VALIDATION.md §21, steps 1–5):
 //! - [`generators`]: every generator of validated rounds, hashed to the group once and kept
 //!   (arguments.md §E);
 //! - [`transcript`]: the SHA-256 Fiat–Shamir transcript (arguments.md §E);
@@ -11,41 +11,37 @@
 //!   batch verify;
 //! - [`linear`]: the linear-form argument of GHL'21 (ePrint 2021/1397, App. E.3), padded with
 //!   the `lpad` generators: prove, verify, batch verify;
+//! - `fold` (private): what the two folding arguments share (round counts, proof words, the
+//!   unrolled challenge products, the random-weight batch check);
 //! - [`ghl`]: GHL'21 approximate smallness with flooding (Λ = 128, φ = 56): matrix expansion,
-//!   mask, response, bound check, encoding.
+//!   mask, response, bound check, encoding;
+//! - `range` (std): the adapter to `tari_bulletproofs_plus` 0.5.3's 64-bit range proof on
+//!   B_enc²·g₀ − V_s (and V_w, W·g₀ − V_w), never a `seed_nonce` (step 4);
+//! - `norm` (std): statement N of arguments.md §A with the padding pinned on both sides (F1):
+//!   prove, verify, batch verify;
+//! - [`bind`]: statement B of arguments.md §B (one linear proof on Q(e) = C_u + e·T_u + e²·W_u,
+//!   padded with `lpad`): prove, verify;
+//! - [`codec`]: both proofs' bytes with `MAX_NORM_PROOF_LEN`, `MAX_BIND_PROOF_LEN` and exact
+//!   lengths (the norm half with std); fuzz target `fuzz/fuzz_targets/validation_decode.rs`.
 //!
-//! Not yet: `range.rs` (step 4), `norm.rs`, `bind.rs`, `codec.rs` and the fuzz target (step 5).
+//! Not yet: batch verification of binding proofs, and everything of steps 6–10 (the round glue
+//! in `secagg-core`, which computes ρ, Y_j, O_u, P_uv and C_u's blinding from the round's secrets).
 //!
-//! `no_std + alloc`; the `std` feature (default) adds `std::error::Error` and the process-wide
-//! generator cache [`Generators::shared`].
+//! `no_std + alloc`; the `std` feature (default) adds `std::error::Error`, the process-wide
+//! generator cache [`Generators::shared`], and `range`, `norm` (and the norm half of `codec`):
+//! tari's crate links std unconditionally, so a `no_std` build (the thumbv7em firmware) has the
+//! binding argument but cannot make or check a norm proof.
 //!
-//! # Open questions
+//! # Decisions
 //!
-//! Design points these modules had to read one way (reported 2026-12-03 for VALIDATION.md):
-//!
-//! 1. Generator labels: VALIDATION.md §4 writes `"secagg/v3/validate/<name>/<i>"` (reads as a
-//!    decimal index), arguments.md §E (normative) `… ‖ "/" ‖ le32(i)`. Built: §E. Single
-//!    generators (`g0`, `h`, `r`, `h2`, `f0`) use index 0 (not stated).
-//! 2. `hash_to_ristretto255` is built as dalek's `from_uniform_bytes(SHA-512(label))`, as §E's
-//!    formula reads, not RFC 9380's `hash_to_ristretto255` (expand_message_xmd with a DST),
-//!    which gives different points.
-//! 3. Transcript encoding (§E says "length-prefixed records" and "(transcript hash ‖ label ‖
-//!    counter)" without widths): built with le64 length prefixes, a first record
-//!    `("domain", name)`, a transcript-wide le64 challenge counter, challenges not absorbed
-//!    back, zero redrawn (details in [`transcript`]).
-//! 4. §E's ternary matrices "by AES-128-CTR keyed from a transcript hash" do not say which bytes
-//!    are the key and IV, the counter layout, the bit order, or the entry order. Built
-//!    ([`ghl`]): seed = first 32 bytes of SHA-512(state ‖ label ‖ counter) (the challenge
-//!    construction), key = seed[..16], IV = seed[16..], `Ctr64LE<Aes128>` as the core's PRG;
-//!    row-major entries, two bits each, LSB first, the pair read as a number (1 → +1, 2 → −1,
-//!    0 and 3 → 0). ρ (step 6) is keyed by HKDF per §4, not by this.
-//! 5. Memory: §14.2 counts 32 B per kept generator (6.4 MB at d = 10^5); decompressed points,
-//!    which the MSMs need, are 160 B (≈ 42 MB for G and H at N_pad = 2^17). Built: decompressed.
-//! 6. The WIP does not absorb P (the norm verifier wants P as a sum of terms): the caller must
-//!    absorb the statement; arguments.md §A.2 absorbs C_u, M_u, V_s and every challenge input, so
-//!    the norm transcript does.
-//! 7. §E's z width "⌈(log₂ Z_max + 2)/8⌉" is built exactly (least w with Z_max ≤ 2^(8w−2));
-//!    with the real logarithm it is 9 bytes, not 8, at M = 64, where floating point says 8.
+//! The design points these modules had to read one way (reported 2026-12-03 as seven open
+//! questions) are settled, with the choices made for steps 4–5, in **VALIDATION.md §21.1
+//! (D1–D15)**, normative for wire version 3: generator labels (D1), the hash to the group (D2),
+//! the transcript encoding (D3), the ternary matrix stream (D4), generator memory (D5), who
+//! absorbs the statement (D6), the z width (D7), tari's generators and transcript (D8, D9),
+//! the range aggregation (D10), M_x (D11), the norm transcript's records (D12), the norm
+//! proof's bytes (D13), the binding transcript's records (D14) and the binding proof's bytes
+//! (D15).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -54,13 +50,26 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bind;
+pub mod codec;
 mod error;
+mod fold;
 pub mod generators;
 pub mod ghl;
 pub mod linear;
+#[cfg(feature = "std")]
+pub mod norm;
+#[cfg(feature = "std")]
+pub mod range;
 pub mod transcript;
 pub mod wip;
 
 pub use error::{BatchError, Error};
+
+/// Wire version of validated rounds (fixes Λ = Λ′ = 128 and φ = 56, F3); absorbed first by
+/// every statement and the first byte of every proof encoding.
+pub const VERSION: u8 = 3;
+/// Largest d (VALIDATION.md §5.3).
+pub const MAX_D: usize = 1 << 20;
 pub use generators::{GeneratorSizes, Generators};
 pub use transcript::Transcript;

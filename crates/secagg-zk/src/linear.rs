@@ -35,13 +35,13 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::wip::MAX_ROUNDS;
+use crate::fold::{self, Equation, MAX_ROUNDS, VerificationEquation, Words};
 use crate::{BatchError, Error, Transcript};
 
 /// Bytes of a proof for length n (a power of two): 2·log₂ n points (L, R), S, a*, r*.
@@ -50,18 +50,7 @@ pub fn proof_len(n: usize) -> Result<usize, Error> {
 }
 
 fn rounds(n: usize) -> Result<usize, Error> {
-    if !n.is_power_of_two() {
-        return Err(Error::NotPowerOfTwo { n });
-    }
-    let k = n.trailing_zeros() as usize;
-    if k > MAX_ROUNDS {
-        return Err(Error::TooLarge {
-            what: "linear rounds",
-            max: MAX_ROUNDS as u64,
-            got: k as u64,
-        });
-    }
-    Ok(k)
+    fold::rounds(n, "linear rounds")
 }
 
 /// N′_pad = 2^⌈log₂ N′⌉ (arguments.md §B.1; 1 for N′ = 0).
@@ -221,32 +210,19 @@ impl LinearProof {
                 got: bytes.len(),
             });
         }
-        let word = |index: usize| -> [u8; 32] {
-            let mut buf = [0u8; 32];
-            buf.copy_from_slice(&bytes[32 * index..32 * index + 32]);
-            buf
-        };
-        let point = |index: usize| -> Result<RistrettoPoint, Error> {
-            CompressedRistretto(word(index))
-                .decompress()
-                .ok_or(Error::InvalidPoint { index })
-        };
-        let scalar = |index: usize| -> Result<Scalar, Error> {
-            Option::from(Scalar::from_canonical_bytes(word(2 * k + 1 + index)))
-                .ok_or(Error::NonCanonicalScalar { index })
-        };
+        let words = Words::new(bytes);
         let mut l = Vec::with_capacity(k);
         let mut r = Vec::with_capacity(k);
         for j in 0..k {
-            l.push(point(2 * j)?);
-            r.push(point(2 * j + 1)?);
+            l.push(words.point(2 * j)?);
+            r.push(words.point(2 * j + 1)?);
         }
         Ok(LinearProof {
             l,
             r,
-            s: point(2 * k)?,
-            a_star: scalar(0)?,
-            r_star: scalar(1)?,
+            s: words.point(2 * k)?,
+            a_star: words.scalar(2 * k + 1, 0)?,
+            r_star: words.scalar(2 * k + 2, 1)?,
         })
     }
 
@@ -386,12 +362,7 @@ pub fn verification_terms(
 
     // Challenges are nonzero (Transcript redraws zero).
     let x_inv: Vec<Scalar> = xs.iter().map(Scalar::invert).collect();
-    let mut subset = Vec::with_capacity(n);
-    subset.push(Scalar::ONE);
-    for i in 1..n {
-        let bit = usize::BITS as usize - 1 - i.leading_zeros() as usize;
-        subset.push(subset[i - (1 << bit)] * xs[k - 1 - bit]);
-    }
+    let subset = fold::subset_products(Scalar::ONE, &xs);
     let g_coeffs: Vec<Scalar> = subset.iter().map(|s| -(proof.a_star * s)).collect();
     let mut points = Vec::with_capacity(2 * k + 3);
     for j in 0..k {
@@ -406,6 +377,21 @@ pub fn verification_terms(
         g_coeffs,
         points,
     })
+}
+
+impl VerificationEquation for (LinearTerms, RistrettoPoint) {
+    fn equation(&self) -> Equation<'_> {
+        Equation {
+            vec_coeffs: alloc::vec![&self.0.g_coeffs[..]],
+            points: self
+                .0
+                .points
+                .iter()
+                .copied()
+                .chain([(self.0.c_coeff, self.1)])
+                .collect(),
+        }
+    }
 }
 
 /// Verifies one proof for the statement (inst, C).
@@ -446,34 +432,6 @@ pub fn batch_verify<R: CryptoRng + ?Sized>(
             .map_err(|error| BatchError { proof, error })?;
         all.push((terms, item.c));
     }
-    let n_max = all.iter().map(|(t, _)| t.g_coeffs.len()).max().unwrap_or(0);
-    let mut g_coeffs = alloc::vec![Scalar::ZERO; n_max];
-    let mut scalars = Vec::new();
-    let mut points = Vec::new();
-    for (terms, c) in &all {
-        let w = Scalar::random(rng);
-        for (acc, x) in g_coeffs.iter_mut().zip(&terms.g_coeffs) {
-            *acc += w * x;
-        }
-        scalars.push(w * terms.c_coeff);
-        points.push(*c);
-        for (s, q) in &terms.points {
-            scalars.push(w * s);
-            points.push(*q);
-        }
-    }
-    let ok = RistrettoPoint::vartime_multiscalar_mul(
-        g_coeffs.iter().chain(&scalars),
-        gens[..n_max].iter().chain(&points),
-    )
-    .is_identity();
-    if ok {
-        return Ok(());
-    }
-    let first_bad = all.iter().position(|(terms, c)| !terms.check(gens, c));
-    // A weighted sum of vanishing equations vanishes, so a bad one exists; never accept.
-    Err(BatchError {
-        proof: first_bad.unwrap_or(0),
-        error: Error::VerificationFailed,
-    })
+    // verification_terms checked each statement's n against the generators' length.
+    fold::batch_verify(&[gens], &all, rng)
 }

@@ -42,16 +42,16 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::fold::{self, Equation, VerificationEquation, Words};
 use crate::{BatchError, Error, Transcript};
 
-/// Largest number of folding rounds a proof may carry (n ≤ 2^32).
-pub const MAX_ROUNDS: usize = 32;
+pub use crate::fold::MAX_ROUNDS;
 
 /// Bytes of a proof for length n (a power of two): 2·log₂ n points (L, R), A, B, r′, s′, δ′.
 pub fn proof_len(n: usize) -> Result<usize, Error> {
@@ -59,18 +59,7 @@ pub fn proof_len(n: usize) -> Result<usize, Error> {
 }
 
 fn rounds(n: usize) -> Result<usize, Error> {
-    if !n.is_power_of_two() {
-        return Err(Error::NotPowerOfTwo { n });
-    }
-    let k = n.trailing_zeros() as usize;
-    if k > MAX_ROUNDS {
-        return Err(Error::TooLarge {
-            what: "wip rounds",
-            max: MAX_ROUNDS as u64,
-            got: k as u64,
-        });
-    }
-    Ok(k)
+    fold::rounds(n, "wip rounds")
 }
 
 /// The vector generators G, H shared by every statement that uses them (a statement of length n
@@ -250,43 +239,24 @@ impl WipProof {
                 got: bytes.len(),
             });
         }
-        let mut chunks = bytes.chunks_exact(32).map(|c| {
-            let mut buf = [0u8; 32];
-            buf.copy_from_slice(c);
-            buf
-        });
-        let mut point = |index: usize| -> Result<RistrettoPoint, Error> {
-            let buf = chunks.next().ok_or(Error::ProofLength {
-                expected,
-                got: bytes.len(),
-            })?;
-            CompressedRistretto(buf)
-                .decompress()
-                .ok_or(Error::InvalidPoint { index })
-        };
+        let words = Words::new(bytes);
         let mut l = Vec::with_capacity(k);
         let mut r = Vec::with_capacity(k);
         for j in 0..k {
-            l.push(point(2 * j)?);
-            r.push(point(2 * j + 1)?);
+            l.push(words.point(2 * j)?);
+            r.push(words.point(2 * j + 1)?);
         }
-        let a = point(2 * k)?;
-        let b = point(2 * k + 1)?;
-        let tail = &bytes[32 * (2 * k + 2)..];
-        let scalar = |index: usize| -> Result<Scalar, Error> {
-            let mut buf = [0u8; 32];
-            buf.copy_from_slice(&tail[32 * index..32 * index + 32]);
-            Option::from(Scalar::from_canonical_bytes(buf))
-                .ok_or(Error::NonCanonicalScalar { index })
-        };
+        let a = words.point(2 * k)?;
+        let b = words.point(2 * k + 1)?;
+        let base = 2 * k + 2;
         Ok(WipProof {
             l,
             r,
             a,
             b,
-            r1: scalar(0)?,
-            s1: scalar(1)?,
-            d1: scalar(2)?,
+            r1: words.scalar(base, 0)?,
+            s1: words.scalar(base + 1, 1)?,
+            d1: words.scalar(base + 2, 2)?,
         })
     }
 
@@ -492,19 +462,12 @@ pub fn verification_terms(
     let y = inst.y;
     let y_inv = y.invert();
 
-    // t_i = Π_j e_j^(±1): start from Π e_j^-1 and, for the highest set bit (round j), multiply
-    // by e_j²; u_i = 1/t_i likewise. Round j halves at bit k - 1 - j.
-    let mut t = Vec::with_capacity(n);
-    let mut u = Vec::with_capacity(n);
-    t.push(e_inv.iter().product::<Scalar>());
-    u.push(es.iter().product::<Scalar>());
-    for i in 1..n {
-        let bit = usize::BITS as usize - 1 - i.leading_zeros() as usize;
-        let j = k - 1 - bit;
-        let prev = i - (1 << bit);
-        t.push(t[prev] * es[j] * es[j]);
-        u.push(u[prev] * e_inv[j] * e_inv[j]);
-    }
+    // t_i = Π_j e_j^(±1): start from Π e_j^-1 and multiply by e_j² for each round j whose bit
+    // is set in i; u_i = 1/t_i likewise.
+    let e_sq: Vec<Scalar> = es.iter().map(|x| x * x).collect();
+    let e_inv_sq: Vec<Scalar> = e_inv.iter().map(|x| x * x).collect();
+    let t = fold::subset_products(e_inv.iter().product(), &e_sq);
+    let u = fold::subset_products(es.iter().product(), &e_inv_sq);
 
     let g_scale = -(proof.r1 * e);
     let h_scale = -(proof.s1 * e);
@@ -533,6 +496,21 @@ pub fn verification_terms(
         h_coeffs,
         points,
     })
+}
+
+impl VerificationEquation for (WipTerms, RistrettoPoint) {
+    fn equation(&self) -> Equation<'_> {
+        Equation {
+            vec_coeffs: alloc::vec![&self.0.g_coeffs[..], &self.0.h_coeffs[..]],
+            points: self
+                .0
+                .points
+                .iter()
+                .copied()
+                .chain([(self.0.p_coeff, self.1)])
+                .collect(),
+        }
+    }
 }
 
 /// Verifies one proof for the statement (inst, P).
@@ -576,42 +554,6 @@ pub fn batch_verify<R: CryptoRng + ?Sized>(
             .map_err(|error| BatchError { proof, error })?;
         all.push((terms, item.p));
     }
-    let n_max = all.iter().map(|(t, _)| t.g_coeffs.len()).max().unwrap_or(0);
-    let mut g_coeffs = alloc::vec![Scalar::ZERO; n_max];
-    let mut h_coeffs = alloc::vec![Scalar::ZERO; n_max];
-    let mut scalars = Vec::new();
-    let mut points = Vec::new();
-    for (terms, p) in &all {
-        let w = Scalar::random(rng);
-        for (acc, c) in g_coeffs.iter_mut().zip(&terms.g_coeffs) {
-            *acc += w * c;
-        }
-        for (acc, c) in h_coeffs.iter_mut().zip(&terms.h_coeffs) {
-            *acc += w * c;
-        }
-        scalars.push(w * terms.p_coeff);
-        points.push(*p);
-        for (s, q) in &terms.points {
-            scalars.push(w * s);
-            points.push(*q);
-        }
-    }
-    let ok = RistrettoPoint::vartime_multiscalar_mul(
-        g_coeffs.iter().chain(&h_coeffs).chain(&scalars),
-        gens.g[..n_max]
-            .iter()
-            .chain(&gens.h[..n_max])
-            .chain(&points),
-    )
-    .is_identity();
-    if ok {
-        return Ok(());
-    }
-    let first_bad = all.iter().position(|(terms, p)| !terms.check(gens, p));
-    // If every equation held alone, their weighted sum would be the identity too; so a bad one
-    // exists. Name proof 0 rather than accept if arithmetic ever disagreed.
-    Err(BatchError {
-        proof: first_bad.unwrap_or(0),
-        error: Error::VerificationFailed,
-    })
+    // verification_terms checked each statement's n against the generators' length.
+    fold::batch_verify(&[gens.g, gens.h], &all, rng)
 }

@@ -103,6 +103,22 @@ fn main() -> ! {
     let ed_verify = median(5, || {
         black_box(crypto::verify(&idk.public(), black_box(&msg), &sig));
     });
+    // Batches of signatures through the core's verify_all (ed25519-dalek's batch equation),
+    // per signature: 3 is the device's batch (crypto::VERIFY_BATCH).
+    let keys: Vec<IdentityKey> = (0..7).map(|_| IdentityKey::generate(&mut rng)).collect();
+    let pubs: Vec<[u8; 32]> = keys.iter().map(IdentityKey::public).collect();
+    let msgs: Vec<[u8; 100]> = (0..7u8).map(|i| [i; 100]).collect();
+    let sigs: Vec<[u8; 64]> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+    let batch = |n: usize| {
+        let checks: Vec<crypto::SignatureCheck<'_>> = (0..n)
+            .map(|i| (&pubs[i], &msgs[i][..], &sigs[i]))
+            .collect();
+        let total = median(3, || {
+            assert!(crypto::verify_all(black_box(&checks)).is_ok());
+        });
+        total / n as u64
+    };
+    let batch3 = batch(3);
     let pt = [5u8; 88];
     let seal = median(5, || {
         black_box(crypto::seal_shares(&[3; 32], &[4; 32], 1, 2, &[6; 32], &pt));
@@ -117,6 +133,7 @@ fn main() -> ! {
     let (frame_enc, frame_dec, frame_bytes) = framing_per_byte();
     hprintln!(
         "{{\"x25519_agree\":{},\"x25519_keygen\":{},\"ed25519_sign\":{},\"ed25519_verify\":{},\
+         \"ed25519_verify_batch3_per_sig\":{},\
          \"seal_share_bundle\":{},\"shamir_split_32B_n21_t11\":{},\
          \"prg_aes128ctr_insn_per_byte\":{:.2},\"prg_chacha20_insn_per_byte\":{:.2},\
          \"frame_encode_insn_per_byte\":{:.2},\"frame_decode_insn_per_byte\":{:.2},\
@@ -125,6 +142,7 @@ fn main() -> ! {
         keygen,
         ed_sign,
         ed_verify,
+        batch3,
         seal,
         split,
         aes as f64 / aes_bytes as f64,

@@ -1,0 +1,89 @@
+//! Statement N end to end (VALIDATION.md §7.1, §14.2): prove, verify alone, and verify per
+//! proof in a batch of 4, at d = 1,000 (N_pad = 2^11) and d = 10,000 (N_pad = 2^14); the proof
+//! size on stderr. Run with `cargo bench -p secagg-zk --bench norm`; `NORM_BENCH_D=1000` picks
+//! the sizes. Unsigned-style statement (no weight coordinate), B_enc² = 2^40, x uniform in
+//! ±2^16 scaled to the bound.
+
+// A bench aborts on a setup failure; there is no caller to hand an error to.
+#![allow(clippy::expect_used)]
+
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use curve25519_dalek::scalar::Scalar;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use secagg_zk::Generators;
+use secagg_zk::codec::encode_norm_proof;
+use secagg_zk::norm::{self, NormContext, NormParams, NormWitness};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn sizes() -> Vec<usize> {
+    std::env::var("NORM_BENCH_D")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000])
+}
+
+fn witness(d: usize, bound_sq: u64, rng: &mut ChaCha20Rng) -> NormWitness {
+    // Entries in ±2^16, then halved until the norm is within the bound.
+    let mut x: Vec<i64> = (0..d)
+        .map(|_| i64::from(rng.next_u32() as u16) - (1 << 15))
+        .collect();
+    while x.iter().map(|v| (v * v) as u128).sum::<u128>() > u128::from(bound_sq) {
+        for v in &mut x {
+            *v /= 2;
+        }
+    }
+    NormWitness::new(x, Scalar::random(rng))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    for d in sizes() {
+        let params = NormParams::new(d, 1 << 40, None).expect("params");
+        let gens = Generators::new(params.generator_sizes()).expect("generators");
+        let log2 = params.n_pad().trailing_zeros();
+        let ctx = |client| NormContext {
+            session: [5; 32],
+            client,
+            upload_hash: [6; 32],
+        };
+        let w = witness(d, params.bound_sq(), &mut rng);
+        let proof = norm::prove(&gens, &params, &ctx(0), &w, &mut rng).expect("prove");
+        eprintln!(
+            "norm d = {d} (N_pad = 2^{log2}): proof {} bytes",
+            encode_norm_proof(&params, &proof).len()
+        );
+        let mut group = c.benchmark_group(format!("norm/d={d}"));
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(1))
+            .measurement_time(Duration::from_secs(if log2 >= 14 { 20 } else { 5 }));
+        group.bench_function("prove", |b| {
+            b.iter(|| norm::prove(&gens, &params, &ctx(0), &w, &mut rng).expect("prove"))
+        });
+        group.bench_function("verify", |b| {
+            b.iter(|| norm::verify(&gens, &params, &ctx(0), black_box(&proof)).expect("verify"))
+        });
+        const BATCH: u64 = 4;
+        let proofs: Vec<_> = (0..BATCH)
+            .map(|i| {
+                let w = witness(d, params.bound_sq(), &mut rng);
+                norm::prove(&gens, &params, &ctx(i), &w, &mut rng).expect("prove")
+            })
+            .collect();
+        let items: Vec<_> = proofs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (params, ctx(i as u64), p))
+            .collect();
+        group.bench_function(format!("batch_verify_{BATCH}"), |b| {
+            b.iter(|| norm::batch_verify(&gens, black_box(&items), &mut rng).expect("batch"))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
