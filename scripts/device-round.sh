@@ -191,7 +191,7 @@ done
 if [ -n "$KILL_AT" ]; then
   # The stage the device answers just before KILL_AT; killed once its log shows that answer.
   case "$KILL_AT" in
-    advertise) BEFORE=boot ;; share) BEFORE=advertise ;; masked-input) BEFORE=share ;;
+    advertise) BEFORE=join ;; share) BEFORE=advertise ;; masked-input) BEFORE=share ;;
     consistency) BEFORE=masked-input ;; unmask) BEFORE=consistency ;;
     *) echo "--kill-at: advertise|share|masked-input|consistency|unmask" >&2; exit 2 ;;
   esac

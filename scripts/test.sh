@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
-# Validated rounds' derivations (issue 11, feature `validate`, not in the default build yet).
+# Validated rounds (issue 11, feature `validate`, not in the default build yet): the
+# derivations, disputes and evidence, and rounds with the norm proof at upload.
 cargo test -p secagg-core --features validate --lib -- validate
+cargo test -p secagg-core --features validate --test validation
 bash .ci/python.sh

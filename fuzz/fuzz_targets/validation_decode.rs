@@ -1,6 +1,10 @@
-//! The proof decoders of validated rounds (crates/secagg-zk, VALIDATION.md §21 step 5): norm
-//! and binding proofs under statements chosen by the first two bytes, and the WIP, linear,
-//! range and GHL response encodings on their own. Must hold: no panic; whatever decodes re-encodes to itself.
+//! The decoders of validated rounds: the proofs (crates/secagg-zk, VALIDATION.md §21 step 5),
+//! norm and binding proofs under statements chosen by the first two bytes, and the WIP, linear,
+//! range and GHL response encodings on their own; and the round's new messages (step 7,
+//! `secagg_core::validate::wire`): Challenge, ValidationResponse, DisputeRequest/DisputeAnswer,
+//! ExclusionRequest with DroppedPair or SelfMask evidence, ExclusionShares and the share-stage
+//! hash list, under round parameters chosen by the same two bytes. Must hold: no panic;
+//! whatever decodes re-encodes to itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use secagg_zk::bind::BindParams;
@@ -14,6 +18,7 @@ use secagg_zk::range::RangeProof;
 use secagg_zk::wip::WipProof;
 
 fuzz_target!(|data: &[u8]| {
+    secagg_core::validate::wire::fuzz_decode(data);
     let [a, b, rest @ ..] = data else {
         return;
     };

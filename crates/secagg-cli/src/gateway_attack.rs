@@ -207,6 +207,7 @@ pub fn forged_config(n: u32, dim: u32, pki: bool) -> Result<RoundConfig, String>
         model,
         pki,
         encoding: Vec::new(),
+        validation: None,
     })
 }
 
@@ -269,6 +270,9 @@ mod serial {
                 Ok(FromDevice::Message(r)) => round.feed_device_reply(&r)?,
                 Ok(FromDevice::Refused(r)) => break Outcome::DeviceRefused(r),
                 Ok(FromDevice::Hello(_)) => break Outcome::DeviceDropped("rebooted".into()),
+                Ok(FromDevice::Proof(_)) => {
+                    break Outcome::DeviceDropped("a join proof nobody asked for".into());
+                }
                 Err(e) => break Outcome::DeviceDropped(e),
             }
         };

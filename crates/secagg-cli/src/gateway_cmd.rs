@@ -134,6 +134,7 @@ fn stage_of(body: &SBody) -> &'static str {
         SBody::ConsistencyRequest(_) => "consistency",
         SBody::UnmaskRequest(_) => "unmask",
         SBody::RoundEnd(_) => "end",
+        SBody::JoinChallenge(_) => "join",
     }
 }
 
@@ -169,12 +170,14 @@ fn parse_hello(payload: &[u8]) -> Result<Hello, String> {
     }
 }
 
-/// What the device sent: a whole message, a refusal, or a new HELLO.
+/// What the device sent: a whole message, a refusal, a new HELLO, or its answer to the
+/// server's Join challenge.
 #[derive(Debug, PartialEq, Eq)]
 enum FromDevice {
     Message(Vec<u8>),
     Refused(String),
     Hello(Vec<u8>),
+    Proof(Vec<u8>),
 }
 
 /// The device's end of the serial line: frames in, whole messages out.
@@ -220,6 +223,7 @@ impl DeviceLink {
                         ));
                     }
                     kind::HELLO => return Ok(FromDevice::Hello(f.payload)),
+                    kind::PROOF => return Ok(FromDevice::Proof(f.payload)),
                     _ => {}
                 }
             }
@@ -306,7 +310,9 @@ async fn relay(a: &GatewayArgs) -> Result<Report, String> {
             report.outcome = Outcome::DeviceRefused(r);
             return Ok(report);
         }
-        FromDevice::Message(_) => return Err("the device opened with a message, not HELLO".into()),
+        FromDevice::Message(_) | FromDevice::Proof(_) => {
+            return Err("the device opened with a message, not HELLO".into());
+        }
     };
     // HELLO is not part of any stage's bytes.
     link.take_bytes_in();
@@ -351,6 +357,34 @@ async fn relay(a: &GatewayArgs) -> Result<Report, String> {
                 let grpc_len = prost::Message::encoded_len(&f) as u64;
                 let Some(body) = f.body else { continue };
                 stage = stage_of(&body);
+                if let SBody::JoinChallenge(c) = &body {
+                    // The server asks the device to prove it holds the key of its HELLO
+                    // (docs/SECURITY.md §4b); only the device can answer.
+                    if config.is_some() {
+                        return Err("the server sent a JoinChallenge after RoundStart".into());
+                    }
+                    if c.nonce.len() != 32 {
+                        return Err(format!(
+                            "the server's JoinChallenge holds {} bytes, not a 32-byte nonce",
+                            c.nonce.len()
+                        ));
+                    }
+                    let mut payload = c.nonce.clone();
+                    payload.extend_from_slice(a.name.as_bytes());
+                    let mut wire = Vec::new();
+                    frame::encode(kind::CHALLENGE, &payload, &mut wire);
+                    let st = report.stages.entry(stage.to_string()).or_default();
+                    st.grpc_from_server += grpc_len;
+                    st.message_to_device += payload.len() as u64;
+                    st.serial_to_device += wire.len() as u64;
+                    if link.send(&wire).await.is_err() {
+                        report.outcome =
+                            Outcome::DeviceDropped("the device's serial line closed".into());
+                        break;
+                    }
+                    device_deadline = Some(Instant::now() + a.silence);
+                    continue;
+                }
                 let mut assign = Vec::new();
                 #[allow(unused_mut)]
                 let mut msg = match body {
@@ -423,6 +457,20 @@ async fn relay(a: &GatewayArgs) -> Result<Report, String> {
                 report.stages.entry(stage.to_string()).or_default().serial_from_device += n;
                 let msg = match ev {
                     Ok(FromDevice::Message(m)) => m,
+                    Ok(FromDevice::Proof(signature)) => {
+                        let cf = proto::ClientFrame {
+                            body: Some(proto::client_frame::Body::JoinProof(proto::JoinProof {
+                                signature: signature.clone(),
+                            })),
+                        };
+                        let st = report.stages.entry(stage.to_string()).or_default();
+                        st.message_from_device += signature.len() as u64;
+                        st.grpc_to_server += prost::Message::encoded_len(&cf) as u64;
+                        tx.send(cf).await.map_err(|_| "the stream to the server closed")?;
+                        device_deadline = None;
+                        server_deadline = Instant::now() + a.timeout;
+                        continue;
+                    }
                     Ok(FromDevice::Refused(r)) => {
                         report.outcome = Outcome::DeviceRefused(r);
                         break;
@@ -769,6 +817,26 @@ mod tests {
             .next(Some(Instant::now() + Duration::from_secs(5)))
             .await;
         assert_eq!(r, Ok(super::FromDevice::Message(b"reply".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn a_join_proof_is_told_apart_from_a_message() {
+        use tokio::io::AsyncWriteExt;
+        use tokio::time::{Duration, Instant};
+        let (mut dev, mut link) = link_pair().await;
+        let mut bytes = Vec::new();
+        super::frame::encode(super::kind::PROOF, &[3u8; 64], &mut bytes);
+        bytes.extend(frames(&[b"reply"]));
+        dev.write_all(&bytes).await.unwrap();
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            link.next(deadline).await,
+            Ok(super::FromDevice::Proof(vec![3u8; 64]))
+        );
+        assert_eq!(
+            link.next(deadline).await,
+            Ok(super::FromDevice::Message(b"reply".to_vec()))
+        );
     }
 
     #[test]

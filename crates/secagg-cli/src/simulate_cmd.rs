@@ -460,7 +460,7 @@ pub fn result_json(a: &SimulateArgs, r: &SimulateResult) -> Value {
         "dropouts": r.dropouts.iter().map(|d| json!({
             "client": d.id - 1,
             "stage": d.stage.name(),
-            "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Disconnected => "disconnected".to_string(), DropReason::Misbehaved(m) => m.to_string() },
+            "reason": match &d.reason { DropReason::Timeout => "timeout".to_string(), DropReason::Disconnected => "disconnected".to_string(), DropReason::Misbehaved(m) => m.to_string(), DropReason::Validation(k) => k.to_string() },
         })).collect::<Vec<_>>(),
         "mean_error": r.mean_error.map(|(e, b)| json!({"max_abs": e, "bound": b})),
         "dp": r.dp.as_ref().map(|d| json!({

@@ -2223,3 +2223,160 @@ fn a_client_dp_budget_refuses_the_round_that_would_exceed_it() {
     assert_eq!(charged, 2);
     assert!((epsilon_of(&orders2, &rdp2, 1.0) - e2).abs() < 1e-9 * e2);
 }
+
+/// A raw Join under `identity`, and what the server says to it: the JoinChallenge's nonce (if
+/// any) and, after `answer` (the JoinProof, or nothing) is sent, the next item of the stream.
+async fn squat(
+    addr: &str,
+    name: &str,
+    identity: [u8; 32],
+    answer: impl FnOnce(&[u8]) -> Option<proto::ClientFrame>,
+) -> Result<Option<proto::ServerFrame>, tonic::Status> {
+    use proto::server_frame::Body as SBody;
+    let j = proto::ClientFrame {
+        body: Some(CBody::Join(proto::Join {
+            name: name.into(),
+            identity_public_key: identity.to_vec(),
+            wire_version: 2,
+        })),
+    };
+    let (tx, stream) = raw_stream(addr, vec![j]).await;
+    let mut stream = stream?;
+    // Without the challenge the server would say nothing until a round starts.
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap_or(Ok(None));
+    let nonce = match first? {
+        Some(proto::ServerFrame {
+            body: Some(SBody::JoinChallenge(c)),
+        }) => c.nonce,
+        other => return Ok(other),
+    };
+    match answer(&nonce) {
+        Some(f) => tx.send(f).await.unwrap(),
+        None => drop(tx),
+    }
+    stream.message().await
+}
+
+fn join_proof(signature: Vec<u8>) -> proto::ClientFrame {
+    proto::ClientFrame {
+        body: Some(CBody::JoinProof(proto::JoinProof { signature })),
+    }
+}
+
+/// docs/SECURITY.md §4b (review G3): roster keys are public, so without a proof of possession
+/// anyone could join first under a member's key and get that member refused ("this identity
+/// already joined"). Squatters that cannot sign the server's fresh nonce (no proof, a wrong
+/// signature, the owner's valid signature over another nonce or under another name) are
+/// refused and take no slot; every member then joins and the round releases with all of them.
+#[test]
+fn a_squatter_without_the_identity_key_is_refused_at_join() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (roster, keys) = keys_and_roster(dir.path(), "sq", 4);
+    let victim = secagg_service::keys::load(&keys[0]).unwrap();
+    let victim_pk = victim.public();
+    let mut server = start_server(
+        &data,
+        &[
+            "--clients",
+            "4",
+            "--min-clients",
+            "4",
+            "--dim",
+            "6",
+            "--rounds",
+            "1",
+            "--threat",
+            "malicious",
+            "--pki",
+            roster.to_str().unwrap(),
+            "--join-timeout",
+            "60s",
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let other_nonce = [7u8; 32];
+    let replayed = victim.sign(&secagg_core::messages::join_proof_signed_bytes(
+        &other_nonce,
+        &victim_pk,
+        "squatter",
+    ));
+    type Answer = Box<dyn FnOnce(&[u8]) -> Option<proto::ClientFrame>>;
+    let squatters: Vec<(&str, Answer)> = vec![
+        ("no proof", Box::new(|_: &[u8]| None)),
+        (
+            "garbage",
+            Box::new(|_: &[u8]| Some(join_proof(vec![0x5A; 64]))),
+        ),
+        ("short", Box::new(|_: &[u8]| Some(join_proof(vec![1; 10])))),
+        // The owner's own signature, but over a nonce of another stream.
+        (
+            "another nonce",
+            Box::new(move |_: &[u8]| Some(join_proof(replayed.to_vec()))),
+        ),
+        // The owner's signature over this nonce, but for another name.
+        (
+            "another name",
+            Box::new(move |n: &[u8]| {
+                let n: [u8; 32] = n.try_into().unwrap();
+                let m = secagg_core::messages::join_proof_signed_bytes(&n, &victim_pk, "m0");
+                Some(join_proof(victim.sign(&m).to_vec()))
+            }),
+        ),
+        ("not a proof", Box::new(|_: &[u8]| Some(join("again")))),
+    ];
+    for (what, answer) in squatters {
+        let r = rt.block_on(squat(&server.addr, "squatter", victim_pk, answer));
+        match r {
+            Err(st) => {
+                assert_eq!(st.code(), tonic::Code::PermissionDenied, "{what}: {st:?}");
+                assert!(
+                    st.message().contains("proof of possession"),
+                    "{what}: {st:?}"
+                );
+            }
+            other => panic!("squatter ({what}) was not refused: {other:?}"),
+        }
+    }
+    // The members, the squatted one included, all join and the round releases. Member 1
+    // also takes member 0's name (an insider needs no key of m0 for that): names are labels,
+    // so both join, told apart by their keys (review of G3's fix, W1).
+    let mut cs: Vec<Child> = (0..4)
+        .map(|i| {
+            let name = if i == 1 {
+                "m0".to_string()
+            } else {
+                format!("m{i}")
+            };
+            let extra = [
+                "--identity",
+                keys[i].to_str().unwrap(),
+                "--roster",
+                roster.to_str().unwrap(),
+                "--threat",
+                "malicious",
+            ];
+            client_with(
+                &format!("http://{}", server.addr),
+                &input(dir.path(), i, 6),
+                &name,
+                &extra,
+            )
+        })
+        .collect();
+    assert!(wait_exit(&mut server.child, Duration::from_secs(90)).success());
+    for c in &mut cs {
+        assert_eq!(c.wait_with_output_ref().trim(), "1");
+    }
+    let j = round_json(&data, 1);
+    assert_eq!(j["state"], "finished", "{j:#}");
+    let mut survivors = names(&j, "survivors");
+    survivors.sort();
+    assert_eq!(survivors.len(), 4, "{j:#}");
+    assert_eq!(survivors[0], "m0", "{j:#}");
+    assert!(survivors[1].starts_with("m0~"), "{j:#}");
+    assert_eq!(survivors[2..], ["m2", "m3"], "{j:#}");
+}

@@ -33,7 +33,7 @@ use crate::prg::{MaskStream, Sign, apply_masks};
 use crate::shamir::{self, SHARE_LEN, Share};
 
 mod state;
-pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION};
+pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION, VALIDATED_STATE_VERSION};
 mod stream;
 pub use stream::{MaskedInputStream, StreamedClient};
 
@@ -243,6 +243,9 @@ impl Client {
         if self.input.iter().any(|x| *x > c.modulus().mask()) {
             return bad(format!("my input has elements ≥ 2^{}", c.bits));
         }
+        if c.validation.is_some() {
+            check_validation(c, &self.input)?;
+        }
         if self.policy.min_model == ThreatModel::Malicious && c.model != ThreatModel::Malicious {
             return bad(String::from(
                 "my policy requires the malicious-server model (consistency check)",
@@ -323,6 +326,51 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A validated round (VALIDATION.md §5.3–§5.4): the configuration check of §5.3 with this
+/// client's J_cap, and the local refusal of an input above the bound, before any key is
+/// advertised (the error names both norms and is never sent, F12). The input is the encoded
+/// one; a streamed client (empty input here) refuses validated rounds at its start.
+#[cfg(feature = "validate")]
+fn check_validation(c: &RoundConfig, input: &[u64]) -> Result<(), ClientError> {
+    let bad = |m: String| Err(ClientError::BadParameters(m));
+    if let Err(e) = crate::validate::round::check_round_config(c) {
+        return bad(format!("{e}"));
+    }
+    let Some(v) = &c.validation else {
+        return Ok(());
+    };
+    let x = match crate::validate::commit::signed_input(c.modulus(), input) {
+        Ok(x) => Zeroizing::new(x),
+        Err(_) => {
+            return bad(String::from(
+                "my encoded input has an element at 2^(b-1), which no validated round accepts",
+            ));
+        }
+    };
+    let norm_sq = x.iter().fold(0u128, |acc, v| {
+        let a = u128::from(v.unsigned_abs());
+        acc.saturating_add(a * a)
+    });
+    if norm_sq > u128::from(v.bound_sq) {
+        return bad(format!(
+            "my encoded input's squared L2 norm {norm_sq} exceeds the round's bound {} (this \
+             stays local: nothing about the norm is sent)",
+            v.bound_sq
+        ));
+    }
+    Ok(())
+}
+
+/// Without feature `validate` a client cannot prove its input's norm: it refuses every
+/// validated round (wire version 3) at its start.
+#[cfg(not(feature = "validate"))]
+fn check_validation(_c: &RoundConfig, _input: &[u64]) -> Result<(), ClientError> {
+    Err(ClientError::BadParameters(String::from(
+        "the round validates inputs (wire version 3), and this build has no norm prover \
+         (secagg-core's feature `validate`)",
+    )))
 }
 
 /// Waiting for the neighbours' keys.
@@ -563,6 +611,10 @@ struct HeldShares {
 impl AwaitingShares {
     /// Handles SharesForYou: decrypts the neighbours' shares and uploads the masked input
     /// y = x + PRG(b_u) + Σ_{v ∈ N(u) ∩ U2} ±PRG(s_uv) mod 2^b.
+    ///
+    /// A validated round's upload carries a norm proof, whose blindings need randomness: use
+    /// [`AwaitingShares::handle_with_rng`] (as [`ClientRound::handle`] does); this method
+    /// refuses validated rounds with [`ClientError::Misuse`].
     pub fn handle(self, bytes: &[u8]) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
         // d ≥ 1 in every valid round: an empty input is a streamed client's, which would
         // otherwise upload an empty vector.
@@ -571,11 +623,30 @@ impl AwaitingShares {
                 "a Client::streamed client uploads through handle_streamed",
             ));
         }
-        self.check_and_mask(bytes)
+        self.check_and_mask(bytes, None::<&mut chacha20::ChaCha20Rng>)
+    }
+
+    /// [`AwaitingShares::handle`] with randomness for a validated round's norm proof
+    /// (VALIDATION.md §5.1: `MaskedInput.proof`); in a plain round `rng` is not used.
+    pub fn handle_with_rng<R: CryptoRng + ?Sized>(
+        self,
+        bytes: &[u8],
+        rng: &mut R,
+    ) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
+        if self.input.is_empty() {
+            return Err(ClientError::Misuse(
+                "a Client::streamed client uploads through handle_streamed",
+            ));
+        }
+        self.check_and_mask(bytes, Some(rng))
     }
 
     /// [`AwaitingShares::handle`]'s checks and upload (an empty vector for a streamed client).
-    fn check_and_mask(self, bytes: &[u8]) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
+    fn check_and_mask<R: CryptoRng + ?Sized>(
+        self,
+        bytes: &[u8],
+        rng: Option<&mut R>,
+    ) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
         let c = &self.common;
         let (u2, cts) = match expect_message(bytes, &c.config)? {
             ServerMessage::SharesForYou { u2, ciphertexts } => (u2, ciphertexts),
@@ -650,9 +721,39 @@ impl AwaitingShares {
             let sign = if c.id < p.id { Sign::Plus } else { Sign::Minus };
             streams.push(MaskStream::new(c.config.prg, &seed, sign));
         }
+        // A validated round proves the norm of the input it masks: a copy of x for the proof
+        // (nothing is copied or computed in a plain round).
+        let x_copy = match (&c.config.validation, self.input.is_empty()) {
+            (Some(_), false) => Some(self.input.clone()),
+            (Some(_), true) => {
+                return Err(ClientError::Misuse(
+                    "a streamed client cannot prove its input's norm (validated round)",
+                ));
+            }
+            (None, _) => None,
+        };
         // Masked in place: the input and b_u are dropped (zeroized) with this stage.
         let mut y = self.input;
         apply_masks(&mut y, modulus, &mut streams);
+        let packed = modulus.pack(&y);
+        let proof = match x_copy {
+            None => Vec::new(),
+            Some(x) => {
+                let pairs: Vec<(ClientId, Zeroizing<[u8; 32]>)> = live
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.id,
+                            crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id),
+                        )
+                    })
+                    .collect();
+                let rng = rng.ok_or(ClientError::Misuse(
+                    "a validated round's upload needs randomness: use handle_with_rng",
+                ))?;
+                prove_norm(c, &self.session, &x, &self.self_seed, &pairs, &packed, rng)?
+            }
+        };
         let masked_with_ids: Vec<ClientId> = live.iter().map(|p| p.id).collect();
         let masked_with = match (&c.config.model, &c.identity) {
             (ThreatModel::Malicious, Some(idk)) => {
@@ -669,8 +770,8 @@ impl AwaitingShares {
             _ => None,
         };
         let msg = ClientMessage::MaskedInput {
-            vector: modulus.pack(&y),
-            proof: Vec::new(),
+            vector: packed,
+            proof,
             masked_with,
         }
         .encode();
@@ -692,6 +793,45 @@ impl AwaitingShares {
             (AfterMaskedInput::Unmask(next), msg)
         })
     }
+}
+
+/// The norm proof of a validated round's upload (VALIDATION.md §5.1), for `MaskedInput.proof`.
+#[cfg(feature = "validate")]
+fn prove_norm<R: CryptoRng + ?Sized>(
+    c: &Common,
+    session: &SessionId,
+    input: &[u64],
+    self_secret: &[u8; 32],
+    pairs: &[(ClientId, Zeroizing<[u8; 32]>)],
+    packed: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, ClientError> {
+    let pairs: Vec<(ClientId, &[u8; 32])> = pairs.iter().map(|(v, s)| (*v, &**s)).collect();
+    let w = crate::validate::round::UploadWitness {
+        input,
+        self_secret,
+        pairs: &pairs,
+        packed_upload: packed,
+    };
+    crate::validate::round::prove_upload(&c.config, session, c.id, &w, rng).map_err(|e| {
+        ClientError::BadParameters(format!("cannot prove my input's norm: {e} (not sent)"))
+    })
+}
+
+/// Without feature `validate` there is no prover (and [`Client::start`] refused the round).
+#[cfg(not(feature = "validate"))]
+fn prove_norm<R: CryptoRng + ?Sized>(
+    _c: &Common,
+    _session: &SessionId,
+    _input: &[u64],
+    _self_secret: &[u8; 32],
+    _pairs: &[(ClientId, Zeroizing<[u8; 32]>)],
+    _packed: &[u8],
+    _rng: &mut R,
+) -> Result<Vec<u8>, ClientError> {
+    Err(ClientError::BadParameters(String::from(
+        "the round validates inputs and this build has no norm prover (feature `validate`)",
+    )))
 }
 
 /// Where a client goes after uploading: the consistency check (malicious model) or unmasking.
@@ -957,7 +1097,7 @@ impl ClientRound {
             ClientRound::AwaitingNeighbours(s) => s
                 .handle(bytes, rng)
                 .map(|(s, m)| (ClientRound::AwaitingShares(s), Some(m))),
-            ClientRound::AwaitingShares(s) => s.handle(bytes).map(|(s, m)| match s {
+            ClientRound::AwaitingShares(s) => s.handle_with_rng(bytes, rng).map(|(s, m)| match s {
                 AfterMaskedInput::Consistency(s) => (ClientRound::AwaitingConsistency(s), Some(m)),
                 AfterMaskedInput::Unmask(s) => (ClientRound::AwaitingUnmask(s), Some(m)),
             }),
@@ -1031,5 +1171,36 @@ impl core::fmt::Debug for ClientRound {
         f.debug_struct(state)
             .field("id", &self.client_id())
             .finish()
+    }
+}
+
+/// Without feature `validate`: a client refuses validated rounds and the server cannot create
+/// one (typed errors, VALIDATION.md §21.1 D35).
+#[cfg(all(test, not(feature = "validate")))]
+mod without_validate {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::ValidationParams;
+    use crate::server::ServerRound;
+
+    #[test]
+    fn validated_rounds_are_refused_without_the_feature() {
+        let mut cfg = crate::config::tests::sample(10, 9, 5);
+        cfg.model = ThreatModel::Malicious;
+        cfg.pki = true;
+        cfg.validation = Some(ValidationParams {
+            bound_sq: 401,
+            projections: 41,
+        });
+        let start = ServerMessage::RoundStart(cfg.clone()).encode();
+        let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed([7; 32]);
+        match Client::new(1, alloc::vec![0; 10]).start(&start, &mut rng) {
+            Err(ClientError::BadParameters(m)) => assert!(m.contains("validate"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted a validated round without a prover"),
+        }
+        let roster: Vec<[u8; 32]> = (0..10).map(|i| [i as u8; 32]).collect();
+        assert!(ServerRound::new(cfg, Some(roster), 1).is_err());
     }
 }

@@ -70,7 +70,31 @@ pub struct RoundConfig {
     /// a server that tells two clients different encodings makes their keys disagree. Drivers
     /// derive every encoding value (e.g. the fixed-point scale) from it and the other fields.
     pub encoding: Vec<u8>,
+    /// Validated inputs (docs/VALIDATION.md, issue 11): every client proves ‖x‖₂² ≤ `bound_sq`
+    /// for its encoded input. `None` for a plain round, whose encoding, digest and session id
+    /// are exactly those of wire version 2; `Some` makes the round one of wire version 3 and
+    /// enters the digest (so the session id: a server cannot give one client a private
+    /// bound). Needs feature `validate` of secagg-core at both ends.
+    pub validation: Option<ValidationParams>,
 }
+
+/// The announced parameters of a validated round (VALIDATION.md §15:
+/// `RoundConfig.validation: Option<{bound_sq: u64, projections: u16}>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ValidationParams {
+    /// B_enc², the bound on ‖x‖₂² in encoded units (§5.4).
+    pub bound_sq: u64,
+    /// J, the binding projections (§4; 41 + c). Checked against the client's J_cap.
+    pub projections: u16,
+}
+
+/// The wire version of a validated round (VALIDATION.md §15): its `RoundStart` carries this
+/// version byte and the validation parameters after the plain fields.
+pub const VALIDATED_WIRE_VERSION: u8 = 3;
+
+/// Label of a validated round's config digest (VALIDATION.md §15: every derivation of wire
+/// version 3 is labelled `secagg/v3/validate/…`; D30).
+const VALIDATED_DIGEST_LABEL: &[u8] = b"secagg/v3/validate/round-config";
 
 impl RoundConfig {
     /// Checks internal consistency; the message says what to change.
@@ -132,6 +156,12 @@ impl RoundConfig {
                  forge the consistency signatures",
             ));
         }
+        if self.validation.is_some() && self.model != ThreatModel::Malicious {
+            return Err(String::from(
+                "validated inputs need the malicious-server model with a PKI (VALIDATION.md §9: \
+                 the pair-seed hashes and binding responses are signed)",
+            ));
+        }
         Ok(())
     }
 
@@ -164,11 +194,30 @@ impl RoundConfig {
             })
             .u8(self.pki as u8)
             .bytes(&self.encoding);
+        // Wire version 3 only: a plain round's bytes end with the encoding, as in version 2.
+        if let Some(v) = &self.validation {
+            w.u64(v.bound_sq).fixed(&v.projections.to_le_bytes());
+        }
     }
 
-    /// Decodes and validates.
+    /// The wire version of the round's messages: 2 for a plain round, 3 with validation.
+    pub fn wire_version(&self) -> u8 {
+        if self.validation.is_some() {
+            VALIDATED_WIRE_VERSION
+        } else {
+            crate::messages::WIRE_VERSION
+        }
+    }
+
+    /// Decodes and validates a plain (wire version 2) configuration.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        let c = RoundConfig {
+        Self::decode_versioned(r, false)
+    }
+
+    /// Decodes and validates a configuration; `validated` (known from the message's or saved
+    /// state's version byte) says whether the validation parameters follow the plain fields.
+    pub fn decode_versioned(r: &mut Reader<'_>, validated: bool) -> Result<Self, CodecError> {
+        let mut c = RoundConfig {
             round_id: r.u64()?,
             round_seed: r.array()?,
             num_clients: r.u32()?,
@@ -198,7 +247,14 @@ impl RoundConfig {
                 _ => return Err(CodecError::NonCanonical("pki flag")),
             },
             encoding: r.bytes("input encoding", MAX_ENCODING_LEN)?.to_vec(),
+            validation: None,
         };
+        if validated {
+            c.validation = Some(ValidationParams {
+                bound_sq: r.u64()?,
+                projections: u16::from_le_bytes(r.array()?),
+            });
+        }
         c.validate()
             .map_err(|_| CodecError::NonCanonical("round parameters"))?;
         Ok(c)
@@ -208,7 +264,11 @@ impl RoundConfig {
     pub fn digest(&self) -> [u8; 32] {
         let mut w = Writer::default();
         self.encode(&mut w);
-        hash(&[PROTOCOL_VERSION, b"round-config", &w.finish()])
+        if self.validation.is_some() {
+            hash(&[VALIDATED_DIGEST_LABEL, &w.finish()])
+        } else {
+            hash(&[PROTOCOL_VERSION, b"round-config", &w.finish()])
+        }
     }
 
     /// The session id: parameters, the set U1 of clients whose keys were accepted, and the
@@ -251,6 +311,7 @@ pub(crate) mod tests {
             model: ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         }
     }
 
@@ -314,5 +375,69 @@ pub(crate) mod tests {
         let mut bad = buf.clone();
         bad[8 + 32 + 12] = 0; // threshold 0
         assert!(RoundConfig::decode(&mut Reader::new(&bad)).is_err());
+    }
+
+    /// D30: validation parameters follow the plain fields only when present, and change the
+    /// digest (and so the session id); the plain bytes are a prefix of the validated ones.
+    #[test]
+    fn validated_configs_round_trip_and_bind_the_bound() {
+        use crate::messages::ServerMessage;
+        let mut c = sample(10, 9, 5);
+        c.model = ThreatModel::Malicious;
+        c.pki = true;
+        let plain = c.clone();
+        c.validation = Some(ValidationParams {
+            bound_sq: 401,
+            projections: 41,
+        });
+        let (mut wp, mut wv) = (Writer::default(), Writer::default());
+        plain.encode(&mut wp);
+        c.encode(&mut wv);
+        let (bp, bv) = (wp.finish(), wv.finish());
+        assert_eq!(&bv[..bp.len()], &bp[..]);
+        assert_eq!(bv.len(), bp.len() + 10);
+        assert_eq!(
+            RoundConfig::decode_versioned(&mut Reader::new(&bv), true).unwrap(),
+            c
+        );
+        // A plain decoder leaves the validation bytes unread (RoundStart refuses them).
+        assert!(
+            RoundConfig::decode(&mut Reader::new(&bv))
+                .unwrap()
+                .validation
+                .is_none()
+        );
+        let start = ServerMessage::RoundStart(c.clone()).encode();
+        assert_eq!(&start[..2], &[3, 1]);
+        assert_eq!(
+            ServerMessage::decode(&start, None).unwrap(),
+            ServerMessage::RoundStart(c.clone())
+        );
+        let start_plain = ServerMessage::RoundStart(plain.clone()).encode();
+        assert_eq!(start_plain[0], 2);
+        // A v3 RoundStart cut to the plain bytes does not decode, nor one with a trailing byte.
+        let mut cut = start.clone();
+        cut.truncate(start.len() - 10);
+        assert!(ServerMessage::decode(&cut, None).is_err());
+        let mut long = start.clone();
+        long.push(0);
+        assert!(ServerMessage::decode(&long, None).is_err());
+        assert_ne!(plain.digest(), c.digest());
+        let mut c2 = c.clone();
+        c2.validation = Some(ValidationParams {
+            bound_sq: 402,
+            projections: 41,
+        });
+        assert_ne!(c.digest(), c2.digest());
+        c2.validation = Some(ValidationParams {
+            bound_sq: 401,
+            projections: 42,
+        });
+        assert_ne!(c.digest(), c2.digest());
+        // Validated rounds need the malicious model.
+        let mut hbc = c.clone();
+        hbc.model = ThreatModel::HonestButCurious;
+        hbc.pki = false;
+        assert!(hbc.validate().unwrap_err().contains("malicious"));
     }
 }

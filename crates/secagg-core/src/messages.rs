@@ -113,6 +113,19 @@ fn decode_opt_sig(r: &mut Reader<'_>) -> Result<Option<[u8; 64]>, CodecError> {
     }
 }
 
+/// The bytes a client signs to prove, when it joins a server with a PKI roster, that it holds
+/// the identity key it names (docs/SECURITY.md §4b): the server's fresh `nonce`, the key and
+/// the name it joins under. The label is no prefix of any other signed message's.
+pub fn join_proof_signed_bytes(nonce: &[u8; 32], identity: &[u8; 32], name: &str) -> Vec<u8> {
+    let mut w = Writer::with_capacity(96 + name.len());
+    w.fixed(crate::PROTOCOL_VERSION)
+        .fixed(b"join-proof")
+        .fixed(nonce)
+        .fixed(identity)
+        .bytes(name.as_bytes());
+    w.finish()
+}
+
 /// The bytes a client signs in the consistency check: the session and the survivor set U3.
 pub fn consistency_signed_bytes(session: &[u8; 32], u3: &IdSet) -> Vec<u8> {
     let mut w = Writer::default();
@@ -345,7 +358,9 @@ impl ServerMessage {
         let mut w = Writer::default();
         match self {
             ServerMessage::RoundStart(c) => {
-                header(&mut w, tag::ROUND_START);
+                // A validated round's RoundStart carries wire version 3 and the validation
+                // parameters after the plain fields (VALIDATION.md §15, D30).
+                w.u8(c.wire_version()).u8(tag::ROUND_START);
                 c.encode(&mut w);
             }
             ServerMessage::NeighbourKeys {
@@ -406,6 +421,12 @@ impl ServerMessage {
     /// when only `RoundStart` and `Abort` can be decoded).
     pub fn decode(bytes: &[u8], config: Option<&RoundConfig>) -> Result<Self, CodecError> {
         let mut r = Reader::new(bytes);
+        if let [crate::config::VALIDATED_WIRE_VERSION, tag::ROUND_START, ..] = bytes {
+            r.take(2)?;
+            let msg = ServerMessage::RoundStart(RoundConfig::decode_versioned(&mut r, true)?);
+            r.finish()?;
+            return Ok(msg);
+        }
         let t = read_header(&mut r)?;
         let need = || config.ok_or(CodecError::UnknownTag(t));
         let msg = match t {

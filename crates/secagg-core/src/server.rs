@@ -40,6 +40,32 @@ pub enum DropReason {
     Misbehaved(Misbehaviour),
     /// Its connection went away (reported by the driver).
     Disconnected,
+    /// Validated rounds (VALIDATION.md §8.1): its proof was missing or did not verify. It is
+    /// treated as a dropout at that stage; for [`ValidationKind::Norm`] its masked input never
+    /// entered the sum (the proof is checked before the upload counts).
+    Validation(ValidationKind),
+}
+
+/// Which validation check a client failed (VALIDATION.md §16's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValidationKind {
+    /// The norm proof at upload (statement N, §5.1): missing, malformed or not verifying.
+    Norm,
+}
+
+impl ValidationKind {
+    /// The reason's name in reports (`validation: norm`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ValidationKind::Norm => "norm",
+        }
+    }
+}
+
+impl core::fmt::Display for ValidationKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "validation: {}", self.name())
+    }
 }
 
 /// A client that left the round, and when.
@@ -121,6 +147,33 @@ pub struct ServerRound {
     outbox: VecDeque<(ClientId, Vec<u8>)>,
     dropouts: Vec<Dropout>,
     outcome: Option<Outcome>,
+    /// Validated rounds: the norm statement and the uploads whose proofs wait for the next
+    /// batch verification (their vectors are not in the accumulator yet).
+    #[cfg(feature = "validate")]
+    validation: Option<ValidationState>,
+}
+
+/// Uploads of a validated round are verified in batches of this many (and whatever is left
+/// when the stage closes) before they enter the sum (VALIDATION.md §21.1 D32): the buffered
+/// vectors cost this many packed vectors of memory.
+#[cfg(feature = "validate")]
+pub const VALIDATION_BATCH: usize = 64;
+
+#[cfg(feature = "validate")]
+struct ValidationState {
+    norm: secagg_zk::norm::NormParams,
+    /// Secret input to the batch weights ([`ServerRound::set_verifier_key`]).
+    verifier_key: zeroize::Zeroizing<[u8; 32]>,
+    pending: Vec<PendingUpload>,
+}
+
+/// A masked input whose proof is not verified yet.
+#[cfg(feature = "validate")]
+struct PendingUpload {
+    id: ClientId,
+    vector: Vec<u8>,
+    /// `None` when the proof was missing or did not decode.
+    proof: Option<secagg_zk::norm::NormProof>,
 }
 
 impl core::fmt::Debug for ServerRound {
@@ -155,6 +208,27 @@ impl ServerRound {
             (None, false) => {}
             _ => return Err(ServerError::Misuse("a PKI round needs a roster of n keys")),
         }
+        #[cfg(feature = "validate")]
+        let validation = match &config.validation {
+            None => None,
+            Some(_) => {
+                crate::validate::round::check_round_config(&config)
+                    .map_err(|_| ServerError::Misuse("invalid validation parameters"))?;
+                let norm = crate::validate::round::norm_params(&config)
+                    .map_err(|_| ServerError::Misuse("invalid validation parameters"))?;
+                Some(ValidationState {
+                    norm,
+                    verifier_key: zeroize::Zeroizing::new([0; 32]),
+                    pending: Vec::new(),
+                })
+            }
+        };
+        #[cfg(not(feature = "validate"))]
+        if config.validation.is_some() {
+            return Err(ServerError::Misuse(
+                "validated rounds need secagg-core's feature `validate`",
+            ));
+        }
         let n = config.num_clients;
         Ok(Self {
             acc: RingVec::zeros(config.modulus(), config.dim as usize),
@@ -177,6 +251,8 @@ impl ServerRound {
             outbox: VecDeque::new(),
             dropouts: Vec::new(),
             outcome: None,
+            #[cfg(feature = "validate")]
+            validation,
         })
     }
 
@@ -208,6 +284,24 @@ impl ServerRound {
     /// Clients dropped so far, with stage and reason.
     pub fn dropouts(&self) -> &[Dropout] {
         &self.dropouts
+    }
+    /// Validated rounds: 32 secret bytes from a CSPRNG (the driver's: this state machine has
+    /// no RNG) that key the random weights of the proofs' batch verification, so that no
+    /// client can predict them (VALIDATION.md §21.1 D26, D32). Without it the weights are
+    /// derived from the batch's contents alone. Call before the masked-input stage.
+    #[cfg(feature = "validate")]
+    pub fn set_verifier_key(&mut self, key: [u8; 32]) {
+        if let Some(v) = self.validation.as_mut() {
+            *v.verifier_key = key;
+        }
+    }
+    /// Validated rounds: the clients rejected by a validation check (the dropouts with a
+    /// [`DropReason::Validation`] reason), for the drivers' `rejected` lists.
+    pub fn rejected(&self) -> impl Iterator<Item = (&Dropout, ValidationKind)> {
+        self.dropouts.iter().filter_map(|d| match d.reason {
+            DropReason::Validation(k) => Some((d, k)),
+            _ => None,
+        })
     }
     /// The result, once the round ended.
     pub fn outcome(&self) -> Option<&Outcome> {
@@ -322,10 +416,10 @@ impl ServerRound {
                 Stage::MaskedInput,
                 ClientMessage::MaskedInput {
                     vector,
+                    proof,
                     masked_with,
-                    ..
                 },
-            ) => self.on_masked_input(from, &vector, masked_with),
+            ) => self.on_masked_input(from, vector, proof, masked_with),
             (Stage::ConsistencyCheck, ClientMessage::ConsistencySignature(sig)) => {
                 self.on_signature(from, sig)
             }
@@ -345,6 +439,14 @@ impl ServerRound {
             return Err(self.drop_client(from, reason, now));
         }
         self.slots[from as usize].completed = Some(self.stage);
+        #[cfg(feature = "validate")]
+        if self
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.pending.len() >= VALIDATION_BATCH)
+        {
+            self.verify_pending();
+        }
         if self.stage_complete() {
             self.close_stage(now);
         }
@@ -466,7 +568,8 @@ impl ServerRound {
     fn on_masked_input(
         &mut self,
         from: ClientId,
-        vector: &[u8],
+        vector: Vec<u8>,
+        proof: Vec<u8>,
         masked_with: Option<MaskedWith>,
     ) -> Result<(), Misbehaviour> {
         let statement = if self.config.model == ThreatModel::Malicious {
@@ -496,11 +599,89 @@ impl ServerRound {
         } else {
             None
         };
+        #[cfg(feature = "validate")]
+        if let Some(v) = self.validation.as_mut() {
+            // The proof is checked (in a batch) before the upload counts; until then the
+            // vector waits here, outside the sum. A missing or malformed proof fails then too.
+            let proof = crate::validate::round::decode_upload_proof(&v.norm, &proof);
+            v.pending.push(PendingUpload {
+                id: from,
+                vector,
+                proof,
+            });
+            self.slots[from as usize].masked_with = statement;
+            return Ok(());
+        }
+        // Plain rounds: the reserved proof field is not read.
+        let _ = proof;
         self.acc
-            .unpack_add(self.config.modulus(), vector)
+            .unpack_add(self.config.modulus(), &vector)
             .map_err(Misbehaviour::Malformed)?;
         self.slots[from as usize].masked_with = statement;
         Ok(())
+    }
+
+    /// Validated rounds: verifies the pending uploads' norm proofs in one batch; the vectors
+    /// of those that verify enter the sum, the others' owners are dropped at the masked-input
+    /// stage with [`ValidationKind::Norm`], as if they had never uploaded (their masks are
+    /// removed as for any client that dropped before uploading).
+    #[cfg(feature = "validate")]
+    fn verify_pending(&mut self) {
+        let Some(v) = self.validation.as_mut() else {
+            return;
+        };
+        let pending = core::mem::take(&mut v.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let valid: Vec<bool> = match &self.session {
+            Some(session) => {
+                let with_proof: Vec<(usize, crate::validate::round::PendingProof<'_>)> = pending
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| {
+                        p.proof.as_ref().map(|proof| {
+                            (
+                                i,
+                                crate::validate::round::PendingProof {
+                                    id: p.id,
+                                    upload_hash: crate::validate::round::upload_hash(&p.vector),
+                                    proof,
+                                },
+                            )
+                        })
+                    })
+                    .collect();
+                let (index, items): (Vec<usize>, Vec<_>) = with_proof.into_iter().unzip();
+                let verdicts = crate::validate::round::verify_uploads(
+                    &v.norm,
+                    session,
+                    &v.verifier_key,
+                    &items,
+                )
+                .unwrap_or_else(|_| alloc::vec![false; items.len()]);
+                let mut valid = alloc::vec![false; pending.len()];
+                for (i, ok) in index.into_iter().zip(verdicts) {
+                    valid[i] = ok;
+                }
+                valid
+            }
+            None => alloc::vec![false; pending.len()],
+        };
+        let modulus = self.config.modulus();
+        for (p, ok) in pending.into_iter().zip(valid) {
+            // A client dropped meanwhile (a driver's reject) stays out; the lengths were
+            // checked when the message was decoded.
+            let added =
+                ok && self.active.contains(p.id) && self.acc.unpack_add(modulus, &p.vector).is_ok();
+            if !added {
+                self.mark_dropped_at(
+                    p.id,
+                    Stage::MaskedInput,
+                    DropReason::Validation(ValidationKind::Norm),
+                );
+            }
+        }
     }
 
     fn on_signature(&mut self, from: ClientId, sig: [u8; 64]) -> Result<(), Misbehaviour> {
@@ -570,6 +751,11 @@ impl ServerRound {
     pub fn close_stage(&mut self, now: u64) {
         if self.outcome.is_some() {
             return;
+        }
+        // Validated rounds: the last batch of proofs, before the survivors are counted.
+        #[cfg(feature = "validate")]
+        if self.stage == Stage::MaskedInput {
+            self.verify_pending();
         }
         let late: Vec<ClientId> = self
             .active
@@ -916,6 +1102,7 @@ pub fn describe_dropout(d: &Dropout) -> alloc::string::String {
         DropReason::Timeout => format!("client {} timed out at stage {}", d.id, d.stage),
         DropReason::Misbehaved(m) => format!("client {} dropped at stage {}: {m}", d.id, d.stage),
         DropReason::Disconnected => format!("client {} disconnected at stage {}", d.id, d.stage),
+        DropReason::Validation(k) => format!("client {} rejected at stage {}: {k}", d.id, d.stage),
     }
 }
 
@@ -941,6 +1128,7 @@ mod tests {
             model: ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         }
     }
 

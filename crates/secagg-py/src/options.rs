@@ -288,6 +288,7 @@ pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
         model: parse_threat(&get::<String>(d, "threat")?)?,
         pki: get(d, "pki")?,
         encoding,
+        validation: None,
     };
     c.validate()
         .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;

@@ -402,6 +402,7 @@ impl Server {
                     DropReason::Timeout => String::from("timeout"),
                     DropReason::Disconnected => String::from("disconnected"),
                     DropReason::Misbehaved(m) => m.to_string(),
+                    DropReason::Validation(k) => k.to_string(),
                 },
             )?;
             out.append(e)?;

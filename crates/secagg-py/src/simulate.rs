@@ -352,6 +352,7 @@ fn result_dict<'py>(
                 DropReason::Timeout => String::from("timeout"),
                 DropReason::Disconnected => String::from("disconnected"),
                 DropReason::Misbehaved(m) => m.to_string(),
+                DropReason::Validation(k) => k.to_string(),
             },
         )?;
         dropouts.append(e)?;

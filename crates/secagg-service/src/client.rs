@@ -277,6 +277,33 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The answer to the server's JoinChallenge: our identity key's signature over its nonce, our
+/// key and our name (docs/SECURITY.md §4b). Sent once per stream, before any round.
+fn prove_identity(
+    opts: &ClientOptions,
+    nonce: &[u8],
+) -> Result<proto::ClientFrame, ClientRunError> {
+    let Some(idk) = &opts.identity else {
+        return Err(ClientRunError::BadInput(
+            "the server asks for proof of an identity key (it has a PKI roster), and this \
+             client has none (--identity)"
+                .into(),
+        ));
+    };
+    let nonce = <[u8; 32]>::try_from(nonce).map_err(|_| {
+        ClientRunError::Transport(format!(
+            "the server's JoinChallenge holds {} bytes, not a 32-byte nonce",
+            nonce.len()
+        ))
+    })?;
+    let msg = secagg_core::messages::join_proof_signed_bytes(&nonce, &idk.public(), &opts.name);
+    Ok(proto::ClientFrame {
+        body: Some(proto::client_frame::Body::JoinProof(proto::JoinProof {
+            signature: idk.sign(&msg).to_vec(),
+        })),
+    })
+}
+
 /// One attempt: connect, send Join, and open the bidirectional stream.
 async fn open_once(
     opts: &ClientOptions,
@@ -315,7 +342,19 @@ async fn open_once(
         // then (a server restart, a reset) is retried like a failed connect.
         Ok(resp) => {
             let mut inbound = resp.into_inner();
-            match next_frame(&mut inbound, opts.timeout).await {
+            let mut first = next_frame(&mut inbound, opts.timeout).await;
+            if let Ok(proto::ServerFrame {
+                body: Some(proto::server_frame::Body::JoinChallenge(c)),
+            }) = &first
+            {
+                // A server with a PKI roster asks for proof that we hold our key (§4b).
+                let proof = prove_identity(opts, &c.nonce).map_err(OpenError::Fatal)?;
+                tx.send(proof)
+                    .await
+                    .map_err(|e| OpenError::Fatal(ClientRunError::Transport(e.to_string())))?;
+                first = next_frame(&mut inbound, opts.timeout).await;
+            }
+            match first {
                 Ok(first) => Ok((tx, inbound, first)),
                 Err(ReadError {
                     error,

@@ -216,6 +216,7 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
         },
         pki: p.pki,
         encoding: p.encoding,
+        validation: None,
     };
     config.validate().map_err(ConvertError)?;
     if p.client_id == 0 || p.client_id > config.num_clients {
@@ -392,6 +393,9 @@ pub fn parse_server_frame(
         Some(SBody::RoundEnd(e)) if e.released => ServerMessage::Done,
         Some(SBody::RoundEnd(e)) => ServerMessage::Abort(e.reason),
         Some(SBody::RoundStart(_)) => return Err(ConvertError("a second RoundStart".into())),
+        Some(SBody::JoinChallenge(_)) => {
+            return Err(ConvertError("a JoinChallenge after RoundStart".into()));
+        }
         None => return Err(ConvertError("empty server frame".into())),
     })
 }
@@ -477,6 +481,7 @@ impl Reassembler {
     ) -> Result<Option<ClientMessage>, ConvertError> {
         Ok(Some(match body {
             CBody::Join(_) => return Err(ConvertError("Join sent twice".into())),
+            CBody::JoinProof(_) => return Err(ConvertError("a JoinProof after Join".into())),
             CBody::AdvertiseKeys(k) => ClientMessage::AdvertiseKeys(KeyEntry {
                 id,
                 enc_pk: fixed("encryption_public_key", &k.encryption_public_key)?,
@@ -576,6 +581,7 @@ mod tests {
                 max_weight: 10,
             }
             .to_bytes(),
+            validation: None,
         }
     }
 

@@ -278,11 +278,65 @@ enum Event {
 
 struct Svc {
     events: mpsc::Sender<Event>,
+    /// A PKI roster: joiners name a key of it and prove possession of it.
+    roster: Option<Arc<HashSet<[u8; 32]>>>,
     store: Arc<Store>,
     next_conn: AtomicU64,
     open: Arc<AtomicUsize>,
     limits: Limits,
     metrics: Metrics,
+}
+
+/// The Join challenge (docs/SECURITY.md §4b): sends a fresh nonce on the client's stream and
+/// waits (at most `timeout`) for its identity key's signature over it. Until it verifies, the
+/// Join is nothing: the key is not taken and the lobby never hears of the stream.
+async fn prove_possession(
+    inbound: &mut Streaming<proto::ClientFrame>,
+    tx: &mpsc::Sender<Result<proto::ServerFrame, Status>>,
+    join: &proto::Join,
+    roster: &HashSet<[u8; 32]>,
+    timeout: Duration,
+) -> Result<(), Status> {
+    let identity = <[u8; 32]>::try_from(join.identity_public_key.as_slice()).map_err(|_| {
+        Status::permission_denied("this server has a PKI roster: Join needs a 32-byte identity key")
+    })?;
+    // No challenge (and no wait) for a key that could never join.
+    if !roster.contains(&identity) {
+        tracing::warn!(client = %join.name, "refused {:?}: identity key not in the roster", join.name);
+        return Err(Status::permission_denied(
+            "identity public key not in the server's roster",
+        ));
+    }
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| Status::internal(format!("no OS randomness: {e}")))?;
+    let challenge = proto::ServerFrame {
+        body: Some(proto::server_frame::Body::JoinChallenge(
+            proto::JoinChallenge {
+                nonce: nonce.to_vec(),
+            },
+        )),
+    };
+    tx.try_send(Ok(challenge))
+        .map_err(|_| Status::internal("the stream's queue is full before Join"))?;
+    let refused = |why: &str| {
+        tracing::warn!(client = %join.name, "refused {:?}: {why}", join.name);
+        Status::permission_denied(format!("no proof of possession of the identity key: {why}"))
+    };
+    let answer = match tokio::time::timeout(timeout, inbound.message()).await {
+        Err(_) => return Err(refused("no JoinProof in time")),
+        Ok(Err(e)) => return Err(refused(&format!("the stream failed: {e}"))),
+        Ok(Ok(f)) => f.and_then(|f| f.body),
+    };
+    let Some(CBody::JoinProof(p)) = answer else {
+        return Err(refused("the frame after JoinChallenge must be JoinProof"));
+    };
+    let sig = <[u8; 64]>::try_from(p.signature.as_slice())
+        .map_err(|_| refused("the signature is not 64 bytes"))?;
+    let msg = secagg_core::messages::join_proof_signed_bytes(&nonce, &identity, &join.name);
+    if !secagg_core::crypto::verify(&identity, &msg, &sig) {
+        return Err(refused("the signature does not verify"));
+    }
+    Ok(())
 }
 
 type FrameStream = Pin<Box<dyn Stream<Item = Result<proto::ServerFrame, Status>> + Send>>;
@@ -320,23 +374,49 @@ impl SecureAggregation for Svc {
                 "the name must be 1-128 printable characters",
             ));
         }
+        if self.roster.is_some() && join.name.contains('~') {
+            return Err(Status::invalid_argument(
+                "with a PKI roster, '~' is reserved in names (the server uses it to tell apart \
+                 two members who chose the same name)",
+            ));
+        }
         let conn = self.next_conn.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel(16);
-        self.events
-            .send(Event::Joined {
-                conn,
-                name: join.name,
-                identity: join.identity_public_key,
-                tx,
-            })
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
         self.open.fetch_add(1, Ordering::SeqCst);
         self.metrics.connection(1);
         let events = self.events.clone();
         let open = self.open.clone();
         let metrics = self.metrics.clone();
+        let roster = self.roster.clone();
+        let proof_timeout = self.limits.join_frame_timeout;
+        // The challenge runs here, after the response stream is returned: the client sees
+        // JoinChallenge only once this handler has answered.
         tokio::spawn(async move {
+            // Before the Join counts, the client proves it holds the key it names (§4b).
+            let proven = if let Some(roster) = roster {
+                prove_possession(&mut inbound, &tx, &join, &roster, proof_timeout).await
+            } else {
+                Ok(())
+            };
+            let joined = match proven {
+                Ok(()) => events
+                    .send(Event::Joined {
+                        conn,
+                        name: join.name,
+                        identity: join.identity_public_key,
+                        tx: tx.clone(),
+                    })
+                    .await
+                    .map_err(|_| Status::unavailable("the server is shutting down")),
+                Err(st) => Err(st),
+            };
+            if let Err(st) = joined {
+                let _ = tx.send(Err(st)).await;
+                open.fetch_sub(1, Ordering::SeqCst);
+                metrics.connection(-1);
+                return;
+            }
+            drop(tx);
             while let Ok(Some(f)) = inbound.message().await {
                 let size = prost::Message::encoded_len(&f);
                 let Some(body) = f.body else { continue };
@@ -533,6 +613,24 @@ impl Coordinator {
         let refuse = |tx: &mpsc::Sender<Result<proto::ServerFrame, Status>>, st: Status| {
             let _ = tx.try_send(Err(st));
         };
+        // With a roster the identity key is what is unique (and proven): a name another
+        // member already took is made unique rather than refused, so that taking a member's
+        // name (which needs no key of that member) cannot exclude it (review G3, W1).
+        let name = match (&self.opts.roster, self.name_taken(&name)) {
+            (Some(_), true) => {
+                // '~' is reserved with a roster (refused in Join names), and 8 bytes of the
+                // (unique, proven) key cannot be ground to match another member's.
+                let tag: String = identity
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let unique = format!("{name}~{tag}");
+                tracing::warn!(client = %name, "a second client named {name:?} joins as {unique:?}");
+                unique
+            }
+            _ => name,
+        };
         if self.name_taken(&name) {
             tracing::warn!(client = %name, "refused a second client named {name:?}");
             return refuse(
@@ -549,6 +647,10 @@ impl Coordinator {
                     Status::permission_denied("identity public key not in the server's roster"),
                 );
             }
+            // Every joiner here proved it holds its key (§4b): a second one is the same
+            // holder, refused while its first stream lives, replacing it once that closed.
+            self.lobby
+                .retain(|l| !(l.identity == identity && l.tx.is_closed()));
             if self.lobby.iter().any(|l| l.identity == identity) {
                 return refuse(&tx, Status::already_exists("this identity already joined"));
             }
@@ -977,6 +1079,7 @@ impl Coordinator {
                     DropReason::Timeout => "timeout".to_string(),
                     DropReason::Disconnected => "disconnected".to_string(),
                     DropReason::Misbehaved(m) => m.to_string(),
+                    DropReason::Validation(k) => k.to_string(),
                 };
                 self.metrics.dropout(
                     d.stage.name(),
@@ -984,6 +1087,7 @@ impl Coordinator {
                         DropReason::Timeout => "timeout",
                         DropReason::Disconnected => "disconnected",
                         DropReason::Misbehaved(_) => "misbehaved",
+                        DropReason::Validation(_) => "validation",
                     },
                 );
                 json!({"name": name(d.id), "stage": d.stage.name(), "reason": reason})
@@ -1381,6 +1485,10 @@ pub async fn run(
     let (events_tx, mut events) = mpsc::channel(4096);
     let svc = Svc {
         events: events_tx,
+        roster: opts
+            .roster
+            .as_ref()
+            .map(|r| Arc::new(r.iter().copied().collect())),
         store: store.clone(),
         next_conn: AtomicU64::new(1),
         open: Arc::new(AtomicUsize::new(0)),

@@ -328,6 +328,7 @@ mod tests {
             model: secagg_core::ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         }
     }
 

@@ -160,6 +160,7 @@ pub fn plan(o: &RoundOptions) -> Result<Plan, String> {
         pki: a.model == ThreatModel::Malicious,
         // Drivers fill in how inputs are encoded (float, DP) before starting the round.
         encoding: Vec::new(),
+        validation: None,
     };
     config.validate()?;
     Ok(Plan { config, warnings })

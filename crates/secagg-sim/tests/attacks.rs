@@ -53,6 +53,7 @@ fn complete(model: ThreatModel, t: u32, min_clients: u32) -> RoundConfig {
         model,
         pki: model == MAL,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

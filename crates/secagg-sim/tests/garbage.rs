@@ -28,6 +28,7 @@ fn config() -> RoundConfig {
         model: ThreatModel::Malicious,
         pki: true,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

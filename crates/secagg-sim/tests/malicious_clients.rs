@@ -27,6 +27,7 @@ fn config(model: ThreatModel, bits: u8) -> RoundConfig {
         model,
         pki: model == ThreatModel::Malicious,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn config() -> RoundConfig {
         model: ThreatModel::HonestButCurious,
         pki: false,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

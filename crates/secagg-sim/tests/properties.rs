@@ -28,7 +28,7 @@ proptest! {
         let model = if malicious { ThreatModel::Malicious } else { ThreatModel::HonestButCurious };
         let cfg = RoundConfig {
             round_id: seed, round_seed: [seed as u8; 32], num_clients: n, min_clients: t,
-            degree: k, threshold: t, graph, bits, dim: 17, prg: PrgKind::Aes128Ctr, model, pki: malicious, encoding: Vec::new(),
+            degree: k, threshold: t, graph, bits, dim: 17, prg: PrgKind::Aes128Ctr, model, pki: malicious, encoding: Vec::new(), validation: None,
         };
         let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
         let x: Vec<Vec<u64>> = (0..n as u64).map(|i| (0..17u64).map(|j| (i.wrapping_mul(0x9e37_79b9) ^ j.wrapping_mul(seed)) & mask).collect()).collect();

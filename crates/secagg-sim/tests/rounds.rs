@@ -26,6 +26,7 @@ fn config(n: u32, k: u32, t: u32, model: ThreatModel) -> RoundConfig {
         model,
         pki: model == ThreatModel::Malicious,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

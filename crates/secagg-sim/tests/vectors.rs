@@ -48,6 +48,7 @@ fn config(model: ThreatModel, graph: GraphKind) -> RoundConfig {
         model,
         pki: model == ThreatModel::Malicious,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

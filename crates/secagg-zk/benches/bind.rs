@@ -54,8 +54,11 @@ fn bench(c: &mut Criterion) {
             .collect();
         let y_u: Vec<i64> = (0..d).map(|i| (x[i] + m[i]).rem_euclid(modulus)).collect();
         let carries: Vec<i64> = (0..d).map(|i| (x[i] + m[i] - y_u[i]) / modulus).collect();
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let packed = bind::Rho::expand(&key, J, d).expect("rho");
         let rho: Vec<Vec<u8>> = (0..J)
-            .map(|_| (0..d).map(|_| (rng.next_u32() & 1) as u8).collect())
+            .map(|j| (0..d).map(|i| u8::from(packed.bit(j, i))).collect())
             .collect();
         let proj = |v: &[i64], r: &[u8]| -> i128 {
             v.iter()
@@ -101,7 +104,7 @@ fn bench(c: &mut Criterion) {
         );
         let st = BindStatement {
             c_u,
-            rho: &rho,
+            rho: &packed,
             y: &y,
             o_u,
             pairs: &pairs,

@@ -19,16 +19,21 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use aes::Aes128;
+use ctr::Ctr64LE;
+use ctr::cipher::{KeyIvInit, StreamCipher};
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, MultiscalarMul};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::fold::{powers, signed_scalar};
 use crate::generators::{GHL_ROWS, MAX_PROJECTIONS};
 use crate::ghl::{self, GhlMask, GhlParams, TernaryMatrix};
 use crate::linear::{self, LinearInstance, LinearProof, LinearWitness};
+use crate::nonce::NonceBuilder;
 use crate::{Error, GeneratorSizes, Generators, MAX_D, Transcript, VERSION};
 
 /// The binding transcript's domain.
@@ -51,7 +56,8 @@ pub struct BindParams {
 }
 
 impl BindParams {
-    /// d, J, k and b; refuses what §5.3 refuses (d > 2^20, J > 2^11, k ≥ 2^10, b > 32; zeros).
+    /// d, J, k and b; refuses what §5.3 refuses (d > 2^20, J > 2^11, k ≥ 2^10, b > 32; zeros)
+    /// and J·d > [`MAX_RHO_BITS`] (D24).
     pub fn new(d: usize, projections: usize, neighbours: usize, bits: u32) -> Result<Self, Error> {
         if d == 0 || projections == 0 || bits == 0 {
             return Err(Error::Malformed {
@@ -68,7 +74,16 @@ impl BindParams {
                 return Err(Error::TooLarge { what, max, got });
             }
         }
-        // M_ω = J·d·(k + 1) ≤ 2^11·2^20·2^10 = 2^41.
+        // D24: J·d ≤ 2^30 (ρ packed ≤ 128 MiB).
+        let rho_bits = (projections * d) as u64;
+        if rho_bits > MAX_RHO_BITS {
+            return Err(Error::TooLarge {
+                what: "projection bits J·d",
+                max: MAX_RHO_BITS,
+                got: rho_bits,
+            });
+        }
+        // M_ω = J·d·(k + 1) ≤ 2^30·2^10 = 2^40.
         let ghl = GhlParams::new((projections * d * (neighbours + 1)) as u64)?;
         let n_prime = d + 2 * projections + 2 + GHL_ROWS;
         Ok(BindParams {
@@ -119,13 +134,162 @@ pub struct BindContext {
     pub bitmap: Vec<u8>,
 }
 
+/// Largest J·d (VALIDATION.md §21.1 D24): ρ bit-packed is J·d/8 bytes, at most 128 MiB.
+pub const MAX_RHO_BITS: u64 = 1 << 30;
+
+/// ρ_1..ρ_J ∈ {0, 1}^d, bit-packed (W5, D24): row j is ⌈d/64⌉ words, ρ_j,i at bit i mod 64 of
+/// word ⌊i/64⌋. Expanded here from its 32-byte key exactly as D18 says (AES-128-CTR, key =
+/// key[..16], IV = key[16..], `Ctr64LE`, stream bit m = j·d + i, least significant bit of each
+/// byte first), so the key that the binding transcript absorbs (D14) fixes every bit.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rho {
+    key: [u8; 32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    words: Vec<u64>,
+}
+
+impl fmt::Debug for Rho {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rho")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The AES-128-CTR key stream read as bits, least significant first, up to 64 at a time.
+struct BitStream {
+    cipher: Ctr64LE<Aes128>,
+    buf: [u8; 512],
+    pos: usize,
+    acc: u128,
+    have: u32,
+}
+
+impl BitStream {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut k = [0u8; 16];
+        let mut iv = [0u8; 16];
+        k.copy_from_slice(&key[..16]);
+        iv.copy_from_slice(&key[16..]);
+        BitStream {
+            cipher: Ctr64LE::<Aes128>::new(&k.into(), &iv.into()),
+            buf: [0u8; 512],
+            pos: 512,
+            acc: 0,
+            have: 0,
+        }
+    }
+
+    /// The next `n` bits (1 ≤ n ≤ 64), the first in bit 0.
+    fn take(&mut self, n: u32) -> u64 {
+        if self.have < n {
+            if self.pos == self.buf.len() {
+                self.buf = [0u8; 512];
+                self.cipher.apply_keystream(&mut self.buf);
+                self.pos = 0;
+            }
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.buf[self.pos..self.pos + 8]);
+            self.pos += 8;
+            self.acc |= u128::from(u64::from_le_bytes(w)) << self.have;
+            self.have += 64;
+        }
+        let out = (self.acc & ((1u128 << n) - 1)) as u64;
+        self.acc >>= n;
+        self.have -= n;
+        out
+    }
+}
+
+impl Rho {
+    /// ρ for `rows` = J projections of `cols` = d entries from its key (D18); refuses J, d = 0,
+    /// J > 2^11, d > 2^20 and J·d > [`MAX_RHO_BITS`] before allocating.
+    pub fn expand(key: &[u8; 32], rows: usize, cols: usize) -> Result<Self, Error> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::Malformed {
+                what: "projections with J or d = 0",
+            });
+        }
+        for (what, max, got) in [
+            ("projections", MAX_PROJECTIONS as u64, rows as u64),
+            ("d", MAX_D as u64, cols as u64),
+            ("projection bits J·d", MAX_RHO_BITS, (rows * cols) as u64),
+        ] {
+            if got > max {
+                return Err(Error::TooLarge { what, max, got });
+            }
+        }
+        let stride = cols.div_ceil(64);
+        let mut words = alloc::vec![0u64; rows * stride];
+        let mut bits = BitStream::new(key);
+        for row in words.chunks_exact_mut(stride) {
+            let mut left = cols;
+            for w in row.iter_mut() {
+                let n = left.min(64);
+                *w = bits.take(n as u32);
+                left -= n;
+            }
+        }
+        Ok(Rho {
+            key: *key,
+            rows,
+            cols,
+            stride,
+            words,
+        })
+    }
+
+    /// The key ρ was expanded from.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+    /// J.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// d.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row j's words (ρ_j,i at bit i mod 64 of word ⌊i/64⌋; bits past d are 0). Empty past J.
+    pub fn row(&self, j: usize) -> &[u64] {
+        self.words
+            .get(j * self.stride..(j + 1) * self.stride)
+            .unwrap_or(&[])
+    }
+
+    /// ρ_j,i (false outside the matrix).
+    pub fn bit(&self, j: usize, i: usize) -> bool {
+        i < self.cols
+            && self
+                .row(j)
+                .get(i / 64)
+                .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+    }
+
+    /// Calls `f(i)` for every i with ρ_j,i = 1, in increasing i.
+    pub fn for_each_one(&self, j: usize, mut f: impl FnMut(usize)) {
+        for (k, word) in self.row(j).iter().enumerate() {
+            let mut w = *word;
+            while w != 0 {
+                f(64 * k + w.trailing_zeros() as usize);
+                w &= w - 1;
+            }
+        }
+    }
+}
+
 /// The public points and values the verifier has: C_u (from the upload), the projections ρ_j
-/// (0/1 entries, J × d), Y_j = ⟨ρ_j, y_u⟩ over Z, O_u, and the P_uv in increasing v with
-/// sgn(u, v) (true for +1).
+/// (J × d, packed, with the key the transcript absorbs), Y_j = ⟨ρ_j, y_u⟩ over Z (absorbed as
+/// a hash, D14), O_u, and the P_uv in increasing v with sgn(u, v) (true for +1).
 #[derive(Clone, Copy, Debug)]
 pub struct BindStatement<'a> {
     pub c_u: RistrettoPoint,
-    pub rho: &'a [Vec<u8>],
+    pub rho: &'a Rho,
     pub y: &'a [i128],
     pub o_u: RistrettoPoint,
     pub pairs: &'a [(bool, RistrettoPoint)],
@@ -158,26 +322,19 @@ pub struct BindProof {
 
 fn check_statement(params: &BindParams, st: &BindStatement<'_>) -> Result<(), Error> {
     let (d, j) = (params.d, params.projections);
-    if st.rho.len() != j || st.y.len() != j {
+    if st.rho.rows() != j || st.y.len() != j {
         return Err(Error::LengthMismatch {
             what: "projections",
             expected: j,
-            got: st.rho.len().min(st.y.len()),
+            got: st.rho.rows().min(st.y.len()),
         });
     }
-    for row in st.rho {
-        if row.len() != d {
-            return Err(Error::LengthMismatch {
-                what: "projection row",
-                expected: d,
-                got: row.len(),
-            });
-        }
-        if row.iter().any(|b| *b > 1) {
-            return Err(Error::Malformed {
-                what: "projection entry not binary",
-            });
-        }
+    if st.rho.cols() != d {
+        return Err(Error::LengthMismatch {
+            what: "projection row",
+            expected: d,
+            got: st.rho.cols(),
+        });
     }
     if st.pairs.len() > params.neighbours {
         return Err(Error::TooLarge {
@@ -218,6 +375,15 @@ fn message_generators(
     linear::pad_generators(&base, gens.lpad())
 }
 
+/// SHA-256(le128(Y_0) ‖ … ‖ le128(Y_{J−1})), the `Y` record of D14.
+fn y_hash(y: &[i128]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for v in y {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Absorbs the statement records (D14).
 fn absorb_statement(
     t: &mut Transcript,
@@ -225,6 +391,17 @@ fn absorb_statement(
     ctx: &BindContext,
     st: &BindStatement<'_>,
     w_u: &RistrettoPoint,
+) {
+    absorb_public(t, params, ctx, st);
+    t.append_point(b"W_u", &w_u.compress());
+}
+
+/// The records of D14 before W_u (the prover's nonces hash them, D25).
+fn absorb_public(
+    t: &mut Transcript,
+    params: &BindParams,
+    ctx: &BindContext,
+    st: &BindStatement<'_>,
 ) {
     t.append_u64(b"version", u64::from(VERSION));
     t.append(b"session", &ctx.session);
@@ -236,13 +413,15 @@ fn absorb_statement(
     t.append_u64(b"bits", u64::from(params.bits));
     t.append_point(b"C_u", &st.c_u.compress());
     t.append(b"upload", &ctx.upload_hash);
+    // W4: the verifier's Y and ρ enter the relation, so they enter the transcript too.
+    t.append(b"Y", &y_hash(st.y));
+    t.append(b"rho", st.rho.key());
     t.append(b"bitmap", &ctx.bitmap);
     t.append_point(b"O_u", &st.o_u.compress());
     for (plus, p) in st.pairs {
         t.append(b"sign", &[u8::from(*plus)]);
         t.append_point(b"P_uv", &p.compress());
     }
-    t.append_point(b"W_u", &w_u.compress());
 }
 
 struct Challenges {
@@ -280,12 +459,8 @@ fn coefficients(
     let e_inv = ch.e.invert();
     let e_inv2 = e_inv * e_inv;
     let mut b = alloc::vec![Scalar::ZERO; d];
-    for (c, row) in c_j.iter().zip(st.rho) {
-        for (acc, bit) in b.iter_mut().zip(row) {
-            if *bit == 1 {
-                *acc += c;
-            }
-        }
+    for (jj, c) in c_j.iter().enumerate() {
+        st.rho.for_each_one(jj, |i| b[i] += c);
     }
     b.push(ch.c3);
     b.extend(c_j.iter().map(|c| e_inv * c));
@@ -317,6 +492,10 @@ pub(crate) struct Junk {
     /// W_u's opening on K_i and on G_τ,j (added to W_u).
     pub w_on_k: Vec<(usize, Scalar)>,
     pub w_on_tau: Vec<(usize, Scalar)>,
+    /// Added to z′_k before it is absorbed (B3 broken; the linear proof on true openings).
+    pub z_shift: Option<(usize, i128)>,
+    /// Added to g′_k in W_u and the opening, but z′ computed from the unshifted g′ (B3).
+    pub g2_shift: Option<(usize, Scalar)>,
 }
 
 /// Proves statement B (fresh blindings from `rng`).
@@ -356,9 +535,23 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
         }
     }
     let generators = message_generators(gens, params)?;
-    let mask = GhlMask::sample(&params.ghl, rng);
-    let g2 = Zeroizing::new(mask.scalars());
-    let r_w = Zeroizing::new(Scalar::random(rng));
+    // Hedged nonces (D25): the records of D14 before W_u (κ, Y, ρ's key, O_u, the P_uv…), the
+    // witness (x, r_u, τ, T_u's blinding, ω), 32 bytes of `rng`; the linear proof hedges again.
+    let mut t = Transcript::new(DOMAIN);
+    absorb_public(&mut t, params, ctx, st);
+    let mut nonces = {
+        let mut b = NonceBuilder::new(b"bind");
+        b.record(b"statement", &t.state_hash())
+            .ints(b"x", witness.x.iter().map(|v| i128::from(*v)))
+            .record(b"r_u", witness.r_u.as_bytes())
+            .ints(b"tau", witness.tau.iter().copied())
+            .record(b"t_blind", witness.t_blind.as_bytes())
+            .ints(b"omega", witness.omega.iter().map(|v| i128::from(*v)));
+        b.finish(rng)
+    };
+    let mask = GhlMask::sample(&params.ghl, &mut nonces);
+    let mut g2 = Zeroizing::new(mask.scalars());
+    let r_w = Zeroizing::new(Scalar::random(&mut nonces));
     let omega: Zeroizing<Vec<Scalar>> = Zeroizing::new(
         witness
             .omega
@@ -366,6 +559,11 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
             .map(|v| signed_scalar(i128::from(*v)))
             .collect(),
     );
+    if let Some((k, v)) = junk.g2_shift
+        && let Some(slot) = g2.get_mut(k)
+    {
+        *slot += v;
+    }
     let mut w_u = RistrettoPoint::multiscalar_mul(
         omega.iter().chain(g2.iter()).chain([&*r_w]),
         gens.omega()[..j]
@@ -379,10 +577,14 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
     for (i, v) in &junk.w_on_tau {
         w_u += generators[d + 1 + *i] * v;
     }
-    let mut t = Transcript::new(DOMAIN);
-    absorb_statement(&mut t, params, ctx, st, &w_u);
+    t.append_point(b"W_u", &w_u.compress());
     let matrix = TernaryMatrix::from_transcript(&mut t, b"bind/R", j);
-    let z = mask.respond(&params.ghl, &matrix, &witness.omega)?;
+    let mut z = mask.respond(&params.ghl, &matrix, &witness.omega)?;
+    if let Some((k, dz)) = junk.z_shift
+        && let Some(v) = z.get_mut(k)
+    {
+        *v += dz;
+    }
     t.append(b"z", &ghl::encode(&params.ghl, &z));
     let ch = Challenges::draw(&mut t);
     let (b, _) = coefficients(params, st, &matrix, &z, &ch)?;
@@ -405,14 +607,14 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
     for (i, v) in &junk.w_on_tau {
         o[d + 1 + *i] += e2 * v;
     }
-    let blind = ch.e * witness.t_blind + e2 * *r_w;
-    let lw = LinearWitness::new(o, blind).padded()?;
+    let blind = Zeroizing::new(ch.e * witness.t_blind + e2 * *r_w);
+    let lw = LinearWitness::new(o, *blind).padded()?;
     let inst = LinearInstance {
         b: &b,
         value_gen: gens.f0() * ch.zeta,
         blinding_gen: *gens.h2(),
     };
-    let linear = linear::prove(&mut t, &generators, &inst, &lw, rng)?;
+    let linear = linear::prove(&mut t, &generators, &inst, &lw, &mut nonces)?;
     Ok(BindProof { w_u, z, linear })
 }
 
@@ -470,7 +672,7 @@ mod tests {
         gens: Generators,
         ctx: BindContext,
         c_u: RistrettoPoint,
-        rho: Vec<Vec<u8>>,
+        rho: Rho,
         y: Vec<i128>,
         o_u: RistrettoPoint,
         pairs: Vec<(bool, RistrettoPoint)>,
@@ -492,25 +694,21 @@ mod tests {
             .collect();
         let y_u: Vec<i64> = (0..D).map(|i| (x[i] + m[i]).rem_euclid(modulus)).collect();
         let carries: Vec<i64> = (0..D).map(|i| (x[i] + m[i] - y_u[i]) / modulus).collect();
-        let rho: Vec<Vec<u8>> = (0..J)
-            .map(|_| (0..D).map(|_| (rng.next_u32() & 1) as u8).collect())
-            .collect();
-        let proj = |v: &[i64], r: &[u8]| -> i128 {
-            v.iter()
-                .zip(r)
-                .map(|(a, b)| i128::from(*a) * i128::from(*b))
-                .sum()
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let rho = Rho::expand(&key, J, D).unwrap();
+        let proj = |v: &[i64], r: usize| -> i128 {
+            let mut acc = 0i128;
+            rho.for_each_one(r, |i| acc += i128::from(v[i]));
+            acc
         };
-        let y: Vec<i128> = rho.iter().map(|r| proj(&y_u, r)).collect();
-        let omega: Vec<i64> = rho.iter().map(|r| proj(&carries, r) as i64).collect();
+        let y: Vec<i128> = (0..J).map(|r| proj(&y_u, r)).collect();
+        let omega: Vec<i64> = (0..J).map(|r| proj(&carries, r) as i64).collect();
         // Commitments: t_s = projections of mask s; blindings r_s on G_r, β_s on h′.
         let r_parts: Vec<Scalar> = (0..3).map(|_| Scalar::random(&mut rng)).collect();
         let beta: Vec<Scalar> = (0..3).map(|_| Scalar::random(&mut rng)).collect();
         let commit = |s: usize| -> RistrettoPoint {
-            let t: Vec<Scalar> = rho
-                .iter()
-                .map(|r| signed_scalar(proj(&masks[s], r)))
-                .collect();
+            let t: Vec<Scalar> = (0..J).map(|r| signed_scalar(proj(&masks[s], r))).collect();
             RistrettoPoint::multiscalar_mul(
                 t.iter().chain([&r_parts[s], &beta[s]]),
                 gens.tau()[..J].iter().chain([gens.r(), gens.h2()]),
@@ -524,8 +722,7 @@ mod tests {
             xs.iter().chain([&r_u]),
             gens.k_basis(D).unwrap().iter().chain([gens.h()]),
         );
-        let tau: Vec<i128> = rho
-            .iter()
+        let tau: Vec<i128> = (0..J)
             .map(|r| {
                 (0..3)
                     .map(|s| i128::from(signs[s]) * proj(&masks[s], r))
@@ -709,12 +906,16 @@ mod tests {
     }
 
     /// δ with ⟨ρ_j, δ⟩ = rhs_j for every j (Gaussian elimination mod ℓ, free variables 0).
-    fn solve(rho: &[Vec<u8>], rhs: &[Scalar]) -> Option<Vec<Scalar>> {
-        let d = rho[0].len();
-        let mut m: Vec<Vec<Scalar>> = rho
-            .iter()
+    fn solve(rho: &Rho, rhs: &[Scalar]) -> Option<Vec<Scalar>> {
+        let d = rho.cols();
+        let mut m: Vec<Vec<Scalar>> = (0..rho.rows())
             .zip(rhs)
-            .map(|(r, b)| r.iter().map(|v| Scalar::from(*v)).chain([*b]).collect())
+            .map(|(r, b)| {
+                (0..d)
+                    .map(|i| Scalar::from(u8::from(rho.bit(r, i))))
+                    .chain([*b])
+                    .collect()
+            })
             .collect();
         let mut pivots = Vec::new();
         let mut row = 0;
@@ -810,25 +1011,17 @@ mod tests {
     fn malformed_statements_are_typed_errors() {
         let s = setup(4);
         let proof = s.prove(&s.witness).unwrap();
-        let short = &s.rho[..J - 1];
-        let st = BindStatement {
-            rho: short,
-            ..s.statement()
-        };
-        assert!(matches!(
-            s.verify(&st, &proof),
-            Err(Error::LengthMismatch { .. })
-        ));
-        let mut rho = s.rho.clone();
-        rho[0][0] = 2;
-        let st = BindStatement {
-            rho: &rho,
-            ..s.statement()
-        };
-        assert!(matches!(
-            s.verify(&st, &proof),
-            Err(Error::Malformed { .. })
-        ));
+        for (rows, cols) in [(J - 1, D), (J, D + 1)] {
+            let rho = Rho::expand(s.rho.key(), rows, cols).unwrap();
+            let st = BindStatement {
+                rho: &rho,
+                ..s.statement()
+            };
+            assert!(matches!(
+                s.verify(&st, &proof),
+                Err(Error::LengthMismatch { .. })
+            ));
+        }
         let many = alloc::vec![(true, s.o_u); K + 1];
         let st = BindStatement {
             pairs: &many,
@@ -838,5 +1031,139 @@ mod tests {
         assert!(BindParams::new(MAX_D + 1, 1, 1, 8).is_err());
         assert!(BindParams::new(8, MAX_PROJECTIONS + 1, 1, 8).is_err());
         assert!(BindParams::new(8, 1, 1, 33).is_err());
+        // D24: J·d ≤ 2^30, in the parameters and in ρ's expansion (before allocating).
+        assert!(BindParams::new(MAX_D, 1 << 10, 1, 8).is_ok());
+        assert!(matches!(
+            BindParams::new(MAX_D, (1 << 10) + 1, 1, 8),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Rho::expand(&[0; 32], (1 << 10) + 1, MAX_D),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(Rho::expand(&[0; 32], 0, 8).is_err());
+        assert!(Rho::expand(&[0; 32], 1, 0).is_err());
+    }
+    /// ρ's packed bits are D18's stream: AES-128-CTR under the key, bit m = j·d + i of the key
+    /// stream (least significant bit of each byte first), row-major; checked against the stream
+    /// read bit by bit, at a d that is not a multiple of 64 (rows straddle words).
+    #[test]
+    fn rho_is_the_key_stream_bit_by_bit() {
+        let key = [0x42u8; 32];
+        let (j, d) = (7usize, 101usize);
+        let rho = Rho::expand(&key, j, d).unwrap();
+        let mut k = [0u8; 16];
+        let mut iv = [0u8; 16];
+        k.copy_from_slice(&key[..16]);
+        iv.copy_from_slice(&key[16..]);
+        let mut c = Ctr64LE::<Aes128>::new(&k.into(), &iv.into());
+        let mut ks = alloc::vec![0u8; (j * d).div_ceil(8)];
+        c.apply_keystream(&mut ks);
+        let mut ones = 0;
+        for r in 0..j {
+            let mut listed = Vec::new();
+            rho.for_each_one(r, |i| listed.push(i));
+            for i in 0..d {
+                let m = r * d + i;
+                let want = (ks[m / 8] >> (m % 8)) & 1 == 1;
+                assert_eq!(rho.bit(r, i), want, "({r}, {i})");
+                assert_eq!(listed.contains(&i), want);
+                ones += usize::from(want);
+            }
+            // Bits past d are zero.
+            assert_eq!(rho.row(r).last().unwrap() >> (d % 64), 0);
+        }
+        assert!(ones > 250 && ones < 460, "{ones}");
+        assert!(!rho.bit(j, 0) && !rho.bit(0, d));
+    }
+
+    /// W4 (D14): the verifier's Y and ρ are in the transcript: another Y or another ρ key gives
+    /// another transcript state before the first challenge (before: the same state), so a proof
+    /// made for one Y fails under another through Fiat–Shamir, not only through the relation.
+    #[test]
+    fn y_and_rho_are_in_the_transcript() {
+        let s = setup(9);
+        let proof = s.prove(&s.witness).unwrap();
+        let state = |st: &BindStatement<'_>| {
+            let mut t = Transcript::new(DOMAIN);
+            absorb_statement(&mut t, &s.params, &s.ctx, st, &proof.w_u);
+            t.state_hash()
+        };
+        let base = state(&s.statement());
+        let y2: Vec<i128> = s.y.iter().map(|v| v + 1).collect();
+        let st_y = BindStatement {
+            y: &y2,
+            ..s.statement()
+        };
+        assert_ne!(base, state(&st_y), "Y not absorbed");
+        let other = Rho::expand(&[0x77; 32], J, D).unwrap();
+        let st_rho = BindStatement {
+            rho: &other,
+            ..s.statement()
+        };
+        assert_ne!(base, state(&st_rho), "ρ not absorbed");
+        assert!(s.verify(&st_y, &proof).is_err());
+    }
+
+    /// B3 (row c′_k of arguments.md §B.3; review N9): a z′ that is not R′·ω + g′ is rejected,
+    /// whether z′ is shifted or g′ is shifted in W_u but not in z′; the control verifies.
+    #[test]
+    fn b3_inconsistent_ghl_response_rejects() {
+        let s = setup(10);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let prove_junk = |junk: &Junk, rng: &mut ChaCha20Rng| {
+            prove_with(
+                &s.gens,
+                &s.params,
+                &s.ctx,
+                &s.statement(),
+                &s.witness,
+                junk,
+                rng,
+            )
+            .unwrap()
+        };
+        let ok = prove_junk(&Junk::default(), &mut rng);
+        s.verify(&s.statement(), &ok).unwrap();
+        for junk in [
+            Junk {
+                z_shift: Some((3, 1)),
+                ..Junk::default()
+            },
+            Junk {
+                g2_shift: Some((5, Scalar::ONE)),
+                ..Junk::default()
+            },
+        ] {
+            let p = prove_junk(&junk, &mut rng);
+            assert!(s.verify(&s.statement(), &p).is_err());
+        }
+    }
+
+    /// W1 (D25): the binding answer made twice with a replayed RNG for two κ (the restored-state
+    /// case of VALIDATION.md §10) no longer reuses g′ and r_W: W_u(κ₁) − W_u(κ₂) is not
+    /// ⟨ω₁ − ω₂, G_ω⟩ (before the fix it was exactly that, unblinded).
+    #[test]
+    fn replayed_rng_gives_fresh_binding_nonces() {
+        let s = setup(11);
+        let other_ctx = BindContext {
+            kappa: [0x99; 32],
+            ..s.ctx.clone()
+        };
+        let p1 = s.prove(&s.witness).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(99); // the same stream as Setup::prove
+        let p2 = prove(
+            &s.gens,
+            &s.params,
+            &other_ctx,
+            &s.statement(),
+            &s.witness,
+            &mut rng,
+        )
+        .unwrap();
+        // Same ω here, so with reused (g′, r_W) the two W_u would be equal.
+        assert_ne!(p1.w_u, p2.w_u, "g′ and r_W reused across κ");
+        // Same statement, witness and RNG: the same proof (deterministic given its inputs).
+        assert_eq!(p1, s.prove(&s.witness).unwrap());
     }
 }

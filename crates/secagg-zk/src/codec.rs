@@ -310,7 +310,7 @@ mod bind_tests {
     fn sample() -> (BindParams, Vec<u8>) {
         let params = BindParams::new(4, 2, 1, 8).unwrap();
         let gens = Generators::new(params.generator_sizes()).unwrap();
-        let rho = alloc::vec![alloc::vec![1u8, 0, 1, 0], alloc::vec![0u8, 1, 1, 0]];
+        let rho = bind::Rho::expand(&[5; 32], 2, 4).unwrap();
         let st = BindStatement {
             c_u: RistrettoPoint::identity(),
             rho: &rho,
@@ -342,7 +342,8 @@ mod bind_tests {
 
     #[test]
     fn bind_max_len_covers_the_largest_statement() {
-        let largest = BindParams::new(crate::MAX_D, 1 << 11, 1023, 32).unwrap();
+        // J·d ≤ 2^30 (D24): at d = 2^20 the most projections is 2^10 (N′_pad = 2^21 either way).
+        let largest = BindParams::new(crate::MAX_D, 1 << 10, 1023, 32).unwrap();
         let len = bind_proof_len(&largest).unwrap();
         assert_eq!(len, 3137);
         assert!(len <= MAX_BIND_PROOF_LEN);

@@ -1,6 +1,7 @@
 //! Typed errors. Untrusted input (proof bytes) and malformed statements end here, never in a
 //! panic; the caller maps them to the client that sent the proof.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 /// Everything that can go wrong while proving, decoding or verifying.
@@ -36,7 +37,9 @@ pub enum Error {
     GhlBound { row: usize },
     /// The proof does not verify.
     VerificationFailed,
-    /// The prover's ‖x‖² exceeds B_enc² (a local refusal, VALIDATION.md §5.4; never sent).
+    /// The prover's ‖x‖² exceeds B_enc² (a local refusal, VALIDATION.md §5.4). **Carries the
+    /// client's exact ‖x‖²: it must never leave the client** (not in a message, a dropout
+    /// reason or a server-side log; the round glue maps it to a reason without the number).
     AboveBound { norm_sq: u128, bound_sq: u64 },
     /// The prover's weight coordinate exceeds W (a local refusal).
     WeightAboveBound { weight: u64, max: u64 },
@@ -87,17 +90,52 @@ impl fmt::Display for Error {
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
 
-/// A batch that did not verify: the first proof that fails on its own, and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchError {
-    /// Index of the proof in the batch.
-    pub proof: usize,
-    pub error: Error,
+/// A batch that did not verify (VALIDATION.md §21.1 D26).
+///
+/// The caller excludes exactly the proofs that [`BatchError::Proofs`] names and nothing on
+/// [`BatchError::Internal`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchError {
+    /// Every proof of the batch that fails **on its own**, in increasing index, each with its
+    /// error (never empty). The batch path re-checks each proof individually before it names one,
+    /// so two bad proofs are both named.
+    Proofs(Vec<(usize, Error)>),
+    /// The batch check failed although every proof verified on its own (an arithmetic or
+    /// library disagreement that should not happen). Names no client: the caller must
+    /// re-verify individually (or give up on the batch), never exclude anyone for it.
+    Internal,
+}
+
+impl BatchError {
+    /// One failing proof.
+    pub fn one(proof: usize, error: Error) -> Self {
+        BatchError::Proofs(alloc::vec![(proof, error)])
+    }
+
+    /// The indices of the proofs that fail on their own (empty for [`BatchError::Internal`]).
+    pub fn failing(&self) -> Vec<usize> {
+        match self {
+            BatchError::Proofs(v) => v.iter().map(|(i, _)| *i).collect(),
+            BatchError::Internal => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for BatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "proof {} of the batch: {}", self.proof, self.error)
+        match self {
+            BatchError::Proofs(v) => {
+                write!(f, "{} proof(s) of the batch fail:", v.len())?;
+                for (i, e) in v {
+                    write!(f, " [{i}] {e};")?;
+                }
+                Ok(())
+            }
+            BatchError::Internal => write!(
+                f,
+                "the batch check failed but every proof verifies alone (re-verify individually)"
+            ),
+        }
     }
 }
 

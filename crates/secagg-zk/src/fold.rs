@@ -1,15 +1,18 @@
 //! What the two folding arguments ([`crate::wip`], [`crate::linear`]) and the statements built
 //! on them ([`crate::bind`], `norm`) share: the round count of a power-of-two length, the
 //! decoding of 32-byte proof words, the per-position products of round challenges (the unrolled
-//! generator folds), the random-weight batch check of several verification equations over
+//! generator folds), the random-weight batch check (weights hashed from every item, D26) of several verification equations over
 //! common vector generators, powers of a challenge, and signed integers as scalars.
 
 use alloc::vec::Vec;
 
+use chacha20::ChaCha20Rng;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use rand_core::CryptoRng;
+use rand_core::{CryptoRng, SeedableRng};
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::Zeroizing;
 
 use crate::{BatchError, Error};
 
@@ -116,30 +119,102 @@ pub(crate) struct Equation<'a> {
 /// A verification equation of one proof, with its statement point.
 pub(crate) trait VerificationEquation {
     fn equation(&self) -> Equation<'_>;
+    /// Feeds what fixes this equation to the batch-weight hash (W2, D26): the proof's transcript
+    /// state after its last challenge, its final scalars (which nothing absorbs) and any
+    /// statement point the transcript did not absorb.
+    fn absorb_binding(&self, h: &mut Sha512);
 }
 
-/// Verifies a batch: every equation at once as one variable-time MSM of their sum with
-/// independent random weights (a false equation passes with probability ≤ 1/ℓ); on failure
-/// each alone, naming the first that fails. `gens[s]` must be at least as long as every
-/// equation's `vec_coeffs[s]` (the callers' `verification_terms` check this).
-pub(crate) fn batch_verify<E: VerificationEquation, R: CryptoRng + ?Sized>(
+/// Domain of the batch-weight seed (D26).
+const BATCH_WEIGHTS: &[u8] = b"secagg/v3/validate/batch-weights";
+
+/// SHA-256(`secagg/v3/validate/batch-item` ‖ transcript state ‖ final scalars…): one proof's
+/// contribution to the batch-weight hash, computed when its equation is built.
+pub(crate) fn item_binding(state: &[u8; 32], finals: &[Scalar]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"secagg/v3/validate/batch-item");
+    h.update(state);
+    for s in finals {
+        h.update(s.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The weights' generator (W2, D26): ChaCha20 keyed by the first 32 bytes of
+/// SHA-512(`secagg/v3/validate/batch-weights` ‖ le64(count) ‖ every item's binding ‖ 32 fresh
+/// bytes from `rng`). A prover cannot aim at its weight: changing anything of its proof
+/// (final scalars included) changes every weight, and the fresh bytes keep the weights
+/// unpredictable before the verifier draws them. `rng` must still be a CSPRNG unknown to the
+/// provers (never seeded from public round data): with known fresh bytes the weights are a
+/// public function, and although hitting a cancelling pair then needs a hash collision-like
+/// search, the batch's 1/ℓ bound assumes secret weights.
+pub(crate) fn weight_rng<E: VerificationEquation, R: CryptoRng + ?Sized>(
+    items: &[E],
+    rng: &mut R,
+) -> ChaCha20Rng {
+    let mut h = Sha512::new();
+    h.update(BATCH_WEIGHTS);
+    h.update((items.len() as u64).to_le_bytes());
+    for item in items {
+        item.absorb_binding(&mut h);
+    }
+    let mut fresh = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(fresh.as_mut());
+    h.update(fresh.as_ref());
+    let wide = Zeroizing::new(<[u8; 64]>::from(h.finalize()));
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&wide[..32]);
+    ChaCha20Rng::from_seed(*seed)
+}
+
+/// Whether every equation holds, checked at once as one variable-time MSM of their sum with
+/// the weights of [`weight_rng`] (a false equation passes with probability ≤ 1/ℓ).
+pub(crate) fn batch_holds<E: VerificationEquation, R: CryptoRng + ?Sized>(
     gens: &[&[RistrettoPoint]],
     items: &[E],
     rng: &mut R,
-) -> Result<(), BatchError> {
+) -> bool {
     let eqs: Vec<Equation<'_>> = items.iter().map(E::equation).collect();
-    if msm_vanishes(gens, &eqs, || Scalar::random(rng)) {
+    let mut weights = weight_rng(items, rng);
+    msm_vanishes(gens, &eqs, || Scalar::random(&mut weights))
+}
+
+/// Whether one equation holds (weight 1).
+pub(crate) fn holds_alone<E: VerificationEquation>(gens: &[&[RistrettoPoint]], item: &E) -> bool {
+    msm_vanishes(gens, &[item.equation()], || Scalar::ONE)
+}
+
+/// The batch result of D26 from the proofs found failing: sorted by index; none → Internal.
+pub(crate) fn batch_failure(mut failed: Vec<(usize, Error)>) -> BatchError {
+    if failed.is_empty() {
+        BatchError::Internal
+    } else {
+        failed.sort_by_key(|(i, _)| *i);
+        BatchError::Proofs(failed)
+    }
+}
+
+/// Verifies a batch (D26): `items[k]` is proof `index[k]`; `failed` holds the proofs already
+/// refused (malformed statement or proof), which are not in `items`. With none refused, every
+/// equation at once ([`batch_holds`]); on any failure each equation alone, and every proof that
+/// fails alone is named ([`BatchError::Internal`] if none does). `gens[s]` must be at least as
+/// long as every equation's `vec_coeffs[s]` (the callers' `verification_terms` check this).
+pub(crate) fn batch_verify<E: VerificationEquation, R: CryptoRng + ?Sized>(
+    gens: &[&[RistrettoPoint]],
+    items: &[E],
+    index: &[usize],
+    mut failed: Vec<(usize, Error)>,
+    rng: &mut R,
+) -> Result<(), BatchError> {
+    if failed.is_empty() && batch_holds(gens, items, rng) {
         return Ok(());
     }
-    let first_bad = eqs
-        .iter()
-        .position(|eq| !msm_vanishes(gens, core::slice::from_ref(eq), || Scalar::ONE));
-    // If every equation held alone, their weighted sum would vanish too; so a bad one exists.
-    // Name proof 0 rather than accept if arithmetic ever disagreed.
-    Err(BatchError {
-        proof: first_bad.unwrap_or(0),
-        error: Error::VerificationFailed,
-    })
+    for (item, i) in items.iter().zip(index) {
+        if !holds_alone(gens, item) {
+            failed.push((*i, Error::VerificationFailed));
+        }
+    }
+    Err(batch_failure(failed))
 }
 
 /// Whether Σ_e weight_e·(equation e) is the identity (one variable-time MSM).
@@ -184,4 +259,83 @@ fn msm_vanishes(
         .copied()
         .collect();
     RistrettoPoint::vartime_multiscalar_mul(&all_scalars, &all_points).is_identity()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+    use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    use rand_chacha::ChaCha20Rng;
+
+    /// An equation that fails the first time it is built (the batch) and holds afterwards
+    /// (alone): the "arithmetic disagreement" that must never blame a proof.
+    struct Flaky {
+        calls: Cell<u32>,
+    }
+
+    impl VerificationEquation for Flaky {
+        fn equation(&self) -> Equation<'_> {
+            let n = self.calls.get();
+            self.calls.set(n + 1);
+            let points = if n == 0 {
+                alloc::vec![(Scalar::ONE, RISTRETTO_BASEPOINT_POINT)]
+            } else {
+                Vec::new()
+            };
+            Equation {
+                vec_coeffs: Vec::new(),
+                points,
+            }
+        }
+        fn absorb_binding(&self, h: &mut Sha512) {
+            h.update([0u8]);
+        }
+    }
+
+    /// W3 (D26): a batch that fails while every proof holds alone is `Internal`, naming no
+    /// proof (before: proof 0, an honest client).
+    #[test]
+    fn batch_failure_with_every_proof_valid_names_nobody() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let items = [Flaky {
+            calls: Cell::new(0),
+        }];
+        assert_eq!(
+            batch_verify(&[], &items, &[0], Vec::new(), &mut rng),
+            Err(BatchError::Internal)
+        );
+        assert_eq!(batch_failure(Vec::new()), BatchError::Internal);
+        assert_eq!(
+            batch_failure(alloc::vec![
+                (4, Error::VerificationFailed),
+                (1, Error::ZeroWeight)
+            ]),
+            BatchError::Proofs(alloc::vec![
+                (1, Error::ZeroWeight),
+                (4, Error::VerificationFailed)
+            ])
+        );
+    }
+
+    /// N1: the branch-free conversion (now behind `ghl::int_to_scalar`, which the GHL mask
+    /// uses) agrees with the obvious one, extremes included.
+    #[test]
+    fn signed_scalar_is_the_integer_mod_l() {
+        for v in [
+            0i128,
+            1,
+            -1,
+            2,
+            -2,
+            1 << 98,
+            -(1 << 98),
+            i128::MAX,
+            i128::MIN,
+            i128::MIN + 1,
+        ] {
+            let s = Scalar::from(v.unsigned_abs());
+            assert_eq!(signed_scalar(v), if v < 0 { -s } else { s }, "{v}");
+        }
+    }
 }

@@ -198,10 +198,10 @@ impl TernaryMatrix {
     }
 }
 
-/// An integer as a scalar (negative values as ℓ − |v|).
+/// An integer as a scalar (negative values as ℓ − |v|), without branching on the sign (N1: the
+/// prover's mask g goes through here).
 pub fn int_to_scalar(v: i128) -> Scalar {
-    let s = Scalar::from(v.unsigned_abs());
-    if v < 0 { -s } else { s }
+    crate::fold::signed_scalar(v)
 }
 
 /// The prover's mask g (Λ entries uniform in [−2^φ·M, 2^φ·M]). Zeroized on drop; Debug hides it.
@@ -217,7 +217,8 @@ impl fmt::Debug for GhlMask {
 }
 
 impl GhlMask {
-    /// Samples a fresh mask (rejection sampling on the width, so exactly uniform).
+    /// Samples a fresh mask (rejection sampling on the width, so exactly uniform). The provers
+    /// pass their hedged nonce generator (D25), never the caller's RNG directly.
     pub fn sample<R: CryptoRng + ?Sized>(params: &GhlParams, rng: &mut R) -> Self {
         let bound = params.mask_bound();
         let width = 2 * bound + 1; // < 2^99

@@ -41,7 +41,8 @@
 //! absorbs the statement (D6), the z width (D7), tari's generators and transcript (D8, D9),
 //! the range aggregation (D10), M_x (D11), the norm transcript's records (D12), the norm
 //! proof's bytes (D13), the binding transcript's records (D14) and the binding proof's bytes
-//! (D15).
+//! (D15); after the review of steps 4–6: ρ packed with J·d ≤ 2^30 (D24), hedged prover nonces
+//! (`nonce`, D25), hashed batch weights and complete batch failure reports (D26).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -57,6 +58,7 @@ mod fold;
 pub mod generators;
 pub mod ghl;
 pub mod linear;
+mod nonce;
 #[cfg(feature = "std")]
 pub mod norm;
 #[cfg(feature = "std")]

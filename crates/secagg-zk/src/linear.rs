@@ -39,9 +39,11 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::fold::{self, Equation, MAX_ROUNDS, VerificationEquation, Words};
+use crate::nonce::NonceBuilder;
 use crate::{BatchError, Error, Transcript};
 
 /// Bytes of a proof for length n (a power of two): 2·log₂ n points (L, R), S, a*, r*.
@@ -243,6 +245,18 @@ pub fn prove<R: CryptoRng + ?Sized>(
     let k = inst.check(gens)?;
     let mut n = inst.b.len();
     witness.check_len(n)?;
+    // Hedged nonces (D25): the statement so far (the caller absorbed it, D6), b, F, B, the
+    // witness, 32 bytes of `rng`.
+    let mut nonces = {
+        let mut nb = NonceBuilder::new(b"linear");
+        nb.record(b"transcript", &transcript.state_hash())
+            .scalars(b"b", inst.b.iter())
+            .record(b"F", inst.value_gen.compress().as_bytes())
+            .record(b"B", inst.blinding_gen.compress().as_bytes())
+            .scalars(b"a", witness.a.iter())
+            .record(b"r", witness.r.as_bytes());
+        nb.finish(rng)
+    };
     transcript.append_u64(b"linear/n", n as u64);
     let mut g: Vec<RistrettoPoint> = gens[..n].to_vec();
     let mut b: Vec<Scalar> = inst.b.to_vec();
@@ -256,8 +270,8 @@ pub fn prove<R: CryptoRng + ?Sized>(
         let half = n / 2;
         let (a1, a2) = a.split_at(half);
         let (b1, b2) = b.split_at(half);
-        let s = Zeroizing::new(Scalar::random(rng));
-        let t = Zeroizing::new(Scalar::random(rng));
+        let s = Zeroizing::new(Scalar::random(&mut nonces));
+        let t = Zeroizing::new(Scalar::random(&mut nonces));
         let c_l = Zeroizing::new(inner_product(a1, b2));
         let c_r = Zeroizing::new(inner_product(a2, b1));
         let l_point = RistrettoPoint::multiscalar_mul(
@@ -287,8 +301,8 @@ pub fn prove<R: CryptoRng + ?Sized>(
         n = half;
     }
 
-    let s_star = Zeroizing::new(Scalar::random(rng));
-    let t_star = Zeroizing::new(Scalar::random(rng));
+    let s_star = Zeroizing::new(Scalar::random(&mut nonces));
+    let t_star = Zeroizing::new(Scalar::random(&mut nonces));
     let sb = Zeroizing::new(*s_star * b[0]);
     let s_point = RistrettoPoint::multiscalar_mul([*s_star, *sb, *t_star], [g[0], f_gen, b_gen]);
     transcript.append_point(b"linear/S", &s_point.compress());
@@ -309,6 +323,8 @@ pub struct LinearTerms {
     pub c_coeff: Scalar,
     pub g_coeffs: Vec<Scalar>,
     pub points: Vec<(Scalar, RistrettoPoint)>,
+    /// The transcript state after the last challenge, b′ and a*, r* (batch weights, D26).
+    pub(crate) binding: [u8; 32],
 }
 
 impl LinearTerms {
@@ -372,10 +388,15 @@ pub fn verification_terms(
     points.push((Scalar::ONE, proof.s));
     points.push((-(proof.a_star * b[0]), inst.value_gen));
     points.push((-proof.r_star, inst.blinding_gen));
+    let binding = fold::item_binding(
+        &transcript.state_hash(),
+        &[b[0], proof.a_star, proof.r_star],
+    );
     Ok(LinearTerms {
         c_coeff: x_star,
         g_coeffs,
         points,
+        binding,
     })
 }
 
@@ -391,6 +412,12 @@ impl VerificationEquation for (LinearTerms, RistrettoPoint) {
                 .chain([(self.0.c_coeff, self.1)])
                 .collect(),
         }
+    }
+
+    fn absorb_binding(&self, h: &mut Sha512) {
+        h.update(self.0.binding);
+        // C is the caller's: the linear proof's transcript does not absorb it (D6).
+        h.update(self.1.compress().as_bytes());
     }
 }
 
@@ -419,19 +446,26 @@ pub struct LinearBatchItem<'a> {
     pub proof: &'a LinearProof,
 }
 
-/// Verifies several proofs over the same generators with one MSM (random weights from `rng`);
-/// on failure names the first proof that fails alone.
+/// Verifies several proofs over the same generators with one MSM, weights hashed from every
+/// proof and 32 bytes of `rng` (D26; **`rng` must be a CSPRNG the provers cannot predict**); on
+/// failure names every proof that fails alone ([`BatchError::Internal`] if none does).
 pub fn batch_verify<R: CryptoRng + ?Sized>(
     gens: &[RistrettoPoint],
     items: Vec<LinearBatchItem<'_>>,
     rng: &mut R,
 ) -> Result<(), BatchError> {
     let mut all = Vec::with_capacity(items.len());
+    let mut index = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
     for (proof, mut item) in items.into_iter().enumerate() {
-        let terms = verification_terms(&mut item.transcript, gens, &item.inst, item.proof)
-            .map_err(|error| BatchError { proof, error })?;
-        all.push((terms, item.c));
+        match verification_terms(&mut item.transcript, gens, &item.inst, item.proof) {
+            Ok(terms) => {
+                all.push((terms, item.c));
+                index.push(proof);
+            }
+            Err(error) => failed.push((proof, error)),
+        }
     }
     // verification_terms checked each statement's n against the generators' length.
-    fold::batch_verify(&[gens], &all, rng)
+    fold::batch_verify(&[gens], &all, &index, failed, rng)
 }

@@ -25,10 +25,12 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, MultiscalarMul};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::fold::{self, Equation, VerificationEquation, powers};
 use crate::ghl::{self, GhlMask, GhlParams, TernaryMatrix};
+use crate::nonce::NonceBuilder;
 use crate::range::{self, RangeOpening, RangeProof, RangeStatementN};
 use crate::wip::{self, VectorGenerators, WipInstance, WipProof, WipTerms, WipWitness};
 use crate::{BatchError, Error, GeneratorSizes, Generators, Transcript};
@@ -59,11 +61,18 @@ fn ceil_sqrt(n: u64) -> u64 {
 
 impl NormParams {
     /// d ≥ 1 coordinates (the weight, if any, the last), B_enc² and W. Refuses what §5.3
-    /// refuses: d > 2^20, B_enc² ≥ 2^62, W ≥ 2^62 (and d = 0).
+    /// refuses: d > 2^20, B_enc² ≥ 2^62, W ≥ 2^62 (and d = 0, W = 0).
     pub fn new(d: usize, bound_sq: u64, weight_max: Option<u64>) -> Result<Self, Error> {
         if d == 0 {
             return Err(Error::Malformed {
                 what: "norm statement with d = 0",
+            });
+        }
+        // N5: W = 0 would absorb the same `weight` record as "no weight" (D12); a weight
+        // coordinate that must be 0 is not a weight.
+        if weight_max == Some(0) {
+            return Err(Error::Malformed {
+                what: "norm statement with a weight coordinate bounded by W = 0",
             });
         }
         for (what, max, got) in [
@@ -198,6 +207,12 @@ fn absorb_statement(
     v_s: &RistrettoPoint,
     v_w: Option<&RistrettoPoint>,
 ) -> [u8; 32] {
+    absorb_public(t, params, ctx);
+    absorb_points(t, c_u, m_u, v_s, v_w)
+}
+
+/// The records of D12 known before any commitment (the prover's nonces hash them, D25).
+fn absorb_public(t: &mut Transcript, params: &NormParams, ctx: &NormContext) {
     t.append_u64(b"version", u64::from(VERSION));
     t.append(b"session", &ctx.session);
     t.append_u64(b"client", ctx.client);
@@ -206,6 +221,16 @@ fn absorb_statement(
     t.append_u64(b"bound_sq", params.bound_sq);
     t.append_u64(b"weight", params.weight_max.unwrap_or(0));
     t.append(b"upload", &ctx.upload_hash);
+}
+
+/// The commitment records of D12; returns the range proof's binding (the state after).
+fn absorb_points(
+    t: &mut Transcript,
+    c_u: &RistrettoPoint,
+    m_u: &RistrettoPoint,
+    v_s: &RistrettoPoint,
+    v_w: Option<&RistrettoPoint>,
+) -> [u8; 32] {
     t.append_point(b"C_u", &c_u.compress());
     t.append_point(b"M_u", &m_u.compress());
     t.append_point(b"V_s", &v_s.compress());
@@ -354,14 +379,15 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
             have: gens.sizes().n_pad,
         });
     }
-    let s = junk.claim_s.unwrap_or(witness.norm_sq());
-    if s > u128::from(params.bound_sq) {
+    let s = Zeroizing::new(junk.claim_s.unwrap_or(witness.norm_sq()));
+    if *s > u128::from(params.bound_sq) {
+        // Carries ‖x‖²: a local refusal that never leaves the client (Error::AboveBound).
         return Err(Error::AboveBound {
-            norm_sq: s,
+            norm_sq: *s,
             bound_sq: params.bound_sq,
         });
     }
-    let x_w = match params.weight_max {
+    let x_w = Zeroizing::new(match params.weight_max {
         None => None,
         Some(w_max) => {
             let v = x[d - 1];
@@ -374,14 +400,27 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
             }
             Some(v as u64)
         }
+    });
+
+    // Hedged nonces (D25): the public records of D12 known so far, the witness (x, r_u),
+    // 32 bytes of `rng`. Every mask and blinding below, and the WIP's and the range proof's
+    // (which hedge again over their own statements), come from them.
+    let mut t = Transcript::new(DOMAIN);
+    absorb_public(&mut t, params, ctx);
+    let mut nonces = {
+        let mut b = NonceBuilder::new(b"norm");
+        b.record(b"statement", &t.state_hash())
+            .ints(b"x", x.iter().map(|v| i128::from(*v)))
+            .record(b"r_u", witness.r_u.as_bytes());
+        b.finish(rng)
     };
 
     // Commitments (constant-time MSMs on secrets).
-    let mask = GhlMask::sample(&params.ghl, rng);
+    let mask = GhlMask::sample(&params.ghl, &mut nonces);
     let g_scalars = Zeroizing::new(mask.scalars());
-    let r_m = Zeroizing::new(Scalar::random(rng));
-    let gamma = Zeroizing::new(Scalar::random(rng));
-    let gamma_w = Zeroizing::new(Scalar::random(rng));
+    let r_m = Zeroizing::new(Scalar::random(&mut nonces));
+    let gamma = Zeroizing::new(Scalar::random(&mut nonces));
+    let gamma_w = Zeroizing::new(Scalar::random(&mut nonces));
     let x_scalars: Zeroizing<Vec<Scalar>> =
         Zeroizing::new(x.iter().map(|v| signed_scalar(*v)).collect());
     // Openings of C_u and M_u over G, H (N_pad each), with the test-only junk.
@@ -431,16 +470,15 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
     } else {
         point(&m_g, &m_h, junk.m_g0, *r_m)
     };
-    let s_claimed = s + u128::from(junk.s_shift);
+    let s_claimed = Zeroizing::new(*s + u128::from(junk.s_shift));
     let v_s =
-        RistrettoPoint::multiscalar_mul([Scalar::from(s_claimed), *gamma], [gens.g0(), gens.h()]);
-    let x_w_claimed = x_w.map(|v| v + junk.w_shift);
+        RistrettoPoint::multiscalar_mul([Scalar::from(*s_claimed), *gamma], [gens.g0(), gens.h()]);
+    let x_w_claimed = Zeroizing::new(x_w.map(|v| v + junk.w_shift));
     let v_w = x_w_claimed.map(|v| {
         RistrettoPoint::multiscalar_mul([Scalar::from(v), *gamma_w], [gens.g0(), gens.h()])
     });
 
-    let mut t = Transcript::new(DOMAIN);
-    let binding = absorb_statement(&mut t, params, ctx, &c_u, &m_u, &v_s, v_w.as_ref());
+    let binding = absorb_points(&mut t, &c_u, &m_u, &v_s, v_w.as_ref());
     let matrix = TernaryMatrix::from_transcript(&mut t, b"norm/R", d);
     let mut z = if junk.skip_ghl_check {
         let rw = matrix.mul_vec(x)?;
@@ -484,7 +522,7 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
     let factors = powers(ch.y, n_pad);
     let inst = ch.wip_instance(gens, &factors);
     let vg = VectorGenerators { g, h };
-    let wip_proof = wip::prove(&mut t, &vg, &inst, &wip_witness, rng)?;
+    let wip_proof = wip::prove(&mut t, &vg, &inst, &wip_witness, &mut nonces)?;
 
     let range_st = RangeStatementN {
         bound_sq: params.bound_sq,
@@ -492,11 +530,11 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
         weight: params.weight_max.zip(v_w),
     };
     let opening = RangeOpening {
-        s: s_claimed,
+        s: *s_claimed,
         gamma: *gamma,
         weight: x_w_claimed.map(|v| (v, *gamma_w)),
     };
-    let range_proof = range::prove(&binding, gens, &range_st, &opening, rng)?;
+    let range_proof = range::prove(&binding, gens, &range_st, &opening, &mut nonces)?;
     Ok(NormProof {
         c_u,
         m_u,
@@ -530,6 +568,11 @@ impl VerificationEquation for Checks {
             vec_coeffs: alloc::vec![&self.wip.g_coeffs[..], &self.wip.h_coeffs[..]],
             points: self.wip.points.clone(),
         }
+    }
+
+    fn absorb_binding(&self, h: &mut Sha512) {
+        // The norm transcript absorbed every statement point (D12) before the WIP's records.
+        h.update(self.wip.binding);
     }
 }
 
@@ -620,28 +663,49 @@ pub fn verify(
 }
 
 /// Verifies several norm proofs (one statement each, same generators): the WIP equations as
-/// one MSM with random weights, the range proofs with tari's batch verifier; names the first
-/// proof that fails.
+/// one MSM with weights hashed from every proof and 32 bytes of `rng` (D26), the range proofs
+/// with tari's batch verifier. **`rng` must be a CSPRNG the provers cannot predict** (never one
+/// seeded from public round data). On failure every proof is verified alone and every one that
+/// fails is named ([`BatchError::Proofs`]); if none fails alone, [`BatchError::Internal`],
+/// which names no client (re-verify individually; never exclude anyone for it).
 pub fn batch_verify<R: CryptoRng + ?Sized>(
     gens: &Generators,
     items: &[(NormParams, NormContext, &NormProof)],
     rng: &mut R,
 ) -> Result<(), BatchError> {
     let mut checks = Vec::with_capacity(items.len());
+    let mut index = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
     for (i, (params, ctx, proof)) in items.iter().enumerate() {
-        checks.push(
-            verification_checks(gens, params, ctx, proof)
-                .map_err(|error| BatchError { proof: i, error })?,
-        );
+        match verification_checks(gens, params, ctx, proof) {
+            Ok(c) => {
+                checks.push(c);
+                index.push(i);
+            }
+            Err(error) => failed.push((i, error)),
+        }
     }
     // verification_checks checked every n_pad against the generators.
-    fold::batch_verify(&[gens.g_vec(), gens.h_vec()], &checks, rng)?;
+    let gen_sets = [gens.g_vec(), gens.h_vec()];
     let ranges: Vec<_> = checks
         .iter()
-        .zip(items)
-        .map(|(c, (_, _, p))| (c.binding, c.range, &p.range))
+        .zip(&index)
+        .map(|(c, i)| (c.binding, c.range, &items[*i].2.range))
         .collect();
-    range::batch_verify(gens, &ranges)
+    if failed.is_empty()
+        && fold::batch_holds(&gen_sets, &checks, rng)
+        && range::batch_verify(gens, &ranges).is_ok()
+    {
+        return Ok(());
+    }
+    for ((c, i), (binding, st, proof)) in checks.iter().zip(&index).zip(&ranges) {
+        if !fold::holds_alone(&gen_sets, c) {
+            failed.push((*i, Error::VerificationFailed));
+        } else if let Err(error) = range::verify(binding, gens, st, proof) {
+            failed.push((*i, error));
+        }
+    }
+    Err(fold::batch_failure(failed))
 }
 
 #[cfg(test)]
@@ -940,8 +1004,8 @@ mod tests {
         batch_verify(&g, &items, &mut rng).unwrap();
         items[2].1.client = 99;
         assert_eq!(
-            batch_verify(&g, &items, &mut rng).map_err(|e| e.proof),
-            Err(2)
+            batch_verify(&g, &items, &mut rng),
+            Err(BatchError::one(2, Error::VerificationFailed))
         );
         // A proof whose WIP is fine but whose range proof belongs elsewhere is named too.
         let mut swapped = proofs[1].clone();
@@ -949,8 +1013,161 @@ mod tests {
         items[2].1.client = 2;
         items[1].2 = &swapped;
         assert_eq!(
-            batch_verify(&g, &items, &mut rng).map_err(|e| e.proof),
-            Err(1)
+            batch_verify(&g, &items, &mut rng),
+            Err(BatchError::one(1, Error::VerificationFailed))
         );
+        // W3 (D26): two bad proofs are both named, not only the first.
+        items[0].1.client = 98;
+        assert_eq!(
+            batch_verify(&g, &items, &mut rng).map_err(|e| e.failing()),
+            Err(alloc::vec![0, 1])
+        );
+    }
+    /// N5: W = 0 is refused (it would absorb the same `weight` record as "no weight").
+    #[test]
+    fn zero_weight_bound_is_refused() {
+        assert!(matches!(
+            NormParams::new(6, BOUND_SQ, Some(0)),
+            Err(Error::Malformed { .. })
+        ));
+        NormParams::new(6, BOUND_SQ, Some(1)).unwrap();
+    }
+
+    /// W1 (D25), the review's `replayed_rng_leaks_x_through_z` as a regression: two proofs of
+    /// the same x for two uploads made with the same RNG stream (a restored or replayed state).
+    /// Before the hedging they reused the GHL mask g, so z₁ − z₂ = (R₁ − R₂)·x exactly and x
+    /// was recovered by least squares; now the masks differ and x is not recovered.
+    #[test]
+    #[allow(clippy::needless_range_loop)] // the review's elimination, kept as written
+    fn replayed_rng_does_not_leak_x() {
+        let g = gens();
+        let p = NormParams::new(6, BOUND_SQ, None).unwrap();
+        let w = NormWitness::new(x(), Scalar::from(5u8));
+        let ctx_u = |u: u8| NormContext {
+            upload_hash: [u; 32],
+            ..ctx()
+        };
+        let pr1 = prove(&g, &p, &ctx_u(2), &w, &mut ChaCha20Rng::seed_from_u64(42)).unwrap();
+        let pr2 = prove(&g, &p, &ctx_u(3), &w, &mut ChaCha20Rng::seed_from_u64(42)).unwrap();
+        verify(&g, &p, &ctx_u(2), &pr1).unwrap();
+        verify(&g, &p, &ctx_u(3), &pr2).unwrap();
+        // The server recomputes each R from the public transcript.
+        let rows = |c: &NormContext, pr: &NormProof| {
+            let mut t = Transcript::new(DOMAIN);
+            absorb_statement(&mut t, &p, c, &pr.c_u, &pr.m_u, &pr.v_s, None);
+            let m = TernaryMatrix::from_transcript(&mut t, b"norm/R", 6);
+            let mut out = Vec::new();
+            m.for_each_row(|_, r| out.push(r.to_vec()));
+            out
+        };
+        let (r1, r2) = (rows(&ctx_u(2), &pr1), rows(&ctx_u(3), &pr2));
+        let d = 6;
+        // With a reused mask, z₁ − z₂ = (R₁ − R₂)·x in every row.
+        let reused = (0..ROWS).all(|k| {
+            let rx: i128 = (0..d)
+                .map(|i| i128::from(r1[k][i] - r2[k][i]) * i128::from(x()[i]))
+                .sum();
+            pr1.z[k] - pr2.z[k] == rx
+        });
+        assert!(!reused, "the GHL mask was reused");
+        // The review's attack: normal equations AᵀA x = Aᵀb, A = R₁ − R₂, b = z₁ − z₂.
+        let mut ata = alloc::vec![alloc::vec![0f64; d + 1]; d];
+        for k in 0..ROWS {
+            let a: Vec<f64> = (0..d).map(|i| f64::from(r1[k][i] - r2[k][i])).collect();
+            let b = (pr1.z[k] - pr2.z[k]) as f64;
+            for i in 0..d {
+                for j in 0..d {
+                    ata[i][j] += a[i] * a[j];
+                }
+                ata[i][d] += a[i] * b;
+            }
+        }
+        for c in 0..d {
+            let piv = (c..d)
+                .max_by(|a, b| ata[*a][c].abs().total_cmp(&ata[*b][c].abs()))
+                .unwrap();
+            ata.swap(c, piv);
+            for r in 0..d {
+                if r != c {
+                    let f = ata[r][c] / ata[c][c];
+                    for k in c..=d {
+                        ata[r][k] -= f * ata[c][k];
+                    }
+                }
+            }
+        }
+        let recovered: Vec<i64> = (0..d)
+            .map(|i| (ata[i][d] / ata[i][i]).round() as i64)
+            .collect();
+        assert_ne!(
+            recovered,
+            x(),
+            "x recovered from two proofs with a replayed RNG"
+        );
+    }
+
+    /// W2 (D26), the review's `predictable_batch_weights_let_two_bad_proofs_cancel` as a
+    /// regression: with a verifier RNG the provers can predict, two proofs each wrong by a
+    /// multiple of h (δ′ shifted; nothing absorbs δ′) were made to cancel in the batch. Now the
+    /// weights hash every proof (δ′ included): the batch rejects and names both, whether the
+    /// attacker aims at the old weights or at the new derivation computed before its shift.
+    #[test]
+    fn predictable_batch_weights_no_longer_let_two_bad_proofs_cancel() {
+        let g = gens();
+        let p = NormParams::new(6, BOUND_SQ, None).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let contexts: Vec<NormContext> =
+            (0..2).map(|i| NormContext { client: i, ..ctx() }).collect();
+        let honest: Vec<NormProof> = contexts
+            .iter()
+            .map(|c| prove(&g, &p, c, &NormWitness::new(x(), Scalar::ONE), &mut rng).unwrap())
+            .collect();
+        let verifier_seed = 1234u64;
+        let gen_sets = [g.g_vec(), g.h_vec()];
+        let checks_of = |proofs: &[NormProof]| -> Vec<Checks> {
+            contexts
+                .iter()
+                .zip(proofs)
+                .map(|(c, pr)| verification_checks(&g, &p, c, pr).unwrap())
+                .collect()
+        };
+        let delta1 = Scalar::from(77u8);
+        // Aim 1: the old weights (two draws of the predictable RNG).
+        let mut pred = ChaCha20Rng::seed_from_u64(verifier_seed);
+        let (w1, w2) = (Scalar::random(&mut pred), Scalar::random(&mut pred));
+        // Aim 2: the new derivation over (proof 0 shifted, proof 1 not yet shifted).
+        let mut shifted = honest.clone();
+        shifted[0].wip.d1 += delta1;
+        let mut weights = fold::weight_rng(
+            &checks_of(&shifted),
+            &mut ChaCha20Rng::seed_from_u64(verifier_seed),
+        );
+        let (v1, v2) = (Scalar::random(&mut weights), Scalar::random(&mut weights));
+        for (a, b) in [(w1, w2), (v1, v2)] {
+            let mut proofs = shifted.clone();
+            proofs[1].wip.d1 += -(a * delta1) * b.invert();
+            for (c, pr) in contexts.iter().zip(&proofs) {
+                assert!(
+                    verify(&g, &p, c, pr).is_err(),
+                    "each proof alone is rejected"
+                );
+            }
+            let checks = checks_of(&proofs);
+            assert!(!fold::batch_holds(
+                &gen_sets,
+                &checks,
+                &mut ChaCha20Rng::seed_from_u64(verifier_seed)
+            ));
+            let items: Vec<_> = contexts
+                .iter()
+                .zip(&proofs)
+                .map(|(c, pr)| (p, *c, pr))
+                .collect();
+            assert_eq!(
+                batch_verify(&g, &items, &mut ChaCha20Rng::seed_from_u64(verifier_seed))
+                    .map_err(|e| e.failing()),
+                Err(alloc::vec![0, 1])
+            );
+        }
     }
 }

@@ -251,6 +251,29 @@ pub fn prove<R: CryptoRng + ?Sized>(
     })
 }
 
+/// tari's verifier on one or more (transcript, statement, proof).
+fn tari_holds(
+    transcripts: &mut [Merlin],
+    statements: &[RangeStatement<RistrettoPoint>],
+    proofs: &[TariProof<RistrettoPoint>],
+) -> bool {
+    TariProof::verify_batch(transcripts, statements, proofs, VerifyAction::VerifyOnly).is_ok()
+}
+
+/// The statement of one proof, refusing a proof whose aggregation does not match it.
+fn checked_statement(
+    gens: &Generators,
+    st: &RangeStatementN,
+    proof: &RangeProof,
+) -> Result<RangeStatement<RistrettoPoint>, Error> {
+    if proof.weighted != st.weight.is_some() {
+        return Err(Error::Malformed {
+            what: "range proof aggregation does not match the statement",
+        });
+    }
+    statement(gens, st)
+}
+
 /// Verifies one proof for the statement under `binding`.
 pub fn verify(
     binding: &[u8; 32],
@@ -258,72 +281,59 @@ pub fn verify(
     st: &RangeStatementN,
     proof: &RangeProof,
 ) -> Result<(), Error> {
-    batch_verify(gens, &[(*binding, *st, proof)]).map_err(|e| e.error)
+    let statement = checked_statement(gens, st, proof)?;
+    if tari_holds(
+        &mut [transcript(binding)],
+        core::slice::from_ref(&statement),
+        core::slice::from_ref(&proof.inner),
+    ) {
+        Ok(())
+    } else {
+        Err(Error::VerificationFailed)
+    }
 }
 
 /// Verifies several proofs with tari's batch verifier (one MSM); on failure checks each alone
-/// and names the first that fails.
+/// and names every proof that fails (D26; [`BatchError::Internal`] if every one verifies alone,
+/// never a proof).
 pub fn batch_verify(
     gens: &Generators,
     items: &[([u8; 32], RangeStatementN, &RangeProof)],
 ) -> Result<(), BatchError> {
-    if items.is_empty() {
-        return Ok(());
-    }
     let mut statements = Vec::with_capacity(items.len());
     let mut proofs = Vec::with_capacity(items.len());
     let mut transcripts = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
     for (i, (binding, st, proof)) in items.iter().enumerate() {
-        if proof.weighted != st.weight.is_some() {
-            return Err(BatchError {
-                proof: i,
-                error: Error::Malformed {
-                    what: "range proof aggregation does not match the statement",
-                },
-            });
+        match checked_statement(gens, st, proof) {
+            Ok(s) => {
+                statements.push(s);
+                proofs.push(proof.inner.clone());
+                transcripts.push(transcript(binding));
+            }
+            Err(error) => failed.push((i, error)),
         }
-        statements.push(statement(gens, st).map_err(|error| BatchError { proof: i, error })?);
-        proofs.push(proof.inner.clone());
-        transcripts.push(transcript(binding));
     }
-    if TariProof::verify_batch(
-        &mut transcripts,
-        &statements,
-        &proofs,
-        VerifyAction::VerifyOnly,
-    )
-    .is_ok()
+    if failed.is_empty() && (items.is_empty() || tari_holds(&mut transcripts, &statements, &proofs))
     {
         return Ok(());
     }
     for (i, (binding, st, proof)) in items.iter().enumerate() {
-        let mut t = [transcript(binding)];
-        let one = [statement(gens, st).map_err(|error| BatchError { proof: i, error })?];
-        if TariProof::verify_batch(
-            &mut t,
-            &one,
-            core::slice::from_ref(&proof.inner),
-            VerifyAction::VerifyOnly,
-        )
-        .is_err()
-        {
-            return Err(BatchError {
-                proof: i,
-                error: Error::VerificationFailed,
-            });
+        if failed.iter().any(|(j, _)| *j == i) {
+            continue;
+        }
+        if let Err(error) = verify(binding, gens, st, proof) {
+            failed.push((i, error));
         }
     }
-    // Every proof verified alone but not the batch: never accept.
-    Err(BatchError {
-        proof: 0,
-        error: Error::VerificationFailed,
-    })
+    Err(crate::fold::batch_failure(failed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::GeneratorSizes;
+    use alloc::vec;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -495,6 +505,15 @@ mod tests {
         // A batch with one proof under the wrong binding names it.
         let mut refs = refs;
         refs[1].0 = [0xaa; 32];
-        assert_eq!(batch_verify(&gens, &refs).map_err(|e| e.proof), Err(1));
+        assert_eq!(
+            batch_verify(&gens, &refs),
+            Err(BatchError::one(1, Error::VerificationFailed))
+        );
+        // Two bad proofs: both named (D26), not only the first.
+        refs[2].0 = [0xbb; 32];
+        assert_eq!(
+            batch_verify(&gens, &refs).map_err(|e| e.failing()),
+            Err(vec![1, 2])
+        );
     }
 }

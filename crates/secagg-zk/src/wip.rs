@@ -46,9 +46,11 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::fold::{self, Equation, VerificationEquation, Words};
+use crate::nonce::NonceBuilder;
 use crate::{BatchError, Error, Transcript};
 
 pub use crate::fold::MAX_ROUNDS;
@@ -209,7 +211,7 @@ pub struct WipProof {
     b: RistrettoPoint,
     r1: Scalar,
     s1: Scalar,
-    d1: Scalar,
+    pub(crate) d1: Scalar,
 }
 
 impl WipProof {
@@ -286,6 +288,20 @@ pub fn prove<R: CryptoRng + ?Sized>(
         acc *= y;
     }
 
+    // Hedged nonces (D25): the statement so far (the caller absorbed it, D6), y, the value and
+    // blinding generators, the witness, 32 bytes of `rng`.
+    let mut nonces = {
+        let mut b = NonceBuilder::new(b"wip");
+        b.record(b"transcript", &transcript.state_hash())
+            .record(b"n", &(n as u64).to_le_bytes())
+            .record(b"y", y.as_bytes())
+            .record(b"g", inst.value_gen.compress().as_bytes())
+            .record(b"h", inst.blinding_gen.compress().as_bytes())
+            .scalars(b"a", witness.a.iter())
+            .scalars(b"b", witness.b.iter())
+            .record(b"alpha", witness.alpha.as_bytes());
+        b.finish(rng)
+    };
     transcript.append_u64(b"wip/n", n as u64);
     let mut g: Vec<RistrettoPoint> = gens.g[..n].to_vec();
     let mut h: Vec<RistrettoPoint> = gens.h[..n].to_vec();
@@ -305,8 +321,8 @@ pub fn prove<R: CryptoRng + ?Sized>(
         let y_half_inv = y_half.invert();
         let c_l = Zeroizing::new(weighted_inner_product(a1, b2, &y, Scalar::ONE));
         let c_r = Zeroizing::new(weighted_inner_product(a2, b1, &y, y_half));
-        let d_l = Zeroizing::new(Scalar::random(rng));
-        let d_r = Zeroizing::new(Scalar::random(rng));
+        let d_l = Zeroizing::new(Scalar::random(&mut nonces));
+        let d_r = Zeroizing::new(Scalar::random(&mut nonces));
 
         let l_scalars: Zeroizing<Vec<Scalar>> = Zeroizing::new(
             a1.iter()
@@ -378,10 +394,10 @@ pub fn prove<R: CryptoRng + ?Sized>(
 
     let h0 = h[0] * factor(factors, 0);
     let (a0, b0) = (Zeroizing::new(a[0]), Zeroizing::new(b[0]));
-    let r = Zeroizing::new(Scalar::random(rng));
-    let s = Zeroizing::new(Scalar::random(rng));
-    let delta = Zeroizing::new(Scalar::random(rng));
-    let eta = Zeroizing::new(Scalar::random(rng));
+    let r = Zeroizing::new(Scalar::random(&mut nonces));
+    let s = Zeroizing::new(Scalar::random(&mut nonces));
+    let delta = Zeroizing::new(Scalar::random(&mut nonces));
+    let eta = Zeroizing::new(Scalar::random(&mut nonces));
     let a_scalars = Zeroizing::new([*r, *s, y * (*r * *b0 + *s * *a0), *delta]);
     let a_point = RistrettoPoint::multiscalar_mul(
         a_scalars.iter(),
@@ -414,6 +430,8 @@ pub struct WipTerms {
     pub g_coeffs: Vec<Scalar>,
     pub h_coeffs: Vec<Scalar>,
     pub points: Vec<(Scalar, RistrettoPoint)>,
+    /// The transcript state after the last challenge and r′, s′, δ′ (batch weights, D26).
+    pub(crate) binding: [u8; 32],
 }
 
 impl WipTerms {
@@ -490,11 +508,13 @@ pub fn verification_terms(
     points.push((Scalar::ONE, proof.b));
     points.push((-(proof.r1 * y * proof.s1), inst.value_gen));
     points.push((-proof.d1, inst.blinding_gen));
+    let binding = fold::item_binding(&transcript.state_hash(), &[proof.r1, proof.s1, proof.d1]);
     Ok(WipTerms {
         p_coeff: e2,
         g_coeffs,
         h_coeffs,
         points,
+        binding,
     })
 }
 
@@ -510,6 +530,12 @@ impl VerificationEquation for (WipTerms, RistrettoPoint) {
                 .chain([(self.0.p_coeff, self.1)])
                 .collect(),
         }
+    }
+
+    fn absorb_binding(&self, h: &mut Sha512) {
+        h.update(self.0.binding);
+        // P is the caller's: the WIP's transcript does not absorb it (D6).
+        h.update(self.1.compress().as_bytes());
     }
 }
 
@@ -540,20 +566,28 @@ pub struct BatchItem<'a> {
 }
 
 /// Verifies several proofs over the same vector generators with one MSM: the equations are
-/// added with independent random weights from `rng`, so a batch with a bad proof passes with
-/// probability ≤ 1/ℓ. On failure each proof is checked alone and the first bad one is named,
-/// with its error (a malformed statement or proof is named the same way).
+/// added with random weights hashed from every proof and 32 bytes of `rng` (D26), so a batch
+/// with a bad proof passes with probability ≤ 1/ℓ. **`rng` must be a CSPRNG the provers cannot
+/// predict** (never one seeded from public round data). On failure every proof is checked alone
+/// and every one that fails is named, with its error (a malformed statement or proof too);
+/// [`BatchError::Internal`] if none fails alone.
 pub fn batch_verify<R: CryptoRng + ?Sized>(
     gens: &VectorGenerators<'_>,
     items: Vec<BatchItem<'_>>,
     rng: &mut R,
 ) -> Result<(), BatchError> {
     let mut all = Vec::with_capacity(items.len());
+    let mut index = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
     for (proof, mut item) in items.into_iter().enumerate() {
-        let terms = verification_terms(&mut item.transcript, gens, &item.inst, item.proof)
-            .map_err(|error| BatchError { proof, error })?;
-        all.push((terms, item.p));
+        match verification_terms(&mut item.transcript, gens, &item.inst, item.proof) {
+            Ok(terms) => {
+                all.push((terms, item.p));
+                index.push(proof);
+            }
+            Err(error) => failed.push((proof, error)),
+        }
     }
     // verification_terms checked each statement's n against the generators' length.
-    fold::batch_verify(&[gens.g, gens.h], &all, rng)
+    fold::batch_verify(&[gens.g, gens.h], &all, &index, failed, rng)
 }

@@ -287,10 +287,7 @@ fn batch_verification_equals_individual_verification() {
         );
         assert_eq!(
             linear::batch_verify(set.g_vec(), items(&set, &cases, &proofs), &mut rng),
-            Err(BatchError {
-                proof: bad,
-                error: Error::VerificationFailed
-            })
+            Err(BatchError::one(bad, Error::VerificationFailed))
         );
     }
 }

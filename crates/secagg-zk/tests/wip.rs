@@ -485,10 +485,7 @@ fn batch_verification_equals_individual_verification() {
         );
         assert_eq!(
             wip::batch_verify(&gens, items(&set, &cases, &proofs), &mut rng),
-            Err(BatchError {
-                proof: bad,
-                error: Error::VerificationFailed
-            })
+            Err(BatchError::one(bad, Error::VerificationFailed))
         );
     }
 
@@ -506,15 +503,19 @@ fn batch_verification_equals_individual_verification() {
             .map(|(c, p)| c.verify(&set, p).is_ok())
             .collect();
         let batch = wip::batch_verify(&gens, items(&set, &cases, &proofs), &mut rng);
-        match individual.iter().position(|ok| !ok) {
-            None => assert_eq!(batch, Ok(())),
-            Some(first) => assert_eq!(
+        // Every proof that fails alone is named (D26), not only the first.
+        let bad: Vec<usize> = (0..individual.len()).filter(|i| !individual[*i]).collect();
+        if bad.is_empty() {
+            assert_eq!(batch, Ok(()));
+        } else {
+            assert_eq!(
                 batch,
-                Err(BatchError {
-                    proof: first,
-                    error: Error::VerificationFailed
-                })
-            ),
+                Err(BatchError::Proofs(
+                    bad.iter()
+                        .map(|i| (*i, Error::VerificationFailed))
+                        .collect()
+                ))
+            );
         }
     }
 }

@@ -168,6 +168,7 @@ mod tests {
             },
             pki,
             encoding: Vec::new(),
+            validation: None,
         }
     }
 

@@ -34,11 +34,18 @@ pub mod kind {
     pub const END: u8 = 0x02;
     /// Gateway → device: the id the server assigned (u32 LE); a round starts.
     pub const ASSIGN: u8 = 0x03;
-    /// Device → gateway: booted (payload: its input length, u32 LE).
+    /// Gateway → device: the server's Join challenge (payload: the 32-byte nonce, then the
+    /// UTF-8 name the gateway joins under); answered with PROOF, only before ASSIGN.
+    pub const CHALLENGE: u8 = 0x04;
+    /// Device → gateway: booted (payload: its input length, u32 LE, and its 32-byte identity
+    /// public key).
     pub const HELLO: u8 = 0x10;
     /// Device → gateway: the device refused or failed (UTF-8 reason); it sends nothing more
     /// this round.
     pub const REFUSED: u8 = 0x11;
+    /// Device → gateway: the identity key's signature answering CHALLENGE (64 bytes; the
+    /// signed bytes are `secagg_core::messages::join_proof_signed_bytes`).
+    pub const PROOF: u8 = 0x12;
 }
 
 /// Most bytes a frame with `payload_len` bytes of payload takes on the line, opening

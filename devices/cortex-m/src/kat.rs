@@ -235,6 +235,7 @@ pub fn refusals() -> bool {
         model: ThreatModel::HonestButCurious,
         pki: false,
         encoding,
+        validation: None,
     };
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let cases = [

@@ -37,6 +37,10 @@ use crate::shamir::{SHARE_LEN, Share};
 pub const STATE_MAGIC: [u8; 4] = *b"SACS";
 /// Version of the saved-state format; bumped on any change to it.
 pub const STATE_VERSION: u8 = 2;
+/// The same format for a client of a validated round (wire version 3): its configuration is
+/// followed by the validation parameters, as in its `RoundStart` (VALIDATION.md §21.1 D31).
+/// Plain rounds' states keep [`STATE_VERSION`] and their bytes.
+pub const VALIDATED_STATE_VERSION: u8 = 3;
 
 mod tag {
     pub const NEW: u8 = 1;
@@ -123,7 +127,14 @@ impl ClientRound {
                 ClientRound::Failed(e) => return Err(StateError::Failed(e.clone())),
             };
         let mut w = Writer::with_capacity(len);
-        w.fixed(&STATE_MAGIC).u8(STATE_VERSION);
+        let validated = self
+            .config()
+            .is_some_and(|c: &RoundConfig| c.validation.is_some());
+        w.fixed(&STATE_MAGIC).u8(if validated {
+            VALIDATED_STATE_VERSION
+        } else {
+            STATE_VERSION
+        });
         match self {
             ClientRound::New(c) => {
                 w.u8(tag::NEW);
@@ -193,13 +204,14 @@ impl ClientRound {
             return Err(StateError::NotAState);
         }
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != VALIDATED_STATE_VERSION {
             return Err(StateError::UnsupportedVersion(version));
         }
+        let v = version == VALIDATED_STATE_VERSION;
         let round = match r.u8()? {
             tag::NEW => ClientRound::New(decode_new(&mut r)?),
             t @ (tag::AWAITING_NEIGHBOURS | tag::STREAMED_AWAITING_NEIGHBOURS) => {
-                let common = decode_common(&mut r)?;
+                let common = decode_common(&mut r, v)?;
                 let input = if t == tag::STREAMED_AWAITING_NEIGHBOURS {
                     Zeroizing::new(Vec::new())
                 } else {
@@ -216,12 +228,12 @@ impl ClientRound {
                     self_seed,
                 })
             }
-            tag::AWAITING_SHARES => ClientRound::AwaitingShares(decode_shares(&mut r, false)?),
+            tag::AWAITING_SHARES => ClientRound::AwaitingShares(decode_shares(&mut r, false, v)?),
             tag::STREAMED_AWAITING_SHARES => {
-                ClientRound::AwaitingShares(decode_shares(&mut r, true)?)
+                ClientRound::AwaitingShares(decode_shares(&mut r, true, v)?)
             }
             tag::AWAITING_CONSISTENCY => {
-                let inner = decode_unmask(&mut r, false)?;
+                let inner = decode_unmask(&mut r, false, v)?;
                 if inner.common.config.model != ThreatModel::Malicious {
                     return Err(StateError::Inconsistent(
                         "a consistency-check stage in an honest-but-curious round",
@@ -229,11 +241,18 @@ impl ClientRound {
                 }
                 ClientRound::AwaitingConsistency(AwaitingConsistency { inner })
             }
-            tag::AWAITING_UNMASK => ClientRound::AwaitingUnmask(decode_unmask(&mut r, true)?),
+            tag::AWAITING_UNMASK => ClientRound::AwaitingUnmask(decode_unmask(&mut r, true, v)?),
             tag::FINISHED => ClientRound::Finished,
             other => return Err(CodecError::UnknownTag(other).into()),
         };
         r.finish()?;
+        // Version 3 exactly for the states of validated rounds (canonical: a state without a
+        // round configuration, New or Finished, is version 2).
+        if round.config().is_some_and(|c| c.validation.is_some()) != v {
+            return Err(StateError::Inconsistent(
+                "the state's version does not match its round's validation",
+            ));
+        }
         Ok(round)
     }
 }
@@ -469,9 +488,9 @@ fn decode_new(r: &mut Reader<'_>) -> Result<Client, StateError> {
     Ok(client)
 }
 
-fn decode_common(r: &mut Reader<'_>) -> Result<Common, StateError> {
+fn decode_common(r: &mut Reader<'_>, validated: bool) -> Result<Common, StateError> {
     let id = r.u32()?;
-    let config = RoundConfig::decode(r)?;
+    let config = RoundConfig::decode_versioned(r, validated)?;
     if id == 0 || id > config.num_clients {
         return Err(StateError::Inconsistent("client id outside 1..=n"));
     }
@@ -501,8 +520,12 @@ fn decode_share(r: &mut Reader<'_>) -> Result<Share, CodecError> {
     Share::from_bytes(r.take(SHARE_LEN)?).map_err(|_| CodecError::NonCanonical("share"))
 }
 
-fn decode_shares(r: &mut Reader<'_>, streamed: bool) -> Result<AwaitingShares, StateError> {
-    let common = decode_common(r)?;
+fn decode_shares(
+    r: &mut Reader<'_>,
+    streamed: bool,
+    validated: bool,
+) -> Result<AwaitingShares, StateError> {
+    let common = decode_common(r, validated)?;
     let input = if streamed {
         Zeroizing::new(Vec::new())
     } else {
@@ -569,8 +592,12 @@ fn decode_u1(r: &mut Reader<'_>, common: &Common) -> Result<IdSet, StateError> {
 
 /// `unmask_stage`: the unmask stage (which carries the signed U3 in the malicious model)
 /// rather than the consistency check.
-fn decode_unmask(r: &mut Reader<'_>, unmask_stage: bool) -> Result<AwaitingUnmask, StateError> {
-    let common = decode_common(r)?;
+fn decode_unmask(
+    r: &mut Reader<'_>,
+    unmask_stage: bool,
+    validated: bool,
+) -> Result<AwaitingUnmask, StateError> {
+    let common = decode_common(r, validated)?;
     let (id, num_clients) = (common.id, common.config.num_clients);
     let session = r.array()?;
     let u1 = decode_u1(r, &common)?;
@@ -887,11 +914,15 @@ mod tests {
                 StateError::NotAState
             );
             let mut other = bytes.clone();
-            other[4] = STATE_VERSION + 1;
+            other[4] = VALIDATED_STATE_VERSION + 1;
             assert_eq!(
                 ClientRound::import_state(&other).unwrap_err(),
-                StateError::UnsupportedVersion(STATE_VERSION + 1)
+                StateError::UnsupportedVersion(VALIDATED_STATE_VERSION + 1)
             );
+            // A plain round's state read as a validated round's is refused.
+            let mut other = bytes.clone();
+            other[4] = VALIDATED_STATE_VERSION;
+            assert!(ClientRound::import_state(&other).is_err(), "{name}");
             let mut other = bytes.clone();
             other[5] = 0;
             assert_eq!(

@@ -111,6 +111,14 @@ impl StreamedClient {
             _ => return Err(ClientError::UnexpectedMessage("expected RoundStart")),
         };
         config.validate().map_err(ClientError::BadParameters)?;
+        if config.validation.is_some() {
+            // The norm proof (VALIDATION.md §5.1) needs the whole input at once (its WIP runs
+            // over all d coordinates), which is what a streamed client does not hold.
+            return Err(ClientError::BadParameters(alloc::string::String::from(
+                "the round validates inputs (wire version 3): a streamed client cannot prove \
+                 its input's norm without holding the whole input; use a host client",
+            )));
+        }
         if config.dim != self.dim {
             return Err(ClientError::BadParameters(alloc::format!(
                 "the round sums vectors of length {}, my input has {}",
@@ -208,7 +216,7 @@ impl AwaitingShares {
             })
             .collect();
         // The same checks and next state; the message carries an empty vector.
-        let (next, empty) = self.check_and_mask(bytes)?;
+        let (next, empty) = self.check_and_mask(bytes, None::<&mut chacha20::ChaCha20Rng>)?;
         let live = match &next {
             AfterMaskedInput::Consistency(s) => &s.inner.masked_with,
             AfterMaskedInput::Unmask(s) => &s.masked_with,
@@ -345,6 +353,7 @@ mod tests {
             model: ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         }
     }
 

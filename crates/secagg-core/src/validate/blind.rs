@@ -25,43 +25,50 @@ pub const PAIR_SEED_HASH: &[u8] = b"secagg/v3/pair-seed-hash";
 /// Domain of the view digest V_u (§4).
 pub const VIEW_DIGEST: &[u8] = b"secagg/v3/validate/view";
 
+/// Most fields after the name in an info string.
+const MAX_PARTS: usize = 4;
+
 /// HKDF-SHA-256(salt [`SALT`], ikm) expanded to `N` bytes with info
-/// `DOMAIN ‖ name ‖ parts…`.
-pub(crate) fn expand<const N: usize>(
+/// `DOMAIN ‖ name ‖ parts…`. The part count is a compile-time constant checked at compile time
+/// (N3: a fifth field can no longer be dropped silently).
+pub(crate) fn expand<const N: usize, const P: usize>(
     ikm: &[u8],
     name: &[u8],
-    parts: &[&[u8]],
+    parts: [&[u8]; P],
 ) -> Zeroizing<[u8; N]> {
+    const { assert!(P <= MAX_PARTS, "at most four info fields after the name") };
+    // The HKDF state holds the PRK (a function of the secret); hkdf's types do not zeroize,
+    // so it is dropped as soon as the output is expanded (N2).
     let hk = Hkdf::<Sha256>::new(Some(SALT), ikm);
     let mut out = Zeroizing::new([0u8; N]);
-    let mut info: [&[u8]; 6] = [DOMAIN, name, &[], &[], &[], &[]];
-    let used = 2 + parts.len().min(4);
-    info[2..used].copy_from_slice(&parts[..used - 2]);
+    let mut info: [&[u8]; 2 + MAX_PARTS] = [DOMAIN, name, &[], &[], &[], &[]];
+    info[2..2 + P].copy_from_slice(&parts);
     // N ≤ 64 is far below HKDF-SHA-256's 8,160-byte limit, so expansion cannot fail.
-    let _ = hk.expand_multi_info(&info[..used], out.as_mut());
+    let _ = hk.expand_multi_info(&info[..2 + P], out.as_mut());
+    drop(hk);
     out
 }
 
-fn wide_scalar(ikm: &[u8], name: &[u8], parts: &[&[u8]]) -> Scalar {
-    let bytes = expand::<64>(ikm, name, parts);
+fn wide_scalar<const P: usize>(ikm: &[u8], name: &[u8], parts: [&[u8]; P]) -> Scalar {
+    let bytes = expand::<64, P>(ikm, name, parts);
     Scalar::from_bytes_mod_order_wide(&bytes)
 }
 
 /// r_self(b_u): u's share of C_u's blinding, from its self-mask secret b_u (the secret the
 /// core Shamir-shares, not its expansion seed).
 pub fn r_self(b: &[u8; 32], session: &SessionId, owner: ClientId) -> Scalar {
-    wide_scalar(b, b"r_self", &[session, &owner.to_le_bytes()])
+    wide_scalar(b, b"r_self", [session, &owner.to_le_bytes()])
 }
 
 /// σ_u(b_u, κ): O_u's blinding on h′.
 pub fn sigma(b: &[u8; 32], session: &SessionId, owner: ClientId, kappa: &[u8; 32]) -> Scalar {
-    wide_scalar(b, b"sigma", &[session, &owner.to_le_bytes(), kappa])
+    wide_scalar(b, b"sigma", [session, &owner.to_le_bytes(), kappa])
 }
 
 /// r_pair(s_uv): the pair's share of C_u's blinding (added by u with sgn(u, v)).
 pub fn r_pair(seed: &[u8; 32], session: &SessionId, u: ClientId, v: ClientId) -> Scalar {
     let (lo, hi) = (u.min(v).to_le_bytes(), u.max(v).to_le_bytes());
-    wide_scalar(seed, b"r_pair", &[session, &lo, &hi])
+    wide_scalar(seed, b"r_pair", [session, &lo, &hi])
 }
 
 /// β_uv(s_uv, κ): P_uv's blinding on h′ (the same at both ends).
@@ -73,7 +80,7 @@ pub fn beta(
     kappa: &[u8; 32],
 ) -> Scalar {
     let (lo, hi) = (u.min(v).to_le_bytes(), u.max(v).to_le_bytes());
-    wide_scalar(seed, b"beta", &[session, &lo, &hi, kappa])
+    wide_scalar(seed, b"beta", [session, &lo, &hi, kappa])
 }
 
 /// h_uv = SHA-256("secagg/v3/pair-seed-hash" ‖ session ‖ le32(min(u, v)) ‖ le32(max(u, v)) ‖
@@ -223,7 +230,7 @@ pub(crate) mod tests {
         // r_self(b) ≠ r_pair(b) for the same 32 bytes and "ids" (the names separate them).
         assert_ne!(
             r_self(&S, &SESSION, 7),
-            wide_scalar(&S, b"r_pair", &[&SESSION, &7u32.to_le_bytes()])
+            wide_scalar(&S, b"r_pair", [&SESSION, &7u32.to_le_bytes()])
         );
     }
 

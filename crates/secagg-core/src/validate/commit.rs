@@ -28,16 +28,17 @@ pub fn input_blinding(
     owner: ClientId,
     pairs: &[(ClientId, &[u8; 32])],
 ) -> Scalar {
-    let mut r = blind::r_self(b, session, owner);
+    // The partial sums and parts are secrets: wiped here, the caller owns the result (N2).
+    let mut r = Zeroizing::new(blind::r_self(b, session, owner));
     for (v, seed) in pairs {
-        let p = blind::r_pair(seed, session, owner, *v);
+        let p = Zeroizing::new(blind::r_pair(seed, session, owner, *v));
         if pair_sign_positive(owner, *v) {
-            r += p;
+            *r += *p;
         } else {
-            r -= p;
+            *r -= *p;
         }
     }
-    r
+    *r
 }
 
 /// T_u's blinding on h′: σ_u(b_u, κ) + Σ_{v∈S_u} sgn(u, v)·β_uv(s_uv, κ).
@@ -48,16 +49,17 @@ pub fn projection_blinding(
     kappa: &[u8; 32],
     pairs: &[(ClientId, &[u8; 32])],
 ) -> Scalar {
-    let mut r = blind::sigma(b, session, owner, kappa);
+    // The partial sums and parts are secrets: wiped here, the caller owns the result (N2).
+    let mut r = Zeroizing::new(blind::sigma(b, session, owner, kappa));
     for (v, seed) in pairs {
-        let p = blind::beta(seed, session, owner, *v, kappa);
+        let p = Zeroizing::new(blind::beta(seed, session, owner, *v, kappa));
         if pair_sign_positive(owner, *v) {
-            r += p;
+            *r += *p;
         } else {
-            r -= p;
+            *r -= *p;
         }
     }
-    r
+    *r
 }
 
 /// x, the signed representative of an encoded vector (§5.1): x_i ∈ (−2^(b−1), 2^(b−1)) with

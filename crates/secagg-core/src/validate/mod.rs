@@ -17,16 +17,37 @@
 //! bit order of ρ, the scale's safety margin) are VALIDATION.md §21.1 D16–D19; the
 //! known-answer tests of each module pin them.
 //!
-//! Not here yet (step 7 and later): the dispute rule, the evidence of §8.5–8.6, the wire
-//! messages, and a round-facing API bundling these calls for the client and server.
+//! Step 7, the pieces of disputes and exclusions (still no state machine):
+//! - [`dispute`]: the answer rule (i)–(iii) of §8.3 ([`dispute::answer_dispute`], F5), the
+//!   server's resolution of an answer ([`dispute::resolve_dispute`]) and F5's second line of
+//!   defence;
+//! - [`evidence`]: the checks of §8.5 ([`evidence::check_dropped_pair`], F2) and §8.6
+//!   ([`evidence::check_self_mask`]), both under the checker's own session and κ (F8);
+//! - [`wire`]: the new messages of §15 with their size-limited decoders.
+//!
+//! Their choices are D20 and D21 (wire), D22 (evidence) and D23 (disputes).
+//!
+//! Step 8a, the norm proof at upload:
+//! - [`round`]: the configuration check of a [`crate::RoundConfig`] with validation, the
+//!   client's proof for `MaskedInput.proof` and the server's batch verification (the state
+//!   machines call them; D30–D37).
+//!
+//! Not here yet (step 8b and later): the binding stage, disputes, the split unmask, exclusions
+//! and the safety net in the state machines.
 //!
 //! Signs: sgn(u, v) = +1 if u < v, else −1, the sign with which u adds PRG(s_uv) (as
 //! `client.rs` masks); pair lists are `(v, s_uv)` for v ∈ S_u in any order (sums commute).
 
 pub mod blind;
 pub mod commit;
+pub mod dispute;
+pub mod evidence;
 pub mod params;
 pub mod projection;
+pub mod round;
+pub mod wire;
+
+pub use evidence::Culprit;
 
 use alloc::string::String;
 use core::fmt;

@@ -21,6 +21,9 @@ pub const MAX_CLIENTS: u32 = 1 << 20;
 pub const MAX_NEIGHBOURS: u32 = (1 << 10) - 1;
 /// Largest J any client accepts (§4: J_cap ≤ 2^11).
 pub const MAX_PROJECTIONS: u32 = 1 << 11;
+/// Largest J·d (D24): ρ is kept bit-packed, J·d/8 bytes, so at most 128 MiB per copy (a
+/// client and a server verifying hold one each; §5.3's separate limits allowed 2^31 bits).
+pub const MAX_PROJECTION_BITS: u64 = 1 << 30;
 /// Largest B_enc² (§5.3: B_enc² < 2^62).
 pub const MAX_BOUND_SQ: u64 = (1 << 62) - 1;
 
@@ -32,6 +35,7 @@ const _: () = assert!(MAX_NEIGHBOURS as usize == secagg_zk::bind::MAX_NEIGHBOURS
 const _: () = assert!(MAX_BITS as u32 == secagg_zk::bind::MAX_BITS);
 const _: () = assert!(MAX_DIM as usize == secagg_zk::MAX_D);
 const _: () = assert!(MAX_BOUND_SQ == secagg_zk::norm::MAX_BOUND_SQ);
+const _: () = assert!(MAX_PROJECTION_BITS == secagg_zk::bind::MAX_RHO_BITS);
 
 /// J = 41 + c for c = ⌊α·n⌋ corrupt clients the server plans for (§4, §7.3). Saturates
 /// (the configuration check refuses anything above the cap anyway).
@@ -65,7 +69,8 @@ pub struct ValidationConfig {
 /// The configuration check of §5.3, run by the server before announcing a validated round and
 /// by every client (with its own `cap`, normally [`projections_cap`]) before taking part:
 /// 1 ≤ b ≤ 32, 1 ≤ d ≤ 2^20, 1 ≤ n ≤ 2^20, k < 2^10, 1 ≤ J ≤ min(2^11, cap),
-/// 1 ≤ B_enc² < 2^62 and n·B_enc < 2^(b−1) (checked exactly as n²·B_enc² < 2^(2b−2)).
+/// J·d ≤ 2^30 (D24), 1 ≤ B_enc² < 2^62 and n·B_enc < 2^(b−1) (checked exactly as
+/// n²·B_enc² < 2^(2b−2)).
 pub fn check_config(cfg: &ValidationConfig, cap: u32) -> Result<(), ValidateError> {
     for (what, got) in [
         ("bits", u64::from(cfg.bits)),
@@ -102,6 +107,14 @@ pub fn check_config(cfg: &ValidationConfig, cap: u32) -> Result<(), ValidateErro
         return Err(ValidateError::ProjectionsAboveCap {
             projections: cfg.projections,
             cap,
+        });
+    }
+    let rho_bits = u64::from(cfg.projections) * u64::from(cfg.dim);
+    if rho_bits > MAX_PROJECTION_BITS {
+        return Err(ValidateError::TooLarge {
+            what: "projection bits J·d",
+            max: MAX_PROJECTION_BITS,
+            got: rho_bits,
         });
     }
     if !sum_cannot_wrap(cfg.bits, cfg.clients, cfg.bound_sq) {
@@ -180,7 +193,8 @@ fn ceil_sqrt(v: u64) -> u64 {
 ///
 /// with W·s_val·B = (numerator)/n taken exactly in integers. Refuses s_val ≤ 0 or
 /// s_val·B < 1 (numerator < n·W), b outside 2..=32, d < 2 or above 2^20, n above 2^20, W = 0,
-/// B not a positive finite number, and B_enc² ≥ 2^62. Then n·B_enc ≤ 2^(b−1) − 2 (§5.4), so
+/// B not a positive finite number, a scale that is not finite (B so small that s_val
+/// overflows), and B_enc² ≥ 2^62. Then n·B_enc ≤ 2^(b−1) − 2 (§5.4), so
 /// [`check_config`] accepts the bound.
 pub fn float_scale(
     bits: u8,
@@ -241,8 +255,16 @@ pub fn float_scale(
         });
     }
     let exact = numerator as f64 / (n as f64 * w as f64) / bound;
+    let scale = exact * (1.0 - SCALE_MARGIN);
+    // N7: a tiny B (e.g. 1e-320, subnormal) overflows the scale to +∞; the encoder would
+    // then compute 0·∞ = NaN. Refuse a scale that is not a positive finite number.
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(ValidateError::Zero {
+            what: "bound (the float scale is not finite)",
+        });
+    }
     Ok(ValidatedScale {
-        scale: exact * (1.0 - SCALE_MARGIN),
+        scale,
         bound_sq: bound_sq as u64,
         data_bound: data_bound as u64,
         rounding,
@@ -350,6 +372,27 @@ mod tests {
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+        // D24: J·d ≤ 2^30 (W5): at d = 2^20 at most 2^10 projections.
+        let wide = ValidationConfig {
+            dim: 1 << 20,
+            projections: 1 << 10,
+            ..ok
+        };
+        check_config(&wide, u32::MAX).unwrap();
+        assert_eq!(
+            check_config(
+                &ValidationConfig {
+                    projections: (1 << 10) + 1,
+                    ..wide
+                },
+                u32::MAX
+            ),
+            Err(ValidateError::TooLarge {
+                what: "projection bits J·d",
+                max: 1 << 30,
+                got: ((1 << 10) + 1) << 20
+            })
+        );
         // F3/F12: projections above the client's own cap.
         assert_eq!(
             check_config(
@@ -364,6 +407,18 @@ mod tests {
                 cap: 374
             })
         );
+    }
+
+    /// N7 (review): a bound so small that s_val overflows to +∞ is refused (before: Ok with
+    /// scale = +∞, and the encoder's 0·∞ = NaN).
+    #[test]
+    fn tiny_bound_gives_no_infinite_scale() {
+        assert!(matches!(
+            float_scale(32, 10, 100, 1, 1e-320),
+            Err(ValidateError::Zero { .. })
+        ));
+        let s = float_scale(32, 10, 100, 1, 1e-290).unwrap();
+        assert!(s.scale.is_finite() && s.scale > 0.0);
     }
 
     #[test]

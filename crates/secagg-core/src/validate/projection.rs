@@ -13,22 +13,23 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::ValidateError;
 use super::blind;
-use super::params::{MAX_BITS, MAX_DIM, MAX_NEIGHBOURS, MAX_PROJECTIONS};
+use super::params::{MAX_BITS, MAX_DIM, MAX_NEIGHBOURS, MAX_PROJECTION_BITS, MAX_PROJECTIONS};
 use crate::config::PrgKind;
 use crate::crypto::SessionId;
 use crate::prg::{MaskStream, Sign, apply_masks};
 use crate::ring::Modulus;
 
-/// ρ: J rows of d entries in {0, 1} (the layout `secagg_zk::bind::BindStatement` takes).
-pub type Rho = Vec<Vec<u8>>;
+/// ρ: J rows of d bits, bit-packed (`secagg_zk::bind::Rho`, the type `BindStatement` takes;
+/// J·d/8 bytes, at most 128 MiB under D24's cap), with the key it was expanded from.
+pub type Rho = secagg_zk::bind::Rho;
 
 /// The key of ρ's stream: HKDF-SHA-256 (salt `secagg/v3/validate`) of κ ‖ session with info
 /// `secagg/v3/validate/rho` (§4; D16).
 pub fn rho_seed(kappa: &[u8; 32], session: &SessionId) -> Zeroizing<[u8; 32]> {
-    let mut ikm = [0u8; 64];
+    let mut ikm = Zeroizing::new([0u8; 64]);
     ikm[..32].copy_from_slice(kappa);
     ikm[32..].copy_from_slice(session);
-    blind::expand::<32>(&ikm, b"rho", &[])
+    blind::expand::<32, 0>(ikm.as_ref(), b"rho", [])
 }
 
 fn check_shape(projections: usize, dim: usize) -> Result<(), ValidateError> {
@@ -52,13 +53,23 @@ fn check_shape(projections: usize, dim: usize) -> Result<(), ValidateError> {
             });
         }
     }
+    // D24: J·d ≤ 2^30 (both factors checked above, so the product fits).
+    let bits = (projections as u64) * (dim as u64);
+    if bits > MAX_PROJECTION_BITS {
+        return Err(ValidateError::TooLarge {
+            what: "projection bits J·d",
+            max: MAX_PROJECTION_BITS,
+            got: bits,
+        });
+    }
     Ok(())
 }
 
 /// ρ_1..ρ_J (§4): the bits of AES-128-CTR keyed by [`rho_seed`] (the core's `Aes128Ctr` PRG:
 /// key = seed[..16], IV = seed[16..], 64-bit little-endian counter), whatever PRG the round
 /// masks with. Bit m of the stream (bit m mod 8 of byte ⌊m/8⌋, least significant first) is
-/// ρ_j,i for m = j·d + i (row-major; D18).
+/// ρ_j,i for m = j·d + i (row-major; D18). Kept bit-packed (D24): secagg-zk expands it from the
+/// key, so the key its binding transcript absorbs fixes every bit (D14).
 pub fn expand_rho(
     kappa: &[u8; 32],
     session: &SessionId,
@@ -66,55 +77,47 @@ pub fn expand_rho(
     dim: usize,
 ) -> Result<Rho, ValidateError> {
     check_shape(projections, dim)?;
-    let total = projections * dim;
-    let mut words = vec![0u32; total.div_ceil(32)];
-    let modulus = Modulus::new(32).ok_or(ValidateError::Zero { what: "bits" })?;
     let seed = rho_seed(kappa, session);
-    let mut streams = [MaskStream::new(PrgKind::Aes128Ctr, &seed, Sign::Plus)];
-    // A u32 word added to zero is the key stream's little-endian 4 bytes: bit t of word w is
-    // stream bit 32w + t.
-    apply_masks(&mut words, modulus, &mut streams);
-    let mut rho = Vec::with_capacity(projections);
-    for j in 0..projections {
-        let row: Vec<u8> = (j * dim..(j + 1) * dim)
-            .map(|m| ((words[m / 32] >> (m % 32)) & 1) as u8)
-            .collect();
-        rho.push(row);
-    }
-    Ok(rho)
+    Ok(Rho::expand(&seed, projections, dim)?)
 }
 
-fn check_rho(rho: &[Vec<u8>], dim: usize) -> Result<(), ValidateError> {
-    check_shape(rho.len(), dim)?;
-    match rho.iter().find(|r| r.len() != dim) {
-        Some(r) => Err(ValidateError::LengthMismatch {
+fn check_rho(rho: &Rho, dim: usize) -> Result<(), ValidateError> {
+    check_shape(rho.rows(), dim)?;
+    if rho.cols() != dim {
+        return Err(ValidateError::LengthMismatch {
             what: "projection row",
             expected: dim,
-            got: r.len(),
-        }),
-        None => Ok(()),
+            got: rho.cols(),
+        });
     }
+    Ok(())
+}
+
+/// Σ_{i: ρ_j,i = 1} f(i) for every row j.
+fn project_rows<T: Copy + core::ops::AddAssign + Default>(
+    rho: &Rho,
+    f: impl Fn(usize) -> T,
+) -> Vec<T> {
+    (0..rho.rows())
+        .map(|j| {
+            let mut acc = T::default();
+            rho.for_each_one(j, |i| acc += f(i));
+            acc
+        })
+        .collect()
 }
 
 /// ⟨ρ_j, v⟩ over Z for every j, for a vector of elements < 2^32 (a mask); each sum is below
 /// d·2^32 ≤ 2^52.
-pub fn project_u32(rho: &[Vec<u8>], v: &[u32]) -> Result<Vec<u64>, ValidateError> {
+pub fn project_u32(rho: &Rho, v: &[u32]) -> Result<Vec<u64>, ValidateError> {
     check_rho(rho, v.len())?;
-    Ok(rho
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(v)
-                .map(|(r, x)| u64::from(*r) * u64::from(*x))
-                .sum()
-        })
-        .collect())
+    Ok(project_rows(rho, |i| u64::from(v[i])))
 }
 
 /// Y_j = ⟨ρ_j, y_u⟩ over Z (§5.2), from the packed upload of d elements mod 2^b, as the
 /// server computes it (a malformed upload is a codec error, never a panic).
 pub fn upload_projections(
-    rho: &[Vec<u8>],
+    rho: &Rho,
     modulus: Modulus,
     packed: &[u8],
     dim: usize,
@@ -128,12 +131,10 @@ pub fn upload_projections(
 }
 
 /// ⟨ρ_j, y⟩ over Z for values < 2^32 (the caller checked the shape).
-fn project_values(rho: &[Vec<u8>], y: &[u64]) -> Vec<i128> {
-    rho.iter()
-        .map(|row| {
-            let s: u64 = row.iter().zip(y).map(|(r, x)| u64::from(*r) * *x).sum();
-            i128::from(s)
-        })
+fn project_values(rho: &Rho, y: &[u64]) -> Vec<i128> {
+    project_rows(rho, |i| y[i])
+        .into_iter()
+        .map(i128::from)
         .collect()
 }
 
@@ -169,10 +170,10 @@ pub fn expand_stream(
 pub fn stream_projections(
     kind: PrgKind,
     modulus: Modulus,
-    rho: &[Vec<u8>],
+    rho: &Rho,
     seed: &[u8; 32],
 ) -> Result<Vec<u64>, ValidateError> {
-    let dim = rho.first().map_or(0, Vec::len);
+    let dim = rho.cols();
     check_rho(rho, dim)?;
     let v = expand_stream(kind, modulus, seed, dim)?;
     project_u32(rho, &v)
@@ -217,7 +218,7 @@ impl Drop for ClientProjections {
 pub fn client_projections(
     kind: PrgKind,
     modulus: Modulus,
-    rho: &[Vec<u8>],
+    rho: &Rho,
     x: &[i64],
     y: &[u64],
     self_seed: &[u8; 32],
@@ -273,10 +274,10 @@ pub fn client_projections(
         if diff.rem_euclid(1i64 << bits) != 0 {
             return Err(ValidateError::InconsistentUpload { index: i });
         }
-        // |c| ≤ k + 2.
+        // |c| ≤ k + 1: x + m − y ∈ (−(k + 1)·2^b − 2^(b−1), (k + 1)·2^b + 2^(b−1)) (N8).
         *c = diff >> bits;
     }
-    let tau = (0..rho.len())
+    let tau = (0..rho.rows())
         .map(|j| {
             let mut t = i128::from(t_self[j]);
             for ((positive, _), tp) in pairs.iter().zip(&t_pairs) {
@@ -289,15 +290,7 @@ pub fn client_projections(
             t
         })
         .collect();
-    let omega = rho
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(carries.iter())
-                .map(|(r, c)| i64::from(*r) * c)
-                .sum()
-        })
-        .collect();
+    let omega = project_rows(rho, |i| carries[i]);
     Ok(ClientProjections {
         t_self,
         t_pairs,
@@ -324,9 +317,22 @@ mod tests {
         hex(&crypto::hash(&[&bytes]))
     }
 
+    /// ρ one byte per bit, row-major (the layout the known answer was pinned on).
+    fn rho_unpacked(rho: &Rho) -> Vec<u8> {
+        (0..rho.rows())
+            .flat_map(|j| (0..rho.cols()).map(move |i| u8::from(rho.bit(j, i))))
+            .collect()
+    }
+
     fn rho_bytes(rho: &Rho) -> String {
-        let bits: Vec<u8> = rho.iter().flatten().copied().collect();
-        hex(&crypto::hash(&[&bits]))
+        hex(&crypto::hash(&[&rho_unpacked(rho)]))
+    }
+
+    /// ⟨ρ_j, v⟩ written out over every i.
+    fn naive_projection(rho: &Rho, j: usize, v: &[i64]) -> i128 {
+        (0..rho.cols())
+            .map(|i| i128::from(u8::from(rho.bit(j, i))) * i128::from(v[i]))
+            .sum()
     }
 
     #[test]
@@ -336,11 +342,7 @@ mod tests {
         use ctr::cipher::{KeyIvInit, StreamCipher};
         let (j, d) = (5, 37);
         let rho = expand_rho(&KAPPA, &SESSION, j, d).unwrap();
-        assert_eq!(rho.len(), j);
-        assert!(
-            rho.iter()
-                .all(|r| r.len() == d && r.iter().all(|b| *b <= 1))
-        );
+        assert_eq!((rho.rows(), rho.cols()), (j, d));
         // Independently of the core's PRG code: the ctr crate's AES-128-CTR key stream.
         let seed = rho_seed(&KAPPA, &SESSION);
         let mut key = [0u8; 16];
@@ -350,23 +352,43 @@ mod tests {
         let mut c = Ctr64LE::<Aes128>::new(&key.into(), &iv.into());
         let mut ks = vec![0u8; (j * d).div_ceil(8)];
         c.apply_keystream(&mut ks);
-        for (jj, row) in rho.iter().enumerate() {
-            for (i, bit) in row.iter().enumerate() {
+        for jj in 0..j {
+            for i in 0..d {
                 let m = jj * d + i;
-                assert_eq!(*bit, (ks[m / 8] >> (m % 8)) & 1, "({jj}, {i})");
+                assert_eq!(
+                    u8::from(rho.bit(jj, i)),
+                    (ks[m / 8] >> (m % 8)) & 1,
+                    "({jj}, {i})"
+                );
             }
         }
+        assert_eq!(rho.key(), &*seed);
         // κ and the session both matter; the bits are balanced.
-        assert_ne!(rho, expand_rho(&[0; 32], &SESSION, j, d).unwrap());
-        assert_ne!(rho, expand_rho(&KAPPA, &[0; 32], j, d).unwrap());
+        let bits = rho_unpacked(&rho);
+        assert_ne!(
+            bits,
+            rho_unpacked(&expand_rho(&[0; 32], &SESSION, j, d).unwrap())
+        );
+        assert_ne!(
+            bits,
+            rho_unpacked(&expand_rho(&KAPPA, &[0; 32], j, d).unwrap())
+        );
         let big = expand_rho(&KAPPA, &SESSION, 41, 1000).unwrap();
-        let ones: usize = big.iter().flatten().map(|b| usize::from(*b)).sum();
+        let ones: usize = rho_unpacked(&big).iter().map(|b| usize::from(*b)).sum();
         assert!((19_500..21_500).contains(&ones), "{ones}");
         // Shapes beyond §5.3 are refused before allocating.
         assert!(expand_rho(&KAPPA, &SESSION, 0, 5).is_err());
         assert!(expand_rho(&KAPPA, &SESSION, 5, 0).is_err());
         assert!(expand_rho(&KAPPA, &SESSION, 2049, 5).is_err());
         assert!(expand_rho(&KAPPA, &SESSION, 5, (1 << 20) + 1).is_err());
+        // D24: J·d ≤ 2^30, refused before allocating.
+        assert!(matches!(
+            expand_rho(&KAPPA, &SESSION, 1025, 1 << 20),
+            Err(ValidateError::TooLarge {
+                what: "projection bits J·d",
+                ..
+            })
+        ));
     }
 
     /// §21 row 6: projections of PRG streams equal the projections of the expanded vectors,
@@ -388,12 +410,10 @@ mod tests {
                 };
                 let mut s = [MaskStream::new(kind, &seed, Sign::Plus)];
                 apply_masks(words, modulus, &mut s);
-                let naive: Vec<u64> = rho
-                    .iter()
+                let naive: Vec<u64> = (0..rho.rows())
                     .map(|r| {
-                        r.iter()
-                            .zip(words.iter())
-                            .map(|(a, b)| u64::from(*a) * b)
+                        (0..d)
+                            .map(|i| u64::from(u8::from(rho.bit(r, i))) * words[i])
                             .sum()
                     })
                     .collect();
@@ -441,15 +461,12 @@ mod tests {
             let p = client_projections(kind, modulus, &rho, &x, &y, &self_seed, &pairs).unwrap();
             let packed = modulus.pack(&y);
             let big_y = upload_projections(&rho, modulus, &packed, d).unwrap();
-            for j in 0..rho.len() {
-                let rx: i128 = rho[j]
-                    .iter()
-                    .zip(&x)
-                    .map(|(r, v)| i128::from(*r) * i128::from(*v))
-                    .sum();
+            assert_eq!(big_y.len(), rho.rows());
+            for (j, want) in big_y.iter().enumerate() {
+                let rx = naive_projection(&rho, j, &x);
                 assert_eq!(
                     rx + p.tau[j] - (i128::from(p.omega[j]) << bits),
-                    big_y[j],
+                    *want,
                     "j = {j}"
                 );
                 assert!(p.omega[j].unsigned_abs() <= (d * (k + 1)) as u64);
@@ -570,13 +587,10 @@ mod tests {
         )
         .unwrap();
         let big_y = upload_projections(&rho, modulus, &modulus.pack(&y), d).unwrap();
-        for j in 0..rho.len() {
-            let rx: i128 = rho[j]
-                .iter()
-                .zip(&x)
-                .map(|(r, v)| i128::from(*r) * i128::from(*v))
-                .sum();
-            assert_eq!(rx + p.tau[j] - (i128::from(p.omega[j]) << bits), big_y[j]);
+        assert_eq!(big_y.len(), rho.rows());
+        for (j, want) in big_y.iter().enumerate() {
+            let rx = naive_projection(&rho, j, &x);
+            assert_eq!(rx + p.tau[j] - (i128::from(p.omega[j]) << bits), *want);
         }
     }
 }

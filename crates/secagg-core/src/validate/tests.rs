@@ -15,7 +15,7 @@ use secagg_zk::bind::{self, BindContext, BindParams, BindStatement, BindWitness}
 use super::commit::{
     input_blinding, input_commitment, pair_commitment, projection_blinding, self_commitment,
 };
-use super::projection::{client_projections, expand_rho, upload_projections};
+use super::projection::{Rho, client_projections, expand_rho, upload_projections};
 use super::*;
 use crate::config::PrgKind;
 use crate::crypto::{self, DhKeyPair, SessionId};
@@ -89,7 +89,7 @@ struct Answer {
     witness: BindWitness,
 }
 
-fn answer(g: &Generators, kind: PrgKind, rho: &[Vec<u8>], c: &Client) -> Answer {
+fn answer(g: &Generators, kind: PrgKind, rho: &Rho, c: &Client) -> Answer {
     let modulus = Modulus::new(BITS).unwrap();
     let self_seed = crypto::self_mask_seed(&c.b, &SESSION, c.id);
     let signed: Vec<(bool, &[u8; 32])> = c
@@ -127,7 +127,7 @@ fn answer(g: &Generators, kind: PrgKind, rho: &[Vec<u8>], c: &Client) -> Answer 
     }
 }
 
-fn setup() -> (BindParams, Generators, Vec<Vec<u8>>) {
+fn setup() -> (BindParams, Generators, Rho) {
     let params = BindParams::new(D, J, N as usize - 1, u32::from(BITS)).unwrap();
     let g = Generators::new(params.generator_sizes()).unwrap();
     let rho = expand_rho(&KAPPA, &SESSION, J, D).unwrap();
@@ -138,7 +138,7 @@ fn setup() -> (BindParams, Generators, Vec<Vec<u8>>) {
 fn prove_and_verify(
     params: &BindParams,
     g: &Generators,
-    rho: &[Vec<u8>],
+    rho: &Rho,
     c: &Client,
     a: &Answer,
     pairs_from: &[(bool, RistrettoPoint)],

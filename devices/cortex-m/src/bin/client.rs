@@ -34,6 +34,9 @@ mod provisioned {
 /// malicious-model round fit with room to spare).
 const MAX_MESSAGE: usize = 16 * 1024;
 
+/// Join challenges the device answers in one boot (docs/SECURITY.md §4b).
+const MAX_CHALLENGES: u8 = 3;
+
 fn send_frame(k: u8, payload: &[u8]) {
     let mut out = Vec::with_capacity(frame::max_frame_len(payload.len()));
     frame::encode(k, payload, &mut out);
@@ -120,6 +123,9 @@ fn main() -> ! {
     let mut dec = Decoder::default();
     let mut re = Reassembler::new(MAX_MESSAGE);
     let mut client: Option<DeviceClient> = None;
+    // Join proofs signed this boot: a gateway that retries its Join needs a few, one that
+    // asks for more only wants to drain the battery.
+    let mut challenges = 0u8;
     let mut sender = Sender {
         pending: Vec::with_capacity(frame::MAX_PAYLOAD),
         opened: false,
@@ -128,6 +134,36 @@ fn main() -> ! {
         dec.push(&[uart::read_byte()]);
         while let Some(f) = dec.next_frame() {
             match f.kind {
+                // The server's Join challenge, relayed by the gateway (docs/SECURITY.md §4b):
+                // proves the device holds the key of its HELLO. Signed only before the round
+                // starts, and only under the join-proof label.
+                kind::CHALLENGE if client.is_none() && challenges < MAX_CHALLENGES => {
+                    challenges += 1;
+                    let Some((nonce, name)) = f.payload.split_first_chunk::<32>() else {
+                        continue;
+                    };
+                    let Ok(name) = core::str::from_utf8(name) else {
+                        continue;
+                    };
+                    let t0 = secagg_device::clock::instructions();
+                    let msg = secagg_core::messages::join_proof_signed_bytes(
+                        nonce,
+                        &identity_public,
+                        name,
+                    );
+                    let sig = IdentityKey::from_seed(&identity_seed).sign(&msg);
+                    send_frame(kind::PROOF, &sig);
+                    hprintln!(
+                        "{{\"event\":\"stage\",\"stage\":\"join\",\"instructions\":{},\
+                         \"bytes_in\":{},\"bytes_out\":{},\"heap_peak_bytes\":{},\
+                         \"stack_peak_bytes\":{}}}",
+                        secagg_device::clock::instructions() - t0,
+                        f.payload.len(),
+                        sig.len(),
+                        heap::peak(),
+                        stack::peak()
+                    );
+                }
                 kind::ASSIGN => {
                     let Ok(id) = <[u8; 4]>::try_from(f.payload.as_slice()) else {
                         continue;

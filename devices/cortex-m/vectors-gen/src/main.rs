@@ -41,6 +41,7 @@ fn main() -> Result<(), String> {
             model: ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         };
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l2 = lines.clone();
