@@ -25,6 +25,7 @@ pub fn config(malicious: bool) -> RoundConfig {
         },
         pki: malicious,
         encoding: Vec::new(),
+        validation: None,
     }
 }
 

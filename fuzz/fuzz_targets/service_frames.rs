@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
             model: secagg_core::ThreatModel::HonestButCurious,
             pki: false,
             encoding: Vec::new(),
+            validation: None,
         };
         let _ = convert::parse_server_frame(frame, &config);
         return;
