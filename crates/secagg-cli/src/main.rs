@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one round with in-process clients, the real state machines and real crypto.
-    Simulate(simulate_cmd::SimulateArgs),
+    Simulate(simulate_cmd::SimulateCmd),
     /// Run the benchmark table (SecAgg+ k = 20 neighbours / t = 11, as Flower's 21 shares).
     Bench(bench::BenchArgs),
     /// Run the aggregation server (gRPC), rounds one after another.

@@ -15,6 +15,7 @@ use secagg_sim::simulate::{
     Aggregate, Inputs, SimulateDp, SimulateOptions, SimulateResult, random_float_inputs,
     random_inputs, simulate,
 };
+use secagg_sim::validate::{self as sim_validate, Cheat, SimulateValidation, ValidationReport};
 
 use crate::dp_args::DpArgs;
 use serde_json::{Value, json};
@@ -163,6 +164,37 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
+/// `secagg simulate`: the options shared with `bench`, and validated rounds.
+#[derive(Args, Clone)]
+pub struct SimulateCmd {
+    #[command(flatten)]
+    pub base: SimulateArgs,
+    /// Validated inputs (issue 11).
+    #[command(flatten)]
+    pub validate: ValidateArgs,
+}
+
+/// Validated rounds (issue 11, VALIDATION.md): `--validate l2=B [--cheaters LIST --cheat KIND]`.
+#[derive(Args, Clone, Default)]
+pub struct ValidateArgs {
+    /// Validated inputs: every client proves that its update's L2 norm is at most B and the
+    /// server drops a client whose proof fails (B in input units for float inputs, in encoded
+    /// units for unsigned ones), then checks that each upload masks the proven vector (binding
+    /// proofs, pair commitments, disputes, rule E after unmasking). Runs the malicious model
+    /// with a PKI (docs/VALIDATION.md).
+    #[arg(long, value_name = "l2=B", value_parser = sim_validate::parse_spec)]
+    pub validate: Option<f64>,
+    /// 0-based input indices of clients that cheat as --cheat says.
+    #[arg(long, value_delimiter = ',', requires = "validate", requires = "cheat")]
+    pub cheaters: Vec<usize>,
+    /// How the cheaters cheat: oversized (norm above B, unclipped, proven anyway),
+    /// forged-proof (a proof for a small vector, the real one masked), inconsistent (a valid
+    /// proof for its input, another vector masked) or wrong-mask (a self mask its neighbours'
+    /// shares do not rebuild, committed to match).
+    #[arg(long, value_parser = Cheat::parse, requires = "cheaters")]
+    pub cheat: Option<Cheat>,
+}
+
 impl StageArg {
     /// The protocol stage.
     pub fn stage(self) -> Stage {
@@ -181,8 +213,10 @@ impl SimulateArgs {
         self.dropout_stage.stage()
     }
 
-    /// Round options for `n` clients (the dimension is set from the inputs).
-    pub fn round_options(&self, n: u32) -> Result<RoundOptions, String> {
+    /// Round options for `n` clients (the dimension is set from the inputs), with `extra`
+    /// clients expected to leave besides `--dropout` (validated rounds: the cheaters, rejected
+    /// at the upload), counted in the default assumed dropout fraction.
+    fn round_options(&self, n: u32, extra: usize) -> Result<RoundOptions, String> {
         if !(0.0..=1.0).contains(&self.dropout) {
             return Err(format!(
                 "--dropout must be a fraction in [0, 1], got {}",
@@ -191,7 +225,7 @@ impl SimulateArgs {
         }
         // The dropouts the simulation injects (round(f·n) clients) must be within the assumed
         // fraction, or a malicious-model round's min_clients would refuse them.
-        let injected = (self.dropout * n as f64).round() / n.max(1) as f64;
+        let injected = ((self.dropout * n as f64).round() + extra as f64) / n.max(1) as f64;
         let assumptions = self
             .params
             .assumptions(self.dropout.max(injected).max(0.05))?;
@@ -232,6 +266,11 @@ impl SimulateArgs {
 
     /// Simulation options for `n` clients with vectors of `dim` values.
     pub fn options(&self, n: u32, dim: usize) -> Result<SimulateOptions, String> {
+        self.options_with(n, dim, 0)
+    }
+
+    /// [`Self::options`] with `extra` clients expected to leave besides `--dropout`.
+    fn options_with(&self, n: u32, dim: usize, extra: usize) -> Result<SimulateOptions, String> {
         let dp = match self.dp.params(dim)? {
             None => None,
             Some(params) => {
@@ -251,7 +290,7 @@ impl SimulateArgs {
             return Err(format!("--bits must be in 1..=64, got {}", self.bits));
         }
         Ok(SimulateOptions {
-            round: self.round_options(n)?,
+            round: self.round_options(n, extra)?,
             dropout: self.dropout,
             dropout_stage: self.stage(),
             seed: self.seed,
@@ -261,7 +300,9 @@ impl SimulateArgs {
     }
 }
 
-fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
+/// The inputs: `--inputs` or random ones (validated rounds: random unsigned inputs within
+/// `validate_bound`).
+fn load_inputs(a: &SimulateArgs, validate_bound: Option<f64>) -> Result<Inputs, String> {
     let Some(dir) = &a.inputs else {
         if a.weights.is_some() {
             return Err(String::from("--weights needs --inputs with float arrays"));
@@ -279,6 +320,10 @@ fn load_inputs(a: &SimulateArgs) -> Result<Inputs, String> {
         }
         if a.dp.dp.is_some() {
             return Ok(random_float_inputs(n, d, a.seed));
+        }
+        if let Some(b) = validate_bound {
+            // Unsigned inputs: B in encoded units, a whole number (checked by the round).
+            return sim_validate::random_bounded_inputs(n, d, a.bits, b.floor() as u64, a.seed);
         }
         return Ok(random_inputs(n, d, a.bits, a.seed));
     };
@@ -511,8 +556,58 @@ fn progress(enabled: bool) -> Option<Box<dyn FnMut(Stage) + Send>> {
     }))
 }
 
-pub fn run(a: SimulateArgs) -> Result<(), String> {
-    let inputs = load_inputs(&a)?;
+/// The `validation` object `--json` adds for validated rounds.
+pub fn validation_json(v: &ValidationReport, va: &ValidateArgs) -> Value {
+    json!({
+        "bound": v.bound,
+        "bound_encoded": v.bound_sq,
+        "projections": v.projections,
+        "scale": v.scale,
+        "slack_factor": v.slack_factor,
+        "enforced": ["norm", "binding", "pair commitments", "self mask"],
+        "cheat": va.cheat.filter(|_| !va.cheaters.is_empty()).map(Cheat::name),
+        "cheaters": va.cheaters,
+        "rejected": v.rejected.iter().map(|r| json!({
+            "client": r.client,
+            "stage": r.stage.name(),
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
+        "uncaught": v.uncaught,
+        "refused": v.refused.iter().map(|(c, e)| json!({"client": c, "error": e})).collect::<Vec<_>>(),
+        "prove_ms": v.prove_ms,
+        "verify_ms": {
+            "total": v.verify_ms,
+            "per_client": v.verify_ms_per_client(),
+            "uploads": v.uploads,
+        },
+        "proof_bytes": v.proof_bytes,
+    })
+}
+
+/// `secagg simulate`.
+pub fn run(cmd: SimulateCmd) -> Result<(), String> {
+    let SimulateCmd {
+        base: mut a,
+        validate: va,
+    } = cmd;
+    let mut notes = Vec::new();
+    if va.validate.is_some() {
+        if a.dp.dp.is_some() {
+            return Err(String::from(sim_validate::DP_REFUSED));
+        }
+        if let Some(c) = va.cheat {
+            c.supported()?;
+        }
+        if matches!(a.params.threat, ThreatArg::HonestButCurious) {
+            // Validated rounds need the PKI of the malicious model (D36).
+            a.params.threat = ThreatArg::Malicious;
+            notes.push(String::from(
+                "--validate runs the malicious threat model with a PKI (VALIDATION.md §21.1 D36): \
+                 --threat malicious was set",
+            ));
+        }
+    }
+    let inputs = load_inputs(&a, va.validate)?;
     let n = match &inputs {
         Inputs::Unsigned(v) => v.len(),
         Inputs::Words(v) => v.len(),
@@ -523,27 +618,103 @@ pub fn run(a: SimulateArgs) -> Result<(), String> {
         Inputs::Words(v) => v[0].len(),
         Inputs::Float { values, .. } => values[0].len(),
     };
-    let mut opts = a.options(n, dim)?;
+    let mut opts = a.options_with(n, dim, va.cheaters.len())?;
     // A progress bar for rounds that take more than a moment, on a terminal only.
     let long = n as u64 * dim as u64 >= 20_000_000 || n >= 2_000;
     opts.on_stage =
         progress(long && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let r = simulate(inputs, opts)?;
+    let mut r = match va.validate {
+        None => simulate(inputs, opts)?,
+        Some(bound) => {
+            // The server's secret key for its batch verification's weights (D26, D32).
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| format!("no OS randomness: {e}"))?;
+            sim_validate::simulate_validated(
+                inputs,
+                opts,
+                SimulateValidation {
+                    bound,
+                    cheaters: va.cheaters.clone(),
+                    cheat: va.cheat.unwrap_or(Cheat::Oversized),
+                    verifier_key: Some(key),
+                },
+            )?
+        }
+    };
+    r.plan.warnings.splice(0..0, notes);
     if let (Some(path), Some(agg)) = (&a.output, &r.aggregate) {
         write_output(path, agg, a.bits)?;
     }
     if a.json {
-        println!("{}", result_json(&a, &r));
+        let mut out = result_json(&a, &r);
+        if let Some(v) = &r.validation {
+            out["validation"] = validation_json(v, &va);
+        }
+        println!("{out}");
     } else {
         print_summary(&a, &r);
+        if let Some(v) = &r.validation {
+            print_validation(v);
+        }
     }
     if r.aborted.is_some() || !r.aggregate_ok {
-        return Err(match &r.aborted {
-            Some(why) => format!("round aborted: {why}"),
-            None => String::from("the aggregate does not match the plaintext sum"),
+        return Err(match (&r.aborted, &r.validation) {
+            (Some(why), _) => format!("round aborted: {why}"),
+            (None, Some(v)) if !v.uncaught.is_empty() => format!(
+                "cheaters {:?} were not rejected: the release includes their inputs",
+                v.uncaught
+            ),
+            _ => String::from("the aggregate does not match the plaintext sum"),
         });
     }
     Ok(())
+}
+
+/// The human-readable part of a validated round.
+fn print_validation(v: &ValidationReport) {
+    let proved: Vec<f64> = v.prove_ms.iter().flatten().copied().collect();
+    let mut sorted = proved.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "validation: L2 norm ≤ {} (B_enc² = {}, J = {}{}); norm proof {} bytes, client mask+prove median {:.1} ms, server verify {:.1} ms for {} uploads ({:.1} ms each)",
+        v.bound,
+        v.bound_sq,
+        v.projections,
+        match (v.scale, v.slack_factor) {
+            (Some(s), Some(f)) => format!(", scale s_val = {s:.4e}, slack factor {f:.6}"),
+            _ => String::new(),
+        },
+        v.proof_bytes,
+        median,
+        v.verify_ms,
+        v.uploads,
+        v.verify_ms_per_client()
+    );
+    if v.rejected.is_empty() {
+        println!("  rejected: none");
+    }
+    for r in &v.rejected {
+        println!(
+            "  rejected: input {} (client id {}) at stage {}: {}",
+            r.client,
+            r.client + 1,
+            r.stage.name(),
+            r.reason
+        );
+    }
+    for (c, e) in &v.refused {
+        println!(
+            "  refused to take part: input {c} (client id {}): {e}",
+            c + 1
+        );
+    }
+    if !v.uncaught.is_empty() {
+        println!("  NOT REJECTED: cheaters {:?}", v.uncaught);
+    }
+    println!(
+        "  enforced: the norm proof at upload, the binding proof against the masked upload, pair commitments (disputes) and, after unmasking, self masks and pairs with dropped clients (rule E)"
+    );
 }
 
 fn print_summary(a: &SimulateArgs, r: &SimulateResult) {

@@ -36,6 +36,8 @@ mod state;
 pub use state::{ExportedState, STATE_MAGIC, STATE_VERSION, VALIDATED_STATE_VERSION};
 mod stream;
 pub use stream::{MaskedInputStream, StreamedClient};
+#[cfg(feature = "validate")]
+mod validated;
 
 /// Identity public keys of all clients, indexed by id - 1 (the PKI).
 pub type Roster = Vec<[u8; 32]>;
@@ -123,6 +125,8 @@ pub struct Client {
     identity: Option<IdentityKey>,
     roster: Option<Roster>,
     policy: Policy,
+    #[cfg(feature = "cheats")]
+    cheat: Option<crate::cheat::Cheat>,
 }
 
 impl core::fmt::Debug for Client {
@@ -147,6 +151,17 @@ struct Common {
     config: RoundConfig,
     identity: Option<IdentityKey>,
     roster: Option<Roster>,
+    /// Test-only deviation (feature `cheats`; not saved with the state).
+    #[cfg(feature = "cheats")]
+    cheat: Option<crate::cheat::Cheat>,
+}
+
+impl Common {
+    /// The test-only deviation, if any.
+    #[cfg(feature = "cheats")]
+    fn cheat(&self) -> Option<&crate::cheat::Cheat> {
+        self.cheat.as_ref()
+    }
 }
 
 fn refuse<T>(what: String) -> Result<T, ClientError> {
@@ -170,7 +185,17 @@ impl Client {
             identity: None,
             roster: None,
             policy: Policy::default(),
+            #[cfg(feature = "cheats")]
+            cheat: None,
         }
+    }
+
+    /// Test-only: makes this client deviate in a validated round (feature `cheats`).
+    #[cfg(feature = "cheats")]
+    #[doc(hidden)]
+    pub fn with_cheat(mut self, cheat: crate::cheat::Cheat) -> Self {
+        self.cheat = Some(cheat);
+        self
     }
 
     /// Signs with `identity` and checks peers against `roster` (the PKI).
@@ -211,6 +236,8 @@ impl Client {
             config,
             identity: self.identity.take(),
             roster: self.roster.take(),
+            #[cfg(feature = "cheats")]
+            cheat: self.cheat.take(),
         };
         Ok((
             AwaitingNeighbours {
@@ -573,6 +600,37 @@ impl AwaitingNeighbours {
             ));
         }
         let msg = ClientMessage::EncryptedShares(out).encode();
+        // A validated round adds the signed pair-seed hashes and V_u (VALIDATION.md §8.3).
+        #[cfg(feature = "validate")]
+        let msg = if c.config.validation.is_some() {
+            let pairs: Vec<(ClientId, Zeroizing<[u8; 32]>)> = peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        crypto::pairwise_seed(&p.mask_shared, &session, c.id, p.id),
+                    )
+                })
+                .collect();
+            validated::share_message(
+                c.identity.as_ref(),
+                &session,
+                c.id,
+                &entries,
+                &pairs,
+                msg,
+                #[cfg(feature = "cheats")]
+                c.cheat(),
+            )?
+        } else {
+            msg
+        };
+        #[cfg(feature = "validate")]
+        let entries = if c.config.validation.is_some() {
+            entries
+        } else {
+            Vec::new()
+        };
         // The key pairs are dropped (and zeroized) here: later stages need only what the
         // agreements derived.
         Ok((
@@ -584,6 +642,8 @@ impl AwaitingNeighbours {
                 u1,
                 peers,
                 own: own.ok_or(ClientError::Misuse("own share missing"))?,
+                #[cfg(feature = "validate")]
+                entries,
             },
             msg,
         ))
@@ -599,6 +659,10 @@ pub struct AwaitingShares {
     u1: IdSet,
     peers: Vec<Peer>,
     own: HeldShares,
+    /// Validated rounds: the neighbours' key entries as received (the accused's entry in an
+    /// exclusion's evidence check is the holder's own copy, D22). Empty in plain rounds.
+    #[cfg(feature = "validate")]
+    entries: Vec<KeyEntry>,
 }
 
 /// Shares a client holds for one neighbour in U2, or for itself.
@@ -648,7 +712,34 @@ impl AwaitingShares {
         rng: Option<&mut R>,
     ) -> Result<(AfterMaskedInput, Vec<u8>), ClientError> {
         let c = &self.common;
-        let (u2, cts) = match expect_message(bytes, &c.config)? {
+        // A validated round routes the shares with the neighbours' signed pair-seed hashes;
+        // a pair whose hashes differ is cut: neither end masks with the other (§8.3).
+        #[cfg(feature = "validate")]
+        let (message, cut) = if c.config.validation.is_some() {
+            let all: Vec<(ClientId, Zeroizing<[u8; 32]>)> = self
+                .peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id),
+                    )
+                })
+                .collect();
+            validated::read_routed_shares(bytes, &c.config, &self.session, c.id, &all)?
+        } else {
+            (expect_message(bytes, &c.config)?, Vec::new())
+        };
+        #[cfg(not(feature = "validate"))]
+        let (message, cut): (ServerMessage, Vec<ClientId>) =
+            (expect_message(bytes, &c.config)?, Vec::new());
+        #[cfg(feature = "cheats")]
+        let cut = {
+            let mut cut = cut;
+            crate::cheat::cuts(c.cheat(), &mut cut);
+            cut
+        };
+        let (u2, cts) = match message {
             ServerMessage::SharesForYou { u2, ciphertexts } => (u2, ciphertexts),
             _ => return Err(ClientError::UnexpectedMessage("expected SharesForYou")),
         };
@@ -711,13 +802,39 @@ impl AwaitingShares {
         }
         let pos = held.partition_point(|h| h.owner < c.id);
         held.insert(pos, self.own);
-        // Mask the input.
+        // Mask the input, with the neighbours in U2 whose pairs were not cut.
+        let live: Vec<&Peer> = live
+            .into_iter()
+            .filter(|p| cut.binary_search(&p.id).is_err())
+            .collect();
+        if c.config.model == ThreatModel::Malicious && live.len() < t {
+            return refuse(format!(
+                "cut my pairs down to {} neighbours, fewer than the threshold {t}",
+                live.len()
+            ));
+        }
         let modulus = c.config.modulus();
         let mut streams = Vec::with_capacity(live.len() + 1);
-        let self_seed = crypto::self_mask_seed(&self.self_seed, &self.session, c.id);
+        // The secrets masked and proven with (a test-only cheater's differ, feature `cheats`).
+        #[cfg(feature = "cheats")]
+        let (b_used, pair_seed) = (
+            crate::cheat::self_secret(c.cheat(), &self.self_seed),
+            |p: &Peer| {
+                crate::cheat::pair_seed(
+                    c.cheat(),
+                    p.id,
+                    crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id),
+                )
+            },
+        );
+        #[cfg(not(feature = "cheats"))]
+        let (b_used, pair_seed) = (self.self_seed.clone(), |p: &Peer| {
+            crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id)
+        });
+        let self_seed = crypto::self_mask_seed(&b_used, &self.session, c.id);
         streams.push(MaskStream::new(c.config.prg, &self_seed, Sign::Plus));
         for p in &live {
-            let seed = crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id);
+            let seed = pair_seed(p);
             let sign = if c.id < p.id { Sign::Plus } else { Sign::Minus };
             streams.push(MaskStream::new(c.config.prg, &seed, sign));
         }
@@ -733,32 +850,61 @@ impl AwaitingShares {
             (None, _) => None,
         };
         // Masked in place: the input and b_u are dropped (zeroized) with this stage.
+        #[cfg(feature = "cheats")]
+        let mut y = match c.cheat() {
+            Some(crate::cheat::Cheat::MaskOther(other)) if other.len() == self.input.len() => {
+                Zeroizing::new(other.clone())
+            }
+            _ => self.input,
+        };
+        #[cfg(not(feature = "cheats"))]
         let mut y = self.input;
         apply_masks(&mut y, modulus, &mut streams);
         let packed = modulus.pack(&y);
+        let masked_with_ids: Vec<ClientId> = live.iter().map(|p| p.id).collect();
+        #[cfg(feature = "validate")]
+        let mut kept: Option<alloc::boxed::Box<validated::ClientValidation>> = None;
         let proof = match x_copy {
             None => Vec::new(),
             Some(x) => {
-                let pairs: Vec<(ClientId, Zeroizing<[u8; 32]>)> = live
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.id,
-                            crypto::pairwise_seed(&p.mask_shared, &self.session, c.id, p.id),
-                        )
-                    })
-                    .collect();
+                let pairs: Vec<(ClientId, Zeroizing<[u8; 32]>)> =
+                    live.iter().map(|p| (p.id, pair_seed(p))).collect();
                 let rng = rng.ok_or(ClientError::Misuse(
                     "a validated round's upload needs randomness: use handle_with_rng",
                 ))?;
-                prove_norm(c, &self.session, &x, &self.self_seed, &pairs, &packed, rng)?
+                let proof = prove_norm(c, &self.session, &x, &b_used, &pairs, &packed, rng)?;
+                #[cfg(feature = "validate")]
+                {
+                    // C_u opens the proof's bytes (D13: version byte, then C_u).
+                    let c_u: [u8; 32] = proof
+                        .get(1..33)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(ClientError::Misuse("norm proof without C_u"))?;
+                    let neighbours: Vec<ClientId> = self.peers.iter().map(|p| p.id).collect();
+                    kept = Some(alloc::boxed::Box::new(validated::ClientValidation {
+                        input: x,
+                        packed_upload: packed.clone(),
+                        self_secret: b_used.clone(),
+                        c_u,
+                        bitmap: MaskedWith::bitmap_of(&neighbours, |v| {
+                            masked_with_ids.binary_search(&v).is_ok()
+                        }),
+                        seeds: pairs,
+                        cut: cut.clone(),
+                        response: None,
+                        entries: self.entries.clone(),
+                        released: false,
+                    }));
+                }
+                proof
             }
         };
-        let masked_with_ids: Vec<ClientId> = live.iter().map(|p| p.id).collect();
         let masked_with = match (&c.config.model, &c.identity) {
             (ThreatModel::Malicious, Some(idk)) => {
                 let neighbours: Vec<ClientId> = self.peers.iter().map(|p| p.id).collect();
-                let bitmap = MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v));
+                let bitmap = MaskedWith::bitmap_of(&neighbours, |v| {
+                    masked_with_ids.binary_search(&v).is_ok()
+                });
                 let signature = idk.sign(&MaskedWith::signed_bytes(&self.session, c.id, &bitmap));
                 Some(MaskedWith { bitmap, signature })
             }
@@ -783,6 +929,8 @@ impl AwaitingShares {
             masked_with: masked_with_ids,
             held,
             signed_u3: None,
+            #[cfg(feature = "validate")]
+            validation: kept,
         };
         Ok(if next.common.config.model == ThreatModel::Malicious {
             (
@@ -847,7 +995,60 @@ pub struct AwaitingConsistency {
     inner: AwaitingUnmask,
 }
 
+/// What a validated client does with a message before the consistency request.
+pub enum ConsistencyStep {
+    /// It answered the challenge or a dispute and still waits.
+    Waiting(AwaitingConsistency),
+    /// It signed U3.
+    Signed(AwaitingUnmask),
+}
+
 impl AwaitingConsistency {
+    /// A validated round's messages before the consistency request (VALIDATION.md §9): the
+    /// challenge κ (answered with the signed binding proof), dispute requests (answered only
+    /// under rule (i)–(iii) of §8.3) and then the consistency request, as
+    /// [`AwaitingConsistency::handle`]. In a plain round this is `handle`.
+    #[cfg_attr(not(feature = "validate"), allow(unused_mut))]
+    pub fn handle_with_rng<R: CryptoRng + ?Sized>(
+        mut self,
+        bytes: &[u8],
+        rng: &mut R,
+    ) -> Result<(ConsistencyStep, Vec<u8>), ClientError> {
+        #[cfg(feature = "validate")]
+        if let Some(mut val) = self.inner.validation.take() {
+            let c = &self.inner.common;
+            let graph = Graph::new(
+                c.config.graph,
+                c.config.degree,
+                &self.inner.u1,
+                &self.inner.session,
+            );
+            let step = validated::on_message(
+                &mut val,
+                bytes,
+                &c.config,
+                &self.inner.session,
+                c.id,
+                c.identity.as_ref(),
+                c.roster.as_deref(),
+                &graph,
+                #[cfg(feature = "cheats")]
+                c.cheat(),
+                rng,
+            );
+            self.inner.validation = Some(val);
+            match step? {
+                validated::ChallengeStep::Reply(m) => {
+                    return Ok((ConsistencyStep::Waiting(self), m));
+                }
+                validated::ChallengeStep::Consistency => {}
+            }
+        }
+        let _ = rng;
+        self.handle(bytes)
+            .map(|(s, m)| (ConsistencyStep::Signed(s), m))
+    }
+
     /// Handles ConsistencyRequest: checks U3 and signs it. The client will later unmask only
     /// for this exact U3.
     pub fn handle(mut self, bytes: &[u8]) -> Result<(AwaitingUnmask, Vec<u8>), ClientError> {
@@ -860,6 +1061,17 @@ impl AwaitingConsistency {
             }
         };
         self.inner.check_u3(&u3)?;
+        #[cfg(feature = "validate")]
+        if self
+            .inner
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.response.is_none())
+        {
+            return refuse(String::from(
+                "asked me to sign U3 before sending the challenge",
+            ));
+        }
         let sig = match &self.inner.common.identity {
             Some(idk) => idk.sign(&consistency_signed_bytes(&self.inner.session, &u3)),
             None => {
@@ -886,6 +1098,10 @@ pub struct AwaitingUnmask {
     masked_with: Vec<ClientId>,
     held: Vec<HeldShares>,
     signed_u3: Option<IdSet>,
+    /// Validated rounds: the upload's secrets until the binding answer, the pair seeds until
+    /// the consistency check, the cuts until unmasking.
+    #[cfg(feature = "validate")]
+    validation: Option<alloc::boxed::Box<validated::ClientValidation>>,
 }
 
 impl AwaitingUnmask {
@@ -969,6 +1185,10 @@ impl AwaitingUnmask {
             let members = st.members(&graph.neighbours(v));
             match members {
                 Some(m) => {
+                    #[cfg(feature = "validate")]
+                    if let Some(val) = &self.validation {
+                        validated::check_release(val, c.id, v, &m)?;
+                    }
                     let kept = m.iter().filter(|w| u3.contains(**w)).count();
                     if kept < t {
                         return refuse(format!(
@@ -987,6 +1207,53 @@ impl AwaitingUnmask {
     /// share of b_v (v survived) or of v's mask key (v dropped), never both. Ends the round for
     /// this client.
     pub fn handle(self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.reply(bytes)
+    }
+
+    /// A validated round's client after its upload (VALIDATION.md §8.6, rule E; D42): the
+    /// unmask request as [`AwaitingUnmask::handle`], after which it stays to answer exclusion
+    /// requests with verified evidence, until `Done` (`Ok((None, None))`).
+    #[cfg(feature = "validate")]
+    fn handle_validated(
+        mut self,
+        bytes: &[u8],
+    ) -> Result<(Option<AwaitingUnmask>, Option<Vec<u8>>), ClientError> {
+        let released = self.validation.as_ref().is_some_and(|v| v.released);
+        if !released {
+            let m = self.reply(bytes)?;
+            if let Some(v) = self.validation.as_mut() {
+                v.released = true;
+            }
+            return Ok((Some(self), Some(m)));
+        }
+        let Some(v) = self.validation.as_ref() else {
+            return Err(ClientError::Misuse("validated state without its data"));
+        };
+        let c = &self.common;
+        let graph = Graph::new(c.config.graph, c.config.degree, &self.u1, &self.session);
+        let held = &self.held;
+        let reply = validated::on_exclusion(
+            v,
+            bytes,
+            &c.config,
+            &self.session,
+            c.id,
+            c.roster.as_deref(),
+            &graph,
+            self.signed_u3.as_ref(),
+            |liar| {
+                held.iter()
+                    .find(|h| h.owner == liar)
+                    .map(|h| h.mask_key.clone())
+            },
+        )?;
+        Ok(match reply {
+            Some(m) => (Some(self), Some(m)),
+            None => (None, None),
+        })
+    }
+
+    fn reply(&self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
         let c = &self.common;
         let (u3, sigs, statements) = match expect_message(bytes, &c.config)? {
             ServerMessage::UnmaskRequest {
@@ -1101,9 +1368,19 @@ impl ClientRound {
                 AfterMaskedInput::Consistency(s) => (ClientRound::AwaitingConsistency(s), Some(m)),
                 AfterMaskedInput::Unmask(s) => (ClientRound::AwaitingUnmask(s), Some(m)),
             }),
-            ClientRound::AwaitingConsistency(s) => s
-                .handle(bytes)
-                .map(|(s, m)| (ClientRound::AwaitingUnmask(s), Some(m))),
+            ClientRound::AwaitingConsistency(s) => {
+                s.handle_with_rng(bytes, rng).map(|(s, m)| match s {
+                    ConsistencyStep::Waiting(s) => (ClientRound::AwaitingConsistency(s), Some(m)),
+                    ConsistencyStep::Signed(s) => (ClientRound::AwaitingUnmask(s), Some(m)),
+                })
+            }
+            #[cfg(feature = "validate")]
+            ClientRound::AwaitingUnmask(s) if s.validation.is_some() => {
+                s.handle_validated(bytes).map(|(s, m)| match s {
+                    Some(s) => (ClientRound::AwaitingUnmask(s), m),
+                    None => (ClientRound::Finished, m),
+                })
+            }
             ClientRound::AwaitingUnmask(s) => {
                 s.handle(bytes).map(|m| (ClientRound::Finished, Some(m)))
             }

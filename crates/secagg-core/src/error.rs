@@ -15,6 +15,10 @@ pub enum Stage {
     ShareKeys,
     /// Stage 2: clients upload their masked input.
     MaskedInput,
+    /// Validated rounds only (VALIDATION.md §9): clients answer the challenge κ with their
+    /// binding proofs, and the ends of pairs whose commitments differ answer disputes. Between
+    /// the upload and the consistency check; not in [`Stage::ALL`], the plain rounds' stages.
+    Validate,
     /// Stage 3 (malicious-server model): clients sign the survivor set.
     ConsistencyCheck,
     /// Stage 4: clients reveal the shares the server needs to unmask.
@@ -37,6 +41,7 @@ impl Stage {
             Stage::AdvertiseKeys => "advertise",
             Stage::ShareKeys => "share",
             Stage::MaskedInput => "masked-input",
+            Stage::Validate => "validate",
             Stage::ConsistencyCheck => "consistency",
             Stage::Unmask => "unmask",
         }
@@ -44,7 +49,10 @@ impl Stage {
 
     /// Parses [`Stage::name`].
     pub fn from_name(s: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|st| st.name() == s)
+        Stage::ALL
+            .into_iter()
+            .chain([Stage::Validate])
+            .find(|st| st.name() == s)
     }
 }
 
@@ -131,6 +139,8 @@ pub enum Misbehaviour {
     BadMaskedWith,
     /// The driver could not turn the client's transport frame into a message.
     InvalidFrame(String),
+    /// Validated rounds: a validation check failed (its reason, as in VALIDATION.md §16).
+    Validation(&'static str),
 }
 
 impl fmt::Display for Misbehaviour {
@@ -151,6 +161,7 @@ impl fmt::Display for Misbehaviour {
                 write!(f, "missing or invalid masked-with statement")
             }
             Misbehaviour::InvalidFrame(m) => write!(f, "invalid frame: {m}"),
+            Misbehaviour::Validation(m) => write!(f, "validation: {m}"),
         }
     }
 }
@@ -207,6 +218,16 @@ pub enum RoundAborted {
         /// Whose secret.
         owner: ClientId,
     },
+    /// Validated rounds (VALIDATION.md §6.4, D38, D40): a validation check failed where no
+    /// exclusion can help, so nothing is released: the aggregate commitment check (safety
+    /// net), a missing verifier key, or the round's own state (`client` names whom it concerns,
+    /// if one).
+    Validation {
+        /// Who lied, when one client is named.
+        client: Option<ClientId>,
+        /// Which check.
+        check: &'static str,
+    },
 }
 
 impl fmt::Display for RoundAborted {
@@ -231,6 +252,20 @@ impl fmt::Display for RoundAborted {
             RoundAborted::InconsistentShares { owner } => write!(
                 f,
                 "round aborted at stage unmask: the shares of client {owner}'s secret do not match its commitment"
+            ),
+            RoundAborted::Validation {
+                client: Some(c),
+                check,
+            } => write!(
+                f,
+                "round aborted after unmasking: client {c} failed the validation check \"{check}\"; nothing released"
+            ),
+            RoundAborted::Validation {
+                client: None,
+                check,
+            } => write!(
+                f,
+                "round aborted: validation check \"{check}\" failed; nothing released"
             ),
         }
     }

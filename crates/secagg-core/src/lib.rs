@@ -27,6 +27,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "cheats")]
+#[doc(hidden)]
+pub mod cheat;
 pub mod client;
 pub mod codec;
 pub mod config;

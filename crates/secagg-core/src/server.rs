@@ -31,6 +31,9 @@ use crate::prg::{MaskSpec, Sign, apply_mask_specs};
 use crate::ring::RingVec;
 use crate::shamir::{self, Share};
 
+#[cfg(feature = "validate")]
+mod validated;
+
 /// Why a client left the round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropReason {
@@ -51,6 +54,18 @@ pub enum DropReason {
 pub enum ValidationKind {
     /// The norm proof at upload (statement N, §5.1): missing, malformed or not verifying.
     Norm,
+    /// The binding answer to κ (§8.1): wrong κ, a bitmap other than the upload's, a bad
+    /// signature or an undecodable response.
+    Response,
+    /// The binding proof (statement B, §5.2) does not verify.
+    Binding,
+    /// Lost a pair dispute (§8.3): its signed P_uv differs from the one the seed gives, or it
+    /// answered with a seed that does not match the hash it signed.
+    PairCommitment,
+    /// Lied on its pair with a client outside U3 (§8.5): excluded after unmasking.
+    DroppedPair,
+    /// Lied on its self mask (§8.6, rule E): excluded after unmasking.
+    SelfMask,
 }
 
 impl ValidationKind {
@@ -58,6 +73,11 @@ impl ValidationKind {
     pub const fn name(self) -> &'static str {
         match self {
             ValidationKind::Norm => "norm",
+            ValidationKind::Response => "response",
+            ValidationKind::Binding => "binding",
+            ValidationKind::PairCommitment => "pair commitment",
+            ValidationKind::DroppedPair => "pair commitment (dropped peer)",
+            ValidationKind::SelfMask => "self mask",
         }
     }
 }
@@ -120,6 +140,9 @@ struct Slot {
     masked_with: Option<MaskedWith>,
     /// Rejected after its masked input was summed: when and why, recorded when it leaves.
     deferred_drop: Option<(Stage, DropReason)>,
+    /// Validated rounds: what the challenge stage and the checks after unmasking need.
+    #[cfg(feature = "validate")]
+    v: validated::SlotValidation,
 }
 
 /// The server's state for one round.
@@ -162,9 +185,13 @@ pub const VALIDATION_BATCH: usize = 64;
 #[cfg(feature = "validate")]
 struct ValidationState {
     norm: secagg_zk::norm::NormParams,
-    /// Secret input to the batch weights ([`ServerRound::set_verifier_key`]).
+    /// Secret input to the batch weights and κ ([`ServerRound::set_verifier_key`]).
     verifier_key: zeroize::Zeroizing<[u8; 32]>,
+    /// Whether the driver set the key (a validated round does not challenge without it).
+    key_set: bool,
     pending: Vec<PendingUpload>,
+    /// The challenge stage and the pair cuts.
+    stage: validated::StageState,
 }
 
 /// A masked input whose proof is not verified yet.
@@ -216,10 +243,19 @@ impl ServerRound {
                     .map_err(|_| ServerError::Misuse("invalid validation parameters"))?;
                 let norm = crate::validate::round::norm_params(&config)
                     .map_err(|_| ServerError::Misuse("invalid validation parameters"))?;
+                let wire = crate::validate::binding::wire_params(&config)
+                    .map_err(|_| ServerError::Misuse("invalid validation parameters"))?;
+                if config.model != ThreatModel::Malicious || roster.is_none() {
+                    return Err(ServerError::Misuse(
+                        "validated rounds need the malicious model with a roster",
+                    ));
+                }
                 Some(ValidationState {
                     norm,
                     verifier_key: zeroize::Zeroizing::new([0; 32]),
+                    key_set: false,
                     pending: Vec::new(),
+                    stage: validated::StageState::new(wire),
                 })
             }
         };
@@ -258,6 +294,15 @@ impl ServerRound {
 
     /// Sends RoundStart to every invited client and starts the first stage's clock.
     pub fn start(&mut self, now: u64) {
+        // A validated round cannot draw κ without the driver's secret key: refuse at once
+        // rather than after every upload and norm proof (review 8b #8, D40).
+        #[cfg(feature = "validate")]
+        if self.validation.as_ref().is_some_and(|v| !v.key_set) {
+            return self.abort(RoundAborted::Validation {
+                client: None,
+                check: "no verifier key: the driver must call set_verifier_key before start",
+            });
+        }
         let msg = ServerMessage::RoundStart(self.config.clone()).encode();
         for id in 1..=self.config.num_clients {
             self.outbox.push_back((id, msg.clone()));
@@ -286,13 +331,15 @@ impl ServerRound {
         &self.dropouts
     }
     /// Validated rounds: 32 secret bytes from a CSPRNG (the driver's: this state machine has
-    /// no RNG) that key the random weights of the proofs' batch verification, so that no
-    /// client can predict them (VALIDATION.md §21.1 D26, D32). Without it the weights are
-    /// derived from the batch's contents alone. Call before the masked-input stage.
+    /// no RNG) that key the random weights of the proofs' batch verification and the
+    /// challenge κ, so that no client can predict them (VALIDATION.md §21.1 D26, D32, D38).
+    /// **Required**: a validated round without it aborts when it would send the challenge.
+    /// Call before the masked-input stage.
     #[cfg(feature = "validate")]
     pub fn set_verifier_key(&mut self, key: [u8; 32]) {
         if let Some(v) = self.validation.as_mut() {
             *v.verifier_key = key;
+            v.key_set = true;
         }
     }
     /// Validated rounds: the clients rejected by a validation check (the dropouts with a
@@ -311,6 +358,12 @@ impl ServerRound {
     /// (it lives from [`ServerRound::new`] until the round ends).
     pub fn accumulator_bytes(&self) -> usize {
         self.acc.len() * self.acc.word_bytes()
+    }
+    /// Whether messages wait to be sent. A validated round can queue messages within a stage
+    /// (dispute and exclusion requests): a driver that lets a stage's deadline pass when the
+    /// stage did not change must first send these and hear the answers.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outbox.is_empty()
     }
     /// The next message to send.
     pub fn poll_outgoing(&mut self) -> Option<(ClientId, Vec<u8>)> {
@@ -395,6 +448,11 @@ impl ServerRound {
         if slot.dropped || !self.active.contains(from) {
             return Ok(Handled::IgnoredLate);
         }
+        #[cfg(feature = "validate")]
+        if self.validation.is_some() && bytes.first() == Some(&crate::validate::wire::WIRE_VERSION)
+        {
+            return self.handle_validated(now, from, bytes);
+        }
         // A retransmission of a stage this client already completed (possibly after the
         // server moved on) is ignored rather than held against it.
         let msg_stage = client_message_stage(bytes).unwrap_or(self.stage);
@@ -411,7 +469,11 @@ impl ServerRound {
         };
         let result = match (self.stage, msg) {
             (Stage::AdvertiseKeys, ClientMessage::AdvertiseKeys(e)) => self.on_keys(from, e),
-            (Stage::ShareKeys, ClientMessage::EncryptedShares(list)) => self.on_shares(from, list),
+            (Stage::ShareKeys, ClientMessage::EncryptedShares(list))
+                if self.config.validation.is_none() =>
+            {
+                self.on_shares(from, list)
+            }
             (
                 Stage::MaskedInput,
                 ClientMessage::MaskedInput {
@@ -454,6 +516,10 @@ impl ServerRound {
     }
 
     fn stage_complete(&mut self) -> bool {
+        #[cfg(feature = "validate")]
+        if let Some(done) = self.disputes_complete() {
+            return done;
+        }
         // Within a stage answers are never withdrawn and no client rejoins, so the ids below
         // the first one still owing an answer stay settled: resume there (a scan from id 1 on
         // every message made a stage of n answers O(n²), seconds at n = 10^4).
@@ -584,7 +650,8 @@ impl ServerRound {
             };
             let neighbours = graph.neighbours(from);
             // An honest client masked with exactly its neighbours in the U2 we sent it.
-            let expected = MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v));
+            let expected =
+                MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v) && !self.pair_cut(from, v));
             let signed = MaskedWith::signed_bytes(session, from, &st.bitmap);
             let valid = st.bitmap == expected
                 && roster
@@ -668,13 +735,15 @@ impl ServerRound {
             }
             None => alloc::vec![false; pending.len()],
         };
-        let modulus = self.config.modulus();
         for (p, ok) in pending.into_iter().zip(valid) {
-            // A client dropped meanwhile (a driver's reject) stays out; the lengths were
-            // checked when the message was decoded.
-            let added =
-                ok && self.active.contains(p.id) && self.acc.unpack_add(modulus, &p.vector).is_ok();
-            if !added {
+            // A client dropped meanwhile (a driver's reject) stays out. The verified upload
+            // waits outside the sum until the challenge stage has decided who stays (§8.1).
+            let kept = ok && self.active.contains(p.id);
+            if kept {
+                let slot = &mut self.slots[p.id as usize];
+                slot.v.c_u = p.proof.as_ref().map(|q| *q.c_u());
+                slot.v.upload = Some(p.vector);
+            } else {
                 self.mark_dropped_at(
                     p.id,
                     Stage::MaskedInput,
@@ -815,6 +884,10 @@ impl ServerRound {
             }
             Stage::ShareKeys => self.after_shares(),
             Stage::MaskedInput => self.after_masked_input(),
+            #[cfg(feature = "validate")]
+            Stage::Validate => self.after_validate(),
+            #[cfg(not(feature = "validate"))]
+            Stage::Validate => {}
             Stage::ConsistencyCheck => self.after_consistency(),
             Stage::Unmask => self.finish(),
         }
@@ -870,6 +943,13 @@ impl ServerRound {
 
     fn after_shares(&mut self) {
         let u2 = self.active.clone();
+        #[cfg(feature = "validate")]
+        if self.validation.is_some() {
+            self.route_validated_shares(&u2);
+            self.u2 = Some(u2);
+            self.stage = Stage::MaskedInput;
+            return;
+        }
         if let Some(graph) = &self.graph {
             for u in u2.iter() {
                 let ciphertexts = graph
@@ -899,6 +979,10 @@ impl ServerRound {
     }
 
     fn after_masked_input(&mut self) {
+        #[cfg(feature = "validate")]
+        if self.validation.is_some() {
+            return self.send_challenge();
+        }
         let u3 = self.active.clone();
         let msg = if self.config.model == ThreatModel::Malicious {
             self.stage = Stage::ConsistencyCheck;
@@ -942,27 +1026,56 @@ impl ServerRound {
         self.stage = Stage::Unmask;
     }
 
+    /// Whether the pair (u, v) was cut at the share stage (validated rounds, §8.3).
+    fn pair_cut(&self, u: ClientId, v: ClientId) -> bool {
+        #[cfg(feature = "validate")]
+        {
+            self.validation
+                .as_ref()
+                .is_some_and(|s| s.stage.is_cut(u, v))
+        }
+        #[cfg(not(feature = "validate"))]
+        {
+            let _ = (u, v);
+            false
+        }
+    }
+
     fn finish(&mut self) {
+        #[cfg(feature = "validate")]
+        if self
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.stage.excluding())
+        {
+            return self.finish_exclusions();
+        }
         match self.unmask() {
-            Ok(()) => {
-                let survivors = self.u3.clone().unwrap_or_else(|| IdSet::empty(0));
-                let done = ServerMessage::Done.encode();
-                for id in self.active.iter() {
-                    self.outbox.push_back((id, done.clone()));
-                }
-                self.outcome = Some(Outcome::Released {
-                    aggregate: core::mem::replace(&mut self.acc, RingVec::U64(Vec::new()))
-                        .into_u64(),
-                    survivors,
-                });
-                self.deadline = None;
-            }
+            #[cfg(feature = "validate")]
+            Ok(secrets) if self.validation.is_some() => self.after_validated_unmask(secrets),
+            Ok(_) => self.release(),
             Err(reason) => self.abort(reason),
         }
     }
 
-    /// Reconstructs the secrets and removes every mask that does not cancel.
-    fn unmask(&mut self) -> Result<(), RoundAborted> {
+    /// Sends Done and releases the aggregate of U3.
+    fn release(&mut self) {
+        let survivors = self.u3.clone().unwrap_or_else(|| IdSet::empty(0));
+        let done = ServerMessage::Done.encode();
+        for id in self.active.iter() {
+            self.outbox.push_back((id, done.clone()));
+        }
+        self.outcome = Some(Outcome::Released {
+            aggregate: core::mem::replace(&mut self.acc, RingVec::U64(Vec::new())).into_u64(),
+            survivors,
+        });
+        self.deadline = None;
+    }
+
+    /// Reconstructs the secrets and removes every mask that does not cancel. Returns the
+    /// rebuilt secrets (owner, survived, b_u or sk_u) for the validated rounds' checks.
+    #[allow(clippy::type_complexity)]
+    fn unmask(&mut self) -> Result<Vec<(ClientId, bool, Zeroizing<[u8; 32]>)>, RoundAborted> {
         let (Some(u2), Some(u3), Some(graph), Some(session)) =
             (&self.u2, &self.u3, &self.graph, &self.session)
         else {
@@ -977,7 +1090,8 @@ impl ServerRound {
         // One job per secret: b_u for survivors, the mask key for clients in U2 \ U3.
         let jobs: Vec<(ClientId, bool)> = u2.iter().map(|id| (id, u3.contains(id))).collect();
         let slots = &self.slots;
-        let work = |&(owner, survived): &(ClientId, bool)| -> Result<Vec<MaskSpec>, RoundAborted> {
+        type Work = Result<(Vec<MaskSpec>, Zeroizing<[u8; 32]>), RoundAborted>;
+        let work = |&(owner, survived): &(ClientId, bool)| -> Work {
             let slot = &slots[owner as usize];
             let keys = slot
                 .keys
@@ -987,20 +1101,32 @@ impl ServerRound {
                 let b = reconstruct_checked(&slot.self_mask_shares, t, owner, |b| {
                     crypto::commit_self_secret(b, round_id, owner) == keys.commitment
                 })?;
-                Ok(vec![MaskSpec {
-                    seed: crypto::self_mask_seed(&b, session, owner),
-                    sign: Sign::Minus,
-                }])
+                Ok((
+                    vec![MaskSpec {
+                        seed: crypto::self_mask_seed(&b, session, owner),
+                        sign: Sign::Minus,
+                    }],
+                    b,
+                ))
             } else {
                 let sk = reconstruct_checked(&slot.mask_key_shares, t, owner, |sk| {
                     DhKeyPair::from_secret_bytes(sk).public() == keys.mask_pk
                 })?;
                 let kp = DhKeyPair::from_secret_bytes(&sk);
                 let mut specs = Vec::new();
+                // Only survivors that masked with `owner`: by their signed statement in the
+                // malicious model (a validated round's cut pair is in no one's; review 8b #1).
+                let masked_with_owner = |u: ClientId| {
+                    slots[u as usize]
+                        .masked_with
+                        .as_ref()
+                        .and_then(|st| st.members(&graph.neighbours(u)))
+                        .is_none_or(|m| m.contains(&owner))
+                };
                 for u in graph
                     .neighbours(owner)
                     .into_iter()
-                    .filter(|u| u3.contains(*u))
+                    .filter(|u| u3.contains(*u) && masked_with_owner(*u))
                 {
                     let Some(pk) = slots[u as usize].keys.as_ref().map(|k| k.mask_pk) else {
                         continue;
@@ -1015,26 +1141,29 @@ impl ServerRound {
                         sign: added.flip(),
                     });
                 }
-                Ok(specs)
+                Ok((specs, sk))
             }
         };
         #[cfg(feature = "parallel")]
-        let results: Vec<Result<Vec<MaskSpec>, RoundAborted>> = {
+        let results: Vec<Work> = {
             use rayon::prelude::*;
             jobs.par_iter().map(work).collect()
         };
         #[cfg(not(feature = "parallel"))]
-        let results: Vec<Result<Vec<MaskSpec>, RoundAborted>> = jobs.iter().map(work).collect();
+        let results: Vec<Work> = jobs.iter().map(work).collect();
         let mut specs = Vec::new();
-        for r in results {
-            specs.extend(r?);
+        let mut secrets = Vec::with_capacity(jobs.len());
+        for (r, (owner, survived)) in results.into_iter().zip(&jobs) {
+            let (s, secret) = r?;
+            specs.extend(s);
+            secrets.push((*owner, *survived, secret));
         }
         let (modulus, prg) = (self.config.modulus(), self.config.prg);
         match &mut self.acc {
             RingVec::U32(acc) => apply_mask_specs(acc, modulus, prg, &specs),
             RingVec::U64(acc) => apply_mask_specs(acc, modulus, prg, &specs),
         }
-        Ok(())
+        Ok(secrets)
     }
 }
 

@@ -1,15 +1,17 @@
-//! Validated inputs, step 8a (docs/VALIDATION.md §21): the norm proof at upload. Rounds are
+//! Validated inputs, steps 8a and 8b (docs/VALIDATION.md §21): the norm proof at upload, the
+//! challenge stage (binding proofs, pair commitments, disputes) and the checks after unmasking. Rounds are
 //! driven here message by message (host clients: a streamed client cannot prove a norm), with a
 //! hook that rewrites a client's message before the server gets it (the cheaters).
 //!
 //! Each test of a defence fails when the server's verification is disabled (every pending
 //! upload counted without its proof checked, `server.rs::verify_pending`): that was run once
 //! while building (VALIDATION.md §21.1 D37).
-#![cfg(feature = "validate")]
+#![cfg(feature = "cheats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use secagg_core::cheat::Cheat;
 use secagg_core::client::{Client, ClientRound};
 use secagg_core::config::ValidationParams;
 use secagg_core::crypto::IdentityKey;
@@ -78,6 +80,8 @@ struct Report {
     outcome: Outcome,
     dropouts: Vec<Dropout>,
     client_errors: Vec<(ClientId, ClientError)>,
+    /// Every reply a client produced, in order.
+    replies: Vec<(ClientId, Vec<u8>)>,
 }
 
 /// Runs a round; `save_restore` lists clients that are exported and re-imported before every
@@ -87,6 +91,32 @@ fn run(
     inputs: &[Vec<u64>],
     save_restore: &[ClientId],
     hook: &mut Hook<'_>,
+) -> Report {
+    run_with(cfg, inputs, save_restore, &[], hook)
+}
+
+/// [`run`] with test-only cheating clients (feature `cheats`, VALIDATION.md §16).
+fn run_with(
+    cfg: &RoundConfig,
+    inputs: &[Vec<u64>],
+    save_restore: &[ClientId],
+    cheats: &[(ClientId, Cheat)],
+    hook: &mut Hook<'_>,
+) -> Report {
+    run_full(cfg, inputs, save_restore, cheats, hook, &mut |_, _, m| m)
+}
+
+/// What the server sends, rewritten on its way to client `to` (a malicious server).
+type ToClient<'a> = dyn FnMut(&ServerRound, ClientId, Vec<u8>) -> Vec<u8> + 'a;
+
+/// [`run_with`] with a hook on the server's messages too; every client reply is recorded.
+fn run_full(
+    cfg: &RoundConfig,
+    inputs: &[Vec<u64>],
+    save_restore: &[ClientId],
+    cheats: &[(ClientId, Cheat)],
+    hook: &mut Hook<'_>,
+    to_client: &mut ToClient<'_>,
 ) -> Report {
     let mut krng = ChaCha20Rng::seed_from_u64(99);
     let keys: Vec<IdentityKey> = (0..cfg.num_clients)
@@ -100,18 +130,26 @@ fn run(
         .zip(inputs)
         .enumerate()
         .map(|(i, (k, x))| {
-            ClientRound::New(Client::new(i as ClientId + 1, x.clone()).with_pki(k, roster.clone()))
+            let id = i as ClientId + 1;
+            let mut c = Client::new(id, x.clone()).with_pki(k, roster.clone());
+            if let Some((_, cheat)) = cheats.iter().find(|(c, _)| *c == id) {
+                c = c.with_cheat(cheat.clone());
+            }
+            ClientRound::New(c)
         })
         .collect();
     let mut rngs: Vec<ChaCha20Rng> = (0..cfg.num_clients)
         .map(|i| ChaCha20Rng::seed_from_u64(cfg.round_id * 1000 + u64::from(i)))
         .collect();
     let mut client_errors = Vec::new();
+    let mut all_replies = Vec::new();
     let mut now = 0;
     server.start(now);
+    // Messages the server queued while handling replies (disputes open within a stage).
+    let mut queued: Vec<(ClientId, Vec<u8>)> = Vec::new();
     loop {
         let stage = server.stage();
-        let mut out = Vec::new();
+        let mut out = core::mem::take(&mut queued);
         while let Some(m) = server.poll_outgoing() {
             out.push(m);
         }
@@ -125,14 +163,14 @@ fn run(
             {
                 clients[i] = ClientRound::import_state(saved.as_bytes()).unwrap();
             }
+            let bytes = to_client(&server, to, bytes);
             match clients[i].handle(&bytes, &mut rngs[i]) {
-                Ok(Some(r)) => replies.push((to, r)),
-                Ok(None) => {}
-                Err(e) => {
-                    if !ended {
-                        client_errors.push((to, e));
-                    }
+                Ok(Some(r)) => {
+                    all_replies.push((to, r.clone()));
+                    replies.push((to, r));
                 }
+                Ok(None) => {}
+                Err(e) => client_errors.push((to, e)),
             }
         }
         if ended {
@@ -142,7 +180,10 @@ fn run(
             let r = hook(&server, stage, from, r);
             let _ = server.handle_message(now, from, &r);
         }
-        if server.stage() == stage && server.outcome().is_none() {
+        while let Some(m) = server.poll_outgoing() {
+            queued.push(m);
+        }
+        if queued.is_empty() && server.stage() == stage && server.outcome().is_none() {
             now = server.poll_timeout().unwrap();
             server.handle_timeout(now);
         }
@@ -152,6 +193,7 @@ fn run(
         outcome: server.outcome().cloned().unwrap(),
         dropouts: server.dropouts().to_vec(),
         client_errors,
+        replies: all_replies,
     }
 }
 
@@ -483,4 +525,443 @@ fn a_rejection_among_dropouts_at_every_stage() {
     let u3 = vec![1, 4, 5, 6, 7, 8, 10];
     assert_eq!(survivors, u3);
     assert_eq!(*aggregate, sum_of(&inputs, u3.into_iter()));
+}
+
+const BINDING: DropReason = DropReason::Validation(ValidationKind::Binding);
+const PAIR: DropReason = DropReason::Validation(ValidationKind::PairCommitment);
+
+/// §16 `inconsistent`: client 3 commits to and proves the norm of its honest input x but masks
+/// x + δ (δ of norm far above the bound). Its norm proof verifies (it is about x); its binding
+/// answer cannot: it is rejected at the challenge stage with `validation: binding`, and the
+/// release is exactly the other nine's sum. Client 7 sends garbage at the challenge stage (a
+/// dropout there): it is out too, and its upload never enters the sum.
+#[test]
+fn inconsistent_upload_fails_the_binding() {
+    const CHEATER: ClientId = 3;
+    let cfg = config(12);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let masked: Vec<u64> = inputs[CHEATER as usize - 1]
+        .iter()
+        .map(|x| (x + 1000) % (1 << BITS))
+        .collect();
+    let mut hook = |_: &ServerRound, stage: Stage, from: ClientId, bytes: Vec<u8>| {
+        if stage == Stage::Validate && from == 7 {
+            vec![3, 0xff]
+        } else {
+            bytes
+        }
+    };
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[(CHEATER, Cheat::MaskOther(masked))],
+        &mut hook,
+    );
+    let rej = rejected(&r);
+    assert!(
+        rej.contains(&(CHEATER, Stage::Validate, BINDING)),
+        "{rej:?}"
+    );
+    assert_eq!(rej.iter().filter(|d| d.0 == 7).count(), 1, "{rej:?}");
+    assert_eq!(rej.len(), 2, "{rej:?}");
+    let (aggregate, survivors) = released(&r);
+    let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER && *v != 7).collect();
+    assert_eq!(survivors, honest);
+    assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
+}
+
+/// §16 `forged-proof` (b): client 4's real update is large (‖x‖² far above the bound); it
+/// commits to and proves a small vector x̃ under the bound and masks the real one. The norm
+/// proof verifies (it is about x̃); the binding fails; the release excludes it exactly. Client
+/// 6 is saved and restored before every message (the state of the challenge stage).
+#[test]
+fn forged_proof_for_another_vector_is_rejected() {
+    const CHEATER: ClientId = 4;
+    let cfg = config(13);
+    let mut inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let real: Vec<u64> = [300, -200, 0, 0, 0, 0, 0, 9].map(enc).to_vec();
+    inputs[CHEATER as usize - 1] = [1, 1, 1, 1, 0, 0, 0, 0].map(enc).to_vec();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[6],
+        &[(CHEATER, Cheat::MaskOther(real))],
+        &mut no_hook(),
+    );
+    assert_eq!(rejected(&r), vec![(CHEATER, Stage::Validate, BINDING)]);
+    let (aggregate, survivors) = released(&r);
+    let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER).collect();
+    assert_eq!(survivors, honest);
+    assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
+    assert!(r.client_errors.is_empty(), "{:?}", r.client_errors);
+}
+
+/// §16 `wrong-mask`, pair variant: client 5 masks its pair with client 2 with a wrong seed and
+/// commits P from it (consistently, so its own binding proof verifies). P_52 ≠ P_25: both get
+/// the other's signed response; honest client 2 answers with s_25 (rule (i)–(iii) hold), the
+/// server names client 5 (`validation: pair commitment`), and client 2 stays. The release is
+/// exactly the other nine's sum (client 5's mask with 2 is never used: it is out of U3, and
+/// client 2 masked with the true seed, removed through client 5's rebuilt key).
+#[test]
+fn wrong_pair_mask_loses_the_dispute() {
+    const CHEATER: ClientId = 5;
+    let cfg = config(14);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[2],
+        &[(CHEATER, Cheat::WrongPairMask { peer: 2 })],
+        &mut no_hook(),
+    );
+    assert_eq!(rejected(&r), vec![(CHEATER, Stage::Validate, PAIR)]);
+    assert_eq!(
+        ValidationKind::PairCommitment.to_string(),
+        "validation: pair commitment"
+    );
+    let (aggregate, survivors) = released(&r);
+    let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER).collect();
+    assert_eq!(survivors, honest);
+    assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
+    // Only the cheater may have failed (it answers its own dispute with a wrong seed or not).
+    assert!(
+        r.client_errors.iter().all(|(id, _)| *id == CHEATER),
+        "{:?}",
+        r.client_errors
+    );
+}
+
+/// §16 `wrong-mask`, self variant: client 6 masks with a wrong self mask and commits O_u to
+/// match, so every check before unmasking passes. After unmasking, its rebuilt b_u gives
+/// another O_u: the server sends the evidence (its signed response and b_u) to the holders of
+/// client 6's mask-key shares, each checks it against its own session, κ and copy of client
+/// 6's key entry and releases its share (rule E); the server removes client 6 from U3 and
+/// releases exactly the other nine's sum. Client 8 is saved and restored before every message.
+#[test]
+fn wrong_self_mask_is_excluded_after_unmask() {
+    const CHEATER: ClientId = 6;
+    let cfg = config(15);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[8],
+        &[(CHEATER, Cheat::WrongSelfMask)],
+        &mut no_hook(),
+    );
+    assert_eq!(
+        rejected(&r),
+        vec![(
+            CHEATER,
+            Stage::Unmask,
+            DropReason::Validation(ValidationKind::SelfMask)
+        )]
+    );
+    let (aggregate, survivors) = released(&r);
+    let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER).collect();
+    assert_eq!(survivors, honest);
+    assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
+    assert!(
+        r.client_errors.iter().all(|(id, _)| *id == CHEATER),
+        "{:?}",
+        r.client_errors
+    );
+}
+
+/// §8.5 through rule E: client 5 masks its pair with client 2 with a wrong seed (and commits to
+/// it), and client 2 goes silent after its upload, so no dispute compares the pair. After
+/// unmasking, client 2's rebuilt mask key gives the true s_25: client 5's P differs, the
+/// holders check the dropped-pair evidence and release client 5's key share, and the release
+/// is exactly the sum of the other eight.
+#[test]
+fn a_lie_on_a_pair_with_a_dropped_peer_is_excluded_after_unmask() {
+    let cfg = config(19);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let mut hook = |_: &ServerRound, s: Stage, from: ClientId, bytes: Vec<u8>| {
+        if from == 2 && s == Stage::Validate {
+            vec![0xff]
+        } else {
+            bytes
+        }
+    };
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[(5, Cheat::WrongPairMask { peer: 2 })],
+        &mut hook,
+    );
+    let rej = rejected(&r);
+    assert!(
+        rej.contains(&(
+            5,
+            Stage::Unmask,
+            DropReason::Validation(ValidationKind::DroppedPair)
+        )),
+        "{rej:?}"
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 5 && *v != 2).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// Review 8b #1: client 3 signs a wrong hash for its pair with client 2, so the pair is cut
+/// (neither masks with the other), then (a) client 3 leaves before uploading, or (b) client 3
+/// stays and the honest client 2 goes silent at the challenge stage. The server must not remove
+/// a mask for the cut pair at unmask (it did, and the safety net aborted every such round): the
+/// release is exactly the sum of the rest. (c) Both stay: the exact sum of all ten.
+#[test]
+fn a_cut_pair_with_a_dropout_still_releases_the_exact_sum() {
+    for (leaver, stage, round_id) in [
+        (Some(3), Stage::MaskedInput, 16),
+        (Some(2), Stage::Validate, 17),
+        (None, Stage::Validate, 18),
+    ] {
+        let cfg = config(round_id);
+        let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+        let mut hook = |_: &ServerRound, s: Stage, from: ClientId, bytes: Vec<u8>| {
+            if Some(from) == leaver && s == stage {
+                vec![0xff]
+            } else {
+                bytes
+            }
+        };
+        let r = run_with(
+            &cfg,
+            &inputs,
+            &[],
+            &[(3, Cheat::CutPair { peer: 2 })],
+            &mut hook,
+        );
+        let (aggregate, survivors) = released(&r);
+        let kept: Vec<ClientId> = (1..=N).filter(|v| Some(*v) != leaver).collect();
+        assert_eq!(survivors, kept, "leaver {leaver:?}");
+        assert_eq!(
+            *aggregate,
+            sum_of(&inputs, kept.into_iter()),
+            "leaver {leaver:?}"
+        );
+    }
+}
+
+/// Rule E against a malicious server (VALIDATION.md §8.6, F8): in an honest round, the server
+/// sends client 2, instead of `Done`, requests for the mask-key share of its honest neighbour 3
+/// (whose self-mask share client 2 has just released): with client 3's real signed response
+/// and a made-up b_3, with no lie in it (the real b_3 is unknown to it, so a random one),
+/// for a client outside U3's listing, and for client 2 itself. Client 2 refuses every one and
+/// sends no share: the server never holds both secrets of an honest client.
+#[test]
+fn exclusion_requests_without_a_proven_lie_are_refused() {
+    use secagg_core::validate::binding::wire_params;
+    use secagg_core::validate::wire::{
+        Evidence, ExclusionRequest, Secret32, SelfMaskEvidence, ValidationClientMessage,
+        ValidationServerMessage,
+    };
+    let cfg = config(20);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let wire = wire_params(&cfg).unwrap();
+    let mut response_of_3 = None;
+    let mut capture = |_: &ServerRound, stage: Stage, from: ClientId, bytes: Vec<u8>| {
+        if stage == Stage::Validate
+            && from == 3
+            && let Ok(ValidationClientMessage::ValidationResponse(r)) =
+                ValidationClientMessage::decode(&bytes, &wire)
+        {
+            response_of_3 = Some(r);
+        }
+        bytes
+    };
+    let r = run_with(&cfg, &inputs, &[], &[], &mut capture);
+    released(&r);
+    let response = response_of_3.expect("client 3 answered the challenge");
+    // The forged requests replace `Done` to client 2 in a rerun of the same round (same seeds,
+    // so the same keys, κ and client 3's response).
+    for (liar, secret) in [(3u32, [7u8; 32]), (11, [7; 32]), (2, [7; 32])] {
+        let req = ValidationServerMessage::ExclusionRequest(ExclusionRequest {
+            liar,
+            evidence: Evidence::SelfMask(Box::new(SelfMaskEvidence {
+                response: response.clone(),
+                self_secret: Secret32::new(secret),
+            })),
+        })
+        .encode();
+        let mut replace = |server: &ServerRound, to: ClientId, bytes: Vec<u8>| {
+            let done = secagg_core::messages::ServerMessage::Done.encode();
+            if to == 2 && bytes == done && server.outcome().is_some() {
+                req.clone()
+            } else {
+                bytes
+            }
+        };
+        let r = run_full(&cfg, &inputs, &[], &[], &mut no_hook(), &mut replace);
+        released(&r);
+        let shares: Vec<_> = r
+            .replies
+            .iter()
+            .filter(|(from, m)| *from == 2 && m.get(..2) == Some(&[3, 0x33][..]))
+            .collect();
+        assert!(
+            shares.is_empty(),
+            "client 2 released a key share for {liar}"
+        );
+        let refused = r.client_errors.iter().any(|(id, e)| {
+            *id == 2 && matches!(e, ClientError::ServerMisbehaved(m) if m.contains("share"))
+        });
+        assert!(refused, "liar {liar}: {:?}", r.client_errors);
+    }
+}
+
+// Cases from the adversarial review of rule E (/work/notes/review-8c.md, kept as tests).
+
+fn silent(
+    who: ClientId,
+    at: Stage,
+) -> impl FnMut(&ServerRound, Stage, ClientId, Vec<u8>) -> Vec<u8> {
+    move |_, s, from, bytes| {
+        if from == who && s == at {
+            vec![0xff]
+        } else {
+            bytes
+        }
+    }
+}
+
+/// Two adjacent self-mask liars found in the same step: both excluded, exact sum of the rest.
+#[test]
+fn two_adjacent_self_mask_liars_are_excluded_in_one_step() {
+    let cfg = config(101);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[(4, Cheat::WrongSelfMask), (6, Cheat::WrongSelfMask)],
+        &mut no_hook(),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 4 && *v != 6).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// A self-mask liar whose neighbour 2 dropped at the challenge: its pair mask with 2 was
+/// removed at unmask and must be added back.
+#[test]
+fn a_self_mask_liar_with_a_dropped_peer_is_excluded_exactly() {
+    let cfg = config(102);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[(6, Cheat::WrongSelfMask)],
+        &mut silent(2, Stage::Validate),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 6 && *v != 2).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// Both lie kinds in one round: 6 on its self mask, 5 on its pair with the dropped 2.
+#[test]
+fn both_lie_kinds_with_a_dropout_are_excluded() {
+    let cfg = config(103);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[3],
+        &[
+            (6, Cheat::WrongSelfMask),
+            (5, Cheat::WrongPairMask { peer: 2 }),
+        ],
+        &mut silent(2, Stage::Validate),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| ![2, 5, 6].contains(v)).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// F2: colluders 4 and 7 share a fake pair seed (consistent P's: no dispute); 7 leaves at the
+/// challenge; 4's P_47 differs from the true seed: excluded after unmasking.
+#[test]
+fn colluders_on_a_fake_pair_seed_are_excluded_when_one_leaves() {
+    let cfg = config(104);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[
+            (4, Cheat::WrongPairMask { peer: 7 }),
+            (7, Cheat::WrongPairMask { peer: 4 }),
+        ],
+        &mut silent(7, Stage::Validate),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| ![4, 7].contains(v)).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// A self-mask liar that goes silent at unmask: still excluded (its b from the others'
+/// shares), exact sum; how is it recorded?
+#[test]
+fn a_self_mask_liar_silent_at_unmask_is_still_named() {
+    let cfg = config(105);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[(6, Cheat::WrongSelfMask)],
+        &mut silent(6, Stage::Unmask),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 6).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+    assert!(
+        rejected(&r).contains(&(
+            6,
+            Stage::Unmask,
+            DropReason::Validation(ValidationKind::SelfMask)
+        )),
+        "liar recorded as {:?}",
+        rejected(&r)
+    );
+}
+
+/// Too many liars: U3 after exclusion below min_clients: abort, nothing released.
+#[test]
+fn too_many_liars_abort_and_release_nothing() {
+    let cfg = config(106);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let cheats: Vec<(ClientId, Cheat)> = (1..=5).map(|i| (i, Cheat::WrongSelfMask)).collect();
+    let r = run_with(&cfg, &inputs, &[], &cheats, &mut no_hook());
+    assert!(matches!(r.outcome, Outcome::Aborted(_)));
+}
+
+/// Liveness: after the exclusion request, one honest holder never answers (silently): the
+/// exclusion must still complete at the deadline with the others' shares.
+#[test]
+fn an_exclusion_completes_without_a_silent_holder() {
+    let cfg = config(107);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let mut hook = |_: &ServerRound, s: Stage, from: ClientId, bytes: Vec<u8>| {
+        if from == 9 && s == Stage::Unmask && bytes.get(1) == Some(&0x33) {
+            Vec::new()
+        } else {
+            bytes
+        }
+    };
+    let r = run_with(&cfg, &inputs, &[], &[(6, Cheat::WrongSelfMask)], &mut hook);
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 6).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
 }

@@ -46,9 +46,9 @@ pub fn protocol_error(py: Python<'_>, message: String) -> PyErr {
 pub fn aborted_stage(a: &RoundAborted) -> Stage {
     match a {
         RoundAborted::TooFewClients { stage, .. } => *stage,
-        RoundAborted::CannotReconstruct { .. } | RoundAborted::InconsistentShares { .. } => {
-            Stage::Unmask
-        }
+        RoundAborted::CannotReconstruct { .. }
+        | RoundAborted::InconsistentShares { .. }
+        | RoundAborted::Validation { .. } => Stage::Unmask,
     }
 }
 

@@ -10,6 +10,10 @@
 //! never holds every masked vector at once (except with `reorder`, which shuffles a whole
 //! stage). 100 clients × 10^6 values at b = 32 thus need the 400 MB of inputs plus 16
 //! masked vectors in flight.
+//!
+//! Validated rounds (`config.validation`, feature `validate`) run non-streamed clients
+//! ([`Client::new`], each holding a copy of its input): the norm proof needs all of x at once,
+//! and the streamed client refuses such rounds (VALIDATION.md §21.1 D35).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -32,6 +36,11 @@ pub const STAGE_TIMEOUT_MS: u64 = 10_000;
 /// Rewrites a server→client message in flight: `(stage, recipient, bytes) -> bytes`.
 pub type Tamper = Box<dyn FnMut(Stage, ClientId, Vec<u8>) -> Vec<u8> + Send>;
 
+/// Rewrites a client's message before the server gets it, seeing the server's public state
+/// (its session id, configuration): `(server, stage, sender, bytes) -> bytes`. The cheaters of
+/// validated rounds use it (a proof is bound to the session, which every client knows).
+pub type SessionTamper = Box<dyn FnMut(&ServerRound, Stage, ClientId, Vec<u8>) -> Vec<u8> + Send>;
+
 /// What to simulate.
 pub struct Scenario {
     /// The round's parameters.
@@ -49,6 +58,16 @@ pub struct Scenario {
     /// Malicious clients: rewriting of a client's message before the server gets it
     /// (`(stage, sender, bytes) -> bytes`).
     pub client_tamper: Option<Tamper>,
+    /// Malicious clients that need the session: applied after `client_tamper`.
+    pub session_tamper: Option<SessionTamper>,
+    /// Validated rounds: the server's secret key of its batch verification's weights
+    /// (`ServerRound::set_verifier_key`, VALIDATION.md §21.1 D26, D32); drivers draw it from a
+    /// CSPRNG. `None`: none is set, and a validated round aborts at its start (D40).
+    pub verifier_key: Option<[u8; 32]>,
+    /// Validated rounds: clients that deviate as the core's test-only cheats say
+    /// (`secagg_core::cheat`, VALIDATION.md §16).
+    #[cfg(feature = "validate")]
+    pub cheats: Vec<(ClientId, secagg_core::cheat::Cheat)>,
     /// Called when a stage starts (progress display).
     pub on_stage: Option<Box<dyn FnMut(Stage) + Send>>,
     /// Sees every message in flight: `(stage, from_server, client, bytes)` (test vectors,
@@ -76,6 +95,10 @@ impl Scenario {
             reorder: false,
             tamper: None,
             client_tamper: None,
+            session_tamper: None,
+            verifier_key: None,
+            #[cfg(feature = "validate")]
+            cheats: Vec::new(),
             on_stage: None,
             observe: None,
             policy: None,
@@ -106,6 +129,9 @@ pub struct StageStats {
     /// Most bytes of client messages held at once before the server took them (the bound
     /// [`Scenario::max_in_flight_bytes`] keeps).
     pub max_in_flight: u64,
+    /// Time spent in the scenario's hooks on client messages (tampering, observing), not
+    /// counted in `server`.
+    pub hooks: Duration,
 }
 
 /// The result of a simulated round.
@@ -124,6 +150,8 @@ pub struct Report {
     pub wall: Duration,
     /// Clients that completed their part.
     pub finished_clients: usize,
+    /// Per stage, each sender's time computing its message(s), in the order they ran.
+    pub client_times: BTreeMap<Stage, Vec<(ClientId, Duration)>>,
 }
 
 /// Generates identity keys and the roster for `n` clients from `seed`.
@@ -163,6 +191,9 @@ struct SimClient<'a> {
     pool: &'a MessagePool,
     rng: ChaCha20Rng,
     silent: bool,
+    /// Masks chunk by chunk from the borrowed input ([`Client::streamed`]); `false` for a
+    /// client built with [`Client::new`] (validated rounds), which the core drives whole.
+    streamed: bool,
 }
 
 /// Masked-input messages the server has consumed, kept for the next clients to write into.
@@ -201,7 +232,7 @@ impl SimClient<'_> {
         let state = std::mem::replace(&mut self.state, SimState::Round(ClientRound::Finished));
         let result = match state {
             SimState::New(client) => self.start(client, bytes),
-            SimState::Round(ClientRound::AwaitingShares(s)) => self.mask(s, bytes),
+            SimState::Round(ClientRound::AwaitingShares(s)) if self.streamed => self.mask(s, bytes),
             SimState::Round(mut round) => {
                 let reply = round.handle(bytes, &mut self.rng);
                 self.state = SimState::Round(round);
@@ -307,6 +338,12 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
     };
     let mut server = ServerRound::new(cfg.clone(), roster.clone(), STAGE_TIMEOUT_MS)
         .map_err(|e| e.to_string())?;
+    #[cfg(feature = "validate")]
+    if let Some(k) = sc.verifier_key {
+        server.set_verifier_key(k);
+    }
+    // Validated rounds need the whole input in the client (D35).
+    let streamed = cfg.validation.is_none();
     let mut keys = keys.map(|k| k.into_iter());
     let pool = MessagePool::default();
     let mut clients: Vec<SimClient> = Vec::with_capacity(inputs.len());
@@ -314,23 +351,41 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
         let id = i as ClientId + 1;
         let dim = u32::try_from(x.len())
             .map_err(|_| format!("input {i} has {} values, too many", x.len()))?;
-        let mut c = Client::streamed(id, dim);
-        if let (Some(k), Some(r)) = (keys.as_mut().and_then(|k| k.next()), &roster) {
-            c = c.with_pki(k, r.clone());
-        }
-        if let Some(p) = &sc.policy {
-            c = c.with_policy(p.clone());
-        }
+        let key = keys.as_mut().and_then(|k| k.next());
+        let state = if streamed {
+            let mut c = Client::streamed(id, dim);
+            if let (Some(k), Some(r)) = (key, &roster) {
+                c = c.with_pki(k, r.clone());
+            }
+            if let Some(p) = &sc.policy {
+                c = c.with_policy(p.clone());
+            }
+            SimState::New(c)
+        } else {
+            let mut c = Client::new(id, x.to_u64());
+            if let (Some(k), Some(r)) = (key, &roster) {
+                c = c.with_pki(k, r.clone());
+            }
+            #[cfg(feature = "validate")]
+            if let Some((_, cheat)) = sc.cheats.iter().find(|(c, _)| *c == id) {
+                c = c.with_cheat(cheat.clone());
+            }
+            if let Some(p) = &sc.policy {
+                c = c.with_policy(p.clone());
+            }
+            SimState::Round(ClientRound::New(c))
+        };
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&sc.seed.to_le_bytes());
         seed[8..12].copy_from_slice(&id.to_le_bytes());
         clients.push(SimClient {
             id,
-            state: SimState::New(c),
+            state,
             input: x,
             pool: &pool,
             rng: ChaCha20Rng::from_seed(seed),
             silent: false,
+            streamed,
         });
     }
     let drop_at: BTreeMap<ClientId, Stage> = sc
@@ -341,6 +396,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
     let packed_input = cfg.modulus().packed_len(cfg.dim as usize);
     let mut order_rng = ChaCha20Rng::seed_from_u64(sc.seed.wrapping_add(1));
     let mut stages: BTreeMap<Stage, StageStats> = BTreeMap::new();
+    let mut client_times: BTreeMap<Stage, Vec<(ClientId, Duration)>> = BTreeMap::new();
     let mut client_errors = Vec::new();
     let mut server_errors = Vec::new();
     let mut now = 0u64;
@@ -434,6 +490,9 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
             let mut deliveries = Vec::new();
             for (id, dt, replies, err) in results {
                 st.clients_total += dt;
+                if !replies.is_empty() {
+                    client_times.entry(stage).or_default().push((id, dt));
+                }
                 if let Some(e) = err {
                     client_errors.push((id, e));
                 }
@@ -455,7 +514,7 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
                 continue;
             }
             let t = Instant::now();
-            deliver(
+            let hooks = deliver(
                 &mut sc,
                 &mut server,
                 stage,
@@ -464,16 +523,19 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
                 &mut server_errors,
                 &pool,
             );
-            stages.entry(stage).or_default().server += t.elapsed();
+            let st = stages.entry(stage).or_default();
+            st.server += t.elapsed().saturating_sub(hooks);
+            st.hooks += hooks;
         }
         drop(turns);
         let t = Instant::now();
+        let mut hooks = Duration::ZERO;
         if sc.reorder {
             for i in (1..held.len()).rev() {
                 let j = (order_rng.next_u64() % (i as u64 + 1)) as usize;
                 held.swap(i, j);
             }
-            deliver(
+            hooks = deliver(
                 &mut sc,
                 &mut server,
                 stage,
@@ -483,12 +545,15 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
                 &pool,
             );
         }
-        if server.stage() == stage && server.outcome().is_none() {
-            // Someone stayed silent: let the deadline pass.
+        if server.stage() == stage && server.outcome().is_none() && !server.has_outgoing() {
+            // Someone stayed silent: let the deadline pass. (A validated round's disputes and
+            // exclusions queue requests within a stage: those are sent first.)
             now = server.poll_timeout().unwrap_or(now);
             server.handle_timeout(now);
         }
-        stages.entry(stage).or_default().server += t.elapsed();
+        let st = stages.entry(stage).or_default();
+        st.server += t.elapsed().saturating_sub(hooks);
+        st.hooks += hooks;
         now += 1;
     }
     let finished_clients = clients.iter().filter(|c| c.is_finished()).count();
@@ -500,11 +565,12 @@ pub fn run_rows(mut sc: Scenario, inputs: &[RingVec]) -> Result<Report, String> 
         stages,
         wall: start.elapsed(),
         finished_clients,
+        client_times,
     })
 }
 
 /// Hands a batch of client messages to the server, through the scenario's tampering and
-/// observer; their buffers go back to `pool`.
+/// observer; their buffers go back to `pool`. Returns the time spent in those hooks.
 fn deliver(
     sc: &mut Scenario,
     server: &mut ServerRound,
@@ -513,19 +579,26 @@ fn deliver(
     deliveries: Vec<(ClientId, Vec<u8>)>,
     server_errors: &mut Vec<ServerError>,
     pool: &MessagePool,
-) {
+) -> Duration {
+    let mut hooks = Duration::ZERO;
     for (id, mut bytes) in deliveries {
-        if let Some(t) = sc.client_tamper.as_mut() {
-            bytes = t(stage, id, bytes);
+        let t = Instant::now();
+        if let Some(f) = sc.client_tamper.as_mut() {
+            bytes = f(stage, id, bytes);
+        }
+        if let Some(f) = sc.session_tamper.as_mut() {
+            bytes = f(server, stage, id, bytes);
         }
         if let Some(o) = sc.observe.as_mut() {
             o(stage, false, id, &bytes);
         }
+        hooks += t.elapsed();
         if let Err(e) = server.handle_message(now, id, &bytes) {
             server_errors.push(e);
         }
         pool.give(bytes);
     }
+    hooks
 }
 
 /// The plaintext sum mod 2^b of the inputs of `survivors` (ids), for checking.

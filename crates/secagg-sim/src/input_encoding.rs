@@ -156,6 +156,39 @@ impl InputEncoding {
         }
     }
 
+    /// Validated float rounds (VALIDATION.md §5.4, F10, D17; feature `validate`): the round
+    /// announces `Float { clip: B, max_weight: W }` and `validation`, and every client derives
+    /// the validated scale s_val from (b, n, d, W, B), clips its update to L2 norm B (values
+    /// then lie within ±B) and checks that the announced B_enc² is the one s_val gives. `None`
+    /// for other encodings or a round without validation.
+    #[cfg(feature = "validate")]
+    pub fn validated_float(&self, config: &RoundConfig) -> Result<Option<FloatEncoding>, String> {
+        let (InputEncoding::Float { clip, max_weight }, Some(v)) = (self, &config.validation)
+        else {
+            return Ok(None);
+        };
+        let s = secagg_core::validate::params::float_scale(
+            config.bits,
+            config.num_clients,
+            config.dim,
+            *max_weight,
+            *clip,
+        )
+        .map_err(|e| e.to_string())?;
+        if s.bound_sq != v.bound_sq {
+            return Err(format!(
+                "the round announces B_enc² = {} but B = {clip}, W = {max_weight} give {}",
+                v.bound_sq, s.bound_sq
+            ));
+        }
+        Ok(Some(FloatEncoding {
+            clip: *clip,
+            scale: s.scale,
+            bits: config.bits,
+            max_weight: *max_weight,
+        }))
+    }
+
     /// The vector length the protocol masks for `values` values per client.
     pub fn masked_dim(&self, values: usize) -> Result<u32, String> {
         match self {

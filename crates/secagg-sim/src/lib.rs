@@ -10,6 +10,8 @@
 //! - [`input_encoding`]: the canonical description of how inputs are encoded (float, DP),
 //!   carried in the round's configuration so that it is part of the session id.
 //! - [`npy`]: reads and writes NumPy `.npy` files.
+//! - [`validate`]: validated rounds (`simulate --validate l2=B`, issue 11) with cheaters;
+//!   they run with feature `validate`.
 
 pub mod dp;
 pub mod harness;
@@ -17,3 +19,4 @@ pub mod input_encoding;
 pub mod npy;
 pub mod plan;
 pub mod simulate;
+pub mod validate;

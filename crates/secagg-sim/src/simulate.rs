@@ -190,6 +190,9 @@ pub struct SimulateResult {
     pub report: Report,
     /// DP rounds: ε and the error of the private mean.
     pub dp: Option<DpReport>,
+    /// Validated rounds ([`crate::validate::simulate_validated`]): the bound, who was
+    /// rejected and why, and what the proofs cost.
+    pub validation: Option<crate::validate::ValidationReport>,
 }
 
 /// Picks ⌊fraction·n⌉ clients to drop, deterministically from the seed.
@@ -368,11 +371,12 @@ pub fn simulate(inputs: Inputs, mut opts: SimulateOptions) -> Result<SimulateRes
         dropouts: report.dropouts.clone(),
         report,
         dp: None,
+        validation: None,
     })
 }
 
 /// Refuses NaN and infinities, naming the input and the index.
-fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
+pub(crate) fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
     for (i, v) in values.iter().enumerate() {
         if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(format!(
@@ -384,7 +388,7 @@ fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
 }
 
 /// `v` scaled down to L2 norm at most `clip`.
-fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
+pub(crate) fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     let f = if norm > clip { clip / norm } else { 1.0 };
     v.iter().map(|x| x * f).collect()
@@ -485,6 +489,7 @@ fn simulate_dp(
         dropouts: report.dropouts.clone(),
         report,
         dp: None,
+        validation: None,
     };
     let (aggregate, survivors) = match &result.report.outcome {
         Outcome::Aborted(r) => {
@@ -536,7 +541,7 @@ fn simulate_dp(
 
 /// Simulated clients check the round against the same assumptions the planner used, so a
 /// malicious-model simulation exercises every client-side check.
-fn client_policy(o: &RoundOptions) -> Option<secagg_core::client::Policy> {
+pub(crate) fn client_policy(o: &RoundOptions) -> Option<secagg_core::client::Policy> {
     let a = o.assumptions;
     (a.model == secagg_core::ThreatModel::Malicious && !o.accept_weaker)
         .then(|| secagg_core::client::Policy::malicious(a.corrupt_fraction, a.dropout_fraction))

@@ -29,7 +29,7 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::fold::{powers, signed_scalar};
+use crate::fold::{LazySum, powers, scalar_limbs, signed_scalar};
 use crate::generators::{GHL_ROWS, MAX_PROJECTIONS};
 use crate::ghl::{self, GhlMask, GhlParams, TernaryMatrix};
 use crate::linear::{self, LinearInstance, LinearProof, LinearWitness};
@@ -458,10 +458,13 @@ fn coefficients(
     c2_rows.copy_from_slice(&powers(ch.c2, GHL_ROWS));
     let e_inv = ch.e.invert();
     let e_inv2 = e_inv * e_inv;
-    let mut b = alloc::vec![Scalar::ZERO; d];
+    // Σ_j c_j·ρ_j, summed unreduced (≤ 2^11 terms) and reduced once per coordinate.
+    let mut acc = alloc::vec![LazySum::default(); d];
     for (jj, c) in c_j.iter().enumerate() {
-        st.rho.for_each_one(jj, |i| b[i] += c);
+        let limbs = scalar_limbs(c);
+        st.rho.for_each_one(jj, |i| acc[i].add(&limbs));
     }
+    let mut b: Vec<Scalar> = acc.iter().map(LazySum::reduce).collect();
     b.push(ch.c3);
     b.extend(c_j.iter().map(|c| e_inv * c));
     b.push(-(e_inv * ch.c3));

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use chacha20::ChaCha20Rng;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::{CryptoRng, SeedableRng};
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
@@ -108,6 +108,215 @@ pub(crate) fn signed_scalar(v: i128) -> Scalar {
     let pos = Scalar::from(v.unsigned_abs());
     let neg_bit = Scalar::from(((v as u128) >> 127) as u64);
     pos - (pos + pos) * neg_bit
+}
+
+/// Little-endian 64-bit limbs of a canonical scalar (< 2^253).
+pub(crate) fn scalar_limbs(s: &Scalar) -> [u64; 4] {
+    let b = s.as_bytes();
+    core::array::from_fn(|i| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[8 * i..8 * i + 8]);
+        u64::from_le_bytes(w)
+    })
+}
+
+/// A sum of canonical scalars kept unreduced in five 64-bit limbs: up to 2^64 terms of
+/// < 2^253 each fit, so the ternary and binary folds (≤ 2^11 terms per entry) add with carries
+/// only and reduce once at the end ([`LazySum::reduce`]); the result is the same scalar as the
+/// reduced sum. Public data only (the verifier's and the prover's public vectors).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LazySum([u64; 5]);
+
+impl LazySum {
+    #[inline(always)]
+    pub(crate) fn add(&mut self, v: &[u64; 4]) {
+        let l = &mut self.0;
+        let t = u128::from(l[0]) + u128::from(v[0]);
+        l[0] = t as u64;
+        let t = u128::from(l[1]) + u128::from(v[1]) + (t >> 64);
+        l[1] = t as u64;
+        let t = u128::from(l[2]) + u128::from(v[2]) + (t >> 64);
+        l[2] = t as u64;
+        let t = u128::from(l[3]) + u128::from(v[3]) + (t >> 64);
+        l[3] = t as u64;
+        l[4] = l[4].wrapping_add((t >> 64) as u64);
+    }
+
+    /// The sum mod ℓ.
+    pub(crate) fn reduce(&self) -> Scalar {
+        let mut wide = [0u8; 64];
+        for (i, l) in self.0.iter().enumerate() {
+            wide[8 * i..8 * i + 8].copy_from_slice(&l.to_le_bytes());
+        }
+        Scalar::from_bytes_mod_order_wide(&wide)
+    }
+}
+
+/// Montgomery's batch inversion of public scalars; zeros stay zero (and are skipped).
+pub(crate) fn batch_invert_public(v: &[Scalar]) -> Vec<Scalar> {
+    let mut prefix = Vec::with_capacity(v.len());
+    let mut acc = Scalar::ONE;
+    for x in v {
+        prefix.push(acc);
+        if *x != Scalar::ZERO {
+            acc *= x;
+        }
+    }
+    let mut inv = acc.invert();
+    let mut out = alloc::vec![Scalar::ZERO; v.len()];
+    for ((o, x), p) in out.iter_mut().zip(v).zip(&prefix).rev() {
+        if *x != Scalar::ZERO {
+            *o = inv * p;
+            inv *= x;
+        }
+    }
+    out
+}
+
+/// Constant-time MSM in chunks of [`CT_CHUNK`] terms, summed: the same point as one call, but
+/// dalek's constant-time Straus keeps a table of multiples per point, and past a few thousand
+/// points those tables no longer fit in cache (measured 15–25% slower per point at 2^14–2^16
+/// points than in chunks). The chunk boundaries depend on the length only.
+pub(crate) fn ct_msm(scalars: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
+    scalars
+        .chunks(CT_CHUNK)
+        .zip(points.chunks(CT_CHUNK))
+        .map(|(s, p)| RistrettoPoint::multiscalar_mul(s, p))
+        .sum()
+}
+
+/// Terms per constant-time MSM call in [`ct_msm`].
+pub(crate) const CT_CHUNK: usize = 2048;
+
+/// A vector of m folded generators kept lazily (VALIDATION.md §14.4 lever 3 and the two-round
+/// fold): logical generator i is Σ_{t < w} `coef[i + t·m]`·`pts[i + t·m]` (w = stored / m). A
+/// fold scales `coef` (scalar work only); every second fold the points are materialized with
+/// one (w − 1)-term variable-time MSM plus one addition per output (the scale `coef[i]` stays
+/// deferred). The provers' MSMs on a lazy vector take w terms per logical generator, with the
+/// secret scalar times the public `coef`. Points and coefficients are public (generators and
+/// challenges): every operation here is variable-time on public data.
+#[derive(Clone)]
+pub(crate) struct LazyGens {
+    pts: Vec<RistrettoPoint>,
+    coef: Vec<Scalar>,
+    m: usize,
+}
+
+impl LazyGens {
+    /// The generators `pts` scaled by `coef` (or 1).
+    pub(crate) fn new(pts: &[RistrettoPoint], coef: Option<&[Scalar]>) -> Self {
+        LazyGens {
+            pts: pts.to_vec(),
+            coef: coef.map_or_else(|| alloc::vec![Scalar::ONE; pts.len()], <[Scalar]>::to_vec),
+            m: pts.len(),
+        }
+    }
+
+    /// w: stored points per logical generator (1 or 2 between folds).
+    pub(crate) fn width(&self) -> usize {
+        self.pts.len() / self.m
+    }
+
+    /// Appends the terms of ⟨s, G[start .. start + s.len())⟩: for each stored copy t, the
+    /// scalars s_i·coef and the points.
+    pub(crate) fn terms(
+        &self,
+        start: usize,
+        s: &[Scalar],
+        scalars: &mut Vec<Scalar>,
+        points: &mut Vec<RistrettoPoint>,
+    ) {
+        let mut base = start;
+        while base < self.pts.len() {
+            for (i, x) in s.iter().enumerate() {
+                scalars.push(x * self.coef[base + i]);
+                points.push(self.pts[base + i]);
+            }
+            base += self.m;
+        }
+    }
+
+    /// G′_i = α·G_i + β·G_{i+m/2} (i < m/2), lazily; materializes when w reaches 4.
+    pub(crate) fn fold(&mut self, alpha: Scalar, beta: Scalar) {
+        let half = self.m / 2;
+        for (j, c) in self.coef.iter_mut().enumerate() {
+            *c *= if j % self.m < half { alpha } else { beta };
+        }
+        self.m = half;
+        if self.pts.len() >= 4 * self.m {
+            self.materialize();
+        }
+    }
+
+    /// pts′_i = pts_i + Σ_{t ≥ 1} (coef[i + t·m]/coef[i])·pts[i + t·m], coef′_i = coef[i]
+    /// (w − 1 terms and one addition; a zero coef[i], never met with nonzero challenges and
+    /// factors, takes the full w terms with coef′_i = 1).
+    pub(crate) fn materialize(&mut self) {
+        let (m, w) = (self.m, self.pts.len() / self.m);
+        if w == 1 {
+            return;
+        }
+        let inv = batch_invert_public(&self.coef[..m]);
+        let mut pts = Vec::with_capacity(m);
+        let mut coef = Vec::with_capacity(m);
+        let mut sc = Vec::with_capacity(w);
+        let mut pt = Vec::with_capacity(w);
+        for (i, inv_i) in inv.iter().enumerate() {
+            sc.clear();
+            pt.clear();
+            let direct = self.coef[i] == Scalar::ZERO;
+            for t in usize::from(!direct)..w {
+                let j = i + t * m;
+                sc.push(if direct {
+                    self.coef[j]
+                } else {
+                    self.coef[j] * inv_i
+                });
+                pt.push(self.pts[j]);
+            }
+            let sum = RistrettoPoint::vartime_multiscalar_mul(&sc, &pt);
+            if direct {
+                pts.push(sum);
+                coef.push(Scalar::ONE);
+            } else {
+                pts.push(self.pts[i] + sum);
+                coef.push(self.coef[i]);
+            }
+        }
+        self.pts = pts;
+        self.coef = coef;
+    }
+
+    /// The single generator left after the last fold (m = 1).
+    pub(crate) fn last(&mut self) -> RistrettoPoint {
+        self.materialize();
+        RistrettoPoint::vartime_multiscalar_mul([self.coef[0]], [self.pts[0]])
+    }
+}
+
+/// ⟨s, G⟩ over `gens`' logical generators `start..` with secret scalars `s` (constant-time MSM),
+/// where the positions `public_from..` of the *witness* are public: those go to a
+/// variable-time MSM (zeros skipped). `offset` is the witness position of s[0].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn split_terms(
+    gens: &LazyGens,
+    start: usize,
+    s: &[Scalar],
+    offset: usize,
+    public_from: usize,
+    ct: (&mut Vec<Scalar>, &mut Vec<RistrettoPoint>),
+    vt: (&mut Vec<Scalar>, &mut Vec<RistrettoPoint>),
+) {
+    let cut = public_from.saturating_sub(offset).min(s.len());
+    gens.terms(start, &s[..cut], ct.0, ct.1);
+    let (mut sc, mut pt) = (Vec::new(), Vec::new());
+    gens.terms(start + cut, &s[cut..], &mut sc, &mut pt);
+    for (x, p) in sc.into_iter().zip(pt) {
+        if x != Scalar::ZERO {
+            vt.0.push(x);
+            vt.1.push(p);
+        }
+    }
 }
 
 /// One verification equation: Σ_s Σ_i `vec_coeffs[s][i]`·gens[s][i] + Σ `points` = 0.

@@ -183,18 +183,57 @@ impl TernaryMatrix {
 
     /// Σ_k c_k·R_k as scalars: the verifier's public vector (arguments.md §A.2, the a_i).
     pub fn fold(&self, coeffs: &[Scalar; ROWS]) -> Vec<Scalar> {
-        let mut out = alloc::vec![Scalar::ZERO; self.cols];
-        self.for_each_row(|k, row| {
-            let c = coeffs[k];
-            for (acc, r) in out.iter_mut().zip(row) {
-                match r {
-                    1 => *acc += c,
-                    -1 => *acc -= c,
-                    _ => {}
+        // c_k and −c_k as canonical limbs, summed unreduced (≤ 128 terms < 2^253 each) and
+        // reduced once per column: the same scalars as Σ ±c_k mod ℓ, without a reduction per
+        // entry (public data: the matrix and the challenges).
+        let pos: Vec<[u64; 4]> = coeffs.iter().map(crate::fold::scalar_limbs).collect();
+        let neg: Vec<[u64; 4]> = coeffs
+            .iter()
+            .map(|c| crate::fold::scalar_limbs(&-c))
+            .collect();
+        let mut acc = alloc::vec![crate::fold::LazySum::default(); self.cols];
+        // Straight over the key stream (four entries per byte, row-major, D4), without the
+        // row buffer of `for_each_row`; zero bytes (four zero entries) are skipped.
+        let mut key = [0u8; 16];
+        let mut iv = [0u8; 16];
+        key.copy_from_slice(&self.seed[..16]);
+        iv.copy_from_slice(&self.seed[16..]);
+        let mut cipher = Ctr64LE::<Aes128>::new(&key.into(), &iv.into());
+        let total = ROWS * self.cols;
+        let (mut k, mut i) = (0usize, 0usize);
+        let mut e = 0usize;
+        let mut block = [0u8; 1024];
+        while e < total {
+            block.fill(0);
+            let bytes = (total - e).div_ceil(4).min(block.len());
+            cipher.apply_keystream(&mut block[..bytes]);
+            for byte in &block[..bytes] {
+                let take = (total - e).min(4);
+                if *byte == 0 && take == 4 && i + 4 <= self.cols {
+                    i += 4;
+                    if i == self.cols {
+                        i = 0;
+                        k += 1;
+                    }
+                    e += 4;
+                    continue;
                 }
+                for t in 0..take {
+                    match (byte >> (2 * t)) & 3 {
+                        1 => acc[i].add(&pos[k]),
+                        2 => acc[i].add(&neg[k]),
+                        _ => {}
+                    }
+                    i += 1;
+                    if i == self.cols {
+                        i = 0;
+                        k += 1;
+                    }
+                }
+                e += take;
             }
-        });
-        out
+        }
+        acc.iter().map(crate::fold::LazySum::reduce).collect()
     }
 }
 

@@ -42,7 +42,7 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::fold::{self, Equation, MAX_ROUNDS, VerificationEquation, Words};
+use crate::fold::{self, Equation, LazyGens, MAX_ROUNDS, VerificationEquation, Words};
 use crate::nonce::NonceBuilder;
 use crate::{BatchError, Error, Transcript};
 
@@ -125,6 +125,9 @@ impl LinearInstance<'_> {
 pub struct LinearWitness {
     a: Vec<Scalar>,
     r: Scalar,
+    /// Positions ≥ this are the padding of [`LinearWitness::padded`] (zero, public): the
+    /// prover's first-round MSMs skip them. `usize::MAX`: nothing public.
+    public_from: usize,
 }
 
 impl fmt::Debug for LinearWitness {
@@ -137,12 +140,17 @@ impl fmt::Debug for LinearWitness {
 
 impl LinearWitness {
     pub fn new(a: Vec<Scalar>, r: Scalar) -> Self {
-        LinearWitness { a, r }
+        LinearWitness {
+            a,
+            r,
+            public_from: usize::MAX,
+        }
     }
 
     /// The witness padded with zeros to [`padded_len`] (honest values on `lpad` slots).
     pub fn padded(mut self) -> Result<Self, Error> {
         let n = padded_len(self.a.len())?;
+        self.public_from = self.public_from.min(self.a.len());
         self.a.resize(n, Scalar::ZERO);
         Ok(self)
     }
@@ -258,7 +266,10 @@ pub fn prove<R: CryptoRng + ?Sized>(
         nb.finish(rng)
     };
     transcript.append_u64(b"linear/n", n as u64);
-    let mut g: Vec<RistrettoPoint> = gens[..n].to_vec();
+    // Generators folded lazily (fold::LazyGens): the same points, fewer group operations.
+    let mut g = LazyGens::new(&gens[..n], None);
+    // Only the first round sees the (zero) padding; the first fold mixes it with secrets.
+    let mut public_from = witness.public_from;
     let mut b: Vec<Scalar> = inst.b.to_vec();
     let mut a = Zeroizing::new(witness.a.clone());
     let mut r = Zeroizing::new(witness.r);
@@ -274,14 +285,28 @@ pub fn prove<R: CryptoRng + ?Sized>(
         let t = Zeroizing::new(Scalar::random(&mut nonces));
         let c_l = Zeroizing::new(inner_product(a1, b2));
         let c_r = Zeroizing::new(inner_product(a2, b1));
-        let l_point = RistrettoPoint::multiscalar_mul(
-            a1.iter().chain([&*s, &*c_l]),
-            g[half..].iter().chain([&b_gen, &f_gen]),
-        );
-        let r_point = RistrettoPoint::multiscalar_mul(
-            a2.iter().chain([&*t, &*c_r]),
-            g[..half].iter().chain([&b_gen, &f_gen]),
-        );
+        // L = ⟨a₁, G₂⟩ + s·B + c_L·F, R = ⟨a₂, G₁⟩ + t·B + c_R·F.
+        let point = |start: usize, part: &[Scalar], offset: usize, blind: Scalar, c: Scalar| {
+            // Exact capacity: the secret scalars never reallocate (so never leave copies behind).
+            let cap = part.len() * g.width() + 2;
+            let mut ct_s: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(cap));
+            let mut ct_p = Vec::with_capacity(cap);
+            let (mut vt_s, mut vt_p) = (Vec::new(), Vec::new());
+            fold::split_terms(
+                &g,
+                start,
+                part,
+                offset,
+                public_from,
+                (&mut ct_s, &mut ct_p),
+                (&mut vt_s, &mut vt_p),
+            );
+            ct_s.extend([blind, c]);
+            ct_p.extend([b_gen, f_gen]);
+            fold::ct_msm(&ct_s, &ct_p) + RistrettoPoint::vartime_multiscalar_mul(&vt_s, &vt_p)
+        };
+        let l_point = point(half, a1, 0, *s, *c_l);
+        let r_point = point(0, a2, half, *t, *c_r);
         transcript.append_point(b"linear/L", &l_point.compress());
         transcript.append_point(b"linear/R", &r_point.compress());
         let x = transcript.challenge_scalar(b"linear/x");
@@ -289,22 +314,22 @@ pub fn prove<R: CryptoRng + ?Sized>(
         l_vec.push(l_point);
         r_vec.push(r_point);
 
-        let g_next: Vec<RistrettoPoint> = (0..half)
-            .map(|i| RistrettoPoint::vartime_multiscalar_mul([Scalar::ONE, x], [g[i], g[half + i]]))
-            .collect();
+        // G′ = G₁ + x·G₂ (public points and scalars).
+        g.fold(Scalar::ONE, x);
         let a_next: Vec<Scalar> = a1.iter().zip(a2).map(|(p, q)| p + x_inv * q).collect();
         let b_next: Vec<Scalar> = b1.iter().zip(b2).map(|(p, q)| p + x * q).collect();
         r = Zeroizing::new(*r + x * *s + x_inv * *t);
         a = Zeroizing::new(a_next);
         b = b_next;
-        g = g_next;
+        public_from = usize::MAX;
         n = half;
     }
 
+    let g0 = g.last();
     let s_star = Zeroizing::new(Scalar::random(&mut nonces));
     let t_star = Zeroizing::new(Scalar::random(&mut nonces));
     let sb = Zeroizing::new(*s_star * b[0]);
-    let s_point = RistrettoPoint::multiscalar_mul([*s_star, *sb, *t_star], [g[0], f_gen, b_gen]);
+    let s_point = RistrettoPoint::multiscalar_mul([*s_star, *sb, *t_star], [g0, f_gen, b_gen]);
     transcript.append_point(b"linear/S", &s_point.compress());
     let x_star = transcript.challenge_scalar(b"linear/x_last");
     Ok(LinearProof {

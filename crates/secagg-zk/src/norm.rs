@@ -189,12 +189,11 @@ fn signed_scalar(v: i64) -> Scalar {
 /// C_u = ⟨x, K⟩ + r_u·h (constant-time MSM).
 pub fn commit(gens: &Generators, x: &[i64], r_u: &Scalar) -> Result<RistrettoPoint, Error> {
     let k = gens.k_basis(x.len())?;
-    let scalars: Zeroizing<Vec<Scalar>> =
-        Zeroizing::new(x.iter().map(|v| signed_scalar(*v)).chain([*r_u]).collect());
-    Ok(RistrettoPoint::multiscalar_mul(
-        scalars.iter(),
-        k.iter().chain([gens.h()]),
-    ))
+    let mut scalars: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(x.len() + 1));
+    scalars.extend(x.iter().map(|v| signed_scalar(*v)).chain([*r_u]));
+    let mut points = k;
+    points.push(*gens.h());
+    Ok(fold::ct_msm(&scalars, &points))
 }
 
 /// Absorbs the statement records (D12); returns the range proof's binding (the state after).
@@ -518,7 +517,9 @@ pub(crate) fn prove_with<R: CryptoRng + ?Sized>(
         } else {
             Scalar::ZERO
         };
-    let wip_witness = WipWitness::new(a_prime, b_scaled, alpha)?;
+    // Positions ≥ d + 128 (the padding, F1) hold public values on both sides: a′ = −ν·w′,
+    // b′ = μ·a (the pinned coefficients); the WIP's first round takes them variable-time.
+    let wip_witness = WipWitness::new(a_prime, b_scaled, alpha)?.with_public_suffix(d + ROWS);
     let factors = powers(ch.y, n_pad);
     let inst = ch.wip_instance(gens, &factors);
     let vg = VectorGenerators { g, h };

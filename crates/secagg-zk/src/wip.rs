@@ -49,7 +49,7 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::fold::{self, Equation, VerificationEquation, Words};
+use crate::fold::{self, Equation, LazyGens, VerificationEquation, Words};
 use crate::nonce::NonceBuilder;
 use crate::{BatchError, Error, Transcript};
 
@@ -123,6 +123,9 @@ pub struct WipWitness {
     a: Vec<Scalar>,
     b: Vec<Scalar>,
     alpha: Scalar,
+    /// Positions ≥ this hold public values of a and b (the norm argument's padding): the
+    /// prover's first-round MSMs take them variable-time. `usize::MAX`: nothing public.
+    public_from: usize,
 }
 
 impl fmt::Debug for WipWitness {
@@ -139,14 +142,32 @@ impl WipWitness {
         if a.len() != b.len() {
             let (expected, got) = (a.len(), b.len());
             // Wipe what we were given before refusing it.
-            let _ = WipWitness { a, b, alpha };
+            let _ = WipWitness {
+                a,
+                b,
+                alpha,
+                public_from: usize::MAX,
+            };
             return Err(Error::LengthMismatch {
                 what: "witness b",
                 expected,
                 got,
             });
         }
-        Ok(WipWitness { a, b, alpha })
+        Ok(WipWitness {
+            a,
+            b,
+            alpha,
+            public_from: usize::MAX,
+        })
+    }
+
+    /// Declares a[i] and b[i] public for i ≥ `from` (only the caller knows: the norm argument's
+    /// padding positions). Changes no value, only which first-round MSM terms run in variable
+    /// time.
+    pub(crate) fn with_public_suffix(mut self, from: usize) -> Self {
+        self.public_from = from;
+        self
     }
 
     /// a ⊙_y b.
@@ -303,10 +324,11 @@ pub fn prove<R: CryptoRng + ?Sized>(
         b.finish(rng)
     };
     transcript.append_u64(b"wip/n", n as u64);
-    let mut g: Vec<RistrettoPoint> = gens.g[..n].to_vec();
-    let mut h: Vec<RistrettoPoint> = gens.h[..n].to_vec();
-    let mut factors = inst.h_factors;
-    let factor = |f: Option<&[Scalar]>, i: usize| f.map_or(Scalar::ONE, |f| f[i]);
+    // Generators folded lazily (fold::LazyGens): the same points, fewer group operations.
+    let mut g = LazyGens::new(&gens.g[..n], None);
+    let mut h = LazyGens::new(&gens.h[..n], inst.h_factors);
+    // Only the first round sees the public positions; the first fold mixes them with secrets.
+    let mut public_from = witness.public_from;
     let mut a = Zeroizing::new(witness.a.clone());
     let mut b = Zeroizing::new(witness.b.clone());
     let mut alpha = Zeroizing::new(witness.alpha);
@@ -324,38 +346,33 @@ pub fn prove<R: CryptoRng + ?Sized>(
         let d_l = Zeroizing::new(Scalar::random(&mut nonces));
         let d_r = Zeroizing::new(Scalar::random(&mut nonces));
 
-        let l_scalars: Zeroizing<Vec<Scalar>> = Zeroizing::new(
-            a1.iter()
-                .map(|x| x * y_half_inv)
-                .chain(b2.iter().enumerate().map(|(i, x)| x * factor(factors, i)))
-                .chain([*c_l, *d_l])
-                .collect(),
-        );
-        let l_point = RistrettoPoint::multiscalar_mul(
-            l_scalars.iter(),
-            g[half..]
-                .iter()
-                .chain(&h[..half])
-                .chain([&inst.value_gen, &inst.blinding_gen]),
-        );
-        let r_scalars: Zeroizing<Vec<Scalar>> = Zeroizing::new(
-            a2.iter()
-                .map(|x| x * y_half)
-                .chain(
-                    b1.iter()
-                        .enumerate()
-                        .map(|(i, x)| x * factor(factors, half + i)),
-                )
-                .chain([*c_r, *d_r])
-                .collect(),
-        );
-        let r_point = RistrettoPoint::multiscalar_mul(
-            r_scalars.iter(),
-            g[..half]
-                .iter()
-                .chain(&h[half..])
-                .chain([&inst.value_gen, &inst.blinding_gen]),
-        );
+        let a1s: Zeroizing<Vec<Scalar>> =
+            Zeroizing::new(a1.iter().map(|x| x * y_half_inv).collect());
+        let a2s: Zeroizing<Vec<Scalar>> = Zeroizing::new(a2.iter().map(|x| x * y_half).collect());
+        // L = ⟨y^-n̂·a₁, G₂⟩ + ⟨b₂, H₁⟩ + c_L·g + d_L·h; R = ⟨y^n̂·a₂, G₁⟩ + ⟨b₁, H₂⟩ + c_R·g + d_R·h.
+        let point = |parts: [(&LazyGens, usize, &[Scalar], usize); 2], c: Scalar, d: Scalar| {
+            // Exact capacity: the secret scalars never reallocate (so never leave copies behind).
+            let cap = parts.iter().map(|p| p.2.len() * p.0.width()).sum::<usize>() + 2;
+            let mut ct_s: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(cap));
+            let mut ct_p = Vec::with_capacity(cap);
+            let (mut vt_s, mut vt_p) = (Vec::new(), Vec::new());
+            for (gens, start, s, offset) in parts {
+                fold::split_terms(
+                    gens,
+                    start,
+                    s,
+                    offset,
+                    public_from,
+                    (&mut ct_s, &mut ct_p),
+                    (&mut vt_s, &mut vt_p),
+                );
+            }
+            ct_s.extend([c, d]);
+            ct_p.extend([inst.value_gen, inst.blinding_gen]);
+            fold::ct_msm(&ct_s, &ct_p) + RistrettoPoint::vartime_multiscalar_mul(&vt_s, &vt_p)
+        };
+        let l_point = point([(&g, half, &a1s, 0), (&h, 0, b2, half)], *c_l, *d_l);
+        let r_point = point([(&g, 0, &a2s, half), (&h, half, b1, 0)], *c_r, *d_r);
         transcript.append_point(b"wip/L", &l_point.compress());
         transcript.append_point(b"wip/R", &r_point.compress());
         let e = transcript.challenge_scalar(b"wip/e");
@@ -363,19 +380,10 @@ pub fn prove<R: CryptoRng + ?Sized>(
         l_vec.push(l_point);
         r_vec.push(r_point);
 
-        // Generator folds: public points and public scalars, variable time.
-        let ge = e * y_half_inv;
-        let g_next: Vec<RistrettoPoint> = (0..half)
-            .map(|i| RistrettoPoint::vartime_multiscalar_mul([e_inv, ge], [g[i], g[half + i]]))
-            .collect();
-        let h_next: Vec<RistrettoPoint> = (0..half)
-            .map(|i| {
-                RistrettoPoint::vartime_multiscalar_mul(
-                    [e * factor(factors, i), e_inv * factor(factors, half + i)],
-                    [h[i], h[half + i]],
-                )
-            })
-            .collect();
+        // Generator folds (public points and scalars): Ĝ = e^-1·G₁ + e·y^-n̂·G₂,
+        // Ĥ = e·H₁ + e^-1·H₂ (on the factor-scaled H″ in the first round).
+        g.fold(e_inv, e * y_half_inv);
+        h.fold(e, e_inv);
         let a2_scale = y_half * e_inv;
         let a_next: Vec<Scalar> = a1
             .iter()
@@ -386,13 +394,11 @@ pub fn prove<R: CryptoRng + ?Sized>(
         alpha = Zeroizing::new(*d_l * e * e + *alpha + *d_r * e_inv * e_inv);
         a = Zeroizing::new(a_next);
         b = Zeroizing::new(b_next);
-        g = g_next;
-        h = h_next;
-        factors = None;
+        public_from = usize::MAX;
         n = half;
     }
 
-    let h0 = h[0] * factor(factors, 0);
+    let (g0, h0) = (g.last(), h.last());
     let (a0, b0) = (Zeroizing::new(a[0]), Zeroizing::new(b[0]));
     let r = Zeroizing::new(Scalar::random(&mut nonces));
     let s = Zeroizing::new(Scalar::random(&mut nonces));
@@ -401,7 +407,7 @@ pub fn prove<R: CryptoRng + ?Sized>(
     let a_scalars = Zeroizing::new([*r, *s, y * (*r * *b0 + *s * *a0), *delta]);
     let a_point = RistrettoPoint::multiscalar_mul(
         a_scalars.iter(),
-        [g[0], h0, inst.value_gen, inst.blinding_gen],
+        [g0, h0, inst.value_gen, inst.blinding_gen],
     );
     let b_scalars = Zeroizing::new([*r * y * *s, *eta]);
     let b_point =
@@ -480,22 +486,28 @@ pub fn verification_terms(
     let y = inst.y;
     let y_inv = y.invert();
 
-    // t_i = Π_j e_j^(±1): start from Π e_j^-1 and multiply by e_j² for each round j whose bit
-    // is set in i; u_i = 1/t_i likewise.
-    let e_sq: Vec<Scalar> = es.iter().map(|x| x * x).collect();
-    let e_inv_sq: Vec<Scalar> = e_inv.iter().map(|x| x * x).collect();
-    let t = fold::subset_products(e_inv.iter().product(), &e_sq);
-    let u = fold::subset_products(es.iter().product(), &e_inv_sq);
-
-    let g_scale = -(proof.r1 * e);
-    let h_scale = -(proof.s1 * e);
-    let mut g_coeffs = Vec::with_capacity(n);
-    let mut h_coeffs = Vec::with_capacity(n);
-    let mut y_inv_pow = Scalar::ONE;
-    for i in 0..n {
-        g_coeffs.push(g_scale * y_inv_pow * t[i]);
-        h_coeffs.push(h_scale * u[i] * inst.factor(i));
-        y_inv_pow *= y_inv;
+    // g_i = −r′·e·y^-i·t_i and h_i = −s′·e·t_i^-1·f_i with t_i = Π_j e_j^(±1) (+1 where round j's
+    // bit is set in i): subset products from −r′·e·Π e_j^-1 with factors e_j²·y^-(2^(k−1−j))
+    // (y^-i = Π over i's bits b of y^-(2^b)), and from −s′·e·Π e_j with factors e_j^-2; one
+    // multiplication per position (the same scalars as the position-by-position products).
+    let mut y_inv_sq = Vec::with_capacity(k); // y^-(2^b), b = 0..k
+    let mut acc = y_inv;
+    for _ in 0..k {
+        y_inv_sq.push(acc);
+        acc *= acc;
+    }
+    let g_mult: Vec<Scalar> = (0..k)
+        .map(|j| es[j] * es[j] * y_inv_sq[k - 1 - j])
+        .collect();
+    let h_mult: Vec<Scalar> = e_inv.iter().map(|x| x * x).collect();
+    let g_init = -(proof.r1 * e) * e_inv.iter().product::<Scalar>();
+    let h_init = -(proof.s1 * e) * es.iter().product::<Scalar>();
+    let g_coeffs = fold::subset_products(g_init, &g_mult);
+    let mut h_coeffs = fold::subset_products(h_init, &h_mult);
+    if let Some(f) = inst.h_factors {
+        for (h, f) in h_coeffs.iter_mut().zip(f) {
+            *h *= f;
+        }
     }
 
     let e2 = e * e;

@@ -82,6 +82,34 @@ fn rows_continue_the_stream_across_odd_widths() {
     narrow.for_each_row(|k, row| assert_eq!(row, &stream[3 * k..3 * k + 3]));
 }
 
+/// The fold reads the key stream directly (zkperf: no row buffer, zero bytes skipped, one
+/// reduction per column); it must equal Σ_k R_k,i·c_k entry by entry for every column count,
+/// rows starting mid-byte included, and for a length crossing its 1,024-byte chunks.
+#[test]
+fn fold_equals_the_row_by_row_sum() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let coeffs: [Scalar; ROWS] = core::array::from_fn(|_| Scalar::random(&mut rng));
+    for (seed, cols) in [
+        (1u8, 1usize),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+        (5, 67),
+        (6, 1001),
+        (7, 4096),
+    ] {
+        let m = matrix(seed, cols);
+        let mut want = vec![Scalar::ZERO; cols];
+        m.for_each_row(|k, row| {
+            for (acc, r) in want.iter_mut().zip(row) {
+                *acc += Scalar::from(u8::from(*r == 1)) * coeffs[k];
+                *acc -= Scalar::from(u8::from(*r == -1)) * coeffs[k];
+            }
+        });
+        assert_eq!(m.fold(&coeffs), want, "cols = {cols}");
+    }
+}
+
 #[test]
 fn fold_is_the_transpose_of_mul_vec() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);

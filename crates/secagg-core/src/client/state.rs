@@ -120,6 +120,7 @@ impl ClientRound {
                         + 4
                         + s.peers.len() * PEER_LEN
                         + 2 * SHARE_LEN
+                        + shares_entries_len(s)
                 }
                 ClientRound::AwaitingConsistency(s) => unmask_len(&s.inner),
                 ClientRound::AwaitingUnmask(s) => unmask_len(s),
@@ -171,6 +172,14 @@ impl ClientRound {
                 }
                 encode_share(&s.own.mask_key, &mut w);
                 encode_share(&s.own.self_mask, &mut w);
+                // Validated rounds: the neighbours' entries as received (public, D41).
+                #[cfg(feature = "validate")]
+                if s.common.config.validation.is_some() {
+                    w.u32(s.entries.len() as u32);
+                    for e in &s.entries {
+                        crate::validate::wire::encode_entry(&mut w, e);
+                    }
+                }
             }
             ClientRound::AwaitingConsistency(s) => {
                 w.u8(tag::AWAITING_CONSISTENCY);
@@ -363,6 +372,37 @@ fn unmask_len(s: &AwaitingUnmask) -> usize {
         + 4
         + s.held.len() * HELD_LEN
         + s.signed_u3.as_ref().map_or(0, IdSet::encoded_len)
+        + validation_len(s)
+}
+
+#[cfg(feature = "validate")]
+fn validation_len(s: &AwaitingUnmask) -> usize {
+    s.validation
+        .as_ref()
+        .map_or(0, |v| super::validated::encoded_len(v, &s.common.config))
+}
+
+#[cfg(not(feature = "validate"))]
+fn validation_len(_s: &AwaitingUnmask) -> usize {
+    0
+}
+
+/// The neighbours' entries a validated client keeps from the share stage on.
+#[cfg(feature = "validate")]
+fn shares_entries_len(s: &AwaitingShares) -> usize {
+    if s.common.config.validation.is_none() {
+        return 0;
+    }
+    let mut w = Writer::default();
+    for e in &s.entries {
+        crate::validate::wire::encode_entry(&mut w, e);
+    }
+    4 + w.len()
+}
+
+#[cfg(not(feature = "validate"))]
+fn shares_entries_len(_s: &AwaitingShares) -> usize {
+    0
 }
 
 /// `signed_u3` is there exactly in the malicious model's unmask stage.
@@ -383,6 +423,12 @@ fn encode_unmask(s: &AwaitingUnmask, w: &mut Writer) {
     }
     if let Some(u3) = &s.signed_u3 {
         u3.encode(w);
+    }
+    // A validated round's client after its upload: what the binding answer, disputes and the
+    // unmask check need (there exactly when the configuration has validation).
+    #[cfg(feature = "validate")]
+    if let Some(v) = &s.validation {
+        super::validated::encode(v, &s.common.config, w);
     }
 }
 
@@ -506,6 +552,8 @@ fn decode_common(r: &mut Reader<'_>, validated: bool) -> Result<Common, StateErr
         config,
         identity,
         roster,
+        #[cfg(feature = "cheats")]
+        cheat: None,
     })
 }
 
@@ -571,6 +619,26 @@ fn decode_shares(
             "own shares at another evaluation point",
         ));
     }
+    #[cfg(feature = "validate")]
+    let entries = if validated {
+        let n = r.count(
+            "neighbour entries",
+            common.config.degree as usize,
+            4 + 96 + 1,
+        )?;
+        let mut entries: Vec<crate::messages::KeyEntry> = Vec::with_capacity(n);
+        for _ in 0..n {
+            entries.push(crate::validate::wire::decode_entry(r)?);
+        }
+        if entries.len() != peers.len() || entries.iter().zip(&peers).any(|(e, p)| e.id != p.id) {
+            return Err(StateError::Inconsistent(
+                "neighbour entries do not match the neighbours",
+            ));
+        }
+        entries
+    } else {
+        Vec::new()
+    };
     Ok(AwaitingShares {
         common,
         input,
@@ -579,6 +647,8 @@ fn decode_shares(
         u1,
         peers,
         own,
+        #[cfg(feature = "validate")]
+        entries,
     })
 }
 
@@ -658,6 +728,15 @@ fn decode_unmask(
     } else {
         None
     };
+    #[cfg(feature = "validate")]
+    let validation = if validated {
+        Some(alloc::boxed::Box::new(super::validated::decode(
+            r,
+            &common.config,
+        )?))
+    } else {
+        None
+    };
     Ok(AwaitingUnmask {
         common,
         session,
@@ -666,6 +745,8 @@ fn decode_unmask(
         masked_with,
         held,
         signed_u3,
+        #[cfg(feature = "validate")]
+        validation,
     })
 }
 

@@ -162,6 +162,8 @@ impl StreamedClient {
             config,
             identity: self.client.identity.take(),
             roster: self.client.roster.take(),
+            #[cfg(feature = "cheats")]
+            cheat: None,
         };
         Ok((
             AwaitingNeighbours {

@@ -146,9 +146,6 @@ pub enum Contradiction {
     PairSeedHash,
     /// u's signed P_uw is not the commitment of that seed under κ (§8.5).
     PairCommitment,
-    /// u's signed binding response carries another bitmap than the one u signed with its
-    /// upload: u signed two S_u (§8.5; an honest client copies its upload bitmap, D28).
-    TwoBitmaps,
     /// u's signed O_u is not the commitment of its rebuilt b_u under κ (§8.6).
     SelfCommitment,
 }
@@ -429,9 +426,15 @@ fn check_dropped_pair_with(
         peer: Some(w),
         contradiction,
     };
-    // u signed two different S_u (D28): a response bitmap without w would otherwise hide P_uw.
+    // A response bitmap other than the upload's proves nothing (review 8c #1, D28 amended):
+    // an honest server drops such a response at the challenge stage, so it can only come
+    // from a server that made an honest client sign a second bitmap (a rolled-back saved
+    // state) and would frame it with it; with the unmask in one message (D42) a wrongly
+    // accepted exclusion hands the server both secrets.
     if evidence.response.bitmap != evidence.upload.bitmap {
-        return Ok(lie(Contradiction::TwoBitmaps));
+        return Err(EvidenceError::Malformed(
+            "the response's bitmap is not the upload's",
+        ));
     }
     // Same bitmap, verified response: one P per member (`ValidationResponse::verify`).
     let p_uw = evidence
@@ -1055,7 +1058,7 @@ pub(crate) mod tests {
     /// are the lie. A server cannot use this against an honest u: a bitmap u did not sign is
     /// refused.
     #[test]
-    fn a_response_bitmap_omitting_the_dropped_peer_is_a_lie() {
+    fn a_response_bitmap_other_than_the_uploads_is_no_evidence() {
         let f = Fixture::new();
         let g = gens();
         let c = ctx(&g, KAPPA);
@@ -1074,13 +1077,13 @@ pub(crate) mod tests {
         let sk_w = f.party(w).mask.secret_bytes();
         let mut ev = f.dropped_pair(u, &f.party(w).entry, &sk_w, hashes, view.clone(), resp);
         ev.upload = f.upload(u, &upload_bitmap);
+        // Not a lie (review 8c #1): a server could make an honest client sign a second
+        // bitmap by rolling its saved state back, then frame it with the two.
         assert_eq!(
             check_dropped_pair(&c, &f.accused(u, &nbrs), &ev),
-            Ok(Lie {
-                liar: u,
-                peer: Some(w),
-                contradiction: Contradiction::TwoBitmaps
-            })
+            Err(EvidenceError::Malformed(
+                "the response's bitmap is not the upload's"
+            ))
         );
         // An honest u (same bitmap in both): the server's own "upload" bitmap, not signed by
         // u, is refused; a real one without w says u did not mask with w.

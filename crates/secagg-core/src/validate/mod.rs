@@ -32,12 +32,18 @@
 //!   client's proof for `MaskedInput.proof` and the server's batch verification (the state
 //!   machines call them; D30–D37).
 //!
-//! Not here yet (step 8b and later): the binding stage, disputes, the split unmask, exclusions
-//! and the safety net in the state machines.
+//! Step 8b, first part, the challenge stage:
+//! - [`binding`]: the client's signed binding answer to κ, the server's check of it, and the
+//!   safety net's recomputation (§6.4); the state machines run the share-stage hashes and
+//!   cuts (§8.3), the challenge, the pair comparison and disputes, and the post-unmask checks.
+//!
+//! After unmasking, lies on self masks and on pairs with dropped clients are excluded by rule E
+//! (D38, D42; the unmask is one message, not split).
 //!
 //! Signs: sgn(u, v) = +1 if u < v, else −1, the sign with which u adds PRG(s_uv) (as
 //! `client.rs` masks); pair lists are `(v, s_uv)` for v ∈ S_u in any order (sums commute).
 
+pub mod binding;
 pub mod blind;
 pub mod commit;
 pub mod dispute;

@@ -46,8 +46,14 @@ use crate::shamir::{SHARE_LEN, Share};
 pub const WIRE_VERSION: u8 = secagg_zk::VERSION;
 
 /// Largest message of this module, checked before anything is decoded: an `ExclusionRequest`
-/// with `DroppedPair` evidence at k = 1,023 and the largest binding proof is ≈ 111 KB.
-pub const MAX_MESSAGE_LEN: usize = 1 << 17;
+/// with `DroppedPair` evidence at k = 1,023 and the largest binding proof is ≈ 111 KB; the
+/// share stage's `Shares` (k ciphertexts and k signed hashes) at k = 1,023 is ≈ 140 KB.
+pub const MAX_MESSAGE_LEN: usize = 1 << 18;
+
+/// Largest share-stage message (`Shares`, `RoutedShares`): [`MAX_MESSAGE_LEN`] plus the U2
+/// bitmap a routed `SharesForYou` carries, up to n = 2^20 clients (review 8b #7).
+pub const MAX_SHARE_STAGE_LEN: usize =
+    MAX_MESSAGE_LEN + (crate::config::MAX_CLIENTS as usize) / 8 + 64;
 
 /// A compressed ristretto255 point as it travels (canonical: decoding refuses others).
 pub type PointBytes = [u8; 32];
@@ -59,6 +65,8 @@ mod tag {
     pub const VALIDATION_RESPONSE: u8 = 0x31;
     pub const DISPUTE_ANSWER: u8 = 0x32;
     pub const EXCLUSION_SHARES: u8 = 0x33;
+    pub const SHARES: u8 = 0x34;
+    pub const ROUTED_SHARES: u8 = 0x24;
     pub const EVIDENCE_DROPPED_PAIR: u8 = 1;
     pub const EVIDENCE_SELF_MASK: u8 = 2;
 }
@@ -146,10 +154,16 @@ fn read_header(r: &mut Reader<'_>) -> Result<u8, CodecError> {
 }
 
 fn check_size(bytes: &[u8]) -> Result<(), CodecError> {
-    if bytes.len() > MAX_MESSAGE_LEN {
+    // The share stage's messages carry an id set of up to n bits; every other message is
+    // bounded by k and the proof sizes.
+    let limit = match bytes {
+        [WIRE_VERSION, tag::SHARES | tag::ROUTED_SHARES, ..] => MAX_SHARE_STAGE_LEN,
+        _ => MAX_MESSAGE_LEN,
+    };
+    if bytes.len() > limit {
         return Err(CodecError::TooLarge {
             what: "validation message",
-            limit: MAX_MESSAGE_LEN,
+            limit,
             got: bytes.len(),
         });
     }
@@ -592,7 +606,7 @@ pub struct ExclusionShares {
     pub share: Share,
 }
 
-fn encode_entry(w: &mut Writer, e: &KeyEntry) {
+pub(crate) fn encode_entry(w: &mut Writer, e: &KeyEntry) {
     w.u32(e.id)
         .fixed(&e.enc_pk)
         .fixed(&e.mask_pk)
@@ -604,7 +618,7 @@ fn encode_entry(w: &mut Writer, e: &KeyEntry) {
 }
 
 /// A key entry exactly as `crate::messages` encodes it.
-fn decode_entry(r: &mut Reader<'_>) -> Result<KeyEntry, CodecError> {
+pub(crate) fn decode_entry(r: &mut Reader<'_>) -> Result<KeyEntry, CodecError> {
     Ok(KeyEntry {
         id: r.u32()?,
         enc_pk: r.array()?,
@@ -684,6 +698,16 @@ pub enum ValidationServerMessage {
     DisputeRequest(DisputeRequest),
     /// Release a share of a liar's mask key (§8.5, §8.6).
     ExclusionRequest(ExclusionRequest),
+    /// The share stage's routing in a validated round (§8.3): the plain `SharesForYou`
+    /// message's bytes, and for each neighbour in U2 the pair-seed hash it signed for the pair
+    /// with the recipient (increasing id), so that the recipient cuts the pairs whose hashes
+    /// differ from its own.
+    RoutedShares {
+        /// A `ServerMessage::SharesForYou`, encoded.
+        routed: Vec<u8>,
+        /// (v, h_vu) for the recipient's neighbours v in U2.
+        peer_hashes: Vec<(ClientId, [u8; 32])>,
+    },
 }
 
 /// The new client-to-server messages of validated rounds.
@@ -695,6 +719,14 @@ pub enum ValidationClientMessage {
     DisputeAnswer(DisputeAnswer),
     /// A share of a liar's mask key (§8.5, §8.6).
     ExclusionShares(ExclusionShares),
+    /// The share stage of a validated round (§8.3): the plain `EncryptedShares` message's
+    /// bytes and the signed pair-seed hashes.
+    Shares {
+        /// A `ClientMessage::EncryptedShares`, encoded.
+        shares: Vec<u8>,
+        /// The signed h_uv list (D20).
+        hashes: PairSeedHashes,
+    },
 }
 
 impl ValidationServerMessage {
@@ -716,6 +748,14 @@ impl ValidationServerMessage {
                 w.u32(e.liar);
                 e.evidence.encode(&mut w);
             }
+            ValidationServerMessage::RoutedShares {
+                routed,
+                peer_hashes,
+            } => {
+                header(&mut w, tag::ROUTED_SHARES);
+                w.bytes(routed);
+                encode_id_list(&mut w, peer_hashes);
+            }
         }
         w.finish()
     }
@@ -734,6 +774,10 @@ impl ValidationServerMessage {
                 liar: r.u32()?,
                 evidence: Evidence::decode(&mut r, params)?,
             }),
+            tag::ROUTED_SHARES => ValidationServerMessage::RoutedShares {
+                routed: r.bytes("routed shares", MAX_SHARE_STAGE_LEN)?.to_vec(),
+                peer_hashes: decode_id_list(&mut r, "peer hashes", params.degree as usize)?,
+            },
             other => return Err(CodecError::UnknownTag(other)),
         };
         r.finish()?;
@@ -759,6 +803,11 @@ impl ValidationClientMessage {
                 let bytes = zeroize::Zeroizing::new(s.share.to_bytes());
                 w.u32(s.liar).fixed(&bytes[..]);
             }
+            ValidationClientMessage::Shares { shares, hashes } => {
+                header(&mut w, tag::SHARES);
+                w.bytes(shares);
+                hashes.encode(&mut w);
+            }
         }
         w.finish()
     }
@@ -780,6 +829,10 @@ impl ValidationClientMessage {
                 share: Share::from_bytes(r.take(SHARE_LEN)?)
                     .map_err(|_| CodecError::NonCanonical("share"))?,
             }),
+            tag::SHARES => ValidationClientMessage::Shares {
+                shares: r.bytes("encrypted shares", MAX_SHARE_STAGE_LEN)?.to_vec(),
+                hashes: PairSeedHashes::decode(&mut r, params)?,
+            },
             other => return Err(CodecError::UnknownTag(other)),
         };
         r.finish()?;
@@ -801,6 +854,20 @@ fn fuzz_params(a: u8, b: u8) -> Option<WireParams> {
 /// rest decoded as every message of this module and as a bare share-stage hash list. Must
 /// hold: no panic, and whatever decodes re-encodes to the same bytes (asserted here: a failed
 /// assertion is the bug the fuzzer reports).
+/// The stage a validated round's client message belongs to, from its header alone (as
+/// `messages::client_message_stage` does for the plain messages).
+pub fn client_message_stage(bytes: &[u8]) -> Option<crate::Stage> {
+    match bytes {
+        [WIRE_VERSION, tag::SHARES, ..] => Some(crate::Stage::ShareKeys),
+        [
+            WIRE_VERSION,
+            tag::VALIDATION_RESPONSE | tag::DISPUTE_ANSWER,
+            ..,
+        ] => Some(crate::Stage::Validate),
+        _ => None,
+    }
+}
+
 #[doc(hidden)]
 pub fn fuzz_decode(data: &[u8]) {
     let [a, b, rest @ ..] = data else {
