@@ -80,6 +80,30 @@ impl StageState {
         !self.excluding.is_empty()
     }
 
+    /// The rebuilt secret of `id`: (in U3, b_u) or (out of U3, sk_u).
+    fn rebuilt(&self, id: ClientId) -> Option<(bool, &Zeroizing<[u8; 32]>)> {
+        let i = self
+            .rebuilt
+            .binary_search_by_key(&id, |(o, _, _)| *o)
+            .ok()?;
+        let (_, survived, secret) = &self.rebuilt[i];
+        Some((*survived, secret))
+    }
+}
+
+/// s_uw from the rebuilt mask key of w (outside U3) and u's advertised mask key.
+fn dropped_pair_seed(
+    session: &crate::crypto::SessionId,
+    u: ClientId,
+    u_mask_pk: &[u8; 32],
+    w: ClientId,
+    sk_w: &[u8; 32],
+) -> Option<Zeroizing<[u8; 32]>> {
+    let shared = DhKeyPair::from_secret_bytes(sk_w).agree(u_mask_pk)?;
+    Some(crypto::pairwise_seed(&shared, session, u, w))
+}
+
+impl StageState {
     pub(super) fn is_cut(&self, u: ClientId, v: ClientId) -> bool {
         self.cuts.contains(&(u.min(v), u.max(v)))
     }
@@ -117,6 +141,19 @@ impl ServerRound {
             id,
             reason: validation_drop(kind),
         }
+    }
+
+    /// (v, leaf_v) of the key entries the server holds (and forwarded) for `ids`: a client's
+    /// view V_u (§8.3).
+    fn view_leaves(&self, ids: &[ClientId]) -> Vec<(ClientId, [u8; 32])> {
+        ids.iter()
+            .filter_map(|v| {
+                self.slots[*v as usize]
+                    .keys
+                    .as_ref()
+                    .map(|k| (*v, k.leaf()))
+            })
+            .collect()
     }
 
     /// A validated round's version-3 message from `from` (still in the round).
@@ -242,15 +279,7 @@ impl ServerRound {
                 "pair-seed hashes do not cover the neighbours",
             ));
         }
-        let leaves: Vec<(ClientId, [u8; 32])> = neighbours
-            .iter()
-            .filter_map(|v| {
-                self.slots[*v as usize]
-                    .keys
-                    .as_ref()
-                    .map(|k| (*v, k.leaf()))
-            })
-            .collect();
+        let leaves = self.view_leaves(&neighbours);
         let view = blind::view_digest(session, &leaves).map_err(|_| Misbehaviour::BadSignature)?;
         let ok = roster
             .get(from as usize - 1)
@@ -669,20 +698,13 @@ impl ServerRound {
         let ctx = ch
             .context(&self.config)
             .map_err(|_| fail(None, "round state"))?;
-        let secrets = &v.stage.rebuilt;
-        let secret_of = |id: ClientId| {
-            secrets
-                .binary_search_by_key(&id, |(o, _, _)| *o)
-                .ok()
-                .map(|i| &secrets[i])
-        };
         let mut lies = Vec::new();
         for u in u3.iter() {
             let slot = &self.slots[u as usize];
             let (Some(r), Some(keys)) = (&slot.v.response, &slot.keys) else {
                 return Err(fail(Some(u), "missing answer"));
             };
-            let Some((_, true, b)) = secret_of(u) else {
+            let Some((true, b)) = v.stage.rebuilt(u) else {
                 return Err(fail(Some(u), "missing self secret"));
             };
             let o = ctx
@@ -701,13 +723,11 @@ impl ServerRound {
                 .masked_with(&nu)
                 .ok_or_else(|| fail(Some(u), "response"))?;
             for w in members.into_iter().filter(|w| !u3.contains(*w)) {
-                let Some((_, false, sk_w)) = secret_of(w) else {
+                let Some((false, sk_w)) = v.stage.rebuilt(w) else {
                     return Err(fail(Some(w), "missing mask key"));
                 };
-                let shared = DhKeyPair::from_secret_bytes(sk_w)
-                    .agree(&keys.mask_pk)
+                let seed = dropped_pair_seed(session, u, &keys.mask_pk, w, sk_w)
                     .ok_or_else(|| fail(Some(u), "pair commitment (dropped peer)"))?;
-                let seed = crypto::pairwise_seed(&shared, session, u, w);
                 let p = ctx
                     .pair_commitment(u, w, &seed)
                     .map_err(|_| fail(Some(u), "pair commitment (dropped peer)"))?;
@@ -721,15 +741,7 @@ impl ServerRound {
                 ) else {
                     return Err(fail(Some(u), "pair commitment (dropped peer)"));
                 };
-                let view = nu
-                    .iter()
-                    .filter_map(|x| {
-                        self.slots[*x as usize]
-                            .keys
-                            .as_ref()
-                            .map(|k| (*x, k.leaf()))
-                    })
-                    .collect();
+                let view = self.view_leaves(&nu);
                 let e = Evidence::DroppedPair(alloc::boxed::Box::new(DroppedPairEvidence {
                     hashes,
                     view,
@@ -759,20 +771,16 @@ impl ServerRound {
         ) else {
             return Err(fail("round state"));
         };
-        let secrets = &v.stage.rebuilt;
-        let secret_of = |id: ClientId| {
-            secrets
-                .binary_search_by_key(&id, |(o, _, _)| *o)
-                .ok()
-                .map(|i| &secrets[i])
-        };
         let mut c_sum = RistrettoPoint::default();
         let mut blind_sum = Scalar::ZERO;
         for u in u3.iter() {
             let slot = &self.slots[u as usize];
-            let (Some(r), Some(c_u), Some(keys), Some((_, true, b))) =
-                (&slot.v.response, &slot.v.c_u, &slot.keys, secret_of(u))
-            else {
+            let (Some(r), Some(c_u), Some(keys), Some((true, b))) = (
+                &slot.v.response,
+                &slot.v.c_u,
+                &slot.keys,
+                v.stage.rebuilt(u),
+            ) else {
                 return Err(fail("round state"));
             };
             let members = r
@@ -780,13 +788,12 @@ impl ServerRound {
                 .ok_or_else(|| fail("round state"))?;
             let mut dropped_seeds = Vec::new();
             for w in members.into_iter().filter(|w| !u3.contains(*w)) {
-                let Some((_, false, sk_w)) = secret_of(w) else {
+                let Some((false, sk_w)) = v.stage.rebuilt(w) else {
                     return Err(fail("round state"));
                 };
-                let shared = DhKeyPair::from_secret_bytes(sk_w)
-                    .agree(&keys.mask_pk)
+                let seed = dropped_pair_seed(session, u, &keys.mask_pk, w, sk_w)
                     .ok_or_else(|| fail("round state"))?;
-                dropped_seeds.push((w, crypto::pairwise_seed(&shared, session, u, w)));
+                dropped_seeds.push((w, seed));
             }
             c_sum += c_u;
             blind_sum += binding::survivor_blinding(session, u, b, &dropped_seeds);
@@ -890,20 +897,14 @@ impl ServerRound {
                 Ok(sk) => sk,
                 Err(a) => return self.abort(a),
             };
-            let rebuilt = &self.validation.as_ref().map(|v| &v.stage.rebuilt);
-            let Some(rebuilt) = rebuilt else {
+            let Some(stage) = self.validation.as_ref().map(|v| &v.stage) else {
                 return self.abort(RoundAborted::Validation {
                     client: None,
                     check: "round state",
                 });
             };
-            let find = |id: ClientId| {
-                rebuilt
-                    .binary_search_by_key(&id, |(o, _, _)| *o)
-                    .ok()
-                    .map(|i| &rebuilt[i])
-            };
-            let Some((_, true, b)) = find(*liar) else {
+            let find = |id: ClientId| stage.rebuilt(id);
+            let Some((true, b)) = find(*liar) else {
                 return self.abort(RoundAborted::InconsistentShares { owner: *liar });
             };
             specs.push(MaskSpec {
@@ -917,14 +918,14 @@ impl ServerRound {
                 .and_then(|st| st.members(&graph.neighbours(*liar)))
                 .unwrap_or_default();
             for w in members {
-                if let Some((_, false, sk_w)) = find(w) {
+                if let Some((false, sk_w)) = find(w) {
                     // Its pair masks with the dropped were removed at unmask: added back.
-                    let Some(shared) = DhKeyPair::from_secret_bytes(sk_w).agree(&keys.mask_pk)
+                    let Some(seed) = dropped_pair_seed(session, *liar, &keys.mask_pk, w, sk_w)
                     else {
                         return self.abort(RoundAborted::InconsistentShares { owner: w });
                     };
                     specs.push(MaskSpec {
-                        seed: crypto::pairwise_seed(&shared, session, *liar, w),
+                        seed,
                         sign: if *liar < w { Sign::Plus } else { Sign::Minus },
                     });
                 } else if keep.contains(w) {

@@ -199,13 +199,7 @@ pub fn answer<R: CryptoRng + ?Sized>(
         o_u,
         pairs: &signs,
     };
-    let ctx = BindContext {
-        session: ch.session,
-        client: u64::from(id),
-        kappa: ch.kappa,
-        upload_hash: crypto::hash(&[a.packed_upload]),
-        bitmap: a.bitmap.to_vec(),
-    };
+    let ctx = bind_context(ch, id, a.packed_upload, a.bitmap);
     let proof = bind::prove(&ch.gens, ch.params.bind(), &ctx, &st, &witness, rng)?;
     let bytes = codec::encode_bind_proof(ch.params.bind(), &proof);
     Ok(ValidationResponse::sign(
@@ -218,6 +212,18 @@ pub fn answer<R: CryptoRng + ?Sized>(
         &pair_points,
         bytes,
     ))
+}
+
+/// Statement B's context for u's upload: the session, κ, SHA-256 of the packed upload and the
+/// signed bitmap (D14), the same for prover and verifier.
+fn bind_context(ch: &Challenge, id: ClientId, packed_upload: &[u8], bitmap: &[u8]) -> BindContext {
+    BindContext {
+        session: ch.session,
+        client: u64::from(id),
+        kappa: ch.kappa,
+        upload_hash: crypto::hash(&[packed_upload]),
+        bitmap: bitmap.to_vec(),
+    }
 }
 
 /// The server's check of u's binding proof (statement B with u's own O_u and P_uv; the pair
@@ -262,13 +268,7 @@ pub fn verify_answer(
         o_u,
         pairs: &signs,
     };
-    let ctx = BindContext {
-        session: ch.session,
-        client: u64::from(id),
-        kappa: ch.kappa,
-        upload_hash: crypto::hash(&[packed_upload]),
-        bitmap: response.bitmap.clone(),
-    };
+    let ctx = bind_context(ch, id, packed_upload, &response.bitmap);
     Ok(bind::verify(&ch.gens, ch.params.bind(), &ctx, &st, &proof)?)
 }
 
