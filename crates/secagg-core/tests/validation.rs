@@ -82,6 +82,9 @@ struct Report {
     client_errors: Vec<(ClientId, ClientError)>,
     /// Every reply a client produced, in order.
     replies: Vec<(ClientId, Vec<u8>)>,
+    /// Each client's saved state just before it handled its routed shares, with that message
+    /// (what a malicious server could roll the client back to).
+    before_upload: Vec<(ClientId, Vec<u8>, Vec<u8>)>,
 }
 
 /// Runs a round; `save_restore` lists clients that are exported and re-imported before every
@@ -143,6 +146,7 @@ fn run_full(
         .collect();
     let mut client_errors = Vec::new();
     let mut all_replies = Vec::new();
+    let mut before_upload = Vec::new();
     let mut now = 0;
     server.start(now);
     // Messages the server queued while handling replies (disputes open within a stage).
@@ -164,6 +168,11 @@ fn run_full(
                 clients[i] = ClientRound::import_state(saved.as_bytes()).unwrap();
             }
             let bytes = to_client(&server, to, bytes);
+            if bytes.get(..2) == Some(&[3u8, 0x24][..])
+                && let Ok(st) = clients[i].export_state()
+            {
+                before_upload.push((to, st.as_bytes().to_vec(), bytes.clone()));
+            }
             match clients[i].handle(&bytes, &mut rngs[i]) {
                 Ok(Some(r)) => {
                     all_replies.push((to, r.clone()));
@@ -194,6 +203,7 @@ fn run_full(
         dropouts: server.dropouts().to_vec(),
         client_errors,
         replies: all_replies,
+        before_upload,
     }
 }
 
@@ -964,4 +974,147 @@ fn an_exclusion_completes_without_a_silent_holder() {
     let kept: Vec<ClientId> = (1..=N).filter(|v| *v != 6).collect();
     assert_eq!(survivors, kept);
     assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// Review 8c W1, driven through the harness: a malicious server rolls honest client 3 back to
+/// its state before the upload and feeds it routed shares with peer 5's hash altered, so
+/// client 3 signs a second upload bitmap (without 5). Client 2 goes silent at the challenge
+/// (its key is rebuilt at unmask). The server then asks holder 4, after it released client 3's
+/// b-share, for client 3's mask-key share with "evidence" pairing client 3's real response with
+/// that second bitmap. Holder 4 must refuse (two signed bitmaps are no lie: D28 amended): else
+/// the server holds both of client 3's secrets.
+#[test]
+fn a_rolled_back_client_cannot_be_framed_with_two_bitmaps() {
+    use secagg_core::messages::ServerMessage;
+    use secagg_core::validate::binding::wire_params;
+    use secagg_core::validate::wire::{
+        DroppedPairEvidence, Evidence, ExclusionRequest, Secret32, ValidationClientMessage,
+        ValidationServerMessage,
+    };
+    let cfg = config(110);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let wire = wire_params(&cfg).unwrap();
+    let (mut response, mut hashes, mut sk2_shares) = (None, None, Vec::new());
+    let mut capture = |server: &ServerRound, stage: Stage, from: ClientId, bytes: Vec<u8>| {
+        if from == 2 && stage == Stage::Validate {
+            return vec![0xff];
+        }
+        if from == 3 {
+            match ValidationClientMessage::decode(&bytes, &wire) {
+                Ok(ValidationClientMessage::ValidationResponse(r)) => response = Some(r),
+                Ok(ValidationClientMessage::Shares { hashes: h, .. }) => hashes = Some(h),
+                _ => {}
+            }
+        }
+        if stage == Stage::Unmask
+            && let Ok(ClientMessage::UnmaskShares { mask_key, .. }) =
+                ClientMessage::decode(&bytes, server.config())
+        {
+            sk2_shares.extend(
+                mask_key
+                    .into_iter()
+                    .filter(|(o, _)| *o == 2)
+                    .map(|(_, s)| s),
+            );
+        }
+        bytes
+    };
+    let mut entries = None;
+    let mut keys_hook = |server: &ServerRound, to: ClientId, bytes: Vec<u8>| {
+        if to == 3
+            && let Ok(ServerMessage::NeighbourKeys { neighbours, .. }) =
+                ServerMessage::decode(&bytes, Some(server.config()))
+        {
+            entries = Some(neighbours);
+        }
+        bytes
+    };
+    let r = run_full(&cfg, &inputs, &[], &[], &mut capture, &mut keys_hook);
+    released(&r);
+    // The rollback: client 3's state before its upload, and peer 5's hash altered.
+    let (_, state, routed) = r
+        .before_upload
+        .iter()
+        .find(|(id, _, _)| *id == 3)
+        .cloned()
+        .unwrap();
+    let ValidationServerMessage::RoutedShares {
+        routed,
+        mut peer_hashes,
+    } = ValidationServerMessage::decode(&routed, &wire).unwrap()
+    else {
+        panic!("not routed shares")
+    };
+    for (v, h) in &mut peer_hashes {
+        if *v == 5 {
+            h[0] ^= 1;
+        }
+    }
+    let altered = ValidationServerMessage::RoutedShares {
+        routed,
+        peer_hashes,
+    }
+    .encode();
+    let mut c = ClientRound::import_state(&state).unwrap();
+    let second = c
+        .handle(&altered, &mut ChaCha20Rng::seed_from_u64(5))
+        .unwrap()
+        .unwrap();
+    let ClientMessage::MaskedInput {
+        masked_with: Some(upload2),
+        ..
+    } = ClientMessage::decode(&second, &cfg).unwrap()
+    else {
+        panic!("no second upload")
+    };
+    let entries = entries.unwrap();
+    let view: Vec<(ClientId, [u8; 32])> = entries.iter().map(|e| (e.id, e.leaf())).collect();
+    let entry2 = entries.iter().find(|e| e.id == 2).unwrap().clone();
+    let sk2 = secagg_core::shamir::reconstruct(&sk2_shares, cfg.threshold as usize).unwrap();
+    let response = response.unwrap();
+    assert_ne!(
+        response.bitmap, upload2.bitmap,
+        "the rollback gave a second bitmap"
+    );
+    let req = ValidationServerMessage::ExclusionRequest(ExclusionRequest {
+        liar: 3,
+        evidence: Evidence::DroppedPair(Box::new(DroppedPairEvidence {
+            hashes: hashes.unwrap(),
+            view,
+            dropped_entry: entry2,
+            dropped_key: Secret32::new(*sk2),
+            upload: upload2,
+            response,
+        })),
+    })
+    .encode();
+    let mut replace = |server: &ServerRound, to: ClientId, bytes: Vec<u8>| {
+        if to == 4 && bytes == ServerMessage::Done.encode() && server.outcome().is_some() {
+            req.clone()
+        } else {
+            bytes
+        }
+    };
+    let r = run_full(
+        &cfg,
+        &inputs,
+        &[],
+        &[],
+        &mut silent(2, Stage::Validate),
+        &mut replace,
+    );
+    released(&r);
+    assert!(
+        !r.replies
+            .iter()
+            .any(|(from, m)| *from == 4 && m.get(..2) == Some(&[3, 0x33][..])),
+        "holder 4 released honest client 3's mask-key share after its b-share"
+    );
+    assert!(
+        r.client_errors
+            .iter()
+            .any(|(id, e)| *id == 4 && e.to_string().contains("proves nothing")),
+        "{:?}",
+        r.client_errors
+    );
 }
