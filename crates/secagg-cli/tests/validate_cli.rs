@@ -2,8 +2,7 @@
 //! 11, VALIDATION.md §21 step 9): honest validated rounds, cheaters of every kind named with
 //! their reason and left out of the release, honest clients above the bound refusing locally,
 //! and every combination that cannot work refused with its reason. Needs the feature
-//! `validate` (`cargo test -p secagg-cli --features validate --test validate_cli`); without
-//! it, only the refusal of `--validate` runs.
+//! `validate` (on by default); without it, only the refusal of `--validate` runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

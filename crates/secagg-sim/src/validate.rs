@@ -254,7 +254,7 @@ mod imp {
     ) -> Result<SimulateResult, String> {
         Err(String::from(
             "this build has no validated rounds (issue 11): build secagg with the feature \
-             `validate` (cargo build -p secagg-cli --features validate)",
+             `validate` (on by default; this one was built with --no-default-features)",
         ))
     }
 }

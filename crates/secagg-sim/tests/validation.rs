@@ -2,7 +2,7 @@
 //! cheaters are rejected with `validation: norm` at the upload, `forged-proof` and
 //! `inconsistent` with `validation: binding`, `wrong-mask` with `validation: self mask` after
 //! unmasking, and the release is exactly the honest survivors' sum, with dropouts.
-//! Feature `validate` (`cargo test -p secagg-sim --features validate --test validation`).
+//! Feature `validate` (on by default).
 #![cfg(feature = "validate")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
