@@ -193,6 +193,11 @@ pub struct ValidateArgs {
     /// shares do not rebuild, committed to match).
     #[arg(long, value_parser = Cheat::parse, requires = "cheaters")]
     pub cheat: Option<Cheat>,
+    /// With --dp (client-side noise): accept that a cheater can send signal in place of its
+    /// noise share, up to the factor (Δ₂ + N_η)/Δ₂ times the clip that the run prints
+    /// (VALIDATION.md §12). Without it, --validate with --dp needs --dp-central.
+    #[arg(long, requires = "validate")]
+    pub validate_client_noise: bool,
 }
 
 impl StageArg {
@@ -581,6 +586,8 @@ pub fn validation_json(v: &ValidationReport, va: &ValidateArgs) -> Value {
             "uploads": v.uploads,
         },
         "proof_bytes": v.proof_bytes,
+        "noise_bound": v.noise_bound,
+        "dp_factor": v.dp_factor,
     })
 }
 
@@ -591,9 +598,17 @@ pub fn run(cmd: SimulateCmd) -> Result<(), String> {
         validate: va,
     } = cmd;
     let mut notes = Vec::new();
-    if va.validate.is_some() {
+    if let Some(bound) = va.validate {
         if a.dp.dp.is_some() {
-            return Err(String::from(sim_validate::DP_REFUSED));
+            // One bound: with DP, B is the clip every client's update is clipped to.
+            if a.dp.dp_clip != DpArgs::default().dp_clip && a.dp.dp_clip != bound {
+                return Err(format!(
+                    "--validate l2={bound} with --dp is the L2 clip, but --dp-clip is {}: drop \
+                     --dp-clip or give both the same value",
+                    a.dp.dp_clip
+                ));
+            }
+            a.dp.dp_clip = bound;
         }
         if let Some(c) = va.cheat {
             c.supported()?;
@@ -629,7 +644,7 @@ pub fn run(cmd: SimulateCmd) -> Result<(), String> {
             // The server's secret key for its batch verification's weights (D26, D32).
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| format!("no OS randomness: {e}"))?;
-            sim_validate::simulate_validated(
+            sim_validate::simulate_validated_with(
                 inputs,
                 opts,
                 SimulateValidation {
@@ -638,9 +653,18 @@ pub fn run(cmd: SimulateCmd) -> Result<(), String> {
                     cheat: va.cheat.unwrap_or(Cheat::Oversized),
                     verifier_key: Some(key),
                 },
+                va.validate_client_noise,
             )?
         }
     };
+    if let Some(f) = r.validation.as_ref().and_then(|v| v.dp_factor)
+        && va.validate_client_noise
+    {
+        eprintln!(
+            "warning: client-side DP noise in a validated round: a cheater can send up to \
+             {f:.2}× the clip as signal in place of its noise (VALIDATION.md §12)"
+        );
+    }
     r.plan.warnings.splice(0..0, notes);
     if let (Some(path), Some(agg)) = (&a.output, &r.aggregate) {
         write_output(path, agg, a.bits)?;

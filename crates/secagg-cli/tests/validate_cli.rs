@@ -291,11 +291,41 @@ mod validated {
         let with = |extra: &[&'static str]| -> Vec<&'static str> {
             base.iter().chain(extra).copied().collect()
         };
-        // DP: VALIDATION.md §12 (F9).
+        // DP with client-side noise needs the opt-in, and names the factor: VALIDATION.md §12
+        // (F9). The opt-in needs client-side noise; with --dp, B is the clip.
         refused(
             &with(&["--validate", "l2=1", "--dp", "ddg"]),
-            &["VALIDATION.md §12", "F9"],
+            &[
+                "VALIDATION.md §12",
+                "F9",
+                "× the clip",
+                "--validate-client-noise",
+            ],
         );
+        refused(
+            &with(&[
+                "--validate",
+                "l2=1",
+                "--dp",
+                "ddg",
+                "--dp-central",
+                "--validate-client-noise",
+            ]),
+            &["--dp without --dp-central"],
+        );
+        refused(
+            &with(&[
+                "--validate",
+                "l2=1",
+                "--dp",
+                "ddg",
+                "--dp-central",
+                "--dp-clip",
+                "2",
+            ]),
+            &["is the L2 clip", "--dp-clip"],
+        );
+        refused(&with(&["--validate-client-noise"]), &["--validate"]);
         refused(
             &with(&["--validate", "l2=100", "--cheaters", "1", "--cheat", "lazy"]),
             &["unknown cheat", "oversized"],
@@ -368,5 +398,50 @@ mod validated {
             ],
             &["drop --clip"],
         );
+    }
+
+    /// Validated DP rounds (VALIDATION.md §12): with server-side noise a cheater is named and
+    /// the private mean of the others released, with the DP report; with client-side noise and
+    /// the opt-in, the factor is printed on stderr and in the JSON.
+    #[test]
+    fn validated_dp_rounds_name_cheaters_and_state_the_factor() {
+        let base = ["simulate", "--clients", "8", "--dim", "40", "--json"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            base.iter().chain(extra).copied().collect()
+        };
+        let out = secagg(&with(&[
+            "--validate",
+            "l2=1",
+            "--dp",
+            "ddg",
+            "--dp-central",
+            "--cheaters",
+            "5",
+            "--cheat",
+            "inconsistent",
+        ]));
+        let v = json(&out);
+        assert_eq!(v["aggregate_ok"], true);
+        assert_eq!(v["validation"]["rejected"][0]["client"], 5);
+        assert_eq!(
+            v["validation"]["rejected"][0]["reason"],
+            "validation: binding"
+        );
+        assert_eq!(v["validation"]["dp_factor"], 1.0);
+        assert!(v["dp"]["epsilon"].as_f64().unwrap() > 0.0);
+        assert!(!ids(&v["survivors"]).contains(&5));
+
+        let out = secagg(&with(&[
+            "--validate",
+            "l2=1",
+            "--dp",
+            "ddg",
+            "--validate-client-noise",
+        ]));
+        let v = json(&out);
+        let f = v["validation"]["dp_factor"].as_f64().unwrap();
+        assert!(f > 1.0, "{f}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("× the clip as signal"), "{err}");
     }
 }

@@ -200,9 +200,49 @@ impl DpEncoding {
     /// Validates `setup`, picks γ (see the module docs) and derives the public parameters.
     pub fn new(setup: &DpSetup) -> Result<Self, DpError> {
         validate(setup)?;
-        let padded_dim = rotation::padded_dim(setup.dim)
-            .ok_or_else(|| DpError(format!("dimension {} is too large to pad", setup.dim)))?;
-        let scale = choose_scale(setup, padded_dim)?;
+        let padded_dim = padded(setup)?;
+        Self::at_scale(setup, padded_dim, choose_scale(setup, padded_dim)?)
+    }
+
+    /// The encoding of a validated round (docs/VALIDATION.md §12): like [`Self::new`], but γ is
+    /// lowered, if needed, until `max_clients` encoded vectors of norm at most
+    /// [`Self::norm_bound`] cannot wrap the sum: max_clients·(norm bound + 1) < 2^(b−1). A
+    /// client's proof of ‖x‖₂ ≤ norm bound then also rules out a wrap, whatever it sends.
+    /// Refused for client-side Skellam noise (no 2^−64 tail bound on its norm here) and when
+    /// the lowered γ leaves less than one level per coordinate.
+    pub fn norm_bounded(setup: &DpSetup) -> Result<Self, DpError> {
+        validate(setup)?;
+        let padded_dim = padded(setup)?;
+        let n = f64::from(setup.max_clients);
+        let limit = half_modulus(setup.bits) * (1.0 - 1e-9) - 2.0;
+        let fits = |e: &Self| -> Result<bool, DpError> { Ok(n * (e.norm_bound()? + 1.0) < limit) };
+        let top = choose_scale(setup, padded_dim)?;
+        let enc = Self::at_scale(setup, padded_dim, top)?;
+        if fits(&enc)? {
+            return Ok(enc);
+        }
+        // The norm bound grows with γ: bisect for the largest γ that fits.
+        let (mut lo, mut hi) = (0.0f64, top);
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if fits(&Self::at_scale(setup, padded_dim, mid)?)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let levels = lo * setup.clip / libm::sqrt(padded_dim as f64);
+        if levels < 1.0 {
+            return Err(DpError(format!(
+                "a validated round of {} clients in {} bits leaves scale γ = {lo:.3e}, {levels:.3} \
+                 quantization levels per coordinate (need ≥ 1): use more --bits or fewer clients",
+                setup.max_clients, setup.bits
+            )));
+        }
+        Self::at_scale(setup, padded_dim, lo)
+    }
+
+    fn at_scale(setup: &DpSetup, padded_dim: usize, scale: f64) -> Result<Self, DpError> {
         let target_variance = sq(setup.noise_multiplier * scale * setup.clip);
         let m = f64::from(setup.min_survivors);
         let (local_variance, central_variance) = match setup.placement {
@@ -294,6 +334,36 @@ impl DpEncoding {
         libm::sqrt(var) / (self.scale * s)
     }
 
+    /// N_η: a bound on the L2 norm of one client's noise share that a draw exceeds with
+    /// probability at most 2^−64 (VALIDATION.md §12). The discrete Gaussian N_Z(0, σ²) is
+    /// σ-subgaussian (Canonne, Kamath, Steinke 2020), so for d independent coordinates
+    /// P(‖η‖² > σ²(d + 2√(d·t) + 2t)) ≤ e^−t (Hsu, Kakade, Zhang 2012, Thm. 1), t = 64·ln 2.
+    /// 0 for central noise (clients add none) and z = 0; refused for client-side Skellam.
+    pub fn noise_norm_bound(&self) -> Result<f64, DpError> {
+        if self.local_variance == 0.0 {
+            return Ok(0.0);
+        }
+        match self.setup.noise {
+            NoiseKind::DiscreteGaussian => {
+                let t = 64.0 * core::f64::consts::LN_2;
+                let d = self.padded_dim as f64;
+                // The sampler's σ² is exact; the factor covers f64 rounding here.
+                let s2 = self.local_variance * (1.0 + 1e-9);
+                Ok(libm::sqrt(s2 * (d + 2.0 * libm::sqrt(d * t) + 2.0 * t)))
+            }
+            NoiseKind::Skellam => Err(DpError(String::from(
+                "client-side Skellam noise has no norm bound here: a validated round with \
+                 client-side noise needs the discrete Gaussian (or central noise)",
+            ))),
+        }
+    }
+
+    /// The L2 norm an honest client's encoded vector stays within when it adds its noise
+    /// with [`Self::encode_bounded`]: the rounding bound plus [`Self::noise_norm_bound`].
+    pub fn norm_bound(&self) -> Result<f64, DpError> {
+        Ok(self.l2_sensitivity + self.noise_norm_bound()?)
+    }
+
     /// The noise sampler a client uses (built once, reused for every encode of the round).
     pub fn client_noise(&self) -> Result<NoiseSampler, DpError> {
         NoiseSampler::new(self.setup.noise, self.local_variance)
@@ -314,6 +384,30 @@ impl DpEncoding {
         noise: &NoiseSampler,
         x: &[f64],
         rng: &mut R,
+    ) -> Result<Vec<u64>, DpError> {
+        self.encode_inner(noise, x, rng, None)
+    }
+
+    /// [`Self::encode_with`] for a validated round: the noise share is redrawn while its L2
+    /// norm exceeds [`Self::noise_norm_bound`] (probability ≤ 2^−64 per draw; the truncation
+    /// moves the noise distribution by at most that much in total variation, which goes into
+    /// δ), so the encoded vector's norm is at most [`Self::norm_bound`].
+    pub fn encode_bounded<R: CryptoRng + ?Sized>(
+        &self,
+        noise: &NoiseSampler,
+        x: &[f64],
+        rng: &mut R,
+    ) -> Result<Vec<u64>, DpError> {
+        let bound = self.noise_norm_bound()?;
+        self.encode_inner(noise, x, rng, Some(bound))
+    }
+
+    fn encode_inner<R: CryptoRng + ?Sized>(
+        &self,
+        noise: &NoiseSampler,
+        x: &[f64],
+        rng: &mut R,
+        noise_bound: Option<f64>,
     ) -> Result<Vec<u64>, DpError> {
         if x.len() != self.setup.dim {
             return Err(DpError(format!(
@@ -337,7 +431,32 @@ impl DpEncoding {
         let mut coins = NoiseRng::from_rng(rng);
         let mut rounded =
             rounding::conditional_round(&v, self.l2_sensitivity, MAX_TRIES, &mut coins)?;
-        noise.add_to(&mut rounded.values, &mut coins);
+        match noise_bound {
+            None => noise.add_to(&mut rounded.values, &mut coins),
+            Some(bound) => {
+                let mut eta = vec![0i64; rounded.values.len()];
+                let mut tries = 0;
+                loop {
+                    eta.iter_mut().for_each(|e| *e = 0);
+                    noise.add_to(&mut eta, &mut coins);
+                    let norm_sq: f64 = eta.iter().map(|e| sq(*e as f64)).sum();
+                    if norm_sq <= sq(bound) {
+                        break;
+                    }
+                    tries += 1;
+                    if tries >= MAX_TRIES {
+                        eta.zeroize();
+                        return Err(DpError(format!(
+                            "the noise share exceeded its norm bound {bound:.3e} {MAX_TRIES} times"
+                        )));
+                    }
+                }
+                for (a, e) in rounded.values.iter_mut().zip(&eta) {
+                    *a = a.wrapping_add(*e);
+                }
+                eta.zeroize();
+            }
+        }
         let mask = modulus_mask(self.setup.bits);
         let out = rounded.values.iter().map(|&a| a as u64 & mask).collect();
         // The plain update and its noise must not linger in freed memory.
@@ -409,6 +528,11 @@ impl DpEncoding {
         v.truncate(self.setup.dim);
         Ok(v)
     }
+}
+
+fn padded(setup: &DpSetup) -> Result<usize, DpError> {
+    rotation::padded_dim(setup.dim)
+        .ok_or_else(|| DpError(format!("dimension {} is too large to pad", setup.dim)))
 }
 
 fn sq(a: f64) -> f64 {

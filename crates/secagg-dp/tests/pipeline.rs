@@ -271,3 +271,74 @@ fn sensitivities_follow_the_scale() {
     let norm2: f64 = e.iter().map(|&v| (v as u32 as i32 as f64).powi(2)).sum();
     assert!(norm2.sqrt() <= zero_noise.l2_sensitivity());
 }
+
+/// ‖x‖₂ of an encoding read as signed values in `bits` bits.
+fn signed_norm(x: &[u64], bits: u8) -> f64 {
+    x.iter()
+        .map(|&v| {
+            let s = ((v << (64 - bits)) as i64) >> (64 - bits);
+            (s as f64) * (s as f64)
+        })
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Validated rounds (VALIDATION.md §12): the norm-bounded encoding keeps n vectors at its norm
+/// bound from wrapping, and every honest encoding (its noise share redrawn beyond N_η) stays
+/// within the bound, including inputs far above the clip.
+#[test]
+fn norm_bounded_encodings_stay_within_their_bound() {
+    for (placement, z) in [
+        (NoisePlacement::Distributed, 1e-6),
+        (NoisePlacement::Central, 1e-6),
+        (NoisePlacement::Distributed, 1.0),
+    ] {
+        let mut s = DpSetup::new(3000, 1.0, z, 32, 50, 40, [7; 32]);
+        s.placement = placement;
+        let enc = DpEncoding::norm_bounded(&s).unwrap();
+        let bound = enc.norm_bound().unwrap();
+        let eta = enc.noise_norm_bound().unwrap();
+        assert_eq!(eta == 0.0, placement == NoisePlacement::Central);
+        assert!(50.0 * (bound + 1.0) < 2f64.powi(31), "{bound}");
+        let plain = DpEncoding::new(&s).unwrap();
+        if z < 1.0 {
+            // Little noise: the overflow bound sets the plain γ, too large for n vectors at
+            // the norm bound; the validated γ is lower.
+            assert!(enc.scale() < plain.scale());
+            assert!(50.0 * (plain.l2_sensitivity() + 1.0) >= 2f64.powi(31) * (1.0 - 1e-9));
+        }
+        let noise = enc.client_noise().unwrap();
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        for (i, x) in inputs(20, 3000, 9).into_iter().enumerate() {
+            // Inputs up to 10·20 times the clip (clipped by the encoding).
+            let x: Vec<f64> = x.iter().map(|v| v * (1 + i) as f64 * 10.0).collect();
+            let e = enc.encode_bounded(&noise, &x, &mut rng).unwrap();
+            let norm = signed_norm(&e, 32);
+            assert!(norm <= bound, "{norm} > {bound}");
+        }
+    }
+}
+
+/// N_η is a real tail bound: the noise norm sits near σ√d, well below N_η, and N_η grows
+/// with σ; client-side Skellam has no bound and is refused for validated rounds.
+#[test]
+fn the_noise_norm_bound_is_a_tail_bound_and_skellam_is_refused() {
+    let s = DpSetup::new(1000, 1.0, 1.0, 32, 100, 80, [3; 32]);
+    let enc = DpEncoding::new(&s).unwrap();
+    let eta = enc.noise_norm_bound().unwrap();
+    let typical = (enc.local_variance() * enc.padded_dim() as f64).sqrt();
+    assert!(
+        eta > typical && eta < 1.5 * typical,
+        "{eta} vs σ√d = {typical}"
+    );
+    let mut sk = s.clone();
+    sk.noise = NoiseKind::Skellam;
+    let e = DpEncoding::new(&sk).unwrap();
+    assert!(e.noise_norm_bound().unwrap_err().0.contains("Skellam"));
+    assert!(DpEncoding::norm_bounded(&sk).is_err());
+    sk.placement = NoisePlacement::Central;
+    assert_eq!(
+        DpEncoding::new(&sk).unwrap().noise_norm_bound().unwrap(),
+        0.0
+    );
+}

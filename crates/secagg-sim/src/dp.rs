@@ -85,7 +85,21 @@ impl DpParams {
     /// The encoding of a round with configuration `c`, checked against the masked length.
     pub fn encoding(&self, c: &RoundConfig) -> Result<DpEncoding, String> {
         self.validate()?;
-        let enc = DpEncoding::new(&self.setup(c)).map_err(|e| e.0)?;
+        self.checked_dim(c, DpEncoding::new(&self.setup(c)).map_err(|e| e.0)?)
+    }
+
+    /// The encoding of a validated round (docs/VALIDATION.md §12): γ lowered, if needed, so
+    /// that n vectors at the encoding's norm bound cannot wrap the sum
+    /// ([`DpEncoding::norm_bounded`]); client-side noise must be the discrete Gaussian.
+    pub fn validated_encoding(&self, c: &RoundConfig) -> Result<DpEncoding, String> {
+        self.validate()?;
+        self.checked_dim(
+            c,
+            DpEncoding::norm_bounded(&self.setup(c)).map_err(|e| e.0)?,
+        )
+    }
+
+    fn checked_dim(&self, c: &RoundConfig, enc: DpEncoding) -> Result<DpEncoding, String> {
         if enc.encoded_dim() != c.dim as usize {
             return Err(format!(
                 "the round masks {} values but the DP encoding of {} values needs {}",
@@ -100,8 +114,17 @@ impl DpParams {
     /// The privacy cost of one round with configuration `c`, clients sampled with
     /// `sampling_rate` from their population.
     pub fn round_cost(&self, c: &RoundConfig, sampling_rate: f64) -> Result<Round, String> {
-        let enc = self.encoding(c)?;
-        pipeline_round(&self.setup(c), &enc, sampling_rate, 1).map_err(|e| e.0)
+        self.round_cost_with(c, &self.encoding(c)?, sampling_rate)
+    }
+
+    /// [`Self::round_cost`] for the round's encoding `enc` (a validated round's γ differs).
+    pub fn round_cost_with(
+        &self,
+        c: &RoundConfig,
+        enc: &DpEncoding,
+        sampling_rate: f64,
+    ) -> Result<Round, String> {
+        pipeline_round(&self.setup(c), enc, sampling_rate, 1).map_err(|e| e.0)
     }
 
     /// What a round costs a client that counts only on `honest_clients` honest survivors'
@@ -114,6 +137,20 @@ impl DpParams {
         let h = honest_clients.clamp(1, c.min_clients.max(1));
         pipeline_round_over(&self.setup(c), &enc, h, 1.0, 1).map_err(|e| e.0)
     }
+}
+
+/// B_enc² a validated DP round announces (docs/VALIDATION.md §12): the encoding's norm bound
+/// Δ₂ + N_η squared, rounded up (a hair above it: f64 rounding must never put an honest
+/// client's exact integer norm above the bound).
+pub fn validated_bound_sq(enc: &DpEncoding) -> Result<u64, String> {
+    let b = enc.norm_bound().map_err(|e| e.0)?;
+    let sq = (b * b * (1.0 + 1e-12)).ceil();
+    if !(1.0..4.6e18).contains(&sq) {
+        return Err(format!(
+            "the validated DP bound {b:.3e} has no squared bound in 1..2^62"
+        ));
+    }
+    Ok(sq as u64)
 }
 
 /// Against whom an ε computed at sampling rate 1 holds: with distributed noise, the server

@@ -24,7 +24,7 @@
 
 use secagg_core::RoundConfig;
 use secagg_core::encoding::FloatEncoding;
-use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
+use secagg_dp::pipeline::{DpEncoding, NoiseKind, NoisePlacement};
 
 use crate::dp::{DEFAULT_BETA, DpParams};
 
@@ -187,6 +187,24 @@ impl InputEncoding {
             bits: config.bits,
             max_weight: *max_weight,
         }))
+    }
+
+    /// A validated DP round's encoding (VALIDATION.md §12), checked against the announced
+    /// B_enc² (what every client derives before proving); `None` unless the round is both DP
+    /// and validated.
+    pub fn validated_dp(&self, config: &RoundConfig) -> Result<Option<DpEncoding>, String> {
+        let (InputEncoding::Dp(p), Some(v)) = (self, &config.validation) else {
+            return Ok(None);
+        };
+        let enc = p.validated_encoding(config)?;
+        let want = crate::dp::validated_bound_sq(&enc)?;
+        if want != v.bound_sq {
+            return Err(format!(
+                "the round announces B_enc² = {} but its DP encoding gives {want}",
+                v.bound_sq
+            ));
+        }
+        Ok(Some(enc))
     }
 
     /// The vector length the protocol masks for `values` values per client.

@@ -388,7 +388,7 @@ pub(crate) fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
 }
 
 /// `v` scaled down to L2 norm at most `clip`.
-pub(crate) fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
+pub fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     let f = if norm > clip { clip / norm } else { 1.0 };
     v.iter().map(|x| x * f).collect()
@@ -417,47 +417,10 @@ fn simulate_dp(
     dp: SimulateDp,
     mut rng: ChaCha20Rng,
 ) -> Result<SimulateResult, String> {
-    let Inputs::Float {
-        values,
-        weights,
-        clip,
-    } = inputs
-    else {
-        return Err(String::from(
-            "DP rounds average float updates: give float32/float64 inputs",
-        ));
-    };
-    if clip.is_some() {
-        return Err(String::from(
-            "DP rounds clip each update to an L2 norm (--dp-clip), not values to a range: drop --clip",
-        ));
-    }
-    if weights.len() != values.len() || weights.iter().any(|w| *w != 1) {
-        return Err(String::from(
-            "DP rounds average unweighted updates (weights would change the sensitivity): drop --weights",
-        ));
-    }
-    if !(dp.delta > 0.0 && dp.delta < 1.0) {
-        return Err(format!("δ must be in (0, 1), got {}", dp.delta));
-    }
-    if dp.rounds == 0 {
-        return Err(String::from("the number of DP rounds must be at least 1"));
-    }
+    let (values, params, plan) = dp_round(inputs, &opts, &dp)?;
     let n = values.len() as u32;
-    let dim = values[0].len();
-    check_finite(&values)?;
-    let params = DpParams { dim, ..dp.params };
-    let mut ro = opts.round.clone();
-    ro.clients = n;
-    ro.dim = params.masked_dim()?;
-    let mut plan = plan(&ro)?;
-    crate::dp::require_survivors(&mut plan.config, dp.min_survivors)?;
-    plan.config.encoding = InputEncoding::Dp(params).to_bytes();
     let enc = params.encoding(&plan.config)?;
-    let cost = params.round_cost(&plan.config, 1.0)?;
-    let eps = crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?;
-    let sampled = params.round_cost(&plan.config, dp.sampling_rate)?;
-    let eps_release = crate::dp::epsilon_after(None, &sampled, dp.rounds, dp.delta)?;
+    let cost = dp_cost(&params, &enc, &plan, &dp)?;
     // One sampler (a table for Skellam) serves every simulated client.
     let noise = enc.client_noise().map_err(|e| e.0)?;
     let modulus = plan.config.modulus();
@@ -504,39 +467,126 @@ fn simulate_dp(
     let surv: Vec<usize> = survivors.iter().map(|id| id as usize - 1).collect();
     // The protocol's part is exact: the unmasked sum equals the sum of what clients sent.
     let exact = aggregate == harness::plain_sum_rows(&encoded, survivors.iter(), modulus);
-    let mut sum = aggregate;
+    let (agg, report) = dp_release(&params, &enc, &cost, &values, &surv, aggregate, &mut rng)?;
+    result.dp = Some(report);
+    result.dropped = (0..values.len()).filter(|i| !surv.contains(i)).collect();
+    result.survivors = surv;
+    result.aggregate_ok = exact;
+    result.aggregate = Some(agg);
+    Ok(result)
+}
+
+/// A DP round's checked inputs, parameters and plan (its config carries the DP encoding and
+/// the survivors the noise is sized for): what plain and validated DP rounds share.
+pub(crate) fn dp_round(
+    inputs: Inputs,
+    opts: &SimulateOptions,
+    dp: &SimulateDp,
+) -> Result<(Vec<Vec<f64>>, DpParams, Plan), String> {
+    let Inputs::Float {
+        values,
+        weights,
+        clip,
+    } = inputs
+    else {
+        return Err(String::from(
+            "DP rounds average float updates: give float32/float64 inputs",
+        ));
+    };
+    if clip.is_some() {
+        return Err(String::from(
+            "DP rounds clip each update to an L2 norm (--dp-clip), not values to a range: drop --clip",
+        ));
+    }
+    if weights.len() != values.len() || weights.iter().any(|w| *w != 1) {
+        return Err(String::from(
+            "DP rounds average unweighted updates (weights would change the sensitivity): drop --weights",
+        ));
+    }
+    if !(dp.delta > 0.0 && dp.delta < 1.0) {
+        return Err(format!("δ must be in (0, 1), got {}", dp.delta));
+    }
+    if dp.rounds == 0 {
+        return Err(String::from("the number of DP rounds must be at least 1"));
+    }
+    let dim = values.first().map_or(0, Vec::len);
+    check_finite(&values)?;
+    let params = DpParams { dim, ..dp.params };
+    let mut ro = opts.round.clone();
+    ro.clients = values.len() as u32;
+    ro.dim = params.masked_dim()?;
+    let mut plan = plan(&ro)?;
+    crate::dp::require_survivors(&mut plan.config, dp.min_survivors)?;
+    plan.config.encoding = InputEncoding::Dp(params).to_bytes();
+    Ok((values, params, plan))
+}
+
+/// ε of a DP round with encoding `enc`: against the server (rate 1) and against observers of
+/// the release only (the sampling rate), over `dp.rounds` rounds.
+pub(crate) struct DpCost {
+    eps: secagg_dp::accountant::Epsilon,
+    eps_release: secagg_dp::accountant::Epsilon,
+    delta: f64,
+    rounds: u64,
+}
+
+pub(crate) fn dp_cost(
+    params: &DpParams,
+    enc: &secagg_dp::pipeline::DpEncoding,
+    plan: &Plan,
+    dp: &SimulateDp,
+) -> Result<DpCost, String> {
+    let cost = params.round_cost_with(&plan.config, enc, 1.0)?;
+    let sampled = params.round_cost_with(&plan.config, enc, dp.sampling_rate)?;
+    Ok(DpCost {
+        eps: crate::dp::epsilon_after(None, &cost, dp.rounds, dp.delta)?,
+        eps_release: crate::dp::epsilon_after(None, &sampled, dp.rounds, dp.delta)?,
+        delta: dp.delta,
+        rounds: dp.rounds,
+    })
+}
+
+/// The private mean a DP round releases from the unmasked `sum` of the survivors `surv`
+/// (0-based; central noise added here), and its report against `values`.
+pub(crate) fn dp_release(
+    params: &DpParams,
+    enc: &secagg_dp::pipeline::DpEncoding,
+    cost: &DpCost,
+    values: &[Vec<f64>],
+    surv: &[usize],
+    mut sum: Vec<u64>,
+    rng: &mut ChaCha20Rng,
+) -> Result<(Aggregate, DpReport), String> {
     if params.placement == secagg_dp::pipeline::NoisePlacement::Central {
-        enc.add_central_noise(&mut sum, &mut rng).map_err(|e| e.0)?;
+        enc.add_central_noise(&mut sum, rng).map_err(|e| e.0)?;
     }
     let total = enc.decode_sum(&sum).map_err(|e| e.0)?;
     let k = surv.len().max(1) as f64;
     let mean: Vec<f64> = total.iter().map(|v| v / k).collect();
+    let dim = params.dim;
     let clipped: Vec<Vec<f64>> = surv
         .iter()
         .map(|&i| clip_l2(&values[i], params.clip))
         .collect();
     let want_clipped = mean_of(clipped.iter(), dim);
     let want_raw = mean_of(surv.iter().map(|&i| &values[i]), dim);
-    result.dp = Some(DpReport {
-        epsilon: eps.epsilon,
-        order: eps.order,
-        epsilon_release_only: eps_release.epsilon,
-        delta: dp.delta,
-        rounds: dp.rounds,
+    let report = DpReport {
+        epsilon: cost.eps.epsilon,
+        order: cost.eps.order,
+        epsilon_release_only: cost.eps_release.epsilon,
+        delta: cost.delta,
+        rounds: cost.rounds,
         scale: enc.scale(),
         padded_dim: enc.padded_dim(),
         rmse_vs_clipped: rmse(&mean, &want_clipped),
         rmse_vs_raw: rmse(&mean, &want_raw),
         expected_rmse: enc.expected_mean_error(surv.len() as u32),
-    });
-    result.dropped = (0..values.len()).filter(|i| !surv.contains(i)).collect();
-    result.survivors = surv;
-    result.aggregate_ok = exact;
-    result.aggregate = Some(Aggregate::Mean {
+    };
+    let agg = Aggregate::Mean {
         mean,
-        total_weight: survivors.len() as u64,
-    });
-    Ok(result)
+        total_weight: surv.len() as u64,
+    };
+    Ok((agg, report))
 }
 
 /// Simulated clients check the round against the same assumptions the planner used, so a

@@ -140,6 +140,12 @@ pub struct ValidationReport {
     pub proof_bytes: usize,
     /// Cheaters whose upload is in the release (none, when the defence works).
     pub uncaught: Vec<usize>,
+    /// DP rounds with client-side noise (VALIDATION.md §12): N_η, the bound on one client's
+    /// noise share's L2 norm (encoded units) that B_enc admits.
+    pub noise_bound: Option<f64>,
+    /// DP rounds: (Δ₂ + N_η)/Δ₂, how many times the clip a cheater can send as signal in
+    /// place of noise (1 with server-side noise).
+    pub dp_factor: Option<f64>,
 }
 
 impl ValidationReport {
@@ -149,11 +155,20 @@ impl ValidationReport {
     }
 }
 
-/// Why `--validate` with `--dp` is refused.
-pub const DP_REFUSED: &str = "--validate with --dp is refused for now (VALIDATION.md §12, F9): a \
-    client's DP noise is inside the validated vector, so the bound must admit it and a cheater \
-    could send signal instead of noise; validated DP rounds (server-side noise by default, \
-    client-side noise only with an explicit opt-in) are not built yet";
+/// Why a driver without validated DP rounds refuses `--validate` with `--dp` (the simulator
+/// runs them: [`simulate_validated_with`]).
+pub const DP_REFUSED: &str = "--validate with --dp runs only in `secagg simulate` so far \
+    (VALIDATION.md §12): this driver does not encode validated DP rounds yet";
+
+/// Why a validated round with client-side DP noise needs an explicit opt-in; `factor` is
+/// (Δ₂ + N_η)/Δ₂.
+pub fn client_noise_refused(factor: f64) -> String {
+    format!(
+        "--validate with client-side DP noise lets a cheater send signal in place of its noise, \
+         up to {factor:.2}× the clip (VALIDATION.md §12, F9): use --dp-central (server-side noise, \
+         factor 1), or accept the factor with --validate-client-noise"
+    )
+}
 
 /// Parses `--validate`'s value: `l2=B` with B a positive finite number.
 pub fn parse_spec(s: &str) -> Result<f64, String> {
@@ -168,6 +183,58 @@ pub fn parse_spec(s: &str) -> Result<f64, String> {
             "--validate l2={b}: the bound must be a positive number"
         )),
     }
+}
+
+/// The validation a round announces for the L2 bound `bound`, for drivers that build the
+/// round themselves (the Python `Server`): sets `config.validation` as [`simulate_validated`]
+/// does, and for float rounds (`float_max_weight` = W) the encoding `Float { clip: B, max_weight:
+/// W }` every client derives the validated scale from (`config.dim` is then the masked length,
+/// values + 1). Unsigned rounds: B in encoded units, a whole number. J = 41 + c for the c =
+/// ⌊`corrupt_fraction`·n⌋ corrupt clients planned for, within the clients' cap. The result is
+/// checked as a client checks it.
+#[cfg(feature = "validate")]
+pub fn announce(
+    config: &mut secagg_core::RoundConfig,
+    bound: f64,
+    float_max_weight: Option<u64>,
+    corrupt_fraction: f64,
+) -> Result<(), String> {
+    use secagg_core::validate::{params, round};
+    if !(bound.is_finite() && bound > 0.0) {
+        return Err(format!(
+            "the L2 bound must be a positive number, got {bound}"
+        ));
+    }
+    let n = config.num_clients;
+    let bound_sq = match float_max_weight {
+        None => {
+            if bound.fract() != 0.0 || bound >= (1u64 << 62) as f64 {
+                return Err(format!(
+                    "unsigned inputs: the bound l2={bound} is in encoded units and must be a whole \
+                     number below 2^31"
+                ));
+            }
+            params::integer_bound_sq(bound as u64).map_err(|e| e.to_string())?
+        }
+        Some(w) => {
+            let s = params::float_scale(config.bits, n, config.dim, w, bound)
+                .map_err(|e| e.to_string())?;
+            config.encoding = crate::input_encoding::InputEncoding::Float {
+                clip: bound,
+                max_weight: w,
+            }
+            .to_bytes();
+            s.bound_sq
+        }
+    };
+    let corrupt = (corrupt_fraction * f64::from(n)).floor() as u32;
+    let projections = params::projections(corrupt).min(params::projections_cap(n));
+    config.validation = Some(secagg_core::config::ValidationParams {
+        bound_sq,
+        projections: u16::try_from(projections).map_err(|_| "too many projections")?,
+    });
+    round::check_round_config(config).map_err(|e| e.to_string())?;
+    config.validate()
 }
 
 /// Random unsigned inputs within an L2 bound: `n` vectors of `dim` values with ‖x‖₂ ≤
@@ -212,8 +279,8 @@ pub fn random_bounded_inputs(
 /// holds when the release is exactly the sum of the honest survivors' inputs (float inputs:
 /// and their weighted mean of the L2-clipped inputs within rounding) and no cheater is in it.
 ///
-/// Refuses: DP (VALIDATION.md §12, F9: not built for validated rounds), a threat model other
-/// than malicious (validated rounds need the PKI, D36), a cheat kind the core cannot catch yet,
+/// Refuses: client-side DP noise (see [`simulate_validated_with`]), a threat model other than
+/// malicious (validated rounds need the PKI, D36), a cheat kind the core cannot catch yet,
 /// a bound the round cannot carry (the core's `ValidateError`), per-value clipping of floats
 /// (the validated encoding clips each update to L2 norm B).
 pub fn simulate_validated(
@@ -221,8 +288,29 @@ pub fn simulate_validated(
     opts: crate::simulate::SimulateOptions,
     v: SimulateValidation,
 ) -> Result<crate::simulate::SimulateResult, String> {
-    if opts.dp.is_some() {
-        return Err(String::from(DP_REFUSED));
+    simulate_validated_with(inputs, opts, v, false)
+}
+
+/// [`simulate_validated`] with DP (`opts.dp`, VALIDATION.md §12): the clients encode with the
+/// round's DP pipeline at a γ that keeps n vectors at the bound from wrapping, and prove
+/// ‖x‖₂ ≤ Δ₂ (server-side noise) or ≤ Δ₂ + N_η (client-side noise, their noise share redrawn
+/// beyond N_η). Client-side noise lets a cheater send (Δ₂ + N_η)/Δ₂ times the clip as signal,
+/// so it runs only with `client_noise` (the report's `dp_factor` states the factor).
+pub fn simulate_validated_with(
+    inputs: Inputs,
+    opts: crate::simulate::SimulateOptions,
+    v: SimulateValidation,
+    client_noise: bool,
+) -> Result<crate::simulate::SimulateResult, String> {
+    if client_noise
+        && opts
+            .dp
+            .is_none_or(|d| d.params.placement == secagg_dp::pipeline::NoisePlacement::Central)
+    {
+        return Err(String::from(
+            "--validate-client-noise accepts client-side DP noise in a validated round: it needs \
+             --dp without --dp-central",
+        ));
     }
     if opts.round.assumptions.model != secagg_core::ThreatModel::Malicious {
         return Err(String::from(
@@ -239,7 +327,7 @@ pub fn simulate_validated(
     if !v.cheaters.is_empty() {
         v.cheat.supported()?;
     }
-    imp::run(inputs, opts, v)
+    imp::run(inputs, opts, v, client_noise)
 }
 
 #[cfg(not(feature = "validate"))]
@@ -251,6 +339,7 @@ mod imp {
         _inputs: Inputs,
         _opts: SimulateOptions,
         _v: SimulateValidation,
+        _client_noise: bool,
     ) -> Result<SimulateResult, String> {
         Err(String::from(
             "this build has no validated rounds (issue 11): build secagg with the feature \
@@ -278,14 +367,16 @@ mod imp {
     use secagg_core::{ClientId, Stage};
 
     use super::{Cheat, Rejection, SimulateValidation, ValidationReport};
+    use crate::dp::DpParams;
     use crate::harness::{self, Scenario};
     use crate::input_encoding::InputEncoding;
     use crate::plan::plan;
     use crate::simulate::{
-        Aggregate, Inputs, SimulateOptions, SimulateResult, check_finite, choose_dropouts,
-        client_policy, clip_l2,
+        Aggregate, DpCost, Inputs, SimulateDp, SimulateOptions, SimulateResult, check_finite,
+        choose_dropouts, client_policy, clip_l2, dp_cost, dp_release, dp_round,
     };
     use secagg_core::cheat::Cheat as CoreCheat;
+    use secagg_dp::pipeline::{DpEncoding, NoisePlacement};
 
     /// How the inputs were encoded: what the clients hold, and how to read the release.
     struct Encoded {
@@ -302,6 +393,123 @@ mod imp {
         cheats: BTreeMap<ClientId, Vec<i64>>,
         /// The other cheaters: how their clients deviate (the core's test-only cheats).
         core_cheats: Vec<(ClientId, secagg_core::cheat::Cheat)>,
+        /// DP rounds: the encoding, the inputs and the privacy cost (to decode the release).
+        dp: Option<DpPart>,
+    }
+
+    /// A validated DP round's encoding and what reading its release needs.
+    struct DpPart {
+        params: DpParams,
+        enc: DpEncoding,
+        values: Vec<Vec<f64>>,
+        cost: DpCost,
+        /// N_η (0 with server-side noise).
+        noise_bound: f64,
+        /// (Δ₂ + N_η)/Δ₂.
+        factor: f64,
+    }
+
+    /// A cheater's real vector in a DP round: its honest encoding scaled to about twice
+    /// B_enc (an unclipped update, in encoded units: the rotation keeps norms), or 2·B_enc + 1
+    /// in the first coordinate if it is zero.
+    fn oversized_encoded(x: &[i64], bound_sq: u64) -> Vec<i64> {
+        let target = 2.0 * (bound_sq as f64).sqrt() + 1.0;
+        let norm = (norm_sq(x) as f64).sqrt();
+        if norm == 0.0 {
+            let mut y = vec![0i64; x.len()];
+            if let Some(first) = y.first_mut() {
+                *first = target as i64;
+            }
+            return y;
+        }
+        x.iter()
+            .map(|v| (*v as f64 * target / norm).round() as i64)
+            .collect()
+    }
+
+    /// Encodes a validated DP round's inputs (VALIDATION.md §12) with the round's validated
+    /// DP encoding; refuses client-side noise without `client_noise`.
+    fn encode_dp(
+        values: Vec<Vec<f64>>,
+        params: DpParams,
+        dp: &SimulateDp,
+        plan: &crate::plan::Plan,
+        v: &SimulateValidation,
+        client_noise: bool,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Encoded, String> {
+        if params.clip != v.bound {
+            return Err(format!(
+                "a validated DP round's bound is its L2 clip: l2={} but the DP clip is {}",
+                v.bound, params.clip
+            ));
+        }
+        let enc = params.validated_encoding(&plan.config)?;
+        let noise_bound = enc.noise_norm_bound().map_err(|e| e.0)?;
+        let factor = enc.norm_bound().map_err(|e| e.0)? / enc.l2_sensitivity();
+        if params.placement == NoisePlacement::Distributed && !client_noise {
+            return Err(super::client_noise_refused(factor));
+        }
+        let bound_sq = crate::dp::validated_bound_sq(&enc)?;
+        let cost = dp_cost(&params, &enc, plan, dp)?;
+        let modulus = plan.config.modulus();
+        let noise = enc.client_noise().map_err(|e| e.0)?;
+        let mut rows = Vec::with_capacity(values.len());
+        let mut cheats = BTreeMap::new();
+        let mut core_cheats = Vec::new();
+        for (i, x) in values.iter().enumerate() {
+            let honest = enc
+                .encode_bounded(&noise, x, rng)
+                .map_err(|e| format!("input {i}: {}", e.0))?;
+            if !v.cheaters.contains(&i) {
+                rows.push(RingVec::from_u64(modulus, honest));
+                continue;
+            }
+            let id = i as ClientId + 1;
+            let big = to_ring(
+                modulus,
+                &oversized_encoded(&signed(modulus, &honest)?, bound_sq),
+            );
+            let mut cover = || {
+                enc.encode_bounded(&noise, &vec![0.0; x.len()], rng)
+                    .map_err(|e| format!("input {i}: {}", e.0))
+            };
+            let row = match v.cheat {
+                Cheat::Oversized => {
+                    cheats.insert(id, signed(modulus, &big)?);
+                    cover()?
+                }
+                Cheat::ForgedProof => {
+                    core_cheats.push((id, CoreCheat::MaskOther(big)));
+                    cover()?
+                }
+                Cheat::Inconsistent => {
+                    core_cheats.push((id, CoreCheat::MaskOther(big)));
+                    honest
+                }
+                Cheat::WrongMask => {
+                    core_cheats.push((id, CoreCheat::WrongSelfMask));
+                    honest
+                }
+            };
+            rows.push(RingVec::from_u64(modulus, row));
+        }
+        Ok(Encoded {
+            rows,
+            bound_sq,
+            float: None,
+            slack: None,
+            cheats,
+            core_cheats,
+            dp: Some(DpPart {
+                params,
+                enc,
+                values,
+                cost,
+                noise_bound,
+                factor,
+            }),
+        })
     }
 
     /// A signed vector as elements of Z_2^b.
@@ -442,6 +650,7 @@ mod imp {
                     slack: None,
                     cheats,
                     core_cheats,
+                    dp: None,
                 })
             }
             Inputs::Float {
@@ -510,6 +719,7 @@ mod imp {
                     slack: Some(s.slack_factor(max_w, v.bound)),
                     cheats,
                     core_cheats,
+                    dp: None,
                 })
             }
         }
@@ -592,6 +802,7 @@ mod imp {
         inputs: Inputs,
         mut opts: SimulateOptions,
         v: SimulateValidation,
+        client_noise: bool,
     ) -> Result<SimulateResult, String> {
         let n = match &inputs {
             Inputs::Unsigned(v) => v.len(),
@@ -634,13 +845,24 @@ mod imp {
         }
         let bits = opts.round.bits;
         let mut rng = ChaCha20Rng::seed_from_u64(opts.seed ^ 0x00e2_c0de);
-        let enc = encode(inputs, &v, bits, &mut rng)?;
         let n32 = n as u32;
-        let enc_dim = enc.rows[0].len();
-        let mut ro = opts.round.clone();
-        ro.clients = n32;
-        ro.dim = u32::try_from(enc_dim).map_err(|_| format!("dimension {enc_dim} is too large"))?;
-        let mut plan = plan(&ro)?;
+        let (enc, mut plan) = match opts.dp {
+            Some(dp) => {
+                let (values, params, plan) = dp_round(inputs, &opts, &dp)?;
+                let enc = encode_dp(values, params, &dp, &plan, &v, client_noise, &mut rng)?;
+                (enc, plan)
+            }
+            None => {
+                let enc = encode(inputs, &v, bits, &mut rng)?;
+                let enc_dim = enc.rows[0].len();
+                let mut ro = opts.round.clone();
+                ro.clients = n32;
+                ro.dim = u32::try_from(enc_dim)
+                    .map_err(|_| format!("dimension {enc_dim} is too large"))?;
+                (enc, plan(&ro)?)
+            }
+        };
+        let ro = &opts.round;
         // J = 41 + c for the c = ⌊α·n⌋ corrupt clients planned for, within the clients' cap.
         let corrupt = (ro.assumptions.corrupt_fraction * f64::from(n32)).floor() as u32;
         let projections = params::projections(corrupt).min(params::projections_cap(n32));
@@ -673,6 +895,16 @@ mod imp {
         {
             return Err(String::from(
                 "internal: the validated float encoding differs from the round's",
+            ));
+        }
+        if let Some(d) = &enc.dp
+            && InputEncoding::of(&plan.config)?
+                .validated_dp(&plan.config)?
+                .map(|e| e.scale())
+                != Some(d.enc.scale())
+        {
+            return Err(String::from(
+                "internal: the validated DP encoding differs from the round's",
             ));
         }
 
@@ -730,6 +962,7 @@ mod imp {
         let mut aggregate_ok = false;
         let mut mean_error = None;
         let mut uncaught = Vec::new();
+        let mut dp_report = None;
         match &report.outcome {
             Outcome::Aborted(r) => aborted = Some(r.to_string()),
             Outcome::Released {
@@ -745,6 +978,22 @@ mod imp {
                 let exact = *agg == expect && uncaught.is_empty();
                 survivors = u3.iter().map(|id| id as usize - 1).collect();
                 match &enc.float {
+                    None if enc.dp.is_some() => {
+                        if let Some(d) = &enc.dp {
+                            let (agg, rep) = dp_release(
+                                &d.params,
+                                &d.enc,
+                                &d.cost,
+                                &d.values,
+                                &survivors,
+                                agg.clone(),
+                                &mut rng,
+                            )?;
+                            aggregate_ok = exact;
+                            aggregate = Some(agg);
+                            dp_report = Some(rep);
+                        }
+                    }
                     Some((fe, values, weights)) => {
                         let (mean, total) = fe.decode(agg).map_err(|e| e.0)?;
                         let mut want = vec![0f64; mean.len()];
@@ -826,6 +1075,8 @@ mod imp {
             uploads: stage.map_or(0, |s| s.senders),
             proof_bytes,
             uncaught,
+            noise_bound: enc.dp.as_ref().map(|d| d.noise_bound),
+            dp_factor: enc.dp.as_ref().map(|d| d.factor),
         };
         Ok(SimulateResult {
             plan,
@@ -837,7 +1088,7 @@ mod imp {
             mean_error,
             dropouts: report.dropouts.clone(),
             report,
-            dp: None,
+            dp: dp_report,
             validation: Some(validation),
         })
     }
