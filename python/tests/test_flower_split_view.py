@@ -203,11 +203,22 @@ def test_a_consistent_separate_view_is_refused_before_training() -> None:
     # passes; but its round seed, and with it its neighbour graph and session id, is not its
     # neighbours': the keys the server relays do not fit, and it refuses at the key shares,
     # before its train handler runs.
+    #
+    # The target's graph comes from its own seed; when its neighbour set happens to equal the
+    # real one (k = 2 of 5 here, so now and then), its keys fit, and it shares under its own
+    # session id instead: its neighbours cannot decrypt those shares, name it, and refuse, so
+    # the round aborts. Either way the target never trains and nothing of it is released.
     strategy, lying, (trained, released, target) = _run("first", own_seed=True)
     assert lying.lied == 1
     report = strategy.reports[0]
-    assert report.aborted is None, report.errors
     assert TARGET not in trained
+    if report.aborted is not None:
+        errors = report.errors
+        assert any("client 3 misbehaved: share ciphertext does not decrypt" in e for e in errors)
+        assert not any("misbehaved" in e and "client 3 " not in e for e in errors), errors
+        # Nothing was released: the model stays the initial one.
+        assert all(not r.any() for r in released), released
+        return
     assert [(d["node_id"], d["stage"]) for d in report.dropouts] == [(target, "share")]
     assert report.error_bound is not None
     np.testing.assert_allclose(

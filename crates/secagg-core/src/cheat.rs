@@ -35,6 +35,9 @@ pub enum Cheat {
     /// Masks with a wrong self mask (from b_u with its first bit flipped) and commits O_u to
     /// match (§16 `wrong-mask`, third variant): caught after unmasking, when b_u is rebuilt.
     WrongSelfMask,
+    /// rev9: signs wrong hashes for all these peers, cuts them all, and masks with the rest
+    /// even when fewer than t remain (an honest client would refuse).
+    CutMany(Vec<ClientId>),
 }
 
 /// The self secret a cheater masks and proves with.
@@ -48,7 +51,9 @@ pub(crate) fn self_secret(cheat: Option<&Cheat>, b: &[u8; 32]) -> Zeroizing<[u8;
 
 /// The pair-seed hash a cheater signs for `peer`.
 pub(crate) fn signed_hash(cheat: Option<&Cheat>, peer: ClientId, mut h: [u8; 32]) -> [u8; 32] {
-    if matches!(cheat, Some(Cheat::CutPair { peer: p }) if *p == peer) {
+    if matches!(cheat, Some(Cheat::CutPair { peer: p }) if *p == peer)
+        || matches!(cheat, Some(Cheat::CutMany(ps)) if ps.contains(&peer))
+    {
         h[0] ^= 1;
     }
     h
@@ -60,6 +65,14 @@ pub(crate) fn cuts(cheat: Option<&Cheat>, cut: &mut Vec<ClientId>) {
         && !cut.contains(peer)
     {
         cut.push(*peer);
+        cut.sort_unstable();
+    }
+    if let Some(Cheat::CutMany(ps)) = cheat {
+        for p in ps {
+            if !cut.contains(p) {
+                cut.push(*p);
+            }
+        }
         cut.sort_unstable();
     }
 }

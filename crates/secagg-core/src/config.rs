@@ -86,6 +86,11 @@ pub struct ValidationParams {
     pub bound_sq: u64,
     /// J, the binding projections (§4; 41 + c). Checked against the client's J_cap.
     pub projections: u16,
+    /// W, when the encoded vector's last coordinate is a weight (float rounds, §5.4): every
+    /// client also proves that coordinate is in [0, W] (D33, amended after the final review:
+    /// without it one client could scale or zero the released mean with a negative or huge
+    /// weight inside the norm bound). `None` for vectors without a weight coordinate.
+    pub max_weight: Option<u64>,
 }
 
 /// The wire version of a validated round (VALIDATION.md §15): its `RoundStart` carries this
@@ -196,7 +201,10 @@ impl RoundConfig {
             .bytes(&self.encoding);
         // Wire version 3 only: a plain round's bytes end with the encoding, as in version 2.
         if let Some(v) = &self.validation {
-            w.u64(v.bound_sq).fixed(&v.projections.to_le_bytes());
+            // W = 0 on the wire is "no weight coordinate" (a weight bounded by 0 is refused).
+            w.u64(v.bound_sq)
+                .fixed(&v.projections.to_le_bytes())
+                .u64(v.max_weight.unwrap_or(0));
         }
     }
 
@@ -253,6 +261,7 @@ impl RoundConfig {
             c.validation = Some(ValidationParams {
                 bound_sq: r.u64()?,
                 projections: u16::from_le_bytes(r.array()?),
+                max_weight: Some(r.u64()?).filter(|w| *w != 0),
             });
         }
         c.validate()
@@ -389,13 +398,27 @@ pub(crate) mod tests {
         c.validation = Some(ValidationParams {
             bound_sq: 401,
             projections: 41,
+            max_weight: None,
         });
         let (mut wp, mut wv) = (Writer::default(), Writer::default());
         plain.encode(&mut wp);
         c.encode(&mut wv);
         let (bp, bv) = (wp.finish(), wv.finish());
         assert_eq!(&bv[..bp.len()], &bp[..]);
-        assert_eq!(bv.len(), bp.len() + 10);
+        assert_eq!(bv.len(), bp.len() + 18);
+        // W travels too, round-trips and changes the digest (so the session id).
+        let mut weighted = c.clone();
+        if let Some(v) = weighted.validation.as_mut() {
+            v.max_weight = Some(5);
+        }
+        let mut ww = Writer::default();
+        weighted.encode(&mut ww);
+        let bw = ww.finish();
+        assert_eq!(
+            RoundConfig::decode_versioned(&mut Reader::new(&bw), true).unwrap(),
+            weighted
+        );
+        assert_ne!(weighted.digest(), c.digest());
         assert_eq!(
             RoundConfig::decode_versioned(&mut Reader::new(&bv), true).unwrap(),
             c
@@ -417,7 +440,7 @@ pub(crate) mod tests {
         assert_eq!(start_plain[0], 2);
         // A v3 RoundStart cut to the plain bytes does not decode, nor one with a trailing byte.
         let mut cut = start.clone();
-        cut.truncate(start.len() - 10);
+        cut.truncate(start.len() - 18);
         assert!(ServerMessage::decode(&cut, None).is_err());
         let mut long = start.clone();
         long.push(0);
@@ -427,11 +450,13 @@ pub(crate) mod tests {
         c2.validation = Some(ValidationParams {
             bound_sq: 402,
             projections: 41,
+            max_weight: None,
         });
         assert_ne!(c.digest(), c2.digest());
         c2.validation = Some(ValidationParams {
             bound_sq: 401,
             projections: 42,
+            max_weight: None,
         });
         assert_ne!(c.digest(), c2.digest());
         // Validated rounds need the malicious model.

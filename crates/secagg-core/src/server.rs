@@ -653,7 +653,14 @@ impl ServerRound {
             let expected =
                 MaskedWith::bitmap_of(&neighbours, |v| u2.contains(v) && !self.pair_cut(from, v));
             let signed = MaskedWith::signed_bytes(session, from, &st.bitmap);
+            // rev9 fix: rule M from the server's side: a client left with fewer than t
+            // neighbours to mask with (its own cuts) would make every holder refuse at unmask.
+            let members = expected
+                .iter()
+                .map(|b| b.count_ones() as usize)
+                .sum::<usize>();
             let valid = st.bitmap == expected
+                && (self.config.validation.is_none() || members >= self.config.threshold as usize)
                 && roster
                     .get(from as usize - 1)
                     .is_some_and(|pk| crypto::verify(pk, &signed, &st.signature));

@@ -14,12 +14,17 @@ use rand_core::SeedableRng;
 use secagg_core::cheat::Cheat;
 use secagg_core::client::{Client, ClientRound};
 use secagg_core::config::ValidationParams;
-use secagg_core::crypto::IdentityKey;
-use secagg_core::messages::ClientMessage;
+use secagg_core::crypto::{DhKeyPair, IdentityKey};
+use secagg_core::messages::{ClientMessage, KeyEntry, ServerMessage};
 use secagg_core::server::{DropReason, Dropout, Outcome, ServerRound, ValidationKind};
+use secagg_core::validate::binding::wire_params;
 use secagg_core::validate::round;
 use secagg_core::validate::secagg_zk::norm::{self, NormParams, NormWitness};
 use secagg_core::validate::secagg_zk::{Generators, codec};
+use secagg_core::validate::wire::{
+    DroppedPairEvidence, Evidence, ExclusionRequest, PairSeedHashes, Secret32,
+    ValidationClientMessage, ValidationResponse, ValidationServerMessage,
+};
 use secagg_core::{ClientError, ClientId, GraphKind, PrgKind, RoundConfig, Stage, ThreatModel};
 
 const N: u32 = 10;
@@ -47,6 +52,7 @@ fn config(round_id: u64) -> RoundConfig {
         validation: Some(ValidationParams {
             bound_sq: BOUND_SQ,
             projections: 41,
+            max_weight: None,
         }),
     }
 }
@@ -439,6 +445,7 @@ fn the_bound_is_in_the_config_digest_and_session() {
     other.validation = Some(ValidationParams {
         bound_sq: 402,
         projections: 41,
+        max_weight: None,
     });
     assert_ne!(cfg.digest(), other.digest());
     let u1 = secagg_core::idset::IdSet::full(N);
@@ -478,14 +485,17 @@ fn the_server_refuses_invalid_validation_parameters() {
         ValidationParams {
             bound_sq: BOUND_SQ,
             projections: 45,
+            max_weight: None,
         },
         ValidationParams {
             bound_sq: 1 << 30,
             projections: 41,
+            max_weight: None,
         },
         ValidationParams {
             bound_sq: 0,
             projections: 41,
+            max_weight: None,
         },
     ] {
         let cfg = RoundConfig {
@@ -1117,4 +1127,276 @@ fn a_rolled_back_client_cannot_be_framed_with_two_bitmaps() {
         "{:?}",
         r.client_errors
     );
+}
+
+/// The identity keys `run_full` gives clients 1..=N (same seed, same order).
+fn identity_keys(n: u32) -> Vec<IdentityKey> {
+    let mut krng = ChaCha20Rng::seed_from_u64(99);
+    (0..n).map(|_| IdentityKey::generate(&mut krng)).collect()
+}
+
+/// Final review, finding 1 (the same class as review 8c #1, which D28's amendment closed for
+/// two *upload bitmaps*): two *share-stage lists* of a rolled-back honest client. The fix: the
+/// signed response carries V_u, the server drops a response over another view, and holders
+/// refuse evidence whose list's view is not the response's.
+///
+/// Corrupt client 5 (colluding with the server) signs a second key entry E5' (fresh keys). The
+/// malicious server restores honest client 3's state taken before NeighbourKeys (SECURITY.md
+/// rule 9 designs for a client "restored and made to share again") and feeds it NeighbourKeys
+/// with E5' in place of E5 (same U1, same root, so the same session: a client checks only its
+/// own Merkle path). Client 3 signs a second share-stage list H' over a view V' naming E5'.
+/// Then the real timeline runs honestly (3 masks with the real s_35, answers κ with the real
+/// P_35). After unmasking (3's b-share released by every holder), the server sends holder 4
+/// an ExclusionRequest against 3 with DroppedPair evidence: H' and V', E5' with sk5' (known to
+/// the colluder), 3's real upload statement and real signed response. The hash rule matches
+/// (h'_35 is the hash of s' = HKDF(X25519(sk5', pk3))), the P rule differs (P_35 was made from
+/// the real seed) → "proven lie" → holder 4 releases its share of sk_3 although it released
+/// its share of b_3: both secrets of an honest client. With the fix no holder releases one.
+#[test]
+fn a_rolled_back_client_cannot_be_framed_with_two_share_lists() {
+    let cfg = config(210);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let wire = wire_params(&cfg).unwrap();
+    let ids = identity_keys(N);
+    // Corrupt 5's second entry, validly signed under the round's config digest.
+    let mut krng = ChaCha20Rng::seed_from_u64(4242);
+    let enc5 = DhKeyPair::generate(&mut krng);
+    let mask5 = DhKeyPair::generate(&mut krng);
+    let mut alt: Option<KeyEntry> = None;
+
+    // Timeline 1 (the run the server later rolls client 3 back from): NeighbourKeys to 3 carries
+    // E5'; capture the signed list H' and the view V'.
+    let mut view_alt: Option<Vec<(ClientId, [u8; 32])>> = None;
+    let mut swap = |server: &ServerRound, to: ClientId, bytes: Vec<u8>| {
+        if to != 3 {
+            return bytes;
+        }
+        let Ok(ServerMessage::NeighbourKeys {
+            u1,
+            keys_root,
+            key_path,
+            mut neighbours,
+        }) = ServerMessage::decode(&bytes, Some(server.config()))
+        else {
+            return bytes;
+        };
+        for e in &mut neighbours {
+            if e.id == 5 {
+                let mut e2 = e.clone();
+                e2.enc_pk = enc5.public();
+                e2.mask_pk = mask5.public();
+                e2.signature = Some(ids[4].sign(&e2.signed_bytes(&server.config().digest())));
+                *e = e2.clone();
+                alt = Some(e2);
+            }
+        }
+        view_alt = Some(neighbours.iter().map(|e| (e.id, e.leaf())).collect());
+        ServerMessage::NeighbourKeys {
+            u1,
+            keys_root,
+            key_path,
+            neighbours,
+        }
+        .encode()
+    };
+    let mut list_alt: Option<PairSeedHashes> = None;
+    let mut cap1 = |_: &ServerRound, _: Stage, from: ClientId, bytes: Vec<u8>| {
+        if from == 3
+            && let Ok(ValidationClientMessage::Shares { hashes, .. }) =
+                ValidationClientMessage::decode(&bytes, &wire)
+        {
+            list_alt = Some(hashes);
+        }
+        bytes
+    };
+    let _ = run_full(&cfg, &inputs, &[], &[], &mut cap1, &mut swap);
+    let list_alt = list_alt.expect("client 3 signed a share-stage list over the altered view");
+    let view_alt = view_alt.unwrap();
+    let alt = alt.unwrap();
+
+    // Timeline 2, the real one (deterministic: same keys, session, κ): capture 3's upload
+    // statement and response.
+    let (mut upload, mut response): (Option<_>, Option<ValidationResponse>) = (None, None);
+    let mut cap2 = |server: &ServerRound, _: Stage, from: ClientId, bytes: Vec<u8>| {
+        if from == 3 {
+            if let Ok(ClientMessage::MaskedInput {
+                masked_with: Some(m),
+                ..
+            }) = ClientMessage::decode(&bytes, server.config())
+            {
+                upload = Some(m);
+            }
+            if let Ok(ValidationClientMessage::ValidationResponse(r)) =
+                ValidationClientMessage::decode(&bytes, &wire)
+            {
+                response = Some(r);
+            }
+        }
+        bytes
+    };
+    let r = run_full(&cfg, &inputs, &[], &[], &mut cap2, &mut |_, _, m| m);
+    released(&r);
+    let req = ValidationServerMessage::ExclusionRequest(ExclusionRequest {
+        liar: 3,
+        evidence: Evidence::DroppedPair(Box::new(DroppedPairEvidence {
+            hashes: list_alt,
+            view: view_alt,
+            dropped_entry: alt,
+            dropped_key: Secret32::new(*mask5.secret_bytes()),
+            upload: upload.unwrap(),
+            response: response.unwrap(),
+        })),
+    })
+    .encode();
+    // Same real timeline; `Done` to every holder of 3's shares (all but 3 and the colluder 5)
+    // replaced by the framing request. Also record the b_3 shares the unmask released and 3's
+    // entry.
+    let mut b3_shares = Vec::new();
+    let mut entry3: Option<KeyEntry> = None;
+    let mut rec = |server: &ServerRound, stage: Stage, _: ClientId, bytes: Vec<u8>| {
+        if stage == Stage::Unmask
+            && let Ok(ClientMessage::UnmaskShares { self_mask, .. }) =
+                ClientMessage::decode(&bytes, server.config())
+        {
+            b3_shares.extend(
+                self_mask
+                    .into_iter()
+                    .filter(|(o, _)| *o == 3)
+                    .map(|(_, s)| s),
+            );
+        }
+        bytes
+    };
+    let mut replace = |server: &ServerRound, to: ClientId, bytes: Vec<u8>| {
+        if to == 4
+            && let Ok(ServerMessage::NeighbourKeys { neighbours, .. }) =
+                ServerMessage::decode(&bytes, Some(server.config()))
+        {
+            entry3 = neighbours.iter().find(|e| e.id == 3).cloned();
+        }
+        if to != 3 && to != 5 && bytes == ServerMessage::Done.encode() && server.outcome().is_some()
+        {
+            req.clone()
+        } else {
+            bytes
+        }
+    };
+    let r = run_full(&cfg, &inputs, &[], &[], &mut rec, &mut replace);
+    released(&r);
+    let sk3_shares: Vec<secagg_core::shamir::Share> = r
+        .replies
+        .iter()
+        .filter(|(_, m)| m.get(..2) == Some(&[3, 0x33][..]))
+        .filter_map(|(_, m)| match ValidationClientMessage::decode(m, &wire) {
+            Ok(ValidationClientMessage::ExclusionShares(e)) if e.liar == 3 => Some(e.share),
+            _ => None,
+        })
+        .collect();
+    let t = cfg.threshold as usize;
+    let entry3 = entry3.unwrap();
+    if sk3_shares.len() >= t {
+        let sk3 = secagg_core::shamir::reconstruct(&sk3_shares, t).unwrap();
+        let b3 = secagg_core::shamir::reconstruct(&b3_shares, t).unwrap();
+        let sk_ok = DhKeyPair::from_secret_bytes(&sk3).public() == entry3.mask_pk;
+        let b_ok =
+            secagg_core::crypto::commit_self_secret(&b3, cfg.round_id, 3) == entry3.commitment;
+        assert!(
+            !(sk_ok && b_ok),
+            "BREAK: the server holds both secrets of honest client 3"
+        );
+    }
+    assert!(
+        sk3_shares.is_empty(),
+        "BREAK: holders released honest client 3's mask-key shares after its b-shares"
+    );
+}
+
+/// Final review, finding 3: a cheater signs wrong pair-seed hashes for 5 of its 9 neighbours
+/// (t = 5), so the server cuts those pairs, and masks with the 4 left (skipping the refusal an
+/// honest client makes below t). Without the server's check |S_u| ≥ t it was in U3, and at
+/// unmask every honest neighbour refused the whole request under rule M: the round aborted.
+/// Now the server drops it at its upload and releases the exact sum of the others.
+#[test]
+fn a_cheater_cutting_its_pairs_below_t_is_dropped_not_an_abort() {
+    let cfg = config(240);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let cheats = [(3u32, Cheat::CutMany(vec![1, 2, 4, 5, 6]))];
+    let r = run_with(&cfg, &inputs, &[], &cheats, &mut no_hook());
+    assert!(
+        matches!(r.outcome, Outcome::Released { .. }),
+        "BREAK: one cheater aborted the round"
+    );
+    let (agg, survivors) = released(&r);
+    assert_eq!(
+        *agg,
+        sum_of(&inputs, survivors.iter().copied()),
+        "exact sum of the rest"
+    );
+    assert!(!survivors.contains(&3));
+}
+
+/// Final review, finding 2 (D33): with a weight coordinate (the last, W = 3) every client also
+/// proves it is in [0, W]. A cheater whose vector is tiny but carries the weight −8 (inside the
+/// norm bound: it would scale the released weighted mean by the honest total weight) cannot
+/// prove the round's statement, and a proof of the statement without the weight (what the
+/// round checked before) is rejected: `validation: norm`, and the release is exactly the
+/// others' sum. An honest round with weights in [0, W] releases.
+#[test]
+fn a_weight_outside_its_range_is_rejected_inside_the_norm_bound() {
+    const CHEATER: ClientId = 4;
+    let mut cfg = config(250);
+    if let Some(v) = cfg.validation.as_mut() {
+        v.max_weight = Some(3);
+    }
+    // Honest inputs: the last value is the weight, in [0, 3].
+    let inputs: Vec<Vec<u64>> = (1..=N)
+        .map(|id| {
+            let mut x = honest_input(id);
+            x[DIM as usize - 1] = u64::from(id % 4);
+            x
+        })
+        .collect();
+    let r = run(&cfg, &inputs, &[], &mut no_hook());
+    let (aggregate, survivors) = released(&r);
+    assert_eq!(*aggregate, sum_of(&inputs, survivors.iter().copied()));
+    assert_eq!(survivors.len(), N as usize);
+
+    let small = inputs[CHEATER as usize - 1].clone();
+    let mut bad: Vec<i64> = vec![0; DIM as usize];
+    bad[DIM as usize - 1] = -8;
+    let round_params = round::norm_params(&cfg).unwrap();
+    assert_eq!(round_params.weight_max(), Some(3));
+    let no_weight = NormParams::new(DIM as usize, BOUND_SQ, None).unwrap();
+    let mut checked = false;
+    let mut hook = rewrite_upload(CHEATER, |server, vector, _proof| {
+        let m = cfg.modulus();
+        let y = m.unpack(&vector, DIM as usize).unwrap();
+        let y: Vec<u64> = y
+            .iter()
+            .zip(&bad)
+            .zip(&small)
+            .map(|((y, b), s)| (y + enc(*b) + (1 << BITS) - s) % (1 << BITS))
+            .collect();
+        let packed = m.pack(&y);
+        let session = *server.session().unwrap();
+        let ctx = round::norm_context(&session, CHEATER, &packed);
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let witness = NormWitness::new(bad.clone(), Default::default());
+        // No proof of the round's statement exists for weight −8.
+        let gens = Generators::shared(round_params.generator_sizes()).unwrap();
+        assert!(norm::prove(&gens, &round_params, &ctx, &witness, &mut rng).is_err());
+        // Without the weight statement it proves (‖x‖² = 64 ≤ 401).
+        let gens = Generators::shared(no_weight.generator_sizes()).unwrap();
+        let proof = norm::prove(&gens, &no_weight, &ctx, &witness, &mut rng).unwrap();
+        checked = true;
+        (packed, codec::encode_norm_proof(&no_weight, &proof))
+    });
+    let r = run(&cfg, &inputs, &[], &mut hook);
+    drop(hook);
+    assert!(checked);
+    assert_eq!(rejected(&r), vec![(CHEATER, Stage::MaskedInput, NORM)]);
+    let (aggregate, survivors) = released(&r);
+    let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER).collect();
+    assert_eq!(survivors, honest);
+    assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
 }

@@ -83,6 +83,17 @@ impl Pending {
                         self.weight
                     ));
                 }
+                // A validated round (VALIDATION.md §5.4): the validated scale, and the update
+                // clipped to L2 norm B first, so that an honest client is never above the bound.
+                if let Some(enc) = encoding
+                    .validated_float(config)
+                    .map_err(ClientError::BadParameters)?
+                {
+                    let clipped = Zeroizing::new(secagg_sim::simulate::clip_l2(v, enc.clip));
+                    return enc
+                        .encode(&clipped, self.weight, rng)
+                        .map_err(|e| ClientError::BadParameters(e.0));
+                }
                 let enc = encoding
                     .float(config)
                     .map_err(ClientError::BadParameters)?
@@ -151,6 +162,14 @@ impl Pending {
             ServerMessage::Abort(r) => return Err(ClientError::RoundAborted(r)),
             _ => return Err(ClientError::UnexpectedMessage("expected RoundStart")),
         };
+        if config.validation.is_some() {
+            // The norm proof needs the whole input at once (D35).
+            return Err(ClientError::BadParameters(String::from(
+                "the round validates inputs (validate_l2): its norm proof needs the whole input \
+                 when the round starts, so make this client with its input, \
+                 Client(client_id, input), not with dim=",
+            )));
+        }
         let encoding = InputEncoding::of(&config).map_err(ClientError::BadParameters)?;
         check_weight(&encoding, self.weight)?;
         let masked = masked_len(&encoding, &config, values)?;
@@ -293,6 +312,10 @@ impl Writer {
         Ok(())
     }
 }
+
+/// How the core words an honest client's local refusal of an input above a validated round's
+/// bound (D34), raised as `InputAboveBound`.
+const ABOVE_BOUND: &str = "exceeds the round's bound";
 
 /// One client's side of one round.
 #[pyclass(module = "secagg._secagg")]
@@ -864,6 +887,9 @@ impl Client {
         }
         let reply = match result {
             Ok(reply) => reply,
+            Err(ClientError::BadParameters(m)) if starting && m.contains(ABOVE_BOUND) => {
+                return Err(crate::errors::input_above_bound(py, m));
+            }
             Err(e) => return Err(from_client_error(py, &e)),
         };
         // The client's own refusals come after the core accepted the message and before the
@@ -1083,13 +1109,24 @@ pub fn check_round_start<'py>(
     .parse(client_id)?;
     let config = round_config(py, message)?;
     let c = crate::options::config_from_dict(config.as_any())?;
-    let mut client = CoreClient::streamed(client_id, c.dim).with_policy(policy);
-    if let (Some(k), Some(r)) = (identity, roster) {
-        client = client.with_pki(k, r);
-    }
+    // A validated round takes held inputs only (its proof needs them whole): check it with a
+    // zero input, which every bound admits.
     let mut rng = ChaCha20Rng::from_seed(os_random::<32>()?);
-    match client.start(message, &mut rng) {
-        Ok(_) => Ok(config),
+    let started = if c.validation.is_some() {
+        let mut client = CoreClient::new(client_id, vec![0; c.dim as usize]).with_policy(policy);
+        if let (Some(k), Some(r)) = (identity, roster) {
+            client = client.with_pki(k, r);
+        }
+        client.start(message, &mut rng).map(|_| ())
+    } else {
+        let mut client = CoreClient::streamed(client_id, c.dim).with_policy(policy);
+        if let (Some(k), Some(r)) = (identity, roster) {
+            client = client.with_pki(k, r);
+        }
+        client.start(message, &mut rng).map(|_| ())
+    };
+    match started {
+        Ok(()) => Ok(config),
         Err(e) => Err(from_client_error(py, &e)),
     }
 }

@@ -37,6 +37,12 @@ pub fn server_refused(py: Python<'_>, reason: String) -> PyErr {
     raise(py, "ServerRefused", (reason,))
 }
 
+/// `InputAboveBound(reason)`: a validated round's honest client refused its own input (its
+/// L2 norm is above the bound); nothing was sent.
+pub fn input_above_bound(py: Python<'_>, reason: String) -> PyErr {
+    raise(py, "InputAboveBound", (reason,))
+}
+
 /// `ProtocolError(message)`: misuse of a round object that is not about the arguments.
 pub fn protocol_error(py: Python<'_>, message: String) -> PyErr {
     raise(py, "ProtocolError", (message,))

@@ -4,6 +4,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use secagg_core::config::ValidationParams;
 use secagg_core::params::{Assumptions, ThreatModel};
 use secagg_core::{GraphKind, PrgKind, RoundConfig, Stage};
 use secagg_dp::pipeline::{NoiseKind, NoisePlacement};
@@ -144,14 +145,27 @@ pub fn round_options(
 
 /// Rewords the planner's messages for Python users (keyword arguments instead of flags).
 pub fn plan_error(msg: String) -> PyErr {
-    PyValueError::new_err(
-        msg.replace("--accept-weaker-params", "accept_weaker_params=True")
-            .replace("--threshold", "threshold=")
-            .replace("--degree", "degree=")
-            .replace("--graph harary", "graph='harary'")
-            .replace("--bits", "bits=")
-            .replace("--dropout", "dropout="),
-    )
+    PyValueError::new_err(py_words(&msg))
+}
+
+/// The command line's flags in a message, as the keyword arguments of the Python API.
+pub fn py_words(msg: &str) -> String {
+    msg.replace("--accept-weaker-params", "accept_weaker_params=True")
+        .replace("--threshold", "threshold=")
+        .replace("--degree", "degree=")
+        .replace("--graph harary", "graph='harary'")
+        .replace("--bits", "bits=")
+        .replace("--dropout", "dropout=")
+        .replace("--validate-client-noise", "validate_client_noise=True")
+        .replace("--validate l2=", "validate_l2=")
+        .replace("--validate", "validate_l2=")
+        .replace("--cheaters", "cheaters=")
+        .replace("--clip", "clip=")
+        .replace("--threat malicious", "threat='malicious'")
+        .replace("--assumed-corrupt", "assumed_corrupt=")
+        .replace("--dp-central", "dp_central=True")
+        .replace("--dp-clip", "dp_clip")
+        .replace("--dp ", "dp= ")
 }
 
 /// A count or size from a Python int (arguments that take one are `i128`): a negative or too
@@ -237,7 +251,56 @@ pub fn config_dict<'py>(py: Python<'py>, c: &RoundConfig) -> PyResult<Bound<'py,
         _ => None,
     };
     d.set_item("dp", dp)?;
+    // Validated rounds (wire version 3): B_enc² (the bound on the encoded input's squared L2
+    // norm) and J; for float rounds `clip` is then the L2 bound B.
+    let validation = match &c.validation {
+        Some(v) => {
+            let e = PyDict::new(py);
+            e.set_item("bound_encoded", v.bound_sq)?;
+            e.set_item("max_weight", v.max_weight)?;
+            e.set_item("projections", v.projections)?;
+            Some(e)
+        }
+        None => None,
+    };
+    d.set_item("validation", validation)?;
     Ok(d)
+}
+
+/// `config["validation"]` back (absent or None: a plain round).
+fn validation_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Option<ValidationParams>> {
+    let Some(v) = d.get_item("validation")? else {
+        return Ok(None);
+    };
+    if v.is_none() {
+        return Ok(None);
+    }
+    let bad = || {
+        PyValueError::new_err(
+            "config[\"validation\"] must be None or {\"bound_encoded\": int, \"projections\": int}",
+        )
+    };
+    let v = v.cast::<PyDict>().map_err(|_| bad())?;
+    let bound_sq: u64 = v
+        .get_item("bound_encoded")?
+        .ok_or_else(bad)?
+        .extract()
+        .map_err(|_| bad())?;
+    let projections: u16 = v
+        .get_item("projections")?
+        .ok_or_else(bad)?
+        .extract()
+        .map_err(|_| bad())?;
+    // W of a weight coordinate (float rounds, D33); absent or None: no weight coordinate.
+    let max_weight: Option<u64> = match v.get_item("max_weight")? {
+        Some(w) if !w.is_none() => Some(w.extract().map_err(|_| bad())?),
+        _ => None,
+    };
+    Ok(Some(ValidationParams {
+        bound_sq,
+        projections,
+        max_weight,
+    }))
 }
 
 /// The round's parameters back from a dict as [`config_dict`] makes it (`Server.config`,
@@ -288,7 +351,7 @@ pub fn config_from_dict(d: &Bound<'_, PyAny>) -> PyResult<RoundConfig> {
         model: parse_threat(&get::<String>(d, "threat")?)?,
         pki: get(d, "pki")?,
         encoding,
-        validation: None,
+        validation: validation_from_dict(d)?,
     };
     c.validate()
         .map_err(|e| PyValueError::new_err(format!("config: {e}")))?;

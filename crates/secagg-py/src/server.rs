@@ -87,6 +87,52 @@ pub fn dp_params(
     Ok(p)
 }
 
+/// `validate_l2=` against the other arguments: what a validated round cannot be.
+fn check_validated(
+    bound: Option<f64>,
+    clip: Option<f64>,
+    dp: Option<&str>,
+    threat: &str,
+    verifier_key: bool,
+) -> PyResult<()> {
+    let Some(b) = bound else {
+        if verifier_key {
+            return Err(PyValueError::new_err(
+                "verifier_key= is for validated rounds (validate_l2=B)",
+            ));
+        }
+        return Ok(());
+    };
+    if !(b.is_finite() && b > 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "validate_l2 must be a positive finite number (the L2 bound), got {b}"
+        )));
+    }
+    if dp.is_some() {
+        return Err(PyValueError::new_err(
+            "validate_l2= with dp= is refused for now in the sans-IO classes (VALIDATION.md §12): \
+             a client's DP noise would be inside the validated vector; secagg.simulate runs \
+             validated DP rounds",
+        ));
+    }
+    if let Some(c) = clip
+        && c != b
+    {
+        return Err(PyValueError::new_err(format!(
+            "validated float rounds clip each update to L2 norm B (values then lie within ±B): \
+             give clip={b} (equal to validate_l2) for a weighted mean of floats, or no clip= for a \
+             sum of unsigned integers (B in encoded units); got clip={c}"
+        )));
+    }
+    if threat != "malicious" {
+        return Err(PyValueError::new_err(
+            "validate_l2= needs threat='malicious' and roster= (validated rounds run the \
+             malicious-server model with a PKI: VALIDATION.md §21.1 D36)",
+        ));
+    }
+    Ok(())
+}
+
 /// The server's side of one round.
 #[pyclass(module = "secagg._secagg")]
 pub struct Server {
@@ -103,7 +149,8 @@ impl Server {
         graph="auto", prg="aes", assumed_corrupt=0.05, assumed_dropout=0.05,
         accept_weaker_params=false, round_id=0, round_seed=None, roster=None,
         stage_timeout_ms=10_000, clip=None, max_weight=1, min_clients=None, dp=None,
-        dp_noise_multiplier=None, dp_clip=None, dp_central=false
+        dp_noise_multiplier=None, dp_clip=None, dp_central=false, validate_l2=None,
+        verifier_key=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -129,6 +176,8 @@ impl Server {
         dp_noise_multiplier: Option<f64>,
         dp_clip: Option<f64>,
         dp_central: bool,
+        validate_l2: Option<f64>,
+        verifier_key: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let clients: u32 = count(clients, "clients")?;
         let dim: u32 = count(dim, "dim")?;
@@ -142,6 +191,7 @@ impl Server {
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
         }
+        check_validated(validate_l2, clip, dp, threat, verifier_key.is_some())?;
         // How clients encode their inputs: in the round's configuration, hence in the session
         // id, so that no client can be told another encoding than the others.
         let input = match (clip, dp) {
@@ -156,7 +206,11 @@ impl Server {
             }
             (Some(c), None) => {
                 // Checked here for the message; the clients derive the same from the config.
-                FloatEncoding::new(bits, c, clients, max_weight).map_err(|e| plan_error(e.0))?;
+                // (Validated rounds: their own scale, checked when announced below.)
+                if validate_l2.is_none() {
+                    FloatEncoding::new(bits, c, clients, max_weight)
+                        .map_err(|e| plan_error(e.0))?;
+                }
                 InputEncoding::Float {
                     clip: c,
                     max_weight,
@@ -220,7 +274,21 @@ impl Server {
         // Never below t: fewer survivors could not unmask anyway.
         require_survivors(&mut planned.config, min_clients).map_err(plan_error)?;
         planned.config.encoding = input.to_bytes();
-        let float = input.float(&planned.config).map_err(plan_error)?;
+        let float = match validate_l2 {
+            None => input.float(&planned.config).map_err(plan_error)?,
+            Some(b) => {
+                let float_weight =
+                    matches!(input, InputEncoding::Float { .. }).then_some(max_weight);
+                secagg_sim::validate::announce(
+                    &mut planned.config,
+                    b,
+                    float_weight,
+                    assumed_corrupt,
+                )
+                .map_err(|e| PyValueError::new_err(format!("validate_l2={b}: {e}")))?;
+                input.validated_float(&planned.config).map_err(plan_error)?
+            }
+        };
         if let InputEncoding::Dp(p) = &input {
             // The clients derive this encoding from the config: refuse one they could not.
             p.encoding(&planned.config).map_err(plan_error)?;
@@ -250,8 +318,20 @@ impl Server {
             }
             (None, ThreatModel::HonestButCurious) => None,
         };
-        let round = ServerRound::new(planned.config, roster, stage_timeout_ms)
+        let validated = planned.config.validation.is_some();
+        let mut round = ServerRound::new(planned.config, roster, stage_timeout_ms)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if validated {
+            // The secret key of the batch verification's weights (D26, D32): from the OS
+            // unless a test gives one.
+            let key = match verifier_key {
+                Some(k) => <[u8; 32]>::try_from(k.as_slice()).map_err(|_| {
+                    PyValueError::new_err(format!("verifier_key must be 32 bytes, got {}", k.len()))
+                })?,
+                None => os_random::<32>()?,
+            };
+            round.set_verifier_key(key);
+        }
         Ok(Self {
             round,
             float,
@@ -406,6 +486,23 @@ impl Server {
                 },
             )?;
             out.append(e)?;
+        }
+        Ok(out)
+    }
+
+    /// Validated rounds: the clients a validation check rejected, with stage and reason (a
+    /// subset of `dropouts`); empty otherwise.
+    #[getter]
+    fn rejected<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for d in self.round.dropouts() {
+            if let DropReason::Validation(k) = &d.reason {
+                let e = PyDict::new(py);
+                e.set_item("client_id", d.id)?;
+                e.set_item("stage", d.stage.name())?;
+                e.set_item("reason", k.to_string())?;
+                out.append(e)?;
+            }
         }
         Ok(out)
     }

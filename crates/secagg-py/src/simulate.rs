@@ -14,11 +14,12 @@ use secagg_sim::dp::{DEFAULT_BETA, DpParams};
 use secagg_sim::simulate::{
     Aggregate, Inputs, SimulateDp, SimulateOptions, SimulateResult, simulate,
 };
+use secagg_sim::validate::{Cheat, SimulateValidation, ValidationReport, simulate_validated_with};
 
 use crate::arrays::{Vector, float_array, read_vector, sum_array};
 use crate::options::{
     ParamChoice, count, graph_name, opt_count, os_random, parse_stage, plan_error, prg_name,
-    round_options, threat_name,
+    py_words, round_options, threat_name,
 };
 
 /// Reads every input and checks they are all of one kind.
@@ -119,7 +120,7 @@ fn secs(d: Duration) -> f64 {
     weights=None, threat="honest-but-curious", clip=None, graph="auto", prg="aes",
     assumed_corrupt=0.05, assumed_dropout=None, accept_weaker_params=false, dp=None,
     dp_noise_multiplier=1.0, dp_clip=1.0, dp_delta=1e-5, dp_sampling_rate=1.0, dp_rounds=1,
-    dp_central=false
+    dp_central=false, validate_l2=None, cheaters=None, cheat=None, validate_client_noise=false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn simulate_round<'py>(
@@ -146,6 +147,10 @@ pub fn simulate_round<'py>(
     dp_sampling_rate: f64,
     dp_rounds: i128,
     dp_central: bool,
+    validate_l2: Option<f64>,
+    cheaters: Option<Vec<i128>>,
+    cheat: Option<&str>,
+    validate_client_noise: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     // Python ints: a negative or too large value is a ValueError naming the argument.
     let bits: u8 = count(bits, "bits")?;
@@ -156,6 +161,18 @@ pub fn simulate_round<'py>(
     let weights: Option<Vec<u64>> = weights
         .map(|w| w.into_iter().map(|x| count(x, "a weight")).collect())
         .transpose()?;
+    // A validated DP round has one bound: B is the L2 clip of every update (as `secagg
+    // simulate --validate l2=B --dp ...` takes it).
+    let dp_clip = match (validate_l2, dp) {
+        (Some(b), Some(_)) if dp_clip != 1.0 && dp_clip != b => {
+            return Err(PyValueError::new_err(format!(
+                "validate_l2={b} with dp= is the L2 clip, but dp_clip is {dp_clip}: drop dp_clip \
+                 or give both the same value"
+            )));
+        }
+        (Some(b), Some(_)) => b,
+        _ => dp_clip,
+    };
     let dp = DpChoice {
         noise: dp,
         noise_multiplier: dp_noise_multiplier,
@@ -166,6 +183,21 @@ pub fn simulate_round<'py>(
         central: dp_central,
     };
     let dp_options = dp.options()?;
+    let validation = ValidateChoice::parse(validate_l2, cheaters, cheat, validate_client_noise)?;
+    // Validated rounds run the malicious model with a PKI (D36), as `secagg simulate
+    // --validate` does; the note joins the round's warnings.
+    let mut notes = Vec::new();
+    let threat = match &validation {
+        Some(_) if threat != "malicious" => {
+            crate::options::parse_threat(threat)?;
+            notes.push(String::from(
+                "validate_l2= runs the malicious threat model with a PKI (VALIDATION.md §21.1 \
+                 D36): threat='malicious' was set",
+            ));
+            "malicious"
+        }
+        _ => threat,
+    };
     if !(0.0..=1.0).contains(&dropout) {
         return Err(PyValueError::new_err(format!(
             "dropout must be a fraction in [0, 1], got {dropout}"
@@ -182,6 +214,13 @@ pub fn simulate_round<'py>(
              runs there)",
         ));
     }
+    if stage == Stage::Validate && validation.is_none() && dropout > 0.0 {
+        return Err(PyValueError::new_err(
+            "dropout_stage='validate' needs validate_l2= (the challenge stage only runs in \
+             validated rounds)",
+        ));
+    }
+    let n_inputs = inputs.len();
     let inputs = read_inputs(&inputs, weights, clip)?;
     let seed = match seed {
         Some(s) => s,
@@ -196,7 +235,14 @@ pub fn simulate_round<'py>(
         graph,
         prg,
         assumed_corrupt,
-        assumed_dropout: assumed_dropout.unwrap_or(dropout.max(0.05)),
+        assumed_dropout: assumed_dropout.unwrap_or_else(|| {
+            // The cheaters leave too (rejected at their upload or later), as the injected
+            // dropouts do: counted in the default, as `secagg simulate` counts them.
+            let extra = validation.as_ref().map_or(0, |v| v.cheaters.len());
+            let n = n_inputs.max(1) as f64;
+            let injected = ((dropout * n).round() + extra as f64) / n;
+            dropout.max(injected).max(0.05)
+        }),
         accept_weaker: accept_weaker_params,
     };
     // The number of clients and the dimension are filled in from the inputs by `simulate`.
@@ -209,12 +255,148 @@ pub fn simulate_round<'py>(
         on_stage: None,
         dp: dp_options,
     };
-    let r = py
-        .detach(move || simulate(inputs, opts))
-        .map_err(plan_error)?;
+    let mut r = match validation {
+        None => py.detach(move || simulate(inputs, opts)),
+        Some(v) => {
+            // The server's secret key for its batch verification's weights (D26, D32): from
+            // the OS, never from the seed.
+            let key = os_random::<32>()?;
+            let v = SimulateValidation {
+                verifier_key: Some(key),
+                ..v
+            };
+            py.detach(move || simulate_validated_with(inputs, opts, v, validate_client_noise))
+        }
+    }
+    .map_err(plan_error)?;
+    if let Some(f) = r.validation.as_ref().and_then(|v| v.dp_factor)
+        && validate_client_noise
+    {
+        notes.push(format!(
+            "client-side DP noise in a validated round: a cheater can send up to {f:.2}× the \
+             clip as signal in place of its noise (VALIDATION.md §12)"
+        ));
+    }
+    r.plan.warnings.splice(0..0, notes);
+    if r.validation.is_some() {
+        // The validated round's notes name the command line's flags.
+        r.plan.warnings = r.plan.warnings.iter().map(|w| py_words(w)).collect();
+    }
     let d = result_dict(py, &r, dropout, stage, seed, assumed_corrupt)?;
     d.set_item("dp", dp.report(py, &r)?)?;
+    d.set_item(
+        "validation",
+        r.validation
+            .as_ref()
+            .map(|v| validation_dict(py, v))
+            .transpose()?,
+    )?;
     Ok(d)
+}
+
+/// `validate_l2=`, `cheaters=` and `cheat=` (the `--validate`, `--cheaters` and `--cheat` flags
+/// of `secagg simulate`), checked as the command checks them.
+struct ValidateChoice;
+
+impl ValidateChoice {
+    fn parse(
+        bound: Option<f64>,
+        cheaters: Option<Vec<i128>>,
+        cheat: Option<&str>,
+        client_noise: bool,
+    ) -> PyResult<Option<SimulateValidation>> {
+        let cheaters: Vec<usize> = cheaters
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| count(i, "a cheater's index"))
+            .collect::<PyResult<_>>()?;
+        let cheat = cheat
+            .map(|c| {
+                Cheat::parse(c).map_err(|e| PyValueError::new_err(e.replace("cheat", "cheat=")))
+            })
+            .transpose()?;
+        let Some(bound) = bound else {
+            if client_noise {
+                return Err(PyValueError::new_err(
+                    "validate_client_noise= goes with validate_l2=B and dp= (client-side noise \
+                     in a validated round)",
+                ));
+            }
+            if !cheaters.is_empty() || cheat.is_some() {
+                return Err(PyValueError::new_err(
+                    "cheaters= and cheat= go with validate_l2=B (a validated round): without \
+                     it nothing checks the inputs",
+                ));
+            }
+            return Ok(None);
+        };
+        if !(bound.is_finite() && bound > 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "validate_l2 must be a positive finite number (the L2 bound), got {bound}"
+            )));
+        }
+        let cheat = match (cheaters.is_empty(), cheat) {
+            (true, None) => Cheat::Oversized,
+            (false, Some(c)) => c,
+            (false, None) => {
+                return Err(PyValueError::new_err(
+                    "cheaters= needs cheat= (how they cheat: 'oversized', 'forged-proof', \
+                     'inconsistent' or 'wrong-mask')",
+                ));
+            }
+            (true, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "cheat= needs cheaters= (the 0-based indices of the inputs that cheat)",
+                ));
+            }
+        };
+        cheat.supported().map_err(PyValueError::new_err)?;
+        Ok(Some(SimulateValidation {
+            bound,
+            cheaters,
+            cheat,
+            verifier_key: None,
+        }))
+    }
+}
+
+/// The `validation` entry of a validated round's result: the keys of `secagg simulate
+/// --validate --json`'s `validation` object.
+fn validation_dict<'py>(py: Python<'py>, v: &ValidationReport) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("bound", v.bound)?;
+    out.set_item("bound_encoded", v.bound_sq)?;
+    out.set_item("projections", v.projections)?;
+    out.set_item("scale", v.scale)?;
+    out.set_item("slack_factor", v.slack_factor)?;
+    let rejected = PyList::empty(py);
+    for r in &v.rejected {
+        let e = PyDict::new(py);
+        e.set_item("client", r.client)?;
+        e.set_item("stage", r.stage.name())?;
+        e.set_item("reason", &r.reason)?;
+        rejected.append(e)?;
+    }
+    out.set_item("rejected", rejected)?;
+    out.set_item("uncaught", v.uncaught.clone())?;
+    let refused = PyList::empty(py);
+    for (c, err) in &v.refused {
+        let e = PyDict::new(py);
+        e.set_item("client", c)?;
+        e.set_item("error", err)?;
+        refused.append(e)?;
+    }
+    out.set_item("refused", refused)?;
+    out.set_item("prove_ms", v.prove_ms.clone())?;
+    let verify = PyDict::new(py);
+    verify.set_item("total", v.verify_ms)?;
+    verify.set_item("per_client", v.verify_ms_per_client())?;
+    verify.set_item("uploads", v.uploads)?;
+    out.set_item("verify_ms", verify)?;
+    out.set_item("proof_bytes", v.proof_bytes)?;
+    out.set_item("noise_bound", v.noise_bound)?;
+    out.set_item("dp_factor", v.dp_factor)?;
+    Ok(out)
 }
 
 /// The `dp=` keyword arguments of `simulate` (the `--dp` flags of `secagg simulate`).

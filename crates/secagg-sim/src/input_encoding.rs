@@ -181,6 +181,13 @@ impl InputEncoding {
                 v.bound_sq, s.bound_sq
             ));
         }
+        if v.max_weight != Some(*max_weight) {
+            return Err(format!(
+                "the round's float encoding has weights up to {max_weight} but its validation \
+                 proves the weight coordinate against {:?}",
+                v.max_weight
+            ));
+        }
         Ok(Some(FloatEncoding {
             clip: *clip,
             scale: s.scale,
@@ -196,6 +203,11 @@ impl InputEncoding {
         let (InputEncoding::Dp(p), Some(v)) = (self, &config.validation) else {
             return Ok(None);
         };
+        if v.max_weight.is_some() {
+            return Err(String::from(
+                "a DP encoding has no weight coordinate, but the round's validation names one",
+            ));
+        }
         let enc = p.validated_encoding(config)?;
         let want = crate::dp::validated_bound_sq(&enc)?;
         if want != v.bound_sq {

@@ -232,6 +232,7 @@ pub fn announce(
     config.validation = Some(secagg_core::config::ValidationParams {
         bound_sq,
         projections: u16::try_from(projections).map_err(|_| "too many projections")?,
+        max_weight: float_max_weight,
     });
     round::check_round_config(config).map_err(|e| e.to_string())?;
     config.validate()
@@ -877,6 +878,8 @@ mod imp {
         plan.config.validation = Some(ValidationParams {
             bound_sq: enc.bound_sq,
             projections: u16::try_from(projections).map_err(|_| "too many projections")?,
+            // Float rounds: the weight coordinate is proven in [0, W] (D33).
+            max_weight: enc.float.as_ref().map(|(e, _, _)| e.max_weight),
         });
         if let Some((e, _, _)) = &enc.float {
             // The round announces B (as the clip) and W: every client derives s_val and

@@ -201,7 +201,12 @@ pub(crate) fn on_message<R: CryptoRng + ?Sized>(
             };
             #[cfg(not(feature = "cheats"))]
             let answered: &[u64] = &v.input;
+            let leaves: Vec<(ClientId, [u8; 32])> =
+                v.entries.iter().map(|e| (e.id, e.leaf())).collect();
+            let view = blind::view_digest(session, &leaves)
+                .map_err(|_| ClientError::Misuse("neighbour entries not in increasing order"))?;
             let input = AnswerInput {
+                view,
                 input: answered,
                 packed_upload: &v.packed_upload,
                 self_secret: &v.self_secret,
@@ -460,6 +465,16 @@ pub(crate) fn on_exclusion(
     if liar == id || !signed_u3.is_some_and(|u3| u3.contains(liar)) {
         return refuse(format!(
             "asked for a mask-key share of client {liar}, not a survivor I unmasked"
+        ));
+    }
+    // §8.5 evidence is about a pair with a client that left before unmasking: an honest server
+    // never builds it for a peer in the U3 this holder signed (final review, nit 6).
+    if let crate::validate::wire::Evidence::DroppedPair(e) = &request.evidence
+        && signed_u3.is_some_and(|u3| u3.contains(e.dropped_entry.id))
+    {
+        return refuse(format!(
+            "evidence against client {liar} about client {}, a survivor I signed",
+            e.dropped_entry.id
         ));
     }
     let (Some(share), Ok(i)) = (

@@ -397,7 +397,12 @@ impl ServerRound {
             return Err(ValidationKind::Response);
         };
         let neighbours = graph.neighbours(from);
+        let leaves = self.view_leaves(&neighbours);
+        let Ok(view) = blind::view_digest(session, &leaves) else {
+            return Err(ValidationKind::Response);
+        };
         let ok = r.kappa == *ch.kappa()
+            && r.view == view
             && r.fits(&upload.bitmap, &neighbours)
             && roster
                 .get(from as usize - 1)

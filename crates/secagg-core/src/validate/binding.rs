@@ -131,6 +131,8 @@ pub struct AnswerInput<'a> {
     pub bitmap: &'a [u8],
     /// C_u as sent with the norm proof.
     pub c_u: RistrettoPoint,
+    /// rev9 fix: V_u as signed at the share stage.
+    pub view: [u8; 32],
 }
 
 /// The client's signed answer (§7.2): O_u, P_uv for v ∈ S_u, the binding proof, signed with
@@ -207,6 +209,7 @@ pub fn answer<R: CryptoRng + ?Sized>(
         &ch.session,
         id,
         ch.kappa,
+        a.view,
         a.bitmap.to_vec(),
         &o_u,
         &pair_points,

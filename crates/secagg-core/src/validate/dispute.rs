@@ -548,6 +548,7 @@ mod tests {
             &SESSION,
             v,
             KAPPA,
+            [0; 32],
             vec![0b1000_0001],
             &B,
             &[p, B],

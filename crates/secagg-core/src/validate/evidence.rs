@@ -391,6 +391,11 @@ fn check_dropped_pair_with(
     {
         return Err(EvidenceError::BadShareSignature);
     }
+    // rev9 fix: the list must be the one of the view u answered κ under (a rolled-back
+    // client may have signed two lists over two views).
+    if evidence.response.view != view {
+        return Err(EvidenceError::Malformed("the response names another view"));
+    }
     // (2) w's entry is the one in u's view, and sk_w is its mask key's.
     let entry = &evidence.dropped_entry;
     let w = entry.id;
@@ -717,11 +722,13 @@ pub(crate) mod tests {
                 .collect();
             let b = fake_b.unwrap_or(&self.party(u).b);
             let o = c.self_commitment(u, b).unwrap();
+            let view = blind::view_digest(&SESSION, &self.view(u, None)).unwrap();
             ValidationResponse::sign(
                 &self.party(u).identity,
                 &SESSION,
                 u,
                 kappa,
+                view,
                 bitmap,
                 &o,
                 &pairs,

@@ -43,12 +43,17 @@ pub fn check_round_config(config: &RoundConfig) -> Result<(), ValidateError> {
     }
 }
 
-/// Statement N's public parameters for the round: d, B_enc² and no weight coordinate (D33).
+/// Statement N's public parameters for the round: d, B_enc² and W when the last coordinate is
+/// a weight (D33).
 pub fn norm_params(config: &RoundConfig) -> Result<NormParams, ValidateError> {
     let v = config.validation.as_ref().ok_or(ValidateError::Zero {
         what: "validation parameters",
     })?;
-    Ok(NormParams::new(config.dim as usize, v.bound_sq, None)?)
+    Ok(NormParams::new(
+        config.dim as usize,
+        v.bound_sq,
+        v.max_weight,
+    )?)
 }
 
 /// The generators statement N needs at the round's d (hashed once per process and shared).

@@ -351,6 +351,8 @@ impl PairSeedHashes {
 pub struct ValidationResponse {
     /// κ as the client received it.
     pub kappa: [u8; 32],
+    /// rev9 fix: V_u, the view digest u signed with its share-stage list.
+    pub view: [u8; 32],
     /// S_u over N(u) (bit i for the i-th neighbour, increasing id, LSB first).
     pub bitmap: Vec<u8>,
     /// O_u.
@@ -371,6 +373,7 @@ impl ValidationResponse {
         session: &SessionId,
         owner: ClientId,
         kappa: [u8; 32],
+        view: [u8; 32],
         bitmap: Vec<u8>,
         self_commitment: &RistrettoPoint,
         pair_commitments: &[RistrettoPoint],
@@ -378,6 +381,7 @@ impl ValidationResponse {
     ) -> Self {
         let mut out = Self {
             kappa,
+            view,
             bitmap,
             self_commitment: self_commitment.compress().to_bytes(),
             pair_commitments: pair_commitments
@@ -393,6 +397,7 @@ impl ValidationResponse {
 
     fn encode_body(&self, w: &mut Writer) {
         w.fixed(&self.kappa)
+            .fixed(&self.view)
             .bytes(&self.bitmap)
             .fixed(&self.self_commitment);
         for p in &self.pair_commitments {
@@ -489,6 +494,7 @@ impl ValidationResponse {
     /// bit, a proof of exactly the statement's length.
     pub fn decode(r: &mut Reader<'_>, params: &WireParams) -> Result<Self, CodecError> {
         let kappa = r.array()?;
+        let view = r.array()?;
         let bitmap = r.bytes("response bitmap", params.bitmap_len())?.to_vec();
         let self_commitment = point(r)?;
         let count = popcount(&bitmap);
@@ -517,6 +523,7 @@ impl ValidationResponse {
         }
         Ok(Self {
             kappa,
+            view,
             bitmap,
             self_commitment,
             pair_commitments,
@@ -918,6 +925,7 @@ pub(crate) mod tests {
             &SESSION,
             3,
             [9; 32],
+            [4; 32],
             vec![0b1011],
             &(g * Scalar::from(5u64)),
             &[g, g * Scalar::from(2u64), g * Scalar::from(3u64)],
@@ -1075,6 +1083,7 @@ pub(crate) mod tests {
         let big = WireParams::new(1023, 1 << 20, 1 << 10, 32).unwrap(); // J·d ≤ 2^30 (D24)
         let resp = ValidationResponse {
             kappa: [0; 32],
+            view: [0; 32],
             bitmap: vec![0xff; 128],
             self_commitment: [0; 32],
             pair_commitments: vec![[0; 32]; 1024],
@@ -1172,6 +1181,7 @@ pub(crate) mod tests {
             &SESSION,
             3,
             [9; 32],
+            [4; 32],
             vec![0b1],
             &g,
             &[g],

@@ -4,7 +4,13 @@ See ``__init__.pyi`` (or ``help(secagg)``) for the documented API.
 """
 
 from . import _secagg, dp
-from ._errors import PeerMisbehaved, ProtocolError, RoundAborted, ServerRefused
+from ._errors import (
+    InputAboveBound,
+    PeerMisbehaved,
+    ProtocolError,
+    RoundAborted,
+    ServerRefused,
+)
 from ._history import RoundHistory
 from ._secagg import Client, DpEncoding, Server, check_round_start, keygen, round_config
 from ._simulate import SimulationResult, simulate
@@ -14,6 +20,7 @@ __version__: str = _secagg.__version__
 __all__ = [
     "Client",
     "DpEncoding",
+    "InputAboveBound",
     "PeerMisbehaved",
     "ProtocolError",
     "RoundAborted",

@@ -25,7 +25,14 @@ weaker rounds; a client with a :class:`RoundHistory` answers a round id once (se
 docs/SECURITY.md).
 
 Stage names, used everywhere: ``"advertise"``, ``"share"``, ``"masked-input"``,
-``"consistency"`` (malicious-server model only), ``"unmask"``.
+``"validate"`` (validated rounds only: the binding challenge), ``"consistency"``
+(malicious-server model only), ``"unmask"``.
+
+Validated inputs (``validate_l2=B``, docs/VALIDATION.md): every client proves in zero
+knowledge that its encoded update has L2 norm at most B; a client whose proof fails, that
+masked another vector than it proved, or whose masks contradict its commitments is named and
+excluded (``SimulationResult.validation["rejected"]``, :attr:`Server.rejected`), and the round
+releases the exact sum of the others. Malicious-server model with a PKI only; not with DP.
 """
 
 from typing import Any, Iterable, Literal, Optional, Sequence, Union
@@ -38,7 +45,8 @@ from . import dp as dp
 
 __version__: str
 
-StageName = Literal["advertise", "share", "masked-input", "consistency", "unmask"]
+StageName = Literal["advertise", "share", "masked-input", "validate", "consistency", "unmask"]
+CheatKind = Literal["oversized", "forged-proof", "inconsistent", "wrong-mask"]
 Threat = Literal["honest-but-curious", "malicious"]
 GraphName = Literal["auto", "complete", "harary"]
 PrgName = Literal["aes", "chacha"]
@@ -77,6 +85,14 @@ class RoundAborted(ProtocolError):
     reason: str
     """Why, with the counts."""
     def __init__(self, stage: Optional[str], reason: str) -> None: ...
+
+class InputAboveBound(ProtocolError):
+    """A validated round's honest client refused its own input at RoundStart: its L2 norm is
+    above the round's bound (unsigned inputs; float updates are clipped to the bound). Nothing
+    was sent (the norm stays local); the client stops and the server sees a dropout."""
+
+    reason: str
+    def __init__(self, reason: str) -> None: ...
 
 class ServerRefused(ProtocolError):
     """An honest client refused what the server sent or asked, and stops.
@@ -148,6 +164,20 @@ class SimulationResult:
     ``sampling_rate``, ``scale``, ``padded_dim``, ``rmse_vs_clipped``, ``rmse_vs_raw`` (the
     error of the private mean against the survivors' clipped / raw mean) and
     ``expected_rmse``; ``None`` otherwise."""
+    validation: Optional[dict[str, Any]]
+    """Validated rounds (``validate_l2=`` given; the keys of ``secagg simulate --validate
+    --json``'s ``validation``): ``bound`` (B as given), ``bound_encoded`` (B_enc², the bound on
+    the encoded input's squared norm), ``projections`` (J), ``scale`` and ``slack_factor``
+    (float inputs: the validated scale, and how much more than W·B rounding lets a client
+    contribute), ``rejected`` (``[{"client": index, "stage": name, "reason": "validation:
+    norm" | "validation: binding" | "validation: self mask" | ...}]``), ``uncaught`` (cheaters
+    in the release: empty when the defence works), ``refused`` (``[{"client", "error"}]``:
+    honest clients above the bound, which refuse locally), ``prove_ms`` (per input index: its
+    masking and proving time, ms, or ``None``), ``verify_ms`` (``{"total", "per_client",
+    "uploads"}``: the server's upload stage, batch verification included) and ``proof_bytes``
+    (an honest client's norm proof), and with ``dp``: ``noise_bound`` (N_η, the bound on a
+    client's noise share's norm the bound admits, encoded units) and ``dp_factor``
+    ((Δ₂ + N_η)/Δ₂; else ``None``); ``None`` otherwise."""
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the same keys as ``secagg simulate --json``, plus
         ``"aggregate"`` as a list)."""
@@ -176,6 +206,10 @@ def simulate(
     dp_sampling_rate: float = 1.0,
     dp_rounds: int = 1,
     dp_central: bool = False,
+    validate_l2: Optional[float] = None,
+    cheaters: Optional[Sequence[int]] = None,
+    cheat: Optional[CheatKind] = None,
+    validate_client_noise: bool = False,
 ) -> SimulationResult:
     """Run one secure-aggregation round over ``inputs`` in this process, with real crypto.
 
@@ -186,7 +220,8 @@ def simulate(
         bits: modulus 2^bits, 1..=64. Sums that could wrap are refused before the round.
         dropout: fraction of clients that drop out, in [0, 1] (chosen from ``seed``).
         dropout_stage: the stage at which they drop (default ``"masked-input"``);
-            ``"consistency"`` needs ``threat="malicious"``.
+            ``"consistency"`` needs ``threat="malicious"``, ``"validate"`` (the binding
+            challenge) needs ``validate_l2``.
         degree, threshold: explicit (k, t); by default chosen from the threat model. Weaker
             values than the model needs are refused unless ``accept_weaker_params``.
         seed: seed of every random choice (keys, dropouts, rounding); default: from the OS.
@@ -206,6 +241,28 @@ def simulate(
             sum over ``dp_clip``; ε is reported for ``dp_rounds`` such rounds at ``dp_delta``,
             against the server and, with clients Poisson-sampled at ``dp_sampling_rate``,
             against observers of the released mean only (see ``.dp``).
+        validate_l2: a validated round (``secagg simulate --validate l2=B``): every client
+            proves that its encoded input's L2 norm is at most B. Float inputs: B in input
+            units, each honest update clipped to L2 norm B (no ``clip``); unsigned inputs: B
+            in encoded units, a whole number, and an honest client above it refuses locally
+            (``validation["refused"]``, a dropout at ``"advertise"``). Runs the malicious
+            threat model with a PKI (``threat`` is set to ``"malicious"``, with a warning).
+            With ``dp``, B is the L2 clip (``dp_clip`` left at its default or equal to B) and
+            the clients prove their DP encoding's norm: server-side noise (``dp_central``),
+            or client-side noise only with ``validate_client_noise=True``, which accepts that
+            a cheater can send up to ``validation["dp_factor"]`` = (Δ₂ + N_η)/Δ₂ times the
+            clip as signal in place of its noise (VALIDATION.md §12; the factor is also in
+            ``warnings``). ``survivors`` excludes rejected clients; ``aggregate_ok`` holds
+            when the release is exactly the honest survivors' sum (float: their weighted mean
+            of the clipped inputs within rounding) and no cheater is in it. The server's
+            batch-verification key comes from the OS.
+        cheaters, cheat: validated rounds: 0-based input indices of clients that cheat as
+            ``cheat`` says: ``"oversized"`` (norm above B, unclipped, proven anyway; rejected
+            with ``"validation: norm"``), ``"forged-proof"`` (a proof for another, small
+            vector; ``"validation: binding"``), ``"inconsistent"`` (a valid proof for its
+            input, another vector masked; ``"validation: binding"``), ``"wrong-mask"`` (a self
+            mask its neighbours' shares do not rebuild; ``"validation: self mask"``, excluded
+            after unmasking). The cheaters count in the default ``assumed_dropout``.
 
     Returns:
         A :class:`SimulationResult`. An aborted round is returned (``.aborted`` says why),
@@ -276,6 +333,8 @@ class Server:
         dp_noise_multiplier: Optional[float] = None,
         dp_clip: Optional[float] = None,
         dp_central: bool = False,
+        validate_l2: Optional[float] = None,
+        verifier_key: Optional[bytes] = None,
     ) -> None:
         """Plan and create a round.
 
@@ -307,6 +366,19 @@ class Server:
                 client and :class:`DpEncoding` derive the encoding from it. The protocol masks
                 ``DpEncoding.masked_dim(dim)`` values; :meth:`result` is their unmasked sum,
                 which ``DpEncoding(server.config).decode`` turns into the private mean.
+            validate_l2: a validated round: every client proves its encoded update's L2 norm
+                is at most B, and the server drops (``rejected``) a client whose check fails.
+                Needs ``threat="malicious"`` and ``roster``; not with ``dp``. Unsigned sums: B
+                in encoded units (a whole number). Float means: pass ``clip=B`` too (equal to
+                ``validate_l2``): clients clip their update to L2 norm B and encode with the
+                validated scale. The bound and the J projections go into ``config["validation"]``
+                (covered by the session id). Clients need their input whole at RoundStart
+                (``Client(client_id, input)``, not ``dim=``). The server's messages of a
+                validated round include a ``"validate"`` stage (the binding challenge), and it
+                may queue requests (disputes, exclusions) within a stage: keep sending what
+                :meth:`outgoing` gives until the round finishes.
+            verifier_key: validated rounds: the 32-byte secret key of the server's batch
+                verification weights; default (recommended): drawn from the OS CSPRNG.
 
         Raises:
             ValueError: unsafe or inconsistent parameters; the message says what to change.
@@ -359,7 +431,13 @@ class Server:
         """Float rounds: Σ weights of the survivors, once released."""
     @property
     def dropouts(self) -> list[dict[str, Any]]:
-        """``{"client_id": id, "stage": name, "reason": str}`` per dropped client."""
+        """``{"client_id": id, "stage": name, "reason": str}`` per dropped client (validated
+        rounds: a rejected client's reason is ``"validation: <check>"``)."""
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        """Validated rounds: the dropouts a validation check caused, ``{"client_id", "stage",
+        "reason"}`` (``"validation: norm"``, ``"validation: binding"``, ``"validation: self
+        mask"``, ...); empty otherwise."""
     @property
     def config(self) -> dict[str, Any]:
         """The round's parameters: ``round_id``, ``clients``, ``min_clients``, ``k``, ``t``,
@@ -368,8 +446,9 @@ class Server:
         ``encoding`` (the canonical bytes of the input encoding, covered by the session id),
         and, read from those bytes, ``input`` (``"integers"``, ``"float"`` or ``"dp"``),
         ``clip`` and ``max_weight`` (float rounds, else ``None``) and ``dp`` (``{"noise",
-        "central", "noise_multiplier", "clip", "beta", "dim"}`` or ``None``); plus
-        ``warnings``."""
+        "central", "noise_multiplier", "clip", "beta", "dim"}`` or ``None``),
+        ``validation`` (validated rounds: ``{"bound_encoded": B_enc², "projections": J}``,
+        else ``None``; float rounds' ``clip`` is then the L2 bound B); plus ``warnings``."""
     @property
     def k(self) -> int: ...
     @property
@@ -435,7 +514,8 @@ class Client:
                 a DP update, or of an unsigned vector); the values are given to
                 :meth:`handle` with the masked-input request and never held whole. The round
                 must take ``dim`` values from this client (its RoundStart is refused
-                otherwise, before any key is sent).
+                otherwise, before any key is sent). Validated rounds refuse it: their norm
+                proof needs the whole input at RoundStart.
             weight: weighted-mean rounds: this client's weight (e.g. its example count), at
                 most the round's ``max_weight``; 1 for DP rounds (unweighted).
             identity: malicious model: this client's secret key from :func:`keygen`. A
@@ -507,6 +587,12 @@ class Client:
                 same error) and the refused reply is never returned.
             PeerMisbehaved: a peer's shares were invalid; the client stops.
             RoundAborted: the server announced the round aborted.
+            InputAboveBound: a validated round (``config["validation"]``) whose bound this
+                client's (unsigned) input exceeds: raised at RoundStart, nothing is sent, the
+                client stops. Validated float rounds clip the update to the bound and
+                encode it with the validated scale; the client proves its norm with its
+                upload, answers the ``"validate"`` challenge and any dispute or exclusion
+                request the server sends, all through this method.
         """
     def export_state(self) -> bytes:
         """Save this client's round to bytes, to restore with :meth:`from_state`.

@@ -2,7 +2,7 @@
 
 from typing import Optional
 
-__all__ = ["ProtocolError", "PeerMisbehaved", "RoundAborted", "ServerRefused"]
+__all__ = ["InputAboveBound", "ProtocolError", "PeerMisbehaved", "RoundAborted", "ServerRefused"]
 
 
 class ProtocolError(Exception):
@@ -39,6 +39,20 @@ class RoundAborted(ProtocolError):
 
 class ServerRefused(ProtocolError):
     """An honest client refused what the server sent or asked, and stops."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.reason,))
+
+
+class InputAboveBound(ProtocolError):
+    """A validated round's honest client refused its own input: its L2 norm is above the
+    round's bound (``validate_l2``). Nothing was sent (the norm stays local); the client stops
+    and the server sees it as a dropout. Unsigned inputs only: float updates are clipped to
+    the bound before encoding."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

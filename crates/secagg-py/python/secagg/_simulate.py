@@ -34,6 +34,7 @@ class SimulationResult:
     bytes_down_per_client: int
     parameters: dict
     dp: Optional[dict] = field(default=None)
+    validation: Optional[dict] = field(default=None)
 
     def to_dict(self) -> "dict[str, Any]":
         """A JSON-serialisable dict (the keys of ``secagg simulate --json`` plus
@@ -90,6 +91,10 @@ def simulate(
     dp_sampling_rate: float = 1.0,
     dp_rounds: int = 1,
     dp_central: bool = False,
+    validate_l2: Optional[float] = None,
+    cheaters: Optional[Sequence[int]] = None,
+    cheat: Optional[str] = None,
+    validate_client_noise: bool = False,
 ) -> SimulationResult:
     """Run one secure-aggregation round over ``inputs`` in this process (see ``__init__.pyi``)."""
     if isinstance(inputs, np.ndarray):
@@ -107,6 +112,14 @@ def simulate(
         raise ValueError(f"bits must be in 1..=64, got {bits}")
     if seed is not None and not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in 0..2**64, got {seed}")
+    if cheaters is not None:
+        if isinstance(cheaters, (str, bytes)) or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cheaters
+        ):
+            raise ValueError(
+                f"cheaters must be a list of 0-based input indices (ints), got {cheaters!r}"
+            )
+        cheaters = [int(c) for c in cheaters]
     raw = _secagg.simulate_round(
         list(inputs),
         bits=int(bits),
@@ -130,5 +143,9 @@ def simulate(
         dp_sampling_rate=float(dp_sampling_rate),
         dp_rounds=int(dp_rounds),
         dp_central=bool(dp_central),
+        validate_l2=None if validate_l2 is None else float(validate_l2),
+        cheaters=cheaters,
+        cheat=cheat,
+        validate_client_noise=bool(validate_client_noise),
     )
     return SimulationResult(**raw)

@@ -34,7 +34,8 @@ Threat = Literal["honest-but-curious", "malicious"]
 # No stage deadline inside the Rust server: the Grid's ``timeout`` bounds each exchange, and
 # whoever did not answer is reported as gone right after it.
 _NO_DEADLINE_MS = 2**62
-# More steps than any round needs (5 stages); a guard against a stuck loop.
+# More steps than any round needs (5 stages; validated rounds add the challenge and may queue
+# disputes and exclusion requests); a guard against a stuck loop.
 _MAX_STEPS = 32
 
 @dataclass
@@ -53,6 +54,10 @@ class RoundReport:
     """``{"node_id", "stage", "reason"}`` per client the round lost."""
     errors: list[str] = field(default_factory=list)
     """What failing clients (error replies) and misbehaving ones reported."""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Validated rounds (``validate_l2``): ``{"node_id", "stage", "reason"}`` per client a
+    validation check rejected (``"validation: norm"``, ``"validation: binding"``,
+    ``"validation: self mask"``...), excluded from the mean; also among ``dropouts``."""
     aborted: str | None = None
     seconds: float = 0.0
     exchanges: int = 0
@@ -586,6 +591,18 @@ class ProtocolDriver:  # pylint: disable=too-many-instance-attributes
             for d in server.dropouts
         ]
         report.errors = [str(f) for f in failures]
+        report.rejected = [
+            {"node_id": node_ids[d["client_id"] - 1], "stage": d["stage"], "reason": d["reason"]}
+            for d in server.rejected
+        ]
+        for r in report.rejected:
+            log(
+                WARNING,
+                "secagg: node %s rejected at stage %s: %s",
+                r["node_id"],
+                r["stage"],
+                r["reason"],
+            )
         report.seconds = time.perf_counter() - started
 
     def _dp_release(

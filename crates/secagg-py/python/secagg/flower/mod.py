@@ -47,6 +47,12 @@ the budget; the round is charged before the masked update leaves the node. The l
 kept in ``context.state``: Flower creates that empty for every run, so a server that started a
 new run would have reset the budget.
 
+In a validated round (the server's ``SecAggWorkflow(validate_l2=B)``, announced in the
+RoundStart's configuration like the encoding) nothing changes on the client side: the Rust
+client clips the parameter vector to L2 norm B, proves its norm with the masked upload, and
+answers the binding challenge and any dispute or exclusion request in later messages. Such
+rounds run the malicious model, so the mod needs an ``identity`` and a ``directory``.
+
 The client states its own threat model: ``make_secagg_mod(threat="malicious",
 assumed_corrupt=..., assumed_dropout=...)`` (the default once it has an ``identity``) refuses
 rounds without the malicious-server defences, rounds whose (k, t, min_clients) fail the

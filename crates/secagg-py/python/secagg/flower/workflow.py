@@ -96,6 +96,17 @@ class SecAggWorkflow(ProtocolDriver):
             ``make_secagg_mod(
             min_noise_multiplier=..., honest_clients=...)`` for clients that set their own
             floor); clients never send fit metrics in DP rounds.
+        validate_l2: validated inputs (docs/VALIDATION.md): every client proves in zero
+            knowledge that its parameter vector, clipped to L2 norm ``validate_l2`` (the
+            honest clients' encoding does it), is within that norm, with the validated
+            fixed-point scale; a client whose proof fails, that masked another vector than it
+            proved, or whose masks contradict its commitments is named and excluded, and the
+            round releases the weighted mean of the others. ``clipping_range`` does not apply
+            (the round's ``clip`` is the L2 bound). Needs ``threat="malicious"`` with a
+            ``directory`` (validated rounds run on the PKI); not with ``dp``. Rejected
+            clients are in ``RoundReport.rejected`` (``{"node_id", "stage", "reason"}``,
+            also among ``dropouts``), and logged. Choose it above the parameters' norm, or
+            honest updates are shrunk to it.
 
     Raises:
         ValueError: inconsistent parameters, at construction or when a round's sampled
@@ -121,11 +132,30 @@ class SecAggWorkflow(ProtocolDriver):
         prg: Literal["aes", "chacha"] = "aes",
         seed: int | None = None,
         dp: DpConfig | None = None,
+        validate_l2: float | None = None,
     ) -> None:
         if not np.isfinite(clipping_range) or clipping_range <= 0:
             raise ValueError(f"clipping_range must be a positive number, got {clipping_range}")
+        if validate_l2 is not None:
+            if isinstance(validate_l2, bool) or not isinstance(validate_l2, (int, float)):
+                raise ValueError(f"validate_l2 must be a number (the L2 bound), got {validate_l2!r}")
+            if not np.isfinite(validate_l2) or validate_l2 <= 0:
+                raise ValueError(f"validate_l2 must be a positive number, got {validate_l2}")
+            if dp is not None:
+                raise ValueError(
+                    "validate_l2 with dp is refused for now (VALIDATION.md §12): a client's DP "
+                    "noise would be inside the validated vector, so a cheater could send signal "
+                    "instead of noise"
+                )
+            if threat != "malicious":
+                raise ValueError(
+                    "validate_l2 needs threat='malicious' with a directory of the nodes' public "
+                    "keys (validated rounds run the malicious-server model with a PKI: "
+                    "VALIDATION.md §21.1 D36)"
+                )
         super().__init__(**protocol_args(locals()))
         self.clipping_range = float(clipping_range)
+        self.validate_l2 = None if validate_l2 is None else float(validate_l2)
 
     @staticmethod
     def _save_ledger(*args: Any) -> None:
@@ -138,6 +168,13 @@ class SecAggWorkflow(ProtocolDriver):
             # An unsigned sum of the clients' DP encodings (padded to a power of two); the
             # round aborts below the survivors the noise shares are sized for.
             return self.dp.server_kwargs()
+        if self.validate_l2 is not None:
+            # Validated float rounds: the clip is the L2 bound (VALIDATION.md §5.4).
+            return {
+                "clip": self.validate_l2,
+                "max_weight": self.max_weight,
+                "validate_l2": self.validate_l2,
+            }
         return {"clip": self.clipping_range, "max_weight": self.max_weight}
 
     # -- the round --------------------------------------------------------------------------
