@@ -135,6 +135,8 @@ fn stage_of(body: &SBody) -> &'static str {
         SBody::UnmaskRequest(_) => "unmask",
         SBody::RoundEnd(_) => "end",
         SBody::JoinChallenge(_) => "join",
+        // Validated rounds' own messages (the gateway's devices run plain rounds).
+        SBody::Validation(_) => "validate",
     }
 }
 

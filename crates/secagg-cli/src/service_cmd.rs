@@ -12,7 +12,7 @@ use secagg_service::client::{
     ClientGuard, ClientInput, ClientOptions, ClientState, DpBudget, participate_with,
 };
 use secagg_service::keys;
-use secagg_service::server::{Cohort, Limits, ServerOptions};
+use secagg_service::server::{Cohort, Limits, ServerOptions, Validation};
 use secagg_sim::npy;
 
 use crate::dp_args::DpArgs;
@@ -144,6 +144,20 @@ pub struct ServerArgs {
     /// (atomically): with --listen 127.0.0.1:0 it tells a driver the port picked.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Validated rounds (issue 11, docs/VALIDATION.md): every client proves in zero knowledge
+    /// that its input has L2 norm at most B, and a client whose proof fails is left out of the
+    /// sum and named with its reason in rounds/<id>.json (`validation.rejected`). B is in
+    /// encoded units (the unsigned inputs' own, values read as signed mod 2^bits), a whole
+    /// number; J = 41 + ⌊α·n⌋ binding projections, as `secagg simulate --validate l2=B`
+    /// announces. Needs --threat malicious with --pki; unsigned-integer rounds only (not with
+    /// --clip or --dp). A client above the bound refuses locally and sends nothing.
+    #[arg(long, value_name = "B", value_parser = parse_validate_l2)]
+    pub validate_l2: Option<Validation>,
+}
+
+/// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it, a whole number.
+fn parse_validate_l2(s: &str) -> Result<Validation, String> {
+    Validation::parse(s)
 }
 
 pub fn server(a: ServerArgs) -> Result<(), String> {
@@ -161,6 +175,14 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     }
     let assumptions = a.params.assumptions(0.05)?;
     let model = assumptions.model;
+    if a.validate_l2.is_some() && (model != ThreatModel::Malicious || a.pki.is_none()) {
+        return Err(
+            "--validate-l2 needs --threat malicious with --pki ROSTER: validated rounds sign \
+             every proof, binding answer and exclusion with the clients' identity keys \
+             (docs/VALIDATION.md §9)"
+                .into(),
+        );
+    }
     let roster = match &a.pki {
         Some(p) => Some(keys::load_roster(p)?),
         None if model == ThreatModel::Malicious => {
@@ -263,8 +285,23 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         fault: server_fault()?,
     };
     // Check the roster and the parameters now, not when the first round starts.
-    let min_start = secagg_service::server::check_options(&opts)?;
-    let check = secagg_service::server::plan_round(&opts, opts.clients, [0; 32])?;
+    let validation = a.validate_l2;
+    let min_start = secagg_service::server::check_options_validated(&opts, validation.as_ref())?;
+    let check = secagg_service::server::plan_round_validated(
+        &opts,
+        validation.as_ref(),
+        opts.clients,
+        [0; 32],
+    )?;
+    if let (Some(v), Some(p)) = (&validation, check.config.validation) {
+        tracing::info!(
+            "validated rounds: every client proves its input's L2 norm is at most {} \
+             (squared {}), J = {} projections",
+            v.l2_bound,
+            p.bound_sq,
+            p.projections
+        );
+    }
     for w in check.warnings {
         tracing::warn!("{w}");
     }
@@ -282,7 +319,9 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
     }
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(secagg_service::server::run(opts, None))
+    rt.block_on(secagg_service::server::run_validated(
+        opts, validation, None,
+    ))
 }
 
 /// A fault the service tests inject into the server, from `SECAGG_SERVER_FAULT`

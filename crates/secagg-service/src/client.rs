@@ -19,7 +19,7 @@ use secagg_core::ClientError;
 use secagg_core::Stage;
 use secagg_core::client::{Client, ClientRound, Policy};
 use secagg_core::crypto::IdentityKey;
-use secagg_core::messages::{ClientMessage, ServerMessage};
+use secagg_core::messages::ServerMessage;
 use secagg_dp::accountant::Round;
 use secagg_dp::pipeline::NoisePlacement;
 use secagg_sim::input_encoding::InputEncoding;
@@ -529,6 +529,7 @@ fn accept_round_start(
     guard: &ClientGuard,
     start: proto::RoundStart,
     rng: &mut ChaCha20Rng,
+    cheat: Option<&secagg_core::cheat::Cheat>,
 ) -> Result<Accepted, ClientRunError> {
     let info = convert::parse_round_start(start)
         .map_err(|e| misbehaved(format!("sent an invalid RoundStart: {e}")))?;
@@ -556,6 +557,7 @@ fn accept_round_start(
     // The round's size is checked against this client's input (in encode_input) before the
     // DP cost is built from the announced parameters. The encoded input is wiped if refused.
     let mut input = zeroize::Zeroizing::new(encode_input(&opts.input, &info, rng)?);
+    check_norm(&info, &input)?;
     let charge = match (&guard.dp_budget, dp) {
         (None, _) => None,
         (Some(b), Some(p)) if p.placement == NoisePlacement::Distributed => {
@@ -591,6 +593,9 @@ fn accept_round_start(
     if let (Some(id), Some(roster)) = (&opts.identity, &opts.roster) {
         // Always: the core then refuses rounds without a PKI and checks the roster's size.
         client = client.with_pki(IdentityKey::from_seed(&id.seed()), roster.clone());
+    }
+    if let Some(c) = cheat {
+        client = client.with_cheat(c.clone());
     }
     Ok(Accepted {
         client,
@@ -644,6 +649,48 @@ fn check_pki(opts: &ClientOptions, info: &convert::StartInfo) -> Result<(), Clie
     }
 }
 
+/// A validated round: this client refuses, before it advertises anything, to take part with an
+/// input above the round's bound (VALIDATION.md D34), and says why. Nothing is sent: the round
+/// sees a dropout. (The core makes the same check; this one words it for the operator.) Only
+/// unsigned-integer rounds are validated by the server, in encoded units.
+fn check_norm(info: &convert::StartInfo, input: &[u64]) -> Result<(), ClientRunError> {
+    let c = &info.config;
+    let Some(v) = &c.validation else {
+        return Ok(());
+    };
+    if !matches!(info.encoding, InputEncoding::Integers) {
+        return Err(misbehaved(format!(
+            "offered validated round {} of floats; this client validates unsigned-integer \
+             rounds only",
+            c.round_id
+        )));
+    }
+    let x = secagg_core::validate::commit::signed_input(c.modulus(), input).map_err(|_| {
+        ClientRunError::BadInput(format!(
+            "this client's input has a value at 2^{}, which no validated round accepts \
+             (values are read as signed mod 2^{})",
+            c.bits - 1,
+            c.bits
+        ))
+    })?;
+    let x = zeroize::Zeroizing::new(x);
+    let norm_sq = x.iter().fold(0u128, |acc, v| {
+        let a = u128::from(v.unsigned_abs());
+        acc.saturating_add(a * a)
+    });
+    if norm_sq > u128::from(v.bound_sq) {
+        return Err(ClientRunError::BadInput(format!(
+            "refusing round {}: this client's input has L2 norm {:.1} (squared {norm_sq}), above \
+             the round's bound {:.1} (squared {}); nothing was sent (the round sees a dropout)",
+            c.round_id,
+            (norm_sq as f64).sqrt(),
+            (v.bound_sq as f64).sqrt(),
+            v.bound_sq
+        )));
+    }
+    Ok(())
+}
+
 fn short_hex(k: &[u8; 32]) -> String {
     let h: String = k[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("{h}…")
@@ -653,6 +700,25 @@ fn short_hex(k: &[u8; 32]) -> String {
 pub async fn participate_with(
     opts: &ClientOptions,
     guard: &ClientGuard,
+) -> Result<RoundResult, ClientRunError> {
+    participate_inner(opts, guard, None).await
+}
+
+/// Test-only: [`participate_with`] with a client that deviates in a validated round as `cheat`
+/// says (secagg-core's feature `cheats`), so that tests can check the server names it.
+#[doc(hidden)]
+pub async fn participate_cheating(
+    opts: &ClientOptions,
+    guard: &ClientGuard,
+    cheat: secagg_core::cheat::Cheat,
+) -> Result<RoundResult, ClientRunError> {
+    participate_inner(opts, guard, Some(cheat)).await
+}
+
+async fn participate_inner(
+    opts: &ClientOptions,
+    guard: &ClientGuard,
+    cheat: Option<secagg_core::cheat::Cheat>,
 ) -> Result<RoundResult, ClientRunError> {
     check_options(opts, guard)?;
     let mut seed = [0u8; 32];
@@ -672,7 +738,7 @@ pub async fn participate_with(
         };
         let (bytes, config) = match (frame.body, &mut round) {
             (Some(SBody::RoundStart(start)), None) => {
-                let a = accept_round_start(opts, guard, start, &mut rng)?;
+                let a = accept_round_start(opts, guard, start, &mut rng, cheat.as_ref())?;
                 charge = a.charge;
                 let bytes = ServerMessage::RoundStart(a.info.config.clone()).encode();
                 round = Some((
@@ -688,6 +754,15 @@ pub async fn participate_with(
                 )));
             }
             (Some(SBody::RoundEnd(end)), r) => {
+                // A validated round's client waits, after its unmask shares, for exclusion
+                // requests until the round's end: the release finishes it.
+                if let Some((state, _, _)) = r.as_mut()
+                    && end.released
+                    && !state.is_finished()
+                    && state.config().is_some_and(|c| c.validation.is_some())
+                {
+                    let _ = state.handle(&ServerMessage::Done.encode(), &mut rng);
+                }
                 return match r {
                     Some((state, _, id)) if end.released && state.is_finished() => {
                         Ok(RoundResult {
@@ -704,6 +779,16 @@ pub async fn participate_with(
                         reason: end.reason,
                     }),
                 };
+            }
+            // A validated round's own messages go to the core as they came: it decodes and
+            // checks them.
+            (Some(SBody::Validation(bytes)), Some((_, config, _))) => {
+                if config.validation.is_none() {
+                    return Err(misbehaved(
+                        "sent a validation message in a round without validation".into(),
+                    ));
+                }
+                (bytes, config.clone())
             }
             (body, Some((_, config, _))) => {
                 let msg = convert::parse_server_frame(proto::ServerFrame { body }, config)
@@ -755,10 +840,10 @@ pub async fn participate_with(
             _ => {}
         }
         // The state machine encodes its own replies: decoding them cannot fail.
-        let msg = ClientMessage::decode(&reply, &config).map_err(|_| {
+        let frames = convert::client_reply_frames(reply, &config).map_err(|_| {
             ClientRunError::Refused(ClientError::Misuse("own reply does not decode"))
         })?;
-        for f in convert::client_frames(msg) {
+        for f in frames {
             tx.send(f)
                 .await
                 .map_err(|_| ClientRunError::Transport("the stream to the server closed".into()))?;

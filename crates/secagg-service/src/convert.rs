@@ -2,10 +2,12 @@
 //! message only through `TryFrom`, which checks every fixed-size field; the core decoder then
 //! checks everything against the round's parameters.
 
-use secagg_core::config::{MAX_ENCODING_LEN, RoundConfig};
+use secagg_core::config::{
+    MAX_ENCODING_LEN, RoundConfig, VALIDATED_WIRE_VERSION, ValidationParams,
+};
 use secagg_core::idset::IdSet;
 use secagg_core::merkle::MAX_PATH_LEN;
-use secagg_core::messages::{ClientMessage, KeyEntry, MaskedWith, ServerMessage};
+use secagg_core::messages::{ClientMessage, KeyEntry, MAX_PROOF_LEN, MaskedWith, ServerMessage};
 use secagg_core::params::ThreatModel;
 use secagg_core::shamir::Share;
 use secagg_core::{ClientId, GraphKind, PrgKind};
@@ -161,6 +163,11 @@ pub fn round_start(
             client_id,
             roster: roster.iter().map(|k| k.to_vec()).collect(),
             encoding: c.encoding.clone(),
+            validation: c.validation.map(|v| proto::ValidationParams {
+                bound_sq: v.bound_sq,
+                projections: u32::from(v.projections),
+                max_weight: v.max_weight.unwrap_or(0),
+            }),
         })),
     }
 }
@@ -216,7 +223,18 @@ pub fn parse_round_start(p: proto::RoundStart) -> Result<StartInfo, ConvertError
         },
         pki: p.pki,
         encoding: p.encoding,
-        validation: None,
+        validation: p
+            .validation
+            .map(|v| {
+                Ok::<_, ConvertError>(ValidationParams {
+                    bound_sq: v.bound_sq,
+                    projections: u16::try_from(v.projections).map_err(|_| {
+                        ConvertError(format!("{} projections, at most 65535", v.projections))
+                    })?,
+                    max_weight: Some(v.max_weight).filter(|w| *w != 0),
+                })
+            })
+            .transpose()?,
     };
     config.validate().map_err(ConvertError)?;
     if p.client_id == 0 || p.client_id > config.num_clients {
@@ -396,6 +414,11 @@ pub fn parse_server_frame(
         Some(SBody::JoinChallenge(_)) => {
             return Err(ConvertError("a JoinChallenge after RoundStart".into()));
         }
+        Some(SBody::Validation(_)) => {
+            return Err(ConvertError(
+                "a validation message where a plain protocol message was expected".into(),
+            ));
+        }
         None => return Err(ConvertError("empty server frame".into())),
     })
 }
@@ -426,12 +449,17 @@ pub fn client_frames(msg: ClientMessage) -> Vec<proto::ClientFrame> {
         }
         ClientMessage::MaskedInput {
             vector,
+            proof,
             masked_with,
-            ..
         } => {
             let n = vector.len().div_ceil(CHUNK_BYTES).max(1);
-            (0..n)
-                .map(|i| {
+            // A validated round's norm proof goes first (plain rounds have none: no frame).
+            let proof_frame = (!proof.is_empty()).then_some(proto::ClientFrame {
+                body: Some(CBody::MaskedInputProof(proto::MaskedInputProof { proof })),
+            });
+            proof_frame
+                .into_iter()
+                .chain((0..n).map(|i| {
                     let start = i * CHUNK_BYTES;
                     let end = (start + CHUNK_BYTES).min(vector.len());
                     let last = i + 1 == n;
@@ -446,7 +474,7 @@ pub fn client_frames(msg: ClientMessage) -> Vec<proto::ClientFrame> {
                                 .map(masked_with_to_proto),
                         })),
                     }
-                })
+                }))
                 .collect()
         }
         ClientMessage::ConsistencySignature(s) => {
@@ -464,13 +492,85 @@ pub fn client_frames(msg: ClientMessage) -> Vec<proto::ClientFrame> {
     }
 }
 
+/// Whether `bytes` carry version byte 3: one of a validated round's own messages
+/// (secagg-core `validate::wire`), as opposed to a plain protocol message (version 2). (A
+/// validated round's RoundStart has version 3 too: [`round_start`] converts it, and a driver
+/// decodes it as a `ServerMessage` before asking this.)
+pub fn is_validation_message(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&VALIDATED_WIRE_VERSION)
+}
+
+/// A validated round's own server message (see [`is_validation_message`]) as a frame.
+pub fn validation_frame(bytes: Vec<u8>) -> proto::ServerFrame {
+    proto::ServerFrame {
+        body: Some(SBody::Validation(bytes)),
+    }
+}
+
+/// Largest `validation` frame a server accepts from a client: what secagg-core's decoder
+/// accepts (`validate::wire::MAX_MESSAGE_LEN`); anything longer is refused before decoding.
+pub const MAX_VALIDATION_FRAME: usize = 1 << 18;
+
+/// A client state machine's reply (secagg-core bytes) as frames: a validated round's own
+/// messages travel whole in a `validation` frame, the others as their typed frames.
+pub fn client_reply_frames(
+    reply: Vec<u8>,
+    config: &RoundConfig,
+) -> Result<Vec<proto::ClientFrame>, ConvertError> {
+    if is_validation_message(&reply) {
+        return Ok(vec![proto::ClientFrame {
+            body: Some(CBody::Validation(reply)),
+        }]);
+    }
+    let msg = ClientMessage::decode(&reply, config)
+        .map_err(|e| ConvertError(format!("own reply does not decode: {e}")))?;
+    Ok(client_frames(msg))
+}
+
 /// Reassembles a client's frames into core messages, enforcing the size the round implies.
 #[derive(Default)]
 pub struct Reassembler {
     masked: Vec<u8>,
+    /// A validated round's norm proof, received before the masked input's chunks.
+    proof: Option<Vec<u8>>,
 }
 
 impl Reassembler {
+    /// Feeds one frame (not Join) from client `id`; returns a complete message, as the core's
+    /// bytes, when one is ready. A validated round's own messages (`validation` frames) are
+    /// passed on as they came (the core decodes and checks them); in a plain round they are
+    /// refused, as is a norm proof.
+    pub fn push_bytes(
+        &mut self,
+        id: ClientId,
+        body: CBody,
+        config: &RoundConfig,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        match body {
+            CBody::Validation(bytes) => {
+                if config.validation.is_none() {
+                    return Err(ConvertError(
+                        "a validation message in a round without validation".into(),
+                    ));
+                }
+                if !is_validation_message(&bytes) {
+                    return Err(ConvertError(
+                        "a validation frame that does not hold a validation message (version 3)"
+                            .into(),
+                    ));
+                }
+                if bytes.len() > MAX_VALIDATION_FRAME {
+                    return Err(ConvertError(format!(
+                        "a validation message of {} bytes, at most {MAX_VALIDATION_FRAME}",
+                        bytes.len()
+                    )));
+                }
+                Ok(Some(bytes))
+            }
+            body => Ok(self.push(id, body, config)?.map(|m| m.encode())),
+        }
+    }
+
     /// Feeds one frame (not Join) from client `id`; returns a complete core message when one
     /// is ready.
     pub fn push(
@@ -482,6 +582,31 @@ impl Reassembler {
         Ok(Some(match body {
             CBody::Join(_) => return Err(ConvertError("Join sent twice".into())),
             CBody::JoinProof(_) => return Err(ConvertError("a JoinProof after Join".into())),
+            CBody::Validation(_) => {
+                return Err(ConvertError(
+                    "a validation message where a plain protocol message was expected".into(),
+                ));
+            }
+            CBody::MaskedInputProof(p) => {
+                if config.validation.is_none() {
+                    return Err(ConvertError(
+                        "a norm proof in a round without validation".into(),
+                    ));
+                }
+                if self.proof.is_some() || !self.masked.is_empty() {
+                    return Err(ConvertError(
+                        "a norm proof sent twice, or after the masked input's first chunk".into(),
+                    ));
+                }
+                if p.proof.len() > MAX_PROOF_LEN {
+                    return Err(ConvertError(format!(
+                        "a norm proof of {} bytes, at most {MAX_PROOF_LEN}",
+                        p.proof.len()
+                    )));
+                }
+                self.proof = Some(p.proof);
+                return Ok(None);
+            }
             CBody::AdvertiseKeys(k) => ClientMessage::AdvertiseKeys(KeyEntry {
                 id,
                 enc_pk: fixed("encryption_public_key", &k.encryption_public_key)?,
@@ -534,7 +659,7 @@ impl Reassembler {
                 self.masked.extend_from_slice(&c.data);
                 ClientMessage::MaskedInput {
                     vector: std::mem::take(&mut self.masked),
-                    proof: Vec::new(),
+                    proof: self.proof.take().unwrap_or_default(),
                     masked_with,
                 }
             }
@@ -684,6 +809,87 @@ mod tests {
             )],
         };
         assert!(parse_server_frame(server_frame(&long, 3), &c).is_err());
+    }
+
+    fn validated_config() -> RoundConfig {
+        let mut c = float_config();
+        c.encoding = Vec::new();
+        c.model = ThreatModel::Malicious;
+        c.pki = true;
+        c.validation = Some(ValidationParams {
+            bound_sq: 1_000_000,
+            projections: 41,
+            max_weight: None,
+        });
+        c
+    }
+
+    /// Plain rounds: no validation field in RoundStart, no proof frame, and the validated
+    /// rounds' frames refused (nothing about a plain round's wire changed).
+    #[test]
+    fn plain_rounds_carry_and_accept_no_validation_frames() {
+        let c = float_config();
+        let start = start_of(round_start(&c, 2, &[]));
+        assert!(start.validation.is_none());
+        let msg = ClientMessage::MaskedInput {
+            vector: vec![1; 12],
+            proof: Vec::new(),
+            masked_with: None,
+        };
+        let frames = client_frames(msg);
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(frames[0].body, Some(CBody::MaskedInput(_))));
+        let mut r = Reassembler::default();
+        let v = CBody::Validation(vec![VALIDATED_WIRE_VERSION, 0x31, 0]);
+        assert!(r.push_bytes(1, v, &c).is_err());
+        let p = CBody::MaskedInputProof(proto::MaskedInputProof { proof: vec![1; 8] });
+        assert!(r.push_bytes(1, p, &c).is_err());
+        assert!(parse_server_frame(validation_frame(vec![3, 0x21]), &c).is_err());
+    }
+
+    #[test]
+    fn validated_round_start_and_norm_proof_round_trip() {
+        let c = validated_config();
+        let info = parse_round_start(start_of(round_start(&c, 2, &[]))).unwrap();
+        assert_eq!(info.config, c);
+        let msg = ClientMessage::MaskedInput {
+            vector: vec![7; 12],
+            proof: vec![9; 300],
+            masked_with: None,
+        };
+        let frames = client_reply_frames(msg.encode(), &c).unwrap();
+        assert!(matches!(frames[0].body, Some(CBody::MaskedInputProof(_))));
+        let mut r = Reassembler::default();
+        let mut out = None;
+        for f in frames {
+            out = r.push_bytes(1, f.body.unwrap(), &c).unwrap();
+        }
+        assert_eq!(out, Some(msg.encode()));
+        // A second proof, or one after the first chunk, is refused.
+        let mut r = Reassembler::default();
+        let p = || CBody::MaskedInputProof(proto::MaskedInputProof { proof: vec![1; 8] });
+        assert!(r.push_bytes(1, p(), &c).unwrap().is_none());
+        assert!(r.push_bytes(1, p(), &c).is_err());
+        // Validation frames pass through whole, only with version byte 3 and within the size
+        // the core decodes.
+        let ok = vec![VALIDATED_WIRE_VERSION, 0x31, 1, 2];
+        let frames = client_reply_frames(ok.clone(), &c).unwrap();
+        assert_eq!(frames.len(), 1);
+        let mut r = Reassembler::default();
+        let body = frames.into_iter().next().unwrap().body.unwrap();
+        assert_eq!(r.push_bytes(1, body, &c).unwrap(), Some(ok));
+        assert!(
+            r.push_bytes(1, CBody::Validation(vec![2, 0x11]), &c)
+                .is_err()
+        );
+        let big = vec![VALIDATED_WIRE_VERSION; MAX_VALIDATION_FRAME + 1];
+        assert!(r.push_bytes(1, CBody::Validation(big), &c).is_err());
+        // More projections than a u16 holds are refused.
+        let mut start = start_of(round_start(&c, 2, &[]));
+        if let Some(v) = start.validation.as_mut() {
+            v.projections = 70_000;
+        }
+        assert!(parse_round_start(start).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secagg_core::encoding::FloatEncoding;
 use secagg_core::error::Misbehaviour;
-use secagg_core::messages::{ClientMessage, ServerMessage};
+use secagg_core::messages::ServerMessage;
 use secagg_core::params::Assumptions;
 use secagg_core::server::{DropReason, Outcome, ServerRound};
 use secagg_core::{ClientId, PrgKind, ServerError, Stage};
@@ -181,6 +181,38 @@ pub struct ServerDp {
     pub min_survivors: Option<u32>,
 }
 
+/// Validated rounds (issue 11, docs/VALIDATION.md): every client proves that its encoded
+/// input has L2 norm at most `l2_bound`, and a client whose proof fails is left out of the
+/// sum with the reason recorded (the round's `validation.rejected`). Unsigned-integer rounds
+/// only, in the malicious model with a PKI roster. Given to [`run_validated`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validation {
+    /// B, the L2 bound in encoded units (the unsigned inputs' own units, read as signed
+    /// values mod 2^bits as the core reads them): B_enc² = B².
+    pub l2_bound: u64,
+}
+
+impl Validation {
+    /// `--validate-l2`'s value: B, a positive whole number (parsed as `secagg simulate
+    /// --validate l2=B` parses it).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let b = secagg_sim::validate::parse_spec(&format!("l2={}", s.trim()))
+            .map_err(|e| e.replace("--validate l2=", "--validate-l2 "))?;
+        Self::from_bound(b)
+    }
+
+    /// B as a number: unsigned inputs' bound is in encoded units, a whole number.
+    pub fn from_bound(b: f64) -> Result<Self, String> {
+        if !(b.is_finite() && b >= 1.0 && b.fract() == 0.0 && b < (1u64 << 31) as f64) {
+            return Err(format!(
+                "the L2 bound {b} is in encoded units (the unsigned inputs' own): it must be a \
+                 whole number in 1..2^31"
+            ));
+        }
+        Ok(Self { l2_bound: b as u64 })
+    }
+}
+
 /// The input encoding of the server's rounds, as it goes into `RoundConfig::encoding`.
 pub fn input_encoding(opts: &ServerOptions) -> InputEncoding {
     match (&opts.dp, opts.float) {
@@ -195,6 +227,20 @@ pub fn input_encoding(opts: &ServerOptions) -> InputEncoding {
 /// id), and a DP round's survivors raised to `min_survivors`. Every derived value (the float
 /// scale, the DP encoding) is checked to exist for it.
 pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<Plan, String> {
+    plan_round_validated(opts, None, n, round_seed)
+}
+
+/// [`plan_round`] for a server whose rounds are validated (`validation`), which then must be
+/// unsigned-integer rounds in the malicious model with a PKI roster.
+pub fn plan_round_validated(
+    opts: &ServerOptions,
+    validation: Option<&Validation>,
+    n: u32,
+    round_seed: [u8; 32],
+) -> Result<Plan, String> {
+    if validation.is_some() {
+        check_validation(opts)?;
+    }
     let encoding = input_encoding(opts);
     let mut p = plan(&RoundOptions {
         clients: n,
@@ -226,8 +272,43 @@ pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<
         dp.params.encoding(&p.config)?;
     }
     encoding.float(&p.config)?;
+    if let Some(v) = validation {
+        // B_enc² = B² and J = 41 + ⌊α·n⌋ within J_cap(n), checked as a client checks them
+        // (what `secagg simulate --validate` announces).
+        secagg_sim::validate::announce(
+            &mut p.config,
+            v.l2_bound as f64,
+            None,
+            opts.assumptions.corrupt_fraction,
+        )
+        .map_err(|e| format!("this round cannot be validated: {e}"))?;
+    }
     p.config.validate()?;
     Ok(p)
+}
+
+/// What validated rounds need of the server's other options.
+fn check_validation(opts: &ServerOptions) -> Result<(), String> {
+    if opts.assumptions.model != secagg_core::ThreatModel::Malicious || opts.roster.is_none() {
+        return Err(
+            "validated rounds (--validate-l2) need the malicious threat model with a PKI \
+             roster (--threat malicious --pki ROSTER): every proof, binding answer and \
+             exclusion is signed with the clients' identity keys (docs/VALIDATION.md §9, \
+             §21.1 D36)"
+                .into(),
+        );
+    }
+    if opts.dp.is_some() {
+        return Err(secagg_sim::validate::DP_REFUSED.replace("--validate", "--validate-l2"));
+    }
+    if opts.float.is_some() {
+        return Err(
+            "--validate-l2 is for unsigned-integer rounds (B in encoded units); validated \
+             weighted-mean rounds of floats are not offered by the server yet (--clip)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// What a DP round knows from its start: the encoding, its cost, and the ε it brings the
@@ -552,6 +633,8 @@ fn take_queued(r: &mut Round, metrics: &Metrics) -> Vec<(ClientId, proto::Server
         let frame = match ServerMessage::decode(&bytes, Some(r.server.config())) {
             Ok(ServerMessage::RoundStart(c)) => convert::round_start(&c, id, &r.roster),
             Ok(msg) => convert::server_frame(&msg, r.id),
+            // A validated round's own messages travel as the core encoded them.
+            Err(_) if convert::is_validation_message(&bytes) => convert::validation_frame(bytes),
             Err(_) => continue,
         };
         let size = prost::Message::encoded_len(&frame);
@@ -591,6 +674,8 @@ struct Coordinator {
     rounds_done: u64,
     /// Set when the server must stop (the privacy budget is spent).
     fatal: Option<String>,
+    /// Validated rounds: the bound every client proves its input within.
+    validation: Option<Validation>,
 }
 
 impl Coordinator {
@@ -723,7 +808,7 @@ impl Coordinator {
         };
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
-        let mut p = plan_round(&self.opts, n, seed)?;
+        let mut p = plan_round_validated(&self.opts, self.validation.as_ref(), n, seed)?;
         let float = input_encoding(&self.opts).float(&p.config)?;
         let dp = match self.round_dp(&p.config) {
             Ok(dp) => dp,
@@ -746,7 +831,10 @@ impl Coordinator {
             "dp": dp.as_ref().map(|d| self.dp_json(d)),
             "stage_timeout_ms": self.opts.stage_timeout.as_millis() as u64,
         });
-        let params = self.with_cohort(params);
+        let mut params = self.with_cohort(params);
+        if let Some(v) = validation_json(self.validation.as_ref(), &p.config) {
+            params["validation"] = v;
+        }
         // Each joined client at its id: its roster position, or its place in the lobby.
         let mut slots: Vec<Option<Lobbied>> = (0..n).map(|_| None).collect();
         let roster: Vec<[u8; 32]> = match (&self.opts.roster, p.config.pki) {
@@ -786,6 +874,14 @@ impl Coordinator {
             self.opts.stage_timeout.as_millis() as u64,
         )
         .map_err(|e| e.to_string())?;
+        let mut server = server;
+        if p.config.validation.is_some() {
+            // The batch verification's secret weights (D26, D32): fresh from the OS for every
+            // round, never derived from anything a client sees.
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| format!("no OS randomness: {e}"))?;
+            server.set_verifier_key(key);
+        }
         let members: Vec<Option<Member>> = slots
             .into_iter()
             .map(|j| {
@@ -992,8 +1088,8 @@ impl Coordinator {
         let Some(Some(member)) = r.members.get_mut(id as usize - 1) else {
             return;
         };
-        let msg = match member.reasm.push(id, body, &config) {
-            Ok(Some(m)) => m,
+        let bytes = match member.reasm.push_bytes(id, body, &config) {
+            Ok(Some(b)) => b,
             Ok(None) => return,
             Err(e) => {
                 let name = member.name.clone();
@@ -1004,7 +1100,6 @@ impl Coordinator {
                 return;
             }
         };
-        let bytes = ClientMessage::encode(&msg);
         if let Err(e) = r.server.handle_message(now, id, &bytes)
             && let ServerError::Client { reason, .. } = &e
         {
@@ -1093,8 +1188,10 @@ impl Coordinator {
                 json!({"name": name(d.id), "stage": d.stage.name(), "reason": reason})
             })
             .collect();
+        // (A validated round's challenge stage too, which plain rounds never reach.)
         let stages: serde_json::Map<String, Value> = Stage::ALL
             .iter()
+            .chain([Stage::Validate].iter())
             .filter_map(|s| r.stats.get(s).map(|st| (s.name().to_string(), json!({"seconds": st.seconds, "bytes_in": st.bytes_in, "bytes_out": st.bytes_out}))))
             .collect();
         let c = r.server.config();
@@ -1117,6 +1214,39 @@ impl Coordinator {
             "server_peak_rss_bytes": peak_rss_bytes(),
         });
         summary["parameters"] = self.with_cohort(summary["parameters"].take());
+        if let Some(v) = validation_json(self.validation.as_ref(), c) {
+            summary["parameters"]["validation"] = v;
+        }
+        if let Some(v) = &self.validation {
+            // Who a validation check left out, and why (as `secagg simulate --validate`
+            // lists them, by name here).
+            let rejected: Vec<Value> = r
+                .server
+                .dropouts()
+                .iter()
+                .filter_map(|d| match &d.reason {
+                    DropReason::Validation(k) => Some((d, k.to_string())),
+                    _ => None,
+                })
+                .map(|(d, reason)| {
+                    let who = name(d.id);
+                    tracing::warn!(
+                        round = r.id,
+                        client = %who,
+                        "round {}: rejected {who:?} at stage {}: {reason}",
+                        r.id,
+                        d.stage
+                    );
+                    json!({"client": who, "id": d.id, "stage": d.stage.name(), "reason": reason})
+                })
+                .collect();
+            summary["validation"] = json!({
+                "bound": v.l2_bound,
+                "bound_sq": c.validation.map(|p| p.bound_sq),
+                "projections": c.validation.map(|p| p.projections),
+                "rejected": rejected,
+            });
+        }
         // A DP round is charged once its unmask stage is about to start, whatever follows.
         if let Some(dp) = &r.dp {
             summary["dp_charged"] = json!(dp.charged.is_some());
@@ -1372,6 +1502,14 @@ impl Coordinator {
 /// size), and that a full round can be planned. Returns the fewest joined clients a round
 /// starts with when the join deadline passes.
 pub fn check_options(opts: &ServerOptions) -> Result<u32, String> {
+    check_options_validated(opts, None)
+}
+
+/// [`check_options`] for a server whose rounds are validated.
+pub fn check_options_validated(
+    opts: &ServerOptions,
+    validation: Option<&Validation>,
+) -> Result<u32, String> {
     if opts.clients < 2 || opts.min_clients < 2 || opts.min_clients > opts.clients {
         return Err(format!(
             "need 2 ≤ min_clients ≤ clients, got {} and {}",
@@ -1416,7 +1554,7 @@ pub fn check_options(opts: &ServerOptions) -> Result<u32, String> {
             opts.clients
         ));
     }
-    let full = plan_round(opts, opts.clients, [0; 32])?;
+    let full = plan_round_validated(opts, validation, opts.clients, [0; 32])?;
     let min_start = if opts.roster.is_some() {
         opts.min_clients.max(full.config.min_clients)
     } else {
@@ -1424,6 +1562,18 @@ pub fn check_options(opts: &ServerOptions) -> Result<u32, String> {
     };
     // A round that starts below the promised cohort size could never release a sum.
     Ok(min_start.max(opts.min_cohort_size.unwrap_or(0)))
+}
+
+/// A validated round's `validation` parameters: B, B_enc², J (`None` for a plain round).
+fn validation_json(v: Option<&Validation>, c: &secagg_core::RoundConfig) -> Option<Value> {
+    match (v, c.validation) {
+        (Some(v), Some(p)) => Some(json!({
+            "bound": v.l2_bound,
+            "bound_sq": p.bound_sq,
+            "projections": p.projections,
+        })),
+        _ => None,
+    }
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`, 4096 on
@@ -1451,7 +1601,19 @@ pub async fn run(
     opts: ServerOptions,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<(), String> {
-    let min_start = check_options(&opts)?;
+    run_validated(opts, None, ready).await
+}
+
+/// [`run`], every round validated when `validation` is given (unsigned-integer rounds in the
+/// malicious model with a PKI roster): each client proves its input's L2 norm is at most the
+/// bound, and a client whose proof fails is left out of the sum and named, with its reason,
+/// in the round's `validation.rejected`.
+pub async fn run_validated(
+    opts: ServerOptions,
+    validation: Option<Validation>,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<(), String> {
+    let min_start = check_options_validated(&opts, validation.as_ref())?;
     let (store, recovered) = Store::open(&opts.data_dir).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let rounds_dir = opts.data_dir.join("rounds");
@@ -1550,6 +1712,7 @@ pub async fn run(
         round: None,
         rounds_done: 0,
         fatal: None,
+        validation,
     };
     loop {
         if co.opts.rounds.is_some_and(|r| co.rounds_done >= r) || co.fatal.is_some() {

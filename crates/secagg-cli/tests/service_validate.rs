@@ -1,0 +1,211 @@
+//! `secagg server --validate-l2 B` and `secagg client` as processes on loopback (issue 11,
+//! step 10): a validated round releases the honest clients' exact sum, and a client above the
+//! bound refuses with its norm and the bound and sends nothing. (The cheaters, driven through
+//! the same service client code, are in crates/secagg-service/tests/validated.rs.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use secagg_sim::npy::{self, NpyArray};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secagg");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn validate_l2_needs_the_malicious_model_with_a_pki_and_a_whole_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let base = [
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--clients",
+        "5",
+        "--min-clients",
+        "5",
+        "--dim",
+        "10",
+        "--data-dir",
+        data,
+    ];
+    let out = run(&[&base[..], &["--validate-l2", "100"]].concat());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--validate-l2 needs --threat malicious with --pki"),
+        "{err}"
+    );
+    for bad in ["0", "2.5", "-3", "x"] {
+        let flag = format!("--validate-l2={bad}");
+        let out = run(&[&base[..], &[flag.as_str()]].concat());
+        assert!(!out.status.success(), "--validate-l2 {bad}");
+        assert!(stderr(&out).contains("--validate-l2"), "{}", stderr(&out));
+    }
+}
+
+/// Starts the server and returns it with its address (read from its log).
+fn start_server(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap().trim().to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        while err.read_line(&mut l).unwrap_or(0) > 0 {
+            eprint!("[server] {l}");
+            l.clear();
+        }
+    });
+    (child, addr)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_refuses() {
+    let n = 6;
+    let dim = 50;
+    let big = 4; // this client's input has L2 norm 2000 > B = 1000
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let roster = d.join("roster.txt");
+    for i in 0..n {
+        let out = run(&[
+            "keygen",
+            "--out",
+            d.join(format!("k{i}")).to_str().unwrap(),
+            "--roster",
+            roster.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let data = d.join("data");
+    let (mut server, addr) = start_server(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--clients",
+        &n.to_string(),
+        "--min-clients",
+        "2",
+        "--dim",
+        &dim.to_string(),
+        "--rounds",
+        "1",
+        "--threat",
+        "malicious",
+        "--assumed-dropout",
+        "0.4",
+        "--pki",
+        roster.to_str().unwrap(),
+        "--validate-l2",
+        "1000",
+    ]);
+    let inputs: Vec<Vec<u32>> = (0..n)
+        .map(|i| {
+            if i == big {
+                let mut v = vec![0u32; dim];
+                v[0] = 2000;
+                v
+            } else {
+                (0..dim as u32).map(|j| (i as u32 * 7 + j) % 40).collect()
+            }
+        })
+        .collect();
+    let clients: Vec<Child> = (0..n)
+        .map(|i| {
+            let p = d.join(format!("in{i}.npy"));
+            npy::write_file(&p, &NpyArray::U32(inputs[i].clone())).unwrap();
+            Command::new(BIN)
+                .args([
+                    "client",
+                    "--server",
+                    &format!("http://{addr}"),
+                    "--input",
+                    p.to_str().unwrap(),
+                    "--name",
+                    &format!("c{i}"),
+                    "--identity",
+                    d.join(format!("k{i}")).to_str().unwrap(),
+                    "--roster",
+                    roster.to_str().unwrap(),
+                    "--timeout",
+                    "120s",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = clients
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert!(wait_exit(&mut server, Duration::from_secs(60)).success());
+    for (i, o) in outs.iter().enumerate() {
+        if i == big {
+            assert!(!o.status.success());
+            let err = stderr(o);
+            for needle in ["L2 norm 2000.0", "bound 1000.0", "nothing was sent"] {
+                assert!(err.contains(needle), "{needle:?} not in {err}");
+            }
+        } else {
+            assert!(o.status.success(), "client {i}: {}", stderr(o));
+        }
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("rounds/1.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["state"], "finished", "{json:#}");
+    assert_eq!(json["parameters"]["validation"]["bound"], 1000);
+    assert_eq!(json["validation"]["rejected"], Value::Array(Vec::new()));
+    let sum = npy::read(&data.join("rounds/1.npy")).unwrap().into_u64();
+    let want: Vec<u64> = (0..dim)
+        .map(|j| {
+            (0..n)
+                .filter(|i| *i != big)
+                .map(|i| u64::from(inputs[i][j]))
+                .sum()
+        })
+        .collect();
+    assert_eq!(sum, want);
+}
