@@ -1,5 +1,6 @@
 //! `secagg bench`: whole rounds at the sizes of the peer comparison, medians over repeats, each
-//! set against this machine's limits measured in the same run.
+//! set against this machine's limits measured in the same run. `secagg bench --validate` is
+//! the validated-input costs beside the plain round (`bench_validate.rs`).
 //!
 //! Before the rows, the bench measures on one core ([`MachineLimits`]): the mask PRG's key
 //! stream (R_ks bytes/s, through `secagg_core::prg::apply_masks`), memory bandwidth (B bytes
@@ -41,6 +42,11 @@ use serde_json::json;
 use crate::simulate_cmd::{GraphArg, ParamArgs, PrgArg, SimulateArgs, StageArg, ThreatArg};
 use secagg_cli::machine_limits::{MachineLimits, median};
 
+/// `secagg bench --validate`.
+#[path = "bench_validate.rs"]
+#[cfg_attr(not(feature = "validate"), allow(dead_code))]
+mod validate;
+
 /// The model of [the module documentation](self), as the JSON output states it.
 const MODEL: &str = "Lower bounds from this machine's limits measured in this run \
     (R_ks key-stream bytes/s, B memory bytes read+written/s, R_x X25519 agreements/s, each on \
@@ -73,6 +79,26 @@ pub struct BenchArgs {
     /// Only these rows, numbered from 1 in table order (for tests); overrides --quick.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub rows: Vec<usize>,
+    /// Validated inputs (issue 11): client prove and server verify times, proof bytes and
+    /// upload, side by side with the plain round of the same n and d, at d = 10^3, 10^4, 10^5
+    /// and n = 100 (--quick: d = 10^3, the batch from the provers' proofs, one run). Long:
+    /// 10–15 minutes on one core, most of it the 100 proofs at d = 10^4.
+    #[arg(long, conflicts_with = "rows")]
+    pub validate: bool,
+    /// --validate: clients per round.
+    #[arg(long, default_value_t = 100, requires = "validate")]
+    pub clients: u32,
+    /// --validate: these dimensions instead of 10^3, 10^4, 10^5.
+    #[arg(long, value_delimiter = ',', requires = "validate")]
+    pub dims: Vec<u32>,
+    /// --validate: clients whose norm and binding proofs are timed (and whose proofs are
+    /// verified alone).
+    #[arg(long, default_value_t = 3, requires = "validate")]
+    pub provers: usize,
+    /// --validate: distinct norm proofs in the server's batch of n (the rest repeat them).
+    /// Default: n up to d = 10^4, else --provers (--quick: --provers).
+    #[arg(long, requires = "validate")]
+    pub distinct: Option<usize>,
 }
 
 struct Row {
@@ -380,6 +406,22 @@ fn print_machine_and_header(m: &MachineLimits) {
 }
 
 pub fn run(a: BenchArgs) -> Result<(), String> {
+    if a.validate {
+        let dims = if a.dims.is_empty() {
+            validate::default_dims(a.quick)
+        } else {
+            a.dims.clone()
+        };
+        let opts = validate::Options {
+            clients: a.clients,
+            dims,
+            provers: a.provers,
+            distinct: a.distinct,
+            repeat: if a.quick { 1 } else { a.repeat },
+            json: a.json,
+        };
+        return validate::run(opts, a.quick);
+    }
     let rows = selected_rows(&a)?;
     let repeat = a.repeat.max(1);
     let machine = MachineLimits::measure(PRG, BITS)?;

@@ -35,15 +35,25 @@ pub enum Cheat {
     /// Masks with a wrong self mask (from b_u with its first bit flipped) and commits O_u to
     /// match (§16 `wrong-mask`, third variant): caught after unmasking, when b_u is rebuilt.
     WrongSelfMask,
-    /// rev9: signs wrong hashes for all these peers, cuts them all, and masks with the rest
-    /// even when fewer than t remain (an honest client would refuse).
+    /// Signs wrong hashes for all these peers, cuts them all, and masks with the rest even
+    /// when fewer than t remain (an honest client would refuse; the final review, finding 3).
     CutMany(Vec<ClientId>),
+    /// `WrongPairMask` and `WrongSelfMask` at once: excluded for its self mask, after which a
+    /// colluder's lie about their pair is exposed with evidence naming this client, which its
+    /// holders signed in U3 (review rev10, W1).
+    WrongPairAndSelfMask {
+        /// The other end of the pair it lies on.
+        peer: ClientId,
+    },
 }
 
 /// The self secret a cheater masks and proves with.
 pub(crate) fn self_secret(cheat: Option<&Cheat>, b: &[u8; 32]) -> Zeroizing<[u8; 32]> {
     let mut out = Zeroizing::new(*b);
-    if matches!(cheat, Some(Cheat::WrongSelfMask)) {
+    if matches!(
+        cheat,
+        Some(Cheat::WrongSelfMask | Cheat::WrongPairAndSelfMask { .. })
+    ) {
         out[0] ^= 1;
     }
     out
@@ -84,7 +94,8 @@ pub(crate) fn pair_seed(
     seed: Zeroizing<[u8; 32]>,
 ) -> Zeroizing<[u8; 32]> {
     let mut out = seed;
-    if matches!(cheat, Some(Cheat::WrongPairMask { peer: p }) if *p == peer) {
+    if matches!(cheat, Some(Cheat::WrongPairMask { peer: p } | Cheat::WrongPairAndSelfMask { peer: p }) if *p == peer)
+    {
         out[0] ^= 1;
     }
     out

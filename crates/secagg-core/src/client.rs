@@ -387,6 +387,15 @@ fn check_validation(c: &RoundConfig, input: &[u64]) -> Result<(), ClientError> {
             v.bound_sq
         ));
     }
+    // A weight bound in a round of raw integers (empty encoding) would make the refusal below
+    // an oracle on the last value, for a W the server chose (review rev10, W2): refused before
+    // the value is looked at. Drivers of encoded rounds check W against their encoding.
+    if v.max_weight.is_some() && c.encoding.is_empty() {
+        return bad(String::from(
+            "the round bounds a weight coordinate, but its inputs are raw integers (no encoding \
+             with a weight)",
+        ));
+    }
     if let Some(w) = v.max_weight
         && !x
             .last()

@@ -1348,6 +1348,9 @@ fn a_weight_outside_its_range_is_rejected_inside_the_norm_bound() {
     if let Some(v) = cfg.validation.as_mut() {
         v.max_weight = Some(3);
     }
+    // An encoding with a weight coordinate (opaque to the core; raw integers, an empty
+    // encoding, refuse a weight bound).
+    cfg.encoding = b"weighted".to_vec();
     // Honest inputs: the last value is the weight, in [0, 3].
     let inputs: Vec<Vec<u64>> = (1..=N)
         .map(|id| {
@@ -1399,4 +1402,52 @@ fn a_weight_outside_its_range_is_rejected_inside_the_norm_bound() {
     let honest: Vec<ClientId> = (1..=N).filter(|v| *v != CHEATER).collect();
     assert_eq!(survivors, honest);
     assert_eq!(*aggregate, sum_of(&inputs, honest.into_iter()));
+}
+
+/// Review rev10, W1 (a cascade through U3): 7 lies on its self mask and shares a fake pair
+/// seed with its colluder 4. Rule E excludes 7 (it was in U3); only then is 4's P_47 a lie
+/// about a pair with a client outside U3, and its evidence names 7, whom every holder signed
+/// in U3. Holders that refused such evidence (the final review's nit 6, reverted) let the two
+/// abort the round; now both are excluded and the others' exact sum is released.
+#[test]
+fn colluders_excluded_in_a_cascade_through_u3() {
+    let cfg = config(104);
+    let inputs: Vec<Vec<u64>> = (1..=N).map(honest_input).collect();
+    let r = run_with(
+        &cfg,
+        &inputs,
+        &[],
+        &[
+            (4, Cheat::WrongPairMask { peer: 7 }),
+            (7, Cheat::WrongPairAndSelfMask { peer: 4 }),
+        ],
+        &mut no_hook(),
+    );
+    let (aggregate, survivors) = released(&r);
+    let kept: Vec<ClientId> = (1..=N).filter(|v| ![4, 7].contains(v)).collect();
+    assert_eq!(survivors, kept);
+    assert_eq!(*aggregate, sum_of(&inputs, kept.into_iter()));
+}
+
+/// Review rev10, W2: a server that puts a weight bound W into a round of raw integers would
+/// learn from each client's local refusal whether its last value is in [0, W]. The client
+/// refuses any such round, whatever its last value (the same answer for every input).
+#[test]
+fn a_weight_bound_on_raw_integers_is_refused_whatever_the_input() {
+    let mut cfg = config(150);
+    if let Some(v) = cfg.validation.as_mut() {
+        v.max_weight = Some(4);
+    }
+    let start = secagg_core::messages::ServerMessage::RoundStart(cfg.clone()).encode();
+    for last in [-5i64, 3, 4, 5] {
+        let mut x = honest_input(1);
+        *x.last_mut().unwrap() = enc(last);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        match Client::new(1, x).start(&start, &mut rng) {
+            Err(ClientError::BadParameters(m)) => {
+                assert!(m.contains("raw integers"), "{last}: {m}")
+            }
+            other => panic!("{last}: {:?}", other.map(|_| ())),
+        }
+    }
 }

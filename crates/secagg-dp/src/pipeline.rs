@@ -215,7 +215,10 @@ impl DpEncoding {
         let padded_dim = padded(setup)?;
         let n = f64::from(setup.max_clients);
         let limit = half_modulus(setup.bits) * (1.0 - 1e-9) - 2.0;
-        let fits = |e: &Self| -> Result<bool, DpError> { Ok(n * (e.norm_bound()? + 1.0) < limit) };
+        // The server's central noise is added to the sum mod 2^b too (review rev10, W3).
+        let fits = |e: &Self| -> Result<bool, DpError> {
+            Ok(n * (e.norm_bound()? + 1.0) + e.central_noise_tail() < limit)
+        };
         let top = choose_scale(setup, padded_dim)?;
         let enc = Self::at_scale(setup, padded_dim, top)?;
         if fits(&enc)? {
@@ -355,6 +358,41 @@ impl DpEncoding {
                 "client-side Skellam noise has no norm bound here: a validated round with \
                  client-side noise needs the discrete Gaussian (or central noise)",
             ))),
+        }
+    }
+
+    /// A bound on every coordinate of the server's central noise at once, exceeded with
+    /// probability at most 2^−64 (a union over the d coordinates of a two-sided Chernoff
+    /// bound: sub-Gaussian for the discrete Gaussian, MGF exp(V(cosh λ − 1)) for Skellam); 0
+    /// without central noise.
+    pub fn central_noise_tail(&self) -> f64 {
+        let v = self.central_variance;
+        if v == 0.0 {
+            return 0.0;
+        }
+        // ln(2d / 2^−64): the per-coordinate exponent the union needs.
+        let t = 64.0 * core::f64::consts::LN_2 + libm::log(2.0 * self.padded_dim as f64);
+        match self.setup.noise {
+            NoiseKind::DiscreteGaussian => libm::sqrt(2.0 * v * t),
+            NoiseKind::Skellam => {
+                // P(X ≥ a) ≤ exp(−g(a)), g(a) = a·asinh(a/V) − V(√(1 + (a/V)²) − 1),
+                // increasing in a: bisect for g(a) = t.
+                let g = |a: f64| a * libm::asinh(a / v) - v * (libm::sqrt(1.0 + sq(a / v)) - 1.0);
+                let mut hi = libm::sqrt(2.0 * v * t).max(1.0);
+                while g(hi) < t {
+                    hi *= 2.0;
+                }
+                let mut lo = 0.0;
+                for _ in 0..100 {
+                    let mid = 0.5 * (lo + hi);
+                    if g(mid) < t {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                hi
+            }
         }
     }
 

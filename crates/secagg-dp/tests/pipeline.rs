@@ -299,7 +299,13 @@ fn norm_bounded_encodings_stay_within_their_bound() {
         let bound = enc.norm_bound().unwrap();
         let eta = enc.noise_norm_bound().unwrap();
         assert_eq!(eta == 0.0, placement == NoisePlacement::Central);
-        assert!(50.0 * (bound + 1.0) < 2f64.powi(31), "{bound}");
+        // The server's central noise is counted too (review rev10, W3).
+        let tail = enc.central_noise_tail();
+        assert_eq!(tail == 0.0, placement == NoisePlacement::Distributed);
+        assert!(
+            50.0 * (bound + 1.0) + tail < 2f64.powi(31),
+            "{bound} {tail}"
+        );
         let plain = DpEncoding::new(&s).unwrap();
         if z < 1.0 {
             // Little noise: the overflow bound sets the plain γ, too large for n vectors at
@@ -341,4 +347,30 @@ fn the_noise_norm_bound_is_a_tail_bound_and_skellam_is_refused() {
         DpEncoding::new(&sk).unwrap().noise_norm_bound().unwrap(),
         0.0
     );
+}
+
+/// Review rev10, W3: with central noise, n vectors at the validated bound in one coordinate
+/// plus the server's noise must not wrap the sum (before, γ ignored the noise: 183 wraps in 400
+/// draws at n = 50, b = 20, z = 0.3).
+#[test]
+fn central_noise_cannot_wrap_a_sum_at_the_validated_bound() {
+    for (n, z, bits) in [(50u32, 0.3f64, 20u8), (50, 1.0, 20), (20, 1.0, 18)] {
+        for noise in [NoiseKind::DiscreteGaussian, NoiseKind::Skellam] {
+            let mut s = DpSetup::new(3000, 1.0, z, bits, n, n - 10, [7; 32]);
+            s.placement = NoisePlacement::Central;
+            s.noise = noise;
+            let enc = DpEncoding::norm_bounded(&s).unwrap();
+            let b = enc.norm_bound().unwrap();
+            let per = (b * b * (1.0 + 1e-12)).ceil().sqrt().floor() as i64;
+            let mask = (1u64 << bits) - 1;
+            let mut rng = ChaCha12Rng::seed_from_u64(1);
+            for _ in 0..200 {
+                let mut sum = vec![0u64; enc.padded_dim()];
+                sum[0] = (i64::from(n) * per) as u64 & mask;
+                enc.add_central_noise(&mut sum, &mut rng).unwrap();
+                let signed = ((sum[0] << (64 - bits)) as i64) >> (64 - bits);
+                assert!(signed > 0, "{noise:?} n={n} z={z}: the sum wrapped");
+            }
+        }
+    }
 }

@@ -467,16 +467,11 @@ pub(crate) fn on_exclusion(
             "asked for a mask-key share of client {liar}, not a survivor I unmasked"
         ));
     }
-    // §8.5 evidence is about a pair with a client that left before unmasking: an honest server
-    // never builds it for a peer in the U3 this holder signed (final review, nit 6).
-    if let crate::validate::wire::Evidence::DroppedPair(e) = &request.evidence
-        && signed_u3.is_some_and(|u3| u3.contains(e.dropped_entry.id))
-    {
-        return refuse(format!(
-            "evidence against client {liar} about client {}, a survivor I signed",
-            e.dropped_entry.id
-        ));
-    }
+    // §8.5 evidence may name a "dropped" peer that is in the U3 this holder signed: a liar the
+    // server excluded earlier in this round (a cascade: its colluder's lie about their pair is
+    // found only once it is gone). Refusing those (the final review's nit 6) let two colluders
+    // abort the round (review rev10, W1); the evidence check alone is what guards honest
+    // clients (D22, D42).
     let (Some(share), Ok(i)) = (
         mask_key_share(liar),
         v.entries.binary_search_by_key(&liar, |e| e.id),
