@@ -447,7 +447,8 @@ class Server:
         and, read from those bytes, ``input`` (``"integers"``, ``"float"`` or ``"dp"``),
         ``clip`` and ``max_weight`` (float rounds, else ``None``) and ``dp`` (``{"noise",
         "central", "noise_multiplier", "clip", "beta", "dim"}`` or ``None``),
-        ``validation`` (validated rounds: ``{"bound_encoded": B_enc², "projections": J}``,
+        ``validation`` (validated rounds: ``{"bound_encoded": B_enc², "projections": J,
+        "max_weight": W}``, W the weight bound of float rounds, None for integers;
         else ``None``; float rounds' ``clip`` is then the L2 bound B); plus ``warnings``."""
     @property
     def k(self) -> int: ...
