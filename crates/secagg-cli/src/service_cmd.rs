@@ -93,7 +93,8 @@ pub struct ServerArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
-    /// Weighted-mean rounds of float inputs: clip values to [-CLIP, CLIP].
+    /// Weighted-mean rounds of float inputs: clip values to [-CLIP, CLIP] (validated rounds:
+    /// --clip B with --validate-l2 B, each update clipped to L2 norm B).
     #[arg(long)]
     pub clip: Option<f64>,
     /// Weighted-mean rounds: the largest weight a client may send.
@@ -147,15 +148,18 @@ pub struct ServerArgs {
     /// Validated rounds (issue 11, docs/VALIDATION.md): every client proves in zero knowledge
     /// that its input has L2 norm at most B, and a client whose proof fails is left out of the
     /// sum and named with its reason in rounds/<id>.json (`validation.rejected`). B is in
-    /// encoded units (the unsigned inputs' own, values read as signed mod 2^bits), a whole
-    /// number; J = 41 + ⌊α·n⌋ binding projections, as `secagg simulate --validate l2=B`
-    /// announces. Needs --threat malicious with --pki; unsigned-integer rounds only (not with
-    /// --clip or --dp). A client above the bound refuses locally and sends nothing.
+    /// encoded units for unsigned-integer rounds (the inputs' own, values read as signed mod
+    /// 2^bits), a whole number, and a client above it refuses locally and sends nothing. With
+    /// --clip B (equal to B) the rounds are weighted means of floats, B in input units: every
+    /// client clips its update to L2 norm B, and proves its encoding at the validated scale
+    /// (and its weight within --max-weight). J = 41 + ⌊α·n⌋ binding projections, as `secagg
+    /// simulate --validate l2=B` announces. Needs --threat malicious with --pki; not with --dp.
     #[arg(long, value_name = "B", value_parser = parse_validate_l2)]
     pub validate_l2: Option<Validation>,
 }
 
-/// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it, a whole number.
+/// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it (a whole number
+/// for unsigned-integer rounds, checked with the other options).
 fn parse_validate_l2(s: &str) -> Result<Validation, String> {
     Validation::parse(s)
 }
@@ -294,13 +298,25 @@ pub fn server(a: ServerArgs) -> Result<(), String> {
         [0; 32],
     )?;
     if let (Some(v), Some(p)) = (&validation, check.config.validation) {
-        tracing::info!(
-            "validated rounds: every client proves its input's L2 norm is at most {} \
-             (squared {}), J = {} projections",
-            v.l2_bound,
-            p.bound_sq,
-            p.projections
-        );
+        match secagg_service::server::round_float(&check.config)? {
+            Some(f) => tracing::info!(
+                "validated rounds of floats: every client clips its update to L2 norm {} and \
+                 proves its encoding's norm (scale {}, squared bound {} in encoded units, \
+                 weight coordinate in [0, {}]), J = {} projections",
+                v.l2_bound,
+                f.scale,
+                p.bound_sq,
+                f.max_weight,
+                p.projections
+            ),
+            None => tracing::info!(
+                "validated rounds: every client proves its input's L2 norm is at most {} \
+                 (squared {}), J = {} projections",
+                v.l2_bound,
+                p.bound_sq,
+                p.projections
+            ),
+        }
     }
     for w in check.warnings {
         tracing::warn!("{w}");

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,13 +98,40 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-#[test]
-fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_refuses() {
-    let n = 6;
-    let dim = 50;
-    let big = 4; // this client's input has L2 norm 2000 > B = 1000
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// `secagg server` for one validated round of `n` clients (PKI, malicious model, up to 40%
+/// dropouts) with bound `bound`, on an ephemeral port.
+fn server_args(data: &Path, roster: &Path, n: usize, dim: usize, bound: &str) -> Vec<String> {
+    let n = n.to_string();
+    let dim = dim.to_string();
+    [
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--clients",
+        &n,
+        "--min-clients",
+        "2",
+        "--dim",
+        &dim,
+        "--rounds",
+        "1",
+        "--threat",
+        "malicious",
+        "--assumed-dropout",
+        "0.4",
+        "--pki",
+        roster.to_str().unwrap(),
+        "--validate-l2",
+        bound,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `n` identity keys k0.. in `d` and their roster file.
+fn keygen(d: &Path, n: usize) -> PathBuf {
     let roster = d.join("roster.txt");
     for i in 0..n {
         let out = run(&[
@@ -115,30 +143,65 @@ fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
+    roster
+}
+
+/// Runs `secagg client` i (name c{i}, key k{i}) on each input (and its `--weight`), all at
+/// once, and waits for them.
+fn run_clients(
+    d: &Path,
+    addr: &str,
+    roster: &Path,
+    inputs: Vec<(NpyArray, Option<u64>)>,
+) -> Vec<Output> {
+    let clients: Vec<Child> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (arr, weight))| {
+            let p = d.join(format!("in{i}.npy"));
+            npy::write_file(&p, &arr).unwrap();
+            let mut cmd = Command::new(BIN);
+            cmd.args([
+                "client",
+                "--server",
+                &format!("http://{addr}"),
+                "--input",
+                p.to_str().unwrap(),
+                "--name",
+                &format!("c{i}"),
+                "--identity",
+                d.join(format!("k{i}")).to_str().unwrap(),
+                "--roster",
+                roster.to_str().unwrap(),
+                "--timeout",
+                "120s",
+            ]);
+            if let Some(w) = weight {
+                cmd.args(["--weight", &w.to_string()]);
+            }
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    clients
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_refuses() {
+    let n = 6;
+    let dim = 50;
+    let big = 4; // this client's input has L2 norm 2000 > B = 1000
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let roster = keygen(d, n);
     let data = d.join("data");
-    let (mut server, addr) = start_server(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--clients",
-        &n.to_string(),
-        "--min-clients",
-        "2",
-        "--dim",
-        &dim.to_string(),
-        "--rounds",
-        "1",
-        "--threat",
-        "malicious",
-        "--assumed-dropout",
-        "0.4",
-        "--pki",
-        roster.to_str().unwrap(),
-        "--validate-l2",
-        "1000",
-    ]);
+    let args = server_args(&data, &roster, n, dim, "1000");
+    let (mut server, addr) = start_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let inputs: Vec<Vec<u32>> = (0..n)
         .map(|i| {
             if i == big {
@@ -150,36 +213,11 @@ fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_
             }
         })
         .collect();
-    let clients: Vec<Child> = (0..n)
-        .map(|i| {
-            let p = d.join(format!("in{i}.npy"));
-            npy::write_file(&p, &NpyArray::U32(inputs[i].clone())).unwrap();
-            Command::new(BIN)
-                .args([
-                    "client",
-                    "--server",
-                    &format!("http://{addr}"),
-                    "--input",
-                    p.to_str().unwrap(),
-                    "--name",
-                    &format!("c{i}"),
-                    "--identity",
-                    d.join(format!("k{i}")).to_str().unwrap(),
-                    "--roster",
-                    roster.to_str().unwrap(),
-                    "--timeout",
-                    "120s",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+    let arrays = inputs
+        .iter()
+        .map(|v| (NpyArray::U32(v.clone()), None))
         .collect();
-    let outs: Vec<Output> = clients
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = run_clients(d, &addr, &roster, arrays);
     assert!(wait_exit(&mut server, Duration::from_secs(60)).success());
     for (i, o) in outs.iter().enumerate() {
         if i == big {
@@ -208,4 +246,76 @@ fn a_validated_round_over_the_cli_releases_the_sum_and_a_client_above_the_bound_
         })
         .collect();
     assert_eq!(sum, want);
+}
+
+/// `--validate-l2 B --clip B`: a validated weighted mean of floats. A client whose update is
+/// above B clips it (and says so) instead of refusing; the release is the weighted mean of the
+/// clipped updates at the validated scale.
+#[test]
+fn a_validated_float_round_over_the_cli_clips_and_releases_the_weighted_mean() {
+    let n = 5;
+    let dim = 20;
+    // This client's update has L2 norm 2 > B = 0.5, and its weight is --max-weight: its
+    // encoding sits at the corner of the bound (only the validated scale keeps it inside).
+    let big = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let roster = keygen(d, n);
+    let data = d.join("data");
+    let mut args = server_args(&data, &roster, n, dim, "0.5");
+    args.extend(["--max-weight", "3"].map(String::from));
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A per-value clip other than B is refused before the server listens.
+    let out = run(&[&args[..], &["--clip", "1"]].concat());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("give --clip 0.5"), "{}", stderr(&out));
+    args.extend(["--clip", "0.5"]);
+    let (mut server, addr) = start_server(&args);
+    let updates: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let v: Vec<f64> = (0..dim).map(|j| ((i * 3 + j) % 7) as f64 - 3.0).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let want = if i == big { 2.0 } else { 0.1 * (i + 1) as f64 };
+            v.iter().map(|x| x * want / norm).collect()
+        })
+        .collect();
+    let weights: Vec<u64> = (0..n as u64).map(|i| 1 + i % 3).collect();
+    assert_eq!(weights[big], 3);
+    let arrays = updates
+        .iter()
+        .zip(&weights)
+        .map(|(v, w)| (NpyArray::F64(v.clone()), Some(*w)))
+        .collect();
+    let outs = run_clients(d, &addr, &roster, arrays);
+    assert!(wait_exit(&mut server, Duration::from_secs(60)).success());
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "client {i}: {}", stderr(o));
+    }
+    let err = stderr(&outs[big]);
+    assert!(err.contains("clipped to it"), "{err}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("rounds/1.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["state"], "finished", "{json:#}");
+    assert_eq!(json["parameters"]["validation"]["bound"], 0.5);
+    assert_eq!(json["validation"]["rejected"], Value::Array(Vec::new()));
+    let scale = json["parameters"]["float"]["scale"].as_f64().unwrap();
+    let total: u64 = weights.iter().sum();
+    assert_eq!(json["total_weight"], total);
+    let mean = npy::read(&data.join("rounds/1.npy")).unwrap().into_f64();
+    assert_eq!(mean.len(), dim);
+    for (j, got) in mean.iter().enumerate() {
+        let want: f64 = (0..n)
+            .map(|i| {
+                let norm = updates[i].iter().map(|x| x * x).sum::<f64>().sqrt();
+                let f = if norm > 0.5 { 0.5 / norm } else { 1.0 };
+                weights[i] as f64 * updates[i][j] * f
+            })
+            .sum::<f64>()
+            / total as f64;
+        assert!(
+            (got - want).abs() <= 1.0 / scale,
+            "coordinate {j}: {got} against {want}"
+        );
+    }
 }

@@ -649,21 +649,27 @@ fn check_pki(opts: &ClientOptions, info: &convert::StartInfo) -> Result<(), Clie
     }
 }
 
-/// A validated round: this client refuses, before it advertises anything, to take part with an
-/// input above the round's bound (VALIDATION.md D34), and says why. Nothing is sent: the round
-/// sees a dropout. (The core makes the same check; this one words it for the operator.) Only
-/// unsigned-integer rounds are validated by the server, in encoded units.
+/// A validated round of unsigned integers: this client refuses, before it advertises
+/// anything, to take part with an input above the round's bound (VALIDATION.md D34), and says
+/// why. Nothing is sent: the round sees a dropout. (The core makes the same check; this one
+/// words it for the operator.) Float rounds clip the update to the bound when encoding it
+/// ([`encode_input`]), so an honest float client is never above it; the core still checks
+/// the encoded vector before it proves anything.
 fn check_norm(info: &convert::StartInfo, input: &[u64]) -> Result<(), ClientRunError> {
     let c = &info.config;
     let Some(v) = &c.validation else {
         return Ok(());
     };
-    if !matches!(info.encoding, InputEncoding::Integers) {
-        return Err(misbehaved(format!(
-            "offered validated round {} of floats; this client validates unsigned-integer \
-             rounds only",
-            c.round_id
-        )));
+    match info.encoding {
+        InputEncoding::Integers => {}
+        InputEncoding::Float { .. } => return Ok(()),
+        InputEncoding::Dp(_) => {
+            return Err(misbehaved(format!(
+                "offered validated round {} with DP; this client validates unsigned-integer \
+                 and float rounds only (VALIDATION.md §12)",
+                c.round_id
+            )));
+        }
     }
     let x = secagg_core::validate::commit::signed_input(c.modulus(), input).map_err(|_| {
         ClientRunError::BadInput(format!(
@@ -913,14 +919,35 @@ fn encode_input(
                     values.len()
                 )));
             }
+            let bad_encoding = |e: String| {
+                misbehaved(format!(
+                    "announced a float encoding that cannot be used: {e}"
+                ))
+            };
+            // A validated round (VALIDATION.md §5.4): the validated scale, derived here from
+            // the round's (b, n, d, W, B) and checked against its announced B_enc², and the
+            // update clipped to L2 norm B first, so that an honest client is never above the
+            // bound (the clipped copy is wiped).
+            if let Some(enc) = info.encoding.validated_float(c).map_err(bad_encoding)? {
+                let norm = values.iter().map(|x| x * x).sum::<f64>().sqrt();
+                if norm > enc.clip {
+                    tracing::warn!(
+                        "round {}: this client's update has L2 norm {norm:.4}, above the round's \
+                         bound {}: clipped to it before encoding (VALIDATION.md §5.4)",
+                        c.round_id,
+                        enc.clip
+                    );
+                }
+                let clipped =
+                    zeroize::Zeroizing::new(secagg_sim::simulate::clip_l2(values, enc.clip));
+                return enc
+                    .encode(&clipped, *weight, rng)
+                    .map_err(|e| ClientRunError::BadInput(e.0));
+            }
             let enc = info
                 .encoding
                 .float(c)
-                .map_err(|e| {
-                    misbehaved(format!(
-                        "announced a float encoding that cannot be used: {e}"
-                    ))
-                })?
+                .map_err(bad_encoding)?
                 .ok_or_else(|| ClientRunError::BadInput("no float encoding".into()))?;
             enc.encode(values, *weight, rng)
                 .map_err(|e| ClientRunError::BadInput(e.0))

@@ -182,34 +182,44 @@ pub struct ServerDp {
 }
 
 /// Validated rounds (issue 11, docs/VALIDATION.md): every client proves that its encoded
-/// input has L2 norm at most `l2_bound`, and a client whose proof fails is left out of the
-/// sum with the reason recorded (the round's `validation.rejected`). Unsigned-integer rounds
-/// only, in the malicious model with a PKI roster. Given to [`run_validated`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// input has L2 norm at most the bound, and a client whose proof fails is left out of the
+/// sum with the reason recorded (the round's `validation.rejected`). In the malicious model
+/// with a PKI roster. Unsigned-integer rounds take B in encoded units (a whole number);
+/// weighted-mean rounds of floats (`ServerOptions::float` with its clip equal to B) take it
+/// in input units, and every client clips its update to L2 norm B and proves its encoding
+/// (VALIDATION.md §5.4). Given to [`run_validated`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Validation {
-    /// B, the L2 bound in encoded units (the unsigned inputs' own units, read as signed
-    /// values mod 2^bits as the core reads them): B_enc² = B².
-    pub l2_bound: u64,
+    /// B, the L2 bound: in encoded units for unsigned inputs (read as signed values mod
+    /// 2^bits as the core reads them; B_enc² = B²), in input units for floats.
+    pub l2_bound: f64,
 }
 
 impl Validation {
-    /// `--validate-l2`'s value: B, a positive whole number (parsed as `secagg simulate
-    /// --validate l2=B` parses it).
+    /// `--validate-l2`'s value: B, a positive number (parsed as `secagg simulate --validate
+    /// l2=B` parses it; whole for unsigned-integer rounds, checked when the round is planned).
     pub fn parse(s: &str) -> Result<Self, String> {
         let b = secagg_sim::validate::parse_spec(&format!("l2={}", s.trim()))
             .map_err(|e| e.replace("--validate l2=", "--validate-l2 "))?;
         Self::from_bound(b)
     }
 
-    /// B as a number: unsigned inputs' bound is in encoded units, a whole number.
+    /// B as a number: positive and finite.
     pub fn from_bound(b: f64) -> Result<Self, String> {
-        if !(b.is_finite() && b >= 1.0 && b.fract() == 0.0 && b < (1u64 << 31) as f64) {
-            return Err(format!(
-                "the L2 bound {b} is in encoded units (the unsigned inputs' own): it must be a \
-                 whole number in 1..2^31"
-            ));
+        if !(b.is_finite() && b > 0.0) {
+            return Err(format!("the L2 bound must be a positive number, got {b}"));
         }
-        Ok(Self { l2_bound: b as u64 })
+        Ok(Self { l2_bound: b })
+    }
+
+    /// B for the round's JSON: a whole number as an integer.
+    fn bound_json(&self) -> Value {
+        let b = self.l2_bound;
+        if b.fract() == 0.0 && b < (1u64 << 53) as f64 {
+            json!(b as u64)
+        } else {
+            json!(b)
+        }
     }
 }
 
@@ -231,15 +241,15 @@ pub fn plan_round(opts: &ServerOptions, n: u32, round_seed: [u8; 32]) -> Result<
 }
 
 /// [`plan_round`] for a server whose rounds are validated (`validation`), which then must be
-/// unsigned-integer rounds in the malicious model with a PKI roster.
+/// unsigned-integer or float rounds (no DP) in the malicious model with a PKI roster.
 pub fn plan_round_validated(
     opts: &ServerOptions,
     validation: Option<&Validation>,
     n: u32,
     round_seed: [u8; 32],
 ) -> Result<Plan, String> {
-    if validation.is_some() {
-        check_validation(opts)?;
+    if let Some(v) = validation {
+        check_validation(opts, v)?;
     }
     let encoding = input_encoding(opts);
     let mut p = plan(&RoundOptions {
@@ -273,22 +283,37 @@ pub fn plan_round_validated(
     }
     encoding.float(&p.config)?;
     if let Some(v) = validation {
-        // B_enc² = B² and J = 41 + ⌊α·n⌋ within J_cap(n), checked as a client checks them
-        // (what `secagg simulate --validate` announces).
+        // Unsigned: B_enc² = B². Floats: the validated scale s_val from (b, n, d, W, B) and
+        // B_enc² from it, with the encoding `Float { clip: B, max_weight: W }`. J = 41 +
+        // ⌊α·n⌋ within J_cap(n). All checked as a client checks them (what `secagg simulate
+        // --validate` announces).
         secagg_sim::validate::announce(
             &mut p.config,
-            v.l2_bound as f64,
-            None,
+            v.l2_bound,
+            opts.float.map(|(_, max_weight)| max_weight),
             opts.assumptions.corrupt_fraction,
         )
         .map_err(|e| format!("this round cannot be validated: {e}"))?;
+        round_float(&p.config)?;
     }
     p.config.validate()?;
     Ok(p)
 }
 
+/// The float encoding of a round as its clients derive it: the validated scale in a validated
+/// round (VALIDATION.md §5.4), the plain one otherwise; `None` for other encodings. The
+/// server decodes the released mean with it.
+pub fn round_float(config: &secagg_core::RoundConfig) -> Result<Option<FloatEncoding>, String> {
+    let encoding = InputEncoding::of(config)?;
+    if config.validation.is_some() {
+        encoding.validated_float(config)
+    } else {
+        encoding.float(config)
+    }
+}
+
 /// What validated rounds need of the server's other options.
-fn check_validation(opts: &ServerOptions) -> Result<(), String> {
+fn check_validation(opts: &ServerOptions, v: &Validation) -> Result<(), String> {
     if opts.assumptions.model != secagg_core::ThreatModel::Malicious || opts.roster.is_none() {
         return Err(
             "validated rounds (--validate-l2) need the malicious threat model with a PKI \
@@ -301,14 +326,21 @@ fn check_validation(opts: &ServerOptions) -> Result<(), String> {
     if opts.dp.is_some() {
         return Err(secagg_sim::validate::DP_REFUSED.replace("--validate", "--validate-l2"));
     }
-    if opts.float.is_some() {
-        return Err(
-            "--validate-l2 is for unsigned-integer rounds (B in encoded units); validated \
-             weighted-mean rounds of floats are not offered by the server yet (--clip)"
-                .into(),
-        );
+    let b = v.l2_bound;
+    match opts.float {
+        // The validated float encoding clips each update to L2 norm B, so values lie within
+        // ±B: the per-value clip is B (as the Python classes' clip=B with validate_l2=B).
+        Some((clip, _)) if clip != b => Err(format!(
+            "--validate-l2 {b} with --clip {clip}: validated float rounds clip each update to \
+             L2 norm B (values then lie within ±B), so give --clip {b}"
+        )),
+        Some(_) => Ok(()),
+        None if b.fract() != 0.0 || b >= (1u64 << 31) as f64 => Err(format!(
+            "--validate-l2 {b}: unsigned-integer rounds take B in encoded units (the inputs' \
+             own), a whole number in 1..2^31; for a weighted mean of floats give --clip {b} too"
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What a DP round knows from its start: the encoding, its cost, and the ε it brings the
@@ -809,7 +841,7 @@ impl Coordinator {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
         let mut p = plan_round_validated(&self.opts, self.validation.as_ref(), n, seed)?;
-        let float = input_encoding(&self.opts).float(&p.config)?;
+        let float = round_float(&p.config)?;
         let dp = match self.round_dp(&p.config) {
             Ok(dp) => dp,
             Err(e) => {
@@ -1241,7 +1273,7 @@ impl Coordinator {
                 })
                 .collect();
             summary["validation"] = json!({
-                "bound": v.l2_bound,
+                "bound": v.bound_json(),
                 "bound_sq": c.validation.map(|p| p.bound_sq),
                 "projections": c.validation.map(|p| p.projections),
                 "rejected": rejected,
@@ -1568,7 +1600,7 @@ pub fn check_options_validated(
 fn validation_json(v: Option<&Validation>, c: &secagg_core::RoundConfig) -> Option<Value> {
     match (v, c.validation) {
         (Some(v), Some(p)) => Some(json!({
-            "bound": v.l2_bound,
+            "bound": v.bound_json(),
             "bound_sq": p.bound_sq,
             "projections": p.projections,
         })),

@@ -73,6 +73,8 @@ struct Ran {
     clients: Vec<Result<RoundResult, ClientRunError>>,
     json: Value,
     aggregate: Option<Vec<u64>>,
+    /// The released weighted mean of a float round.
+    mean: Option<Vec<f64>>,
     /// From the server's start to its end.
     wall: Duration,
 }
@@ -84,7 +86,13 @@ fn run_round(inputs: Vec<Vec<u64>>, cheats: Vec<Option<Cheat>>) -> Ran {
         .into_iter()
         .map(|c| c.map_or(Who::Honest, Who::Cheat))
         .collect();
-    run_round_with(inputs, who, Some(Validation { l2_bound: BOUND }))
+    run_round_with(
+        inputs,
+        who,
+        Some(Validation {
+            l2_bound: BOUND as f64,
+        }),
+    )
 }
 
 /// How a client of [`run_round_with`] behaves.
@@ -156,9 +164,24 @@ async fn garbage_client(
 }
 
 fn run_round_with(inputs: Vec<Vec<u64>>, who: Vec<Who>, validation: Option<Validation>) -> Ran {
+    let dim = inputs[0].len();
+    let inputs = inputs.into_iter().map(ClientInput::Unsigned).collect();
+    run_inputs(inputs, dim, None, who, validation)
+}
+
+/// [`run_round_with`] for any inputs: `dim` values each, weighted means of floats with
+/// `float` = (clip, max_weight).
+fn run_inputs(
+    inputs: Vec<ClientInput>,
+    dim: usize,
+    float: Option<(f64, u64)>,
+    who: Vec<Who>,
+    validation: Option<Validation>,
+) -> Ran {
     let n = inputs.len();
     let dir = tempfile::tempdir().unwrap();
-    let opts = server_options(n, inputs[0].len(), dir.path());
+    let mut opts = server_options(n, dim, dir.path());
+    opts.float = float;
     let roster: Vec<[u8; 32]> = (0..n).map(|i| key(i).public()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -181,7 +204,7 @@ fn run_round_with(inputs: Vec<Vec<u64>>, who: Vec<Who>, validation: Option<Valid
             let opts = ClientOptions {
                 server: format!("http://{addr}"),
                 name: format!("c{i}"),
-                input: ClientInput::Unsigned(input),
+                input,
                 identity: Some(key(i)),
                 roster: Some(roster.clone()),
                 timeout: Duration::from_secs(300),
@@ -214,13 +237,16 @@ fn run_round_with(inputs: Vec<Vec<u64>>, who: Vec<Who>, validation: Option<Valid
         .expect("the round's JSON");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let npy = json_path.with_extension("npy");
-    let aggregate = npy
-        .exists()
-        .then(|| secagg_sim::npy::read(&npy).unwrap().into_u64());
+    let (aggregate, mean) = match npy.exists().then(|| secagg_sim::npy::read(&npy).unwrap()) {
+        Some(secagg_sim::npy::NpyArray::F64(m)) => (None, Some(m)),
+        Some(a) => (Some(a.into_u64()), None),
+        None => (None, None),
+    };
     Ran {
         clients,
         json,
         aggregate,
+        mean,
         wall,
     }
 }
@@ -387,7 +413,12 @@ fn figures_validated_against_plain_over_grpc() {
         .map(|i| (0..dim).map(|j| ((i * 31 + j * 7) % 16) as u64).collect())
         .collect();
     for round in 0..3 {
-        for validation in [None, Some(Validation { l2_bound: BOUND })] {
+        for validation in [
+            None,
+            Some(Validation {
+                l2_bound: BOUND as f64,
+            }),
+        ] {
             let who = (0..n).map(|_| Who::Honest).collect();
             let ran = run_round_with(inputs.clone(), who, validation);
             assert_eq!(ran.json["state"], "finished");
@@ -419,7 +450,13 @@ fn an_undecodable_validation_frame_drops_its_sender_by_name() {
     let inputs: Vec<Vec<u64>> = (0..n).map(honest_input).collect();
     let mut who: Vec<Who> = (0..n).map(|_| Who::Honest).collect();
     who[2] = Who::Garbage;
-    let ran = run_round_with(inputs.clone(), who, Some(Validation { l2_bound: BOUND }));
+    let ran = run_round_with(
+        inputs.clone(),
+        who,
+        Some(Validation {
+            l2_bound: BOUND as f64,
+        }),
+    );
     assert_eq!(ran.json["state"], "finished", "{:#}", ran.json);
     assert_eq!(
         ran.aggregate,
@@ -434,4 +471,138 @@ fn an_undecodable_validation_frame_drops_its_sender_by_name() {
     assert!(reason.contains("malformed"), "{reason}");
     let e = ran.clients[2].as_ref().expect_err("dropped").to_string();
     assert!(e.contains("dropped at stage advertise"), "{e}");
+}
+
+/// Client `i`'s float update: `FDIM` values of L2 norm about 0.3·(1 + i mod 3), below the
+/// bound [`FBOUND`].
+fn float_update(i: usize) -> Vec<f64> {
+    let raw: Vec<f64> = (0..FDIM)
+        .map(|j| (((i * 13 + j * 5) % 17) as f64 - 8.0) / 8.0)
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let want = 0.3 * (1 + i % 3) as f64;
+    raw.iter().map(|x| x * want / norm).collect()
+}
+
+const FDIM: usize = 50;
+const FBOUND: f64 = 1.0;
+const FMAX_WEIGHT: u64 = 4;
+
+/// Validated weighted means of floats over gRPC (`--validate-l2 B --clip B`): every client
+/// clips its update to L2 norm B and proves its encoding at the validated scale; an update
+/// above B is clipped (an honest client is never above the bound), a cheater is rejected
+/// with its reason, and the release is the weighted mean of the honest survivors' clipped
+/// updates, within the encoding's rounding.
+#[test]
+fn a_validated_float_round_over_grpc_releases_the_honest_weighted_mean() {
+    let n = 6;
+    let mut updates: Vec<Vec<f64>> = (0..n).map(float_update).collect();
+    // Clients 2 and 3 have updates of norm 3.3 and 3: they clip them to 1 and take part.
+    // Client 3 has the largest weight W, so its encoding sits at the corner of the bound,
+    // where a client encoding at the plain scale (not s_val) would exceed B_enc² and be refused
+    // by its own core (review float-grpc W1).
+    updates[2] = updates[2].iter().map(|x| x * 3.3 / 0.9).collect();
+    updates[3] = updates[3].iter().map(|x| x * 10.0).collect();
+    let weights: Vec<u64> = (0..n).map(|i| 1 + (i as u64 % FMAX_WEIGHT)).collect();
+    assert_eq!(weights[3], FMAX_WEIGHT);
+    let inputs = updates
+        .iter()
+        .zip(&weights)
+        .map(|(v, w)| ClientInput::Float {
+            values: v.clone(),
+            weight: *w,
+        })
+        .collect();
+    // Client 4 proves its own update and masks another vector (§16 `inconsistent`): caught by
+    // the binding check, whatever the vector's norm.
+    let mut who: Vec<Who> = (0..n).map(|_| Who::Honest).collect();
+    who[4] = Who::Cheat(Cheat::MaskOther(vec![1 << 20; FDIM + 1]));
+    let ran = run_inputs(
+        inputs,
+        FDIM,
+        Some((FBOUND, FMAX_WEIGHT)),
+        who,
+        Some(Validation { l2_bound: FBOUND }),
+    );
+    assert_eq!(ran.json["state"], "finished", "{:#}", ran.json);
+    for (i, r) in ran.clients.iter().enumerate().filter(|(i, _)| *i != 4) {
+        assert!(
+            r.is_ok(),
+            "client {i}: {:?}",
+            r.as_ref().err().map(|e| e.to_string())
+        );
+    }
+    assert_eq!(
+        rejected(&ran.json),
+        vec![(
+            "c4".to_string(),
+            "validate".to_string(),
+            "validation: binding".to_string()
+        )],
+        "{:#}",
+        ran.json
+    );
+    let p = &ran.json["parameters"];
+    assert_eq!(p["validation"]["bound"], 1);
+    let scale = p["float"]["scale"].as_f64().expect("the validated scale");
+    // The validated scale, not the plain one: n·W clipped updates at B must fit 2^31.
+    let plain = secagg_core::encoding::FloatEncoding::new(32, FBOUND, n as u32, FMAX_WEIGHT)
+        .unwrap()
+        .scale;
+    assert!(
+        scale < plain,
+        "scale {scale} is not below the plain {plain}"
+    );
+    let honest: Vec<usize> = (0..n).filter(|i| *i != 4).collect();
+    let total: u64 = honest.iter().map(|i| weights[*i]).sum();
+    assert_eq!(ran.json["total_weight"], total);
+    let mean = ran.mean.expect("a released mean");
+    assert_eq!(mean.len(), FDIM);
+    for (j, got) in mean.iter().enumerate() {
+        let want: f64 = honest
+            .iter()
+            .map(|i| {
+                let c = secagg_sim::simulate::clip_l2(&updates[*i], FBOUND);
+                weights[*i] as f64 * c[j]
+            })
+            .sum::<f64>()
+            / total as f64;
+        // Stochastic rounding moves each weighted value by less than one step of 1/scale.
+        assert!(
+            (got - want).abs() <= 1.0 / scale,
+            "coordinate {j}: {got} against {want} (step {})",
+            1.0 / scale
+        );
+    }
+}
+
+/// The server's validated-round options, refused with a reason: a float round's clip that is
+/// not B, a fractional B for unsigned integers.
+#[test]
+fn validated_server_options_that_cannot_work_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |float: Option<(f64, u64)>, b: f64| {
+        let mut o = server_options(5, 10, dir.path());
+        o.float = float;
+        secagg_service::server::plan_round_validated(
+            &o,
+            Some(&Validation::from_bound(b).unwrap()),
+            5,
+            [0; 32],
+        )
+        .map(|p| p.config)
+    };
+    let e = plan(Some((2.0, 1)), 1.0).unwrap_err();
+    assert!(e.contains("give --clip 1"), "{e}");
+    let e = plan(None, 2.5).unwrap_err();
+    assert!(e.contains("whole number"), "{e}");
+    // Accepted: floats with clip = B (a fractional B), and a whole B for integers.
+    let c = plan(Some((0.5, 3)), 0.5).unwrap();
+    let v = c.validation.unwrap();
+    assert_eq!(v.max_weight, Some(3));
+    assert_eq!(c.dim, 11, "the weight rides in the masked vector");
+    let c = plan(None, 7.0).unwrap();
+    assert_eq!(c.validation.unwrap().bound_sq, 49);
+    assert!(Validation::from_bound(0.0).is_err());
+    assert!(Validation::from_bound(f64::NAN).is_err());
 }

@@ -389,7 +389,16 @@ pub(crate) fn check_finite(values: &[Vec<f64>]) -> Result<(), String> {
 
 /// `v` scaled down to L2 norm at most `clip`.
 pub fn clip_l2(v: &[f64], clip: f64) -> Vec<f64> {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let sq = v.iter().map(|x| x * x).sum::<f64>();
+    // A sum of squares of values above ~1e154 overflows to infinity and would clip the update
+    // to zeros: then the norm is taken scaled by the largest magnitude. (A NaN passes through
+    // unchanged and an infinity becomes NaN: the encodings refuse both.)
+    let m = v.iter().fold(0f64, |a, x| a.max(x.abs()));
+    let norm = if sq.is_infinite() && m.is_finite() {
+        m * v.iter().map(|x| (x / m) * (x / m)).sum::<f64>().sqrt()
+    } else {
+        sq.sqrt()
+    };
     let f = if norm > clip { clip / norm } else { 1.0 };
     v.iter().map(|x| x * f).collect()
 }
@@ -595,4 +604,27 @@ pub(crate) fn client_policy(o: &RoundOptions) -> Option<secagg_core::client::Pol
     let a = o.assumptions;
     (a.model == secagg_core::ThreatModel::Malicious && !o.accept_weaker)
         .then(|| secagg_core::client::Policy::malicious(a.corrupt_fraction, a.dropout_fraction))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::clip_l2;
+
+    #[test]
+    fn clipping_a_huge_update_keeps_its_direction() {
+        // Σx² overflows here; the clipped update must not be zeros.
+        let c = clip_l2(&[3e200, -4e200], 1.0);
+        assert!(
+            (c[0] - 0.6).abs() < 1e-12 && (c[1] + 0.8).abs() < 1e-12,
+            "{c:?}"
+        );
+        assert_eq!(clip_l2(&[3.0, 4.0], 10.0), vec![3.0, 4.0]);
+        let c = clip_l2(&[3.0, 4.0], 1.0);
+        assert!(
+            (c[0] - 0.6).abs() < 1e-15 && (c[1] - 0.8).abs() < 1e-15,
+            "{c:?}"
+        );
+        assert!(clip_l2(&[f64::NAN, 1.0], 1.0)[0].is_nan());
+        assert!(clip_l2(&[f64::INFINITY, 1.0], 1.0)[0].is_nan());
+    }
 }
