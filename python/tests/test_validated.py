@@ -309,6 +309,22 @@ def test_sans_io_validated_round_by_hand_gives_the_exact_sum():
     assert clients[1].config is None or clients[1].config["validation"] == v
 
 
+def test_sans_io_round_with_prover_threads_gives_the_exact_sum():
+    # The proofs' MSMs and folds split over threads (the Rust KAT pins that the bytes are the
+    # same); here a whole validated round runs with them and nobody is rejected.
+    assert secagg.set_prover_threads(0) == 1
+    assert secagg.set_prover_threads(1000) == 64
+    assert secagg.set_prover_threads(3) == 3
+    try:
+        xs = small_inputs(seed=22)
+        server, clients = validated_round(xs)
+        drive(server, clients)
+    finally:
+        secagg.set_prover_threads(1)
+    assert server.aborted is None and server.rejected == []
+    np.testing.assert_array_equal(server.result().astype(np.uint64), exact_sum(xs, range(N)))
+
+
 def test_sans_io_validated_float_round_is_the_weighted_mean_of_the_clipped_updates():
     rng = np.random.default_rng(22)
     xs = [rng.normal(0.0, 0.2, DIM) for _ in range(N)]

@@ -99,6 +99,11 @@ pub struct BenchArgs {
     /// Default: n up to d = 10^4, else --provers (--quick: --provers).
     #[arg(long, requires = "validate")]
     pub distinct: Option<usize>,
+    /// --validate: also time the provers' two proofs (wall) with the prover's MSMs and folds
+    /// split over this many threads (`secagg client --prove-threads`); 1 skips it. Default: the
+    /// cores this process may use.
+    #[arg(long, requires = "validate")]
+    pub prove_threads: Option<usize>,
 }
 
 struct Row {
@@ -417,6 +422,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             dims,
             provers: a.provers,
             distinct: a.distinct,
+            prove_threads: a.prove_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
             repeat: if a.quick { 1 } else { a.repeat },
             json: a.json,
         };

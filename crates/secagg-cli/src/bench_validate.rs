@@ -27,6 +27,11 @@
 //! the batch repeats them (each copy with its own client's context), which the output states
 //! (`batch_reuses_proofs`): the verifier's work per item is the same for a copy.
 //!
+//! With `--prove-threads T` > 1 (default: the cores this process may use), the provers make
+//! both proofs again with the prover's MSMs and folds split over T threads
+//! (`secagg_zk::set_prover_threads`, VALIDATION.md §14.4 lever 1) and their **wall** time is
+//! printed beside the one-thread wall time of the same clients in the same run.
+//!
 //! Proof times are thread CPU time (`/proc/thread-self/schedstat`; wall time if unreadable)
 //! with the wall time alongside; a verification sample repeats its call until it lasts ≥
 //! 0.2 s. Ratios to the plain round use wall time on both sides (one thread each). Generator
@@ -130,6 +135,7 @@ pub struct Options {
     pub dims: Vec<u32>,
     pub provers: usize,
     pub distinct: Option<usize>,
+    pub prove_threads: usize,
     pub repeat: usize,
     pub json: bool,
 }
@@ -383,6 +389,23 @@ mod imp {
         Ok((bytes.map_err(|e| format!("norm proof: {e}"))?, s))
     }
 
+    /// A client's binding answer to κ, encoded as sent (the challenge derived inside, as the
+    /// client does).
+    fn answer(
+        cfg: &RoundConfig,
+        session: &SessionId,
+        kappa: &[u8; 32],
+        c: &Client,
+        input: &AnswerInput<'_>,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Vec<u8>, String> {
+        let zk = |e: secagg_core::validate::ValidateError| e.to_string();
+        let ch = Challenge::new(cfg, session, kappa).map_err(zk)?;
+        let r = binding::answer(cfg, &ch, c.id, &c.identity, input, rng)
+            .map_err(|e| format!("binding answer: {e}"))?;
+        Ok(ValidationClientMessage::ValidationResponse(r).encode())
+    }
+
     /// Everything one d measures.
     struct Row {
         n: u32,
@@ -398,10 +421,34 @@ mod imp {
         norm_verify: Ms,
         batch_verify: Ms,
         bind_verify: Ms,
+        /// The same provers' proofs with the prover split over `threads` threads (wall).
+        threaded: Option<Threaded>,
         proof_bytes: usize,
         response_bytes: usize,
         share_hashes_bytes: usize,
         plain: Plain,
+    }
+
+    /// Both proofs of the provers again, on `threads` prover threads.
+    struct Threaded {
+        threads: usize,
+        norm: Ms,
+        bind: Ms,
+    }
+
+    impl Threaded {
+        fn wall_ms(&self) -> f64 {
+            self.norm.wall + self.bind.wall
+        }
+        fn json(&self, one_thread_wall_ms: f64) -> Value {
+            json!({
+                "threads": self.threads,
+                "norm_prove": self.norm.json(),
+                "bind_prove": self.bind.json(),
+                "prove_wall_ms": self.wall_ms(),
+                "speedup_wall": one_thread_wall_ms / self.wall_ms(),
+            })
+        }
     }
 
     impl Row {
@@ -448,6 +495,7 @@ mod imp {
                     "bind_prove": self.bind_prove.json(),
                     "prove_ms": self.norm_prove.primary + self.bind_prove.primary,
                     "prove_wall_ms": self.prove_wall_ms(),
+                    "threaded": self.threaded.as_ref().map(|t| t.json(self.prove_wall_ms())),
                 },
                 "server": {
                     "norm_verify_alone": self.norm_verify.json(),
@@ -483,6 +531,7 @@ mod imp {
         d: u32,
         provers: usize,
         distinct: usize,
+        prove_threads: usize,
         repeat: usize,
         seed: u64,
     ) -> Result<Row, String> {
@@ -543,6 +592,7 @@ mod imp {
         // The binding answers of the provers, and the server's check of each.
         let mut bind_samples = Vec::new();
         let mut bind_verify = Vec::new();
+        let (mut threaded_norm, mut threaded_bind) = (Vec::new(), Vec::new());
         let mut response_bytes = 0;
         let mut share_hashes_bytes = 0;
         let server_ch = Challenge::new(&cfg, &session, &kappa).map_err(zk)?;
@@ -559,14 +609,24 @@ mod imp {
                 // V_u (final review, finding 1): only its 32 bytes matter to a bench.
                 view: [0; 32],
             };
-            let (msg, s) = timed(|| -> Result<Vec<u8>, String> {
-                let ch = Challenge::new(&cfg, &session, &kappa).map_err(zk)?;
-                let r = binding::answer(&cfg, &ch, c.id, &c.identity, &input, &mut rng)
-                    .map_err(|e| format!("binding answer: {e}"))?;
-                Ok(ValidationClientMessage::ValidationResponse(r).encode())
-            });
+            let (msg, s) = timed(|| answer(&cfg, &session, &kappa, c, &input, &mut rng));
             let msg = msg?;
             bind_samples.push(s);
+            if prove_threads > 1 {
+                // The same client's two proofs on `prove_threads` threads, right after its
+                // one-thread ones (side by side on the same load).
+                secagg_core::validate::secagg_zk::set_prover_threads(prove_threads);
+                let norm = prove_norm(&cfg, &session, c, &mut rng);
+                let (bind, s_bind) = timed(|| answer(&cfg, &session, &kappa, c, &input, &mut rng));
+                secagg_core::validate::secagg_zk::set_prover_threads(1);
+                let (bytes, s_norm) = norm?;
+                if round::decode_upload_proof(&nparams, &bytes).is_none() {
+                    return Err(String::from("a threaded norm proof does not decode"));
+                }
+                bind?;
+                threaded_norm.push(s_norm);
+                threaded_bind.push(s_bind);
+            }
             response_bytes = response_bytes.max(msg.len());
             let public = c.identity.public();
             bind_verify.push(per_call(|| {
@@ -650,6 +710,11 @@ mod imp {
             norm_verify: Ms::of(&alone),
             batch_verify: Ms::of(&batch),
             bind_verify: Ms::of(&bind_verify),
+            threaded: (!threaded_norm.is_empty()).then(|| Threaded {
+                threads: prove_threads,
+                norm: Ms::of(&threaded_norm),
+                bind: Ms::of(&threaded_bind),
+            }),
             proof_bytes,
             response_bytes,
             share_hashes_bytes,
@@ -699,6 +764,7 @@ mod imp {
                 d,
                 o.provers.max(1),
                 distinct,
+                o.prove_threads,
                 repeat,
                 u64::from(d),
             )?;
@@ -817,5 +883,18 @@ mod imp {
             r.distinct,
             r.generators_s
         );
+        if let Some(t) = &r.threaded {
+            println!(
+                "{:>7} on {} prover threads, wall: norm {:.1} ms, binding {:.1} ms, both {:.1} ms \
+                 against {:.1} ms on one thread ({:.2}×)",
+                "",
+                t.threads,
+                t.norm.wall,
+                t.bind.wall,
+                t.wall_ms(),
+                r.prove_wall_ms(),
+                r.prove_wall_ms() / t.wall_ms()
+            );
+        }
     }
 }

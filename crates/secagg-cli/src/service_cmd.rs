@@ -160,6 +160,19 @@ pub struct ServerArgs {
 
 /// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it (a whole number
 /// for unsigned-integer rounds, checked with the other options).
+/// `--prove-threads` (or every core this process may use) for this process's provers.
+#[cfg(feature = "validate")]
+fn set_prove_threads(threads: Option<u32>) {
+    let t = threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        |t| t as usize,
+    );
+    secagg_core::validate::secagg_zk::set_prover_threads(t);
+}
+
+#[cfg(not(feature = "validate"))]
+fn set_prove_threads(_threads: Option<u32>) {}
+
 fn parse_validate_l2(s: &str) -> Result<Validation, String> {
     Validation::parse(s)
 }
@@ -435,10 +448,15 @@ pub struct ClientArgs {
     /// (the round's announced min_clients, which the client also enforces at every stage).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
     pub min_cohort_size: u32,
+    /// Validated rounds: threads for the norm and binding proofs (their MSMs and generator
+    /// folds split; the proofs are the same bytes). Default: the cores this process may use.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub prove_threads: Option<u32>,
 }
 
 pub fn client(a: ClientArgs) -> Result<(), String> {
     let guard = client_guard(&a)?;
+    set_prove_threads(a.prove_threads);
     let arr = npy::read(&a.input).map_err(|e| format!("{}: {e}", a.input.display()))?;
     let input = if arr.is_float() {
         ClientInput::Float {

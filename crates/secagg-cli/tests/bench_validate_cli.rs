@@ -64,7 +64,14 @@ mod validated {
     #[test]
     fn bench_validate_sets_proof_costs_beside_the_plain_round() {
         // --quick: d = 10^3, n = 100, 3 provers, the batch of 100 filled from their proofs.
-        let v = json(&["bench", "--validate", "--quick", "--json"]);
+        let v = json(&[
+            "bench",
+            "--validate",
+            "--quick",
+            "--json",
+            "--prove-threads",
+            "2",
+        ]);
         assert_eq!(v["validate"], true);
         assert!(v["clock"] == "thread-cpu" || v["clock"] == "wall");
         assert!(v["method"].as_str().unwrap().contains("plain"));
@@ -85,6 +92,19 @@ mod validated {
         let norm = timing(&c["norm_prove"], "norm prove", 3);
         let bind = timing(&c["bind_prove"], "bind prove", 3);
         close(positive(&c["prove_ms"], "prove"), norm + bind, "prove_ms");
+        // The same provers again on two prover threads, timed in wall time.
+        let t = &c["threaded"];
+        assert_eq!(t["threads"], 2, "{c}");
+        let t_norm = timing(&t["norm_prove"], "threaded norm prove", 3);
+        let t_bind = timing(&t["bind_prove"], "threaded bind prove", 3);
+        let t_wall = positive(&t["prove_wall_ms"], "threaded prove wall");
+        let one_wall = positive(&c["prove_wall_ms"], "prove wall");
+        close(
+            positive(&t["speedup_wall"], "speedup"),
+            one_wall / t_wall,
+            "speedup",
+        );
+        assert!(t_norm > 0.0 && t_bind > 0.0);
 
         let s = &r["server"];
         let alone = timing(&s["norm_verify_alone"], "norm verify", 3);
@@ -142,6 +162,8 @@ mod validated {
             "2",
             "--repeat",
             "1",
+            "--prove-threads",
+            "2",
         ]);
         assert!(
             out.status.success(),
@@ -157,6 +179,7 @@ mod validated {
             "server s",
             "Load average",
             "batch of 8 from 8 distinct proofs",
+            "on 2 prover threads, wall",
         ] {
             assert!(text.contains(needle), "{needle:?} missing:\n{text}");
         }
@@ -175,7 +198,11 @@ mod validated {
             "--repeat",
             "1",
             "--json",
+            "--prove-threads",
+            "1",
         ]);
+        // One prover thread: nothing to time again.
+        assert!(v["rows"][0]["client"]["threaded"].is_null());
         assert_eq!(v["rows"][0]["provers"], 3);
         assert_eq!(v["rows"][0]["distinct_proofs"], 3);
         assert_eq!(v["rows"][0]["batch_reuses_proofs"], false);
@@ -183,6 +210,7 @@ mod validated {
         // Options of --validate need it; --validate and --rows exclude each other.
         for args in [
             &["bench", "--provers", "2"][..],
+            &["bench", "--prove-threads", "2"][..],
             &["bench", "--validate", "--rows", "1"][..],
         ] {
             let out = secagg(args);

@@ -53,6 +53,19 @@ fn validate_l2_needs_the_malicious_model_with_a_pki_and_a_whole_bound() {
         assert!(!out.status.success(), "--validate-l2 {bad}");
         assert!(stderr(&out).contains("--validate-l2"), "{}", stderr(&out));
     }
+    for bad in ["0", "65", "two"] {
+        let flag = format!("--prove-threads={bad}");
+        let out = run(&[
+            "client",
+            "--server",
+            "http://127.0.0.1:1",
+            "--input",
+            "x.npy",
+            &flag,
+        ]);
+        assert!(!out.status.success(), "--prove-threads {bad}");
+        assert!(stderr(&out).contains("--prove-threads"), "{}", stderr(&out));
+    }
 }
 
 /// Starts the server and returns it with its address (read from its log).
@@ -178,6 +191,11 @@ fn run_clients(
             ]);
             if let Some(w) = weight {
                 cmd.args(["--weight", &w.to_string()]);
+            }
+            // Client 0 proves on one thread, the others on their default (every core): the
+            // proofs are the same bytes either way.
+            if i == 0 {
+                cmd.args(["--prove-threads", "1"]);
             }
             cmd.stdout(Stdio::piped())
                 .stderr(Stdio::piped())

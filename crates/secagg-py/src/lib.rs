@@ -25,11 +25,19 @@ mod server;
 mod service;
 mod simulate;
 
+/// Threads for the validated rounds' proofs made in this process (clamped to 1..=64;
+/// returns the value set). Proofs are the same bytes whatever the count.
+#[pyfunction]
+fn set_prover_threads(threads: usize) -> usize {
+    secagg_core::validate::secagg_zk::set_prover_threads(threads)
+}
+
 #[pymodule]
 fn _secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(simulate::simulate_round, m)?)?;
     m.add_function(wrap_pyfunction!(keys::keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(set_prover_threads, m)?)?;
     m.add_function(wrap_pyfunction!(keys::_simulated_identities, m)?)?;
     m.add_class::<server::Server>()?;
     m.add_class::<client::Client>()?;

@@ -1,7 +1,7 @@
 //! Statement B end to end (VALIDATION.md §7.2, §14.2): prove and verify at d = 1,000
 //! (N′_pad = 2^11) and d = 10,000 (N′_pad = 2^14), with J = 91 projections, k = 52 neighbours,
 //! b = 32 (the n = 1,000, α = 5% round of §14). Run with `cargo bench -p secagg-zk --bench
-//! bind`; `BIND_BENCH_D=1000` picks the sizes. The honest statement (masks, carries, ρ, Y_j,
+//! bind`; `BIND_BENCH_D=1000` picks the sizes, `PROVER_THREADS=2` proves on two threads. The honest statement (masks, carries, ρ, Y_j,
 //! O_u, P_uv) is built once per size, outside the timings.
 
 // A bench aborts on a setup failure; there is no caller to hand an error to.
@@ -36,6 +36,13 @@ fn scalar(v: i128) -> Scalar {
 }
 
 fn bench(c: &mut Criterion) {
+    // `PROVER_THREADS=2`: the prover's MSMs and folds on two threads (VALIDATION.md §14.4).
+    if let Some(t) = std::env::var("PROVER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        eprintln!("prover threads: {}", secagg_zk::set_prover_threads(t));
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(31);
     for d in sizes() {
         let params = BindParams::new(d, J, K, BITS).expect("params");

@@ -4,7 +4,8 @@
 //! size on stderr. Making the 100 proofs at d = 10^4 takes a few minutes of setup. Run with
 //! `cargo bench -p secagg-zk --bench norm`; `NORM_BENCH_D=1000` picks the sizes,
 //! `NORM_BENCH_BATCH=4,100` the batch sizes, `NORM_BENCH_DISTINCT=3` fills batches from that
-//! many distinct proofs (for d = 10^5; see [`distinct`]). Unsigned-style statement (no weight
+//! many distinct proofs (for d = 10^5; see [`distinct`]), `PROVER_THREADS=2` proves on two
+//! threads. Unsigned-style statement (no weight
 //! coordinate), B_enc² = 2^40, x uniform in ±2^16 scaled to the bound. `secagg bench
 //! --validate` measures the same through the round's calls, beside the plain round.
 
@@ -60,6 +61,13 @@ fn witness(d: usize, bound_sq: u64, rng: &mut ChaCha20Rng) -> NormWitness {
 }
 
 fn bench(c: &mut Criterion) {
+    // `PROVER_THREADS=2`: the prover's MSMs and folds on two threads (VALIDATION.md §14.4).
+    if let Some(t) = std::env::var("PROVER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        eprintln!("prover threads: {}", secagg_zk::set_prover_threads(t));
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     for d in sizes() {
         let params = NormParams::new(d, 1 << 40, None).expect("params");

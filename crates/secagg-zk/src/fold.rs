@@ -14,7 +14,7 @@ use rand_core::{CryptoRng, SeedableRng};
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use crate::{BatchError, Error};
+use crate::{BatchError, Error, par};
 
 /// Largest number of folding rounds a proof may carry (n ≤ 2^32).
 pub const MAX_ROUNDS: usize = 32;
@@ -176,14 +176,26 @@ pub(crate) fn batch_invert_public(v: &[Scalar]) -> Vec<Scalar> {
 /// Constant-time MSM in chunks of [`CT_CHUNK`] terms, summed: the same point as one call, but
 /// dalek's constant-time Straus keeps a table of multiples per point, and past a few thousand
 /// points those tables no longer fit in cache (measured 15–25% slower per point at 2^14–2^16
-/// points than in chunks). The chunk boundaries depend on the length only.
+/// points than in chunks). With [`crate::prover_threads`] > 1 the terms are first cut into one
+/// contiguous part per thread (each of at least [`PAR_MIN_CT`] terms). The cuts depend on the
+/// length and the thread count only.
 pub(crate) fn ct_msm(scalars: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
-    scalars
-        .chunks(CT_CHUNK)
-        .zip(points.chunks(CT_CHUNK))
-        .map(|(s, p)| RistrettoPoint::multiscalar_mul(s, p))
-        .sum()
+    let len = scalars.len().min(points.len());
+    par::map_parts(len, PAR_MIN_CT, |r| {
+        scalars[r.clone()]
+            .chunks(CT_CHUNK)
+            .zip(points[r].chunks(CT_CHUNK))
+            .map(|(s, p)| RistrettoPoint::multiscalar_mul(s, p))
+            .sum::<RistrettoPoint>()
+    })
+    .into_iter()
+    .sum()
 }
+
+/// Fewest constant-time MSM terms worth a thread (≈ 2 ms of work against ≈ 20 µs to start one).
+const PAR_MIN_CT: usize = 256;
+/// Fewest folded generators worth a thread (≈ 30 µs each).
+const PAR_MIN_FOLD: usize = 64;
 
 /// Terms per constant-time MSM call in [`ct_msm`].
 pub(crate) const CT_CHUNK: usize = 2048;
@@ -257,11 +269,30 @@ impl LazyGens {
             return;
         }
         let inv = batch_invert_public(&self.coef[..m]);
-        let mut pts = Vec::with_capacity(m);
-        let mut coef = Vec::with_capacity(m);
+        let parts = par::map_parts(m, PAR_MIN_FOLD, |r| self.materialize_part(r, &inv, w));
+        let (mut pts, mut coef) = (Vec::with_capacity(m), Vec::with_capacity(m));
+        for (p, c) in parts {
+            pts.extend(p);
+            coef.extend(c);
+        }
+        self.pts = pts;
+        self.coef = coef;
+    }
+
+    /// The outputs `range` of [`Self::materialize`] (points and coefficients).
+    fn materialize_part(
+        &self,
+        range: core::ops::Range<usize>,
+        inv: &[Scalar],
+        w: usize,
+    ) -> (Vec<RistrettoPoint>, Vec<Scalar>) {
+        let m = self.m;
+        let mut pts = Vec::with_capacity(range.len());
+        let mut coef = Vec::with_capacity(range.len());
         let mut sc = Vec::with_capacity(w);
         let mut pt = Vec::with_capacity(w);
-        for (i, inv_i) in inv.iter().enumerate() {
+        for i in range {
+            let inv_i = &inv[i];
             sc.clear();
             pt.clear();
             let direct = self.coef[i] == Scalar::ZERO;
@@ -283,8 +314,7 @@ impl LazyGens {
                 coef.push(self.coef[i]);
             }
         }
-        self.pts = pts;
-        self.coef = coef;
+        (pts, coef)
     }
 
     /// The single generator left after the last fold (m = 1).

@@ -164,7 +164,8 @@ impl WipWitness {
 
     /// Declares a[i] and b[i] public for i ≥ `from` (only the caller knows: the norm argument's
     /// padding positions). Changes no value, only which first-round MSM terms run in variable
-    /// time.
+    /// time. Only the norm argument (std) has public positions.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn with_public_suffix(mut self, from: usize) -> Self {
         self.public_from = from;
         self

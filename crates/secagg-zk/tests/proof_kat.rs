@@ -210,8 +210,18 @@ fn bind_proof(d: usize, j: usize, k: usize, seed: u64) -> String {
     digest(&encode_bind_proof(&params, &proof))
 }
 
+/// The pinned bytes on one prover thread and on three (uneven parts: the MSM splits and the
+/// fold outputs must recombine to the same group elements in the same order).
 #[test]
 fn proofs_are_the_pinned_bytes() {
+    for threads in [1, 3] {
+        assert_eq!(secagg_zk::set_prover_threads(threads), threads);
+        check_pinned(threads);
+    }
+    secagg_zk::set_prover_threads(1);
+}
+
+fn check_pinned(threads: usize) {
     let got = [
         ("wip 512", wip_proof(512, false, 1)),
         ("wip 1024 factors", wip_proof(1024, true, 2)),
@@ -223,7 +233,11 @@ fn proofs_are_the_pinned_bytes() {
     ];
     for ((name, hash), (want_name, want)) in got.iter().zip(PINNED) {
         assert_eq!(*name, want_name);
-        assert_eq!(hash.as_str(), want, "{name}: the proof bytes changed");
+        assert_eq!(
+            hash.as_str(),
+            want,
+            "{name} on {threads} thread(s): the proof bytes changed"
+        );
     }
 }
 

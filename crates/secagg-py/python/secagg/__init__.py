@@ -12,7 +12,15 @@ from ._errors import (
     ServerRefused,
 )
 from ._history import RoundHistory
-from ._secagg import Client, DpEncoding, Server, check_round_start, keygen, round_config
+from ._secagg import (
+    Client,
+    DpEncoding,
+    Server,
+    check_round_start,
+    keygen,
+    round_config,
+    set_prover_threads,
+)
 from ._simulate import SimulationResult, simulate
 
 __version__: str = _secagg.__version__
@@ -32,6 +40,7 @@ __all__ = [
     "dp",
     "keygen",
     "round_config",
+    "set_prover_threads",
     "simulate",
 ]
 

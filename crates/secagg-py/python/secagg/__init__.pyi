@@ -283,6 +283,13 @@ def keygen(seed: Optional[bytes] = None) -> tuple[bytes, bytes]:
     each. Keep ``secret`` private; the server's ``roster`` lists every client's ``public``.
     ``seed`` (32 bytes) makes it deterministic (tests only)."""
 
+def set_prover_threads(threads: int) -> int:
+    """Threads for the norm and binding proofs of validated rounds (``validate_l2``) that
+    :class:`Client` objects of this process make: their multiscalar multiplications and
+    generator folds are split, and the proofs are the same bytes. Clamped to 1..64; returns
+    the value set. Default 1, since a process that runs many clients (``simulate``) already
+    uses a thread per client; a device proving its own update sets its core count."""
+
 class Server:
     """The server's side of one round: a sans-IO state machine.
 
