@@ -313,10 +313,12 @@ def test_sans_io_round_with_prover_threads_gives_the_exact_sum():
     # The proofs' MSMs and folds split over threads (the Rust KAT pins that the bytes are the
     # same); here a whole validated round runs with them and nobody is rejected.
     assert secagg.set_prover_threads(0) == 1
+    assert secagg.set_prover_threads(-5) == 1
     assert secagg.set_prover_threads(1000) == 64
     assert secagg.set_prover_threads(3) == 3
     try:
-        xs = small_inputs(seed=22)
+        # d = 300: the first rounds' MSMs (≥ 256 terms) and folds (≥ 64 outputs) really split.
+        xs = small_inputs(dim=300, seed=22, top=11)
         server, clients = validated_round(xs)
         drive(server, clients)
     finally:

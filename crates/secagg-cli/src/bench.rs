@@ -102,8 +102,8 @@ pub struct BenchArgs {
     /// --validate: also time the provers' two proofs (wall) with the prover's MSMs and folds
     /// split over this many threads (`secagg client --prove-threads`); 1 skips it. Default: the
     /// cores this process may use.
-    #[arg(long, requires = "validate")]
-    pub prove_threads: Option<usize>,
+    #[arg(long, requires = "validate", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub prove_threads: Option<u32>,
 }
 
 struct Row {
@@ -422,9 +422,10 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             dims,
             provers: a.provers,
             distinct: a.distinct,
-            prove_threads: a.prove_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
+            prove_threads: a.prove_threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                |t| t as usize,
+            ),
             repeat: if a.quick { 1 } else { a.repeat },
             json: a.json,
         };

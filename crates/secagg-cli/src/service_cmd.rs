@@ -158,8 +158,6 @@ pub struct ServerArgs {
     pub validate_l2: Option<Validation>,
 }
 
-/// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it (a whole number
-/// for unsigned-integer rounds, checked with the other options).
 /// `--prove-threads` (or every core this process may use) for this process's provers.
 #[cfg(feature = "validate")]
 fn set_prove_threads(threads: Option<u32>) {
@@ -173,6 +171,8 @@ fn set_prove_threads(threads: Option<u32>) {
 #[cfg(not(feature = "validate"))]
 fn set_prove_threads(_threads: Option<u32>) {}
 
+/// `--validate-l2 B`: B parsed as `secagg simulate --validate l2=B` parses it (a whole number
+/// for unsigned-integer rounds, checked with the other options).
 fn parse_validate_l2(s: &str) -> Result<Validation, String> {
     Validation::parse(s)
 }

@@ -28,8 +28,10 @@ mod simulate;
 /// Threads for the validated rounds' proofs made in this process (clamped to 1..=64;
 /// returns the value set). Proofs are the same bytes whatever the count.
 #[pyfunction]
-fn set_prover_threads(threads: usize) -> usize {
-    secagg_core::validate::secagg_zk::set_prover_threads(threads)
+fn set_prover_threads(threads: i64) -> usize {
+    // Clamped, negatives included (to 1), as the docstring says.
+    let t = usize::try_from(threads.max(1)).unwrap_or(usize::MAX);
+    secagg_core::validate::secagg_zk::set_prover_threads(t)
 }
 
 #[pymodule]

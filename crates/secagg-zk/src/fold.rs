@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use chacha20::ChaCha20Rng;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
+use curve25519_dalek::traits::{Identity, IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use rand_core::{CryptoRng, SeedableRng};
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
@@ -180,16 +180,22 @@ pub(crate) fn batch_invert_public(v: &[Scalar]) -> Vec<Scalar> {
 /// contiguous part per thread (each of at least [`PAR_MIN_CT`] terms). The cuts depend on the
 /// length and the thread count only.
 pub(crate) fn ct_msm(scalars: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
+    debug_assert_eq!(scalars.len(), points.len(), "ct_msm: one scalar per point");
     let len = scalars.len().min(points.len());
-    par::map_parts(len, PAR_MIN_CT, |r| {
-        scalars[r.clone()]
+    // A part's sum is an unblinded partial commitment to secret scalars (the blinding terms
+    // come last): the parts stay in a vector that is wiped on drop.
+    let mut sums: Zeroizing<Vec<RistrettoPoint>> = Zeroizing::new(alloc::vec![
+        RistrettoPoint::identity();
+        par::parts(len, PAR_MIN_CT)
+    ]);
+    par::for_each_part(len, &mut sums, |r, sum| {
+        *sum = scalars[r.clone()]
             .chunks(CT_CHUNK)
             .zip(points[r].chunks(CT_CHUNK))
             .map(|(s, p)| RistrettoPoint::multiscalar_mul(s, p))
-            .sum::<RistrettoPoint>()
-    })
-    .into_iter()
-    .sum()
+            .sum::<RistrettoPoint>();
+    });
+    sums.iter().sum()
 }
 
 /// Fewest constant-time MSM terms worth a thread (≈ 2 ms of work against ≈ 20 µs to start one).

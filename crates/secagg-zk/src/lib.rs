@@ -21,8 +21,9 @@
 //!   prove, verify, batch verify;
 //! - [`bind`]: statement B of arguments.md §B (one linear proof on Q(e) = C_u + e·T_u + e²·W_u,
 //!   padded with `lpad`): prove, verify;
-//! - [`par`]: prover threads ([`set_prover_threads`], std; 1 by default): the constant-time MSMs
-//!   and generator folds split, the proofs unchanged byte for byte;
+//! - [`par`]: prover threads ([`set_prover_threads`]; std only, 1 by default): the constant-time
+//!   MSMs and generator folds split over up to that many threads, the proofs unchanged byte for
+//!   byte;
 //! - [`codec`]: both proofs' bytes with `MAX_NORM_PROOF_LEN`, `MAX_BIND_PROOF_LEN` and exact
 //!   lengths (the norm half with std); fuzz target `fuzz/fuzz_targets/validation_decode.rs`.
 //!
@@ -70,9 +71,7 @@ pub mod transcript;
 pub mod wip;
 
 pub use error::{BatchError, Error};
-pub use par::prover_threads;
-#[cfg(feature = "std")]
-pub use par::set_prover_threads;
+pub use par::{prover_threads, set_prover_threads};
 
 /// Wire version of validated rounds (fixes Λ = Λ′ = 128 and φ = 56, F3); absorbed first by
 /// every statement and the first byte of every proof encoding.

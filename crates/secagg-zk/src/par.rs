@@ -20,12 +20,20 @@ static THREADS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsiz
 pub const MAX_THREADS: usize = 64;
 
 /// Sets the provers' thread count for this process, clamped to 1..=[`MAX_THREADS`]; returns the
-/// value set. Takes effect at the next MSM or fold; proofs are the same bytes whatever the count.
-#[cfg(feature = "std")]
+/// value in effect. Takes effect at the next MSM or fold; proofs are the same bytes whatever
+/// the count. Without std there are no threads: it does nothing and returns 1.
 pub fn set_prover_threads(n: usize) -> usize {
-    let n = n.clamp(1, MAX_THREADS);
-    THREADS.store(n, core::sync::atomic::Ordering::Relaxed);
-    n
+    #[cfg(feature = "std")]
+    {
+        let n = n.clamp(1, MAX_THREADS);
+        THREADS.store(n, core::sync::atomic::Ordering::Relaxed);
+        n
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = n;
+        1
+    }
 }
 
 /// The provers' thread count (1 unless [`set_prover_threads`] changed it; always 1 without std).
@@ -51,43 +59,92 @@ fn split(len: usize, parts: usize) -> impl Iterator<Item = Range<usize>> {
     })
 }
 
-/// `f` on contiguous parts of `0..len`, each of at least `min_part` items, in order; on as many
-/// threads as [`prover_threads`] allows (the calling thread takes the first part).
+/// How many parts a split of `len` items takes: at most [`prover_threads`], each of at least
+/// `min_part` items, and at least one.
+pub(crate) fn parts(len: usize, min_part: usize) -> usize {
+    prover_threads().min(len / min_part.max(1)).max(1)
+}
+
+/// `f(range, slot)` for each of `slots.len()` contiguous parts of `0..len`, in order, each on
+/// its own thread (the calling thread takes the first part; a part whose thread the OS refuses
+/// runs on the calling thread). The results stay in the caller's slots, so a caller holding
+/// secret partial results keeps them in memory it wipes (W3 of the threads review).
+pub(crate) fn for_each_part<T: Send>(
+    len: usize,
+    slots: &mut [T],
+    f: impl Fn(Range<usize>, &mut T) + Sync,
+) {
+    let n = slots.len().max(1);
+    if n == 1 {
+        if let Some(slot) = slots.first_mut() {
+            f(0..len, slot);
+        }
+        return;
+    }
+    run(split(len, n).zip(slots.iter_mut()), &f);
+}
+
+/// `f` on contiguous parts of `0..len` (see [`parts`]), results in order.
 pub(crate) fn map_parts<T: Send>(
     len: usize,
     min_part: usize,
     f: impl Fn(Range<usize>) -> T + Sync,
 ) -> Vec<T> {
-    let parts = prover_threads().min(len / min_part.max(1)).max(1);
-    if parts == 1 {
-        return alloc::vec![f(0..len)];
-    }
-    run(split(len, parts).collect(), &f)
+    let mut slots: Vec<Option<T>> = (0..parts(len, min_part)).map(|_| None).collect();
+    for_each_part(len, &mut slots, |r, slot| *slot = Some(f(r)));
+    // Every slot was filled: for_each_part calls f once per slot before it returns.
+    slots.into_iter().flatten().collect()
 }
 
 #[cfg(feature = "std")]
-fn run<T: Send>(ranges: Vec<Range<usize>>, f: &(impl Fn(Range<usize>) -> T + Sync)) -> Vec<T> {
-    let mut ranges = ranges.into_iter();
-    let first = ranges.next();
+fn run<'a, T: Send + 'a>(
+    jobs: impl Iterator<Item = (Range<usize>, &'a mut T)>,
+    f: &(impl Fn(Range<usize>, &mut T) + Sync),
+) {
+    use std::sync::Mutex;
+    type Cell<'a, T> = Mutex<Option<(Range<usize>, &'a mut T)>>;
+    // Each job sits in a cell the thread takes it from, so that a part whose thread could not
+    // be started is still there for the calling thread to run.
+    let jobs: Vec<Cell<'a, T>> = jobs.map(|j| Mutex::new(Some(j))).collect();
+    let take = |cell: &Cell<'a, T>| match cell.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let run_cell = |cell| {
+        if let Some((r, slot)) = take(cell) {
+            f(r, slot);
+        }
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = ranges.map(|r| s.spawn(move || f(r))).collect();
-        let mut out = Vec::with_capacity(handles.len() + 1);
-        out.extend(first.map(f));
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.push(v),
-                // A part panicked (a bug, never input-driven: the parts run the same code as
-                // one thread would): carry the panic to the caller as one thread would.
-                Err(p) => std::panic::resume_unwind(p),
+        let mut handles = Vec::with_capacity(jobs.len());
+        for cell in jobs.iter().skip(1) {
+            // A refused thread (a process or container thread limit) costs speed, not the proof.
+            match std::thread::Builder::new().spawn_scoped(s, || run_cell(cell)) {
+                Ok(h) => handles.push(h),
+                Err(_) => run_cell(cell),
             }
         }
-        out
-    })
+        if let Some(cell) = jobs.first() {
+            run_cell(cell);
+        }
+        for h in handles {
+            // A part panicked (a bug, never input-driven: the parts run the same code as one
+            // thread would): carry the panic to the caller as one thread would.
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    });
 }
 
 #[cfg(not(feature = "std"))]
-fn run<T: Send>(ranges: Vec<Range<usize>>, f: &(impl Fn(Range<usize>) -> T + Sync)) -> Vec<T> {
-    ranges.into_iter().map(f).collect()
+fn run<'a, T: Send + 'a>(
+    jobs: impl Iterator<Item = (Range<usize>, &'a mut T)>,
+    f: &(impl Fn(Range<usize>, &mut T) + Sync),
+) {
+    for (r, slot) in jobs {
+        f(r, slot);
+    }
 }
 
 #[cfg(test)]
