@@ -422,10 +422,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             dims,
             provers: a.provers,
             distinct: a.distinct,
-            prove_threads: a.prove_threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-                |t| t as usize,
-            ),
+            prove_threads: a
+                .prove_threads
+                .map_or_else(secagg_cli::machine_limits::cores, |t| t as usize),
             repeat: if a.quick { 1 } else { a.repeat },
             json: a.json,
         };

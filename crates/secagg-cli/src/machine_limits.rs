@@ -33,6 +33,11 @@ pub const SAMPLES: usize = 7;
 /// Minimum length of one sample.
 const SAMPLE_TIME: Duration = Duration::from_millis(25);
 
+/// Cores this process may use (`std::thread::available_parallelism`; 1 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// The median of `v` (NaN if empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -97,7 +102,7 @@ impl MachineLimits {
     pub fn measure(prg: PrgKind, bits: u8) -> Result<Self, String> {
         let modulus =
             Modulus::new(bits).ok_or_else(|| format!("bits must be 1..=64, got {bits}"))?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let mut batches: [Box<dyn FnMut() -> f64>; 3] = [
             keystream_batch(prg, modulus),
             memory_batch(modulus),

@@ -161,10 +161,7 @@ pub struct ServerArgs {
 /// `--prove-threads` (or every core this process may use) for this process's provers.
 #[cfg(feature = "validate")]
 fn set_prove_threads(threads: Option<u32>) {
-    let t = threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-        |t| t as usize,
-    );
+    let t = threads.map_or_else(secagg_cli::machine_limits::cores, |t| t as usize);
     secagg_core::validate::secagg_zk::set_prover_threads(t);
 }
 
